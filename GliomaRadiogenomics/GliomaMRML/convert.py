@@ -1,0 +1,206 @@
+"""Volume / segmentation / table / plot conversions between MRML nodes and SimpleITK / plain data.
+
+Geometry: MRML stores IJK-to-RAS; SimpleITK stores origin / spacing / direction in LPS. RAS = diag(-1,-1,1) LPS.
+A linear parent transform of a volume node is applied (the image is placed where the user sees it).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+BRATS_SEGMENTS = {  # BraTS label -> (segment name, RGB colour 0..1)
+    1: ("necrosis", (0.85, 0.2, 0.2)),
+    2: ("edema", (0.2, 0.75, 0.3)),
+    3: ("enhancing", (1.0, 0.85, 0.1)),
+}
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _vtk_matrix_to_numpy(m) -> np.ndarray:
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _numpy_to_vtk_matrix(a: np.ndarray):
+    import vtk
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, float(a[r, c]))
+    return m
+
+
+def _world_ijk_to_ras(node) -> np.ndarray:
+    import vtk
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    ijk_to_ras = _vtk_matrix_to_numpy(m)
+    parent = node.GetParentTransformNode()
+    if parent is not None:
+        if not parent.IsTransformToWorldLinear():
+            raise ValueError(f"volume '{node.GetName()}' is under a non-linear transform: harden it first")
+        w = vtk.vtkMatrix4x4()
+        parent.GetMatrixTransformToWorld(w)
+        ijk_to_ras = _vtk_matrix_to_numpy(w) @ ijk_to_ras
+    return ijk_to_ras
+
+
+def geometry_from_ijk_to_ras(ijk_to_ras: np.ndarray):
+    lps = _LPS @ ijk_to_ras
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    direction = lps[:3, :3] / spacing
+    return tuple(spacing.tolist()), tuple(lps[:3, 3].tolist()), tuple(direction.flatten().tolist())
+
+
+def ijk_to_ras_from_image(img: sitk.Image) -> np.ndarray:
+    D = np.array(img.GetDirection()).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = D * np.array(img.GetSpacing())
+    lps[:3, 3] = img.GetOrigin()
+    return _LPS @ lps
+
+
+def volume_node_to_sitk(node) -> sitk.Image:
+    """Scalar volume node -> SimpleITK image with the same physical placement."""
+    from vtk.util.numpy_support import vtk_to_numpy
+    image_data = node.GetImageData()
+    if image_data is None:
+        raise ValueError(f"volume '{node.GetName()}' has no image data")
+    dims = image_data.GetDimensions()  # i, j, k
+    arr = vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    spacing, origin, direction = geometry_from_ijk_to_ras(_world_ijk_to_ras(node))
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    img.SetDirection(direction)
+    return img
+
+
+def sitk_to_volume_node(img: sitk.Image, scene, name: str, node=None, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """SimpleITK image -> (new or given) volume node in ``scene``."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+    arr = sitk.GetArrayFromImage(img)
+    if node is None:
+        node = scene.AddNewNodeByClass(class_name, name)
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
+    vtk_arr = numpy_to_vtk(np.ascontiguousarray(arr).ravel(), deep=True)
+    image_data.GetPointData().SetScalars(vtk_arr)
+    node.SetAndObserveImageData(image_data)
+    node.SetIJKToRASMatrix(_numpy_to_vtk_matrix(ijk_to_ras_from_image(img)))
+    return node
+
+
+def label_image_to_segmentation_node(label: sitk.Image, scene, name: str = "Glioma segmentation",
+                                     reference_volume_node=None, node=None):
+    """BraTS label map -> segmentation node with named, coloured segments (necrosis, edema, enhancing)."""
+    import slicer
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        node.CreateDefaultDisplayNodes()
+    labelmap = sitk_to_volume_node(sitk.Cast(label, sitk.sitkUInt8), scene, name + " labelmap",
+                                   class_name="vtkMRMLLabelMapVolumeNode")
+    if reference_volume_node is not None:
+        node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    seg = node.GetSegmentation()
+    seg.RemoveAllSegments()
+    arr = sitk.GetArrayViewFromImage(label)
+    for value, (seg_name, color) in BRATS_SEGMENTS.items():
+        sid = seg.AddEmptySegment(seg_name, seg_name, color)
+        one = sitk.Cast(label == value, sitk.sitkUInt8)
+        if not (arr == value).any():
+            continue
+        tmp = sitk_to_volume_node(one, scene, f"{name} {seg_name}", class_name="vtkMRMLLabelMapVolumeNode")
+        ids = __import__("vtk").vtkStringArray()
+        ids.InsertNextValue(sid)
+        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(tmp, node, ids)
+        scene.RemoveNode(tmp)
+    scene.RemoveNode(labelmap)
+    return node
+
+
+def segmentation_node_to_label_image(node, reference_volume_node) -> sitk.Image:
+    """Segmentation node -> BraTS label map on the reference volume's grid (segments matched by name)."""
+    import slicer
+    import vtk
+    seg = node.GetSegmentation()
+    labelmap = reference_volume_node.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "tmp-export")
+    try:
+        out = None
+        ref = volume_node_to_sitk(reference_volume_node)
+        for value, (seg_name, _) in BRATS_SEGMENTS.items():
+            sid = seg.GetSegmentIdBySegmentName(seg_name)
+            if not sid:
+                continue
+            ids = vtk.vtkStringArray()
+            ids.InsertNextValue(sid)
+            slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(node, ids, labelmap,
+                                                                                  reference_volume_node)
+            m = sitk.GetArrayFromImage(volume_node_to_sitk(labelmap)) > 0
+            if out is None:
+                out = np.zeros(m.shape, np.uint8)
+            out[m] = value
+        if out is None:
+            out = np.zeros(sitk.GetArrayViewFromImage(ref).shape, np.uint8)
+        img = sitk.GetImageFromArray(out)
+        img.CopyInformation(ref)
+        return img
+    finally:
+        reference_volume_node.GetScene().RemoveNode(labelmap)
+
+
+def predictions_to_table_node(doc: dict, scene, node=None):
+    """predictions.json -> table node: task, probability, label, total points, model, trained on, synthetic."""
+    import vtk
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLTableNode", "Glioma predictions")
+    table = node.GetTable()
+    table.Initialize()
+    cols = ["task", "probability", "label", "total points", "model", "trained on", "synthetic"]
+    for c in cols:
+        a = vtk.vtkStringArray()
+        a.SetName(c)
+        table.AddColumn(a)
+    for t in doc.get("tasks", []):
+        r = doc[t]
+        row = [t, "n/a" if r["probability"] is None else f"{r['probability']:.3f}", r["label"],
+               f"{r['nomogram']['total_points']:.1f}" if r.get("nomogram") else "n/a",
+               f"{r['model']['name']} v{r['model']['version']}", r["model"]["trained_on"],
+               "YES (demonstration only)" if r["model"]["synthetic"] else "no"]
+        i = table.InsertNextBlankRow()
+        for j, v in enumerate(row):
+            table.GetColumn(j).SetValue(i, str(v))
+    node.Modified()
+    return node
+
+
+def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
+    """Points per variable of one task as a bar chart (vtkMRMLPlotChartNode)."""
+    import vtk
+    r = doc.get(task)
+    if not r or not r.get("nomogram"):
+        return None
+    table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{task} nomogram points")
+    t = table_node.GetTable()
+    idx = vtk.vtkDoubleArray(); idx.SetName("index")
+    pts = vtk.vtkDoubleArray(); pts.SetName("points")
+    names = vtk.vtkStringArray(); names.SetName("variable")
+    items = list(r["nomogram"]["points"].items()) + [("Total points", r["nomogram"]["total_points"])]
+    for i, (k, v) in enumerate(items):
+        idx.InsertNextValue(i); pts.InsertNextValue(float(v)); names.InsertNextValue(k)
+    for a in (idx, pts, names):
+        t.AddColumn(a)
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{task} points")
+    series.SetAndObserveTableNodeID(table_node.GetID())
+    series.SetXColumnName("index")
+    series.SetYColumnName("points")
+    series.SetLabelColumnName("variable")
+    series.SetPlotType(series.PlotTypeBar)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{task} nomogram")
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle(f"{task}: probability {r['probability']:.2f} (research use)")
+    chart.SetXAxisTitle("variable")
+    chart.SetYAxisTitle("points (0-100)")
+    return chart

@@ -1,0 +1,262 @@
+"""Model bundle format v1: a logistic model as plain JSON (no pickle), with its feature schema, nomogram scales,
+training provenance, metrics and intended use.
+
+    lp = intercept + sum_i coefficient_i * (x_i - center_i) / scale_i ;  probability = 1 / (1 + exp(-lp))
+
+Features are grouped into nomogram variables (e.g. "Radiomics score" = all radiomic terms, "Age", "Sex"). A
+variable's contribution c_g = sum of its terms; on the nomogram it gets
+points_g = 100 * (c_g - c_min_g) / max_g(c_max_g - c_min_g), where [c_min_g, c_max_g] is the range of c_g in the
+training data, so total points map exactly to the linear predictor:
+lp = lp_at_zero_points + total_points * lp_per_point.
+
+Loading validates the document; ``check_features`` refuses a table that lacks a feature or whose provenance
+(feature preset and settings hash) differs from the training data's.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+BUNDLE_FORMAT = "glioma-radiogenomics-model-bundle"
+SCHEMA_VERSION = 1
+TASKS = ("IDH", "epilepsy", "ATRX")
+REQUIRED_KEYS = ("format", "schema_version", "task", "name", "version", "features", "center", "scale",
+                 "coefficients", "intercept", "cutoff", "variables", "nomogram", "feature_schema", "training",
+                 "metrics", "synthetic", "positive_label", "negative_label", "intended_use")
+
+
+class BundleError(ValueError):
+    """A bundle file is malformed or incompatible."""
+
+
+class FeatureMismatchError(ValueError):
+    """The offered features do not match those the bundle was trained on."""
+
+
+@dataclass
+class NomogramVariable:
+    name: str
+    features: List[str]
+    c_min: float                   # contribution range in the training data
+    c_max: float
+    axis: Optional[dict] = None    # single-feature variables: {"feature", "x_at_c_min", "x_at_c_max", "unit"}
+
+
+@dataclass
+class ModelBundle:
+    task: str
+    name: str
+    version: str
+    features: List[str]
+    center: List[float]
+    scale: List[float]
+    coefficients: List[float]
+    intercept: float
+    cutoff: float
+    variables: List[NomogramVariable]
+    nomogram: dict
+    feature_schema: dict
+    training: dict
+    metrics: dict
+    synthetic: bool
+    positive_label: str
+    negative_label: str
+    intended_use: str
+    encodings: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    imputation: Dict[str, float] = field(default_factory=dict)
+    format: str = BUNDLE_FORMAT
+    schema_version: int = SCHEMA_VERSION
+    source: str = ""
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("source", None)
+        return d
+
+    def save(self, path) -> Path:
+        from .io import atomic_write_json
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping, source: str = "") -> "ModelBundle":
+        where = source or "model bundle"
+        if not isinstance(d, Mapping):
+            raise BundleError(f"{where}: not a JSON object")
+        if d.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{where}: not a GliomaRadiogenomics model bundle (format '{d.get('format')}')")
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise BundleError(f"{where}: bundle schema version {d.get('schema_version')} is not supported "
+                              f"(this software reads version {SCHEMA_VERSION})")
+        missing = [k for k in REQUIRED_KEYS if k not in d]
+        if missing:
+            raise BundleError(f"{where}: missing key(s) {', '.join(missing)}")
+        n = len(d["features"])
+        for k in ("center", "scale", "coefficients"):
+            if len(d[k]) != n:
+                raise BundleError(f"{where}: '{k}' has {len(d[k])} values for {n} features")
+        if any((not isinstance(v, (int, float))) or not math.isfinite(v) for k in ("center", "scale", "coefficients")
+               for v in d[k]):
+            raise BundleError(f"{where}: non-numeric or non-finite values in center/scale/coefficients")
+        if any(v <= 0 for v in d["scale"]):
+            raise BundleError(f"{where}: scale values must be > 0")
+        if not 0.0 < float(d["cutoff"]) < 1.0:
+            raise BundleError(f"{where}: cutoff {d['cutoff']} must be a probability in (0, 1)")
+        if not isinstance(d["synthetic"], bool):
+            raise BundleError(f"{where}: 'synthetic' must be true or false")
+        variables = [NomogramVariable(**v) for v in d["variables"]]
+        covered = sorted(f for v in variables for f in v.features)
+        if covered != sorted(d["features"]):
+            raise BundleError(f"{where}: nomogram variables do not cover the features exactly once")
+        kw = {k: d[k] for k in REQUIRED_KEYS if k not in ("format", "schema_version", "variables")}
+        return cls(variables=variables, encodings=dict(d.get("encodings", {})),
+                   imputation=dict(d.get("imputation", {})), source=source, **kw)
+
+    # ------------------------------------------------------------------ checks
+    def check_features(self, columns: Sequence[str], provenance: Optional[dict] = None) -> None:
+        """Refuse features the bundle was not trained on (missing columns or other extraction settings)."""
+        cols = set(columns)
+        missing = [f for f in self.features if f not in cols and f not in self.imputation]
+        if missing:
+            shown = ", ".join(missing[:8]) + (f" ... (+{len(missing) - 8} more)" if len(missing) > 8 else "")
+            raise FeatureMismatchError(
+                f"model '{self.name}' ({self.task}) needs {len(missing)} feature(s) that were not offered: {shown}. "
+                f"It was trained on features from preset '{self.feature_schema.get('preset')}'.")
+        if provenance is not None:
+            want = self.feature_schema
+            for key in ("preset", "settings_hash"):
+                if want.get(key) and provenance.get(key) and want[key] != provenance[key]:
+                    raise FeatureMismatchError(
+                        f"model '{self.name}' ({self.task}) was trained on features with {key} '{want[key]}', "
+                        f"but the offered features have {key} '{provenance[key]}': re-extract the features with "
+                        f"the preset the model was trained on")
+
+    # ------------------------------------------------------------------ prediction
+    def encode(self, row: Mapping[str, object]):
+        """Numeric vector of the bundle's features from a row (dict / Series); returns (x, warnings)."""
+        x, warnings = [], []
+        for f in self.features:
+            raw = row.get(f, None)
+            if isinstance(raw, str):
+                enc = self.encodings.get(f, {})
+                key = raw.strip().upper()
+                if key not in enc:
+                    raise FeatureMismatchError(f"model '{self.name}': value '{raw}' of '{f}' is not one of "
+                                               f"{', '.join(enc) or 'the numeric values it was trained on'}")
+                raw = enc[key]
+            if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+                if f in self.imputation:
+                    raw = self.imputation[f]
+                    warnings.append(f"{self.task}: '{f}' missing, replaced by the training mean "
+                                    f"{raw:.3g}; the probability is less reliable")
+                else:
+                    raise FeatureMismatchError(f"model '{self.name}': feature '{f}' is missing (NaN)")
+            x.append(float(raw))
+        return np.asarray(x, dtype=float), warnings
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        z = (x - np.asarray(self.center)) / np.asarray(self.scale)
+        return np.asarray(self.coefficients) * z
+
+    def linear_predictor(self, x: np.ndarray) -> float:
+        return float(self.intercept + self.contributions(x).sum())
+
+    def predict_proba_row(self, row: Mapping[str, object]) -> dict:
+        x, warnings = self.encode(row)
+        contrib = self.contributions(x)
+        lp = float(self.intercept + contrib.sum())
+        prob = 1.0 / (1.0 + math.exp(-lp))
+        idx = {f: i for i, f in enumerate(self.features)}
+        per_point = float(self.nomogram["lp_per_point"])
+        points, out_of_range = {}, []
+        for v in self.variables:
+            c = float(sum(contrib[idx[f]] for f in v.features))
+            pts = (c - v.c_min) / per_point
+            if c < v.c_min - 1e-9 or c > v.c_max + 1e-9:
+                out_of_range.append(v.name)
+            points[v.name] = round(pts, 2)
+        total = float(sum(points.values()))
+        lp_nomo = float(self.nomogram["lp_at_zero_points"]) + total * per_point
+        if out_of_range:
+            warnings.append(f"{self.task}: {', '.join(out_of_range)} outside the range seen in training "
+                            "(nomogram extrapolates)")
+        return {"probability": prob, "linear_predictor": lp, "linear_predictor_from_points": lp_nomo,
+                "points": points, "total_points": round(total, 2),
+                "feature_contributions": {f: round(float(contrib[idx[f]]), 4) for f in self.features},
+                "warnings": warnings}
+
+    def label_for(self, probability: float) -> str:
+        return self.positive_label if probability >= self.cutoff else self.negative_label
+
+    def model_card(self) -> dict:
+        return {"name": self.name, "version": self.version, "task": self.task,
+                "trained_on": self.training.get("trained_on", ""), "synthetic": self.synthetic,
+                "metrics": self.metrics, "intended_use": self.intended_use, "n_features": len(self.features),
+                "feature_preset": self.feature_schema.get("preset")}
+
+
+def load_bundle(path) -> ModelBundle:
+    p = Path(path)
+    if not p.exists():
+        raise BundleError(f"model bundle not found: {p}")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return ModelBundle.from_dict(d, str(p))
+
+
+def default_bundle_paths() -> List[Path]:
+    root = resources.files(__package__) / "resources" / "models"
+    return [Path(str(root / f"default_{t}.json")) for t in TASKS]
+
+
+def load_default_bundles() -> List[ModelBundle]:
+    paths = default_bundle_paths()
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BundleError("default model bundles are missing (" + ", ".join(missing) +
+                          "); rebuild them with `make bundles`")
+    return [load_bundle(p) for p in paths]
+
+
+def build_nomogram(features: List[str], coefficients: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                   intercept: float, X_train: np.ndarray, groups: Dict[str, List[str]],
+                   units: Optional[Dict[str, str]] = None):
+    """Nomogram scales from the training data (see module docstring). Returns (variables, nomogram dict)."""
+    units = units or {}
+    idx = {f: i for i, f in enumerate(features)}
+    Z = (X_train - center) / scale
+    C = Z * coefficients
+    variables = []
+    for name, feats in groups.items():
+        cols = [idx[f] for f in feats]
+        c = C[:, cols].sum(axis=1)
+        c_min, c_max = float(c.min()), float(c.max())
+        axis = None
+        if len(feats) == 1:
+            i = cols[0]
+            b = float(coefficients[i])
+            # x value giving a contribution c: x = center + scale * c / b
+            if b != 0:
+                axis = {"feature": feats[0], "unit": units.get(feats[0], ""),
+                        "x_at_c_min": float(center[i] + scale[i] * c_min / b),
+                        "x_at_c_max": float(center[i] + scale[i] * c_max / b)}
+        variables.append(NomogramVariable(name, list(feats), c_min, c_max, axis))
+    span = max((v.c_max - v.c_min) for v in variables) or 1.0
+    lp_per_point = span / 100.0
+    nomogram = {"max_points": 100, "lp_per_point": lp_per_point,
+                "lp_at_zero_points": float(intercept + sum(v.c_min for v in variables)),
+                "total_points_range": [0.0, float(sum((v.c_max - v.c_min) / lp_per_point for v in variables))]}
+    return variables, nomogram
+
+
+def nomogram_probability(bundle: ModelBundle, total_points: float) -> float:
+    lp = bundle.nomogram["lp_at_zero_points"] + total_points * bundle.nomogram["lp_per_point"]
+    return 1.0 / (1.0 + math.exp(-lp))

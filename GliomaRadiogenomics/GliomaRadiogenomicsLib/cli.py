@@ -1,0 +1,196 @@
+"""`glioma-radiogenomics` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from . import __version__
+from .io import InputError
+
+
+def _progress(args):
+    from .progress import ConsoleProgress, JsonLinesProgress
+    return JsonLinesProgress() if getattr(args, "json_progress", False) else ConsoleProgress()
+
+
+def _options(args):
+    from .pipeline import PipelineOptions
+    from .preprocess import PreprocessOptions
+    return PipelineOptions(
+        preprocess=PreprocessOptions(reference=args.reference, spacing=args.spacing, brain_mask=args.brain_mask,
+                                     register=not args.no_register),
+        backend=args.backend, preset=args.preset, feature_workers=args.workers,
+        bundles=args.bundle or None)
+
+
+def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
+    w = stream.write
+    w("\n" + "=" * 78 + "\n")
+    w(f"GliomaRadiogenomics  case {doc['case']['id']}" + ("  [SYNTHETIC CASE]" if doc["case"].get("synthetic") else "") + "\n")
+    vol = doc["segmentation"]["volumes_ml"]
+    w("tumor volumes (mL): " + ", ".join(f"{k} {v:.1f}" for k, v in vol.items()) + "\n")
+    w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  model\n")
+    for t in doc.get("tasks", []):
+        r = doc[t]
+        p = "n/a" if r["probability"] is None else f"{r['probability']:.3f}"
+        pts = f"{r['nomogram']['total_points']:.1f}" if r.get("nomogram") else "n/a"
+        syn = " [SYNTHETIC-trained]" if r["model"]["synthetic"] else ""
+        w(f"{t:<9} {p:>11}  {r['label']:<28} {pts:>7}  {r['model']['name']}{syn}\n")
+        if r.get("nomogram"):
+            w("          points: " + ", ".join(f"{k} {v:.1f}" for k, v in r["nomogram"]["points"].items()) + "\n")
+    w(doc["disclaimer"] + "\n")
+    if any(doc[t]["model"]["synthetic"] for t in doc.get("tasks", [])):
+        w("The default models were trained on SYNTHETIC data: the numbers demonstrate the software only.\n")
+    if doc.get("warnings"):
+        w(f"{len(doc['warnings'])} warning(s) in predictions.json\n")
+    w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, report.html\n")
+    w("=" * 78 + "\n")
+
+
+def cmd_demo(args) -> int:
+    from .case import load_case_folder
+    from .pipeline import run_case
+    from .synthetic import make_demo_case, SYNTHETIC_NOTICE
+
+    out = Path(args.out)
+    progress = _progress(args)
+    case_dir = out / "demo_case"
+    progress.update(0.0, "building the SYNTHETIC demo case (ICBM152 anatomy + simulated glioma)")
+    if not (case_dir / "case.json").exists() or args.downsample != 1:
+        make_demo_case(downsample=args.downsample).save(case_dir)
+    case = load_case_folder(case_dir)
+    case.synthetic = True
+    print(SYNTHETIC_NOTICE, file=sys.stderr)
+    doc = run_case(case, out, _options(args), progress.sub(0.05, 1.0))
+    print_summary(doc, out)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .case import load_case
+    from .io import read_image
+    from .pipeline import run_case
+
+    clinical = {"age": args.age, "sex": args.sex, "who_grade": args.who_grade}
+    case = load_case({"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}, args.case_id, clinical)
+    label = read_image(args.segmentation, "segmentation") if args.segmentation else None
+    out = Path(args.out)
+    doc = run_case(case, out, _options(args), _progress(args), label=label)
+    print_summary(doc, out)
+    return 0
+
+
+def cmd_make_demo_case(args) -> int:
+    from .synthetic import make_demo_case
+    paths = make_demo_case(downsample=args.downsample).save(args.out)
+    for k, p in paths.items():
+        print(f"{k}: {p}")
+    return 0
+
+
+def cmd_synth_cohort(args) -> int:
+    from .synthetic import generate_cohort
+    table = generate_cohort(args.n, args.out, seed=args.seed, downsample=args.downsample, progress=_progress(args))
+    print(f"{len(table)} SYNTHETIC cases in {args.out} (cohort.csv: labels IDH / epilepsy / ATRX and clinical data)")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import pandas as pd
+    from .bundle import load_bundle
+    from .io import atomic_write_text
+    from .predict import predict_table
+
+    bundle = load_bundle(args.bundle)
+    table = pd.read_csv(args.table)
+    prov = None
+    side = Path(args.table).with_name(Path(args.table).stem + ".provenance.json")
+    if side.exists():
+        prov = json.loads(side.read_text())
+    res = predict_table(bundle, table, prov)
+    atomic_write_text(args.out, res.to_csv(index=False), backup=True)
+    print(f"{len(res)} prediction(s) -> {args.out} (model {bundle.name}, trained on {bundle.training.get('trained_on')}"
+          f"{', SYNTHETIC' if bundle.synthetic else ''})")
+    return 0
+
+
+def _add_pipeline_args(p):
+    from .brainmask import METHODS
+    from .segment import BACKENDS, DEFAULT_BACKEND
+    p.add_argument("--reference", default="flair", choices=["flair", "t1c", "t1", "t2"],
+                   help="sequence that defines the output grid; others are rigidly registered to it (default flair)")
+    p.add_argument("--spacing", type=float, default=1.0, help="working grid spacing in mm (default 1)")
+    p.add_argument("--no-register", action="store_true", help="trust the headers: no rigid registration")
+    p.add_argument("--brain-mask", default="auto", choices=METHODS)
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
+    p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
+    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
+    p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
+    p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="glioma-radiogenomics",
+                                 description="Virtual biopsy for glioma: research probabilities, not diagnoses.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the built-in SYNTHETIC demo case")
+    p.add_argument("--out", required=True)
+    p.add_argument("--downsample", type=int, default=1, help=argparse.SUPPRESS)
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run the whole pipeline on one case (NIfTI or NRRD files)")
+    for s in ("t1", "t1c", "t2", "flair"):
+        p.add_argument(f"--{s}", required=True, help=f"{s.upper()} image")
+    p.add_argument("--age", type=float)
+    p.add_argument("--sex", type=str.upper, choices=["M", "F"])
+    p.add_argument("--who-grade", type=int, choices=[2, 3, 4])
+    p.add_argument("--case-id")
+    p.add_argument("--segmentation", help="use this label map (BraTS labels) instead of automatic segmentation")
+    p.add_argument("--out", required=True)
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--downsample", type=int, default=1)
+    p.set_defaults(func=cmd_make_demo_case)
+
+    p = sub.add_parser("synth-cohort", help="generate a SYNTHETIC cohort with IDH / epilepsy / ATRX labels")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=2025)
+    p.add_argument("--downsample", type=int, default=1)
+    p.add_argument("--json-progress", action="store_true")
+    p.set_defaults(func=cmd_synth_cohort)
+
+    p = sub.add_parser("predict", help="apply a model bundle to a feature table")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_predict)
+    return ap
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from .bundle import BundleError, FeatureMismatchError
+        if isinstance(exc, (BundleError, FeatureMismatchError, ValueError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""File input/output: clear errors for bad inputs, atomic writes, never overwrite without a backup copy."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import SimpleITK as sitk
+
+PathLike = Union[str, os.PathLike]
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+class InputError(ValueError):
+    """A user-supplied input is missing or unusable. The message names the file and the problem."""
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in IMAGE_SUFFIXES:
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def read_image(path: PathLike, role: str = "image") -> sitk.Image:
+    """Read a 3D medical image (NIfTI / NRRD / MetaImage). Raises InputError naming the file and the problem."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{role}: file not found: {p}")
+    if p.is_dir():
+        raise InputError(f"{role}: {p} is a folder; give a NIfTI (.nii/.nii.gz) or NRRD (.nrrd) file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{role}: file is empty: {p}")
+    if _suffix(p) not in IMAGE_SUFFIXES:
+        raise InputError(f"{role}: {p} has an unsupported extension '{_suffix(p)}'; "
+                         f"supported: {', '.join(IMAGE_SUFFIXES)}")
+    try:
+        img = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise InputError(f"{role}: cannot read {p} as an image ({first[:200]})") from None
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{role}: {p} has {img.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "a scalar (grey-level) volume is needed")
+    if img.GetDimension() == 4:
+        size = img.GetSize()
+        if size[3] != 1:
+            raise InputError(f"{role}: {p} is 4D ({size[3]} volumes); give a single 3D volume")
+        img = img[:, :, :, 0]
+    if img.GetDimension() != 3:
+        raise InputError(f"{role}: {p} is {img.GetDimension()}D; a 3D volume is needed")
+    if min(img.GetSize()) < 2:
+        raise InputError(f"{role}: {p} has size {img.GetSize()}; a 3D volume with several slices is needed")
+    arr = sitk.GetArrayViewFromImage(img)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{role}: {p} contains NaN or infinite voxel values")
+    if float(arr.max()) == float(arr.min()):
+        raise InputError(f"{role}: {p} is constant (every voxel = {float(arr.max())}); is it the right file?")
+    return img
+
+
+def backup_existing(path: PathLike) -> Path | None:
+    """If ``path`` exists, move it aside to ``<name>.bak-<timestamp>`` and return the backup path."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = p.with_name(f"{p.name}.bak-{stamp}")
+    n = 1
+    while dest.exists():
+        dest = p.with_name(f"{p.name}.bak-{stamp}-{n}")
+        n += 1
+    shutil.move(str(p), str(dest))
+    return dest
+
+
+def _atomic_target(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{suffix}", dir=str(path.parent))
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, backup: bool = False) -> Path:
+    p = Path(path)
+    tmp = _atomic_target(p)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if backup:
+            backup_existing(p)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
+
+
+def atomic_write_text(path: PathLike, text: str, backup: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), backup=backup)
+
+
+def atomic_write_json(path: PathLike, obj, backup: bool = False) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n", backup=backup)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_image(img: sitk.Image, path: PathLike, backup: bool = False, compress: bool = True) -> Path:
+    """Write an image atomically (temporary file in the same folder, then rename)."""
+    p = Path(path)
+    tmp = _atomic_target(p)
+    try:
+        sitk.WriteImage(img, str(tmp), compress)
+        if backup:
+            backup_existing(p)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p

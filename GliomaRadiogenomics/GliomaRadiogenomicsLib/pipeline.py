@@ -1,0 +1,123 @@
+"""The whole pipeline for one case: case -> preprocess -> segment -> regions -> features -> models -> report.
+
+``analyze_case`` runs the image stages and returns plain data (no files). ``run_case`` adds the model bundles and
+writes the outputs (predictions.json, features.csv, segmentation.nii.gz, report.html) atomically; files that
+already exist in the output folder are first moved aside to ``<name>.bak-<timestamp>``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pandas as pd
+import SimpleITK as sitk
+
+from . import __version__
+from .case import Case
+from .features import FeatureResult, Preset, extract_features, load_preset
+from .io import atomic_write_json, atomic_write_text, write_image
+from .preprocess import PreprocessedCase, PreprocessOptions, preprocess
+from .progress import Progress, null_progress
+from .regions import region_volumes_ml
+from .segment import DEFAULT_BACKEND, get_backend
+
+
+@dataclass
+class PipelineOptions:
+    preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
+    backend: str = DEFAULT_BACKEND
+    preset: str = "wang2025"
+    feature_workers: Optional[int] = None
+    bundles: Optional[List[str]] = None    # None = shipped default bundles
+
+
+@dataclass
+class CaseAnalysis:
+    case: Case
+    pre: PreprocessedCase
+    label: sitk.Image                      # working grid
+    label_native: sitk.Image               # reference sequence's native grid
+    features: FeatureResult
+    volumes_ml: Dict[str, float]
+    timings: Dict[str, float]
+    warnings: List[str]
+
+    def feature_row(self) -> Dict[str, object]:
+        row = {"case_id": self.case.case_id}
+        row.update(clinical_columns(self.case.clinical))
+        row.update({f"volume_{k}_ml": v for k, v in self.volumes_ml.items()})
+        row.update(self.features.values)
+        return row
+
+
+def clinical_columns(clinical: dict) -> Dict[str, object]:
+    return {"age": clinical.get("age"), "sex": clinical.get("sex"), "who_grade": clinical.get("who_grade"),
+            "vasari_score": clinical.get("vasari_score")}
+
+
+def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
+                 label: Optional[sitk.Image] = None) -> CaseAnalysis:
+    """Image stages. ``label`` (native reference grid or working grid) skips automatic segmentation (edited ROI)."""
+    opt = options or PipelineOptions()
+    timings = {}
+    t = time.perf_counter()
+    pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.45))
+    timings["preprocess_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if label is None:
+        backend = get_backend(opt.backend)
+        progress.update(0.45, f"tumor segmentation ({backend.name})")
+        lab = backend.segment(pre, progress.sub(0.45, 0.55))
+        seg_source = f"automatic: {backend.name}"
+    else:
+        lab = sitk.Resample(sitk.Cast(label, sitk.sitkUInt8), pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor,
+                            0, sitk.sitkUInt8)
+        seg_source = "user-supplied segmentation"
+    pre.steps.append(f"segmentation: {seg_source}")
+    timings["segmentation_s"] = time.perf_counter() - t
+    native = pre.to_native(lab)
+    volumes = region_volumes_ml(lab)
+    warnings = list(pre.warnings)
+    if volumes["WT"] == 0:
+        warnings.append("no tumor found by the segmentation: features and predictions are not meaningful; "
+                        "draw or correct the tumor ROI and run again")
+    t = time.perf_counter()
+    preset = load_preset(opt.preset)
+    if volumes["WT"] > 0:
+        feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
+    else:
+        feats = FeatureResult({}, preset.provenance(), ["no tumor: no radiomic features"])
+    timings["features_s"] = time.perf_counter() - t
+    warnings.extend(feats.warnings)
+    return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)
+
+
+def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
+             label: Optional[sitk.Image] = None) -> dict:
+    """Run everything and write the outputs. Returns the predictions document (also in predictions.json)."""
+    from .bundle import load_default_bundles, load_bundle
+    from .predict import predict_case
+    from .report import write_report
+
+    opt = options or PipelineOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label)
+    progress.update(0.93, "models: IDH, epilepsy, ATRX")
+    bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
+    doc = predict_case(analysis, bundles)
+    doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
+    doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)
+    progress.update(0.96, "writing outputs")
+    write_image(analysis.label_native, out / "segmentation.nii.gz", backup=True)
+    row = analysis.feature_row()
+    table = pd.DataFrame([row])
+    atomic_write_text(out / "features.csv", table.to_csv(index=False), backup=True)
+    atomic_write_json(out / "features.provenance.json", analysis.features.provenance, backup=True)
+    atomic_write_json(out / "predictions.json", doc, backup=True)
+    write_report(doc, analysis, out / "report.html")
+    progress.update(1.0, f"done in {time.perf_counter() - t0:.0f} s")
+    return doc

@@ -1,0 +1,107 @@
+"""Predictions with nomogram points, as the predictions.json document (schema in docs/predictions-schema.md).
+
+Outputs are research probabilities, not diagnoses.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Dict, List, Mapping, Optional
+
+import pandas as pd
+
+from . import __version__
+from .bundle import FeatureMismatchError, ModelBundle
+from .case import SEQUENCE_NAMES
+
+DISCLAIMER = ("Research probabilities from statistical models, not diagnoses. They must not guide treatment "
+              "without histopathological and molecular confirmation.")
+
+
+def feature_row_with_derived(row: Mapping[str, object]) -> Dict[str, object]:
+    out = dict(row)
+    sex = out.get("sex")
+    if "sex_male" not in out:
+        out["sex_male"] = None if sex is None or (isinstance(sex, float) and sex != sex) else \
+            float(str(sex).strip().upper() in ("M", "MALE"))
+    return out
+
+
+def predict_one(bundle: ModelBundle, row: Mapping[str, object], provenance: Optional[dict] = None) -> dict:
+    row = feature_row_with_derived(row)
+    bundle.check_features(list(row.keys()), provenance)
+    r = bundle.predict_proba_row(row)
+    p = r["probability"]
+    return {
+        "probability": round(p, 6),
+        "label": bundle.label_for(p),
+        "cutoff": round(bundle.cutoff, 6),
+        "nomogram": {"points": r["points"], "total_points": r["total_points"],
+                     "linear_predictor": round(r["linear_predictor"], 6),
+                     "max_points_per_variable": bundle.nomogram["max_points"],
+                     "total_points_range": bundle.nomogram["total_points_range"]},
+        "feature_contributions": r["feature_contributions"],
+        "model": bundle.model_card(),
+        "warnings": r["warnings"],
+    }
+
+
+def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
+    case = analysis.case
+    row = analysis.feature_row()
+    warnings = list(analysis.warnings)
+    if case.clinical.get("age") is None:
+        warnings.append("age not given: models that use age replace it by their training mean (--age)")
+    if case.clinical.get("sex") is None:
+        warnings.append("sex not given: models that use sex replace it by their training proportion (--sex)")
+    tasks = {}
+    for b in bundles:
+        if analysis.volumes_ml.get("WT", 0) <= 0:
+            tasks[b.task] = {"probability": None, "label": "not available (no tumor segmented)",
+                             "cutoff": b.cutoff, "nomogram": None, "model": b.model_card(), "warnings": []}
+            continue
+        try:
+            res = predict_one(b, row, analysis.features.provenance)
+        except FeatureMismatchError as exc:
+            tasks[b.task] = {"probability": None, "label": "not available", "cutoff": b.cutoff, "nomogram": None,
+                             "model": b.model_card(), "warnings": [str(exc)]}
+            warnings.append(str(exc))
+            continue
+        if b.synthetic:
+            res["warnings"].insert(0, f"{b.task} model trained on SYNTHETIC data: demonstration only")
+        if b.task == "ATRX":
+            idh = tasks.get("IDH", {}).get("probability")
+            if idh is not None and idh < 0.5:
+                res["warnings"].append("the ATRX model is meant for IDH-mutant gliomas; the IDH model suggests "
+                                       "IDH-wildtype here, so the ATRX probability is out of its intended use")
+        warnings.extend(res["warnings"])
+        tasks[b.task] = res
+    doc = {
+        "schema": "glioma-radiogenomics-predictions", "schema_version": 1,
+        "case": {"id": case.case_id, "synthetic": bool(case.synthetic), "clinical": case.clinical},
+        "inputs": {SEQUENCE_NAMES[s]: case.paths.get(s, "(in memory)") for s in case.images},
+        "segmentation": {"volumes_ml": analysis.volumes_ml,
+                         "labels": {"1": "necrosis", "2": "edema", "3": "enhancing"},
+                         "file": "segmentation.nii.gz",
+                         "grid": f"native grid of the reference sequence ({SEQUENCE_NAMES[analysis.pre.reference]})"},
+        "preprocessing": {"steps": analysis.pre.steps, "brain_mask": analysis.pre.brain_mask_method},
+        "features": {"n": len(analysis.features.values), **analysis.features.provenance},
+        "disclaimer": DISCLAIMER,
+        "software": {"name": "glioma-radiogenomics", "version": __version__},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "warnings": list(dict.fromkeys(warnings)),
+    }
+    doc.update(tasks)
+    doc["tasks"] = [b.task for b in bundles]
+    return doc
+
+
+def predict_table(bundle: ModelBundle, table: pd.DataFrame, provenance: Optional[dict] = None,
+                  id_column: str = "case_id") -> pd.DataFrame:
+    """Batch prediction: one row per case (case_id, probability, label, total_points)."""
+    bundle.check_features(list(table.columns) + (["sex_male"] if "sex" in table.columns else []), provenance)
+    rows = []
+    for _, r in table.iterrows():
+        res = predict_one(bundle, r.to_dict(), None)
+        rows.append({id_column: r.get(id_column), "probability": res["probability"], "label": res["label"],
+                     "total_points": res["nomogram"]["total_points"]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,182 @@
+"""Tumor segmentation backends behind one interface.
+
+``SegmentationBackend.segment(pre) -> sitk.Image`` returns a BraTS label map on the working grid
+(0 background, 1 necrosis, 2 edema / non-enhancing T2-FLAIR hyperintensity, 3 enhancing tumor).
+
+The default backend (``"hyperintensity"``) needs no weights and runs in seconds on a CPU: robust z-scores of FLAIR
+and T2 against normal brain, hysteresis region growing from the most abnormal voxels, T1c-minus-T1 enhancement
+inside the lesion, necrosis as the non-enhancing core enclosed by enhancement. It is a transparent baseline,
+not a deep network: review its output (Segment Editor) before trusting features computed from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Type
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from .progress import Progress, null_progress
+
+LABELS = {1: "necrosis", 2: "edema", 3: "enhancing"}
+
+
+class SegmentationBackend:
+    name = "base"
+    description = ""
+    needs_weights = False
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def robust_z(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(a - median) / (1.4826 MAD) over ``mask``: robust to the tumor occupying part of the brain."""
+    v = a[mask]
+    med = float(np.median(v))
+    mad = float(np.median(np.abs(v - med))) * 1.4826
+    if mad <= 0:
+        mad = float(v.std()) or 1.0
+    return ((a - med) / mad).astype(np.float32)
+
+
+def _components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[lab]
+
+
+def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
+    out = mask.copy()
+    for k in np.where(mask.any(axis=(1, 2)))[0]:
+        out[k] = ndi.binary_fill_holes(mask[k])
+    return out
+
+
+def _hull_2d(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Per axial slice, the convex hull of each 3D connected component of ``mask`` (ring enhancement -> core)."""
+    from skimage.morphology import convex_hull_image
+
+    out = np.zeros_like(mask, dtype=bool)
+    lab, n = ndi.label(mask)
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        comp = lab[sl] == i
+        if comp.sum() < min_voxels:
+            continue
+        sub = out[sl]
+        for k in range(comp.shape[0]):
+            if comp[k].sum() >= 3:
+                try:
+                    sub[k] |= convex_hull_image(comp[k])
+                except Exception:  # degenerate (collinear) slices
+                    sub[k] |= comp[k]
+    return out
+
+
+def _ball(radius_vox: int) -> np.ndarray:
+    r = max(1, int(radius_vox))
+    z, y, x = np.ogrid[-r:r + 1, -r:r + 1, -r:r + 1]
+    return (x * x + y * y + z * z) <= r * r
+
+
+@dataclass
+class HyperintensityParams:
+    seed_z: float = 4.0          # FLAIR robust z of the most abnormal voxels (seeds)
+    grow_z: float = 2.3          # FLAIR robust z reached by region growing (hysteresis)
+    t2_min_z: float = 0.5        # T2 must be elevated too (excludes FLAIR-only artefacts)
+    smooth_mm: float = 1.0
+    enh_min: float = 0.25        # (T1c - T1) difference, in units of normal-brain T1c median
+    enh_t1c_z: float = 2.0       # T1c robust z for enhancing voxels
+    close_mm: float = 3.0        # closing of the enhancing rim before filling the necrotic core
+    min_lesion_ml: float = 1.0
+    min_enh_ml: float = 0.05
+
+
+class HyperintensityBackend(SegmentationBackend):
+    name = "hyperintensity"
+    description = ("Default, weight-free: FLAIR/T2 hyperintensity against normal brain (hysteresis), "
+                   "T1c-T1 enhancement, enclosed non-enhancing core as necrosis")
+
+    def __init__(self, params: HyperintensityParams | None = None):
+        self.params = params or HyperintensityParams()
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+        p = self.params
+        sp = float(pre.grid.GetSpacing()[0])
+        vox_ml = float(np.prod(pre.grid.GetSpacing())) / 1000.0
+        brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
+        if brain.sum() < 1000:
+            raise RuntimeError("brain mask too small for tumor segmentation")
+        core_brain = ndi.binary_erosion(brain, iterations=max(1, int(round(3 / sp))))
+        if core_brain.sum() < 1000:
+            core_brain = brain
+
+        def arr(seq):
+            a = pre.array(seq).astype(np.float32)
+            if p.smooth_mm > 0:
+                a = ndi.gaussian_filter(a, p.smooth_mm / sp)
+            return a
+
+        progress.update(0.1, "segmentation: FLAIR / T2 hyperintensity")
+        flair, t2, t1, t1c = arr("flair"), arr("t2"), arr("t1"), arr("t1c")
+        fz = robust_z(flair, core_brain)
+        tz = robust_z(t2, core_brain)
+        hyper = (fz > p.grow_z) & (tz > p.t2_min_z) & brain
+        seeds = (fz > p.seed_z) & (tz > p.t2_min_z) & core_brain
+        lab, n = ndi.label(hyper)
+        if n == 0 or not seeds.any():
+            progress.update(1.0, "segmentation: no abnormal hyperintensity found")
+            return self._to_image(np.zeros(brain.shape, np.uint8), pre)
+        seeded = np.unique(lab[seeds & hyper])
+        seeded = seeded[seeded > 0]
+        sizes = np.bincount(lab.ravel())
+        # the lesion: the largest seeded component plus seeded components at least 20% of its size
+        big = seeded[sizes[seeded] >= max(p.min_lesion_ml / vox_ml, 0.2 * sizes[seeded].max())]
+        wt = np.isin(lab, big)
+        wt = ndi.binary_opening(wt, structure=_ball(1))
+        wt = _components(wt, int(p.min_lesion_ml / vox_ml))
+
+        progress.update(0.5, "segmentation: enhancement (T1c - T1)")
+        ref_t1 = float(np.median(t1[core_brain])) or 1.0
+        ref_t1c = float(np.median(t1c[core_brain])) or 1.0
+        enh = t1c / ref_t1c - t1 / ref_t1
+        t1cz = robust_z(t1c, core_brain)
+        near = ndi.binary_dilation(wt, structure=_ball(int(round(3 / sp)))) & brain
+        et = (enh > p.enh_min) & (t1cz > p.enh_t1c_z) & near
+        et = _components(et, max(2, int(p.min_enh_ml / vox_ml)))
+
+        progress.update(0.75, "segmentation: necrosis and holes")
+        closed = ndi.binary_closing(et, structure=_ball(int(round(p.close_mm / sp))))
+        enclosed = (ndi.binary_fill_holes(closed) | _fill_holes_2d(closed) | _hull_2d(et, int(p.min_enh_ml / vox_ml)))
+        # necrosis: the non-enhancing core enclosed by enhancement, darker than normal brain on T1c
+        ncr = enclosed & ~et & brain & (t1cz < 0.0)
+        ncr = _components(ncr, 3)
+        wt = wt | et | ncr
+        wt = ndi.binary_fill_holes(wt) & brain
+        label = np.zeros(brain.shape, np.uint8)
+        label[wt] = 2
+        label[ncr] = 1
+        label[et] = 3
+        progress.update(1.0, "segmentation done")
+        return self._to_image(label, pre)
+
+    @staticmethod
+    def _to_image(label: np.ndarray, pre) -> sitk.Image:
+        img = sitk.GetImageFromArray(label.astype(np.uint8))
+        img.CopyInformation(pre.grid)
+        return img
+
+
+BACKENDS: Dict[str, Type[SegmentationBackend]] = {"hyperintensity": HyperintensityBackend}
+DEFAULT_BACKEND = "hyperintensity"
+
+
+def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> SegmentationBackend:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown segmentation backend '{name}'; available: {', '.join(BACKENDS)}")
+    return BACKENDS[name](**kwargs)

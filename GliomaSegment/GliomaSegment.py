@@ -1,0 +1,80 @@
+"""GliomaSegment: tumor segmentation (default weight-free backend; more in later versions) as a segmentation node
+with named, coloured segments, an "Edit in Segment Editor" button and Dice against a reference segmentation."""
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
+                                           ScriptedLoadableModuleWidget)
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+
+
+class GliomaSegment(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Glioma Segment"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["GliomaRadiogenomics developers"]
+        self.parent.helpText = ("Glioma segmentation from T1, T1c, T2 and FLAIR: necrosis, edema and enhancing "
+                                "tumor (BraTS labels). Review and correct the result in Segment Editor.")
+        self.parent.acknowledgementText = ""
+
+
+@parameterNodeWrapper
+class GliomaSegmentParameterNode:
+    t1: vtkMRMLScalarVolumeNode
+    t1c: vtkMRMLScalarVolumeNode
+    t2: vtkMRMLScalarVolumeNode
+    flair: vtkMRMLScalarVolumeNode
+    referenceSegmentation: vtkMRMLSegmentationNode
+    backend: str = "hyperintensity"
+    brainMask: str = "auto"
+
+
+class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        from GliomaMRML import widgets
+        from GliomaMRML.logic import GliomaSegmentLogic
+        self.widgets = widgets
+        ui_widget = slicer.util.loadUI(self.resourcePath("UI/GliomaSegment.ui"))
+        self.layout.addWidget(ui_widget)
+        self.ui = slicer.util.childWidgetVariables(ui_widget)
+        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.logic = GliomaSegmentLogic(slicer.mrmlScene)
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "GliomaSegment")
+        self._parameterNode = GliomaSegmentParameterNode(node)
+        self._parameterNode.connectGui(self.ui)
+        widgets.auto_assign_volumes(self.ui, slicer.mrmlScene)
+        self.ui.runButton.connect("clicked(bool)", self.onRun)
+        self.ui.editButton.connect("clicked(bool)", self.onEdit)
+        self.segmentation = None
+
+    def onRun(self):
+        with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
+            p = self._parameterNode
+            self.segmentation = self.logic.segment(self.widgets.selected_volumes(self.ui), p.backend, p.brainMask,
+                                                   progress=self.widgets.qt_progress(self.ui))
+            if p.referenceSegmentation is not None:
+                d = self.logic.dice(self.segmentation, p.referenceSegmentation, p.flair)
+                self.ui.statusLabel.text = "Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items())
+
+    def onEdit(self):
+        if self.segmentation is not None:
+            self.widgets.open_segment_editor(self.segmentation, self._parameterNode.flair)
+
+
+class GliomaSegmentTest(ScriptedLoadableModuleTest):
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        import SimpleITK as sitk
+        from GliomaMRML.convert import sitk_to_volume_node, segmentation_node_to_label_image
+        from GliomaMRML.logic import GliomaSegmentLogic
+        from GliomaRadiogenomicsLib.synthetic import make_demo_case
+        case = make_demo_case(downsample=2)
+        nodes = {s: sitk_to_volume_node(sitk.Cast(img, sitk.sitkFloat32), slicer.mrmlScene, s)
+                 for s, img in case.images.items()}
+        seg = GliomaSegmentLogic(slicer.mrmlScene).segment(nodes)
+        lab = sitk.GetArrayFromImage(segmentation_node_to_label_image(seg, nodes["flair"]))
+        self.assertGreater(int((lab > 0).sum()), 0)
+        self.assertEqual(seg.GetSegmentation().GetNumberOfSegments(), 3)
+        self.delayDisplay("GliomaSegment test passed")

@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make demo   -> creates .venv if missing, installs pinned deps, runs the pipeline on the built-in synthetic case
+#   make test   -> same set-up, then runs the test suite
+# Every pip call goes through constraints.txt (torch==2.13.0 pinned: otherwise several GB of CUDA torch arrive).
+# Outside this build farm, a CPU-only torch comes from PyTorch's index: make TORCH_INDEX=https://download.pytorch.org/whl/cpu
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-installed
+TORCH_INDEX ?=
+PIP := $(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+DEMO_OUT ?= demo_output
+PYTEST_ARGS ?=
+
+.PHONY: all demo test venv clean bundles benchmark
+
+all: demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-runs only when the dependency files change (quick no-op otherwise).
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[brain,test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/glioma-radiogenomics demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Rebuild the shipped default model bundles from a freshly generated synthetic cohort (slow: ~1 h on 2 cores).
+bundles: $(STAMP)
+	$(PY) scripts/build_default_bundles.py --out GliomaRadiogenomics/GliomaRadiogenomicsLib/resources/models
+
+benchmark: $(STAMP)
+	$(PY) Testing/benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
