@@ -105,9 +105,10 @@ def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, pro
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label)
-    progress.update(0.93, "models: IDH, epilepsy, ATRX")
+    # load (and validate) the model bundles first: a broken bundle must fail before minutes of image work
     bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label)
+    progress.update(0.93, "models: " + ", ".join(b.task for b in bundles))
     doc = predict_case(analysis, bundles)
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
     doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)

@@ -105,3 +105,36 @@ def predict_table(bundle: ModelBundle, table: pd.DataFrame, provenance: Optional
         rows.append({id_column: r.get(id_column), "probability": res["probability"], "label": res["label"],
                      "total_points": res["nomogram"]["total_points"]})
     return pd.DataFrame(rows)
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def validate_predictions(doc: dict) -> None:
+    """Check a predictions document against schema v1 (see docs/predictions-schema.md). Raises SchemaError."""
+    def need(cond, msg):
+        if not cond:
+            raise SchemaError(msg)
+    need(isinstance(doc, dict), "predictions: not an object")
+    for k in ("case", "inputs", "segmentation", "warnings", "tasks", "disclaimer"):
+        need(k in doc, f"predictions: missing '{k}'")
+    need(isinstance(doc["warnings"], list), "predictions: 'warnings' must be a list")
+    need(isinstance(doc["segmentation"].get("volumes_ml"), dict), "predictions: segmentation.volumes_ml missing")
+    for r in ("WT", "ET", "NCR", "ED"):
+        need(r in doc["segmentation"]["volumes_ml"], f"predictions: segmentation volume of {r} missing")
+    for t in doc["tasks"]:
+        need(t in doc, f"predictions: task {t} listed but missing")
+        r = doc[t]
+        for k in ("probability", "label", "cutoff", "nomogram", "model"):
+            need(k in r, f"predictions: {t}.{k} missing")
+        for k in ("name", "version", "trained_on", "synthetic", "metrics"):
+            need(k in r["model"], f"predictions: {t}.model.{k} missing")
+        need(isinstance(r["model"]["synthetic"], bool), f"predictions: {t}.model.synthetic must be a boolean")
+        if r["probability"] is not None:
+            need(0.0 <= r["probability"] <= 1.0, f"predictions: {t}.probability outside [0, 1]")
+            n = r["nomogram"]
+            for k in ("points", "total_points", "linear_predictor"):
+                need(k in n, f"predictions: {t}.nomogram.{k} missing")
+            need(abs(sum(n["points"].values()) - n["total_points"]) < 0.05 * max(1, len(n["points"])),
+                 f"predictions: {t}.nomogram points do not add up to total_points")

@@ -359,7 +359,7 @@ def make_case(spec: TumorSpec, case_id: str, clinical: Optional[dict] = None, do
 
 
 def make_demo_case(downsample: int = 1, progress: Progress = null_progress) -> SyntheticCase:
-    """The built-in demo case: a deterministic SYNTHETIC left-hemisphere glioma with necrosis, rim and edema."""
+    """The built-in demo case: a deterministic SYNTHETIC right frontal glioma with necrosis, enhancing rim and edema."""
     return make_case(DEMO_SPEC, "synthetic-demo-001", DEMO_CLINICAL, downsample=downsample, progress=progress)
 
 

@@ -61,6 +61,19 @@ class LassoLogisticResult:
     C: float
 
 
+def _sklearn_at_least(major: int, minor: int) -> bool:
+    import sklearn
+    v = tuple(int(x) for x in sklearn.__version__.split(".")[:2])
+    return v >= (major, minor)
+
+
+def l1_logistic(C: float, seed: int = 0, max_iter: int = 5000) -> LogisticRegression:
+    """L1-penalised logistic regression (liblinear), spelled for old and new scikit-learn alike."""
+    if _sklearn_at_least(1, 8):
+        return LogisticRegression(l1_ratio=1.0, solver="liblinear", C=C, max_iter=max_iter, random_state=seed)
+    return LogisticRegression(penalty="l1", solver="liblinear", C=C, max_iter=max_iter, random_state=seed)
+
+
 def fit_lasso_logistic(X: np.ndarray, y: np.ndarray, names: List[str], seed: int = 0, max_features: int = 12,
                        n_splits: int = 5, Cs: Optional[np.ndarray] = None) -> LassoLogisticResult:
     """Selection + fit on one training set. Returns only the features with non-zero coefficients."""
@@ -74,7 +87,7 @@ def fit_lasso_logistic(X: np.ndarray, y: np.ndarray, names: List[str], seed: int
     aucs = np.zeros((len(Cs), cv.get_n_splits()))
     for k, (tr, va) in enumerate(cv.split(Z, y)):
         for i, C in enumerate(Cs):
-            m = LogisticRegression(penalty="l1", solver="liblinear", C=C, max_iter=2000, random_state=seed)
+            m = l1_logistic(C, seed, 2000)
             m.fit(Z[tr], y[tr])
             p = m.decision_function(Z[va])
             aucs[i, k] = roc_auc_score(y[va], p) if len(np.unique(y[va])) == 2 else 0.5
@@ -84,7 +97,7 @@ def fit_lasso_logistic(X: np.ndarray, y: np.ndarray, names: List[str], seed: int
     ok = [i for i in range(len(Cs)) if mean[i] >= mean[best] - se[best]]
     order = sorted(ok, key=lambda i: Cs[i])
     for i in order + [best]:
-        m = LogisticRegression(penalty="l1", solver="liblinear", C=Cs[i], max_iter=5000, random_state=seed)
+        m = l1_logistic(Cs[i], seed)
         m.fit(Z, y)
         nz = np.flatnonzero(m.coef_[0])
         if 0 < len(nz) <= max_features:
@@ -97,7 +110,7 @@ def fit_lasso_logistic(X: np.ndarray, y: np.ndarray, names: List[str], seed: int
                                    float("nan"))
     if len(nz) > max_features:
         nz = nz[np.argsort(-np.abs(m.coef_[0][nz]))[:max_features]]
-        m2 = LogisticRegression(penalty="l1", solver="liblinear", C=m.C, max_iter=5000).fit(Z[:, nz], y)
+        m2 = l1_logistic(m.C, seed).fit(Z[:, nz], y)
         return LassoLogisticResult([names[j] for j in nz], center[nz], scale[nz], m2.coef_[0],
                                    float(m2.intercept_[0]), float(m.C))
     return LassoLogisticResult([names[j] for j in nz], center[nz], scale[nz], m.coef_[0][nz],

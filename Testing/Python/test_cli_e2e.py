@@ -1,0 +1,96 @@
+"""End to end through the real command line (subprocess), on the SYNTHETIC demo case at reduced resolution."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from GliomaRadiogenomicsLib.predict import validate_predictions
+
+CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_out")
+    p = subprocess.run(CLI + ["demo", "--out", str(out), "--downsample", "2", "--spacing", "2",
+                              "--brain-mask", "threshold", "--workers", "2"], capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, p
+
+
+def test_demo_writes_all_outputs(demo_run):
+    out, p = demo_run
+    for f in ("predictions.json", "features.csv", "segmentation.nii.gz", "report.html", "features.provenance.json"):
+        assert (out / f).exists(), f
+    doc = json.loads((out / "predictions.json").read_text())
+    validate_predictions(doc)
+    assert doc["tasks"] == ["IDH", "epilepsy", "ATRX"]
+    for t in doc["tasks"]:
+        r = doc[t]
+        assert 0.0 <= r["probability"] <= 1.0
+        assert r["model"]["synthetic"] is True and "SYNTHETIC" in r["model"]["trained_on"].upper()
+        assert r["nomogram"]["points"] and r["label"]
+    assert doc["case"]["synthetic"] is True
+    assert doc["segmentation"]["volumes_ml"]["WT"] > 20
+    # summary printed, with the synthetic notice and the disclaimer
+    assert "IDH" in p.stdout and "not diagnoses" in p.stdout and "SYNTHETIC" in p.stdout
+    # progress was shown for long steps
+    assert "registering" in p.stderr and "features" in p.stderr
+
+
+def test_demo_segmentation_is_on_the_flair_grid_with_brats_labels(demo_run):
+    out, _ = demo_run
+    seg = sitk.ReadImage(str(out / "segmentation.nii.gz"))
+    flair = sitk.ReadImage(str(out / "demo_case" / "flair.nii.gz"))
+    assert seg.GetSize() == flair.GetSize()
+    assert np.allclose(seg.GetOrigin(), flair.GetOrigin()) and np.allclose(seg.GetSpacing(), flair.GetSpacing())
+    labels = set(np.unique(sitk.GetArrayFromImage(seg)).tolist())
+    assert labels <= {0, 1, 2, 3} and {2, 3} <= labels
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "demo_case" / "label.nii.gz"))) > 0
+    a = sitk.GetArrayFromImage(seg) > 0
+    assert 2 * (a & truth).sum() / (a.sum() + truth.sum()) > 0.7
+
+
+def test_features_csv_and_report(demo_run):
+    import pandas as pd
+    out, _ = demo_run
+    t = pd.read_csv(out / "features.csv")
+    assert len(t) == 1 and t.shape[1] > 1500
+    assert {"case_id", "age", "sex", "FLAIR_WT_original_glcm_Contrast"} <= set(t.columns)
+    html = (out / "report.html").read_text()
+    assert "SYNTHETIC" in html and "not diagnoses" in html and "data:image/png;base64" in html
+
+
+def test_rerun_keeps_backups_of_previous_outputs(demo_run, tmp_path):
+    out, _ = demo_run
+    seg = out / "segmentation.nii.gz"
+    case = out / "demo_case"
+    p = subprocess.run(CLI + ["run", "--t1", str(case / "t1.nii.gz"), "--t1c", str(case / "t1c.nii.gz"),
+                              "--t2", str(case / "t2.nii.gz"), "--flair", str(case / "flair.nii.gz"),
+                              "--segmentation", str(seg), "--age", "58", "--sex", "M", "--out", str(out),
+                              "--spacing", "2", "--brain-mask", "threshold", "--json-progress"],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert list(out.glob("segmentation.nii.gz.bak-*")) and list(out.glob("predictions.json.bak-*"))
+    lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert lines and all(0 <= x["progress"] <= 1 for x in lines)
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["case"]["clinical"]["age"] == 58
+    assert any("user-supplied segmentation" in s for s in doc["preprocessing"]["steps"])
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    p = subprocess.run(CLI + ["run", "--t1", str(tmp_path / "missing.nii.gz"), "--t1c", "a.nii.gz", "--t2",
+                              "b.nii.gz", "--flair", "c.nii.gz", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "missing.nii.gz" in p.stderr and "not found" in p.stderr and "Traceback" not in p.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    p = subprocess.run(CLI + ["predict", "--bundle", str(bad), "--table", str(bad), "--out", str(tmp_path / "x.csv")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "not a GliomaRadiogenomics model bundle" in p.stderr

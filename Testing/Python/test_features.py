@@ -1,0 +1,92 @@
+import copy
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from radiomics import featureextractor
+
+from GliomaRadiogenomicsLib.features import (_extract_one, available_presets, clahe, expected_columns,
+                                             extract_features, load_preset, normalize_unit)
+
+
+def test_wang_preset_settings_and_column_count():
+    p = load_preset("wang2025")
+    assert "wang2025" in available_presets()
+    assert p.sequences == ["t1", "t1c", "t2", "flair"] and p.regions == ["WT"]
+    assert p.params["imageType"]["LoG"]["sigma"] == [1.5, 3.0, 5.0]
+    assert "Wavelet" not in p.params["imageType"]
+    assert p.params["setting"]["binCount"] == 64  # binWidth 25 on [0, 1] images gives constant textures
+    cols = expected_columns(p)
+    shape = [c for c in cols if "_shape_" in c]
+    first = [c for c in cols if c.startswith("FLAIR_WT_original_firstorder_")]
+    texture = [c for c in cols if c.startswith("FLAIR_WT_original_") and "_firstorder_" not in c]
+    assert (len(shape), len(first), len(texture)) == (14, 18, 75)
+    assert len(cols) == 14 + 4 * 4 * (18 + 75)  # 1502: shape once, 4 sequences x 4 image types x 93
+    assert all(c.split("_")[0] in ("mask", "T1", "T1c", "T2", "FLAIR") for c in cols)
+
+
+def test_user_yaml_preset_and_errors(tmp_path):
+    y = tmp_path / "mine.yaml"
+    y.write_text("glioma_radiogenomics: {sequences: [flair], regions: [WT, ET], normalization: zscore}\n"
+                 "imageType: {Original: {}}\nfeatureClass: {firstorder: }\nsetting: {binWidth: 0.5, label: 1}\n")
+    p = load_preset(str(y))
+    assert p.name == "mine" and p.regions == ["WT", "ET"]
+    assert p.settings_hash() != load_preset("wang2025").settings_hash()
+    with pytest.raises(ValueError, match="unknown feature preset"):
+        load_preset("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("glioma_radiogenomics: {sequences: [dwi]}\n")
+    with pytest.raises(ValueError, match="unknown sequence 'dwi'"):
+        load_preset(str(bad))
+
+
+def test_unit_normalization_and_clahe_range():
+    rng = np.random.default_rng(0)
+    a = rng.gamma(2.0, 100.0, (20, 30, 30)).astype(np.float32)
+    brain = np.zeros(a.shape, bool)
+    brain[2:18, 3:27, 3:27] = True
+    u = normalize_unit(a, brain)
+    assert u.min() == 0.0 and u.max() == 1.0 and (u[~brain] == 0).all()
+    c = clahe(u, brain, kernel_size=8)
+    assert 0 <= c.min() and c.max() <= 1 and (c[~brain] == 0).all()
+    assert not np.allclose(c[brain], u[brain])
+
+
+def test_extraction_equals_pyradiomics_on_the_same_inputs():
+    """Parity: our wrapper (crop + per-sequence runs) gives PyRadiomics' own values on a textured image."""
+    rng = np.random.default_rng(3)
+    a = (rng.random((40, 48, 44)) * 0.5 + np.linspace(0, 0.5, 44)[None, None, :]).astype(np.float32)
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing((1.0, 1.0, 1.0))
+    m = np.zeros(a.shape, np.uint8)
+    m[10:30, 12:34, 10:34] = 1
+    mask = sitk.GetImageFromArray(m)
+    mask.CopyInformation(img)
+    params = copy.deepcopy(load_preset("wang2025").params)
+    params["imageType"] = {"Original": {}, "LoG": {"sigma": [1.5]}}
+    ours = _extract_one((params, img, mask, True))
+    ref = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params)).execute(img, mask)
+    ref = {k: float(v) for k, v in ref.items() if not k.startswith("diagnostics_")}
+    assert set(ours) == set(ref)
+    for k, v in ref.items():
+        assert ours[k] == pytest.approx(v, rel=1e-6, abs=1e-12), k
+    # textures are rich, not constant
+    assert ours["original_glcm_Contrast"] > 0 and ours["original_firstorder_Entropy"] > 3
+
+
+def test_demo_features_complete_and_textures_vary_between_cases(small_pre):
+    from GliomaRadiogenomicsLib.segment import get_backend
+    lab = get_backend().segment(small_pre)
+    r = extract_features(small_pre, lab, "wang2025", workers=1)
+    assert set(r.values) == set(expected_columns("wang2025"))
+    assert all(np.isfinite(v) for v in r.values.values())
+    assert r.provenance["preset"] == "wang2025" and len(r.provenance["settings_hash"]) == 16
+    # a different ROI (core only) must give different texture values: no constant-texture trap
+    arr = sitk.GetArrayFromImage(lab)
+    core = sitk.GetImageFromArray(np.where(np.isin(arr, (1, 3)), arr, 0).astype(np.uint8))
+    core.CopyInformation(lab)
+    r2 = extract_features(small_pre, core, "wang2025", workers=1)
+    tex = [k for k in r.values if "_glcm_" in k or "_glszm_" in k]
+    differing = sum(abs(r.values[k] - r2.values[k]) > 1e-6 * max(1.0, abs(r.values[k])) for k in tex)
+    assert differing > 0.9 * len(tex)
+    assert r.values["FLAIR_WT_original_glcm_JointEntropy"] > 2.0

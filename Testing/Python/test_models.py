@@ -1,0 +1,126 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from GliomaRadiogenomicsLib.bundle import (BundleError, FeatureMismatchError, ModelBundle, load_bundle,
+                                           nomogram_probability)
+from GliomaRadiogenomicsLib.predict import predict_one, predict_table
+from GliomaRadiogenomicsLib.train import drop_correlated, train_bundle
+
+PROV = {"preset": "wang2025", "settings_hash": "abc123", "pyradiomics_version": "v3.1.4"}
+
+
+def planted_table(n=240, p=40, seed=0):
+    """Two informative radiomic features + age; the rest noise. Known answer: the informative ones are chosen."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    age = rng.normal(50, 12, n)
+    lp = 1.8 * X[:, 0] - 1.4 * X[:, 1] - 0.05 * (age - 50)
+    y = (rng.random(n) < 1 / (1 + np.exp(-lp))).astype(int)
+    df = pd.DataFrame(X, columns=[f"FLAIR_WT_original_firstorder_F{i}" for i in range(p)])
+    df["age"] = age
+    df["sex"] = rng.choice(["M", "F"], n)
+    df["label"] = y
+    df["case_id"] = [f"c{i}" for i in range(n)]
+    return df
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return train_bundle(planted_table(), "label", "IDH", PROV, positive_label="IDH-mutant",
+                        negative_label="IDH-wildtype", trained_on="planted test data", synthetic=True,
+                        intended_use="test", seed=1)
+
+
+def test_training_recovers_planted_features(bundle):
+    assert "FLAIR_WT_original_firstorder_F0" in bundle.features
+    assert "FLAIR_WT_original_firstorder_F1" in bundle.features
+    c = dict(zip(bundle.features, bundle.coefficients))
+    assert c["FLAIR_WT_original_firstorder_F0"] > 0 > c["FLAIR_WT_original_firstorder_F1"]
+    assert len(bundle.features) <= 12
+    assert bundle.metrics["auc_cv"] > 0.75
+    lo, hi = bundle.metrics["auc_cv_95ci"]
+    assert lo < bundle.metrics["auc_cv"] < hi
+    assert 0 < bundle.cutoff < 1
+
+
+def test_drop_correlated_removes_one_of_a_pair():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=100)
+    X = np.c_[a, a * 2 + 1e-4 * rng.normal(size=100), rng.normal(size=100)]
+    _, names = drop_correlated(X, ["a", "a2", "b"])
+    assert names == ["a", "b"]
+
+
+def test_bundle_roundtrip_is_plain_json(tmp_path, bundle):
+    p = bundle.save(tmp_path / "b.json")
+    d = json.loads(p.read_text())
+    assert d["format"] == "glioma-radiogenomics-model-bundle" and d["schema_version"] == 1
+    assert d["synthetic"] is True and d["training"]["trained_on"] == "planted test data"
+    b2 = load_bundle(p)
+    row = planted_table(5, seed=9).iloc[0].to_dict()
+    assert predict_one(b2, row, PROV)["probability"] == pytest.approx(predict_one(bundle, row, PROV)["probability"])
+
+
+def test_malformed_bundles_are_refused(tmp_path, bundle):
+    d = bundle.to_dict()
+    cases = {
+        "format": dict(d, format="something"),
+        "schema version": dict(d, schema_version=99),
+        "missing key": {k: v for k, v in d.items() if k != "cutoff"},
+        "has 1 values": dict(d, coefficients=[1.0]),
+        "scale values": dict(d, scale=[0.0] * len(d["scale"])),
+    }
+    for msg, doc in cases.items():
+        p = tmp_path / "bad.json"
+        p.write_text(json.dumps(doc))
+        with pytest.raises(BundleError, match=msg):
+            load_bundle(p)
+    p.write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(p)
+
+
+def test_feature_mismatch_is_refused(bundle):
+    row = planted_table(3, seed=2).iloc[0].to_dict()
+    row.pop(bundle.features[0])
+    with pytest.raises(FeatureMismatchError, match="not offered"):
+        predict_one(bundle, row, PROV)
+    row = planted_table(3, seed=2).iloc[0].to_dict()
+    with pytest.raises(FeatureMismatchError, match="settings_hash"):
+        predict_one(bundle, row, dict(PROV, settings_hash="other"))
+    row["sex"] = "X"
+    if "sex_male" in bundle.features:
+        with pytest.raises(FeatureMismatchError):
+            predict_one(bundle, row, PROV)
+
+
+def test_nomogram_points_reproduce_the_probability(bundle):
+    table = planted_table(50, seed=4)
+    for _, r in table.iterrows():
+        res = predict_one(bundle, r.to_dict(), PROV)
+        n = res["nomogram"]
+        assert sum(n["points"].values()) == pytest.approx(n["total_points"], abs=0.05)
+        assert nomogram_probability(bundle, n["total_points"]) == pytest.approx(res["probability"], abs=2e-3)
+        assert res["probability"] == pytest.approx(1 / (1 + math.exp(-n["linear_predictor"])), abs=1e-6)
+    # on the training data every variable lies in 0..100 points and the widest spans exactly 100
+    spans = [(v.c_max - v.c_min) / bundle.nomogram["lp_per_point"] for v in bundle.variables]
+    assert max(spans) == pytest.approx(100.0)
+
+
+def test_missing_age_is_imputed_with_a_warning(bundle):
+    if "age" not in bundle.features:
+        pytest.skip("age not selected")
+    row = planted_table(3, seed=5).iloc[0].to_dict()
+    row["age"] = None
+    res = predict_one(bundle, row, PROV)
+    assert any("missing" in w for w in res["warnings"])
+
+
+def test_predict_table(bundle):
+    out = predict_table(bundle, planted_table(10, seed=6))
+    assert list(out.columns) == ["case_id", "probability", "label", "total_points"]
+    assert out.probability.between(0, 1).all() and set(out.label) <= {"IDH-mutant", "IDH-wildtype"}

@@ -1,0 +1,80 @@
+"""The extension's layout: CMake files list every file, the core imports nothing from Slicer, no pickle."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CORE = REPO / "GliomaRadiogenomics" / "GliomaRadiogenomicsLib"
+
+
+def test_top_level_cmake_declares_the_extension():
+    text = (REPO / "CMakeLists.txt").read_text()
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+        assert re.search(rf"set\({key} ", text), key
+    assert "project(GliomaRadiogenomics)" in text and "find_package(Slicer REQUIRED)" in text
+    for m in ("GliomaRadiogenomics", "GliomaSegment", "GliomaPredict"):
+        assert f"add_subdirectory({m})" in text
+    assert "Slicer_EXTENSION_GENERATE_CONFIG" in text and "Slicer_EXTENSION_CPACK" in text
+    cat = re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"', text).group(1)
+    assert cat in {"Quantification", "Segmentation", "Informatics", "Radiotherapy", "Registration", "Filtering"}
+
+
+@pytest.mark.parametrize("module", ["GliomaRadiogenomics", "GliomaSegment", "GliomaPredict"])
+def test_module_cmake_lists_every_file(module):
+    folder = REPO / module
+    text = (folder / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule" in text
+    for p in folder.rglob("*"):
+        if p.is_file() and p.suffix in (".py", ".ui", ".png", ".json", ".yaml") and "__pycache__" not in p.parts:
+            rel = p.relative_to(folder).as_posix()
+            listed = rel in text or rel.replace(module, "${MODULE_NAME}") in text
+            assert listed, f"{module}/CMakeLists.txt does not list {rel}"
+
+
+def test_generated_cmake_is_up_to_date():
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "update_cmake_lists.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_core_package_imports_nothing_from_slicer_and_no_pickle():
+    for p in CORE.rglob("*.py"):
+        src = p.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(slicer|qt|ctk|vtk)\b", src, re.M), p
+        assert not re.search(r"\b(pickle|joblib)\.(load|dump)", src), p
+    r = subprocess.run([sys.executable, "-c", "import sys, GliomaRadiogenomicsLib.pipeline, "
+                        "GliomaRadiogenomicsLib.cli; assert 'slicer' not in sys.modules"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_shipped_default_bundles_are_synthetic_and_valid():
+    from GliomaRadiogenomicsLib.bundle import default_bundle_paths, load_default_bundles
+    from GliomaRadiogenomicsLib.features import load_preset
+    bundles = load_default_bundles()
+    assert [b.task for b in bundles] == ["IDH", "epilepsy", "ATRX"]
+    h = load_preset("wang2025").settings_hash()
+    for b, p in zip(bundles, default_bundle_paths()):
+        d = json.loads(p.read_text())
+        assert d["synthetic"] is True and "SYNTHETIC" in d["training"]["trained_on"].upper()
+        assert "SYNTHETIC" in d["intended_use"].upper()
+        assert b.feature_schema["settings_hash"] == h, "bundle trained with other feature settings: rebuild"
+        assert d["metrics"]["auc_cv_95ci"][0] <= d["metrics"]["auc_cv"] <= d["metrics"]["auc_cv_95ci"][1]
+
+
+def test_readme_gives_the_two_commands_and_says_synthetic():
+    text = (REPO / "README.md").read_text()
+    assert "make demo" in text and "make test" in text and "synthetic" in text.lower()
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_constraints_pin_torch_and_pyradiomics():
+    c = (REPO / "constraints.txt").read_text()
+    assert "torch==2.13.0" in c and "pyradiomics-bhklab==3.1.4" in c
+    mk = (REPO / "Makefile").read_text()
+    assert "-c constraints.txt" in mk
+    assert "shap" not in (REPO / "pyproject.toml").read_text()

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from GliomaRadiogenomicsLib import preprocess as P
+from GliomaRadiogenomicsLib import synthetic as S
+from GliomaRadiogenomicsLib.brainmask import compute_brain_mask, looks_skull_stripped
+from GliomaRadiogenomicsLib.regions import dice
+
+
+def test_working_grid_covers_reference_isotropically():
+    ref = sitk.Image([100, 120, 20], sitk.sitkFloat32)
+    ref.SetSpacing((0.9, 0.9, 5.5))
+    ref.SetOrigin((10.0, -20.0, 30.0))
+    g = P.working_grid(ref, 1.0)
+    assert g.GetSpacing() == (1.0, 1.0, 1.0)
+    assert g.GetDirection() == ref.GetDirection()
+    assert g.GetSize() == (90, 108, 110)
+    # same outer corner
+    c_ref = np.array(ref.GetOrigin()) - np.array(ref.GetSpacing()) / 2
+    c_g = np.array(g.GetOrigin()) - 0.5
+    assert np.allclose(c_ref, c_g)
+
+
+def test_rigid_registration_recovers_simulated_motion():
+    an = S.load_anatomy(2)
+    truth, label = S.simulate_truth(S.DEMO_SPEC, an)
+    caught = []
+    orig = S._rigid
+    S._rigid = lambda *a, **k: caught.append(orig(*a, **k)) or caught[-1]
+    try:
+        sp = {k: tuple(max(s, 2.0) for s in v) for k, v in S.DEFAULT_SPACING.items()}
+        imgs, lab, icv = S.acquire(truth, label, an, np.random.default_rng(5), sp)
+    finally:
+        S._rigid = orig
+    fl = imgs["flair"]
+    size = fl.GetSize()
+    pts = [fl.TransformContinuousIndexToPhysicalPoint([size[0] * a, size[1] * b, size[2] * c])
+           for a in (0.3, 0.7) for b in (0.3, 0.7) for c in (0.3, 0.7)]
+    for t_true, seq in zip(caught, ("t1", "t1c", "t2")):
+        tx, _ = P.register_rigid(fl, imgs[seq])
+        inv = t_true.GetInverse()
+        err = max(np.linalg.norm(np.subtract(tx.TransformPoint(p), inv.TransformPoint(p))) for p in pts)
+        moved = max(np.linalg.norm(np.subtract(p, inv.TransformPoint(p))) for p in pts)
+        assert err < 1.0, f"{seq}: registration error {err:.2f} mm (simulated motion {moved:.2f} mm)"
+
+
+def test_registration_keeps_header_alignment_of_aligned_images(small_demo_case):
+    fl = small_demo_case.images["flair"]
+    tx, _ = P.register_rigid(fl, fl)
+    p = fl.TransformContinuousIndexToPhysicalPoint([10.0, 12.0, 8.0])
+    assert np.linalg.norm(np.subtract(tx.TransformPoint(p), p)) < 0.5
+
+
+def test_preprocess_records_steps_and_mask(small_pre, small_demo_case):
+    assert small_pre.grid.GetSpacing() == (2.0, 2.0, 2.0)
+    assert set(small_pre.images) == set(S.SEQUENCES)
+    assert any("rigid registration" in s for s in small_pre.steps)
+    truth = sitk.Resample(small_demo_case.brain_mask, small_pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor)
+    d = dice(sitk.GetArrayFromImage(truth) > 0, sitk.GetArrayFromImage(small_pre.brain_mask) > 0)
+    assert d > 0.85, f"threshold brain mask Dice {d:.3f}"
+    native = small_pre.to_native(small_pre.brain_mask)
+    assert native.GetSize() == small_demo_case.images["flair"].GetSize()
+
+
+def test_skull_stripped_input_detected(small_pre):
+    brain = sitk.GetArrayFromImage(small_pre.brain_mask) > 0
+    stripped = P.PreprocessedCase("x", {}, small_pre.reference_native, "flair", {})
+    for s, img in small_pre.images.items():
+        a = sitk.GetArrayFromImage(img) * brain
+        o = sitk.GetImageFromArray(a)
+        o.CopyInformation(img)
+        stripped.images[s] = o
+    assert looks_skull_stripped(stripped)
+    assert not looks_skull_stripped(small_pre)
+    mask, method, _ = compute_brain_mask(stripped, "auto")
+    assert method == "nonzero"
+    assert dice(sitk.GetArrayFromImage(mask) > 0, brain) > 0.95
+
+
+def test_deepbet_brain_mask_matches_truth(small_demo_case, small_pre):
+    pytest.importorskip("deepbet")
+    mask, method, _ = compute_brain_mask(small_pre, "deepbet")
+    truth = sitk.Resample(small_demo_case.brain_mask, small_pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor)
+    d = dice(sitk.GetArrayFromImage(truth) > 0, sitk.GetArrayFromImage(mask) > 0)
+    assert d > 0.9, f"deepbet Dice {d:.3f}"
+
+
+def test_unknown_options_are_refused(small_pre):
+    with pytest.raises(ValueError, match="unknown brain mask method"):
+        compute_brain_mask(small_pre, "magic")
