@@ -76,25 +76,24 @@ def deepbet_available() -> bool:
         return False
 
 
-def deepbet_mask(pre, device: str = "auto") -> np.ndarray:
-    """deepbet on the T1 (T1c if no T1). Weights come from the deepbet wheel (no download)."""
-    import torch
-    from deepbet.bet import BrainExtraction
+def deepbet_mask(pre, device: str = "auto", progress=None) -> np.ndarray:
+    """deepbet on the T1 (T1c if no T1), in a subprocess (JSON progress, cancellable). Weights: deepbet's wheel."""
+    from .progress import null_progress
+    from .worker import run_worker
 
     seq = "t1" if "t1" in pre.images else "t1c"
-    use_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     with tempfile.TemporaryDirectory(prefix="gr-deepbet-") as tmp:
         src, dst = Path(tmp) / "in.nii.gz", Path(tmp) / "mask.nii.gz"
         sitk.WriteImage(pre.images[seq], str(src))
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        bet = BrainExtraction(no_gpu=not use_gpu)
-        bet.run(str(src), mask_path=str(dst))
+        run_worker(["deepbet", "--input", str(src), "--output", str(dst), "--device", device],
+                   progress or null_progress)
         mask = sitk.ReadImage(str(dst))
         mask = sitk.Resample(mask, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(mask) > 0
 
 
-def compute_brain_mask(pre, method: str = "auto") -> Tuple[sitk.Image, str, List[str]]:
+def compute_brain_mask(pre, method: str = "auto", device: str = "auto",
+                       progress=None) -> Tuple[sitk.Image, str, List[str]]:
     if method not in METHODS:
         raise ValueError(f"unknown brain mask method '{method}'; choose one of {', '.join(METHODS)}")
     warnings: List[str] = []
@@ -114,7 +113,7 @@ def compute_brain_mask(pre, method: str = "auto") -> Tuple[sitk.Image, str, List
         if not deepbet_available():
             raise RuntimeError("brain mask method 'deepbet' needs the packages deepbet and torch "
                                "(pip install -c constraints.txt 'glioma-radiogenomics[brain]')")
-        arr = deepbet_mask(pre)
+        arr = deepbet_mask(pre, device, progress)
     else:
         arr = threshold_mask(pre)
     if arr.sum() == 0:

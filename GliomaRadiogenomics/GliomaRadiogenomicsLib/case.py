@@ -54,15 +54,21 @@ def normalize_clinical(clinical: dict, where: str = "clinical data") -> dict:
 
 def load_case(paths: Dict[str, os.PathLike], case_id: Optional[str] = None, clinical: Optional[dict] = None,
               ground_truth: Optional[os.PathLike] = None) -> Case:
-    """Read the four sequences from NIfTI / NRRD files. Errors name the file and the problem."""
+    """Read the four sequences from NIfTI / NRRD files or DICOM series. Errors name the file and the problem."""
+    from .inputs import DicomSeries, read_any
     images, str_paths = {}, {}
     for seq in SEQUENCES:
         if seq not in paths or paths[seq] is None:
             raise InputError(f"missing {SEQUENCE_NAMES[seq]} image: give --{seq} FILE")
-        images[seq] = read_image(paths[seq], role=SEQUENCE_NAMES[seq])
-        str_paths[seq] = str(Path(paths[seq]).resolve())
+        item = paths[seq]
+        images[seq] = read_any(item, role=SEQUENCE_NAMES[seq])
+        if isinstance(item, DicomSeries):
+            str_paths[seq] = f"DICOM {item.folder} series '{item.description}' ({item.series_uid})"
+            continue
+        str_paths[seq] = str(Path(item).resolve())
     if case_id is None:
-        case_id = Path(paths["flair"]).resolve().parent.name or "case"
+        flair = paths["flair"]
+        case_id = (flair.folder.name if isinstance(flair, DicomSeries) else Path(flair).resolve().parent.name) or "case"
     gt = read_image(ground_truth, role="ground truth") if ground_truth else None
     check_overlap(images, str_paths)
     return Case(case_id, images, str_paths, clinical or {}, False, gt)
@@ -89,19 +95,15 @@ def check_overlap(images: Dict[str, sitk.Image], paths: Dict[str, str]) -> None:
                              "field of view in physical space (different patient or broken header?)")
 
 
-def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None) -> Case:
-    """A folder with t1/t1c/t2/flair(.nii.gz|.nii|.nrrd) and an optional case.json with clinical data."""
+def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
+                     overrides: Optional[Dict[str, os.PathLike]] = None) -> Case:
+    """A folder with the four sequences (NIfTI / NRRD named like t1, t1c / t1gd / post, t2, flair, BraTS or BIDS
+    style; or DICOM series, assigned from their tags) and an optional case.json with clinical data."""
+    from .inputs import find_case_files
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
-    paths = {}
-    for seq in SEQUENCES:
-        for ext in (".nii.gz", ".nii", ".nrrd"):
-            if (folder / f"{seq}{ext}").exists():
-                paths[seq] = folder / f"{seq}{ext}"
-                break
-        else:
-            raise InputError(f"{folder}: no {SEQUENCE_NAMES[seq]} image ({seq}.nii.gz, {seq}.nii or {seq}.nrrd)")
+    paths = find_case_files(folder, {k: str(v) for k, v in (overrides or {}).items() if v})
     meta, synthetic = {}, False
     if (folder / "case.json").exists():
         try:

@@ -46,7 +46,7 @@ def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
         w("The default models were trained on SYNTHETIC data: the numbers demonstrate the software only.\n")
     if doc.get("warnings"):
         w(f"{len(doc['warnings'])} warning(s) in predictions.json\n")
-    w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, report.html\n")
+    w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html\n")
     w("=" * 78 + "\n")
 
 
@@ -59,7 +59,8 @@ def cmd_demo(args) -> int:
     progress = _progress(args)
     case_dir = out / "demo_case"
     progress.update(0.0, "building the SYNTHETIC demo case (ICBM152 anatomy + simulated glioma)")
-    if not (case_dir / "case.json").exists() or args.downsample != 1:
+    meta = json.loads((case_dir / "case.json").read_text()) if (case_dir / "case.json").exists() else {}
+    if meta.get("downsample") != args.downsample or meta.get("case_id") != "synthetic-demo-001":
         make_demo_case(downsample=args.downsample).save(case_dir)
     case = load_case_folder(case_dir)
     case.synthetic = True
@@ -74,8 +75,18 @@ def cmd_run(args) -> int:
     from .io import read_image
     from .pipeline import run_case
 
+    from .case import load_case_folder
     clinical = {"age": args.age, "sex": args.sex, "who_grade": args.who_grade}
-    case = load_case({"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}, args.case_id, clinical)
+    given = {"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}
+    if args.case_dir:
+        case = load_case_folder(args.case_dir, clinical, overrides=given)
+        if args.case_id:
+            case.case_id = args.case_id
+    else:
+        missing = [f"--{k}" for k, v in given.items() if not v]
+        if missing:
+            raise InputError(f"give --case-dir DIR or all four images (missing {', '.join(missing)})")
+        case = load_case(given, args.case_id, clinical)
     label = read_image(args.segmentation, "segmentation") if args.segmentation else None
     out = Path(args.out)
     doc = run_case(case, out, _options(args), _progress(args), label=label)
@@ -145,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run the whole pipeline on one case (NIfTI or NRRD files)")
+    p.add_argument("--case-dir", help="folder with the four sequences (files named t1/t1c/t2/flair, BraTS, BIDS-like "
+                   "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
     for s in ("t1", "t1c", "t2", "flair"):
-        p.add_argument(f"--{s}", required=True, help=f"{s.upper()} image")
+        p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
     p.add_argument("--age", type=float)
     p.add_argument("--sex", type=str.upper, choices=["M", "F"])
     p.add_argument("--who-grade", type=int, choices=[2, 3, 4])

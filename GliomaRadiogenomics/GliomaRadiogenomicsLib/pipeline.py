@@ -1,7 +1,8 @@
 """The whole pipeline for one case: case -> preprocess -> segment -> regions -> features -> models -> report.
 
 ``analyze_case`` runs the image stages and returns plain data (no files). ``run_case`` adds the model bundles and
-writes the outputs (predictions.json, features.csv, segmentation.nii.gz, report.html) atomically; files that
+writes the outputs (predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html)
+atomically; files that
 already exist in the output folder are first moved aside to ``<name>.bak-<timestamp>``.
 """
 from __future__ import annotations
@@ -114,6 +115,7 @@ def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, pro
     doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)
     progress.update(0.96, "writing outputs")
     write_image(analysis.label_native, out / "segmentation.nii.gz", backup=True)
+    write_image(analysis.pre.to_native(analysis.pre.brain_mask), out / "brain_mask.nii.gz", backup=True)
     row = analysis.feature_row()
     table = pd.DataFrame([row])
     atomic_write_text(out / "features.csv", table.to_csv(index=False), backup=True)

@@ -22,8 +22,13 @@ class PreprocessOptions:
     reference: str = "flair"        # Wang 2025 registers T1, T2 and T1c to T2-FLAIR
     spacing: float = 1.0            # working grid spacing in mm (isotropic)
     register: bool = True
+    orientation: Optional[str] = None  # e.g. "LPS" or "RAS": reorient the working grid (sitk.DICOMOrient codes)
+    n4: bool = False                # N4 bias-field correction (on a shrunken copy: full resolution takes minutes)
+    n4_shrink: int = 4
+    n4_iterations: int = 30
     registration_samples: int = 60000
     brain_mask: str = "auto"        # auto | nonzero | deepbet | threshold
+    device: str = "auto"            # auto | cpu | cuda (networks run in a subprocess)
     seed: int = 1
 
 
@@ -80,6 +85,20 @@ def _mi(fixed: sitk.Image, moving: sitk.Image, tx: sitk.Transform) -> float:
     return float(r.MetricEvaluate(fixed, moving))
 
 
+def n4_correct(img: sitk.Image, mask: Optional[sitk.Image] = None, shrink: int = 4, iterations: int = 30) -> sitk.Image:
+    """N4 bias-field correction estimated on a shrunken image and applied at full resolution."""
+    img = sitk.Cast(img, sitk.sitkFloat32)
+    if mask is None:
+        mask = sitk.OtsuThreshold(img, 0, 1, 200)
+    small = sitk.Shrink(img, [shrink] * img.GetDimension())
+    small_mask = sitk.Shrink(mask, [shrink] * img.GetDimension())
+    n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetMaximumNumberOfIterations([iterations] * 4)
+    n4.Execute(small, small_mask)
+    log_field = n4.GetLogBiasFieldAsImage(img)
+    return sitk.Cast(img / sitk.Exp(log_field), sitk.sitkFloat32)
+
+
 def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, seed: int = 1):
     """Rigid (6 DOF) registration by Mattes mutual information, multi-resolution.
 
@@ -125,7 +144,10 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
         raise ValueError(f"reference sequence '{opt.reference}' is not among the case's sequences "
                          f"{sorted(case.images)}")
     ref_native = case.images[opt.reference]
-    grid = working_grid(ref_native, opt.spacing)
+    grid_source = ref_native
+    if opt.orientation:
+        grid_source = sitk.DICOMOrient(ref_native, opt.orientation)
+    grid = working_grid(grid_source, opt.spacing)
     pre = PreprocessedCase(case.case_id, {}, ref_native, opt.reference, {})
     pre.steps.append(f"working grid: {opt.reference} field of view at {opt.spacing:g} mm isotropic "
                      f"({'x'.join(map(str, grid.GetSize()))})")
@@ -149,10 +171,18 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
         if float(arr.min()) < 0:
             res = sitk.Maximum(res, 0.0)
         pre.images[seq] = res
+    if opt.orientation:
+        pre.steps.append(f"working grid reoriented to {opt.orientation}")
     progress.update((n - 1) / n, "brain mask")
-    mask, method, warns = compute_brain_mask(pre, opt.brain_mask)
+    mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub((n - 1) / n, 1.0))
     pre.brain_mask = mask
     pre.brain_mask_method = method
+    if opt.n4:
+        for i, seq in enumerate(list(pre.images)):
+            progress.update(0.95, f"N4 bias correction: {seq}")
+            pre.images[seq] = n4_correct(pre.images[seq], mask, opt.n4_shrink, opt.n4_iterations)
+        pre.steps.append(f"N4 bias-field correction (shrink {opt.n4_shrink}, {opt.n4_iterations} iterations/level, "
+                         "inside the brain mask)")
     pre.warnings.extend(warns)
     vol = float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0
     pre.steps.append(f"brain mask: {method} ({vol:.0f} mL)")

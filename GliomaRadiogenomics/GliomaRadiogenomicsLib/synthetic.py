@@ -85,6 +85,7 @@ class SyntheticCase:
     brain_mask: sitk.Image               # intracranial mask on the FLAIR native grid
     clinical: dict = field(default_factory=dict)
     spec: Optional[TumorSpec] = None
+    downsample: int = 1
 
     def save(self, folder: os.PathLike) -> Dict[str, Path]:
         folder = Path(folder)
@@ -95,7 +96,7 @@ class SyntheticCase:
         paths["label"] = write_image(self.label, folder / "label.nii.gz")
         paths["brain_mask"] = write_image(self.brain_mask, folder / "brain_mask.nii.gz")
         meta = {"case_id": self.case_id, "synthetic": True, "notice": SYNTHETIC_NOTICE,
-                "clinical": self.clinical, "tumor": self.spec.to_dict() if self.spec else None,
+                "clinical": self.clinical, "downsample": self.downsample, "tumor": self.spec.to_dict() if self.spec else None,
                 "labels": {"1": "necrosis", "2": "edema (incl. non-enhancing infiltrative tumor)", "3": "enhancing"}}
         atomic_write_text(folder / "case.json", json.dumps(meta, indent=2))
         paths["case.json"] = folder / "case.json"
@@ -355,7 +356,7 @@ def make_case(spec: TumorSpec, case_id: str, clinical: Optional[dict] = None, do
     rng = np.random.default_rng(spec.seed + 7)
     images, lab, icv = acquire(truth, label, anatomy, rng, spacing)
     progress.update(1.0, "synthetic case ready")
-    return SyntheticCase(case_id, images, lab, icv, dict(clinical or {}), spec)
+    return SyntheticCase(case_id, images, lab, icv, dict(clinical or {}), spec, downsample)
 
 
 def make_demo_case(downsample: int = 1, progress: Progress = null_progress) -> SyntheticCase:

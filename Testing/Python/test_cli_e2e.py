@@ -24,7 +24,8 @@ def demo_run(tmp_path_factory):
 
 def test_demo_writes_all_outputs(demo_run):
     out, p = demo_run
-    for f in ("predictions.json", "features.csv", "segmentation.nii.gz", "report.html", "features.provenance.json"):
+    for f in ("predictions.json", "features.csv", "segmentation.nii.gz", "brain_mask.nii.gz", "report.html",
+              "features.provenance.json"):
         assert (out / f).exists(), f
     doc = json.loads((out / "predictions.json").read_text())
     validate_predictions(doc)

@@ -89,3 +89,28 @@ def test_deepbet_brain_mask_matches_truth(small_demo_case, small_pre):
 def test_unknown_options_are_refused(small_pre):
     with pytest.raises(ValueError, match="unknown brain mask method"):
         compute_brain_mask(small_pre, "magic")
+
+
+def test_n4_reduces_a_simulated_bias_field(small_pre):
+    img = small_pre.images["t1"]
+    brain = sitk.GetArrayFromImage(small_pre.brain_mask) > 0
+    a = sitk.GetArrayFromImage(img)
+    z = np.linspace(-1, 1, a.shape[0])[:, None, None]
+    biased = sitk.GetImageFromArray((a * np.exp(0.4 * z)).astype(np.float32))
+    biased.CopyInformation(img)
+    corrected = sitk.GetArrayFromImage(P.n4_correct(biased, small_pre.brain_mask, shrink=2))
+
+    def slope(v):  # correlation of intensity with z inside the brain: the bias signature
+        zz = np.broadcast_to(z, v.shape)[brain]
+        return abs(np.corrcoef(zz, np.log(np.maximum(v[brain], 1e-3)))[0, 1])
+    assert slope(corrected) < 0.6 * slope(sitk.GetArrayFromImage(biased))
+
+
+def test_reorientation_option(small_demo_dir):
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    case = load_case_folder(small_demo_dir)
+    pre = P.preprocess(case, P.PreprocessOptions(spacing=3.0, brain_mask="threshold", orientation="RAS",
+                                                 register=False))
+    assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(pre.grid.GetDirection()) == "RAS"
+    native = pre.to_native(pre.brain_mask)
+    assert native.GetDirection() == case.images["flair"].GetDirection()

@@ -1,0 +1,161 @@
+"""Finding the four sequences of a case: NIfTI / NRRD files and DICOM series, assigned to T1, T1c, T2 and FLAIR
+from file names (BraTS, BIDS-like, common scanner names) or DICOM tags (SeriesDescription, contrast agent,
+TR / TE / TI). The user can override any assignment; a missing or ambiguous sequence is a clear error.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import SimpleITK as sitk
+
+from .case import SEQUENCE_NAMES, SEQUENCES
+from .io import IMAGE_SUFFIXES, InputError
+
+# Patterns on lower-cased names with separators normalised to '_'. Order matters: T1c before T1, FLAIR before T2.
+NAME_PATTERNS = {
+    "flair": [r"flair", r"t2_?f\b", r"t2f", r"dark_?fluid", r"\bfl\b", r"t2_?tirm", r"tirm"],
+    "t1c": [r"t1_?c\b", r"t1ce", r"t1_?gd", r"t1_?gad", r"t1_?post", r"post_?(gd|gad|contrast|con)",
+            r"\bce_?t1", r"ce_t1w", r"t1w?_?ce\b", r"mprage_?(gd|post|c\b)", r"t1c", r"contrast", r"\+c\b",
+            r"_gd\b", r"gado"],
+    "t2": [r"t2w?\b", r"t2_?w", r"t2_?tse", r"t2_?fse", r"\bt2\b", r"t2"],
+    "t1": [r"t1w?\b", r"t1_?w", r"mprage", r"spgr", r"t1_?se", r"\bt1\b", r"t1n", r"t1"],
+}
+EXCLUDE = re.compile(r"(seg|label|mask|brain_?mask|reference|truth|dwi|adc|perf|dsc|cbv|swi|localizer|scout)")
+
+
+def _norm(name: str) -> str:
+    n = name.lower()
+    for s in IMAGE_SUFFIXES:
+        if n.endswith(s):
+            n = n[: -len(s)]
+    return re.sub(r"[\s\-\.]+", "_", n)
+
+
+def classify_name(name: str) -> Optional[str]:
+    """Sequence key for a file or series name, or None. 'sub-01_ce-gd_T1w' -> 't1c', 'BraTS_flair' -> 'flair'."""
+    n = _norm(name)
+    if EXCLUDE.search(n):
+        return None
+    if re.search(r"ce_?gd|ce_?gad", n) and "t1" in n:  # BIDS: sub-01_ce-gadolinium_T1w
+        return "t1c"
+    for seq in ("flair", "t1c", "t2", "t1"):
+        if any(re.search(p, n) for p in NAME_PATTERNS[seq]):
+            return seq
+    return None
+
+
+@dataclass
+class DicomSeries:
+    folder: Path
+    series_uid: str
+    files: List[str]
+    description: str = ""
+    tags: Dict[str, str] = field(default_factory=dict)
+
+    def read(self) -> sitk.Image:
+        r = sitk.ImageSeriesReader()
+        r.SetFileNames(self.files)
+        try:
+            return r.Execute()
+        except RuntimeError as exc:
+            raise InputError(f"DICOM series {self.series_uid} in {self.folder}: cannot be read "
+                             f"({str(exc).strip().splitlines()[0][:160]})") from None
+
+
+def find_dicom_series(folder: Path) -> List[DicomSeries]:
+    out = []
+    for d in sorted({p.parent for p in Path(folder).rglob("*") if p.is_file()} | {Path(folder)}):
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(d)) or []:
+            files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(d), uid))
+            if not files:
+                continue
+            rd = sitk.ImageFileReader()
+            rd.SetFileName(files[0])
+            rd.LoadPrivateTagsOff()
+            try:
+                rd.ReadImageInformation()
+            except RuntimeError:
+                continue
+            tags = {k: rd.GetMetaData(k).strip() for k in rd.GetMetaDataKeys()}
+            out.append(DicomSeries(d, uid, files, tags.get("0008|103e", ""), tags))
+    return out
+
+
+def classify_dicom(series: DicomSeries) -> Optional[str]:
+    """From SeriesDescription / ProtocolName first, then contrast agent and TR / TE / TI."""
+    t = series.tags
+    for key in ("0008|103e", "0018|1030"):  # SeriesDescription, ProtocolName
+        seq = classify_name(t.get(key, ""))
+        if seq:
+            if seq == "t1" and t.get("0018|0010", "").strip():  # ContrastBolusAgent present
+                return "t1c"
+            return seq
+    try:
+        tr = float(t.get("0018|0080", "nan"))
+        te = float(t.get("0018|0081", "nan"))
+        ti = float(t.get("0018|0082", "nan")) if t.get("0018|0082") else 0.0
+    except ValueError:
+        return None
+    if ti > 1500 and te > 70:
+        return "flair"
+    if tr > 2000 and te > 70:
+        return "t2"
+    if te < 30:
+        return "t1c" if t.get("0018|0010", "").strip() else "t1"
+    return None
+
+
+def find_case_files(folder: Path, overrides: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+    """Assign each of T1, T1c, T2, FLAIR to an image file or DICOM series inside ``folder``.
+
+    ``overrides`` maps a sequence key to a path (file or DICOM folder) and wins over automatic assignment.
+    Returns {seq: Path | DicomSeries}. Raises InputError for a missing or ambiguous sequence.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"case folder not found: {folder}")
+    found: Dict[str, List[object]] = {s: [] for s in SEQUENCES}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and any(p.name.lower().endswith(s) for s in IMAGE_SUFFIXES):
+            seq = classify_name(p.name)
+            if seq:
+                found[seq].append(p)
+    if not any(found.values()):
+        for series in find_dicom_series(folder):
+            seq = classify_dicom(series)
+            if seq:
+                found[seq].append(series)
+    chosen: Dict[str, object] = {}
+    for seq in SEQUENCES:
+        if overrides and overrides.get(seq):
+            chosen[seq] = Path(overrides[seq])
+            continue
+        cands = found[seq]
+        if not cands:
+            raise InputError(f"{folder}: no {SEQUENCE_NAMES[seq]} found (looked at file names and DICOM series "
+                             f"descriptions / TR / TE / TI); give it explicitly (--{seq} PATH)")
+        if len(cands) > 1:
+            names = ", ".join(c.name if isinstance(c, Path) else f"series '{c.description}'" for c in cands)
+            raise InputError(f"{folder}: {SEQUENCE_NAMES[seq]} is ambiguous ({names}); choose one with --{seq} PATH")
+        chosen[seq] = cands[0]
+    return chosen
+
+
+def read_any(item, role: str) -> sitk.Image:
+    """A file, a DICOM folder or a DicomSeries -> image (with the checks of io.read_image)."""
+    from .io import read_image
+    if isinstance(item, DicomSeries):
+        img = item.read()
+        return img
+    p = Path(item)
+    if p.is_dir():
+        series = find_dicom_series(p)
+        if not series:
+            raise InputError(f"{role}: {p} is a folder without a readable DICOM series")
+        if len(series) > 1:
+            raise InputError(f"{role}: {p} holds {len(series)} DICOM series; point to one series folder")
+        return series[0].read()
+    return read_image(p, role)

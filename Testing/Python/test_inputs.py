@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from GliomaRadiogenomicsLib.inputs import classify_dicom, classify_name, find_case_files, find_dicom_series
+from GliomaRadiogenomicsLib.io import InputError
+
+
+@pytest.mark.parametrize("name,seq", [
+    ("t1.nii.gz", "t1"), ("t1c.nii.gz", "t1c"), ("t2.nii.gz", "t2"), ("flair.nii.gz", "flair"),
+    ("BraTS-GLI-00001-000-t1n.nii.gz", "t1"), ("BraTS-GLI-00001-000-t1c.nii.gz", "t1c"),
+    ("BraTS-GLI-00001-000-t2w.nii.gz", "t2"), ("BraTS-GLI-00001-000-t2f.nii.gz", "flair"),
+    ("BraTS20_Training_001_t1ce.nii.gz", "t1c"), ("sub-01_ce-gadolinium_T1w.nii.gz", "t1c"),
+    ("sub-01_T1w.nii.gz", "t1"), ("sub-01_T2w.nii.gz", "t2"), ("sub-01_FLAIR.nii.gz", "flair"),
+    ("AX_T2_FLAIR.nrrd", "flair"), ("Ax T1 POST GAD.nrrd", "t1c"), ("MPRAGE.nii", "t1"), ("T2 TSE AX.nii", "t2"),
+    ("reference_seg_algorithm.nii.gz", None), ("brain_mask.nii.gz", None), ("label.nii.gz", None),
+    ("DWI_b1000.nii.gz", None),
+])
+def test_classify_names(name, seq):
+    assert classify_name(name) == seq
+
+
+def _write_dicom_series(folder, description, tr, te, ti=None, contrast=""):
+    folder.mkdir(parents=True)
+    a = (np.random.default_rng(0).random((4, 16, 16)) * 1000).astype(np.int16)
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing((1.0, 1.0, 3.0))
+    w = sitk.ImageFileWriter()
+    w.KeepOriginalImageUIDOn()
+    uid = "1.2.826.0.1.3680043.2.1125." + str(abs(hash(description)) % 10 ** 8)
+    for k in range(a.shape[0]):
+        sl = img[:, :, k]
+        tags = {"0008|103e": description, "0018|0080": str(tr), "0018|0081": str(te), "0020|000e": uid,
+                "0020|0013": str(k + 1), "0020|0032": f"0\\0\\{3.0 * k}", "0020|0037": "1\\0\\0\\0\\1\\0",
+                "0008|0060": "MR"}
+        if ti:
+            tags["0018|0082"] = str(ti)
+        if contrast:
+            tags["0018|0010"] = contrast
+        for key, v in tags.items():
+            sl.SetMetaData(key, v)
+        w.SetFileName(str(folder / f"{k:03d}.dcm"))
+        w.Execute(sl)
+
+
+def test_dicom_series_found_and_assigned_from_tags(tmp_path):
+    _write_dicom_series(tmp_path / "s1", "Ax T1 pre", 500, 10)
+    _write_dicom_series(tmp_path / "s2", "Ax T1 post", 500, 10, contrast="Gadovist")
+    _write_dicom_series(tmp_path / "s3", "series 3", 4000, 100)           # T2 from TR / TE
+    _write_dicom_series(tmp_path / "s4", "series 4", 9000, 120, ti=2500)  # FLAIR from TI
+    series = find_dicom_series(tmp_path)
+    assert len(series) == 4
+    assigned = {classify_dicom(s): s.description for s in series}
+    assert assigned == {"t1": "Ax T1 pre", "t1c": "Ax T1 post", "t2": "series 3", "flair": "series 4"}
+    chosen = find_case_files(tmp_path)
+    img = chosen["flair"].read()
+    assert img.GetSize() == (16, 16, 4) and abs(img.GetSpacing()[2] - 3.0) < 1e-3
+
+
+def test_missing_and_ambiguous_sequences_are_clear_errors(tmp_path):
+    a = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
+    for n in ("t1.nii.gz", "t1c.nii.gz", "flair.nii.gz"):
+        sitk.WriteImage(a, str(tmp_path / n))
+    with pytest.raises(InputError, match="no T2 found"):
+        find_case_files(tmp_path)
+    sitk.WriteImage(a, str(tmp_path / "t2.nii.gz"))
+    sitk.WriteImage(a, str(tmp_path / "T2_TSE.nii.gz"))
+    with pytest.raises(InputError, match="T2 is ambiguous"):
+        find_case_files(tmp_path)
+    chosen = find_case_files(tmp_path, {"t2": str(tmp_path / "T2_TSE.nii.gz")})
+    assert chosen["t2"].name == "T2_TSE.nii.gz"
