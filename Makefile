@@ -22,7 +22,9 @@ $(PY):
 # Re-runs only when the dependency files change (quick no-op otherwise).
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[brain,test]"
+	$(PIP) -e ".[brain,nnunet,test]"
+	# nnunetv2 does not need torchvision, and the one pip pulls beside torch 2.13.0 fails to import
+	$(PY) -m pip uninstall --quiet -y torchvision 2>/dev/null || true
 	@touch $(STAMP)
 
 venv: $(STAMP)

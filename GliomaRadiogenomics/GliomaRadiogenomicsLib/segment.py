@@ -172,7 +172,103 @@ class HyperintensityBackend(SegmentationBackend):
         return img
 
 
-BACKENDS: Dict[str, Type[SegmentationBackend]] = {"hyperintensity": HyperintensityBackend}
+LABEL_NAME_MAP = {  # dataset.json label names -> BraTS labels of this project
+    1: ("necrosis", "ncr", "necrotic", "netc", "ncr_net", "non-enhancing tumor core", "tumor core"),
+    2: ("edema", "ed", "snfh", "peritumoral edema", "surrounding non-enhancing flair hyperintensity"),
+    3: ("enhancing", "et", "enhancing tumor", "enhancing_tumor"),
+}
+
+
+class NnUNetBackend(SegmentationBackend):
+    """Any trained nnU-Net v2 model folder, run in a subprocess (JSON progress, cancellable).
+
+    Channel order comes from the model's dataset.json (channel names matched to T1 / T1c / T2 / FLAIR); output
+    labels are mapped to this project's BraTS labels by their names in dataset.json (numbers are kept when the
+    names are unknown and the model uses the BraTS 1/2/3 convention)."""
+    name = "nnunet"
+    description = "nnU-Net v2 model folder (subprocess, CPU or CUDA)"
+    needs_weights = True
+
+    def __init__(self, model_folder=None, folds: str = "", device: str = "auto", checkpoint: str = "checkpoint_final.pth",
+                 mirroring: bool = False, tile_step: float = 0.5, should_cancel=None, timeout_s=None):
+        import json
+        from pathlib import Path
+        if model_folder is None:
+            raise ValueError("the nnunet backend needs a trained model folder (--nnunet-model DIR)")
+        self.model = Path(model_folder)
+        ds = self.model / "dataset.json"
+        if not ds.exists() or not (self.model / "plans.json").exists():
+            raise ValueError(f"{self.model}: not an nnU-Net v2 model folder (dataset.json and plans.json expected)")
+        if not list(self.model.glob(f"fold_*/{checkpoint}")):
+            raise ValueError(f"{self.model}: no fold_*/{checkpoint} found")
+        self.dataset = json.loads(ds.read_text())
+        self.folds, self.device, self.checkpoint = folds, device, checkpoint
+        self.mirroring, self.tile_step = mirroring, tile_step
+        self.should_cancel, self.timeout_s = should_cancel, timeout_s
+        self.channel_order = self._channel_order()
+        self.label_map = self._label_map()
+
+    def _channel_order(self):
+        from .inputs import classify_name
+        names = self.dataset.get("channel_names") or self.dataset.get("modality") or {}
+        order = []
+        for k in sorted(names, key=lambda v: int(v)):
+            n = str(names[k])
+            seq = {"t1n": "t1", "t1ce": "t1c", "t2w": "t2", "t2f": "flair"}.get(n.lower()) or classify_name(n)
+            if seq is None:
+                raise ValueError(f"{self.model}/dataset.json: channel {k} '{n}' is not one of T1, T1c, T2, FLAIR")
+            order.append(seq)
+        return order
+
+    def _label_map(self):
+        labels = self.dataset.get("labels", {})
+        mapping = {}
+        for name, value in labels.items():
+            if isinstance(value, (list, tuple)):  # region-based models: nnU-Net returns regions_class_order values
+                continue
+            n = name.lower().strip()
+            for brats, names in LABEL_NAME_MAP.items():
+                if n in names:
+                    mapping[int(value)] = brats
+        order = self.dataset.get("regions_class_order")
+        if order and not mapping:  # BraTS region models: class order (1 = edema/WT, 2 = TC, 3 = ET) as in BraTS
+            mapping = {int(v): v for v in order}
+        if not mapping:
+            mapping = {1: 1, 2: 2, 3: 3}
+        return mapping
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+        import tempfile
+        from pathlib import Path
+        from .worker import run_worker
+        with tempfile.TemporaryDirectory(prefix="gr-nnunet-") as tmp:
+            files = []
+            for i, seq in enumerate(self.channel_order):
+                f = Path(tmp) / f"case_{i:04d}.nii.gz"
+                sitk.WriteImage(pre.images[seq], str(f))
+                files.append(str(f))
+            out = Path(tmp) / "seg.nii.gz"
+            args = ["nnunet", "--model", str(self.model), "--channels", *files, "--output", str(out),
+                    "--device", self.device, "--checkpoint", self.checkpoint, "--tile-step", str(self.tile_step)]
+            if self.folds:
+                args += ["--folds", self.folds]
+            if self.mirroring:
+                args.append("--mirroring")
+            run_worker(args, progress, should_cancel=self.should_cancel, timeout_s=self.timeout_s)
+            seg = sitk.ReadImage(str(out))
+        arr = sitk.GetArrayFromImage(seg)
+        lab = np.zeros(arr.shape, np.uint8)
+        for v, brats in self.label_map.items():
+            lab[arr == v] = brats
+        brain = sitk.GetArrayFromImage(pre.brain_mask) > 0 if pre.brain_mask is not None else None
+        if brain is not None:
+            lab[~brain] = 0
+        img = sitk.GetImageFromArray(lab)
+        img.CopyInformation(pre.grid)
+        return img
+
+
+BACKENDS: Dict[str, Type[SegmentationBackend]] = {"hyperintensity": HyperintensityBackend, "nnunet": NnUNetBackend}
 DEFAULT_BACKEND = "hyperintensity"
 
 

@@ -133,6 +133,66 @@ def stage_deepbet(a, progress: Progress) -> dict:
     return {"mask": a.output, "tiv_ml": float(tiv), "device": device}
 
 
+def _robust_trainer_finder():
+    """nnU-Net finds a trainer class by importing every module under nnunetv2/training/nnUNetTrainer; some (Primus,
+    via timm) need torchvision, which does not work beside the pinned torch. Skip modules that fail to import."""
+    import importlib
+    import pkgutil
+
+    import nnunetv2
+
+    def find(name: str):
+        base = os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer")
+        stack = [(base, "nnunetv2.training.nnUNetTrainer")]
+        while stack:
+            folder, package = stack.pop(0)
+            subpackages = []
+            for info in pkgutil.iter_modules([folder]):
+                if info.ispkg:
+                    subpackages.append((os.path.join(folder, info.name), f"{package}.{info.name}"))
+                    continue
+                try:
+                    mod = importlib.import_module(f"{package}.{info.name}")
+                except Exception:  # optional dependencies (timm -> torchvision) missing
+                    continue
+                if hasattr(mod, name):
+                    return getattr(mod, name)
+            stack.extend(subpackages)
+        raise RuntimeError(f"nnU-Net trainer class '{name}' not found (a custom trainer must be importable from "
+                           "nnunetv2.training.nnUNetTrainer)")
+    return find
+
+
+def stage_nnunet(a, progress: Progress) -> dict:
+    """nnUNetPredictor on channel files (already in the model's channel order); writes the label map."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    progress.update(0.02, "nnU-Net: loading the model")
+    import nnunetv2.inference.predict_from_raw_data as pfr
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    pfr.recursive_find_trainer_class_by_name = _robust_trainer_finder()
+    device = _device(a.device)
+    if device == "cpu":
+        torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
+    folds = tuple(int(f) if f != "all" else f for f in a.folds.split(",")) if a.folds else None
+    predictor = nnUNetPredictor(tile_step_size=a.tile_step, use_gaussian=True, use_mirroring=a.mirroring,
+                                perform_everything_on_device=device == "cuda", device=torch.device(device),
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(a.model, use_folds=folds, checkpoint_name=a.checkpoint)
+    imgs = [sitk.ReadImage(f, sitk.sitkFloat32) for f in a.channels]
+    data = np.stack([sitk.GetArrayFromImage(i) for i in imgs]).astype(np.float32)
+    sp = imgs[0].GetSpacing()
+    props = {"spacing": [float(sp[2]), float(sp[1]), float(sp[0])]}
+    progress.update(0.2, f"nnU-Net: sliding-window inference on {device} ({len(predictor.list_of_parameters)} fold(s))")
+    seg = predictor.predict_single_npy_array(data, props, None, None, False)
+    out = sitk.GetImageFromArray(np.asarray(seg).astype(np.uint8))
+    out.CopyInformation(imgs[0])
+    sitk.WriteImage(out, a.output)
+    progress.update(1.0, "nnU-Net: done")
+    return {"segmentation": a.output, "device": device, "labels": sorted(int(v) for v in np.unique(seg))}
+
+
 def stage_selftest(a, progress: Progress) -> dict:
     """Used by the test suite: spawns a grandchild and reports progress until stopped (exercises kill-tree)."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -144,7 +204,7 @@ def stage_selftest(a, progress: Progress) -> dict:
     return {"ticks": int(a.seconds * 10), "grandchild": child.pid}
 
 
-STAGES = {"deepbet": stage_deepbet, "selftest": stage_selftest}
+STAGES = {"deepbet": stage_deepbet, "nnunet": stage_nnunet, "selftest": stage_selftest}
 
 
 def main(argv=None) -> int:
@@ -154,6 +214,16 @@ def main(argv=None) -> int:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("nnunet")
+    p.add_argument("--model", required=True, help="trained nnU-Net model folder (dataset.json, plans.json, fold_X)")
+    p.add_argument("--channels", nargs="+", required=True, help="one image per model channel, in order")
+    p.add_argument("--output", required=True)
+    p.add_argument("--folds", default="", help="comma-separated folds (default: all found)")
+    p.add_argument("--checkpoint", default="checkpoint_final.pth")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--tile-step", type=float, default=0.5)
+    p.add_argument("--mirroring", action="store_true", help="test-time mirroring (slower, slightly better)")
+    p.add_argument("--threads", type=int, default=0)
     p = sub.add_parser("selftest")
     p.add_argument("--seconds", type=float, default=1.0)
     a = ap.parse_args(argv)
