@@ -54,7 +54,7 @@ def nonzero_mask(pre) -> np.ndarray:
 
 
 def threshold_mask(pre) -> np.ndarray:
-    seq = "t1" if "t1" in pre.images else pre.reference
+    seq = next(s for s in ("t1", "t1c", pre.reference) if s in pre.images)
     img = sitk.SmoothingRecursiveGaussian(pre.images[seq], 1.0)
     a = sitk.GetArrayFromImage(img)
     otsu = sitk.GetArrayFromImage(sitk.OtsuThreshold(img, 0, 1)) > 0
@@ -81,7 +81,7 @@ def deepbet_mask(pre, device: str = "auto", progress=None) -> np.ndarray:
     from .progress import null_progress
     from .worker import run_worker
 
-    seq = "t1" if "t1" in pre.images else "t1c"
+    seq = next(s for s in ("t1", "t1c", pre.reference) if s in pre.images)
     with tempfile.TemporaryDirectory(prefix="gr-deepbet-") as tmp:
         src, dst = Path(tmp) / "in.nii.gz", Path(tmp) / "mask.nii.gz"
         sitk.WriteImage(pre.images[seq], str(src))

@@ -25,9 +25,10 @@ class Case:
     clinical: dict = field(default_factory=dict)
     synthetic: bool = False
     ground_truth: Optional[sitk.Image] = None
+    required: tuple = SEQUENCES          # segmentation alone can run on fewer sequences (e.g. FLAIR only)
 
     def __post_init__(self):
-        missing = [s for s in SEQUENCES if s not in self.images]
+        missing = [s for s in self.required if s not in self.images]
         if missing:
             raise InputError(f"case {self.case_id}: missing sequence(s) {', '.join(missing)}; "
                              f"the pipeline needs {', '.join(SEQUENCE_NAMES[s] for s in SEQUENCES)}")

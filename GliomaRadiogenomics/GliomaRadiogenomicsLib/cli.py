@@ -16,14 +16,40 @@ def _progress(args):
     return JsonLinesProgress() if getattr(args, "json_progress", False) else ConsoleProgress()
 
 
+def _backend_options(args) -> dict:
+    if args.backend == "nnunet":
+        return {"model_folder": args.nnunet_model, "device": args.device, "folds": args.nnunet_folds or ""}
+    return {}
+
+
+def _preprocess_options(args):
+    from .preprocess import PreprocessOptions
+    return PreprocessOptions(reference=args.reference, spacing=args.spacing, brain_mask=args.brain_mask,
+                             register=not args.no_register, device=args.device, n4=args.n4,
+                             orientation=args.orientation)
+
+
 def _options(args):
     from .pipeline import PipelineOptions
-    from .preprocess import PreprocessOptions
-    return PipelineOptions(
-        preprocess=PreprocessOptions(reference=args.reference, spacing=args.spacing, brain_mask=args.brain_mask,
-                                     register=not args.no_register),
-        backend=args.backend, preset=args.preset, feature_workers=args.workers,
-        bundles=args.bundle or None)
+    return PipelineOptions(preprocess=_preprocess_options(args), backend=args.backend,
+                           backend_options=_backend_options(args), preset=args.preset, feature_workers=args.workers,
+                           bundles=args.bundle or None)
+
+
+def _load_case_from_args(args):
+    from .case import load_case, load_case_folder
+    clinical = {"age": getattr(args, "age", None), "sex": getattr(args, "sex", None),
+                "who_grade": getattr(args, "who_grade", None)}
+    given = {"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}
+    if args.case_dir:
+        case = load_case_folder(args.case_dir, clinical, overrides=given)
+        if args.case_id:
+            case.case_id = args.case_id
+        return case
+    missing = [f"--{k}" for k, v in given.items() if not v]
+    if missing:
+        raise InputError(f"give --case-dir DIR or all four images (missing {', '.join(missing)})")
+    return load_case(given, args.case_id, clinical)
 
 
 def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
@@ -75,22 +101,42 @@ def cmd_run(args) -> int:
     from .io import read_image
     from .pipeline import run_case
 
-    from .case import load_case_folder
-    clinical = {"age": args.age, "sex": args.sex, "who_grade": args.who_grade}
-    given = {"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}
-    if args.case_dir:
-        case = load_case_folder(args.case_dir, clinical, overrides=given)
-        if args.case_id:
-            case.case_id = args.case_id
-    else:
-        missing = [f"--{k}" for k, v in given.items() if not v]
-        if missing:
-            raise InputError(f"give --case-dir DIR or all four images (missing {', '.join(missing)})")
-        case = load_case(given, args.case_id, clinical)
+    case = _load_case_from_args(args)
     label = read_image(args.segmentation, "segmentation") if args.segmentation else None
     out = Path(args.out)
     doc = run_case(case, out, _options(args), _progress(args), label=label)
     print_summary(doc, out)
+    return 0
+
+
+def cmd_segment(args) -> int:
+    """Preprocess + segment only: segmentation.nii.gz and brain_mask.nii.gz on the reference's native grid."""
+    import time
+    from .io import atomic_write_json, read_image, write_image
+    from .pipeline import segment_case
+    from .regions import dice_per_region, region_volumes_ml
+    from .segment import get_backend
+    import SimpleITK as sitk
+
+    case = _load_case_from_args(args)
+    progress = _progress(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = get_backend(args.backend, **_backend_options(args))  # validate the backend before the image work
+    t0 = time.perf_counter()
+    pre, label, native = segment_case(case, _preprocess_options(args), backend, progress=progress)
+    t2 = time.perf_counter()
+    write_image(native, out / "segmentation.nii.gz", backup=True)
+    write_image(pre.to_native(pre.brain_mask), out / "brain_mask.nii.gz", backup=True)
+    info = {"case": case.case_id, "backend": backend.name, "volumes_ml": region_volumes_ml(label),
+            "steps": pre.steps, "warnings": pre.warnings,
+            "timings_s": {"preprocess_and_segmentation": round(t2 - t0, 2)}}
+    if args.reference_seg:
+        ref = read_image(args.reference_seg, "reference segmentation")
+        ref = sitk.Resample(ref, native, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref))
+    atomic_write_json(out / "segmentation.json", info, backup=True)
+    print(json.dumps({k: info[k] for k in ("case", "backend", "volumes_ml", "timings_s") + (("dice",) if "dice" in info else ())}, indent=1))
     return 0
 
 
@@ -137,6 +183,12 @@ def _add_pipeline_args(p):
     p.add_argument("--no-register", action="store_true", help="trust the headers: no rigid registration")
     p.add_argument("--brain-mask", default="auto", choices=METHODS)
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
+    p.add_argument("--nnunet-model", help="nnU-Net v2 trained model folder (with --backend nnunet)")
+    p.add_argument("--nnunet-folds", help="comma-separated folds (default: all in the folder)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="for the networks (deepbet, nnU-Net); falls back to CPU without CUDA")
+    p.add_argument("--n4", action="store_true", help="N4 bias-field correction")
+    p.add_argument("--orientation", help="reorient the working grid (e.g. RAS, LPS)")
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
@@ -168,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
+    p.add_argument("--case-dir")
+    for s in ("t1", "t1c", "t2", "flair"):
+        p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
+    p.add_argument("--case-id")
+    p.add_argument("--reference-seg", help="reference label map (BraTS labels) for Dice")
+    p.add_argument("--out", required=True)
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")
     p.add_argument("--out", required=True)

@@ -29,6 +29,7 @@ from .segment import DEFAULT_BACKEND, get_backend
 class PipelineOptions:
     preprocess: PreprocessOptions = field(default_factory=PreprocessOptions)
     backend: str = DEFAULT_BACKEND
+    backend_options: dict = field(default_factory=dict)   # e.g. {"model_folder": ..., "device": "cpu"} for nnunet
     preset: str = "wang2025"
     feature_workers: Optional[int] = None
     bundles: Optional[List[str]] = None    # None = shipped default bundles
@@ -58,6 +59,16 @@ def clinical_columns(clinical: dict) -> Dict[str, object]:
             "vasari_score": clinical.get("vasari_score")}
 
 
+def segment_case(case: Case, preprocess_options: Optional[PreprocessOptions] = None, backend=DEFAULT_BACKEND,
+                 backend_options: Optional[dict] = None, progress: Progress = null_progress):
+    """Preprocess + segment only. Returns (pre, label on the working grid, label on the reference's native grid)."""
+    b = backend if not isinstance(backend, str) else get_backend(backend, **(backend_options or {}))
+    pre = preprocess(case, preprocess_options or PreprocessOptions(), progress.sub(0, 0.6))
+    label = b.segment(pre, progress.sub(0.6, 1.0))
+    pre.steps.append(f"segmentation: automatic: {b.name}")
+    return pre, label, pre.to_native(label)
+
+
 def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
                  label: Optional[sitk.Image] = None) -> CaseAnalysis:
     """Image stages. ``label`` (native reference grid or working grid) skips automatic segmentation (edited ROI)."""
@@ -68,7 +79,7 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     timings["preprocess_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if label is None:
-        backend = get_backend(opt.backend)
+        backend = get_backend(opt.backend, **opt.backend_options)
         progress.update(0.45, f"tumor segmentation ({backend.name})")
         lab = backend.segment(pre, progress.sub(0.45, 0.55))
         seg_source = f"automatic: {backend.name}"

@@ -89,6 +89,7 @@ class HyperintensityParams:
     seed_z: float = 4.0          # FLAIR robust z of the most abnormal voxels (seeds)
     grow_z: float = 2.3          # FLAIR robust z reached by region growing (hysteresis)
     t2_min_z: float = 0.5        # T2 must be elevated too (excludes FLAIR-only artefacts)
+    single_sequence_extra_z: float = 0.7  # FLAIR (or T2) alone: stricter growth threshold
     smooth_mm: float = 1.0
     enh_min: float = 0.25        # (T1c - T1) difference, in units of normal-brain T1c median
     enh_t1c_z: float = 2.0       # T1c robust z for enhancing voxels
@@ -117,17 +118,25 @@ class HyperintensityBackend(SegmentationBackend):
             core_brain = brain
 
         def arr(seq):
-            a = pre.array(seq).astype(np.float32)
+            a = pre.array(seq).astype(np.float32)  # noqa: E306
             if p.smooth_mm > 0:
                 a = ndi.gaussian_filter(a, p.smooth_mm / sp)
             return a
 
+        have = set(pre.images)
+        if not have & {"flair", "t2"}:
+            if "t1c" not in have:
+                raise ValueError("the default backend needs FLAIR or T2 (whole tumor), or T1c (tumor core)")
+            return self._to_image(self._t1c_only(arr("t1c"), brain, core_brain, sp, vox_ml, progress), pre)
         progress.update(0.1, "segmentation: FLAIR / T2 hyperintensity")
-        flair, t2, t1, t1c = arr("flair"), arr("t2"), arr("t1"), arr("t1c")
-        fz = robust_z(flair, core_brain)
-        tz = robust_z(t2, core_brain)
-        hyper = (fz > p.grow_z) & (tz > p.t2_min_z) & brain
-        seeds = (fz > p.seed_z) & (tz > p.t2_min_z) & core_brain
+        hyper_seq = "flair" if "flair" in have else "t2"
+        fz = robust_z(arr(hyper_seq), core_brain)
+        tz = robust_z(arr("t2"), core_brain) if ("t2" in have and hyper_seq == "flair") else None
+        t2_ok = (tz > p.t2_min_z) if tz is not None else np.ones(brain.shape, bool)
+        # without a second sequence to confirm the hyperintensity, grow less far (fewer normal-tissue false positives)
+        grow_z = p.grow_z if tz is not None else p.grow_z + p.single_sequence_extra_z
+        hyper = (fz > grow_z) & t2_ok & brain
+        seeds = (fz > p.seed_z) & t2_ok & core_brain
         lab, n = ndi.label(hyper)
         if n == 0 or not seeds.any():
             progress.update(1.0, "segmentation: no abnormal hyperintensity found")
@@ -141,21 +150,24 @@ class HyperintensityBackend(SegmentationBackend):
         wt = ndi.binary_opening(wt, structure=_ball(1))
         wt = _components(wt, int(p.min_lesion_ml / vox_ml))
 
-        progress.update(0.5, "segmentation: enhancement (T1c - T1)")
-        ref_t1 = float(np.median(t1[core_brain])) or 1.0
-        ref_t1c = float(np.median(t1c[core_brain])) or 1.0
-        enh = t1c / ref_t1c - t1 / ref_t1
-        t1cz = robust_z(t1c, core_brain)
-        near = ndi.binary_dilation(wt, structure=_ball(int(round(3 / sp)))) & brain
-        et = (enh > p.enh_min) & (t1cz > p.enh_t1c_z) & near
-        et = _components(et, max(2, int(p.min_enh_ml / vox_ml)))
-
-        progress.update(0.75, "segmentation: necrosis and holes")
-        closed = ndi.binary_closing(et, structure=_ball(int(round(p.close_mm / sp))))
-        enclosed = (ndi.binary_fill_holes(closed) | _fill_holes_2d(closed) | _hull_2d(et, int(p.min_enh_ml / vox_ml)))
-        # necrosis: the non-enhancing core enclosed by enhancement, darker than normal brain on T1c
-        ncr = enclosed & ~et & brain & (t1cz < 0.0)
-        ncr = _components(ncr, 3)
+        et = np.zeros_like(wt)
+        ncr = np.zeros_like(wt)
+        if "t1c" in have:
+            progress.update(0.5, "segmentation: enhancement (T1c - T1)" if "t1" in have else "segmentation: T1c enhancement")
+            t1c = arr("t1c")
+            t1cz = robust_z(t1c, core_brain)
+            near = ndi.binary_dilation(wt, structure=_ball(int(round(3 / sp)))) & brain
+            if "t1" in have:
+                t1 = arr("t1")
+                ref_t1 = float(np.median(t1[core_brain])) or 1.0
+                ref_t1c = float(np.median(t1c[core_brain])) or 1.0
+                enh = t1c / ref_t1c - t1 / ref_t1
+                et = (enh > p.enh_min) & (t1cz > p.enh_t1c_z) & near
+            else:  # no pre-contrast T1: stricter T1c threshold alone
+                et = (t1cz > p.enh_t1c_z + 1.0) & near
+            et = _components(et, max(2, int(p.min_enh_ml / vox_ml)))
+            progress.update(0.75, "segmentation: necrosis and holes")
+            ncr = self._enclosed_core(et, t1cz, brain, sp, vox_ml)
         wt = wt | et | ncr
         wt = ndi.binary_fill_holes(wt) & brain
         label = np.zeros(brain.shape, np.uint8)
@@ -164,6 +176,34 @@ class HyperintensityBackend(SegmentationBackend):
         label[et] = 3
         progress.update(1.0, "segmentation done")
         return self._to_image(label, pre)
+
+    def _enclosed_core(self, et, t1cz, brain, sp, vox_ml):
+        """Necrosis: the non-enhancing core enclosed by enhancement, darker than normal brain on T1c."""
+        p = self.params
+        closed = ndi.binary_closing(et, structure=_ball(int(round(p.close_mm / sp))))
+        enclosed = (ndi.binary_fill_holes(closed) | _fill_holes_2d(closed) | _hull_2d(et, int(p.min_enh_ml / vox_ml)))
+        ncr = enclosed & ~et & brain & (t1cz < 0.0)
+        return _components(ncr, 3)
+
+    def _t1c_only(self, t1c, brain, core_brain, sp, vox_ml, progress):
+        """T1c alone (no FLAIR / T2): tumor core = the largest enhancing component + the necrosis it encloses."""
+        p = self.params
+        progress.update(0.3, "segmentation: T1c only (tumor core)")
+        t1cz = robust_z(t1c, core_brain)
+        et = (t1cz > p.enh_t1c_z + 1.0) & ndi.binary_erosion(brain, iterations=max(1, int(round(4 / sp))))
+        et = ndi.binary_opening(et, structure=_ball(1))
+        lab, n = ndi.label(et)
+        label = np.zeros(brain.shape, np.uint8)
+        if n == 0:
+            return label
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        et = lab == int(np.argmax(sizes))
+        ncr = self._enclosed_core(et, t1cz, brain, sp, vox_ml)
+        label[ncr] = 1
+        label[et] = 3
+        progress.update(1.0, "segmentation done (T1c only: no edema estimate)")
+        return label
 
     @staticmethod
     def _to_image(label: np.ndarray, pre) -> sitk.Image:

@@ -95,3 +95,17 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     p = subprocess.run(CLI + ["predict", "--bundle", str(bad), "--table", str(bad), "--out", str(tmp_path / "x.csv")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "not a GliomaRadiogenomics model bundle" in p.stderr
+
+
+def test_segment_command_default_backend_with_dice(small_demo_dir, tmp_path):
+    out = tmp_path / "seg"
+    p = subprocess.run(CLI + ["segment", "--case-dir", str(small_demo_dir), "--spacing", "2", "--brain-mask",
+                              "threshold", "--reference-seg", str(small_demo_dir / "label.nii.gz"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    info = json.loads((out / "segmentation.json").read_text())
+    assert info["backend"] == "hyperintensity" and info["dice"]["WT"] > 0.7
+    assert (out / "segmentation.nii.gz").exists() and (out / "brain_mask.nii.gz").exists()
+    p = subprocess.run(CLI + ["segment", "--case-dir", str(small_demo_dir), "--backend", "nnunet", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "model folder" in p.stderr
