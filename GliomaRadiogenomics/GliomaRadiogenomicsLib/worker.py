@@ -224,8 +224,15 @@ def stage_nnunet(a, progress: Progress) -> dict:
     if device == "cpu":
         torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
     folds = tuple(int(f) if f != "all" else f for f in a.folds.split(",")) if a.folds else None
+    on_device = False
+    if device == "cuda":
+        # memory-aware: keep the sliding-window accumulation on the GPU only when it has room (> 6 GiB free)
+        free, _ = torch.cuda.mem_get_info()
+        on_device = free > 6 * 1024 ** 3
+        if not on_device:
+            progress.update(0.05, f"nnU-Net: {free / 1024 ** 3:.1f} GiB free on the GPU: accumulating on the CPU")
     predictor = nnUNetPredictor(tile_step_size=a.tile_step, use_gaussian=True, use_mirroring=a.mirroring,
-                                perform_everything_on_device=device == "cuda", device=torch.device(device),
+                                perform_everything_on_device=on_device, device=torch.device(device),
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(a.model, use_folds=folds, checkpoint_name=a.checkpoint)
     imgs = [sitk.ReadImage(f, sitk.sitkFloat32) for f in a.channels]
