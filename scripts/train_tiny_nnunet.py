@@ -7,7 +7,7 @@ planned U-Net (fewer features) so that it trains on a CPU, and trains fold 0 for
 a normal nnU-Net model folder (dataset.json, plans.json, fold_0/checkpoint_final.pth) that the `nnunet` backend
 loads like any trained model. It is a test fixture, not a clinical model.
 
-    python scripts/train_tiny_nnunet.py --work build/tiny-nnunet [--cases 16 --epochs 8 --iterations 20]
+    python scripts/train_tiny_nnunet.py --work build/tiny-nnunet [--cases 16 --epochs 30 --iterations 20]
 Prints the model folder on its last line: model_folder=<path>
 """
 from __future__ import annotations
@@ -29,7 +29,29 @@ DATASET_NAME = f"Dataset{DATASET_ID:03d}_GliomaSyntheticTiny"
 TRAINER_NAME = "nnUNetTrainer"  # same architecture as nnU-Net's default: inference rebuilds it by this name
 
 
-def write_raw_dataset(raw: Path, n: int, seed: int, downsample: int) -> None:
+def lesion_crop(shape, label: np.ndarray, size: int, rng) -> tuple:
+    """A ``size``-voxel cube around the lesion (randomly shifted so the lesion is not always centred)."""
+    idx = np.argwhere(label > 0)
+    c = idx.mean(0).astype(int) if len(idx) else np.array(shape) // 2
+    c = c + rng.integers(-size // 6, size // 6 + 1, 3)
+    lo = np.clip(c - size // 2, 0, np.maximum(np.array(shape) - size, 0))
+    return tuple(slice(int(a), int(a) + size) for a in lo)
+
+
+def phantom_arrays(spec, an, rng):
+    """Co-registered four-channel phantom with bias and Rician noise (no motion), and its label."""
+    from GliomaRadiogenomicsLib import synthetic as S
+    truth, label = S.simulate_truth(spec, an)
+    chans = []
+    for seq in S.SEQUENCES:
+        a = truth[seq] * S.INT_SCALE[seq]
+        a = a * S._bias_field(a.shape, rng, 0.1)
+        a = np.sqrt((a + rng.normal(0, 20, a.shape)) ** 2 + rng.normal(0, 20, a.shape) ** 2)
+        chans.append(a.astype(np.float32))
+    return chans, label
+
+
+def write_raw_dataset(raw: Path, n: int, seed: int, downsample: int, crop: int = 40) -> None:
     from GliomaRadiogenomicsLib import synthetic as S
     ds = raw / DATASET_NAME
     (ds / "imagesTr").mkdir(parents=True, exist_ok=True)
@@ -41,16 +63,14 @@ def write_raw_dataset(raw: Path, n: int, seed: int, downsample: int) -> None:
         cid = f"synth_{i:03d}"
         if (ds / "labelsTr" / f"{cid}.nii.gz").exists():
             continue
-        truth, label = S.simulate_truth(spec, an)
-        for c, seq in enumerate(S.SEQUENCES):
-            a = truth[seq] * S.INT_SCALE[seq]
-            a = a * S._bias_field(a.shape, rng, 0.1)
-            a = np.sqrt((a + rng.normal(0, 20, a.shape)) ** 2 + rng.normal(0, 20, a.shape) ** 2)
-            img = sitk.GetImageFromArray(a.astype(np.float32))
-            img.CopyInformation(an.reference)
+        chans, label = phantom_arrays(spec, an, rng)
+        box = lesion_crop(label.shape, label, crop, rng)  # the lesion fills ~10x more of a crop than of a head
+        for c, a in enumerate(chans):
+            img = sitk.GetImageFromArray(np.ascontiguousarray(a[box]))
+            img.SetSpacing(an.reference.GetSpacing())
             sitk.WriteImage(img, str(ds / "imagesTr" / f"{cid}_{c:04d}.nii.gz"))
-        lab = sitk.GetImageFromArray(label.astype(np.uint8))
-        lab.CopyInformation(an.reference)
+        lab = sitk.GetImageFromArray(np.ascontiguousarray(label[box]).astype(np.uint8))
+        lab.SetSpacing(an.reference.GetSpacing())
         sitk.WriteImage(lab, str(ds / "labelsTr" / f"{cid}.nii.gz"))
     meta = {"channel_names": {"0": "T1", "1": "T1c", "2": "T2", "3": "FLAIR"},
             "labels": {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3},
@@ -65,7 +85,7 @@ def shrink_plans(preprocessed: Path, max_features: int) -> None:
     for name, conf in plans["configurations"].items():
         arch = conf.get("architecture", {}).get("arch_kwargs")
         if arch and "features_per_stage" in arch:
-            arch["features_per_stage"] = [min(max_features, 4 * 2 ** i) for i in range(len(arch["features_per_stage"]))]
+            arch["features_per_stage"] = [min(max_features, 8 * 2 ** i) for i in range(len(arch["features_per_stage"]))]
         conf["batch_size"] = 2
     p.write_text(json.dumps(plans, indent=2))
 
@@ -74,10 +94,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="build/tiny-nnunet")
     ap.add_argument("--cases", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--iterations", type=int, default=20, help="training iterations per epoch")
     ap.add_argument("--downsample", type=int, default=3, help="template downsampling (3 -> 3 mm phantoms)")
     ap.add_argument("--max-features", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=40, help="cube (voxels) around the lesion for training")
     ap.add_argument("--seed", type=int, default=11)
     a = ap.parse_args(argv)
     work = Path(a.work).resolve()
@@ -87,7 +108,7 @@ def main(argv=None) -> int:
                        "nnUNet_results": str(work / "results"), "nnUNet_n_proc_DA": "1",
                        "nnUNet_compile": "false"})
     t0 = time.perf_counter()
-    write_raw_dataset(work / "raw", a.cases, a.seed, a.downsample)
+    write_raw_dataset(work / "raw", a.cases, a.seed, a.downsample, a.crop)
     print(f"[{time.perf_counter() - t0:6.1f}s] raw dataset written", flush=True)
 
     import torch

