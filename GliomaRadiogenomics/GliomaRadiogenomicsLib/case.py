@@ -105,7 +105,7 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
     paths = find_case_files(folder, {k: str(v) for k, v in (overrides or {}).items() if v})
-    meta, synthetic = {}, False
+    meta, synthetic, case_id = {}, False, folder.name
     if (folder / "case.json").exists():
         try:
             data = json.loads((folder / "case.json").read_text())
@@ -113,7 +113,8 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
             raise InputError(f"{folder / 'case.json'}: not valid JSON ({exc})") from None
         meta = data.get("clinical", {}) or {}
         synthetic = bool(data.get("synthetic", False))
+        case_id = str(data.get("case_id") or folder.name)
     meta.update({k: v for k, v in (clinical or {}).items() if v is not None})
-    case = load_case(paths, folder.name, meta)
+    case = load_case(paths, case_id, meta)
     case.synthetic = synthetic
     return case

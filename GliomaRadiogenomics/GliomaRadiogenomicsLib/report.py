@@ -29,7 +29,9 @@ def overlay_figure(analysis) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lab = sitk.GetArrayFromImage(analysis.label)
+    # radiological display: LPS array order puts anterior at the top and the patient's right on the image's left
+    lps = lambda img: sitk.DICOMOrient(img, "LPS")  # noqa: E731
+    lab = sitk.GetArrayFromImage(lps(analysis.label))
     if lab.any():
         z = int(np.argmax((lab > 0).sum(axis=(1, 2))))
     else:
@@ -40,7 +42,7 @@ def overlay_figure(analysis) -> str:
     for v, c in COLORS.items():
         rgba[lab[z] == v] = (*c, 0.45)
     for i, s in enumerate(seqs):
-        a = analysis.pre.array(s)[z]
+        a = sitk.GetArrayFromImage(lps(analysis.pre.images[s]))[z]
         lo, hi = np.percentile(a[a > 0], (1, 99.5)) if (a > 0).any() else (0, 1)
         for row in range(2):
             ax = axes[row, i]
@@ -49,7 +51,8 @@ def overlay_figure(analysis) -> str:
                 ax.imshow(rgba, origin="upper")
             ax.set_axis_off()
         axes[0, i].set_title(SEQUENCE_NAMES[s])
-    fig.suptitle(f"working grid slice {z}: red necrosis, green edema, yellow enhancing", fontsize=10)
+    fig.suptitle(f"axial slice {z} (radiological view: patient's right on the left), red necrosis, green edema, "
+                 "yellow enhancing", fontsize=10)
     return _png(fig)
 
 
