@@ -140,6 +140,17 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def cmd_extract(args) -> int:
+    from .cohort import extract_cohort
+    from .features import load_preset
+    load_preset(args.preset)  # fail fast on an unknown preset
+    opt = _options(args)
+    opt.feature_workers = 1 if args.jobs > 1 else args.workers
+    summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args))
+    print(json.dumps(summary, indent=1))
+    return 0 if summary["n_ok"] > 0 else 1
+
+
 def cmd_make_demo_case(args) -> int:
     from .synthetic import make_demo_case
     paths = make_demo_case(downsample=args.downsample).save(args.out)
@@ -231,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("extract", help="features of every case folder of a cohort into one table (resumable)")
+    p.add_argument("--cases", required=True, help="folder of case folders")
+    p.add_argument("--out", required=True, help="output table (CSV); <out>.cases/ caches finished cases")
+    p.add_argument("--jobs", type=int, default=1, help="cases processed in parallel")
+    _add_pipeline_args(p)
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")
     p.add_argument("--out", required=True)

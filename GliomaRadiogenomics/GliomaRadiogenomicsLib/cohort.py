@@ -1,0 +1,91 @@
+"""Cohort feature extraction: a folder of case folders -> one table (one row per case).
+
+Resumable: each finished case is cached as JSON in ``<table>.cases/``; a re-run (after a kill) skips cached cases.
+Failures are recorded per case in ``<table>.failures.csv`` and the run goes on. The table and its provenance
+(``<table>.provenance.json``) are written atomically at the end.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import List, Optional
+
+import pandas as pd
+
+from .io import IMAGE_SUFFIXES, atomic_write_json, atomic_write_text
+from .progress import Progress, null_progress
+
+
+def find_case_folders(cases_dir: Path) -> List[Path]:
+    cases_dir = Path(cases_dir)
+    if not cases_dir.is_dir():
+        raise FileNotFoundError(f"cohort folder not found: {cases_dir}")
+    out = []
+    for d in sorted(p for p in cases_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any(f.is_file() and (f.name.lower().endswith(IMAGE_SUFFIXES) or f.suffix.lower() in ("", ".dcm"))
+               for f in d.rglob("*")):
+            out.append(d)
+    return out
+
+
+def _one_case(args) -> dict:
+    folder, cache, options = args
+    cache = Path(cache)
+    if cache.exists():
+        row = json.loads(cache.read_text())
+        row["_cached"] = True
+        return row
+    from .case import load_case_folder
+    from .pipeline import analyze_case
+    t = time.perf_counter()
+    try:
+        case = load_case_folder(folder)
+        analysis = analyze_case(case, options)
+        row = analysis.feature_row()
+        row["_provenance"] = analysis.features.provenance
+        row["_seconds"] = round(time.perf_counter() - t, 1)
+        row["_warnings"] = " | ".join(analysis.warnings)
+        atomic_write_json(cache, row)
+        return row
+    except Exception as exc:  # recorded per case; the cohort goes on
+        return {"case_id": Path(folder).name, "_error": f"{type(exc).__name__}: {exc}",
+                "_traceback": traceback.format_exc(limit=5)}
+
+
+def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: Progress = null_progress) -> dict:
+    """Run the image pipeline on every case folder; returns a summary dict (n_ok, n_failed, n_cached, paths)."""
+    from .pipeline import PipelineOptions
+    opt = options or PipelineOptions(feature_workers=1)
+    out_table = Path(out_table)
+    cache_dir = out_table.with_name(out_table.name + ".cases")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    folders = find_case_folders(cases_dir)
+    if not folders:
+        raise FileNotFoundError(f"{cases_dir}: no case folders with images found")
+    args = [(f, cache_dir / f"{f.name}.json", opt) for f in folders]
+    rows = []
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for i, r in enumerate(pool.map(_one_case, args)):
+                rows.append(r)
+                progress.update((i + 1) / len(args), f"{r['case_id']}: {'failed' if '_error' in r else 'ok'}")
+    else:
+        for i, a in enumerate(args):
+            progress.update(i / len(args), f"case {i + 1}/{len(args)}: {a[0].name}")
+            rows.append(_one_case(a))
+    ok = [r for r in rows if "_error" not in r]
+    failed = [r for r in rows if "_error" in r]
+    provenance = ok[0].get("_provenance") if ok else None
+    if ok:
+        table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok])
+        atomic_write_text(out_table, table.to_csv(index=False), backup=True)
+        atomic_write_json(out_table.with_name(out_table.stem + ".provenance.json"), provenance)
+    failures_path = out_table.with_name(out_table.stem + ".failures.csv")
+    atomic_write_text(failures_path, pd.DataFrame(
+        [{"case_id": r["case_id"], "error": r["_error"]} for r in failed], columns=["case_id", "error"]).to_csv(index=False))
+    progress.update(1.0, f"{len(ok)} case(s) extracted, {len(failed)} failed")
+    return {"n_ok": len(ok), "n_failed": len(failed), "n_cached": sum(1 for r in ok if r.get("_cached")),
+            "table": str(out_table) if ok else None, "failures": str(failures_path), "cache": str(cache_dir)}
