@@ -90,3 +90,16 @@ def test_demo_features_complete_and_textures_vary_between_cases(small_pre):
     differing = sum(abs(r.values[k] - r2.values[k]) > 1e-6 * max(1.0, abs(r.values[k])) for k in tex)
     assert differing > 0.9 * len(tex)
     assert r.values["FLAIR_WT_original_glcm_JointEntropy"] > 2.0
+
+
+@pytest.mark.parametrize("name,regions,per_region", [
+    ("wang2025", ["WT"], 1502),          # 14 shape + 4 sequences x 4 image types x 93
+    ("shim2021", ["CE", "NE"], 851),     # 14 shape + 9 image types (original + 8 wavelets) x 93, as in the paper
+    ("liu2024", ["edema", "tumor", "overall"], 14 + 2 * 1116),  # per sequence 14 + 12 x 93 = 1130 (documented)
+])
+def test_each_preset_gives_its_documented_feature_count(name, regions, per_region):
+    p = load_preset(name)
+    assert p.regions == regions
+    cols = expected_columns(p)
+    for r in regions:
+        assert sum(1 for c in cols if f"_{r}_" in c) == per_region
