@@ -32,6 +32,7 @@ class PipelineOptions:
     backend_options: dict = field(default_factory=dict)   # e.g. {"model_folder": ..., "device": "cpu"} for nnunet
     preset: str = "wang2025"
     feature_workers: Optional[int] = None
+    deep_weights: Optional[str] = None     # ResNet34 weights file: adds Liu 2024 deep features
     bundles: Optional[List[str]] = None    # None = shipped default bundles
 
 
@@ -101,6 +102,13 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
     else:
         feats = FeatureResult({}, preset.provenance(), ["no tumor: no radiomic features"])
+    if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
+        from .deep import try_deep_features
+        progress.update(0.95, "deep features (ResNet34)")
+        deep, deep_warnings = try_deep_features(pre, lab, preset.sequences, preset.regions, opt.deep_weights)
+        feats.values.update(deep)
+        feats.warnings.extend(deep_warnings)
+        feats.provenance["deep_features"] = "resnet34" if deep else "missing"
     timings["features_s"] = time.perf_counter() - t
     warnings.extend(feats.warnings)
     return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)
