@@ -33,7 +33,7 @@ def _options(args):
     from .pipeline import PipelineOptions
     return PipelineOptions(preprocess=_preprocess_options(args), backend=args.backend,
                            backend_options=_backend_options(args), preset=args.preset, feature_workers=args.workers,
-                           bundles=args.bundle or None, deep_weights=args.resnet34_weights)
+                           bundles=args.bundle or None, deep_weights=args.resnet34_weights, location=args.location)
 
 
 def _load_case_from_args(args):
@@ -204,6 +204,8 @@ def _add_pipeline_args(p):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
+    p.add_argument("--location", action="store_true",
+                   help="add atlas location percentages (Choi 2021) and the T2-FLAIR mismatch score")
     p.add_argument("--resnet34-weights", help="ResNet34 ImageNet weights (resnet34-<sha>.pth) for Liu 2024 deep "
                    "features; checked by SHA-256, never downloaded")
     p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")

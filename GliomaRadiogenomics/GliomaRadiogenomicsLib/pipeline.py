@@ -33,6 +33,7 @@ class PipelineOptions:
     preset: str = "wang2025"
     feature_workers: Optional[int] = None
     deep_weights: Optional[str] = None     # ResNet34 weights file: adds Liu 2024 deep features
+    location: bool = False                 # atlas lobe percentages (Choi 2021) + T2-FLAIR mismatch score
     bundles: Optional[List[str]] = None    # None = shipped default bundles
 
 
@@ -109,6 +110,14 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.values.update(deep)
         feats.warnings.extend(deep_warnings)
         feats.provenance["deep_features"] = "resnet34" if deep else "missing"
+    if volumes["WT"] > 0 and opt.location:
+        from .location import location_features, mismatch_features
+        progress.update(0.96, "location (atlas) and T2-FLAIR mismatch features")
+        try:
+            feats.values.update(location_features(pre, lab, atlas=opt.preprocess.atlas or "mni152"))
+        except RuntimeError as exc:  # atlas files missing
+            feats.warnings.append(f"location features missing: {exc}")
+        feats.values.update(mismatch_features(pre, lab))
     timings["features_s"] = time.perf_counter() - t
     warnings.extend(feats.warnings)
     return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)

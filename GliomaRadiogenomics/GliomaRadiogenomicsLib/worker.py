@@ -46,8 +46,10 @@ def run_worker(args: List[str], progress: Progress = null_progress,
                env: Optional[dict] = None, on_start: Optional[Callable[[subprocess.Popen], None]] = None) -> dict:
     """Run ``python -m GliomaRadiogenomicsLib.worker <args>``; returns the child's result dict."""
     cmd = [sys.executable, "-m", "GliomaRadiogenomicsLib.worker"] + list(args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                            start_new_session=True, env=env)
+    # explicit UTF-8: under an ASCII locale (CI), tqdm's block characters would break locale decoding
+    child_env = dict(os.environ if env is None else env, PYTHONIOENCODING="utf-8")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
+                            bufsize=1, start_new_session=True, env=child_env)
     if on_start:
         on_start(proc)
     lines: List[dict] = []

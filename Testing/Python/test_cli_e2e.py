@@ -16,7 +16,7 @@ CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_out")
     p = subprocess.run(CLI + ["demo", "--out", str(out), "--downsample", "2", "--spacing", "2",
-                              "--brain-mask", "threshold", "--workers", "2"], capture_output=True, text=True,
+                              "--brain-mask", "threshold", "--workers", "2"], capture_output=True, encoding="utf-8", errors="replace",
                        timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, p
@@ -74,7 +74,7 @@ def test_rerun_keeps_backups_of_previous_outputs(demo_run, tmp_path):
                               "--t2", str(case / "t2.nii.gz"), "--flair", str(case / "flair.nii.gz"),
                               "--segmentation", str(seg), "--age", "58", "--sex", "M", "--out", str(out),
                               "--spacing", "2", "--brain-mask", "threshold", "--json-progress"],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert list(out.glob("segmentation.nii.gz.bak-*")) and list(out.glob("predictions.json.bak-*"))
     lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
@@ -87,13 +87,13 @@ def test_rerun_keeps_backups_of_previous_outputs(demo_run, tmp_path):
 def test_bad_inputs_give_clear_errors(tmp_path):
     p = subprocess.run(CLI + ["run", "--t1", str(tmp_path / "missing.nii.gz"), "--t1c", "a.nii.gz", "--t2",
                               "b.nii.gz", "--flair", "c.nii.gz", "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert p.returncode == 2
     assert "missing.nii.gz" in p.stderr and "not found" in p.stderr and "Traceback" not in p.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     p = subprocess.run(CLI + ["predict", "--bundle", str(bad), "--table", str(bad), "--out", str(tmp_path / "x.csv")],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert p.returncode == 2 and "not a GliomaRadiogenomics model bundle" in p.stderr
 
 
@@ -101,11 +101,11 @@ def test_segment_command_default_backend_with_dice(small_demo_dir, tmp_path):
     out = tmp_path / "seg"
     p = subprocess.run(CLI + ["segment", "--case-dir", str(small_demo_dir), "--spacing", "2", "--brain-mask",
                               "threshold", "--reference-seg", str(small_demo_dir / "label.nii.gz"), "--out", str(out)],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     info = json.loads((out / "segmentation.json").read_text())
     assert info["backend"] == "hyperintensity" and info["dice"]["WT"] > 0.7
     assert (out / "segmentation.nii.gz").exists() and (out / "brain_mask.nii.gz").exists()
     p = subprocess.run(CLI + ["segment", "--case-dir", str(small_demo_dir), "--backend", "nnunet", "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert p.returncode == 2 and "model folder" in p.stderr

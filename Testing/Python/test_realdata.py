@@ -21,7 +21,7 @@ def test_run_on_raw_tcga_case(shared_data, tmp_path):
     p = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "run",
                         *sum(([f"--{s}", str(case / f"{s}.nii.gz")] for s in ("t1", "t1c", "t2", "flair")), []),
                         "--age", "50", "--sex", "F", "--out", str(out), "--workers", "2"],
-                       capture_output=True, text=True, timeout=1500)
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=1500)
     assert p.returncode == 0, p.stderr[-3000:]
     doc = json.loads((out / "predictions.json").read_text())
     validate_predictions(doc)
