@@ -185,6 +185,13 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _add_case_args(p):
+    p.add_argument("--case-dir", help="folder with the four sequences (files named t1/t1c/t2/flair, BraTS, BIDS-like "
+                   "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
+    for s in ("t1", "t1c", "t2", "flair"):
+        p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
+
+
 def _add_pipeline_args(p):
     from .brainmask import METHODS
     from .segment import BACKENDS, DEFAULT_BACKEND
@@ -224,10 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run the whole pipeline on one case (NIfTI or NRRD files)")
-    p.add_argument("--case-dir", help="folder with the four sequences (files named t1/t1c/t2/flair, BraTS, BIDS-like "
-                   "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
-    for s in ("t1", "t1c", "t2", "flair"):
-        p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
+    _add_case_args(p)
     p.add_argument("--age", type=float)
     p.add_argument("--sex", type=str.upper, choices=["M", "F"])
     p.add_argument("--who-grade", type=int, choices=[2, 3, 4])
@@ -238,9 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
-    p.add_argument("--case-dir")
-    for s in ("t1", "t1c", "t2", "flair"):
-        p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
+    _add_case_args(p)
     p.add_argument("--case-id")
     p.add_argument("--reference-seg", help="reference label map (BraTS labels) for Dice")
     p.add_argument("--out", required=True)

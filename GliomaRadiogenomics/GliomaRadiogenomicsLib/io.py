@@ -1,6 +1,7 @@
 """File input/output: clear errors for bad inputs, atomic writes, never overwrite without a backup copy."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,20 +93,27 @@ def _atomic_target(path: Path):
     return Path(tmp)
 
 
+@contextlib.contextmanager
+def _atomic(path: Path, backup: bool):
+    """Yield a temporary path in the target's folder; on success back up the old file (optional) and rename."""
+    tmp = _atomic_target(path)
+    try:
+        yield tmp
+        if backup:
+            backup_existing(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def atomic_write_bytes(path: PathLike, data: bytes, backup: bool = False) -> Path:
     p = Path(path)
-    tmp = _atomic_target(p)
-    try:
+    with _atomic(p, backup) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if backup:
-            backup_existing(p)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p
 
 
@@ -132,13 +140,6 @@ def _json_default(o):
 def write_image(img: sitk.Image, path: PathLike, backup: bool = False, compress: bool = True) -> Path:
     """Write an image atomically (temporary file in the same folder, then rename)."""
     p = Path(path)
-    tmp = _atomic_target(p)
-    try:
+    with _atomic(p, backup) as tmp:
         sitk.WriteImage(img, str(tmp), compress)
-        if backup:
-            backup_existing(p)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p
