@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run the whole pipeline on one case (NIfTI or NRRD files)")
+    p = sub.add_parser("run", help="run the whole pipeline on one case (NIfTI, NRRD or DICOM)")
     _add_case_args(p)
     p.add_argument("--age", type=float)
     p.add_argument("--sex", type=str.upper, choices=["M", "F"])
