@@ -11,10 +11,8 @@ The bundles say synthetic: true; they demonstrate the software and have no clini
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,29 +21,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "GliomaRadiogenomics"))
 
 from GliomaRadiogenomicsLib import synthetic  # noqa: E402
-from GliomaRadiogenomicsLib.case import load_case_folder  # noqa: E402
+from GliomaRadiogenomicsLib.cohort import analyze_folder_cached  # noqa: E402
 from GliomaRadiogenomicsLib.io import atomic_write_json  # noqa: E402
-from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case  # noqa: E402
+from GliomaRadiogenomicsLib.pipeline import PipelineOptions  # noqa: E402
 
 
 def case_features(args):
     subject, spec, folder, cache, downsample = args
-    cache = Path(cache)
-    if cache.exists():
-        return json.loads(cache.read_text())
-    t = time.perf_counter()
-    try:
-        synthetic.render_subject(subject, spec, folder, downsample)
-        case = load_case_folder(folder)
-        analysis = analyze_case(case, PipelineOptions(feature_workers=1))
-        row = analysis.feature_row()
-        row["_provenance"] = analysis.features.provenance
-        row["_seconds"] = round(time.perf_counter() - t, 1)
-        atomic_write_json(cache, row)
-        return row
-    except Exception as exc:  # record and go on
-        return {"case_id": Path(folder).name, "_error": f"{type(exc).__name__}: {exc}",
-                "_traceback": traceback.format_exc()}
+    return analyze_folder_cached(folder, cache, PipelineOptions(feature_workers=1),
+                                 before=lambda: synthetic.render_subject(subject, spec, folder, downsample))
 
 
 def build_table(work: Path, n: int, seed: int, jobs: int, downsample: int = 1) -> pd.DataFrame:
@@ -68,7 +52,7 @@ def build_table(work: Path, n: int, seed: int, jobs: int, downsample: int = 1) -
     failed = [r for r in rows if "_error" in r]
     if failed:
         print(f"{len(failed)} case(s) failed: " + "; ".join(f"{r['case_id']}: {r['_error']}" for r in failed))
-    table = pd.DataFrame(ok).drop(columns=[c for c in ("_seconds",) if c in pd.DataFrame(ok).columns])
+    table = pd.DataFrame(ok).drop(columns=[c for c in ("_seconds", "_warnings", "_cached") if c in pd.DataFrame(ok).columns])
     labels = cohort.set_index("case_id")[["IDH", "epilepsy", "ATRX", "lobe", "cortical"]]
     table = table.set_index("case_id").join(labels, how="inner").reset_index()
     return table

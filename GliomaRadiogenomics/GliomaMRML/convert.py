@@ -5,7 +5,7 @@ A linear parent transform of a volume node is applied (the image is placed where
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk

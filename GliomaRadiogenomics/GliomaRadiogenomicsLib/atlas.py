@@ -109,5 +109,5 @@ def register_to_atlas(moving_brain: sitk.Image, atlas: Atlas, brain_mask: Option
 
 def register_case(pre, atlas_name: str = "mni152") -> AtlasRegistration:
     """Register a preprocessed case (its T1, else T1c, masked by the brain mask) to an atlas."""
-    seq = next(s for s in ("t1", "t1c", pre.reference) if s in pre.images)
+    seq = pre.t1_weighted()
     return register_to_atlas(pre.images[seq], load_atlas(atlas_name), pre.brain_mask)

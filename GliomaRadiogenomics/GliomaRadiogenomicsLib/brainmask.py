@@ -56,7 +56,7 @@ def nonzero_mask(pre) -> np.ndarray:
 
 
 def threshold_mask(pre) -> np.ndarray:
-    seq = next(s for s in ("t1", "t1c", pre.reference) if s in pre.images)
+    seq = pre.t1_weighted()
     img = sitk.SmoothingRecursiveGaussian(pre.images[seq], 1.0)
     a = sitk.GetArrayFromImage(img)
     otsu = sitk.GetArrayFromImage(sitk.OtsuThreshold(img, 0, 1)) > 0
@@ -94,7 +94,7 @@ def hdbet_available() -> bool:
 def _network_mask(stage: str, pre, device: str, progress, extra=()) -> np.ndarray:
     from .progress import null_progress
     from .worker import run_worker
-    seq = next(s for s in ("t1", "t1c", pre.reference) if s in pre.images)
+    seq = pre.t1_weighted()
     with tempfile.TemporaryDirectory(prefix=f"gr-{stage}-") as tmp:
         src, dst = Path(tmp) / "in.nii.gz", Path(tmp) / "mask.nii.gz"
         sitk.WriteImage(pre.images[seq], str(src))

@@ -97,7 +97,6 @@ def cmd_demo(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .case import load_case
     from .io import read_image
     from .pipeline import run_case
 
@@ -190,6 +189,7 @@ def _add_case_args(p):
                    "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
     for s in ("t1", "t1c", "t2", "flair"):
         p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
+    p.add_argument("--case-id")
 
 
 def _add_pipeline_args(p):
@@ -235,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--age", type=float)
     p.add_argument("--sex", type=str.upper, choices=["M", "F"])
     p.add_argument("--who-grade", type=int, choices=[2, 3, 4])
-    p.add_argument("--case-id")
     p.add_argument("--segmentation", help="use this label map (BraTS labels) instead of automatic segmentation")
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)
@@ -243,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
     _add_case_args(p)
-    p.add_argument("--case-id")
     p.add_argument("--reference-seg", help="reference label map (BraTS labels) for Dice")
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)

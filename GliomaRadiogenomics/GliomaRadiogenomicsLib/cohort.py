@@ -11,7 +11,7 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import pandas as pd
 
@@ -32,7 +32,12 @@ def find_case_folders(cases_dir: Path) -> List[Path]:
 
 
 def _one_case(args) -> dict:
-    folder, cache, options = args
+    return analyze_folder_cached(*args)
+
+
+def analyze_folder_cached(folder, cache, options, before=None) -> dict:
+    """Feature row of one case folder, cached as JSON in ``cache``; errors come back as a row with ``_error``.
+    ``before`` (optional callable) runs first inside the error handling, e.g. to render a synthetic case."""
     cache = Path(cache)
     if cache.exists():
         row = json.loads(cache.read_text())
@@ -42,6 +47,8 @@ def _one_case(args) -> dict:
     from .pipeline import analyze_case
     t = time.perf_counter()
     try:
+        if before is not None:
+            before()
         case = load_case_folder(folder)
         analysis = analyze_case(case, options)
         row = analysis.feature_row()

@@ -15,9 +15,8 @@ from typing import Dict, List, Optional
 import pandas as pd
 import SimpleITK as sitk
 
-from . import __version__
 from .case import Case
-from .features import FeatureResult, Preset, extract_features, load_preset
+from .features import FeatureResult, extract_features, load_preset
 from .io import atomic_write_json, atomic_write_text, write_image
 from .preprocess import PreprocessedCase, PreprocessOptions, preprocess
 from .progress import Progress, null_progress

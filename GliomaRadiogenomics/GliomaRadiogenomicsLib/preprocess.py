@@ -51,6 +51,10 @@ class PreprocessedCase:
     def grid(self) -> sitk.Image:
         return self.images[self.reference]
 
+    def t1_weighted(self) -> str:
+        """The sequence used for brain extraction and atlas registration: T1, else T1c, else the reference."""
+        return next(s for s in ("t1", "t1c", self.reference) if s in self.images)
+
     def array(self, seq: str) -> np.ndarray:
         return sitk.GetArrayFromImage(self.images[seq])
 

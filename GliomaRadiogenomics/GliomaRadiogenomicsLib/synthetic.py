@@ -30,10 +30,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from .case import SEQUENCES
 from .io import atomic_write_text, write_image
 from .progress import Progress, null_progress
 
-SEQUENCES = ("t1", "t1c", "t2", "flair")
 SYNTHETIC_NOTICE = ("SYNTHETIC: simulated glioma on ICBM152 template anatomy (nilearn). Not patient data; "
                     "models trained on it have no clinical meaning.")
 
@@ -470,7 +470,7 @@ def render_subject(subject: dict, spec: TumorSpec, folder: os.PathLike, downsamp
     return folder
 
 
-def cohort_table(subjects) -> "pd.DataFrame":
+def cohort_table(subjects):
     import pandas as pd
     return pd.DataFrame([dict(subj, **{f"tumor_{k}": v for k, v in spec.to_dict().items() if k != "center_mm"})
                          for subj, spec in subjects])

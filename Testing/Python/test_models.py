@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from GliomaRadiogenomicsLib.bundle import (BundleError, FeatureMismatchError, ModelBundle, load_bundle,
-                                           nomogram_probability)
+from GliomaRadiogenomicsLib.bundle import BundleError, FeatureMismatchError, load_bundle, nomogram_probability
 from GliomaRadiogenomicsLib.predict import predict_one, predict_table
 from GliomaRadiogenomicsLib.train import drop_correlated, train_bundle
 
