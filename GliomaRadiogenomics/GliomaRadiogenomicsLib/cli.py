@@ -184,6 +184,39 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import pandas as pd
+    from .train import train_bundles
+
+    table_path = Path(args.table)
+    if not table_path.exists():
+        raise InputError(f"feature table not found: {table_path}")
+    table = pd.read_csv(table_path)
+    prov = {}
+    side = table_path.with_name(table_path.stem + ".provenance.json")
+    if side.exists():
+        prov = json.loads(side.read_text())
+    labels = [args.label] + ([args.label2] if args.label2 else [])
+    out = Path(args.out)
+    trained_on = args.trained_on or f"{table_path.name} ({len(table)} rows)"
+    clinical = None if args.clinical is None else [c for c in args.clinical.split(",") if c]
+    bundles, ev = train_bundles(table, labels, args.method, prov, trained_on=trained_on, synthetic=args.synthetic,
+                                intended_use=args.intended_use, clinical=clinical, seed=args.seed,
+                                n_bootstrap=args.bootstrap, report_path=out.with_name(out.stem + ".evaluation"))
+    paths = []
+    for b in bundles:
+        p = out if len(bundles) == 1 else out.with_name(f"{out.stem}_{b.task}{out.suffix or '.json'}")
+        if p.exists():
+            from .io import backup_existing
+            backup_existing(p)
+        paths.append(b.save(p))
+    summary = {"bundles": [str(p) for p in paths], "report": str(out.with_name(out.stem + ".evaluation.html")),
+               "auc_cv": {b.task: [b.metrics["auc_cv"], b.metrics["auc_cv_95ci"]] for b in bundles},
+               "features": {b.task: len(b.features) for b in bundles}}
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def _add_case_args(p):
     p.add_argument("--case-dir", help="folder with the four sequences (files named t1/t1c/t2/flair, BraTS, BIDS-like "
                    "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
@@ -242,6 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train model bundle(s) from a feature table (Wang st/mt/cmt, Liu atrx-fusion)")
+    p.add_argument("--table", required=True, help="feature table (CSV; <table>.provenance.json beside it is used)")
+    p.add_argument("--label", required=True, help="0/1 label column")
+    p.add_argument("--label2", help="second label (mt, cmt; st trains both separately)")
+    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion"])
+    p.add_argument("--out", required=True, help="bundle JSON; with two labels <out>_<label>.json; the "
+                   "evaluation report goes to <out>.evaluation.html / .json")
+    p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: none for "
+                   "st/mt/cmt, age,sex_male,who_grade,vasari_score for atrx-fusion)")
+    p.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds of the selection (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trained-on", help="description of the training data for the model card")
+    p.add_argument("--synthetic", action="store_true", help="the table is synthetic (said on every output)")
+    p.add_argument("--intended-use", default="Research use only; not a diagnosis. Validate on your own data.")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
     _add_case_args(p)

@@ -1,220 +1,269 @@
-"""Training of logistic model bundles (L1-penalised logistic regression, 1-SE rule, nested CV metrics).
+"""Training: the papers' estimators (models.py) -> model bundles (bundle.py) + an evaluation report (evaluation.py).
 
-This is the estimator behind the shipped default bundles. It follows the common core of the papers' radiomics
-workflows: z-score, drop one of any feature pair with Pearson |r| > 0.99 (Wang 2025), LASSO-logistic selection
-with the regularisation chosen by cross-validated AUC and the 1-SE rule, the selected radiomic terms summed into a
-"Radiomics score" nomogram variable next to the clinical variables. Performance is estimated by an outer
-cross-validation that repeats every step inside each fold (no selection leakage).
+``train_bundles(table, labels, method)``:
+  st / mt / cmt  Wang 2025 (one bundle per label; mt and cmt need two labels, st trains each label on its own);
+  atrx-fusion    Liu 2024 (one label: imaging score + age + sex + WHO grade + VASARI score).
+Performance is estimated by an outer stratified 5-fold cross-validation that repeats every step (filtering,
+bootstrap selection, penalty choice, fusion) inside each fold; the final model is then fitted on all cases. The
+cutoff is the Youden index of the final model's training predictions, applied to the out-of-fold predictions.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from . import __version__
 from .bundle import ModelBundle, build_nomogram
+from .evaluation import cohort_table, evaluate, figures, write_report, youden_cutoff
+from .models import LiuFusion, WangLasso, _sigmoid, correlation_keep
 
-CLINICAL_FEATURES = ("age", "sex_male")
-RADIOMIC_PREFIXES = ("mask_", "T1_", "T1c_", "T2_", "FLAIR_")
+CLINICAL = ("age", "sex_male", "who_grade", "vasari_score")
+IMAGING_PREFIXES = ("mask_", "T1_", "T1c_", "T2_", "FLAIR_", "loc_", "vasari_F", "t2flair_")
+METHODS = ("st", "mt", "cmt", "atrx-fusion")
+NOMOGRAM_NAMES = {"age": "Age (years)", "sex_male": "Sex (male = 1)", "who_grade": "WHO grade",
+                  "vasari_score": "VASARI score"}
+ENCODINGS = {"sex_male": {"M": 1.0, "MALE": 1.0, "F": 0.0, "FEMALE": 0.0}}
 
 
 def add_derived_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """sex (M/F) -> sex_male (1/0)."""
+    """sex (M/F) -> sex_male (1/0); WHO grade and VASARI score as numbers."""
     df = df.copy()
     if "sex" in df.columns and "sex_male" not in df.columns:
-        df["sex_male"] = df["sex"].map(lambda s: np.nan if pd.isna(s) else float(str(s).strip().upper() in ("M", "MALE")))
+        df["sex_male"] = df["sex"].map(
+            lambda s: np.nan if pd.isna(s) else float(str(s).strip().upper() in ("M", "MALE")))
+    for c in ("who_grade", "vasari_score", "age"):
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
 
 
-def radiomic_columns(columns: Sequence[str]) -> List[str]:
-    return [c for c in columns if c.startswith(RADIOMIC_PREFIXES)]
+def imaging_columns(columns: Sequence[str]) -> List[str]:
+    return [c for c in columns if c.startswith(IMAGING_PREFIXES) and not c.endswith(("_n", "_score"))]
+
+
+# kept for callers of the foundation API
+radiomic_columns = imaging_columns
 
 
 def drop_correlated(X: np.ndarray, names: List[str], threshold: float = 0.99):
-    """Greedy: keep a feature unless |r| > threshold with one already kept (Wang 2025 drops one of each pair)."""
-    Z = (X - X.mean(0)) / X.std(0)
-    R = np.abs(np.corrcoef(Z, rowvar=False))
-    keep: List[int] = []
-    for j in range(X.shape[1]):
-        if all(R[j, k] <= threshold for k in keep):
-            keep.append(j)
+    keep = correlation_keep(X, threshold)
     return X[:, keep], [names[k] for k in keep]
 
 
-@dataclass
-class LassoLogisticResult:
-    features: List[str]
-    center: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
-    C: float
+def _usable(df: pd.DataFrame, cols: List[str]) -> List[str]:
+    """Imaging columns that are finite for every case and not constant."""
+    X = df[cols].to_numpy(float)
+    ok = np.isfinite(X).all(0) & (np.nanstd(X, 0) > 1e-12)
+    return [c for c, k in zip(cols, ok) if k]
 
 
-def _sklearn_at_least(major: int, minor: int) -> bool:
-    import sklearn
-    v = tuple(int(x) for x in sklearn.__version__.split(".")[:2])
-    return v >= (major, minor)
+# ----------------------------------------------------------------------------------------------------------------
+# fitting one method on one table (used for the final model and inside each outer fold)
+# ----------------------------------------------------------------------------------------------------------------
+def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str], seed: int,
+         n_bootstrap: int):
+    """Returns a list (one per label) of linear models {features, center, scale, coef, intercept, groups, info}."""
+    if method == "atrx-fusion":
+        cols = img_cols + clinical
+        y = df[labels[0]].to_numpy(float)
+        est = LiuFusion(clinical=tuple(clinical), random_state=seed).fit(df[cols].to_numpy(float), y, cols)
+        lm = est.linear_model()
+        lm["info"] = {"method": "Liu 2024 fusion", **lm.pop("imaging")}
+        lm["extra"] = {"imaging": est}
+        return [lm]
+    X = df[img_cols + clinical].to_numpy(float)
+    Y = df[labels].to_numpy(float)
+    est = WangLasso(method=method, n_bootstrap=n_bootstrap, random_state=seed).fit(X, Y, img_cols + clinical)
+    out = []
+    for t in range(len(labels)):
+        m = est.task_model(t)
+        m["groups"] = {f: ("Radiomics score" if f not in CLINICAL else f) for f in m["features"]}
+        sel = est.selection_
+        m["info"] = {"method": {"st": "single-task LASSO", "mt": "multi-task LASSO",
+                                "cmt": "collaborative multi-task LASSO"}[method] + " (Wang 2025)",
+                     "alpha_1se": m.pop("alpha"), "n_candidates_after_filter": int(len(est.kept_)),
+                     "n_shared": len(sel.selected.get("shared", [])), "n_task_specific": len(sel.selected.get(f"task{t}", [])),
+                     "kept_rounds": {k: int(v) for k, v in sel.kept_rounds.items()}, "n_bootstrap": n_bootstrap,
+                     "selection_fallback": t in sel.fallback}
+        out.append(m)
+    return out
 
 
-def l1_logistic(C: float, seed: int = 0, max_iter: int = 5000) -> LogisticRegression:
-    """L1-penalised logistic regression (liblinear), spelled for old and new scikit-learn alike."""
-    if _sklearn_at_least(1, 8):
-        return LogisticRegression(l1_ratio=1.0, solver="liblinear", C=C, max_iter=max_iter, random_state=seed)
-    return LogisticRegression(penalty="l1", solver="liblinear", C=C, max_iter=max_iter, random_state=seed)
+def _lp(model: dict, df: pd.DataFrame) -> np.ndarray:
+    if not model["features"]:
+        return np.full(len(df), model["intercept"])
+    X = df[model["features"]].to_numpy(float)
+    return model["intercept"] + ((X - model["center"]) / model["scale"]) @ model["coef"]
 
 
-def fit_lasso_logistic(X: np.ndarray, y: np.ndarray, names: List[str], seed: int = 0, max_features: int = 12,
-                       n_splits: int = 5, Cs: Optional[np.ndarray] = None) -> LassoLogisticResult:
-    """Selection + fit on one training set. Returns only the features with non-zero coefficients."""
-    finite = np.isfinite(X).all(0) & (X.std(0) > 1e-12)
-    X, names = X[:, finite], [n for n, f in zip(names, finite) if f]
-    X, names = drop_correlated(X, names)
-    center, scale = X.mean(0), X.std(0)
-    Z = (X - center) / scale
-    Cs = Cs if Cs is not None else np.logspace(-2.0, 0.5, 16)
-    cv = StratifiedKFold(n_splits=min(n_splits, int(min(np.bincount(y)))), shuffle=True, random_state=seed)
-    aucs = np.zeros((len(Cs), cv.get_n_splits()))
-    for k, (tr, va) in enumerate(cv.split(Z, y)):
-        for i, C in enumerate(Cs):
-            m = l1_logistic(C, seed, 2000)
-            m.fit(Z[tr], y[tr])
-            p = m.decision_function(Z[va])
-            aucs[i, k] = roc_auc_score(y[va], p) if len(np.unique(y[va])) == 2 else 0.5
-    mean, se = aucs.mean(1), aucs.std(1, ddof=1) / math.sqrt(aucs.shape[1])
-    best = int(np.argmax(mean))
-    # 1-SE rule: the most regularised model within one standard error of the best
-    ok = [i for i in range(len(Cs)) if mean[i] >= mean[best] - se[best]]
-    order = sorted(ok, key=lambda i: Cs[i])
-    for i in order + [best]:
-        m = l1_logistic(Cs[i], seed)
-        m.fit(Z, y)
-        nz = np.flatnonzero(m.coef_[0])
-        if 0 < len(nz) <= max_features:
-            break
-    if len(nz) == 0:  # nothing selected: keep the single most discriminative feature
-        auc1 = [abs(roc_auc_score(y, Z[:, j]) - 0.5) for j in range(Z.shape[1])]
-        nz = np.array([int(np.argmax(auc1))])
-        m = LogisticRegression(C=1.0, max_iter=5000).fit(Z[:, nz], y)
-        return LassoLogisticResult([names[j] for j in nz], center[nz], scale[nz], m.coef_[0], float(m.intercept_[0]),
-                                   float("nan"))
-    if len(nz) > max_features:
-        nz = nz[np.argsort(-np.abs(m.coef_[0][nz]))[:max_features]]
-        m2 = l1_logistic(m.C, seed).fit(Z[:, nz], y)
-        return LassoLogisticResult([names[j] for j in nz], center[nz], scale[nz], m2.coef_[0],
-                                   float(m2.intercept_[0]), float(m.C))
-    return LassoLogisticResult([names[j] for j in nz], center[nz], scale[nz], m.coef_[0][nz],
-                               float(m.intercept_[0]), float(m.C))
+def _impute(df: pd.DataFrame, clinical: List[str], means: Dict[str, float]) -> pd.DataFrame:
+    df = df.copy()
+    for c in clinical:
+        df[c] = df[c].fillna(means[c])
+    return df
 
 
-def _predict(res: LassoLogisticResult, X: np.ndarray, names: List[str]) -> np.ndarray:
-    idx = [names.index(f) for f in res.features]
-    lp = res.intercept + ((X[:, idx] - res.center) / res.scale) @ res.coef
-    return 1 / (1 + np.exp(-lp))
-
-
-def bootstrap_auc_ci(y: np.ndarray, p: np.ndarray, n: int = 2000, seed: int = 0, alpha: float = 0.05):
-    rng = np.random.default_rng(seed)
-    aucs = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[i])) == 2:
-            aucs.append(roc_auc_score(y[i], p[i]))
-    return float(np.quantile(aucs, alpha / 2)), float(np.quantile(aucs, 1 - alpha / 2))
-
-
-def youden_cutoff(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_curve
-    fpr, tpr, thr = roc_curve(y, p)
-    j = int(np.argmax(tpr - fpr))
-    return float(np.clip(thr[j], 1e-3, 1 - 1e-3))
-
-
-def classification_metrics(y, p, cutoff) -> Dict[str, float]:
-    yhat = (p >= cutoff).astype(int)
-    tp = int(((yhat == 1) & (y == 1)).sum()); tn = int(((yhat == 0) & (y == 0)).sum())
-    fp = int(((yhat == 1) & (y == 0)).sum()); fn = int(((yhat == 0) & (y == 1)).sum())
-    div = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
-    return {"accuracy": div(tp + tn, len(y)), "sensitivity": div(tp, tp + fn), "specificity": div(tn, tn + fp),
-            "ppv": div(tp, tp + fp), "npv": div(tn, tn + fn)}
-
-
-def train_bundle(table: pd.DataFrame, label: str, task: str, provenance: dict, *, positive_label: str,
-                 negative_label: str, trained_on: str, synthetic: bool, intended_use: str, seed: int = 0,
-                 max_features: int = 12, name: Optional[str] = None, version: str = "1.0.0",
-                 outer_folds: int = 5) -> ModelBundle:
+def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, provenance: dict, *, trained_on: str,
+                  synthetic: bool, intended_use: str, tasks: Optional[Sequence[str]] = None,
+                  positive_labels: Optional[Sequence[str]] = None, negative_labels: Optional[Sequence[str]] = None,
+                  clinical: Optional[Sequence[str]] = None, seed: int = 0, n_bootstrap: int = 100,
+                  outer_folds: int = 5, version: str = "1.0.0", report_path=None, name_prefix: str = "",
+                  _keep_plot: bool = False):
+    """Train, cross-validate and package. Returns (bundles, evaluation dict); with ``report_path`` (no suffix)
+    also writes <report_path>.html (figures) and <report_path>.json (numbers)."""
+    labels = list(labels)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+    if method in ("mt", "cmt") and len(labels) != 2:
+        raise ValueError(f"method {method} needs two labels (--label and --label2)")
+    if method == "atrx-fusion" and len(labels) != 1:
+        raise ValueError("method atrx-fusion takes one label")
+    for lab in labels:
+        if lab not in table.columns:
+            raise ValueError(f"label column '{lab}' is not in the table")
+    if method == "st" and len(labels) == 2:  # single-task: each label on its own cases
+        results = [train_bundles(table, [lab], "st", provenance, trained_on=trained_on, synthetic=synthetic,
+                                 intended_use=intended_use, tasks=[(tasks or labels)[i]],
+                                 positive_labels=[(positive_labels or labels)[i]],
+                                 negative_labels=[(negative_labels or [f"not {x}" for x in labels])[i]],
+                                 clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=outer_folds,
+                                 version=version, name_prefix=name_prefix, _keep_plot=True)
+                   for i, lab in enumerate(labels)]
+        ev = {"tasks": [r[1]["tasks"][0] for r in results]}
+        if report_path:
+            _report(report_path, ev, [r[0][0] for r in results])
+        for t in ev["tasks"]:
+            t.pop("_plot", None)
+        return [r[0][0] for r in results], ev
+    tasks = list(tasks or labels)
+    positive_labels = list(positive_labels or [f"{t} positive" for t in tasks])
+    negative_labels = list(negative_labels or [f"{t} negative" for t in tasks])
     df = add_derived_columns(table)
-    df = df[df[label].notna()]
-    y = df[label].astype(int).to_numpy()
-    names = radiomic_columns(df.columns) + [c for c in CLINICAL_FEATURES if c in df.columns]
-    X = df[names].to_numpy(dtype=float)
-    # clinical missing values: mean imputation (recorded in the bundle)
-    imputation = {}
-    for c in CLINICAL_FEATURES:
-        if c in names:
-            j = names.index(c)
-            mu = float(np.nanmean(X[:, j]))
-            X[np.isnan(X[:, j]), j] = mu
-            imputation[c] = mu
-    # outer cross-validation: every step repeated inside each fold
-    oof = np.full(len(y), np.nan)
-    skf = StratifiedKFold(n_splits=outer_folds, shuffle=True, random_state=seed + 1)
-    for tr, te in skf.split(X, y):
-        r = fit_lasso_logistic(X[tr], y[tr], names, seed=seed, max_features=max_features)
-        oof[te] = _predict(r, X[te], names)
-    res = fit_lasso_logistic(X, y, names, seed=seed, max_features=max_features)
-    p_train = _predict(res, X, names)
-    cutoff = youden_cutoff(y, oof)
-    auc_cv = float(roc_auc_score(y, oof))
-    lo, hi = bootstrap_auc_ci(y, oof, seed=seed)
-    metrics = {
-        "auc_cv": round(auc_cv, 4), "auc_cv_95ci": [round(lo, 4), round(hi, 4)],
-        "auc_cv_method": f"{outer_folds}-fold outer cross-validation (selection repeated in each fold), "
-                         "95% CI from 2000 bootstrap resamples",
-        "auc_train_apparent": round(float(roc_auc_score(y, p_train)), 4),
-        "cutoff_method": "Youden index on out-of-fold probabilities",
-        "at_cutoff_cv": classification_metrics(y, oof, cutoff),
-    }
-    Xsel = X[:, [names.index(f) for f in res.features]]
+    df = df[df[labels].notna().any(axis=1) if method in ("mt", "cmt") else df[labels[0]].notna()].reset_index(drop=True)
+    default_clinical = list(CLINICAL) if method == "atrx-fusion" else []
+    clinical = [c for c in (clinical if clinical is not None else default_clinical) if c in df.columns
+                and df[c].notna().any()]
+    img_cols = _usable(df, imaging_columns(df.columns))
+    if not img_cols:
+        raise ValueError("no usable imaging feature columns (finite, non-constant) in the table")
+    means = {c: float(df[c].mean()) for c in clinical}
+    dfi = _impute(df, clinical, means)
+    strat = dfi[labels].fillna(2).astype(int).astype(str).agg("".join, axis=1)
+    # outer cross-validation
+    oof = {lab: np.full(len(dfi), np.nan) for lab in labels}
+    oof_extra = {"imaging only": np.full(len(dfi), np.nan), "clinical only": np.full(len(dfi), np.nan)}
+    k = int(min(outer_folds, strat.value_counts().min()))
+    for tr, te in StratifiedKFold(max(k, 2), shuffle=True, random_state=seed + 1).split(dfi, strat):
+        dtr, dte = df.iloc[tr], df.iloc[te]
+        m_tr = {c: float(dtr[c].mean()) for c in clinical}
+        dtr, dte = _impute(dtr, clinical, m_tr), _impute(dte, clinical, m_tr)
+        models = _fit(method, dtr, labels, img_cols, clinical, seed, n_bootstrap)
+        for lab, m in zip(labels, models):
+            oof[lab][te] = _sigmoid(_lp(m, dte))
+        if method == "atrx-fusion":
+            est = models[0]["extra"]["imaging"]
+            oof_extra["imaging only"][te] = _sigmoid(est.imaging_score(dte[img_cols + clinical].to_numpy(float)))
+            oof_extra["clinical only"][te] = _clinical_only(dtr, dte, labels[0], clinical)
+    final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap)
+    bundles, task_evals = [], []
+    for i, (lab, m) in enumerate(zip(labels, final)):
+        keep = np.isfinite(dfi[lab].to_numpy(float))
+        y = dfi.loc[keep, lab].astype(int).to_numpy()
+        p_train = _sigmoid(_lp(m, dfi[keep]))
+        compare = ({k2: v[keep] for k2, v in oof_extra.items()} if method == "atrx-fusion" else None)
+        ev_cv = evaluate(y, oof[lab][keep], p_train=p_train, y_train=y, name=f"{tasks[i]} ({method})",
+                         compare=compare, seed=seed)
+        ev_train = evaluate(y, p_train, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method}) training", seed=seed)
+        cutoff = youden_cutoff(y, p_train)
+        bundle = _bundle(m, dfi[keep], tasks[i], method, cutoff, ev_cv, ev_train, provenance, trained_on, synthetic,
+                         intended_use, positive_labels[i], negative_labels[i], lab, means, seed, version, name_prefix)
+        bundles.append(bundle)
+        task_evals.append({"task": tasks[i], "label": lab, "method": method, "cross_validated": ev_cv,
+                           "training": ev_train, "model": m["info"], "features": m["features"],
+                           "cohort": cohort_table(dfi[keep], lab, clinical + m["features"][:10]),
+                           "_plot": (y, oof[lab][keep], dfi.loc[keep, m["features"]], compare)})
+    ev = {"tasks": task_evals}
+    if report_path:
+        _report(report_path, ev, bundles)
+    if not _keep_plot:
+        for t in ev["tasks"]:
+            t.pop("_plot", None)
+    return bundles, ev
+
+
+def _clinical_only(dtr, dte, label, clinical):
+    from .models import _logit_fit
+    if not clinical:
+        return np.full(len(dte), float(dtr[label].mean()))
+    C = dtr[clinical].to_numpy(float)
+    mu, sd = C.mean(0), C.std(0)
+    sd[sd == 0] = 1
+    w, b, _ = _logit_fit((C - mu) / sd, dtr[label].to_numpy(float))
+    return _sigmoid(b + ((dte[clinical].to_numpy(float) - mu) / sd) @ w)
+
+
+def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, provenance, trained_on, synthetic, intended_use, pos, neg,
+            label, means, seed, version, name_prefix) -> ModelBundle:
+    feats = list(m["features"])
+    if not feats:
+        raise ValueError(f"{task}: the model kept no feature")
     groups: Dict[str, List[str]] = {}
-    rad = [f for f in res.features if f not in CLINICAL_FEATURES]
-    if rad:
-        groups["Radiomics score"] = rad
-    if "age" in res.features:
-        groups["Age (years)"] = ["age"]
-    if "sex_male" in res.features:
-        groups["Sex (male = 1)"] = ["sex_male"]
-    variables, nomogram = build_nomogram(res.features, res.coef, res.center, res.scale, res.intercept, Xsel, groups,
+    for f in feats:
+        g = m["groups"][f]
+        groups.setdefault(NOMOGRAM_NAMES.get(g, g), []).append(f)
+    X = df[feats].to_numpy(float)
+    coef = np.asarray(m["coef"], float)
+    center, scale = np.asarray(m["center"], float), np.asarray(m["scale"], float)
+    variables, nomogram = build_nomogram(feats, coef, center, scale, float(m["intercept"]), X, groups,
                                          units={"age": "years"})
-    training = {
-        "trained_on": trained_on, "n": int(len(y)), "n_positive": int(y.sum()), "label_column": label,
-        "date": _dt.date.today().isoformat(), "software": f"glioma-radiogenomics {__version__}",
-        "python": platform.python_version(), "method": "L1-logistic regression (liblinear), C by 5-fold CV AUC "
-        "with the 1-SE rule, Pearson |r| > 0.99 pruning, z-score", "seed": seed, "regularisation_C": res.C,
-        "candidate_features": len(names),
+    metrics = {
+        "auc_cv": ev_cv["auc"], "auc_cv_95ci": ev_cv["auc_95ci_delong"],
+        "auc_cv_95ci_bootstrap": ev_cv["auc_95ci_bootstrap"],
+        "auc_cv_method": "stratified 5-fold outer cross-validation repeating every step; 95% CI DeLong "
+                         "(and 2000 bootstrap resamples)",
+        "auc_train_apparent": ev_train["auc"], "auprc_cv": ev_cv["auprc"], "brier_cv": ev_cv["brier"],
+        "cutoff_method": "Youden index on the final model's training predictions",
+        "at_cutoff_cv": {k: v for k, v in ev_cv["at_cutoff"].items() if k != "confusion_matrix"},
     }
-    encodings = {"sex_male": {"M": 1.0, "MALE": 1.0, "F": 0.0, "FEMALE": 0.0}}
+    training = {"trained_on": trained_on, "n": int(ev_train["n"]), "n_positive": int(ev_train["n_positive"]),
+                "label_column": label, "date": _dt.date.today().isoformat(),
+                "software": f"glioma-radiogenomics {__version__}", "python": platform.python_version(),
+                "method": m["info"]["method"], "method_details": m["info"], "seed": seed}
+    clinical = [f for f in feats if f in CLINICAL]
     return ModelBundle(
-        task=task, name=name or f"default-{task}-lasso-logistic", version=version,
-        features=list(res.features), center=[float(v) for v in res.center], scale=[float(v) for v in res.scale],
-        coefficients=[float(v) for v in res.coef], intercept=float(res.intercept), cutoff=cutoff,
-        variables=variables, nomogram=nomogram,
-        feature_schema={**provenance, "clinical": [c for c in CLINICAL_FEATURES if c in res.features],
-                        "columns": list(res.features)},
-        training=training, metrics=metrics, synthetic=synthetic, positive_label=positive_label,
-        negative_label=negative_label, intended_use=intended_use,
-        encodings={k: v for k, v in encodings.items() if k in res.features},
-        imputation={k: v for k, v in imputation.items() if k in res.features})
+        task=task, name=f"{name_prefix}{task}-{method}", version=version, features=feats,
+        center=[float(v) for v in center], scale=[float(v) for v in scale], coefficients=[float(v) for v in coef],
+        intercept=float(m["intercept"]), cutoff=float(cutoff), variables=variables, nomogram=nomogram,
+        feature_schema={**provenance, "clinical": clinical, "columns": feats}, training=training, metrics=metrics,
+        synthetic=synthetic, positive_label=pos, negative_label=neg, intended_use=intended_use,
+        encodings={k: v for k, v in ENCODINGS.items() if k in feats},
+        imputation={k: means[k] for k in clinical if k in means})
+
+
+def _report(path, ev: dict, bundles: List[ModelBundle]) -> None:
+    from .io import atomic_write_json
+    path = Path(path)
+    sections = []
+    for t in ev["tasks"]:
+        plot = t.pop("_plot", None)
+        figs = figures(*plot[:2], t["cross_validated"], features=plot[2], compare=plot[3]) if plot else {}
+        sections.append({"title": f"{t['task']}: out-of-fold (internal validation)", "evaluation": t["cross_validated"],
+                         "figures": figs, "cohort": t["cohort"]})
+        sections.append({"title": f"{t['task']}: training (apparent)", "evaluation": t["training"]})
+    card = {}
+    for b in bundles:
+        card.update({f"{b.task}: model": f"{b.name} {b.version}", f"{b.task}: trained on": b.training["trained_on"],
+                     f"{b.task}: n (positive)": f"{b.training['n']} ({b.training['n_positive']})",
+                     f"{b.task}: synthetic": b.synthetic, f"{b.task}: features": len(b.features),
+                     f"{b.task}: intended use": b.intended_use})
+    write_report(path.parent / (path.name + ".html"), "Model evaluation", sections, card)
+    atomic_write_json(path.parent / (path.name + ".json"), ev, backup=True)
 
 
 SYNTHETIC_USE = ("SOFTWARE DEMONSTRATION ONLY. Trained on SYNTHETIC simulated cases; the probability has no "
@@ -222,20 +271,19 @@ SYNTHETIC_USE = ("SOFTWARE DEMONSTRATION ONLY. Trained on SYNTHETIC simulated ca
 
 
 def train_default_bundles(table: pd.DataFrame, provenance: dict, out_dir: Path, seed: int = 2025,
-                          cohort_description: str = "synthetic cohort") -> List[Path]:
+                          cohort_description: str = "synthetic cohort", n_bootstrap: int = 100) -> List[Path]:
+    """IDH + epilepsy: collaborative multi-task LASSO (Wang 2025); ATRX: Liu 2024 fusion on the IDH-mutant subset."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs = [
-        ("IDH", "IDH", table, "IDH-mutant", "IDH-wildtype", cohort_description),
-        ("epilepsy", "epilepsy", table, "glioma-associated epilepsy", "no epilepsy", cohort_description),
-        ("ATRX", "ATRX", table[table["IDH"] == 1], "ATRX-mutant", "ATRX-wildtype",
-         cohort_description + ", IDH-mutant subset (Liu 2024 population)"),
-    ]
-    paths = []
-    for task, label, df, pos, neg, desc in specs:
-        b = train_bundle(df, label, task, provenance, positive_label=pos, negative_label=neg,
-                         trained_on=desc, synthetic=True, intended_use=SYNTHETIC_USE + (
-                             " ATRX model: intended for IDH-mutant gliomas only." if task == "ATRX" else ""),
-                         seed=seed, max_features=10)
-        paths.append(b.save(out_dir / f"default_{task}.json"))
-    return paths
+    bundles, _ = train_bundles(table, ["IDH", "epilepsy"], "cmt", provenance, trained_on=cohort_description,
+                               synthetic=True, intended_use=SYNTHETIC_USE, tasks=["IDH", "epilepsy"],
+                               positive_labels=["IDH-mutant", "glioma-associated epilepsy"],
+                               negative_labels=["IDH-wildtype", "no epilepsy"], seed=seed, n_bootstrap=n_bootstrap,
+                               report_path=out_dir / "evaluation_IDH_epilepsy", name_prefix="default-")
+    atrx, _ = train_bundles(table[table["IDH"] == 1], ["ATRX"], "atrx-fusion", provenance,
+                            trained_on=cohort_description + ", IDH-mutant subset (Liu 2024 population)",
+                            synthetic=True, intended_use=SYNTHETIC_USE + " ATRX model: intended for IDH-mutant "
+                            "gliomas only.", tasks=["ATRX"], positive_labels=["ATRX-mutant"],
+                            negative_labels=["ATRX-wildtype"], seed=seed, n_bootstrap=n_bootstrap,
+                            report_path=out_dir / "evaluation_ATRX", name_prefix="default-")
+    return [b.save(out_dir / f"default_{b.task}.json") for b in bundles + atrx]

@@ -1,0 +1,317 @@
+"""Evaluation of a binary risk model as a reviewer expects it: numbers (JSON) and figures (HTML).
+
+ROC AUC with 95 % CIs by DeLong (fast algorithm of Sun & Xu 2014) and by 2000 bootstrap resamples; pairwise DeLong
+test of correlated AUCs; the Youden cutoff taken from the TRAINING predictions and applied to the evaluated ones
+(accuracy, sensitivity, specificity, PPV, NPV, confusion matrix); AUPRC; calibration curve and Brier score; decision
+curve (net benefit) and clinical impact curve; waterfall plot; Pearson heat map of the model's features; cohort
+table (Mann-Whitney U for numbers, chi-square for categories).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DeLong
+# ----------------------------------------------------------------------------------------------------------------
+def _midrank(x: np.ndarray) -> np.ndarray:
+    return stats.rankdata(x, method="average")
+
+
+def delong_components(y: np.ndarray, scores: np.ndarray):
+    """AUCs and the DeLong covariance matrix for k score vectors (k, n) on the same cases."""
+    y = np.asarray(y).astype(int)
+    S = np.atleast_2d(np.asarray(scores, float))
+    pos, neg = S[:, y == 1], S[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    if m == 0 or n == 0:
+        raise ValueError("DeLong needs both classes")
+    k = S.shape[0]
+    tx = np.array([_midrank(r) for r in pos])
+    ty = np.array([_midrank(r) for r in neg])
+    tz = np.array([_midrank(r) for r in np.hstack([pos, neg])])
+    aucs = tz[:, :m].sum(1) / (m * n) - (m + 1.0) / (2.0 * n)
+    v01 = (tz[:, :m] - tx) / n          # structural components of the positives
+    v10 = 1.0 - (tz[:, m:] - ty) / m    # of the negatives
+    sx = np.atleast_2d(np.cov(v01)) if k > 1 else np.array([[np.var(v01, ddof=1)]])
+    sy = np.atleast_2d(np.cov(v10)) if k > 1 else np.array([[np.var(v10, ddof=1)]])
+    return aucs, sx / m + sy / n
+
+
+def delong_ci(y, score, alpha: float = 0.05):
+    """(auc, low, high, se) with a normal CI on the logit-free AUC scale, clipped to [0, 1]."""
+    aucs, cov = delong_components(y, score)
+    auc, se = float(aucs[0]), float(math.sqrt(max(cov[0, 0], 0.0)))
+    z = stats.norm.ppf(1 - alpha / 2)
+    return auc, max(0.0, auc - z * se), min(1.0, auc + z * se), se
+
+
+def delong_test(y, score_a, score_b):
+    """Two-sided DeLong test of AUC(a) == AUC(b) on the same cases: (auc_a, auc_b, z, p)."""
+    aucs, cov = delong_components(y, np.vstack([score_a, score_b]))
+    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    if var <= 0:
+        return float(aucs[0]), float(aucs[1]), 0.0, 1.0
+    z = float((aucs[0] - aucs[1]) / math.sqrt(var))
+    return float(aucs[0]), float(aucs[1]), z, float(2 * stats.norm.sf(abs(z)))
+
+
+def bootstrap_ci(y, score, n: int = 2000, seed: int = 0, alpha: float = 0.05, metric=None):
+    from sklearn.metrics import roc_auc_score
+    metric = metric or roc_auc_score
+    y, score = np.asarray(y), np.asarray(score)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            vals.append(metric(y[i], score[i]))
+    return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cutoff, metrics, curves
+# ----------------------------------------------------------------------------------------------------------------
+def youden_cutoff(y, p) -> float:
+    from sklearn.metrics import roc_curve
+    fpr, tpr, thr = roc_curve(y, p)
+    j = int(np.argmax(tpr - fpr))
+    return float(np.clip(thr[j], 1e-6, 1 - 1e-6))
+
+
+def at_cutoff(y, p, cutoff) -> Dict[str, object]:
+    y = np.asarray(y).astype(int)
+    yhat = (np.asarray(p) >= cutoff).astype(int)
+    tp = int(((yhat == 1) & (y == 1)).sum())
+    tn = int(((yhat == 0) & (y == 0)).sum())
+    fp = int(((yhat == 1) & (y == 0)).sum())
+    fn = int(((yhat == 0) & (y == 1)).sum())
+
+    def div(a, b):
+        return round(a / b, 4) if b else None
+    return {"cutoff": round(float(cutoff), 4), "accuracy": div(tp + tn, len(y)), "sensitivity": div(tp, tp + fn),
+            "specificity": div(tn, tn + fp), "ppv": div(tp, tp + fp), "npv": div(tn, tn + fn),
+            "confusion_matrix": {"tp": tp, "fp": fp, "tn": tn, "fn": fn}}
+
+
+def calibration(y, p, bins: int = 10):
+    """Quantile bins: (mean predicted, observed fraction, n) per bin; plus the Brier score."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    rows = [(float(p[idx == b].mean()), float(y[idx == b].mean()), int((idx == b).sum()))
+            for b in range(len(edges) - 1) if (idx == b).any()]
+    return rows, float(np.mean((p - y) ** 2))
+
+
+def decision_curve(y, p, thresholds=None):
+    """Net benefit of the model, treat-all and treat-none at each threshold probability."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    th = np.asarray(thresholds if thresholds is not None else np.arange(0.01, 1.0, 0.01))
+    n = len(y)
+    prev = y.mean()
+    out = []
+    for t in th:
+        tp = float(((p >= t) & (y == 1)).sum())
+        fp = float(((p >= t) & (y == 0)).sum())
+        w = t / (1 - t)
+        out.append({"threshold": round(float(t), 3), "model": tp / n - fp / n * w,
+                    "treat_all": prev - (1 - prev) * w, "treat_none": 0.0})
+    return out
+
+
+def clinical_impact(y, p, population: int = 1000, thresholds=None):
+    """Per threshold: how many of ``population`` the model calls high risk, and how many of them have the event."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    th = np.asarray(thresholds if thresholds is not None else np.arange(0.01, 1.0, 0.01))
+    return [{"threshold": round(float(t), 3), "high_risk": population * float((p >= t).mean()),
+             "high_risk_with_event": population * float(((p >= t) & (y == 1)).mean())} for t in th]
+
+
+def cohort_table(df: pd.DataFrame, label: str, columns: Sequence[str]) -> List[dict]:
+    """Per variable: summary in each class and the test (Mann-Whitney U for numbers, chi-square for categories)."""
+    rows = []
+    y = df[label]
+    for c in columns:
+        if c not in df.columns or c == label:
+            continue
+        x = df[c]
+        numeric = pd.api.types.is_numeric_dtype(x) and x.nunique() > 5
+        if numeric:
+            a, b = x[y == 1].dropna(), x[y == 0].dropna()
+            if len(a) < 2 or len(b) < 2:
+                continue
+            p = float(stats.mannwhitneyu(a, b).pvalue)
+            rows.append({"variable": c, "test": "Mann-Whitney U", "positive": f"{a.median():.3g} [{a.quantile(.25):.3g}, "
+                         f"{a.quantile(.75):.3g}]", "negative": f"{b.median():.3g} [{b.quantile(.25):.3g}, "
+                         f"{b.quantile(.75):.3g}]", "p": p})
+        else:
+            tab = pd.crosstab(x, y)
+            if tab.shape[0] < 2 or tab.shape[1] < 2:
+                continue
+            p = float(stats.chi2_contingency(tab)[1])
+            fmt = lambda col: ", ".join(f"{k}: {int(v)}" for k, v in tab[col].items())  # noqa: E731
+            rows.append({"variable": c, "test": "chi-square", "positive": fmt(tab.columns[-1]),
+                         "negative": fmt(tab.columns[0]), "p": p})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the whole evaluation
+# ----------------------------------------------------------------------------------------------------------------
+def evaluate(y, p, p_train=None, y_train=None, name: str = "model", compare: Optional[Dict[str, np.ndarray]] = None,
+             n_boot: int = 2000, seed: int = 0) -> dict:
+    """Numbers of the evaluation. ``p`` are the evaluated (e.g. out-of-fold or test) probabilities; the cutoff
+    comes from ``p_train`` / ``y_train`` (the training predictions) when given, else from ``p`` (stated)."""
+    from sklearn.metrics import average_precision_score
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, float)
+    auc, lo, hi, se = delong_ci(y, p)
+    blo, bhi = bootstrap_ci(y, p, n_boot, seed)
+    if p_train is not None and y_train is not None:
+        cutoff, source = youden_cutoff(y_train, p_train), "Youden index on the training predictions"
+    else:
+        cutoff, source = youden_cutoff(y, p), "Youden index on the evaluated predictions (optimistic)"
+    cal, brier = calibration(y, p)
+    out = {"name": name, "n": int(len(y)), "n_positive": int(y.sum()),
+           "auc": round(auc, 4), "auc_95ci_delong": [round(lo, 4), round(hi, 4)], "auc_se_delong": round(se, 4),
+           "auc_95ci_bootstrap": [round(blo, 4), round(bhi, 4)], "n_bootstrap": n_boot,
+           "auprc": round(float(average_precision_score(y, p)), 4), "prevalence": round(float(y.mean()), 4),
+           "brier": round(brier, 4), "cutoff_source": source, "at_cutoff": at_cutoff(y, p, cutoff),
+           "calibration": [{"predicted": a, "observed": b, "n": c} for a, b, c in cal],
+           "decision_curve": decision_curve(y, p), "clinical_impact": clinical_impact(y, p)}
+    if compare:
+        out["delong_tests"] = []
+        for other, q in compare.items():
+            a1, a2, z, pv = delong_test(y, p, np.asarray(q, float))
+            out["delong_tests"].append({"a": name, "b": other, "auc_a": round(a1, 4), "auc_b": round(a2, 4),
+                                        "z": round(z, 3), "p": pv})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# figures and HTML
+# ----------------------------------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def figures(y, p, ev: dict, features: Optional[pd.DataFrame] = None, compare: Optional[Dict[str, np.ndarray]] = None):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, float)
+    figs = {}
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for nm, q in [(ev["name"], p)] + list((compare or {}).items()):
+        fpr, tpr, _ = roc_curve(y, q)
+        ax.plot(fpr, tpr, label=nm)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity",
+           title=f"ROC: AUC {ev['auc']:.3f} ({ev['auc_95ci_delong'][0]:.3f}-{ev['auc_95ci_delong'][1]:.3f})")
+    ax.legend(fontsize=7)
+    figs["ROC curve"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    pr, rc, _ = precision_recall_curve(y, p)
+    ax.plot(rc, pr)
+    ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
+    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: AUPRC {ev['auprc']:.3f}")
+    figs["Precision-recall curve"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    cal = ev["calibration"]
+    ax.plot([c["predicted"] for c in cal], [c["observed"] for c in cal], "o-")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="predicted probability", ylabel="observed fraction", title=f"Calibration: Brier {ev['brier']:.3f}")
+    figs["Calibration curve"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    dc = ev["decision_curve"]
+    t = [d["threshold"] for d in dc]
+    ax.plot(t, [d["model"] for d in dc], label="model")
+    ax.plot(t, [d["treat_all"] for d in dc], label="treat all")
+    ax.plot(t, [0] * len(t), "k", lw=0.8, label="treat none")
+    ax.set(ylim=(-0.05, max(0.05, ev["prevalence"] + 0.05)), xlabel="threshold probability",
+           ylabel="net benefit", title="Decision curve")
+    ax.legend(fontsize=7)
+    figs["Decision curve"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ci = ev["clinical_impact"]
+    ax.plot([c["threshold"] for c in ci], [c["high_risk"] for c in ci], "r", label="number high risk")
+    ax.plot([c["threshold"] for c in ci], [c["high_risk_with_event"] for c in ci], "b--",
+            label="number high risk with event")
+    ax.set(xlabel="threshold probability", ylabel="per 1000", title="Clinical impact curve")
+    ax.legend(fontsize=7)
+    figs["Clinical impact curve"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    cm = ev["at_cutoff"]["confusion_matrix"]
+    M = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+    ax.imshow(M, cmap="Blues")
+    for (i, j), v in np.ndenumerate(M):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred -", "pred +"], yticklabels=["true -", "true +"],
+           title=f"Confusion matrix at {ev['at_cutoff']['cutoff']:.3f}")
+    figs["Confusion matrix"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    order = np.argsort(p)[::-1]
+    cutoff = ev["at_cutoff"]["cutoff"]
+    ax.bar(np.arange(len(p)), p[order] - cutoff, color=np.where(y[order] == 1, "#c0392b", "#2e86c1"), width=1.0)
+    ax.set(xlabel="cases (sorted)", ylabel="probability - cutoff", title="Waterfall (red = positive)")
+    figs["Waterfall plot"] = _png(fig)
+    if features is not None and features.shape[1] >= 2:
+        fig, ax = plt.subplots(figsize=(5, 4.4))
+        R = np.corrcoef(features.to_numpy(float), rowvar=False)
+        im = ax.imshow(R, vmin=-1, vmax=1, cmap="RdBu_r")
+        short = [c if len(c) < 28 else c[:12] + "..." + c[-12:] for c in features.columns]
+        ax.set(xticks=range(len(short)), yticks=range(len(short)), title="Pearson r of the model's features")
+        ax.set_xticklabels(short, rotation=90, fontsize=5)
+        ax.set_yticklabels(short, fontsize=5)
+        fig.colorbar(im, ax=ax, shrink=0.7)
+        figs["Feature correlation heat map"] = _png(fig)
+    return figs
+
+
+def write_report(path, title: str, sections: List[dict], card: Optional[dict] = None) -> None:
+    """HTML with each section's numbers and figures. sections: {"title", "evaluation", "figures", "cohort"}."""
+    from .io import atomic_write_text
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+             "body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:48%;margin:4px}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             ".warn{background:#fff3cd;padding:8px;border:1px solid #e0c36b}</style></head><body>",
+             f"<h1>{e(title)}</h1><p class='warn'>Research probabilities, not diagnoses.</p>"]
+    if card:
+        parts.append("<h2>Model card</h2><table>" + "".join(
+            f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in card.items()) + "</table>")
+    for s in sections:
+        ev = s["evaluation"]
+        parts.append(f"<h2>{e(s['title'])}</h2><table>")
+        for k in ("n", "n_positive", "auc", "auc_95ci_delong", "auc_95ci_bootstrap", "auprc", "brier", "cutoff_source"):
+            parts.append(f"<tr><th>{e(k)}</th><td>{e(str(ev.get(k)))}</td></tr>")
+        for k, v in ev["at_cutoff"].items():
+            parts.append(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>")
+        parts.append("</table>")
+        for t in ev.get("delong_tests", []):
+            parts.append(f"<p>DeLong test {e(t['a'])} vs {e(t['b'])}: AUC {t['auc_a']} vs {t['auc_b']}, "
+                         f"z = {t['z']}, p = {t['p']:.4g}</p>")
+        for name, png in s.get("figures", {}).items():
+            parts.append(f"<img alt='{e(name)}' title='{e(name)}' src='data:image/png;base64,{png}'>")
+        if s.get("cohort"):
+            parts.append("<h3>Cohort</h3><table><tr><th>variable</th><th>positive</th><th>negative</th><th>test</th>"
+                         "<th>p</th></tr>" + "".join(
+                             f"<tr><td>{e(r['variable'])}</td><td>{e(r['positive'])}</td><td>{e(r['negative'])}</td>"
+                             f"<td>{e(r['test'])}</td><td>{r['p']:.3g}</td></tr>" for r in s["cohort"]) + "</table>")
+    parts.append("</body></html>")
+    atomic_write_text(path, "\n".join(parts), backup=True)

@@ -1,0 +1,557 @@
+"""The papers' model estimators, scikit-learn style (fit / predict_proba / decision_function / get_params).
+
+Wang 2025 (IDH + epilepsy) — ``WangLasso(method="st" | "mt" | "cmt")``:
+  1. z-score; drop one feature of any pair with Pearson |r| > 0.99 (the later one in column order);
+  2. ``n_bootstrap`` (100) rounds: a stratified 80/20 split, the 80 % resampled with replacement; a LASSO path
+     is fitted on it and the penalty with the best validation AUC on the 20 % is taken; rounds whose validation
+     AUC is below ``min_val_auc`` (0.7) are discarded;
+       st  — per task, L1-penalised logistic regression (features of that task);
+       mt  — multi-task logistic regression with the L2,1 (group) penalty: a feature is in or out for all tasks
+             at once (the shared features); a round counts when every task's validation AUC >= 0.7;
+       cmt — both: each task uses the shared (mt) features plus its own (st) features;
+  3. features selected in more than ``select_fraction`` (80 %) of the kept rounds ("more than 80 of 100 rounds"
+     when every round is kept; the fraction keeps the rule meaningful when some rounds are discarded). When no
+     feature of a task passes (small cohorts with many correlated features spread the selections), the task takes
+     its ``fallback_features`` (10) most frequently selected ones instead, and the model says so;
+  4. per task, a final L1-logistic model on those features along an alpha path 1e-4 .. 1e-1 (20 values), alpha by
+     the 1-SE rule on 5-fold cross-validated binomial deviance (glmnet's lambda.1se).
+  Wang fixed the rounds' penalty at 0.001 without giving the loss scale; on our scale (below) that leaves a p > n
+  problem almost unpenalised, so each round takes the penalty with the best validation AUC along a path (followed
+  until the AUC has not improved for 3 penalties); ``round_alphas=[0.001]`` reproduces the fixed penalty.
+  alpha is glmnet's lambda: loss = mean log-loss + alpha * penalty, on z-scored features. Solver: FISTA (proximal
+  gradient with Nesterov momentum), warm starts along the path, intercepts unpenalised, missing labels (NaN) of a
+  task are left out of that task's loss. ``random_state`` drives every split and resample.
+
+Liu 2024 (ATRX) — ``LiuFusion``: Welch t-test p < 0.05 -> L1-logistic with 10-fold CV on AUC (the alpha with the
+  best mean AUC) -> backward stepwise elimination by AIC when more than 20 features remain -> logistic regression
+  = the imaging model; ``imaging score`` = its linear predictor. Fusion: logistic regression on the imaging score
+  (cross-fitted, out-of-fold, for the training cases so that the fusion weights are not fitted on an optimistic
+  score) + age + sex + WHO grade + VASARI score. ``compare_classifiers`` reports logistic regression, random
+  forest and SVM on the selected features by cross-validated AUC.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+ALPHA_PATH = np.logspace(-1, -4, 20)       # Wang: final LASSO along 1e-4 .. 1e-1
+ROUND_ALPHAS = np.logspace(-0.5, -2.5, 12)  # per bootstrap round, followed while the validation AUC improves
+PATIENCE = 3                                 # ... i.e. until it has not improved for 3 penalties in a row
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# preprocessing
+# ----------------------------------------------------------------------------------------------------------------
+def correlation_keep(X: np.ndarray, threshold: float = 0.99) -> np.ndarray:
+    """Indices kept when dropping, for every pair with |r| > threshold, the later column (greedy, column order)."""
+    sd = X.std(0)
+    Z = (X - X.mean(0)) / np.where(sd > 0, sd, 1)
+    R = np.abs(Z.T @ Z) / len(X)
+    np.fill_diagonal(R, 0)
+    keep = np.ones(X.shape[1], bool)
+    for j in range(X.shape[1]):
+        if keep[j]:
+            later = np.flatnonzero(R[j, j + 1:] > threshold) + j + 1
+            keep[later] = False
+    return np.flatnonzero(keep)
+
+
+def _sigmoid(t):
+    return 1.0 / (1.0 + np.exp(-np.clip(t, -35, 35)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# solver: multi-task penalised logistic regression by FISTA
+# ----------------------------------------------------------------------------------------------------------------
+def _prox(W, t, penalty):
+    if penalty == "l1":
+        return np.sign(W) * np.maximum(np.abs(W) - t, 0.0)
+    norms = np.sqrt((W ** 2).sum(1, keepdims=True))
+    return W * np.maximum(1.0 - t / np.maximum(norms, 1e-300), 0.0)
+
+
+def _lipschitz(Z: np.ndarray, n_min: float) -> float:
+    """Lipschitz constant of the mean log-loss gradient: 0.25 * (||Z||_2^2 + n) / n (power iteration)."""
+    if Z.shape[1] == 0:
+        return 0.25 * len(Z) / n_min
+    v = np.random.default_rng(0).standard_normal(Z.shape[1])
+    for _ in range(20):
+        v = Z.T @ (Z @ v)
+        v /= np.linalg.norm(v) or 1.0
+    return 0.25 * (float(np.linalg.norm(Z @ v) ** 2) * 1.05 + len(Z)) / n_min
+
+
+def _fista(Z, Yf, M, n_t, W, b, alpha, penalty, max_iter, tol):
+    from scipy.special import expit
+    step = 1.0 / _lipschitz(Z, n_t.min())
+    thr = step * alpha
+    Mn = M / n_t
+    Wy, by, tk = W.copy(), b.copy(), 1.0
+    for _ in range(max_iter):
+        R = (expit(Z @ Wy + by) - Yf) * Mn
+        V = Wy - step * (Z.T @ R)
+        if penalty == "l1":
+            W_new = V - np.minimum(np.maximum(V, -thr), thr)
+        else:
+            W_new = _prox(V, thr, penalty)
+        b_new = by - step * R.sum(0)
+        dW, db = W_new - W, b_new - b
+        if np.vdot(Wy - W_new, dW) + np.vdot(by - b_new, db) > 0:
+            tk = 1.0  # adaptive restart (O'Donoghue & Candes 2015): momentum pointed uphill
+        t_new = (1 + math.sqrt(1 + 4 * tk * tk)) / 2
+        mom = (tk - 1) / t_new
+        Wy = W_new + mom * dW
+        by = b_new + mom * db
+        W, b, tk = W_new, b_new, t_new
+        if max(np.abs(dW).max(initial=0.0), np.abs(db).max()) < tol:
+            break
+    return W, b
+
+
+def logistic_path(Z: np.ndarray, Y: np.ndarray, alphas: Sequence[float], penalty: str = "l1",
+                  max_iter: int = 500, tol: float = 1e-5, stop=None):
+    """Penalised logistic regression for T tasks at once along ``alphas`` (largest first), warm-started.
+
+    Z: (n, p) standardised features; Y: (n, T) labels 0/1 with NaN = missing. penalty 'l1' (independent LASSO per
+    task) or 'group' (L2,1: rows of W in or out together). Returns lists of W (p, T) and b (T,). ``stop(W, b)``,
+    called after each alpha, ends the path early when it returns True.
+
+    Working sets: for each alpha, FISTA runs on the previous active features plus those passing the sequential
+    strong rule (|gradient| >= 2 alpha - previous alpha); the full gradient then checks the optimality conditions
+    and any violating feature joins the working set until none is left (exact solution, much less work)."""
+    Y = np.asarray(Y, float).reshape(len(Z), -1)
+    M = np.isfinite(Y).astype(float)
+    Yf = np.where(M > 0, Y, 0.0)
+    n_t = np.maximum(M.sum(0), 1.0)
+    p, T = Z.shape[1], Y.shape[1]
+    W = np.zeros((p, T))
+    pos = np.clip(Yf.sum(0) / n_t, 1e-6, 1 - 1e-6)
+    b = np.log(pos / (1 - pos))
+
+    def grad_norms(W, b):
+        G = Z.T @ ((_sigmoid(Z @ W + b) - Yf) * M / n_t)
+        return np.abs(G) if penalty == "l1" else np.sqrt((G ** 2).sum(1, keepdims=True))
+
+    Ws, bs = [], []
+    prev_alpha = None
+    for alpha in alphas:
+        g = grad_norms(W, b)
+        active = (np.abs(W) > 0) if penalty == "l1" else (np.abs(W).sum(1, keepdims=True) > 0)
+        strong = g >= (2 * alpha - (prev_alpha if prev_alpha is not None else alpha))
+        S = np.flatnonzero((active | strong).any(1))
+        for _ in range(50):
+            Ws_, b = _fista(Z[:, S], Yf, M, n_t, W[S], b, alpha, penalty, max_iter, tol)
+            W = np.zeros((p, T))
+            W[S] = Ws_
+            g = grad_norms(W, b)
+            viol = (g > alpha * (1 + 1e-3)).any(1)
+            viol[S] = False
+            if not viol.any():
+                break
+            S = np.union1d(S, np.flatnonzero(viol))
+        Ws.append(W.copy())
+        bs.append(b.copy())
+        prev_alpha = alpha
+        if stop is not None and stop(W, b):
+            break
+    return Ws, bs
+
+
+def _auc(y, s):
+    """ROC AUC by the Mann-Whitney rank formula (ties count 1/2), NaN labels ignored; NaN with one class only."""
+    from scipy.stats import rankdata
+    m = np.isfinite(y)
+    y, s = y[m], s[m]
+    n1 = int((y == 1).sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _deviance(y, lp):
+    m = np.isfinite(y)
+    y, lp = y[m], lp[m]
+    p = np.clip(_sigmoid(lp), 1e-12, 1 - 1e-12)
+    return float(-2 * np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _strata(Y: np.ndarray) -> np.ndarray:
+    """One stratification key from several (possibly missing) binary labels."""
+    key = np.zeros(len(Y), int)
+    for t in range(Y.shape[1]):
+        col = np.where(np.isfinite(Y[:, t]), Y[:, t], 2).astype(int)
+        key = key * 3 + col
+    # merge strata too small to split
+    vals, counts = np.unique(key, return_counts=True)
+    for v, c in zip(vals, counts):
+        if c < 2:
+            key[key == v] = vals[np.argmax(counts)]
+    return key
+
+
+def lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=ALPHA_PATH, folds: int = 5, seed: int = 0):
+    """L1-logistic along ``alphas``; alpha by the 1-SE rule on cross-validated deviance. Returns (w, b, alpha, cv)."""
+    y = np.asarray(y, float)
+    k = int(min(folds, np.bincount(y.astype(int)).min()))
+    cv = StratifiedKFold(n_splits=max(k, 2), shuffle=True, random_state=seed)
+    dev = np.zeros((len(alphas), cv.get_n_splits()))
+    for f, (tr, va) in enumerate(cv.split(Z, y)):
+        Ws, bs = logistic_path(Z[tr], y[tr, None], alphas)
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            dev[i, f] = _deviance(y[va], Z[va] @ W[:, 0] + b[0])
+    mean, se = dev.mean(1), dev.std(1, ddof=1) / math.sqrt(dev.shape[1])
+    best = int(np.argmin(mean))
+    i1se = min(i for i in range(len(alphas)) if mean[i] <= mean[best] + se[best])  # largest alpha (sparsest)
+    Ws, bs = logistic_path(Z, y[:, None], alphas[: i1se + 1])
+    return Ws[-1][:, 0], float(bs[-1][0]), float(alphas[i1se]), {"mean_deviance": mean.tolist(),
+                                                                  "se": se.tolist(), "best": best, "1se": i1se}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Wang 2025: single-task, multi-task and collaborative multi-task LASSO
+# ----------------------------------------------------------------------------------------------------------------
+class _Patience:
+    """Path callback: records the validation score(s) and stops after PATIENCE alphas without improvement."""
+
+    def __init__(self, score):
+        self.score, self.history, self.best, self.since = score, [], -np.inf, 0
+
+    def __call__(self, W, b) -> bool:
+        v = self.score(W, b)
+        self.history.append(v)
+        m = float(np.nanmax(np.atleast_1d(np.asarray(v, float)))) if np.isfinite(v).any() else -np.inf
+        if m > self.best + 1e-9:
+            self.best, self.since = m, 0
+        else:
+            self.since += 1
+        return self.since >= PATIENCE
+
+
+@dataclass
+class SelectionReport:
+    n_rounds: int
+    kept_rounds: Dict[str, int]
+    frequency: Dict[str, np.ndarray]             # per selector ("shared", task names): selection counts per feature
+    selected: Dict[str, List[int]]               # column indices (after the correlation filter)
+    val_auc: Dict[str, List[float]] = field(default_factory=dict)
+    fallback: List[int] = field(default_factory=list)  # tasks where no feature passed: top by frequency used
+
+
+class WangLasso(BaseEstimator, ClassifierMixin):
+    """Single-task / multi-task / collaborative multi-task LASSO (Wang 2025). ``fit(X, Y)`` with Y (n, T)."""
+
+    def __init__(self, method: str = "cmt", n_bootstrap: int = 100, min_val_auc: float = 0.7,
+                 select_fraction: float = 0.8, corr_threshold: float = 0.99, alphas=None, round_alphas=None,
+                 cv_folds: int = 5, max_features: Optional[int] = None, fallback_features: int = 10,
+                 random_state: int = 0):
+        self.method = method
+        self.fallback_features = fallback_features
+        self.n_bootstrap = n_bootstrap
+        self.min_val_auc = min_val_auc
+        self.select_fraction = select_fraction
+        self.corr_threshold = corr_threshold
+        self.alphas = alphas
+        self.round_alphas = round_alphas
+        self.cv_folds = cv_folds
+        self.max_features = max_features
+        self.random_state = random_state
+
+    # -------------------------------------------------------------- selection
+    def _rounds(self, Z, Y):
+        T = Y.shape[1]
+        rng = np.random.default_rng(self.random_state)
+        alphas = np.asarray(self.round_alphas if self.round_alphas is not None else ROUND_ALPHAS)
+        want_st = self.method in ("st", "cmt")
+        want_mt = self.method in ("mt", "cmt")
+        freq = {"shared": np.zeros(Z.shape[1])} if want_mt else {}
+        freq.update({f"task{t}": np.zeros(Z.shape[1]) for t in range(T)} if want_st else {})
+        kept = {k: 0 for k in freq}
+        val_auc = {k: [] for k in freq}
+        strata = _strata(Y)
+        for r in range(self.n_bootstrap):
+            tr, va = train_test_split(np.arange(len(Z)), test_size=0.2, stratify=strata,
+                                      random_state=int(rng.integers(2 ** 31 - 1)))
+            boot = rng.choice(tr, size=len(tr), replace=True)
+            Zb, Yb = Z[boot], Y[boot]
+            sd = Zb.std(0)
+            ok = sd > 1e-12
+            Zv = Z[va][:, ok]
+            if want_mt:
+                stop = _Patience(lambda W, b: min(_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)))
+                Ws, bs = logistic_path(Zb[:, ok], Yb, alphas, "group", tol=1e-4, stop=stop)
+                score = stop.history
+                i = int(np.nanargmax(score)) if np.isfinite(score).any() else 0
+                val_auc["shared"].append(float(score[i]))
+                if score[i] >= self.min_val_auc:
+                    kept["shared"] += 1
+                    sel = np.zeros(Z.shape[1], bool)
+                    sel[np.flatnonzero(ok)[np.abs(Ws[i]).sum(1) > 0]] = True
+                    freq["shared"] += sel
+            if want_st:
+                # the tasks' LASSO problems are independent: one path for all, followed while any task improves
+                stop = _Patience(lambda W, b: [_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)])
+                Ws, bs = logistic_path(Zb[:, ok], Yb, alphas, "l1", tol=1e-4, stop=stop)
+                for t in range(T):
+                    aucs = np.array([h[t] for h in stop.history])
+                    i = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else 0
+                    val_auc[f"task{t}"].append(float(aucs[i]))
+                    if aucs[i] >= self.min_val_auc:
+                        kept[f"task{t}"] += 1
+                        sel = np.zeros(Z.shape[1], bool)
+                        sel[np.flatnonzero(ok)[Ws[i][:, t] != 0]] = True
+                        freq[f"task{t}"] += sel
+        selected, fallback = {}, []
+        for k, f in freq.items():
+            idx = np.flatnonzero(f > self.select_fraction * kept[k]) if kept[k] else np.array([], int)
+            selected[k] = sorted(idx.tolist(), key=lambda j: -f[j])
+        for t in range(T):  # a task with no stable feature at all: its most frequently selected ones (stated)
+            own = [k for k in (f"task{t}", "shared") if k in freq]
+            if not any(selected[k] for k in own):
+                f = sum(freq[k] for k in own)
+                top = [int(j) for j in np.argsort(-f)[: self.fallback_features] if f[j] > 0]
+                selected[own[0]] = top
+                fallback.append(t)
+        return SelectionReport(self.n_bootstrap, kept, freq, selected, val_auc, fallback)
+
+    def fit(self, X, Y, feature_names: Optional[Sequence[str]] = None):
+        if self.method not in ("st", "mt", "cmt"):
+            raise ValueError(f"method must be st, mt or cmt, not '{self.method}'")
+        X = np.asarray(X, float)
+        Y = np.asarray(Y, float).reshape(len(X), -1)
+        if not np.isfinite(X).all():
+            raise ValueError("X has missing or infinite values: impute or drop them before fitting")
+        self.feature_names_in_ = np.asarray(feature_names if feature_names is not None
+                                            else [f"x{j}" for j in range(X.shape[1])], dtype=object)
+        var = X.std(0) > 1e-12
+        self.kept_ = np.flatnonzero(var)[correlation_keep(X[:, var], self.corr_threshold)]
+        Xk = X[:, self.kept_]
+        self.mean_, self.scale_ = Xk.mean(0), Xk.std(0)
+        Z = (Xk - self.mean_) / self.scale_
+        self.selection_ = self._rounds(Z, Y)
+        T = Y.shape[1]
+        alphas = np.asarray(self.alphas if self.alphas is not None else ALPHA_PATH)
+        self.task_features_, self.coef_, self.intercept_, self.alpha_, self.cv_ = [], [], [], [], []
+        for t in range(T):
+            idx = list(self.selection_.selected.get("shared", []))
+            idx += [j for j in self.selection_.selected.get(f"task{t}", []) if j not in idx]
+            if self.max_features:
+                idx = idx[: self.max_features]
+            m = np.isfinite(Y[:, t])
+            if not idx:  # nothing stable: the single most discriminative feature, so that a model exists
+                auc1 = [abs(_auc(Y[m, t], Z[m, j]) - 0.5) for j in range(Z.shape[1])]
+                idx = [int(np.nanargmax(auc1))]
+            w, b, a, cv = lasso_1se(Z[m][:, idx], Y[m, t], alphas, self.cv_folds, self.random_state)
+            self.task_features_.append(np.asarray(idx))
+            self.coef_.append(w)
+            self.intercept_.append(b)
+            self.alpha_.append(a)
+            self.cv_.append(cv)
+        self.n_tasks_ = T
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        Z = (np.asarray(X, float)[:, self.kept_] - self.mean_) / self.scale_
+        out = np.column_stack([Z[:, idx] @ w + b for idx, w, b in zip(self.task_features_, self.coef_,
+                                                                       self.intercept_)])
+        return out[:, 0] if self.n_tasks_ == 1 else out
+
+    def predict_proba(self, X):
+        """(n, 2) for one task; a list of (n, 2) arrays (one per task) otherwise (scikit-learn multi-output)."""
+        P = _sigmoid(np.asarray(self.decision_function(X)).reshape(len(X), -1))
+        out = [np.column_stack([1 - P[:, t], P[:, t]]) for t in range(P.shape[1])]
+        return out[0] if self.n_tasks_ == 1 else out
+
+    def predict(self, X):
+        P = _sigmoid(np.asarray(self.decision_function(X)).reshape(len(X), -1))
+        return (P[:, 0] >= 0.5).astype(int) if self.n_tasks_ == 1 else (P >= 0.5).astype(int)
+
+    def task_model(self, t: int = 0) -> dict:
+        """Task t as a plain linear-logistic model in the original feature units (for a bundle)."""
+        idx = self.task_features_[t]
+        w = self.coef_[t]
+        nz = np.abs(w) > 0
+        cols = self.kept_[idx][nz]
+        return {"features": [str(self.feature_names_in_[c]) for c in cols],
+                "center": self.mean_[idx][nz], "scale": self.scale_[idx][nz], "coef": w[nz],
+                "intercept": float(self.intercept_[t]), "alpha": self.alpha_[t],
+                "candidates": [str(self.feature_names_in_[c]) for c in self.kept_[idx]]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Liu 2024: t-test -> LASSO (10-fold CV AUC) -> backward AIC -> logistic; fusion with clinical variables
+# ----------------------------------------------------------------------------------------------------------------
+def _logit_fit(Z: np.ndarray, y: np.ndarray, iters: int = 100):
+    """Unpenalised logistic regression by Newton's method (tiny ridge for separable data). Returns (w, b, loglik)."""
+    A = np.column_stack([np.ones(len(Z)), Z])
+    beta = np.zeros(A.shape[1])
+    ridge = 1e-6 * np.eye(A.shape[1])
+    ridge[0, 0] = 0
+    for _ in range(iters):
+        p = _sigmoid(A @ beta)
+        g = A.T @ (y - p) - ridge @ beta
+        H = (A * (p * (1 - p))[:, None]).T @ A + ridge
+        step = np.linalg.solve(H, g)
+        beta += step
+        if np.abs(step).max() < 1e-8:
+            break
+    p = np.clip(_sigmoid(A @ beta), 1e-12, 1 - 1e-12)
+    ll = float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return beta[1:], float(beta[0]), ll
+
+
+def backward_aic(Z: np.ndarray, y: np.ndarray) -> List[int]:
+    """Backward stepwise elimination by AIC: drop the feature whose removal lowers AIC most, until none does."""
+    idx = list(range(Z.shape[1]))
+
+    def aic(cols):
+        return 2 * (len(cols) + 1) - 2 * _logit_fit(Z[:, cols], y)[2]
+
+    current = aic(idx)
+    while len(idx) > 1:
+        best_aic, drop = min((aic([c for c in idx if c != j]), j) for j in idx)
+        if best_aic >= current:
+            break
+        idx.remove(drop)
+        current = best_aic
+    return idx
+
+
+class LiuFusion(BaseEstimator, ClassifierMixin):
+    """Liu 2024 ATRX fusion model. ``fit(X, y, feature_names)``: radiomic/deep columns + clinical columns."""
+
+    def __init__(self, clinical: Sequence[str] = ("age", "sex_male", "who_grade", "vasari_score"),
+                 p_threshold: float = 0.05, cv_folds: int = 10, max_stepwise: int = 20, alphas=None,
+                 random_state: int = 0):
+        self.clinical = clinical
+        self.p_threshold = p_threshold
+        self.cv_folds = cv_folds
+        self.max_stepwise = max_stepwise
+        self.alphas = alphas
+        self.random_state = random_state
+
+    def _imaging(self, X, y):
+        from scipy.stats import ttest_ind
+        p = ttest_ind(X[y == 1], X[y == 0], equal_var=False).pvalue
+        cand = np.flatnonzero(np.nan_to_num(p, nan=1.0) < self.p_threshold)
+        if not len(cand):
+            cand = np.array([int(np.nanargmin(p))])
+        mean, sd = X[:, cand].mean(0), X[:, cand].std(0)
+        sd[sd == 0] = 1
+        Z = (X[:, cand] - mean) / sd
+        alphas = np.asarray(self.alphas if self.alphas is not None else ALPHA_PATH)
+        k = int(min(self.cv_folds, np.bincount(y.astype(int)).min()))
+        cv = StratifiedKFold(n_splits=max(k, 2), shuffle=True, random_state=self.random_state)
+        auc = np.zeros((len(alphas), cv.get_n_splits()))
+        for f, (tr, va) in enumerate(cv.split(Z, y)):
+            Ws, bs = logistic_path(Z[tr], y[tr, None], alphas)
+            for i, (W, b) in enumerate(zip(Ws, bs)):
+                auc[i, f] = _auc(y[va], Z[va] @ W[:, 0] + b[0])
+        best = int(np.nanargmax(np.nanmean(auc, 1)))
+        Ws, _ = logistic_path(Z, y[:, None], alphas[: best + 1])
+        sel = np.flatnonzero(Ws[-1][:, 0])
+        if not len(sel):
+            sel = np.array([int(np.argmax(np.abs(Z.T @ (y - y.mean()))))])
+        keep = backward_aic(Z[:, sel], y) if len(sel) > self.max_stepwise else list(range(len(sel)))
+        cols = cand[sel[keep]]
+        m, s = X[:, cols].mean(0), X[:, cols].std(0)
+        s[s == 0] = 1
+        w, b, _ = _logit_fit((X[:, cols] - m) / s, y)
+        return {"cols": cols, "center": m, "scale": s, "coef": w, "intercept": b,
+                "n_ttest": int(len(cand)), "n_lasso": int(len(sel)), "alpha": float(alphas[best])}
+
+    @staticmethod
+    def _score(model, X):
+        return model["intercept"] + ((X[:, model["cols"]] - model["center"]) / model["scale"]) @ model["coef"]
+
+    def fit(self, X, y, feature_names: Sequence[str]):
+        X = np.asarray(X, float)
+        y = np.asarray(y, float)
+        names = list(feature_names)
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.clinical_cols_ = [names.index(c) for c in self.clinical if c in names]
+        self.imaging_cols_ = [j for j in range(len(names)) if j not in self.clinical_cols_]
+        if not np.isfinite(X[:, self.imaging_cols_]).all():
+            raise ValueError("imaging features have missing values")
+        Xi = X[:, self.imaging_cols_]
+        self.imaging_ = self._imaging(Xi, y)
+        # cross-fitted imaging score for the fusion weights
+        oof = np.zeros(len(y))
+        k = int(min(5, np.bincount(y.astype(int)).min()))
+        for tr, te in StratifiedKFold(max(k, 2), shuffle=True, random_state=self.random_state).split(Xi, y):
+            oof[te] = self._score(self._imaging(Xi[tr], y[tr]), Xi[te])
+        C = X[:, self.clinical_cols_]
+        self.clinical_mean_ = np.nanmean(C, 0) if C.size else np.zeros(0)
+        C = np.where(np.isfinite(C), C, self.clinical_mean_)
+        F = np.column_stack([oof, C])
+        self.fusion_center_, self.fusion_scale_ = F.mean(0), F.std(0)
+        self.fusion_scale_[self.fusion_scale_ == 0] = 1
+        self.fusion_coef_, self.fusion_intercept_, _ = _logit_fit((F - self.fusion_center_) / self.fusion_scale_, y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def imaging_score(self, X) -> np.ndarray:
+        return self._score(self.imaging_, np.asarray(X, float)[:, self.imaging_cols_])
+
+    def decision_function(self, X) -> np.ndarray:
+        X = np.asarray(X, float)
+        C = X[:, self.clinical_cols_]
+        C = np.where(np.isfinite(C), C, self.clinical_mean_)
+        F = np.column_stack([self.imaging_score(X), C])
+        return self.fusion_intercept_ + ((F - self.fusion_center_) / self.fusion_scale_) @ self.fusion_coef_
+
+    def predict_proba(self, X):
+        p = _sigmoid(self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def linear_model(self) -> dict:
+        """The fusion model collapsed to one linear predictor over the original columns (imaging terms scaled by
+        the imaging score's fusion weight), for a bundle and its nomogram."""
+        im = self.imaging_
+        a = self.fusion_coef_[0] / self.fusion_scale_[0]
+        names = list(self.feature_names_in_)
+        feats, center, scale, coef, group = [], [], [], [], {}
+        for j, c, m, s, w in zip(range(len(im["cols"])), im["cols"], im["center"], im["scale"], im["coef"]):
+            feats.append(names[self.imaging_cols_[c]])
+            center.append(m), scale.append(s), coef.append(a * w)
+            group[feats[-1]] = "Imaging score"
+        intercept = self.fusion_intercept_ + a * (im["intercept"] - self.fusion_center_[0])
+        for k, col in enumerate(self.clinical_cols_):
+            feats.append(names[col])
+            center.append(self.fusion_center_[k + 1]), scale.append(self.fusion_scale_[k + 1])
+            coef.append(self.fusion_coef_[k + 1])
+            group[names[col]] = names[col]
+        return {"features": feats, "center": np.array(center), "scale": np.array(scale), "coef": np.array(coef),
+                "intercept": float(intercept), "groups": group,
+                "imaging": {"n_ttest": im["n_ttest"], "n_lasso": im["n_lasso"], "n_final": int(len(im["cols"])),
+                            "alpha": im["alpha"]}}
+
+
+def compare_classifiers(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> Dict[str, float]:
+    """Cross-validated AUC of logistic regression, random forest and SVM on the same (selected) features."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    k = int(min(folds, np.bincount(y.astype(int)).min()))
+    cv = StratifiedKFold(max(k, 2), shuffle=True, random_state=seed)
+    models = {"logistic_regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+              "random_forest": RandomForestClassifier(n_estimators=300, random_state=seed),
+              "svm": make_pipeline(StandardScaler(), SVC(probability=True, random_state=seed))}
+    out = {}
+    for name, m in models.items():
+        p = cross_val_predict(m, X, y, cv=cv, method="predict_proba")[:, 1]
+        out[name] = round(float(roc_auc_score(y, p)), 4)
+    return out
