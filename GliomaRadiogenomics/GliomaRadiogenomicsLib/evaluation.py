@@ -296,8 +296,13 @@ def write_report(path, title: str, sections: List[dict], card: Optional[dict] = 
         parts.append("<h2>Model card</h2><table>" + "".join(
             f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in card.items()) + "</table>")
     for s in sections:
-        ev = s["evaluation"]
-        parts.append(f"<h2>{e(s['title'])}</h2><table>")
+        ev = s.get("evaluation")
+        parts.append(f"<h2>{e(s['title'])}</h2>")
+        if ev is None:
+            for name, png in s.get("figures", {}).items():
+                parts.append(f"<img alt='{e(name)}' title='{e(name)}' src='data:image/png;base64,{png}'>")
+            continue
+        parts.append("<table>")
         for k in ("n", "n_positive", "auc", "auc_95ci_delong", "auc_95ci_bootstrap", "auprc", "brier", "cutoff_source"):
             parts.append(f"<tr><th>{e(k)}</th><td>{e(str(ev.get(k)))}</td></tr>")
         for k, v in ev["at_cutoff"].items():

@@ -135,7 +135,8 @@ def logistic_path(Z: np.ndarray, Y: np.ndarray, alphas: Sequence[float], penalty
     b = np.log(pos / (1 - pos))
 
     def grad_norms(W, b):
-        G = Z.T @ ((_sigmoid(Z @ W + b) - Yf) * M / n_t)
+        nz = np.flatnonzero(np.abs(W).sum(1) > 0)
+        G = Z.T @ ((_sigmoid(Z[:, nz] @ W[nz] + b) - Yf) * M / n_t)
         return np.abs(G) if penalty == "l1" else np.sqrt((G ** 2).sum(1, keepdims=True))
 
     Ws, bs = [], []
@@ -218,6 +219,42 @@ def lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=ALPHA_PATH, folds: int = 5, s
 # ----------------------------------------------------------------------------------------------------------------
 # Wang 2025: single-task, multi-task and collaborative multi-task LASSO
 # ----------------------------------------------------------------------------------------------------------------
+_ROUND_INPUT: dict = {}
+
+
+def _one_blas_thread():
+    """Worker processes: one BLAS thread each (n_jobs processes already use the cores)."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
+
+
+def _one_round(split, job=None):
+    """One bootstrap round: {selector: (validation AUC, selected column indices)}."""
+    Z, Y, alphas, want_st, want_mt = job if job is not None else _ROUND_INPUT["job"]
+    boot, va = split
+    T = Y.shape[1]
+    Zb, Yb = Z[boot], Y[boot]
+    ok = Zb.std(0) > 1e-12
+    cols = np.flatnonzero(ok)
+    Zv = Z[va][:, ok]
+    out = {}
+    if want_mt:
+        stop = _Patience(lambda W, b: min(_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)))
+        Ws, _ = logistic_path(Zb[:, ok], Yb, alphas, "group", tol=1e-4, stop=stop)
+        score = np.array(stop.history, float)
+        i = int(np.nanargmax(score)) if np.isfinite(score).any() else 0
+        out["shared"] = (float(score[i]), cols[np.abs(Ws[i]).sum(1) > 0])
+    if want_st:
+        # the tasks' LASSO problems are independent: one path for all, followed while any task improves
+        stop = _Patience(lambda W, b: [_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)])
+        Ws, _ = logistic_path(Zb[:, ok], Yb, alphas, "l1", tol=1e-4, stop=stop)
+        for t in range(T):
+            aucs = np.array([h[t] for h in stop.history], float)
+            i = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else 0
+            out[f"task{t}"] = (float(aucs[i]), cols[Ws[i][:, t] != 0])
+    return out
+
+
 class _Patience:
     """Path callback: records the validation score(s) and stops after PATIENCE alphas without improvement."""
 
@@ -251,8 +288,9 @@ class WangLasso(BaseEstimator, ClassifierMixin):
     def __init__(self, method: str = "cmt", n_bootstrap: int = 100, min_val_auc: float = 0.7,
                  select_fraction: float = 0.8, corr_threshold: float = 0.99, alphas=None, round_alphas=None,
                  cv_folds: int = 5, max_features: Optional[int] = None, fallback_features: int = 10,
-                 random_state: int = 0):
+                 n_jobs: Optional[int] = None, random_state: int = 0):
         self.method = method
+        self.n_jobs = n_jobs
         self.fallback_features = fallback_features
         self.n_bootstrap = n_bootstrap
         self.min_val_auc = min_val_auc
@@ -271,43 +309,36 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         alphas = np.asarray(self.round_alphas if self.round_alphas is not None else ROUND_ALPHAS)
         want_st = self.method in ("st", "cmt")
         want_mt = self.method in ("mt", "cmt")
-        freq = {"shared": np.zeros(Z.shape[1])} if want_mt else {}
-        freq.update({f"task{t}": np.zeros(Z.shape[1]) for t in range(T)} if want_st else {})
-        kept = {k: 0 for k in freq}
-        val_auc = {k: [] for k in freq}
+        keys = (["shared"] if want_mt else []) + ([f"task{t}" for t in range(T)] if want_st else [])
         strata = _strata(Y)
-        for r in range(self.n_bootstrap):
+        splits = []
+        for _ in range(self.n_bootstrap):  # every split and resample drawn here: results do not depend on n_jobs
             tr, va = train_test_split(np.arange(len(Z)), test_size=0.2, stratify=strata,
                                       random_state=int(rng.integers(2 ** 31 - 1)))
-            boot = rng.choice(tr, size=len(tr), replace=True)
-            Zb, Yb = Z[boot], Y[boot]
-            sd = Zb.std(0)
-            ok = sd > 1e-12
-            Zv = Z[va][:, ok]
-            if want_mt:
-                stop = _Patience(lambda W, b: min(_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)))
-                Ws, bs = logistic_path(Zb[:, ok], Yb, alphas, "group", tol=1e-4, stop=stop)
-                score = stop.history
-                i = int(np.nanargmax(score)) if np.isfinite(score).any() else 0
-                val_auc["shared"].append(float(score[i]))
-                if score[i] >= self.min_val_auc:
-                    kept["shared"] += 1
-                    sel = np.zeros(Z.shape[1], bool)
-                    sel[np.flatnonzero(ok)[np.abs(Ws[i]).sum(1) > 0]] = True
-                    freq["shared"] += sel
-            if want_st:
-                # the tasks' LASSO problems are independent: one path for all, followed while any task improves
-                stop = _Patience(lambda W, b: [_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)])
-                Ws, bs = logistic_path(Zb[:, ok], Yb, alphas, "l1", tol=1e-4, stop=stop)
-                for t in range(T):
-                    aucs = np.array([h[t] for h in stop.history])
-                    i = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else 0
-                    val_auc[f"task{t}"].append(float(aucs[i]))
-                    if aucs[i] >= self.min_val_auc:
-                        kept[f"task{t}"] += 1
-                        sel = np.zeros(Z.shape[1], bool)
-                        sel[np.flatnonzero(ok)[Ws[i][:, t] != 0]] = True
-                        freq[f"task{t}"] += sel
+            splits.append((rng.choice(tr, size=len(tr), replace=True), va))
+        job = (Z, Y, alphas, want_st, want_mt)
+        n_jobs = max(1, min(int(self.n_jobs or 1), self.n_bootstrap))
+        if n_jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            _ROUND_INPUT["job"] = job  # inherited by the forked workers
+            try:
+                ctx = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_one_blas_thread) as pool:
+                    results = list(pool.map(_one_round, splits, chunksize=max(1, len(splits) // (4 * n_jobs))))
+            finally:
+                _ROUND_INPUT.clear()
+        else:
+            results = [_one_round(sp, job) for sp in splits]
+        freq = {k: np.zeros(Z.shape[1]) for k in keys}
+        kept = {k: 0 for k in keys}
+        val_auc = {k: [] for k in keys}
+        for res in results:
+            for k, (auc, sel) in res.items():
+                val_auc[k].append(auc)
+                if auc >= self.min_val_auc:
+                    kept[k] += 1
+                    freq[k][sel] += 1
         selected, fallback = {}, []
         for k, f in freq.items():
             idx = np.flatnonzero(f > self.select_fraction * kept[k]) if kept[k] else np.array([], int)

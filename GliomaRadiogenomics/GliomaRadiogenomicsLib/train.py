@@ -10,6 +10,7 @@ cutoff is the Youden index of the final model's training predictions, applied to
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -79,7 +80,8 @@ def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], 
         return [lm]
     X = df[img_cols + clinical].to_numpy(float)
     Y = df[labels].to_numpy(float)
-    est = WangLasso(method=method, n_bootstrap=n_bootstrap, random_state=seed).fit(X, Y, img_cols + clinical)
+    est = WangLasso(method=method, n_bootstrap=n_bootstrap, n_jobs=min(4, os.cpu_count() or 1),
+                    random_state=seed).fit(X, Y, img_cols + clinical)
     out = []
     for t in range(len(labels)):
         m = est.task_model(t)
@@ -262,6 +264,10 @@ def _report(path, ev: dict, bundles: List[ModelBundle]) -> None:
                      f"{b.task}: n (positive)": f"{b.training['n']} ({b.training['n_positive']})",
                      f"{b.task}: synthetic": b.synthetic, f"{b.task}: features": len(b.features),
                      f"{b.task}: intended use": b.intended_use})
+    from .evaluation import _png
+    from .nomogram import plot_nomogram
+    sections.insert(0, {"title": "Nomograms", "figures": {f"Nomogram {b.task}": _png(plot_nomogram(b))
+                                                         for b in bundles}})
     write_report(path.parent / (path.name + ".html"), "Model evaluation", sections, card)
     atomic_write_json(path.parent / (path.name + ".json"), ev, backup=True)
 

@@ -184,3 +184,21 @@ def test_train_and_predict_commands(tmp_path):
     r = subprocess.run(cli + ["predict", "--bundle", str(tmp_path / "m_IDH.json"), "--table", str(tmp_path / "bad.csv"),
                               "--out", str(tmp_path / "pred2.csv")], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "not offered" in r.stderr
+
+
+def test_nomogram_axes_and_figure(tmp_path):
+    from GliomaRadiogenomicsLib.nomogram import nomogram_axes, plot_nomogram, probability_axis
+    from test_models import PROV, planted_table
+    from GliomaRadiogenomicsLib.train import train_bundles
+    b = train_bundles(planted_table(160), ["label"], "atrx-fusion", PROV, trained_on="planted", synthetic=True,
+                      intended_use="test", clinical=["age", "sex_male"], n_bootstrap=5)[0][0]
+    names = [v.name for v in b.variables]
+    assert "Imaging score" in names and "Age (years)" in names
+    axes = {a["name"]: a for a in nomogram_axes(b)}
+    assert max(a["points_max"] for a in axes.values()) == pytest.approx(100)
+    age = axes["Age (years)"]
+    assert age["unit"] == "years" and age["ticks"][0]["points"] in (0.0, pytest.approx(0.0))
+    probs = probability_axis(b)
+    assert all(x["total_points"] < y["total_points"] for x, y in zip(probs, probs[1:]))  # increasing
+    plot_nomogram(b, str(tmp_path / "n.png"))
+    assert (tmp_path / "n.png").stat().st_size > 5000
