@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) -e ".[brain,nnunet,hdbet,test]"
+	$(PIP) -e ".[brain,nnunet,hdbet,slicer,test]"
 	# nnunetv2 does not need torchvision, and the one pip pulls beside torch 2.13.0 fails to import
 	$(PY) -m pip uninstall --quiet -y torchvision 2>/dev/null || true
 	@touch $(TEST_STAMP)

@@ -4,7 +4,8 @@
 1. generate N synthetic cases (GliomaRadiogenomicsLib.synthetic.generate_cohort, deterministic seed)
 2. run the same image pipeline as `glioma-radiogenomics run` on each (registration, brain mask, default
    segmentation backend, wang2025 features); per-case results are cached, so the script resumes after a kill
-3. train one bundle per task (GliomaRadiogenomicsLib.train) and write them as JSON (no pickle)
+3. train the bundles with the papers' estimators (IDH + epilepsy: CMT LASSO, Wang 2025; ATRX: Liu 2024 fusion on
+   the IDH-mutant subset) and write them as JSON (no pickle), evaluation reports in docs/default-models/
 
 The bundles say synthetic: true; they demonstrate the software and have no clinical meaning.
 """
@@ -66,6 +67,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--table-only", action="store_true", help="stop after the feature table")
+    ap.add_argument("--reports", default="docs/default-models", help="folder for the evaluation reports")
     a = ap.parse_args(argv)
     work = Path(a.work)
     table = build_table(work, a.n, a.seed, a.jobs)
@@ -76,7 +78,7 @@ def main(argv=None):
     if a.table_only:
         return 0
     from GliomaRadiogenomicsLib.train import train_default_bundles
-    paths = train_default_bundles(table, prov, Path(a.out), seed=a.seed,
+    paths = train_default_bundles(table, prov, Path(a.out), seed=a.seed, report_dir=Path(a.reports),
                                   cohort_description=f"{len(table)} SYNTHETIC cases (generator seed {a.seed})")
     for p in paths:
         print("wrote", p)

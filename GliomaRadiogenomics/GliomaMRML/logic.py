@@ -29,13 +29,16 @@ class GliomaSegmentLogic:
         self.scene = scene
 
     def segment(self, nodes: Dict[str, object], backend: str = "hyperintensity", brain_mask: str = "auto",
-                reference: str = "flair", progress: Progress = null_progress, segmentation_node=None):
+                reference: str = "flair", progress: Progress = null_progress, segmentation_node=None,
+                preprocess_options=None, backend_options: Optional[dict] = None):
         """Preprocess + segment; the result lands on the reference volume's grid as a segmentation node."""
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
         from GliomaRadiogenomicsLib.segment import get_backend
         case = case_from_nodes(nodes)
-        pre = preprocess(case, PreprocessOptions(reference=reference, brain_mask=brain_mask), progress.sub(0, 0.8))
-        label = get_backend(backend).segment(pre, progress.sub(0.8, 1.0))
+        opts = preprocess_options or PreprocessOptions(reference=reference, brain_mask=brain_mask)
+        reference = opts.reference
+        pre = preprocess(case, opts, progress.sub(0, 0.8))
+        label = get_backend(backend, **(backend_options or {})).segment(pre, progress.sub(0.8, 1.0))
         native = pre.to_native(label)
         if segmentation_node is not None:
             # never lose a user's edits: keep a copy of the existing segmentation node
@@ -60,15 +63,17 @@ class GliomaPredictLogic:
         self.last_analysis = None
 
     def predict(self, nodes: Dict[str, object], segmentation_node, clinical: Optional[dict] = None,
-                preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress):
+                preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress,
+                preprocess_options=None):
         """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts."""
         from GliomaRadiogenomicsLib.bundle import load_bundle, load_default_bundles
         from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case
         from GliomaRadiogenomicsLib.predict import predict_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         case = case_from_nodes(nodes, clinical)
-        label = segmentation_node_to_label_image(segmentation_node, nodes[reference])
-        opt = PipelineOptions(preprocess=PreprocessOptions(reference=reference), preset=preset, feature_workers=1)
+        popt = preprocess_options or PreprocessOptions(reference=reference)
+        label = segmentation_node_to_label_image(segmentation_node, nodes[popt.reference])
+        opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1)
         analysis = analyze_case(case, opt, progress.sub(0, 0.95), label=label)
         loaded = [load_bundle(b) for b in bundles] if bundles else load_default_bundles()
         doc = predict_case(analysis, loaded)
@@ -82,16 +87,76 @@ class GliomaPredictLogic:
         from GliomaRadiogenomicsLib.report import write_report
         if self.last_document is None:
             raise RuntimeError("run a prediction first")
+        if self.last_analysis is None and getattr(self, "last_report", None):  # a background run wrote it
+            from GliomaRadiogenomicsLib.io import atomic_write_bytes
+            return atomic_write_bytes(path, Path(self.last_report).read_bytes(), backup=True)
         return write_report(self.last_document, self.last_analysis, path)
 
 
+def python_executable() -> str:
+    """The Python that runs background jobs: PythonSlicer inside the Slicer application, else this one."""
+    import shutil
+    import sys
+    from .headless import in_slicer_application
+    if in_slicer_application():
+        return shutil.which("PythonSlicer") or sys.executable
+    return sys.executable
+
+
 class GliomaRadiogenomicsLogic:
-    """The whole workflow (one button): segment, then predict on the (editable) segmentation."""
+    """The whole workflow (one button): segment, then predict on the (editable) segmentation.
+
+    ``run`` works synchronously (batch mode, tests); ``start`` / ``finish`` run the same pipeline in a background
+    process (``glioma-radiogenomics run --json-progress``) so a GUI stays responsive: poll the returned
+    BackgroundJob from a timer, ``cancel()`` it, then ``finish`` loads its outputs into the scene."""
 
     def __init__(self, scene):
         self.scene = scene
         self.segment_logic = GliomaSegmentLogic(scene)
         self.predict_logic = GliomaPredictLogic(scene)
+
+    def start(self, nodes: Dict[str, object], out_dir, clinical: Optional[dict] = None, segmentation_node=None,
+              extra_args=(), python: Optional[str] = None):
+        """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process."""
+        import SimpleITK as sitk
+        from GliomaRadiogenomicsLib.background import BackgroundJob
+        case = case_from_nodes(nodes, clinical)
+        out = Path(out_dir)
+        inputs = out / "inputs"
+        inputs.mkdir(parents=True, exist_ok=True)
+        args = ["run", "--out", str(out), "--json-progress", "--case-id", case.case_id]
+        for seq in SEQUENCES:
+            path = inputs / f"{seq}.nrrd"
+            sitk.WriteImage(case.images[seq], str(path), True)
+            args += [f"--{seq}", str(path)]
+        if segmentation_node is not None:
+            label = segmentation_node_to_label_image(segmentation_node, nodes["flair"])
+            path = inputs / "segmentation.nrrd"
+            sitk.WriteImage(label, str(path), True)
+            args += ["--segmentation", str(path)]
+        for key, flag in (("age", "--age"), ("sex", "--sex"), ("who_grade", "--who-grade"),
+                          ("vasari_score", "--vasari-score")):
+            if case.clinical.get(key) is not None:
+                value = case.clinical[key]
+                args += [flag, str(int(value) if key == "who_grade" else value)]
+        return BackgroundJob.python_module("GliomaRadiogenomicsLib.cli", args + list(extra_args), python=python or
+                                           python_executable())
+
+    def finish(self, out_dir, reference_node, segmentation_node=None):
+        """Load a finished run's outputs: segmentation (a new node unless the user's own was used), the predictions
+        table and the nomogram charts."""
+        import json
+        from GliomaRadiogenomicsLib.io import read_image
+        out = Path(out_dir)
+        doc = json.loads((out / "predictions.json").read_text())
+        if segmentation_node is None:
+            segmentation_node = label_image_to_segmentation_node(read_image(out / "segmentation.nii.gz", "segmentation"),
+                                                                 self.scene, "Glioma segmentation", reference_node)
+        table = predictions_to_table_node(doc, self.scene)
+        charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
+        self.predict_logic.last_document, self.predict_logic.last_analysis = doc, None
+        self.predict_logic.last_report = out / "report.html"
+        return segmentation_node, doc, table, charts
 
     def run(self, nodes: Dict[str, object], clinical: Optional[dict] = None, progress: Progress = null_progress,
             segmentation_node=None):

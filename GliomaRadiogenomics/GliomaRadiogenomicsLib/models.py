@@ -14,7 +14,8 @@ Wang 2025 (IDH + epilepsy) — ``WangLasso(method="st" | "mt" | "cmt")``:
      feature of a task passes (small cohorts with many correlated features spread the selections), the task takes
      its ``fallback_features`` (10) most frequently selected ones instead, and the model says so;
   4. per task, a final L1-logistic model on those features along an alpha path 1e-4 .. 1e-1 (20 values), alpha by
-     the 1-SE rule on 5-fold cross-validated binomial deviance (glmnet's lambda.1se).
+     the 1-SE rule on 5-fold cross-validated binomial deviance (glmnet's lambda.1se); when that is the empty
+     (intercept-only) model, the sparsest non-empty model of the path is used and the model says so.
   Wang fixed the rounds' penalty at 0.001 without giving the loss scale; on our scale (below) that leaves a p > n
   problem almost unpenalised, so each round takes the penalty with the best validation AUC along a path (followed
   until the AUC has not improved for 3 penalties); ``round_alphas=[0.001]`` reproduces the fixed penalty.
@@ -211,9 +212,13 @@ def lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=ALPHA_PATH, folds: int = 5, s
     mean, se = dev.mean(1), dev.std(1, ddof=1) / math.sqrt(dev.shape[1])
     best = int(np.argmin(mean))
     i1se = min(i for i in range(len(alphas)) if mean[i] <= mean[best] + se[best])  # largest alpha (sparsest)
-    Ws, bs = logistic_path(Z, y[:, None], alphas[: i1se + 1])
-    return Ws[-1][:, 0], float(bs[-1][0]), float(alphas[i1se]), {"mean_deviance": mean.tolist(),
-                                                                  "se": se.tolist(), "best": best, "1se": i1se}
+    Ws, bs = logistic_path(Z, y[:, None], alphas)
+    chosen = i1se
+    while chosen < len(alphas) - 1 and not np.any(Ws[chosen]):  # the null model: take the sparsest non-empty one
+        chosen += 1
+    info = {"mean_deviance": mean.tolist(), "se": se.tolist(), "best": best, "1se": i1se,
+            "null_model_at_1se": bool(chosen != i1se)}
+    return Ws[chosen][:, 0], float(bs[chosen][0]), float(alphas[chosen]), info
 
 
 # ----------------------------------------------------------------------------------------------------------------

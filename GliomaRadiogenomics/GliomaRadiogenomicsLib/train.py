@@ -92,7 +92,8 @@ def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], 
                      "alpha_1se": m.pop("alpha"), "n_candidates_after_filter": int(len(est.kept_)),
                      "n_shared": len(sel.selected.get("shared", [])), "n_task_specific": len(sel.selected.get(f"task{t}", [])),
                      "kept_rounds": {k: int(v) for k, v in sel.kept_rounds.items()}, "n_bootstrap": n_bootstrap,
-                     "selection_fallback": t in sel.fallback}
+                     "selection_fallback": t in sel.fallback,
+                     "null_model_at_1se": est.cv_[t]["null_model_at_1se"]}
         out.append(m)
     return out
 
@@ -173,6 +174,14 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
             oof_extra["imaging only"][te] = _sigmoid(est.imaging_score(dte[img_cols + clinical].to_numpy(float)))
             oof_extra["clinical only"][te] = _clinical_only(dtr, dte, labels[0], clinical)
     final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap)
+    if method == "atrx-fusion":  # Liu's comparison of classifiers on the selected imaging features
+        from .models import compare_classifiers
+        est = final[0]["extra"]["imaging"]
+        sel = [img_cols[j] for j in est.imaging_["cols"]]
+        final[0]["info"]["classifier_comparison_cv_auc"] = compare_classifiers(
+            dfi[sel].to_numpy(float), dfi[labels[0]].to_numpy(int), seed=seed)
+        final[0]["info"]["classifier_comparison_note"] = ("5-fold CV AUC on the features selected from all cases "
+                                                          "(selection not repeated per fold: optimistic, for ranking)")
     bundles, task_evals = [], []
     for i, (lab, m) in enumerate(zip(labels, final)):
         keep = np.isfinite(dfi[lab].to_numpy(float))
@@ -187,6 +196,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                          intended_use, positive_labels[i], negative_labels[i], lab, means, seed, version, name_prefix)
         bundles.append(bundle)
         task_evals.append({"task": tasks[i], "label": lab, "method": method, "cross_validated": ev_cv,
+                           "oof_probability": [round(float(v), 6) for v in oof[lab][keep]],
+                           "case_id": dfi.loc[keep, "case_id"].astype(str).tolist() if "case_id" in dfi else None,
                            "training": ev_train, "model": m["info"], "features": m["features"],
                            "cohort": cohort_table(dfi[keep], lab, clinical + m["features"][:10]),
                            "_plot": (y, oof[lab][keep], dfi.loc[keep, m["features"]], compare)})
@@ -277,19 +288,23 @@ SYNTHETIC_USE = ("SOFTWARE DEMONSTRATION ONLY. Trained on SYNTHETIC simulated ca
 
 
 def train_default_bundles(table: pd.DataFrame, provenance: dict, out_dir: Path, seed: int = 2025,
-                          cohort_description: str = "synthetic cohort", n_bootstrap: int = 100) -> List[Path]:
-    """IDH + epilepsy: collaborative multi-task LASSO (Wang 2025); ATRX: Liu 2024 fusion on the IDH-mutant subset."""
+                          cohort_description: str = "synthetic cohort", n_bootstrap: int = 100,
+                          report_dir: Optional[Path] = None) -> List[Path]:
+    """IDH + epilepsy: collaborative multi-task LASSO (Wang 2025); ATRX: Liu 2024 fusion on the IDH-mutant subset.
+    Evaluation reports go to ``report_dir`` (default: ``out_dir``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    report_dir = Path(report_dir or out_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
     bundles, _ = train_bundles(table, ["IDH", "epilepsy"], "cmt", provenance, trained_on=cohort_description,
                                synthetic=True, intended_use=SYNTHETIC_USE, tasks=["IDH", "epilepsy"],
                                positive_labels=["IDH-mutant", "glioma-associated epilepsy"],
                                negative_labels=["IDH-wildtype", "no epilepsy"], seed=seed, n_bootstrap=n_bootstrap,
-                               report_path=out_dir / "evaluation_IDH_epilepsy", name_prefix="default-")
+                               report_path=report_dir / "evaluation_IDH_epilepsy", name_prefix="default-")
     atrx, _ = train_bundles(table[table["IDH"] == 1], ["ATRX"], "atrx-fusion", provenance,
                             trained_on=cohort_description + ", IDH-mutant subset (Liu 2024 population)",
                             synthetic=True, intended_use=SYNTHETIC_USE + " ATRX model: intended for IDH-mutant "
                             "gliomas only.", tasks=["ATRX"], positive_labels=["ATRX-mutant"],
                             negative_labels=["ATRX-wildtype"], seed=seed, n_bootstrap=n_bootstrap,
-                            report_path=out_dir / "evaluation_ATRX", name_prefix="default-")
+                            report_path=report_dir / "evaluation_ATRX", name_prefix="default-")
     return [b.save(out_dir / f"default_{b.task}.json") for b in bundles + atrx]

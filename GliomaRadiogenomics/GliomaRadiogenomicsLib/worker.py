@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Callable, List, Optional
 
@@ -26,89 +24,36 @@ class WorkerError(RuntimeError):
     pass
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=5)
-
-
 def run_worker(args: List[str], progress: Progress = null_progress,
                should_cancel: Optional[Callable[[], bool]] = None, timeout_s: Optional[float] = None,
                env: Optional[dict] = None, on_start: Optional[Callable[[subprocess.Popen], None]] = None) -> dict:
-    """Run ``python -m GliomaRadiogenomicsLib.worker <args>``; returns the child's result dict."""
-    cmd = [sys.executable, "-m", "GliomaRadiogenomicsLib.worker"] + list(args)
-    # explicit UTF-8: under an ASCII locale (CI), tqdm's block characters would break locale decoding
-    child_env = dict(os.environ if env is None else env, PYTHONIOENCODING="utf-8")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
-                            bufsize=1, start_new_session=True, env=child_env)
+    """Run ``python -m GliomaRadiogenomicsLib.worker <args>`` (blocking); returns the child's result dict."""
+    from .background import BackgroundJob
+    job = BackgroundJob.python_module("GliomaRadiogenomicsLib.worker", args, env=env)
     if on_start:
-        on_start(proc)
-    lines: List[dict] = []
-    other: List[str] = []
-    err_lines: List[str] = []
-
-    def read_out():
-        for line in proc.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                other.append(line)
-                continue
-            lines.append(msg)
-
-    def read_err():
-        for line in proc.stderr:
-            err_lines.append(line.rstrip())
-            del err_lines[:-200]
-
-    threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
-    for t in threads:
-        t.start()
+        on_start(job.proc)
     t0 = time.monotonic()
-    seen = 0
     try:
         while True:
-            while seen < len(lines):
-                msg = lines[seen]
-                seen += 1
+            st = job.poll()
+            for msg in st.new_messages:
                 if "progress" in msg:
                     progress.update(float(msg["progress"]), str(msg.get("message", "")))
-            if proc.poll() is not None:
+            if not st.running:
                 break
             if should_cancel is not None and should_cancel():
-                _kill_tree(proc)
+                job.cancel()
                 raise Cancelled(f"cancelled: worker '{args[0]}' stopped")
             if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-                _kill_tree(proc)
+                job.cancel()
                 raise WorkerError(f"worker '{args[0]}' exceeded {timeout_s:.0f} s and was stopped")
             time.sleep(0.05)
     except BaseException:
-        if proc.poll() is None:
-            _kill_tree(proc)
+        job.cancel()
         raise
-    for t in threads:
-        t.join(timeout=5)
-    for msg in lines[seen:]:
-        if "progress" in msg:
-            progress.update(float(msg["progress"]), str(msg.get("message", "")))
-    results = [m for m in lines if "result" in m]
-    errors = [m["error"] for m in lines if "error" in m]
-    if proc.returncode != 0 or errors or not results:
-        detail = errors[-1] if errors else "\n".join((other + err_lines)[-15:])
-        raise WorkerError(f"worker '{args[0]}' failed (exit code {proc.returncode}): {detail}")
-    return results[-1]["result"]
+    if st.error or st.result is None:
+        raise WorkerError(f"worker '{args[0]}' failed (exit code {st.returncode}): {st.error or 'no result'}")
+    return st.result
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -39,3 +39,15 @@ def small_pre(small_demo_dir):
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
     case = load_case_folder(small_demo_dir)
     return preprocess(case, PreprocessOptions(spacing=2.0, brain_mask="threshold"))
+
+
+@pytest.fixture(scope="session")
+def mrml():
+    """Real MRML without the Slicer application (slicer-core==5.11.0.6): GliomaMRML.headless.create_scene registers
+    the Colors, Volumes and Segmentations logics and the segmentation converter rules. Only the desktop GUI (Qt,
+    layouts, the Segment Editor widget) is missing here; no MRML class is mocked."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (make test installs it)")
+    import types
+    from GliomaMRML.headless import create_scene
+    scene = create_scene()
+    return types.SimpleNamespace(slicer=slicer, scene=scene)

@@ -202,3 +202,14 @@ def test_nomogram_axes_and_figure(tmp_path):
     assert all(x["total_points"] < y["total_points"] for x, y in zip(probs, probs[1:]))  # increasing
     plot_nomogram(b, str(tmp_path / "n.png"))
     assert (tmp_path / "n.png").stat().st_size > 5000
+
+
+def test_atrx_fusion_bundle_reports_classifier_comparison():
+    from test_models import PROV, planted_table
+    from GliomaRadiogenomicsLib.train import train_bundles
+    b, ev = train_bundles(planted_table(160, seed=3), ["label"], "atrx-fusion", PROV, trained_on="planted",
+                          synthetic=True, intended_use="test", clinical=["age", "sex_male"])
+    comp = ev["tasks"][0]["model"]["classifier_comparison_cv_auc"]
+    assert set(comp) == {"logistic_regression", "random_forest", "svm"} and all(0.5 < v <= 1 for v in comp.values())
+    names = {t["b"] for t in ev["tasks"][0]["cross_validated"]["delong_tests"]}
+    assert names == {"imaging only", "clinical only"}

@@ -105,7 +105,7 @@ def test_each_preset_gives_its_documented_feature_count(name, regions, per_regio
         assert sum(1 for c in cols if f"_{r}_" in c) == per_region
 
 
-@pytest.mark.parametrize("name,workers", [("wang2025", 2), ("shim2021", 1), ("liu2024", 2)])
+@pytest.mark.parametrize("name,workers", [("wang2025", 2), ("shim2021", 1), ("liu2024", 2), ("ucsf_pdgm", 1)])
 def test_every_preset_equals_plain_pyradiomics_on_whole_images(small_pre, name, workers):
     """Parity of the fast path (crops, per-filter jobs, processes, no checkMask) with PyRadiomics' execute() on the
     whole normalised images, for every preset: 1e-6 relative (what the issue asks), features not constant."""

@@ -1,0 +1,212 @@
+"""The Slicer modules' conversions and Logic against real MRML (slicer-core: scene, volume, segmentation, table and
+plot nodes). Nothing of MRML is mocked; only the desktop GUI is absent here."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+
+def _oblique_image(dtype=np.float32):
+    rng = np.random.default_rng(0)
+    img = sitk.GetImageFromArray(rng.random((12, 14, 16)).astype(dtype) * 100)
+    img.SetSpacing((0.9, 1.1, 2.5))
+    img.SetOrigin((12.0, -30.0, 5.0))
+    c, s = np.cos(0.3), np.sin(0.3)
+    img.SetDirection((c, -s, 0.0, s, c, 0.0, 0.0, 0.0, -1.0))  # oblique, and k runs towards inferior
+    return img
+
+
+def test_volume_round_trip_keeps_voxels_and_geometry(mrml):
+    from GliomaMRML.convert import sitk_to_volume_node, volume_node_to_sitk
+    img = _oblique_image()
+    node = sitk_to_volume_node(img, mrml.scene, "oblique")
+    back = volume_node_to_sitk(node)
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(img))
+    assert np.allclose(back.GetSpacing(), img.GetSpacing()) and np.allclose(back.GetOrigin(), img.GetOrigin())
+    assert np.allclose(back.GetDirection(), img.GetDirection())
+    # orientation: MRML's IJK-to-RAS gives, for a voxel, the LPS point of SimpleITK with x and y negated
+    import vtk
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    ras = m.MultiplyPoint((3, 5, 7, 1))[:3]
+    lps = img.TransformIndexToPhysicalPoint((3, 5, 7))
+    assert np.allclose(ras, (-lps[0], -lps[1], lps[2]))
+
+
+def test_volume_read_by_slicer_equals_simpleitk(mrml, small_demo_dir):
+    """A file read by Slicer's own reader (storage node) converts to what SimpleITK reads from the same file."""
+    from GliomaMRML.convert import volume_node_to_sitk
+    path = str(small_demo_dir / "t1c.nii.gz")
+    vol = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    sn = mrml.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    sn.SetFileName(path)
+    assert sn.ReadData(vol)
+    ours, ref = volume_node_to_sitk(vol), sitk.ReadImage(path)
+    assert np.array_equal(sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(ref))
+    assert np.allclose(ours.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    assert np.allclose(ours.GetDirection(), ref.GetDirection(), atol=1e-5)
+    assert np.allclose(ours.GetSpacing(), ref.GetSpacing(), atol=1e-5)
+
+
+def test_parent_transform_is_applied(mrml):
+    import vtk
+    from GliomaMRML.convert import sitk_to_volume_node, volume_node_to_sitk
+    img = _oblique_image()
+    node = sitk_to_volume_node(img, mrml.scene, "moved")
+    tnode = mrml.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    m = vtk.vtkMatrix4x4()
+    m.SetElement(0, 3, 10.0)  # 10 mm towards Right... in RAS: +x = right-to-left is -x in LPS
+    tnode.SetMatrixTransformToParent(m)
+    node.SetAndObserveTransformNodeID(tnode.GetID())
+    back = volume_node_to_sitk(node)
+    assert np.allclose(np.array(back.GetOrigin()) - img.GetOrigin(), (-10.0, 0.0, 0.0))
+
+
+def test_segmentation_round_trip_with_named_coloured_segments(mrml):
+    from GliomaMRML.convert import (BRATS_SEGMENTS, label_image_to_segmentation_node,
+                                    segmentation_node_to_label_image, sitk_to_volume_node)
+    ref_img = _oblique_image()
+    ref = sitk_to_volume_node(ref_img, mrml.scene, "reference")
+    lab = np.zeros((12, 14, 16), np.uint8)
+    lab[3:9, 4:10, 4:12] = 2
+    lab[4:8, 5:9, 6:10] = 3
+    lab[5:7, 6:8, 7:9] = 1
+    label = sitk.GetImageFromArray(lab)
+    label.CopyInformation(ref_img)
+    seg = label_image_to_segmentation_node(label, mrml.scene, "Glioma segmentation", ref)
+    s = seg.GetSegmentation()
+    assert s.GetNumberOfSegments() == 3
+    for value, (name, color) in BRATS_SEGMENTS.items():
+        segment = s.GetSegment(s.GetSegmentIdBySegmentName(name))
+        assert segment is not None and np.allclose(segment.GetColor(), color)
+    back = segmentation_node_to_label_image(seg, ref)
+    assert np.array_equal(sitk.GetArrayFromImage(back), lab)
+    assert np.allclose(back.GetDirection(), ref_img.GetDirection())
+    assert seg.CreateClosedSurfaceRepresentation()  # the converter rules are registered: 3D display works
+
+
+@pytest.fixture(scope="module")
+def scene_case(mrml, small_demo_dir):
+    """The SYNTHETIC demo case loaded into the scene with Slicer's reader; clinical data from its case.json."""
+    nodes = {}
+    for s in ("t1", "t1c", "t2", "flair"):
+        vol = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", s)
+        sn = mrml.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+        sn.SetFileName(str(small_demo_dir / f"{s}.nii.gz"))
+        sn.ReadData(vol)
+        nodes[s] = vol
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def predicted(mrml, scene_case):
+    from GliomaMRML.logic import GliomaPredictLogic, GliomaSegmentLogic
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    opts = PreprocessOptions(spacing=2.0, brain_mask="threshold")
+    seg = GliomaSegmentLogic(mrml.scene).segment(scene_case, preprocess_options=opts)
+    logic = GliomaPredictLogic(mrml.scene)
+    doc, table, charts = logic.predict(scene_case, seg, {"age": 61, "sex": "F"}, preprocess_options=opts)
+    return seg, logic, doc, table, charts
+
+
+def test_segment_logic_gives_segments_on_the_flair_volume(mrml, predicted, scene_case, small_demo_dir):
+    from GliomaMRML.convert import segmentation_node_to_label_image
+    from GliomaMRML.logic import GliomaSegmentLogic
+    from GliomaRadiogenomicsLib.regions import dice_per_region
+    seg = predicted[0]
+    names = {seg.GetSegmentation().GetNthSegment(i).GetName()
+             for i in range(seg.GetSegmentation().GetNumberOfSegments())}
+    assert names == {"necrosis", "edema", "enhancing"}
+    lab = segmentation_node_to_label_image(seg, scene_case["flair"])
+    truth = sitk.ReadImage(str(small_demo_dir / "ground_truth_seg.nii.gz")) if (
+        small_demo_dir / "ground_truth_seg.nii.gz").exists() else None
+    assert sitk.GetArrayViewFromImage(lab).any()
+    if truth is not None:
+        d = dice_per_region(sitk.GetArrayFromImage(lab), sitk.GetArrayFromImage(truth))
+        assert d["WT"] > 0.6
+    # Dice against a reference segmentation node (itself: 1.0)
+    assert GliomaSegmentLogic.dice(seg, seg, scene_case["flair"])["WT"] == pytest.approx(1.0)
+
+
+def test_table_and_plot_nodes_from_a_real_prediction(predicted):
+    seg, logic, doc, table, charts = predicted
+    from GliomaRadiogenomicsLib.predict import validate_predictions
+    validate_predictions(doc)
+    assert table.GetNumberOfRows() == 3 and table.GetNumberOfColumns() >= 7
+    cols = [table.GetColumnName(j) for j in range(table.GetNumberOfColumns())]
+    assert {"task", "probability", "label", "trained on", "synthetic"} <= set(cols)
+    tasks = [table.GetCellText(i, cols.index("task")) for i in range(3)]
+    assert tasks == ["IDH", "epilepsy", "ATRX"]
+    assert all("SYNTHETIC" in table.GetCellText(i, cols.index("trained on")) or
+               table.GetCellText(i, cols.index("synthetic")).startswith("YES") for i in range(3))
+    for t in tasks:
+        p = float(table.GetCellText(tasks.index(t), cols.index("probability")))
+        assert p == pytest.approx(doc[t]["probability"], abs=1e-3)
+        chart = charts[t]
+        assert chart.GetNumberOfPlotSeriesNodes() == 1
+        series = chart.GetNthPlotSeriesNode(0)
+        points_table = series.GetTableNode().GetTable()
+        total = points_table.GetValueByName(points_table.GetNumberOfRows() - 1, "points").ToDouble()
+        assert total == pytest.approx(doc[t]["nomogram"]["total_points"], abs=1e-6)
+
+
+def test_edited_roi_is_what_the_prediction_uses(mrml, predicted, scene_case):
+    """Erase the enhancing segment (an 'edit') and predict again: volumes and features follow the edit."""
+    seg, logic, doc, _, _ = predicted
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    edited = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "edited")
+    edited.Copy(seg)
+    s = edited.GetSegmentation()
+    s.RemoveSegment(s.GetSegmentIdBySegmentName("enhancing"))
+    doc2, _, _ = logic.predict(scene_case, edited, {"age": 61, "sex": "F"},
+                               preprocess_options=PreprocessOptions(spacing=2.0, brain_mask="threshold"))
+    assert doc2["segmentation"]["volumes_ml"]["ET"] == 0 < doc["segmentation"]["volumes_ml"]["ET"]
+    assert any(abs(doc2[t]["probability"] - doc[t]["probability"]) > 1e-6 for t in doc["tasks"])
+
+
+def test_report_saved_from_the_logic(predicted, tmp_path):
+    logic = predicted[1]
+    p = logic.save_report(tmp_path / "report.html")
+    html = p.read_text()
+    assert "SYNTHETIC" in html and "not diagnoses" in html
+
+
+def test_background_run_keeps_polling_and_loads_outputs(mrml, scene_case, tmp_path):
+    """The one-button workflow in a background process: poll() never blocks, progress rises, outputs load."""
+    import time
+    from GliomaMRML.logic import GliomaRadiogenomicsLogic
+    logic = GliomaRadiogenomicsLogic(mrml.scene)
+    out = tmp_path / "run"
+    job = logic.start(scene_case, out, {"age": 50, "sex": "M"},
+                      extra_args=["--spacing", "2", "--brain-mask", "threshold", "--workers", "1"])
+    seen, slowest = [], 0.0
+    while True:
+        t = time.perf_counter()
+        st = job.poll()
+        slowest = max(slowest, time.perf_counter() - t)
+        seen.append(st.progress)
+        if not st.running:
+            break
+        time.sleep(0.1)
+    assert st.returncode == 0 and st.error is None, st.error
+    assert slowest < 0.5 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    seg, doc, table, charts = logic.finish(out, scene_case["flair"])
+    assert table.GetNumberOfRows() == 3 and set(charts) == {"IDH", "epilepsy", "ATRX"}
+    assert seg.GetSegmentation().GetNumberOfSegments() == 3
+    assert logic.predict_logic.save_report(tmp_path / "r.html").read_text().count("SYNTHETIC") > 0
+
+
+def test_background_run_can_be_cancelled(mrml, scene_case, tmp_path):
+    import time
+    from GliomaMRML.logic import GliomaRadiogenomicsLogic
+    logic = GliomaRadiogenomicsLogic(mrml.scene)
+    job = logic.start(scene_case, tmp_path / "c", extra_args=["--spacing", "2", "--brain-mask", "threshold"])
+    while job.poll().progress <= 0.0:
+        time.sleep(0.05)
+        assert job.poll().running, job.poll().error
+    t = time.perf_counter()
+    job.cancel()
+    st = job.wait(timeout=20)
+    assert not st.running and st.cancelled and st.error == "cancelled" and time.perf_counter() - t < 10
+    assert not (tmp_path / "c" / "predictions.json").exists()
