@@ -28,6 +28,7 @@ class GliomaPredictParameterNode:
     flair: vtkMRMLScalarVolumeNode
     segmentation: vtkMRMLSegmentationNode
     preset: str = "wang2025"
+    bundles: str = ""
     age: int = 0
     sex: str = "not given"
 
@@ -53,17 +54,25 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget):
     def onRun(self):
         with slicer.util.tryWithErrorDisplay("Prediction failed.", waitCursor=True):
             p = self._parameterNode
+            bundles = [b.strip() for b in p.bundles.split(";") if b.strip()] or None
             doc, table, charts = self.logic.predict(self.widgets.selected_volumes(self.ui), p.segmentation,
                                                     self.widgets.clinical_from_ui(self.ui), p.preset,
-                                                    progress=self.widgets.qt_progress(self.ui))
+                                                    bundles=bundles, progress=self.widgets.qt_progress(self.ui))
+            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+            first = next((c for c in charts.values() if c is not None), None)
+            if first is not None:
+                slicer.modules.plots.logic().ShowChartInLayout(first)
             lines = [f"{t}: {doc[t]['probability']:.2f} ({doc[t]['label']}), {doc[t]['nomogram']['total_points']:.0f} "
                      f"points; model trained on {doc[t]['model']['trained_on']}" for t in doc["tasks"]
                      if doc[t]["probability"] is not None]
-            self.ui.statusLabel.text = "\n".join(lines + [doc["disclaimer"]])
+            self.ui.statusLabel.text = "\n".join(lines + ["Warnings: " + "; ".join(doc["warnings"])
+                                                         if doc["warnings"] else "", doc["disclaimer"]])
 
     def onSaveReport(self):
         import qt
-        path = qt.QFileDialog.getSaveFileName(None, "Save report", "report.html", "HTML (*.html)")
+        path = qt.QFileDialog.getSaveFileName(None, "Save report", "report.html", "HTML (*.html);;PDF (*.pdf)")
         if path:
             with slicer.util.tryWithErrorDisplay("Saving the report failed."):
                 self.logic.save_report(path)

@@ -24,6 +24,38 @@ class GliomaRadiogenomics(ScriptedLoadableModule):
                                 "Research use only, not a diagnosis. The default models are trained on SYNTHETIC data.")
         self.parent.acknowledgementText = ("Methods from Wang 2025, Choi 2021, Liu 2024, Shim 2021; PyRadiomics; "
                                            "ICBM152 template (nilearn) for the synthetic demo case.")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def _demo_case_folder() -> str:
+    """The built-in SYNTHETIC demo case, written once into the user's cache (generated locally: no download)."""
+    from pathlib import Path
+    folder = Path.home() / ".cache" / "glioma-radiogenomics" / "demo_case"
+    if not (folder / "flair.nii.gz").exists():
+        from GliomaRadiogenomicsLib.synthetic import make_demo_case
+        make_demo_case().save(folder)
+    return str(folder)
+
+
+def _load_demo_case(*_args, **_kwargs):
+    """SampleData custom downloader: generate (first time) and load the four SYNTHETIC demo volumes."""
+    folder = _demo_case_folder()
+    return [slicer.util.loadVolume(os.path.join(folder, f"{s}.nii.gz"), {"name": f"GliomaDemo {s}"})
+            for s in ("t1", "t1c", "t2", "flair")]
+
+
+def registerSampleData():
+    """The SYNTHETIC demo case in the Sample Data module (category "Glioma Radiogenomics")."""
+    try:
+        import SampleData
+    except ImportError:
+        return
+    icons = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="Glioma Radiogenomics", sampleName="GliomaDemoCase (SYNTHETIC)",
+        uris=["glioma-radiogenomics://demo-case"], fileNames=["GliomaDemoCase"], nodeNames=["GliomaDemo"],
+        thumbnailFileName=os.path.join(icons, "GliomaRadiogenomics.png"), loadFileType="VolumeFile",
+        customDownloader=_load_demo_case)
 
 
 @parameterNodeWrapper
@@ -34,6 +66,8 @@ class GliomaRadiogenomicsParameterNode:
     flair: vtkMRMLScalarVolumeNode
     age: int = 0
     sex: str = "not given"
+    whoGrade: str = "not given"
+    vasari: str = ""
     outputFolder: str = ""
 
 
@@ -52,9 +86,16 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
         self._parameterNode.connectGui(self.ui)
         widgets.auto_assign_volumes(self.ui, slicer.mrmlScene)
         self.ui.runButton.connect("clicked(bool)", self.onRun)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.editButton.connect("clicked(bool)", self.onEdit)
+        self.ui.loadFolderButton.connect("clicked(bool)", self.onLoadFolder)
         self.ui.cancelButton.enabled = False
         self.segmentation = None
+        self.job = None
+        import qt
+        self.timer = qt.QTimer()
+        self.timer.setInterval(250)
+        self.timer.connect("timeout()", self.onPoll)
 
     def logic_parameter_node(self):
         node = slicer.mrmlScene.GetSingletonNode("GliomaRadiogenomics", "vtkMRMLScriptedModuleNode")
@@ -64,17 +105,55 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
             node.SetName("GliomaRadiogenomics")
         return node
 
+    def onLoadFolder(self):
+        import qt
+        folder = qt.QFileDialog.getExistingDirectory(None, "Case folder (four sequences or DICOM series)")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("Could not load the case folder.", waitCursor=True):
+            from GliomaMRML.logic import load_case_folder_into_scene
+            nodes, clinical, _ = load_case_folder_into_scene(slicer.mrmlScene, folder)
+            for seq, node in nodes.items():
+                getattr(self.ui, f"{seq}Selector").setCurrentNode(node)
+            if clinical.get("age"):
+                self.ui.ageSpinBox.value = int(clinical["age"])
+            if clinical.get("sex") in ("M", "F"):
+                self.ui.sexComboBox.currentText = clinical["sex"]
+
     def onRun(self):
-        with slicer.util.tryWithErrorDisplay("Glioma analysis failed.", waitCursor=True):
+        """Starts the pipeline in a background process; a timer polls it so the GUI stays responsive."""
+        import tempfile
+        with slicer.util.tryWithErrorDisplay("Could not start the glioma analysis.", waitCursor=True):
             nodes = self.widgets.selected_volumes(self.ui)
-            self.segmentation, doc, table, charts = self.logic.run(
-                nodes, self.widgets.clinical_from_ui(self.ui), self.widgets.qt_progress(self.ui), self.segmentation)
-            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
-            out = self._parameterNode.outputFolder
-            if out:
-                self.logic.predict_logic.save_report(os.path.join(out, "report.html"))
+            self.out_dir = self._parameterNode.outputFolder or tempfile.mkdtemp(prefix="glioma-")
+            self.nodes = nodes
+            self.job = self.logic.start(nodes, self.out_dir, self.widgets.clinical_from_ui(self.ui),
+                                        segmentation_node=self.segmentation)
+            self.ui.runButton.enabled, self.ui.cancelButton.enabled = False, True
+            self.timer.start()
+
+    def onPoll(self):
+        st = self.job.poll()
+        self.ui.progressBar.value = int(100 * st.progress)
+        self.ui.statusLabel.text = st.message
+        if st.running:
+            return
+        self.timer.stop()
+        self.ui.runButton.enabled, self.ui.cancelButton.enabled = True, False
+        if st.error:
+            self.ui.statusLabel.text = "cancelled" if st.cancelled else "failed"
+            if not st.cancelled:
+                slicer.util.errorDisplay("Glioma analysis failed: " + st.error)
+            return
+        self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, self.nodes["flair"], self.segmentation)
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+        self.ui.statusLabel.text = "done: research probabilities in the table; report.html in " + self.out_dir
+
+    def onCancel(self):
+        if self.job is not None:
+            self.job.cancel()
 
     def onEdit(self):
         if self.segmentation is not None:

@@ -1,5 +1,6 @@
-"""GliomaSegment: tumor segmentation (default weight-free backend; more in later versions) as a segmentation node
-with named, coloured segments, an "Edit in Segment Editor" button and Dice against a reference segmentation."""
+"""GliomaSegment: tumor segmentation (default weight-free backend or any nnU-Net v2 model folder; skull stripping
+and device choices) as a segmentation node with named, coloured segments, an "Edit in Segment Editor" button and
+Dice against a reference segmentation. Thin adapter over GliomaMRML.logic.GliomaSegmentLogic."""
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
@@ -28,6 +29,8 @@ class GliomaSegmentParameterNode:
     referenceSegmentation: vtkMRMLSegmentationNode
     backend: str = "hyperintensity"
     brainMask: str = "auto"
+    nnunetModel: str = ""
+    device: str = "auto"
 
 
 class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
@@ -52,8 +55,12 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
     def onRun(self):
         with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
             p = self._parameterNode
-            self.segmentation = self.logic.segment(self.widgets.selected_volumes(self.ui), p.backend, p.brainMask,
-                                                   progress=self.widgets.qt_progress(self.ui))
+            from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+            backend_options = ({"model_folder": p.nnunetModel, "device": p.device} if p.backend == "nnunet" else {})
+            self.segmentation = self.logic.segment(
+                self.widgets.selected_volumes(self.ui), p.backend, progress=self.widgets.qt_progress(self.ui),
+                preprocess_options=PreprocessOptions(brain_mask=p.brainMask, device=p.device),
+                backend_options=backend_options)
             if p.referenceSegmentation is not None:
                 d = self.logic.dice(self.segmentation, p.referenceSegmentation, p.flair)
                 self.ui.statusLabel.text = "Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items())

@@ -204,3 +204,24 @@ def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
     chart.SetXAxisTitle("variable")
     chart.SetYAxisTitle("points (0-100)")
     return chart
+
+
+def contributions_to_table_node(doc: dict, scene, node=None, top: int = 15):
+    """Each task's largest feature contributions to the linear predictor (signed), plus the case's warnings."""
+    import vtk
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLTableNode", "Glioma feature contributions")
+    table = node.GetTable()
+    table.Initialize()
+    for c in ("task", "feature", "contribution"):
+        a = vtk.vtkStringArray()
+        a.SetName(c)
+        table.AddColumn(a)
+    for t in doc.get("tasks", []):
+        contrib = (doc[t] or {}).get("feature_contributions") or {}
+        for f, v in sorted(contrib.items(), key=lambda kv: -abs(kv[1]))[:top]:
+            i = table.InsertNextBlankRow()
+            for j, val in enumerate((t, f, f"{v:+.3f}")):
+                table.GetColumn(j).SetValue(i, val)
+    node.Modified()
+    return node

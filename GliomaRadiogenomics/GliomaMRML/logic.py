@@ -11,8 +11,8 @@ from typing import Dict, Optional
 from GliomaRadiogenomicsLib.case import SEQUENCES, Case
 from GliomaRadiogenomicsLib.progress import Progress, null_progress
 
-from .convert import (label_image_to_segmentation_node, nomogram_to_plot_nodes, predictions_to_table_node,
-                      segmentation_node_to_label_image, volume_node_to_sitk)
+from .convert import (contributions_to_table_node, label_image_to_segmentation_node, nomogram_to_plot_nodes,
+                      predictions_to_table_node, segmentation_node_to_label_image, volume_node_to_sitk)
 
 
 def case_from_nodes(nodes: Dict[str, object], clinical: Optional[dict] = None, case_id: str = "slicer-case") -> Case:
@@ -22,6 +22,33 @@ def case_from_nodes(nodes: Dict[str, object], clinical: Optional[dict] = None, c
     images = {s: volume_node_to_sitk(nodes[s]) for s in SEQUENCES}
     paths = {s: f"scene node '{nodes[s].GetName()}'" for s in SEQUENCES}
     return Case(case_id, images, paths, clinical or {})
+
+
+def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """T1 / T1c / T2 / FLAIR volume nodes of the scene recognised by name (the core's file-name rules: plain, BraTS,
+    BIDS, scanner names); volumes already chosen in ``current`` are kept."""
+    from GliomaRadiogenomicsLib.inputs import classify_name
+    out = {s: (current or {}).get(s) for s in SEQUENCES}
+    taken = {n.GetID() for n in out.values() if n is not None}
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+        if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetID() in taken:
+            continue
+        seq = classify_name(node.GetName())
+        if seq in out and out[seq] is None:
+            out[seq] = node
+            taken.add(node.GetID())
+    return out
+
+
+def load_case_folder_into_scene(scene, folder) -> tuple:
+    """A case folder (NIfTI / NRRD named by sequence, BraTS, BIDS, scanner names, or DICOM series) -> volume nodes
+    named t1 / t1c / t2 / flair, plus the clinical data of its case.json."""
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from .convert import sitk_to_volume_node
+    case = load_case_folder(folder)
+    nodes = {s: sitk_to_volume_node(case.images[s], scene, f"{case.case_id} {s}") for s in SEQUENCES}
+    return nodes, dict(case.clinical), case.case_id
 
 
 class GliomaSegmentLogic:
@@ -80,6 +107,7 @@ class GliomaPredictLogic:
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
         charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
+        self.contributions = contributions_to_table_node(doc, self.scene)
         progress.update(1.0, "predictions ready")
         return doc, table, charts
 
@@ -87,6 +115,9 @@ class GliomaPredictLogic:
         from GliomaRadiogenomicsLib.report import write_report
         if self.last_document is None:
             raise RuntimeError("run a prediction first")
+        if str(path).lower().endswith(".pdf"):
+            from GliomaRadiogenomicsLib.report import write_pdf_summary
+            return write_pdf_summary(self.last_document, path)
         if self.last_analysis is None and getattr(self, "last_report", None):  # a background run wrote it
             from GliomaRadiogenomicsLib.io import atomic_write_bytes
             return atomic_write_bytes(path, Path(self.last_report).read_bytes(), backup=True)
@@ -159,9 +190,11 @@ class GliomaRadiogenomicsLogic:
         return segmentation_node, doc, table, charts
 
     def run(self, nodes: Dict[str, object], clinical: Optional[dict] = None, progress: Progress = null_progress,
-            segmentation_node=None):
+            segmentation_node=None, preprocess_options=None, preset: str = "wang2025", bundles=None):
         if segmentation_node is None:
-            segmentation_node = self.segment_logic.segment(nodes, progress=progress.sub(0, 0.4))
-        doc, table, charts = self.predict_logic.predict(nodes, segmentation_node, clinical,
-                                                        progress=progress.sub(0.4, 1.0))
+            segmentation_node = self.segment_logic.segment(nodes, progress=progress.sub(0, 0.4),
+                                                           preprocess_options=preprocess_options)
+        doc, table, charts = self.predict_logic.predict(nodes, segmentation_node, clinical, preset=preset,
+                                                        bundles=bundles, progress=progress.sub(0.4, 1.0),
+                                                        preprocess_options=preprocess_options)
         return segmentation_node, doc, table, charts

@@ -11,31 +11,22 @@ def selected_volumes(ui) -> dict:
 def clinical_from_ui(ui) -> dict:
     age = ui.ageSpinBox.value if ui.ageSpinBox.value > 0 else None
     sex = ui.sexComboBox.currentText if ui.sexComboBox.currentText in ("M", "F") else None
-    return {"age": age, "sex": sex}
+    out = {"age": age, "sex": sex}
+    if hasattr(ui, "gradeComboBox") and ui.gradeComboBox.currentText in ("2", "3", "4"):
+        out["who_grade"] = int(ui.gradeComboBox.currentText)
+    if hasattr(ui, "vasariLineEdit") and ui.vasariLineEdit.text.strip():
+        out["vasari_score"] = ui.vasariLineEdit.text.strip()
+    return out
 
 
 def auto_assign_volumes(ui, scene) -> None:
-    """Pick volumes whose names look like T1 / T1c / T2 / FLAIR when the selectors are empty."""
-    patterns = {"t1c": ("t1c", "t1ce", "t1gd", "t1_gd", "post", "gad", "contrast"), "flair": ("flair",),
-                "t2": ("t2",), "t1": ("t1",)}
-    taken = set()
-    nodes = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
-    for seq in ("t1c", "flair", "t2", "t1"):
+    """Fill empty selectors with the volumes whose names the core recognises as T1 / T1c / T2 / FLAIR."""
+    from .logic import assign_volumes_by_name
+    chosen = assign_volumes_by_name(scene, selected_volumes(ui))
+    for seq, node in chosen.items():
         sel = getattr(ui, f"{seq}Selector")
-        if sel.currentNode() is not None:
-            continue
-        for n in nodes:
-            name = n.GetName().lower()
-            if n.GetID() in taken or not any(p in name for p in patterns[seq]):
-                continue
-            if seq == "t2" and "flair" in name:
-                continue
-            if seq == "t1" and any(p in name for p in patterns["t1c"]):
-                continue
-            sel.setCurrentNode(n)
-            taken.add(n.GetID())
-            break
+        if sel.currentNode() is None and node is not None:
+            sel.setCurrentNode(node)
 
 
 def qt_progress(ui):

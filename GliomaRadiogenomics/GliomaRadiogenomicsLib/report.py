@@ -139,3 +139,42 @@ def render_report(doc: dict, analysis) -> str:
 
 def write_report(doc: dict, analysis, path) -> Path:
     return atomic_write_text(Path(path), render_report(doc, analysis), backup=True)
+
+
+def write_pdf_summary(doc: dict, path) -> Path:
+    """One-page PDF: research probabilities, labels, model provenance (trained on, synthetic) and each task's nomogram
+    points; the disclaimer. Written atomically (matplotlib, no Qt needed)."""
+    import io
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .io import atomic_write_bytes
+    tasks = [t for t in doc.get("tasks", []) if doc.get(t)]
+    fig, axes = plt.subplots(len(tasks) + 1, 1, figsize=(8.27, 2.2 * (len(tasks) + 1)))
+    axes = list(np.atleast_1d(axes))
+    head = axes[0]
+    head.axis("off")
+    lines = [f"GliomaRadiogenomics: case {doc['case'].get('case_id', '')}", doc["disclaimer"]]
+    for t in tasks:
+        r = doc[t]
+        m = r["model"]
+        prob = "n/a" if r["probability"] is None else f"{r['probability']:.2f}"
+        lines.append(f"{t}: {prob} ({r['label']})  model {m['name']} v{m['version']}, trained on {m['trained_on']}"
+                     + ("  [SYNTHETIC training data: demonstration only]" if m["synthetic"] else ""))
+    head.text(0, 1, "\n".join(lines), va="top", fontsize=7, wrap=True)
+    for ax, t in zip(axes[1:], tasks):
+        nomo = doc[t].get("nomogram")
+        if not nomo:
+            ax.axis("off")
+            continue
+        items = list(nomo["points"].items())
+        ax.barh([k for k, _ in items], [v for _, v in items], color="#2e86c1")
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("points (0-100)")
+        ax.set_title(f"{t}: total points {nomo['total_points']:.1f} -> probability {doc[t]['probability']:.2f}",
+                     fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf")
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue(), backup=True)

@@ -210,3 +210,54 @@ def test_background_run_can_be_cancelled(mrml, scene_case, tmp_path):
     st = job.wait(timeout=20)
     assert not st.running and st.cancelled and st.error == "cancelled" and time.perf_counter() - t < 10
     assert not (tmp_path / "c" / "predictions.json").exists()
+
+
+def test_assign_and_load_case_folder(mrml, small_demo_dir):
+    from GliomaMRML.logic import assign_volumes_by_name, load_case_folder_into_scene
+    scene = mrml.scene
+    nodes, clinical, case_id = load_case_folder_into_scene(scene, small_demo_dir)
+    assert set(nodes) == {"t1", "t1c", "t2", "flair"} and clinical.get("age") is not None
+    assigned = assign_volumes_by_name(scene, {"t1": None, "t1c": None, "t2": None, "flair": None})
+    assert all(assigned[s] is not None for s in nodes)
+    assert assigned["t1c"].GetName().endswith("t1c") and assigned["t2"].GetName().endswith("t2")
+    keep = assign_volumes_by_name(scene, {"t1": nodes["t2"]})  # a user's choice is kept
+    assert keep["t1"] is nodes["t2"]
+
+
+def test_pdf_and_contribution_table(predicted, tmp_path):
+    seg, logic, doc, table, charts = predicted
+    t = logic.contributions.GetTable()
+    assert t.GetNumberOfRows() > 0 and t.GetColumnByName("contribution") is not None
+    p = logic.save_report(tmp_path / "summary.pdf")
+    assert p.read_bytes()[:5] == b"%PDF-" and p.stat().st_size > 2000
+
+
+def test_batch_script_on_two_cases_with_one_failure(tmp_path):
+    """The batch script in plain Python (slicer-core): two synthetic cases + one broken folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    from GliomaRadiogenomicsLib import synthetic as S
+    pytest.importorskip("slicer")
+    cohort = tmp_path / "cohort"
+    S.generate_cohort(2, cohort, seed=11, downsample=3)
+    (cohort / "zz-broken").mkdir()
+    (cohort / "zz-broken" / "flair.nii.gz").write_bytes(b"not an image")
+    script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "GliomaBatch.py"
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(script), "--input", str(cohort), "--output", str(out), "--spacing", "3",
+           "--brain-mask", "threshold"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 1, r.stderr[-2000:]  # one case failed
+    res = pd.read_csv(out / "batch_results.csv").set_index("case")
+    assert res.loc["synth-0000", "status"] == "ok" and res.loc["synth-0001", "status"] == "ok"
+    err = res.loc["zz-broken", "error"]
+    assert res.loc["zz-broken", "status"] == "failed" and "zz-broken" in err and "no T1" in err  # names folder + problem
+    assert res["p_IDH"].dropna().between(0, 1).all()
+    for c in ("synth-0000", "synth-0001"):
+        assert (out / c / "predictions.json").exists() and (out / c / "segmentation.nii.gz").exists()
+    # re-run: finished cases are skipped (same table), the broken one is tried again
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r2.stdout.count('"case"') == 1

@@ -44,7 +44,7 @@ def test_generated_cmake_is_up_to_date():
 
 def test_core_package_imports_nothing_from_slicer_and_no_pickle():
     for p in CORE.rglob("*.py"):
-        src = p.read_text()
+        src = p.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(import|from)\s+(slicer|qt|ctk|vtk)\b", src, re.M), p
         assert not re.search(r"\b(pickle|joblib)\.(load|dump)", src), p
     r = subprocess.run([sys.executable, "-c", "import sys, GliomaRadiogenomicsLib.pipeline, "
@@ -78,3 +78,36 @@ def test_constraints_pin_torch_and_pyradiomics():
     mk = (REPO / "Makefile").read_text()
     assert "-c constraints.txt" in mk
     assert "shap" not in (REPO / "pyproject.toml").read_text()
+
+
+def test_catalog_entry_matches_the_extension():
+    """ExtensionsIndex/GliomaRadiogenomics.json: the catalog entry (schema v1.0.1 allows no other keys)."""
+    import json
+    import re
+    entry = json.loads((REPO / "ExtensionsIndex" / "GliomaRadiogenomics.json").read_text())
+    allowed = {"$schema", "build_dependencies", "build_subdirectory", "category", "scm_revision", "scm_type",
+               "scm_url", "tier"}
+    assert set(entry) <= allowed and {"$schema", "category", "scm_url"} <= set(entry)
+    assert "catalog-entry-schema-v1.0.1" in entry["$schema"]
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert entry["category"] == re.search(r'EXTENSION_CATEGORY "([^"]+)"', cmake).group(1)
+    assert entry["scm_url"].startswith(re.search(r'EXTENSION_HOMEPAGE "([^"]+)"', cmake).group(1))
+
+
+@pytest.mark.parametrize("module,ui", [("GliomaRadiogenomics/GliomaRadiogenomics.py",
+                                        "GliomaRadiogenomics/Resources/UI/GliomaRadiogenomics.ui"),
+                                       ("GliomaSegment/GliomaSegment.py", "GliomaSegment/Resources/UI/GliomaSegment.ui"),
+                                       ("GliomaPredict/GliomaPredict.py", "GliomaPredict/Resources/UI/GliomaPredict.ui")])
+def test_every_ui_parameter_is_a_parameter_node_field(module, ui):
+    """connectGui binds widgets by SlicerParameterName: each must be a field of the module's parameterNodeWrapper."""
+    import ast
+    import re
+    import xml.dom.minidom
+    tree = ast.parse((REPO / module).read_text())
+    fields = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(getattr(d, "id", "") == "parameterNodeWrapper" for d in node.decorator_list):
+            fields |= {s.target.id for s in node.body if isinstance(s, ast.AnnAssign)}
+    xml.dom.minidom.parse(str(REPO / ui))  # well-formed
+    names = set(re.findall(r'SlicerParameterName" stdset="0"><string>([A-Za-z]+)<', (REPO / ui).read_text()))
+    assert names and names <= fields, names - fields

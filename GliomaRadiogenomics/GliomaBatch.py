@@ -1,0 +1,110 @@
+"""Batch run over a cohort with the modules' Logic, in Slicer or in plain Python.
+
+    Slicer --no-main-window --python-script GliomaRadiogenomics/GliomaBatch.py --input COHORT --output OUT
+    python GliomaRadiogenomics/GliomaBatch.py --input COHORT --output OUT      # slicer-core (real MRML, no app)
+
+COHORT holds one folder per case (sequences named t1/t1c/t2/flair, BraTS, BIDS, scanner names, or DICOM series;
+optional case.json with clinical data). Per case: volumes loaded into the scene, segmentation, features,
+predictions; OUT/<case>/ gets segmentation.nii.gz, predictions.json, report.html. OUT/batch_results.csv lists every
+case with ok / failed, the error and the probabilities; it is rewritten (atomically) after each case, and cases
+already ok are skipped on a re-run. A failing case never stops the batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+
+def _scene():
+    from GliomaMRML.headless import create_scene, in_slicer_application
+    if in_slicer_application():
+        import slicer
+        return slicer.mrmlScene
+    return create_scene()
+
+
+def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wang2025", bundles=None) -> list:
+    import pandas as pd
+    import SimpleITK as sitk
+    from GliomaMRML.convert import segmentation_node_to_label_image
+    from GliomaMRML.logic import GliomaRadiogenomicsLogic, load_case_folder_into_scene
+    from GliomaRadiogenomicsLib.io import atomic_write_json, atomic_write_text, write_image
+
+    inp, out = Path(input_dir), Path(output_dir)
+    if not inp.is_dir():
+        raise SystemExit(f"input folder not found: {inp}")
+    out.mkdir(parents=True, exist_ok=True)
+    results_csv = out / "batch_results.csv"
+    previous = {}
+    if results_csv.exists():
+        previous = {r["case"]: r for r in pd.read_csv(results_csv).to_dict("records")}
+    scene = _scene()
+    rows = []
+    for folder in sorted(p for p in inp.iterdir() if p.is_dir()):
+        if previous.get(folder.name, {}).get("status") == "ok" and (out / folder.name / "predictions.json").exists():
+            rows.append(previous[folder.name])
+            continue
+        t0 = time.perf_counter()
+        row = {"case": folder.name, "status": "failed", "error": "", "seconds": 0.0}
+        try:
+            scene.Clear(0)
+            nodes, clinical, case_id = load_case_folder_into_scene(scene, folder)
+            seg, doc, _, _ = GliomaRadiogenomicsLogic(scene).run(nodes, clinical,
+                                                                 preprocess_options=preprocess_options,
+                                                                 preset=preset, bundles=bundles)
+            case_out = out / folder.name
+            case_out.mkdir(parents=True, exist_ok=True)
+            label = segmentation_node_to_label_image(seg, nodes["flair"])
+            write_image(sitk.Cast(label, sitk.sitkUInt8), case_out / "segmentation.nii.gz", backup=True)
+            atomic_write_json(case_out / "predictions.json", doc, backup=True)
+            from GliomaRadiogenomicsLib.report import write_pdf_summary
+            write_pdf_summary(doc, case_out / "summary.pdf")
+            row.update(status="ok", case_id=case_id, volume_WT_ml=doc["segmentation"]["volumes_ml"]["WT"],
+                       **{f"p_{t}": doc[t]["probability"] for t in doc["tasks"]},
+                       warnings=" | ".join(doc["warnings"])[:500])
+        except Exception as exc:  # a failing case is recorded, the batch goes on
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            (out / folder.name).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / folder.name / "error.txt", traceback.format_exc())
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        atomic_write_text(results_csv, pd.DataFrame(rows).to_csv(index=False), backup=False)
+        print(json.dumps({"case": folder.name, "status": row["status"], "error": row["error"][:200]}), flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--preset", default="wang2025")
+    ap.add_argument("--spacing", type=float, default=1.0)
+    ap.add_argument("--brain-mask", default="auto")
+    ap.add_argument("--bundle", action="append")
+    a = ap.parse_args(argv)
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    rows = run_batch(a.input, a.output, PreprocessOptions(spacing=a.spacing, brain_mask=a.brain_mask), a.preset,
+                     a.bundle)
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{n_ok} of {len(rows)} case(s) ok; table: {Path(a.output) / 'batch_results.csv'}")
+    return 0 if n_ok == len(rows) else 1
+
+
+if __name__ == "__main__":
+    rc = main()
+    try:
+        from GliomaMRML.headless import in_slicer_application
+        if in_slicer_application():
+            import slicer
+            slicer.util.exit(rc)
+    except ImportError:
+        pass
+    sys.exit(rc)
