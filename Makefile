@@ -31,7 +31,11 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) -e ".[brain,nnunet,hdbet,slicer,test]"
+	$(PIP) -e ".[brain,nnunet,hdbet,slicer,web,test]"
+	# browser tests drive Debian's chromium (no browser download); installed here when we may (root + apt)
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && \
+	   apt-get install -y -q chromium >/dev/null)); } || echo "chromium not installed: browser tests will be skipped"
 	# nnunetv2 does not need torchvision, and the one pip pulls beside torch 2.13.0 fails to import
 	$(PY) -m pip uninstall --quiet -y torchvision 2>/dev/null || true
 	@touch $(TEST_STAMP)

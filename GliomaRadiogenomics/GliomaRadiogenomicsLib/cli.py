@@ -217,6 +217,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_web(args) -> int:
+    try:
+        from GliomaWeb.app import serve
+    except ImportError as exc:
+        raise InputError(f"the web app needs trame-slicer ({exc}): pip install -c constraints.txt "
+                         "'trame-slicer[standalone]==2.0.0' (or make test)") from None
+    serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask)
+    return 0
+
+
 def _add_case_args(p):
     p.add_argument("--case-dir", help="folder with the four sequences (files named t1/t1c/t2/flair, BraTS, BIDS-like "
                    "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
@@ -291,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="the table is synthetic (said on every output)")
     p.add_argument("--intended-use", default="Research use only; not a diagnosis. Validate on your own data.")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("web", help="serve the web app (trame-slicer: views, segment editing, predictions)")
+    p.add_argument("--case", help="case folder to load at start")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
     _add_case_args(p)

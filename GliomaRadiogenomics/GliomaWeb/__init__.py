@@ -1,0 +1,1 @@
+"""Web twin of the Slicer modules (trame-slicer); see app.py."""
