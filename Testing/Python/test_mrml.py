@@ -245,7 +245,7 @@ def test_batch_script_on_two_cases_with_one_failure(tmp_path):
     S.generate_cohort(2, cohort, seed=11, downsample=3)
     (cohort / "zz-broken").mkdir()
     (cohort / "zz-broken" / "flair.nii.gz").write_bytes(b"not an image")
-    script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "GliomaBatch.py"
+    script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py"
     out = tmp_path / "out"
     cmd = [sys.executable, str(script), "--input", str(cohort), "--output", str(out), "--spacing", "3",
            "--brain-mask", "threshold"]

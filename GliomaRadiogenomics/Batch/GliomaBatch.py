@@ -1,7 +1,7 @@
 """Batch run over a cohort with the modules' Logic, in Slicer or in plain Python.
 
-    Slicer --no-main-window --python-script GliomaRadiogenomics/GliomaBatch.py --input COHORT --output OUT
-    python GliomaRadiogenomics/GliomaBatch.py --input COHORT --output OUT      # slicer-core (real MRML, no app)
+    Slicer --no-main-window --python-script GliomaRadiogenomics/Batch/GliomaBatch.py --input COHORT --output OUT
+    python GliomaRadiogenomics/Batch/GliomaBatch.py --input COHORT --output OUT      # slicer-core (real MRML, no app)
 
 COHORT holds one folder per case (sequences named t1/t1c/t2/flair, BraTS, BIDS, scanner names, or DICOM series;
 optional case.json with clinical data). Per case: volumes loaded into the scene, segmentation, features,
@@ -18,8 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
+HERE = Path(__file__).resolve().parents[1]  # the module folder (GliomaMRML, GliomaRadiogenomicsLib); this script
+if str(HERE) not in sys.path:                # sits in a subfolder so that Slicer does not take it for a module
     sys.path.insert(0, str(HERE))
 
 
