@@ -65,6 +65,23 @@ class AtlasRegistration:
         interp = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
         return sitk.Resample(img, reference, self.transform.GetInverse(), interp, 0.0, img.GetPixelID())
 
+    def region_masks(self, reference: sitk.Image, names=None) -> Dict[str, np.ndarray]:
+        """Atlas region masks (probability > 0.5) on the case's grid, as numpy arrays (z, y, x)."""
+        return {n: sitk.GetArrayFromImage(self.from_atlas(prob, reference)) > 0.5
+                for n, prob in self.atlas.regions.items() if names is None or n in names}
+
+    def atlas_x_mm(self, reference: sitk.Image, mask: np.ndarray, max_points: int = 20000) -> np.ndarray:
+        """Atlas-space LPS x (mm; > 0 = left hemisphere) of the voxels of ``mask`` on ``reference``'s grid,
+        subsampled to about ``max_points``."""
+        idx = np.argwhere(mask)[:, ::-1].astype(float)  # x, y, z indices
+        if not len(idx):
+            return np.zeros(0)
+        idx = idx[:: max(1, len(idx) // max_points)]
+        direction = np.array(reference.GetDirection()).reshape(3, 3)
+        phys = idx * np.array(reference.GetSpacing()) @ direction.T + np.array(reference.GetOrigin())
+        inv = self.transform.GetInverse()
+        return np.array([inv.TransformPoint(tuple(p))[0] for p in phys])
+
 
 def register_to_atlas(moving_brain: sitk.Image, atlas: Atlas, brain_mask: Optional[sitk.Image] = None,
                       samples: int = 60000, seed: int = 3) -> AtlasRegistration:

@@ -80,9 +80,9 @@ class ModelBundle:
         d.pop("source", None)
         return d
 
-    def save(self, path) -> Path:
+    def save(self, path, backup: bool = False) -> Path:
         from .io import atomic_write_json
-        return atomic_write_json(path, self.to_dict())
+        return atomic_write_json(path, self.to_dict(), backup=backup)
 
     @classmethod
     def from_dict(cls, d: Mapping, source: str = "") -> "ModelBundle":

@@ -206,10 +206,7 @@ def cmd_train(args) -> int:
     paths = []
     for b in bundles:
         p = out if len(bundles) == 1 else out.with_name(f"{out.stem}_{b.task}{out.suffix or '.json'}")
-        if p.exists():
-            from .io import backup_existing
-            backup_existing(p)
-        paths.append(b.save(p))
+        paths.append(b.save(p, backup=True))
     summary = {"bundles": [str(p) for p in paths], "report": str(out.with_name(out.stem + ".evaluation.html")),
                "auc_cv": {b.task: [b.metrics["auc_cv"], b.metrics["auc_cv_95ci"]] for b in bundles},
                "features": {b.task: len(b.features) for b in bundles}}

@@ -184,13 +184,6 @@ def _crop(img: sitk.Image, lo, hi) -> sitk.Image:
     return sitk.RegionOfInterest(img, [int(v) for v in (np.asarray(hi) - lo)[::-1]], [int(v) for v in np.asarray(lo)[::-1]])
 
 
-def crop_to_mask(images: Dict[str, sitk.Image], mask: sitk.Image, pad: int):
-    arr = sitk.GetArrayViewFromImage(mask)
-    lo, hi = _box(arr)
-    lo, hi = np.maximum(lo - pad, 0), np.minimum(hi + pad, arr.shape)
-    return {k: _crop(v, lo, hi) for k, v in images.items()}, _crop(mask, lo, hi)
-
-
 def _filter_units(params: dict) -> List[tuple]:
     """The preset's image types split into independent units: (type, custom settings)."""
     units = []

@@ -15,7 +15,7 @@ the fraction near 0.3 for a textbook mismatch lesion); calibrate them on real ca
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -25,7 +25,9 @@ from .regions import region_mask
 from .segment import robust_z
 
 
-def location_features(pre, label: sitk.Image, registration=None, atlas: str = "mni152") -> Dict[str, float]:
+def location_features(pre, label: sitk.Image, registration=None, atlas: str = "mni152",
+                      masks: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, float]:
+    """``masks``: the atlas region masks on the case grid when already computed (AtlasRegistration.region_masks)."""
     from .atlas import register_case
     reg = registration or pre.atlas_registration or register_case(pre, atlas)
     wt = region_mask(sitk.GetArrayViewFromImage(label), "WT")
@@ -33,17 +35,12 @@ def location_features(pre, label: sitk.Image, registration=None, atlas: str = "m
     out: Dict[str, float] = {}
     if n == 0:
         return out
-    for name, prob in reg.atlas.regions.items():
-        m = sitk.GetArrayFromImage(reg.from_atlas(prob, pre.grid)) > 0.5
-        out[f"loc_WT_{name}_pct"] = round(100.0 * float((wt & m).sum()) / n, 3)
+    masks = masks if masks is not None else reg.region_masks(pre.grid)
+    for name in reg.atlas.regions:
+        out[f"loc_WT_{name}_pct"] = round(100.0 * float((wt & masks[name]).sum()) / n, 3)
     # side: tumor voxels mapped to atlas space, left hemisphere = RAS x < 0 = LPS x > 0
-    idx = np.argwhere(wt)[:, ::-1].astype(float)  # x, y, z indices
-    grid = pre.grid
-    D = np.array(grid.GetDirection()).reshape(3, 3)
-    phys = idx * np.array(grid.GetSpacing()) @ D.T + np.array(grid.GetOrigin())
-    inv = reg.transform.GetInverse()
-    atlas_pts = np.array([inv.TransformPoint(tuple(p)) for p in phys[:: max(1, len(phys) // 5000)]])
-    out["loc_WT_left_hemisphere_pct"] = round(100.0 * float((atlas_pts[:, 0] > 0).mean()), 3)
+    x = reg.atlas_x_mm(pre.grid, wt, max_points=5000)
+    out["loc_WT_left_hemisphere_pct"] = round(100.0 * float((x > 0).mean()), 3)
     return out
 
 

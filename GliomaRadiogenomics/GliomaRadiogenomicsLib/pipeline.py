@@ -132,8 +132,9 @@ def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, floa
     out: Dict[str, float] = {}
     try:
         reg = pre.atlas_registration or register_case(pre, atlas)
-        out.update(location_features(pre, lab, registration=reg))
-        out.update(vasari_features(pre, lab, registration=reg))
+        masks = reg.region_masks(pre.grid)  # resampled once for both
+        out.update(location_features(pre, lab, registration=reg, masks=masks))
+        out.update(vasari_features(pre, lab, registration=reg, masks=masks))
     except RuntimeError as exc:  # atlas files missing
         warnings.append(f"location and VASARI features missing: {exc}")
     out.update(mismatch_features(pre, lab))

@@ -48,9 +48,6 @@ def imaging_columns(columns: Sequence[str]) -> List[str]:
     return [c for c in columns if c.startswith(IMAGING_PREFIXES) and not c.endswith(("_n", "_score"))]
 
 
-# kept for callers of the foundation API
-radiomic_columns = imaging_columns
-
 
 def drop_correlated(X: np.ndarray, names: List[str], threshold: float = 0.99):
     keep = correlation_keep(X, threshold)

@@ -56,29 +56,6 @@ def proportion_code(fraction: float, present: bool) -> float:
     return 7.0
 
 
-def atlas_masks_on_case(pre, registration, names) -> Dict[str, np.ndarray]:
-    """Atlas region masks (probability > 0.5) resampled onto the case's working grid."""
-    out = {}
-    for name in names:
-        if name in registration.atlas.regions:
-            img = registration.from_atlas(registration.atlas.regions[name], pre.grid)
-            out[name] = sitk.GetArrayFromImage(img) > 0.5
-    return out
-
-
-def atlas_x_mm(pre, registration, mask: np.ndarray, max_points: int = 20000) -> np.ndarray:
-    """Atlas-space LPS x (mm; > 0 = left hemisphere) of the voxels of ``mask`` (subsampled to ``max_points``)."""
-    idx = np.argwhere(mask)[:, ::-1].astype(float)
-    if not len(idx):
-        return np.zeros(0)
-    idx = idx[:: max(1, len(idx) // max_points)]
-    grid = pre.grid
-    direction = np.array(grid.GetDirection()).reshape(3, 3)
-    phys = idx * np.array(grid.GetSpacing()) @ direction.T + np.array(grid.GetOrigin())
-    inv = registration.transform.GetInverse()
-    return np.array([inv.TransformPoint(tuple(p))[0] for p in phys])
-
-
 def _crosses_midline(x_mm: np.ndarray, voxel_ml: float, n_total: int, min_ml: float = 0.1, band_mm: float = 3.0):
     if not len(x_mm):
         return False
@@ -99,8 +76,10 @@ def enhancing_thickness_mm(et: np.ndarray, spacing) -> float:
     return max(0.0, 2.0 * float(vals.mean()) - float(min(spacing)))
 
 
-def vasari_features(pre, label: sitk.Image, registration=None, atlas: str = "mni152") -> Dict[str, float]:
-    """VASARI codes (see the module docstring) for one case on its working grid."""
+def vasari_features(pre, label: sitk.Image, registration=None, atlas: str = "mni152",
+                    masks: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, float]:
+    """VASARI codes (see the module docstring) for one case on its working grid. ``masks``: the atlas region masks
+    on the case grid when already computed (AtlasRegistration.region_masks)."""
     from .atlas import register_case
     from .segment import robust_z
 
@@ -115,13 +94,13 @@ def vasari_features(pre, label: sitk.Image, registration=None, atlas: str = "mni
         return out
     reg = registration or pre.atlas_registration or register_case(pre, atlas)
     names = set(LOCATION_CODES) | set(DEEP_WM_CODES) | {"cortex", "ventricles"}
-    atlas_masks = atlas_masks_on_case(pre, reg, names)
+    atlas_masks = masks if masks is not None else reg.region_masks(pre.grid, names)
     focus = core if core.sum() * voxel_ml >= 0.1 else wt
     # F1 location, F2 side
     shares = {n: float((focus & atlas_masks[n]).sum()) for n in LOCATION_CODES if n in atlas_masks}
     best = max(shares, key=shares.get) if shares and max(shares.values()) > 0 else None
     out["vasari_F1_location"] = float(LOCATION_CODES[best]) if best else np.nan
-    cx = float(np.mean(atlas_x_mm(pre, reg, focus)))
+    cx = float(np.mean(reg.atlas_x_mm(pre.grid, focus)))
     out["vasari_F2_side"] = 2.0 if abs(cx) < 5.0 else (3.0 if cx > 0 else 1.0)
     # F4 enhancement quality
     et_ml = float(et.sum()) * voxel_ml
@@ -163,9 +142,9 @@ def vasari_features(pre, label: sitk.Image, registration=None, atlas: str = "mni
     # F22 / F23 midline
     non_enh = ncr | ed
     out["vasari_F22_ncet_crosses_midline"] = 3.0 if _crosses_midline(
-        atlas_x_mm(pre, reg, non_enh), voxel_ml, int(non_enh.sum())) else 2.0
+        reg.atlas_x_mm(pre.grid, non_enh), voxel_ml, int(non_enh.sum())) else 2.0
     out["vasari_F23_cet_crosses_midline"] = 3.0 if _crosses_midline(
-        atlas_x_mm(pre, reg, et), voxel_ml, int(et.sum())) else 2.0
+        reg.atlas_x_mm(pre.grid, et), voxel_ml, int(et.sum())) else 2.0
     # F24 satellites: enhancing foci not connected to each other through the core
     comps, n = ndi.label(core)
     big = [i + 1 for i, s in enumerate(np.bincount(comps.ravel())[1:] * voxel_ml) if s >= 0.05]
