@@ -65,8 +65,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget):
             if first is not None:
                 slicer.modules.plots.logic().ShowChartInLayout(first)
             lines = [f"{t}: {doc[t]['probability']:.2f} ({doc[t]['label']}), {doc[t]['nomogram']['total_points']:.0f} "
-                     f"points; model trained on {doc[t]['model']['trained_on']}" for t in doc["tasks"]
-                     if doc[t]["probability"] is not None]
+                     f"points; model trained on {doc[t]['model']['trained_on']}" if doc[t]["probability"] is not None
+                     else f"{t}: not available ({doc[t].get('reason') or doc[t]['label']})" for t in doc["tasks"]]
             self.ui.statusLabel.text = "\n".join(lines + ["Warnings: " + "; ".join(doc["warnings"])
                                                          if doc["warnings"] else "", doc["disclaimer"]])
 

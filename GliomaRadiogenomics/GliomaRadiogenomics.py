@@ -107,7 +107,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
 
     def onLoadFolder(self):
         import qt
-        folder = qt.QFileDialog.getExistingDirectory(None, "Case folder (four sequences or DICOM series)")
+        folder = qt.QFileDialog.getExistingDirectory(None, "Case folder (FLAIR and/or T2, T1, T1c; or DICOM series)")
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay("Could not load the case folder.", waitCursor=True):
@@ -145,7 +145,9 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
             if not st.cancelled:
                 slicer.util.errorDisplay("Glioma analysis failed: " + st.error)
             return
-        self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, self.nodes["flair"], self.segmentation)
+        from GliomaMRML.logic import reference_node
+        self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, reference_node(self.nodes),
+                                                                  self.segmentation)
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
@@ -157,7 +159,8 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
 
     def onEdit(self):
         if self.segmentation is not None:
-            self.widgets.open_segment_editor(self.segmentation, self.ui.flairSelector.currentNode())
+            from GliomaMRML.logic import reference_node
+            self.widgets.open_segment_editor(self.segmentation, reference_node(self.widgets.selected_volumes(self.ui)))
 
 
 class GliomaRadiogenomicsTest(ScriptedLoadableModuleTest):

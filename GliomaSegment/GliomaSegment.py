@@ -62,12 +62,15 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
                 preprocess_options=PreprocessOptions(brain_mask=p.brainMask, device=p.device),
                 backend_options=backend_options)
             if p.referenceSegmentation is not None:
-                d = self.logic.dice(self.segmentation, p.referenceSegmentation, p.flair)
+                from GliomaMRML.logic import reference_node
+                d = self.logic.dice(self.segmentation, p.referenceSegmentation,
+                                    reference_node(self.widgets.selected_volumes(self.ui)))
                 self.ui.statusLabel.text = "Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items())
 
     def onEdit(self):
         if self.segmentation is not None:
-            self.widgets.open_segment_editor(self.segmentation, self._parameterNode.flair)
+            from GliomaMRML.logic import reference_node
+            self.widgets.open_segment_editor(self.segmentation, reference_node(self.widgets.selected_volumes(self.ui)))
 
 
 class GliomaSegmentTest(ScriptedLoadableModuleTest):

@@ -35,7 +35,7 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     import pandas as pd
     import SimpleITK as sitk
     from GliomaMRML.convert import segmentation_node_to_label_image
-    from GliomaMRML.logic import GliomaRadiogenomicsLogic, load_case_folder_into_scene
+    from GliomaMRML.logic import GliomaRadiogenomicsLogic, load_case_folder_into_scene, reference_node
     from GliomaRadiogenomicsLib.io import atomic_write_json, atomic_write_text, write_image
 
     inp, out = Path(input_dir), Path(output_dir)
@@ -62,7 +62,7 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
                                                                  preset=preset, bundles=bundles)
             case_out = out / folder.name
             case_out.mkdir(parents=True, exist_ok=True)
-            label = segmentation_node_to_label_image(seg, nodes["flair"])
+            label = segmentation_node_to_label_image(seg, reference_node(nodes))
             write_image(sitk.Cast(label, sitk.sitkUInt8), case_out / "segmentation.nii.gz", backup=True)
             atomic_write_json(case_out / "predictions.json", doc, backup=True)
             from GliomaRadiogenomicsLib.report import write_pdf_summary

@@ -16,12 +16,22 @@ from .convert import (contributions_to_table_node, label_image_to_segmentation_n
 
 
 def case_from_nodes(nodes: Dict[str, object], clinical: Optional[dict] = None, case_id: str = "slicer-case") -> Case:
-    missing = [s for s in SEQUENCES if nodes.get(s) is None]
-    if missing:
-        raise ValueError("select a volume for: " + ", ".join(missing))
-    images = {s: volume_node_to_sitk(nodes[s]) for s in SEQUENCES}
-    paths = {s: f"scene node '{nodes[s].GetName()}'" for s in SEQUENCES}
+    """The selected volumes (any subset with FLAIR or T2; None = not selected) as a core Case."""
+    present = [s for s in SEQUENCES if nodes.get(s) is not None]
+    if not {"flair", "t2"} & set(present):
+        raise ValueError("select a FLAIR (or T2) volume: the whole tumor needs it (T1, T1c are optional)")
+    images = {s: volume_node_to_sitk(nodes[s]) for s in present}
+    paths = {s: f"scene node '{nodes[s].GetName()}'" for s in present}
     return Case(case_id, images, paths, clinical or {})
+
+
+def reference_node(nodes: Dict[str, object], reference: str = "flair"):
+    """The volume that defines the output grid: ``reference`` when selected, else FLAIR, T2, T1c, T1 (as
+    preprocess falls back)."""
+    for s in (reference, "flair", "t2", "t1c", "t1"):
+        if nodes.get(s) is not None:
+            return nodes[s]
+    raise ValueError("no volume selected")
 
 
 def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -> Dict[str, object]:
@@ -43,11 +53,19 @@ def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -
 
 def load_case_folder_into_scene(scene, folder) -> tuple:
     """A case folder (NIfTI / NRRD named by sequence, BraTS, BIDS, scanner names, or DICOM series) -> volume nodes
-    named t1 / t1c / t2 / flair, plus the clinical data of its case.json."""
+    named t1 / t1c / t2 / flair (None for a sequence the folder lacks), plus the clinical data of its case.json. A
+    mask file of the folder becomes a segmentation node "<case> case-folder mask (...)" (reference or ROI)."""
     from GliomaRadiogenomicsLib.case import load_case_folder
     from .convert import sitk_to_volume_node
     case = load_case_folder(folder)
-    nodes = {s: sitk_to_volume_node(case.images[s], scene, f"{case.case_id} {s}") for s in SEQUENCES}
+    nodes = {s: (sitk_to_volume_node(case.images[s], scene, f"{case.case_id} {s}") if s in case.images else None)
+             for s in SEQUENCES}
+    if case.mask_path:  # offered as the reference (Dice) or as the ROI: a segmentation node, never a volume
+        from GliomaRadiogenomicsLib.io import read_image
+        from GliomaRadiogenomicsLib.regions import as_brats_label
+        mask, _ = as_brats_label(read_image(case.mask_path, "case-folder mask"), "case-folder mask")
+        label_image_to_segmentation_node(mask, scene, f"{case.case_id} case-folder mask ({Path(case.mask_path).name})",
+                                         reference_node(nodes))
     return nodes, dict(case.clinical), case.case_id
 
 
@@ -71,7 +89,7 @@ class GliomaSegmentLogic:
             # never lose a user's edits: keep a copy of the existing segmentation node
             copy = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", segmentation_node.GetName() + " (backup)")
             copy.Copy(segmentation_node)
-        return label_image_to_segmentation_node(native, self.scene, "Glioma segmentation", nodes[reference],
+        return label_image_to_segmentation_node(native, self.scene, "Glioma segmentation", nodes[pre.reference],
                                                 segmentation_node)
 
     @staticmethod
@@ -99,7 +117,7 @@ class GliomaPredictLogic:
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         case = case_from_nodes(nodes, clinical)
         popt = preprocess_options or PreprocessOptions(reference=reference)
-        label = segmentation_node_to_label_image(segmentation_node, nodes[popt.reference])
+        label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
         opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1)
         analysis = analyze_case(case, opt, progress.sub(0, 0.95), label=label)
         loaded = [load_bundle(b) for b in bundles] if bundles else load_default_bundles()
@@ -156,12 +174,12 @@ class GliomaRadiogenomicsLogic:
         inputs = out / "inputs"
         inputs.mkdir(parents=True, exist_ok=True)
         args = ["run", "--out", str(out), "--json-progress", "--case-id", case.case_id]
-        for seq in SEQUENCES:
+        for seq in case.sequences:
             path = inputs / f"{seq}.nrrd"
             sitk.WriteImage(case.images[seq], str(path), True)
             args += [f"--{seq}", str(path)]
         if segmentation_node is not None:
-            label = segmentation_node_to_label_image(segmentation_node, nodes["flair"])
+            label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes))
             path = inputs / "segmentation.nrrd"
             sitk.WriteImage(label, str(path), True)
             args += ["--segmentation", str(path)]

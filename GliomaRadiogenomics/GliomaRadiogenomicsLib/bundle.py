@@ -114,6 +114,10 @@ class ModelBundle:
         covered = sorted(f for v in variables for f in v.features)
         if covered != sorted(d["features"]):
             raise BundleError(f"{where}: nomogram variables do not cover the features exactly once")
+        try:
+            bundle_sequences((d.get("feature_schema") or {}).get("sequences"), d["features"])
+        except BundleError as exc:
+            raise BundleError(f"{where}: {exc}") from None
         kw = {k: d[k] for k in REQUIRED_KEYS if k not in ("format", "schema_version", "variables")}
         return cls(variables=variables, encodings=dict(d.get("encodings", {})),
                    imputation=dict(d.get("imputation", {})), source=source, **kw)
@@ -194,11 +198,61 @@ class ModelBundle:
     def label_for(self, probability: float) -> str:
         return self.positive_label if probability >= self.cutoff else self.negative_label
 
+    @property
+    def sequences(self) -> List[str]:
+        """The MRI sequences (keys t1 / t1c / t2 / flair) the model's features come from: declared in
+        feature_schema["sequences"], else read off the feature names (older bundles)."""
+        return bundle_sequences(self.feature_schema.get("sequences"), self.features)
+
+    def missing_sequences(self, present: Sequence[str]) -> List[str]:
+        return [s for s in self.sequences if s not in set(present)]
+
     def model_card(self) -> dict:
         return {"name": self.name, "version": self.version, "task": self.task,
                 "trained_on": self.training.get("trained_on", ""), "synthetic": self.synthetic,
                 "metrics": self.metrics, "intended_use": self.intended_use, "n_features": len(self.features),
-                "feature_preset": self.feature_schema.get("preset")}
+                "feature_preset": self.feature_schema.get("preset"),
+                "sequences": [SEQ_NAMES[q] for q in self.sequences]}
+
+
+SEQ_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+_SEQ_KEYS = {v.lower(): k for k, v in SEQ_NAMES.items()}
+
+
+def bundle_sequences(declared, features: Sequence[str]) -> List[str]:
+    if declared:
+        keys = [_SEQ_KEYS.get(str(d).lower(), str(d).lower()) for d in declared]
+        bad = [k for k in keys if k not in SEQ_NAMES]
+        if bad:
+            raise BundleError(f"feature_schema.sequences: unknown sequence(s) {', '.join(bad)}")
+        return [k for k in SEQ_NAMES if k in keys]
+    used = {f.split("_", 1)[0].lower() for f in features}
+    return [k for k, name in SEQ_NAMES.items() if name.lower() in used]
+
+
+def select_bundles(bundles: Sequence[ModelBundle], present: Sequence[str]):
+    """One bundle per task for a case with the sequences ``present``.
+
+    Among a task's bundles (a family trained on different sequence subsets), those whose sequences are all present
+    are applicable; the one trained on exactly the case's sequences wins, else the one using the most sequences
+    (ties: the first listed). Returns (chosen bundles, {task: (reason, first bundle of the family)} for tasks with
+    no applicable bundle)."""
+    present = set(present)
+    by_task: Dict[str, List[ModelBundle]] = {}
+    for b in bundles:
+        by_task.setdefault(b.task, []).append(b)
+    chosen, unavailable = [], {}
+    for task, family in by_task.items():
+        ok = [b for b in family if not b.missing_sequences(present)]
+        if not ok:
+            needs = "; ".join(f"{b.name}: {'+'.join(SEQ_NAMES[q] for q in b.sequences)}" for b in family)
+            have = "+".join(SEQ_NAMES[q] for q in SEQ_NAMES if q in present) or "none"
+            unavailable[task] = (f"not applied: the {task} model(s) need sequences this case lacks ({needs}); the "
+                                 f"case has {have}. No value is imputed for a missing sequence.", family[0])
+            continue
+        exact = [b for b in ok if set(b.sequences) == present]
+        chosen.append(exact[0] if exact else max(ok, key=lambda b: len(b.sequences)))
+    return chosen, unavailable
 
 
 def load_bundle(path) -> ModelBundle:
@@ -213,8 +267,17 @@ def load_bundle(path) -> ModelBundle:
 
 
 def default_bundle_paths() -> List[Path]:
-    root = resources.files(__package__) / "resources" / "models"
-    return [Path(str(root / f"default_{t}.json")) for t in TASKS]
+    """The shipped default bundles: ``resources/models/defaults.json`` lists, per task, a family of bundle files
+    (one per sequence subset; ``select_bundles`` picks per case). Without it: default_<task>.json."""
+    root = Path(str(resources.files(__package__) / "resources" / "models"))
+    registry = root / "defaults.json"
+    if registry.exists():
+        try:
+            reg = json.loads(registry.read_text())
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{registry}: not valid JSON ({exc.msg})") from None
+        return [root / f for t in TASKS for f in reg.get("tasks", {}).get(t, [])]
+    return [root / f"default_{t}.json" for t in TASKS]
 
 
 def load_default_bundles() -> List[ModelBundle]:

@@ -1,11 +1,15 @@
-"""A case: the four MRI sequences of one patient plus clinical variables."""
+"""A case: the MRI sequences of one patient (any subset of T1, T1c, T2, FLAIR) plus clinical variables.
+
+Missing sequences are a normal case: the whole tumor needs FLAIR (or T2), the enhancing / necrotic regions need
+T1c; presets extract features from the sequences present and model bundles that need an absent sequence are not
+applied (predict.py says so per task)."""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -14,6 +18,7 @@ from .io import InputError, read_image
 
 SEQUENCES = ("t1", "t1c", "t2", "flair")
 SEQUENCE_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+CLINICAL_KEYS = ("age", "sex", "who_grade", "vasari_score")
 SEXES = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}
 
 
@@ -25,14 +30,32 @@ class Case:
     clinical: dict = field(default_factory=dict)
     synthetic: bool = False
     ground_truth: Optional[sitk.Image] = None
-    required: tuple = SEQUENCES          # segmentation alone can run on fewer sequences (e.g. FLAIR only)
+    required: Optional[tuple] = None     # None: FLAIR or T2 (whole tumor); a tuple: each of these sequences
+    mask_path: Optional[str] = None      # a label map found in the case folder (offered as reference / ROI)
+    messages: List[str] = field(default_factory=list)  # discovery notes (missing sequences, masks set aside)
 
     def __post_init__(self):
-        missing = [s for s in self.required if s not in self.images]
-        if missing:
-            raise InputError(f"case {self.case_id}: missing sequence(s) {', '.join(missing)}; "
-                             f"the pipeline needs {', '.join(SEQUENCE_NAMES[s] for s in SEQUENCES)}")
+        unknown = [s for s in self.images if s not in SEQUENCES]
+        if unknown:
+            raise InputError(f"case {self.case_id}: unknown sequence key(s) {', '.join(unknown)}")
+        if self.required is None:
+            if not set(self.images) & {"flair", "t2"}:
+                raise InputError(f"case {self.case_id}: no FLAIR or T2 (has {self.sequence_list() or 'none'}); "
+                                 "the whole tumor needs FLAIR (or T2)")
+        else:
+            missing = [s for s in self.required if s not in self.images]
+            if missing:
+                raise InputError(f"case {self.case_id}: missing sequence(s) "
+                                 f"{', '.join(SEQUENCE_NAMES[s] for s in missing)}")
         self.clinical = normalize_clinical(self.clinical, where=f"case {self.case_id}")
+
+    @property
+    def sequences(self) -> List[str]:
+        """The sequences present, in canonical order (t1, t1c, t2, flair)."""
+        return [s for s in SEQUENCES if s in self.images]
+
+    def sequence_list(self) -> str:
+        return "+".join(SEQUENCE_NAMES[s] for s in self.sequences)
 
 
 def normalize_clinical(clinical: dict, where: str = "clinical data") -> dict:
@@ -69,22 +92,30 @@ def normalize_clinical(clinical: dict, where: str = "clinical data") -> dict:
 
 
 def load_case(paths: Dict[str, os.PathLike], case_id: Optional[str] = None, clinical: Optional[dict] = None,
-              ground_truth: Optional[os.PathLike] = None) -> Case:
-    """Read the four sequences from NIfTI / NRRD files or DICOM series. Errors name the file and the problem."""
-    from .inputs import DicomSeries, read_any
+              ground_truth: Optional[os.PathLike] = None, preloaded: Optional[Dict[str, sitk.Image]] = None) -> Case:
+    """Read the sequences given (any subset with FLAIR or T2) from NIfTI / NRRD files or DICOM series. Errors name
+    the file and the problem. ``preloaded`` maps a file path to an image already read (case-folder discovery)."""
+    from .inputs import DicomSeries, label_values, read_any
     images, str_paths = {}, {}
-    for seq in SEQUENCES:
-        if seq not in paths or paths[seq] is None:
-            raise InputError(f"missing {SEQUENCE_NAMES[seq]} image: give --{seq} FILE")
-        item = paths[seq]
-        images[seq] = read_any(item, role=SEQUENCE_NAMES[seq])
+    given = {s: paths[s] for s in SEQUENCES if paths.get(s) is not None}
+    if not given.keys() & {"flair", "t2"}:
+        raise InputError("no FLAIR or T2 image given: the whole tumor needs FLAIR (or T2); give --flair FILE "
+                         "(or --case-dir DIR)")
+    for seq, item in given.items():
+        cached = (preloaded or {}).get(str(item)) if not isinstance(item, DicomSeries) else None
+        images[seq] = cached if cached is not None else read_any(item, role=SEQUENCE_NAMES[seq])
         if isinstance(item, DicomSeries):
             str_paths[seq] = f"DICOM {item.folder} series '{item.description}' ({item.series_uid})"
             continue
         str_paths[seq] = str(Path(item).resolve())
+        if cached is None:
+            values = label_values(images[seq])
+            if values is not None:
+                raise InputError(f"{SEQUENCE_NAMES[seq]}: {item} holds only the values {values[:8]}: it is a label "
+                                 "map (mask / segmentation), not an MRI sequence; give it with --segmentation")
     if case_id is None:
-        flair = paths["flair"]
-        case_id = (flair.folder.name if isinstance(flair, DicomSeries) else Path(flair).resolve().parent.name) or "case"
+        first = given.get("flair") or given.get("t2")
+        case_id = (first.folder.name if isinstance(first, DicomSeries) else Path(first).resolve().parent.name) or "case"
     gt = read_image(ground_truth, role="ground truth") if ground_truth else None
     check_overlap(images, str_paths)
     return Case(case_id, images, str_paths, clinical or {}, False, gt)
@@ -100,36 +131,53 @@ def _bounds(img: sitk.Image) -> np.ndarray:
 
 def check_overlap(images: Dict[str, sitk.Image], paths: Dict[str, str]) -> None:
     """Refuse sequences whose fields of view do not overlap at all (wrong patient / broken header)."""
-    ref = _bounds(images["flair"]) if "flair" in images else None
-    if ref is None:
+    key = next((s for s in ("flair", "t2", "t1c", "t1") if s in images), None)
+    if key is None:
         return
+    ref = _bounds(images[key])
     for seq, img in images.items():
         b = _bounds(img)
         overlap = np.minimum(ref[1], b[1]) - np.maximum(ref[0], b[0])
         if (overlap <= 0).any():
-            raise InputError(f"{SEQUENCE_NAMES.get(seq, seq)}: {paths.get(seq, seq)} does not overlap the FLAIR "
-                             "field of view in physical space (different patient or broken header?)")
+            raise InputError(f"{SEQUENCE_NAMES.get(seq, seq)}: {paths.get(seq, seq)} does not overlap the "
+                             f"{SEQUENCE_NAMES[key]} field of view in physical space (different patient or broken "
+                             "header?)")
 
 
 def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
                      overrides: Optional[Dict[str, os.PathLike]] = None) -> Case:
-    """A folder with the four sequences (NIfTI / NRRD named like t1, t1c / t1gd / post, t2, flair, BraTS or BIDS
-    style; or DICOM series, assigned from their tags) and an optional case.json with clinical data."""
-    from .inputs import find_case_files
+    """A folder with the sequences (NIfTI / NRRD named like t1, t1c / t1gd / post, t2, flair, BraTS or BIDS
+    style; or DICOM series, assigned from their tags) and an optional case.json with clinical data (either under
+    "clinical" or at the top level: age, sex, who_grade, vasari_score). Label maps in the folder are set aside and
+    the one named like a segmentation is offered as ``case.mask_path``."""
+    from .inputs import scan_case_folder
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
-    paths = find_case_files(folder, {k: str(v) for k, v in (overrides or {}).items() if v})
+    found = scan_case_folder(folder, {k: str(v) for k, v in (overrides or {}).items() if v})
+    paths = found.sequences
     meta, synthetic, case_id = {}, False, folder.name
     if (folder / "case.json").exists():
         try:
             data = json.loads((folder / "case.json").read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"{folder / 'case.json'}: not valid JSON ({exc})") from None
-        meta = data.get("clinical", {}) or {}
+        meta = dict(data.get("clinical", {}) or {})
+        for k in CLINICAL_KEYS:  # top-level clinical fields (e.g. {"case_id", "age", "sex"})
+            if data.get(k) is not None and meta.get(k) is None:
+                meta[k] = data[k]
         synthetic = bool(data.get("synthetic", False))
         case_id = str(data.get("case_id") or folder.name)
     meta.update({k: v for k, v in (clinical or {}).items() if v is not None})
-    case = load_case(paths, case_id, meta)
+    case = load_case(paths, case_id, meta, preloaded=found.images)
     case.synthetic = synthetic
+    case.messages.extend(found.messages)
+    mask = found.mask
+    if mask is not None:
+        case.mask_path = str(mask.resolve())
+        case.messages.append(f"{mask.name}: a label map (not used as an image); use it as the ROI with "
+                             f"--segmentation {mask} (or --segmentation case), or as the reference for Dice "
+                             "(segment uses it automatically)")
+    elif found.masks:
+        case.messages.append("label maps set aside (not used as images): " + ", ".join(m.name for m in found.masks))
     return case

@@ -46,10 +46,15 @@ def _load_case_from_args(args):
         if args.case_id:
             case.case_id = args.case_id
         return case
-    missing = [f"--{k}" for k, v in given.items() if not v]
-    if missing:
-        raise InputError(f"give --case-dir DIR or all four images (missing {', '.join(missing)})")
+    if not any(given.values()):
+        raise InputError("give --case-dir DIR, or the images you have (--flair and/or --t2 for the whole tumor; "
+                         "--t1c for enhancing / necrosis; --t1)")
     return load_case(given, args.case_id, clinical)
+
+
+def _print_messages(case) -> None:
+    for m in case.messages:
+        print(f"note: {m}", file=sys.stderr)
 
 
 def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
@@ -65,6 +70,8 @@ def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
         pts = f"{r['nomogram']['total_points']:.1f}" if r.get("nomogram") else "n/a"
         syn = " [SYNTHETIC-trained]" if r["model"]["synthetic"] else ""
         w(f"{t:<9} {p:>11}  {r['label']:<28} {pts:>7}  {r['model']['name']}{syn}\n")
+        if r.get("reason"):
+            w(f"          {r['reason']}\n")
         if r.get("nomogram"):
             w("          points: " + ", ".join(f"{k} {v:.1f}" for k, v in r["nomogram"]["points"].items()) + "\n")
     w(doc["disclaimer"] + "\n")
@@ -98,12 +105,17 @@ def cmd_demo(args) -> int:
 
 def cmd_run(args) -> int:
     from .io import read_image
-    from .pipeline import run_case
+    from .pipeline import case_roi, run_case
 
     case = _load_case_from_args(args)
-    label = read_image(args.segmentation, "segmentation") if args.segmentation else None
+    label, source = None, ""
+    if args.segmentation and args.segmentation.lower() == "case":
+        label, source = case_roi(case)
+    elif args.segmentation:
+        label, source = read_image(args.segmentation, "segmentation"), f"file {args.segmentation}"
+    _print_messages(case)
     out = Path(args.out)
-    doc = run_case(case, out, _options(args), _progress(args), label=label)
+    doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source)
     print_summary(doc, out)
     return 0
 
@@ -113,11 +125,12 @@ def cmd_segment(args) -> int:
     import time
     from .io import atomic_write_json, read_image, write_image
     from .pipeline import segment_case
-    from .regions import dice_per_region, region_volumes_ml
+    from .regions import as_brats_label, dice_per_region, region_volumes_ml
     from .segment import get_backend
     import SimpleITK as sitk
 
     case = _load_case_from_args(args)
+    _print_messages(case)
     progress = _progress(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,13 +140,20 @@ def cmd_segment(args) -> int:
     t2 = time.perf_counter()
     write_image(native, out / "segmentation.nii.gz", backup=True)
     write_image(pre.to_native(pre.brain_mask), out / "brain_mask.nii.gz", backup=True)
-    info = {"case": case.case_id, "backend": backend.name, "volumes_ml": region_volumes_ml(label),
+    info = {"case": case.case_id, "backend": backend.name, "sequences": case.sequence_list(),
+            "volumes_ml": region_volumes_ml(label),
             "steps": pre.steps, "warnings": pre.warnings,
             "timings_s": {"preprocess_and_segmentation": round(t2 - t0, 2)}}
-    if args.reference_seg:
-        ref = read_image(args.reference_seg, "reference segmentation")
+    reference_seg = args.reference_seg or case.mask_path
+    if reference_seg:
+        if not args.reference_seg:
+            print(f"note: Dice against the case folder's mask {Path(reference_seg).name} (reference)", file=sys.stderr)
+        ref, note = as_brats_label(read_image(reference_seg, "reference segmentation"), "reference segmentation")
         ref = sitk.Resample(ref, native, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref))
+        info["reference_segmentation"] = str(reference_seg)
+        # a binary reference holds the whole tumor only: its TC / ET Dice would be meaningless
+        regions = ("WT",) if note and "binary" in note else ("WT", "TC", "ET")
+        info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref), regions)
     atomic_write_json(out / "segmentation.json", info, backup=True)
     print(json.dumps({k: info[k] for k in ("case", "backend", "volumes_ml", "timings_s") + (("dice",) if "dice" in info else ())}, indent=1))
     return 0
@@ -144,6 +164,7 @@ def cmd_extract(args) -> int:
     from .features import load_preset
     load_preset(args.preset)  # fail fast on an unknown preset
     opt = _options(args)
+    opt.case_roi = args.case_roi
     opt.feature_workers = 1 if args.jobs > 1 else args.workers
     summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args))
     print(json.dumps(summary, indent=1))
@@ -278,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--who-grade", type=int, choices=[2, 3, 4])
     p.add_argument("--vasari-score", help="radiologist's VASARI score, or 'auto' for the automatic score "
                    "(vasari_auto_score; a different scale, see docs/features.md)")
-    p.add_argument("--segmentation", help="use this label map (BraTS labels) instead of automatic segmentation")
+    p.add_argument("--segmentation", help="use this label map (BraTS labels, or a binary whole-tumor mask) instead "
+                   "of automatic segmentation; 'case' = the mask file found in --case-dir")
     p.add_argument("--out", required=True)
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_run)
@@ -317,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", required=True, help="folder of case folders")
     p.add_argument("--out", required=True, help="output table (CSV); <out>.cases/ caches finished cases")
     p.add_argument("--jobs", type=int, default=1, help="cases processed in parallel")
+    p.add_argument("--case-roi", action="store_true", help="use each case folder's mask file (e.g. a manual "
+                   "flair_abnormality / seg / label file) as the ROI instead of automatic segmentation")
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_extract)
 

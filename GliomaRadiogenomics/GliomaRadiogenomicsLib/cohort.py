@@ -44,13 +44,14 @@ def analyze_folder_cached(folder, cache, options, before=None) -> dict:
         row["_cached"] = True
         return row
     from .case import load_case_folder
-    from .pipeline import analyze_case
+    from .pipeline import analyze_case, case_roi
     t = time.perf_counter()
     try:
         if before is not None:
             before()
         case = load_case_folder(folder)
-        analysis = analyze_case(case, options)
+        label, source = case_roi(case) if getattr(options, "case_roi", False) else (None, "")
+        analysis = analyze_case(case, options, label=label, label_source=source)
         row = analysis.feature_row()
         row["_provenance"] = analysis.features.provenance
         row["_seconds"] = round(time.perf_counter() - t, 1)

@@ -306,9 +306,19 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
         preset = load_preset(preset)
     if preset.options.get("normalization", "none") not in ("unit", "unit_clahe", "zscore", "none", None):
         raise ValueError(f"preset {preset.name}: unknown normalization '{preset.options['normalization']}'")
+    provenance = preset.provenance()
+    present = [s for s in preset.sequences if s in pre.images]
+    if not present:
+        raise ValueError(f"preset {preset.name} needs one of {', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}"
+                         f"; the case has {', '.join(SEQUENCE_NAMES[s] for s in pre.images)}")
+    absent = [s for s in preset.sequences if s not in pre.images]
+    provenance["sequences"] = [SEQUENCE_NAMES[s] for s in present]
+    if absent:  # features of the sequences present; same settings (hash) as the full preset
+        preset = Preset(preset.name, preset.params, {**preset.options, "sequences": present}, preset.source)
     lab = sitk.GetArrayViewFromImage(label)
     pad = int(preset.options.get("crop_pad_voxels", 50))
-    warnings: List[str] = []
+    warnings: List[str] = ([f"preset {preset.name}: no {', '.join(SEQUENCE_NAMES[s] for s in absent)} in this case: "
+                             "features of the sequences present only"] if absent else [])
     masks = {}
     for region in preset.regions:
         m = region_mask(lab, region)
@@ -320,7 +330,7 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
     with_shape = "shape" in (preset.params.get("featureClass") or {})
     n_jobs = len(preset.sequences) * (1 + len(masks) * len(units)) + (len(masks) if with_shape else 0)
     if not masks:
-        return FeatureResult({}, preset.provenance(), warnings)
+        return FeatureResult({}, provenance, warnings)
     n_workers = workers if workers is not None else min(n_jobs, os.cpu_count() or 1, 4)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
     values: Dict[str, float] = {}
@@ -341,7 +351,7 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
     order = expected_columns(preset)
     values = {**{k: values[k] for k in order if k in values}, **{k: v for k, v in values.items() if k not in order}}
     progress.update(1.0, f"features: {len(values)} values")
-    return FeatureResult(values, preset.provenance(), warnings)
+    return FeatureResult(values, provenance, warnings)
 
 
 def _unit_box(unit, mbox, shape, nonzero_box, pad: int, spacing: float):

@@ -1,6 +1,13 @@
-"""Finding the four sequences of a case: NIfTI / NRRD files and DICOM series, assigned to T1, T1c, T2 and FLAIR
+"""Finding the sequences of a case: NIfTI / NRRD files and DICOM series, assigned to T1, T1c, T2 and FLAIR
 from file names (BraTS, BIDS-like, common scanner names) or DICOM tags (SeriesDescription, contrast agent,
-TR / TE / TI). The user can override any assignment; a missing or ambiguous sequence is a clear error.
+TR / TE / TI). The user can override any assignment.
+
+Missing sequences are normal (real clinical cases often lack one): a case needs FLAIR or T2 for the whole tumor;
+T1c is needed only for the enhancing / necrotic regions. An ambiguous sequence is a clear error.
+
+Label maps are never taken for a sequence: files whose names mark a mask / seg / label / abnormality / ROI, and
+files whose voxels hold only a few integer values, are set aside as *mask candidates* (offered to the user as the
+reference segmentation or as the ROI).
 """
 from __future__ import annotations
 
@@ -23,7 +30,11 @@ NAME_PATTERNS = {
     "t2": [r"t2w?\b", r"t2_?w", r"t2_?tse", r"t2_?fse", r"\bt2\b", r"t2"],
     "t1": [r"t1w?\b", r"t1_?w", r"mprage", r"spgr", r"t1_?se", r"\bt1\b", r"t1n", r"t1"],
 }
-EXCLUDE = re.compile(r"(seg|label|mask|brain_?mask|reference|truth|dwi|adc|perf|dsc|cbv|swi|localizer|scout)")
+# names of label maps (never a sequence; offered as reference / ROI)
+MASK_NAME = re.compile(r"(seg|label|mask|abnormal|lesion|annot|truth|reference|(^|_)roi(_|$)|(^|_)gt(_|$)|voi)")
+# other images that are not one of the four sequences
+OTHER_NAME = re.compile(r"(dwi|adc|perf|dsc|cbv|swi|localizer|scout)")
+LABEL_MAX_VALUES = 16   # a volume of integer voxels with at most this many distinct values is a label map
 
 
 def _norm(name: str) -> str:
@@ -37,7 +48,7 @@ def _norm(name: str) -> str:
 def classify_name(name: str) -> Optional[str]:
     """Sequence key for a file or series name, or None. 'sub-01_ce-gd_T1w' -> 't1c', 'BraTS_flair' -> 'flair'."""
     n = _norm(name)
-    if EXCLUDE.search(n):
+    if MASK_NAME.search(n) or OTHER_NAME.search(n):
         return None
     if re.search(r"ce_?gd|ce_?gad", n) and "t1" in n:  # BIDS: sub-01_ce-gadolinium_T1w
         return "t1c"
@@ -108,40 +119,119 @@ def classify_dicom(series: DicomSeries) -> Optional[str]:
     return None
 
 
-def find_case_files(folder: Path, overrides: Optional[Dict[str, str]] = None) -> Dict[str, object]:
-    """Assign each of T1, T1c, T2, FLAIR to an image file or DICOM series inside ``folder``.
+def is_mask_name(name: str) -> bool:
+    return bool(MASK_NAME.search(_norm(name)))
+
+
+def label_values(img: sitk.Image) -> Optional[List[int]]:
+    """The distinct voxel values when ``img`` looks like a label map (integer values, at most LABEL_MAX_VALUES of
+    them), else None."""
+    import numpy as np
+    a = sitk.GetArrayViewFromImage(img)
+    if a.dtype.kind == "f":
+        sample = a.ravel()[:: max(1, a.size // 200000)]
+        if not np.all(np.isfinite(sample)) or not np.all(sample == np.round(sample)):
+            return None
+    sample = a.ravel()[:: max(1, a.size // 200000)]
+    if len(np.unique(sample)) > LABEL_MAX_VALUES:
+        return None
+    values = np.unique(a)
+    if len(values) > LABEL_MAX_VALUES or (a.dtype.kind == "f" and not np.all(values == np.round(values))):
+        return None
+    return [int(v) for v in values]
+
+
+@dataclass
+class CaseFiles:
+    """What a case folder holds: one file / series per sequence found, and the label maps set aside."""
+    folder: Path
+    sequences: Dict[str, object]                       # seq -> Path | DicomSeries
+    masks: List[Path] = field(default_factory=list)    # label maps (by name or by content), never sequences
+    messages: List[str] = field(default_factory=list)
+    images: Dict[str, sitk.Image] = field(default_factory=dict)  # already read while checking content
+
+    @property
+    def mask(self) -> Optional[Path]:
+        """The mask to offer as reference / ROI: a single one, or the one named like a segmentation."""
+        if len(self.masks) == 1:
+            return self.masks[0]
+        named = [m for m in self.masks if is_mask_name(m.name)]
+        return named[0] if len(named) == 1 else None
+
+
+def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -> CaseFiles:
+    """Assign T1, T1c, T2, FLAIR to image files or DICOM series inside ``folder``; set label maps aside.
 
     ``overrides`` maps a sequence key to a path (file or DICOM folder) and wins over automatic assignment.
-    Returns {seq: Path | DicomSeries}. Raises InputError for a missing or ambiguous sequence.
+    Sequences that are not found are simply absent. Raises InputError for an ambiguous sequence, or when neither
+    FLAIR nor T2 (whole tumor) nor T1c is there.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
+    overrides = {k: v for k, v in (overrides or {}).items() if v}
     found: Dict[str, List[object]] = {s: [] for s in SEQUENCES}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and any(p.name.lower().endswith(s) for s in IMAGE_SUFFIXES):
-            seq = classify_name(p.name)
-            if seq:
-                found[seq].append(p)
-    if not any(found.values()):
+    masks: List[Path] = []
+    messages: List[str] = []
+    images: Dict[str, sitk.Image] = {}
+    given = {str(Path(v).resolve()) for v in overrides.values()}
+    files = [p for p in sorted(folder.iterdir())
+             if p.is_file() and any(p.name.lower().endswith(s) for s in IMAGE_SUFFIXES)]
+    for p in files:
+        if str(p.resolve()) in given:
+            continue
+        if is_mask_name(p.name):
+            masks.append(p)
+            continue
+        seq = classify_name(p.name)
+        if not seq:
+            continue
+        # content check: a label map named like a sequence (e.g. 'flair_seg' caught above, 't2.nii.gz' holding 0/1)
+        from .io import read_image
+        try:
+            img = read_image(p, role=SEQUENCE_NAMES[seq])
+        except InputError:
+            raise
+        values = label_values(img)
+        if values is not None:
+            masks.append(p)
+            messages.append(f"{p.name}: holds only the values {values[:8]} (a label map), not taken for "
+                            f"{SEQUENCE_NAMES[seq]}")
+            continue
+        images[str(p)] = img
+        found[seq].append(p)
+    if not any(found.values()) and not files:
         for series in find_dicom_series(folder):
             seq = classify_dicom(series)
             if seq:
                 found[seq].append(series)
     chosen: Dict[str, object] = {}
     for seq in SEQUENCES:
-        if overrides and overrides.get(seq):
+        if overrides.get(seq):
             chosen[seq] = Path(overrides[seq])
             continue
         cands = found[seq]
         if not cands:
-            raise InputError(f"{folder}: no {SEQUENCE_NAMES[seq]} found (looked at file names and DICOM series "
-                             f"descriptions / TR / TE / TI); give it explicitly (--{seq} PATH)")
+            continue
         if len(cands) > 1:
             names = ", ".join(c.name if isinstance(c, Path) else f"series '{c.description}'" for c in cands)
             raise InputError(f"{folder}: {SEQUENCE_NAMES[seq]} is ambiguous ({names}); choose one with --{seq} PATH")
         chosen[seq] = cands[0]
-    return chosen
+    if not chosen.keys() & {"flair", "t2", "t1c"}:
+        seen = ", ".join(p.name for p in files[:8]) or "no NIfTI / NRRD files and no DICOM series"
+        raise InputError(f"{folder}: no FLAIR, T2 or T1c found (looked at file names and DICOM series descriptions "
+                         f"/ TR / TE / TI; saw {seen}); the whole tumor needs FLAIR (or T2): give it with --flair PATH")
+    missing = [SEQUENCE_NAMES[s] for s in SEQUENCES if s not in chosen]
+    if missing:
+        messages.append(f"{folder.name}: sequence(s) not found: {', '.join(missing)} (the case runs with "
+                        f"{', '.join(SEQUENCE_NAMES[s] for s in SEQUENCES if s in chosen)}; models that need a "
+                        "missing sequence are not applied)")
+    return CaseFiles(folder, chosen, masks, messages, images)
+
+
+def find_case_files(folder: Path, overrides: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+    """{seq: Path | DicomSeries} of the sequences found in ``folder`` (see ``scan_case_folder``)."""
+    return scan_case_folder(folder, overrides).sequences
 
 
 def read_any(item, role: str) -> sitk.Image:

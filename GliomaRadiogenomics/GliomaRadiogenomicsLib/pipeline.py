@@ -20,7 +20,7 @@ from .features import FeatureResult, extract_features, load_preset
 from .io import atomic_write_json, atomic_write_text, write_image
 from .preprocess import PreprocessedCase, PreprocessOptions, preprocess
 from .progress import Progress, null_progress
-from .regions import region_volumes_ml
+from .regions import as_brats_label, region_volumes_ml
 from .segment import DEFAULT_BACKEND, get_backend
 
 
@@ -34,6 +34,7 @@ class PipelineOptions:
     deep_weights: Optional[str] = None     # ResNet34 weights file: adds Liu 2024 deep features
     location: bool = False                 # atlas lobe percentages (Choi 2021) + T2-FLAIR mismatch score
     bundles: Optional[List[str]] = None    # None = shipped default bundles
+    case_roi: bool = False                 # use the case folder's mask file (case.mask_path) as the ROI
 
 
 @dataclass
@@ -70,9 +71,19 @@ def segment_case(case: Case, preprocess_options: Optional[PreprocessOptions] = N
     return pre, label, pre.to_native(label)
 
 
+def case_roi(case: Case):
+    """(label image, source) of the case folder's mask file, for ``--case-roi`` / ``--segmentation case``."""
+    from .io import InputError, read_image
+    if not case.mask_path:
+        raise InputError(f"case {case.case_id}: no mask / segmentation file found in the case folder (names with "
+                         "mask, seg, label, abnormality or ROI, or a volume holding a few integer values)")
+    return read_image(case.mask_path, "case-folder mask"), f"case-folder mask {Path(case.mask_path).name}"
+
+
 def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
-                 label: Optional[sitk.Image] = None) -> CaseAnalysis:
-    """Image stages. ``label`` (native reference grid or working grid) skips automatic segmentation (edited ROI)."""
+                 label: Optional[sitk.Image] = None, label_source: str = "") -> CaseAnalysis:
+    """Image stages. ``label`` (native reference grid or working grid; BraTS labels or a binary whole-tumor mask)
+    skips automatic segmentation (edited ROI); ``label_source`` says where it came from (provenance)."""
     opt = options or PipelineOptions()
     timings = {}
     t = time.perf_counter()
@@ -85,14 +96,16 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         lab = backend.segment(pre, progress.sub(0.45, 0.55))
         seg_source = f"automatic: {backend.name}"
     else:
-        lab = sitk.Resample(sitk.Cast(label, sitk.sitkUInt8), pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor,
-                            0, sitk.sitkUInt8)
-        seg_source = "user-supplied segmentation"
+        label, note = as_brats_label(label, "user-supplied segmentation")
+        lab = sitk.Resample(label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        seg_source = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
+        if note:
+            pre.steps.append(note)
     pre.steps.append(f"segmentation: {seg_source}")
     timings["segmentation_s"] = time.perf_counter() - t
     native = pre.to_native(lab)
     volumes = region_volumes_ml(lab)
-    warnings = list(pre.warnings)
+    warnings = list(case.messages) + list(pre.warnings)
     if volumes["WT"] == 0:
         warnings.append("no tumor found by the segmentation: features and predictions are not meaningful; "
                         "draw or correct the tumor ROI and run again")
@@ -105,7 +118,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
         from .deep import try_deep_features
         progress.update(0.95, "deep features (ResNet34)")
-        deep, deep_warnings = try_deep_features(pre, lab, preset.sequences, preset.regions, opt.deep_weights)
+        deep, deep_warnings = try_deep_features(pre, lab, [q for q in preset.sequences if q in pre.images],
+                                                   preset.regions, opt.deep_weights)
         feats.values.update(deep)
         feats.warnings.extend(deep_warnings)
         feats.provenance["deep_features"] = "resnet34" if deep else "missing"
@@ -119,6 +133,7 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.provenance["vasari_score"] = "automatic (vasari.py)" if score is not None else "missing"
         if score is None:
             feats.warnings.append("automatic VASARI score missing (no tumor or no atlas)")
+    feats.provenance["segmentation"] = seg_source
     timings["features_s"] = time.perf_counter() - t
     warnings.extend(feats.warnings)
     return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)
@@ -142,7 +157,7 @@ def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, floa
 
 
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
-             label: Optional[sitk.Image] = None) -> dict:
+             label: Optional[sitk.Image] = None, label_source: str = "") -> dict:
     """Run everything and write the outputs. Returns the predictions document (also in predictions.json)."""
     from .bundle import load_default_bundles, load_bundle
     from .predict import predict_case
@@ -154,7 +169,7 @@ def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, pro
     t0 = time.perf_counter()
     # load (and validate) the model bundles first: a broken bundle must fail before minutes of image work
     bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
-    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label)
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label, label_source)
     progress.update(0.93, "models: " + ", ".join(b.task for b in bundles))
     doc = predict_case(analysis, bundles)
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}

@@ -10,7 +10,7 @@ from typing import Dict, List, Mapping, Optional
 import pandas as pd
 
 from . import __version__
-from .bundle import FeatureMismatchError, ModelBundle
+from .bundle import FeatureMismatchError, ModelBundle, select_bundles
 from .case import SEQUENCE_NAMES
 
 DISCLAIMER = ("Research probabilities from statistical models, not diagnoses. They must not guide treatment "
@@ -54,6 +54,12 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
     if case.clinical.get("sex") is None:
         warnings.append("sex not given: models that use sex replace it by their training proportion (--sex)")
     tasks = {}
+    bundles, unavailable = select_bundles(bundles, list(analysis.pre.images))
+    for task, (reason, b) in unavailable.items():
+        tasks[task] = {"probability": None, "label": "not available (sequence missing)", "cutoff": b.cutoff,
+                       "nomogram": None, "model": {**b.model_card(), "applied": False}, "reason": reason,
+                       "warnings": [reason]}
+        warnings.append(f"{task}: {reason}")
     for b in bundles:
         if analysis.volumes_ml.get("WT", 0) <= 0:
             tasks[b.task] = {"probability": None, "label": "not available (no tumor segmented)",
@@ -91,7 +97,8 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
         "warnings": list(dict.fromkeys(warnings)),
     }
     doc.update(tasks)
-    doc["tasks"] = [b.task for b in bundles]
+    doc["tasks"] = [t for t in ("IDH", "epilepsy", "ATRX") if t in tasks] + [t for t in tasks
+                                                                            if t not in ("IDH", "epilepsy", "ATRX")]
     return doc
 
 
@@ -128,6 +135,8 @@ def validate_predictions(doc: dict) -> None:
         r = doc[t]
         for k in ("probability", "label", "cutoff", "nomogram", "model"):
             need(k in r, f"predictions: {t}.{k} missing")
+        if r["model"].get("applied") is False:  # no applicable model (sequence missing): a reason, never a number
+            need(r["probability"] is None and bool(r.get("reason")), f"predictions: {t} not applied without a reason")
         for k in ("name", "version", "trained_on", "synthetic", "metrics"):
             need(k in r["model"], f"predictions: {t}.model.{k} missing")
         need(isinstance(r["model"]["synthetic"], bool), f"predictions: {t}.model.synthetic must be a boolean")

@@ -6,6 +6,7 @@ acquisitions. Results go back to the reference sequence's native grid at the end
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -146,15 +147,23 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
     from .brainmask import compute_brain_mask
 
     opt = options or PreprocessOptions()
-    if opt.reference not in case.images:
-        raise ValueError(f"reference sequence '{opt.reference}' is not among the case's sequences "
-                         f"{sorted(case.images)}")
+    fallback_note = None
+    if opt.reference not in case.images:  # e.g. a T2-only case with the default FLAIR reference
+        if not case.images:
+            raise ValueError(f"case {case.case_id} has no images")
+        used = next(s for s in ("flair", "t2", "t1c", "t1") if s in case.images)
+        fallback_note = (f"reference sequence {opt.reference} is absent: {used} defines the working and output "
+                         "grid instead")
+        opt = dataclasses.replace(opt, reference=used)
     ref_native = case.images[opt.reference]
     grid_source = ref_native
     if opt.orientation:
         grid_source = sitk.DICOMOrient(ref_native, opt.orientation)
     grid = working_grid(grid_source, opt.spacing)
     pre = PreprocessedCase(case.case_id, {}, ref_native, opt.reference, {})
+    if fallback_note:
+        pre.steps.append(fallback_note)
+        pre.warnings.append(fallback_note)
     pre.steps.append(f"working grid: {opt.reference} field of view at {opt.spacing:g} mm isotropic "
                      f"({'x'.join(map(str, grid.GetSize()))})")
     others = [s for s in SEQUENCES if s in case.images and s != opt.reference]

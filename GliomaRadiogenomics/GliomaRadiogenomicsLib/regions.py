@@ -67,3 +67,36 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def dice_per_region(label: np.ndarray, reference: np.ndarray, regions: Iterable[str] = ("WT", "TC", "ET")):
     return {r: round(dice(region_mask(label, r), region_mask(reference, r)), 4) for r in regions}
+
+
+def as_brats_label(label: sitk.Image, where: str = "segmentation"):
+    """A user's label map as BraTS labels. Returns (uint8 label image, note or None).
+
+    - values within {0, 1, 2, 3}: BraTS labels of this project, kept;
+    - BraTS 2017-2020 files (values within {0, 1, 2, 4}, 4 present): 4 (enhancing) -> 3;
+    - a binary mask (one non-zero value other than 2 or 3, e.g. 0/1 or 0/255; manual tumor / FLAIR-abnormality
+      masks): the whole tumor, stored as 2 (edema / non-enhancing abnormality: no core regions are claimed);
+    - anything else (several values beyond 0-4): refused, naming the values.
+    """
+    arr = sitk.GetArrayFromImage(label)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{where}: not a label map (non-integer voxel values)")
+    arr = arr.astype(np.int64)
+    values = [int(v) for v in np.unique(arr) if v != 0]
+    note = None
+    if len(values) == 1 and values[0] not in (2, 3):
+        out = (arr != 0).astype(np.uint8) * 2
+        note = (f"{where}: binary mask (value {values[0]}) read as the whole tumor (label 2); enhancing / necrotic "
+                "regions are not available from it")
+    elif set(values) <= {1, 2, 3}:
+        out = arr.astype(np.uint8)
+    elif set(values) <= {1, 2, 4}:
+        out = np.where(arr == 4, 3, arr).astype(np.uint8)
+        note = f"{where}: BraTS 2017-2020 labels (4 = enhancing) mapped to this project's labels (3 = enhancing)"
+    else:
+        raise ValueError(f"{where}: label values {values[:10]} are neither a binary mask nor BraTS labels "
+                         "(1 necrosis, 2 edema, 3 or 4 enhancing)")
+    img = sitk.GetImageFromArray(out)
+    img.CopyInformation(label)
+    return img, note

@@ -37,7 +37,7 @@ def overlay_figure(analysis) -> str:
     else:
         z = lab.shape[0] // 2
     seqs = [s for s in ("t1", "t1c", "t2", "flair") if s in analysis.pre.images]
-    fig, axes = plt.subplots(2, len(seqs), figsize=(3.2 * len(seqs), 6.6))
+    fig, axes = plt.subplots(2, len(seqs), figsize=(3.2 * max(2, len(seqs)), 6.6), squeeze=False)
     rgba = np.zeros(lab.shape[1:] + (4,))
     for v, c in COLORS.items():
         rgba[lab[z] == v] = (*c, 0.45)

@@ -104,8 +104,9 @@ class GliomaWebApp(TrameApp):
 
     # ------------------------------------------------------------------ actions (the modules' Logic)
     def _show(self, nodes):
-        self.slicer_app.display_manager.show_volume(nodes["flair"], do_reset_views=True)
-        self._logic._segment_editor_logic.on_volume_changed(nodes["flair"])
+        from GliomaMRML.logic import reference_node
+        self.slicer_app.display_manager.show_volume(reference_node(nodes), do_reset_views=True)
+        self._logic._segment_editor_logic.on_volume_changed(reference_node(nodes))
         self._logic.data.is_volume_loaded = True
         self.state.glioma_volume_loaded = True
 
@@ -129,7 +130,7 @@ class GliomaWebApp(TrameApp):
         self.state.glioma_status = "SYNTHETIC demo case loaded. " + DISCLAIMER
 
     def segment(self):
-        from GliomaMRML.logic import GliomaSegmentLogic
+        from GliomaMRML.logic import GliomaSegmentLogic, reference_node
         self.state.glioma_status = "segmenting..."
         self.server.state.flush()
         try:
@@ -137,7 +138,7 @@ class GliomaWebApp(TrameApp):
                 self.scene.RemoveNode(self.scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode"))
             self.segmentation = GliomaSegmentLogic(self.scene).segment(self.nodes,
                                                                        preprocess_options=self.preprocess_options)
-            self._logic._segment_editor_logic.on_volume_changed(self.nodes["flair"])
+            self._logic._segment_editor_logic.on_volume_changed(reference_node(self.nodes))
             self.state.glioma_status = "segmentation ready: edit it with the brush panel, then Predict"
         except Exception as exc:
             self.state.glioma_status = f"segmentation failed: {exc}"
@@ -145,7 +146,7 @@ class GliomaWebApp(TrameApp):
     def predict(self):
         import SimpleITK as sitk
         from GliomaMRML.convert import segmentation_node_to_label_image
-        from GliomaMRML.logic import GliomaPredictLogic
+        from GliomaMRML.logic import GliomaPredictLogic, reference_node
         from GliomaRadiogenomicsLib.io import write_image
         seg = self.segmentation or next(iter(self.scene.GetNodesByClass("vtkMRMLSegmentationNode")), None)
         if seg is None:
@@ -157,7 +158,7 @@ class GliomaWebApp(TrameApp):
             logic = GliomaPredictLogic(self.scene)
             doc, _, _ = logic.predict(self.nodes, seg, self.clinical, preprocess_options=self.preprocess_options)
             logic.save_report(self.work / "report.html")
-            label = segmentation_node_to_label_image(seg, self.nodes["flair"])
+            label = segmentation_node_to_label_image(seg, reference_node(self.nodes))
             write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz", backup=True)
             rows = []
             for t in doc["tasks"]:

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GliomaRadiogenomicsLib.inputs import classify_dicom, classify_name, find_case_files, find_dicom_series
+from GliomaRadiogenomicsLib.case import load_case
+from GliomaRadiogenomicsLib.inputs import (classify_dicom, classify_name, find_case_files, find_dicom_series,
+                                           label_values, scan_case_folder)
 from GliomaRadiogenomicsLib.io import InputError
 
 
@@ -57,15 +59,58 @@ def test_dicom_series_found_and_assigned_from_tags(tmp_path):
     assert img.GetSize() == (16, 16, 4) and abs(img.GetSpacing()[2] - 3.0) < 1e-3
 
 
-def test_missing_and_ambiguous_sequences_are_clear_errors(tmp_path):
+def test_missing_sequences_are_normal_and_ambiguous_ones_are_clear_errors(tmp_path):
     a = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
     for n in ("t1.nii.gz", "t1c.nii.gz", "flair.nii.gz"):
         sitk.WriteImage(a, str(tmp_path / n))
-    with pytest.raises(InputError, match="no T2 found"):
-        find_case_files(tmp_path)
+    found = scan_case_folder(tmp_path)
+    assert set(found.sequences) == {"t1", "t1c", "flair"}            # no T2: a normal case, not an error
+    assert any("not found: T2" in m for m in found.messages)
     sitk.WriteImage(a, str(tmp_path / "t2.nii.gz"))
     sitk.WriteImage(a, str(tmp_path / "T2_TSE.nii.gz"))
     with pytest.raises(InputError, match="T2 is ambiguous"):
         find_case_files(tmp_path)
     chosen = find_case_files(tmp_path, {"t2": str(tmp_path / "T2_TSE.nii.gz")})
     assert chosen["t2"].name == "T2_TSE.nii.gz"
+
+
+def test_a_folder_without_flair_t2_or_t1c_is_refused(tmp_path):
+    a = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
+    sitk.WriteImage(a, str(tmp_path / "t1.nii.gz"))
+    with pytest.raises(InputError, match="no FLAIR, T2 or T1c"):
+        find_case_files(tmp_path)
+
+
+def _img(arr):
+    return sitk.GetImageFromArray(np.asarray(arr))
+
+
+@pytest.mark.parametrize("mask_name", ["flair_abnormality.nii.gz", "t2_seg.nii.gz", "FLAIR_mask.nrrd",
+                                       "t1c_label.nii.gz", "flair_roi.nii.gz", "BraTS_001_seg.nii.gz",
+                                       "lesion_flair.nii.gz"])
+def test_mask_files_named_like_a_sequence_are_never_taken_for_one(tmp_path, mask_name):
+    rng = np.random.default_rng(1)
+    sitk.WriteImage(_img(rng.random((6, 8, 8)).astype(np.float32)), str(tmp_path / "flair.nii.gz"))
+    sitk.WriteImage(_img(rng.random((6, 8, 8)).astype(np.float32)), str(tmp_path / "t2.nii.gz"))
+    sitk.WriteImage(_img((rng.random((6, 8, 8)) > 0.7).astype(np.uint8)), str(tmp_path / mask_name))
+    found = scan_case_folder(tmp_path)
+    assert found.sequences["flair"].name == "flair.nii.gz"
+    assert [m.name for m in found.masks] == [mask_name]
+    assert found.mask.name == mask_name
+
+
+def test_a_label_map_is_recognised_by_its_voxels_whatever_its_name(tmp_path):
+    rng = np.random.default_rng(2)
+    sitk.WriteImage(_img(rng.random((6, 8, 8)).astype(np.float32)), str(tmp_path / "flair.nii.gz"))
+    # named like a sequence, but holds BraTS labels only (float storage too)
+    sitk.WriteImage(_img(rng.integers(0, 4, (6, 8, 8)).astype(np.float32)), str(tmp_path / "t1c.nii.gz"))
+    found = scan_case_folder(tmp_path)
+    assert "t1c" not in found.sequences
+    assert [m.name for m in found.masks] == ["t1c.nii.gz"]
+    assert any("label map" in m for m in found.messages)
+    # an 8-bit MRI (many grey levels) is an image, not a label map
+    assert label_values(_img(rng.integers(0, 256, (6, 8, 8)).astype(np.uint8))) is None
+    assert label_values(_img(np.array([[[0, 1], [1, 0]]] * 2, np.uint8))) == [0, 1]
+    # an image given explicitly that is in fact a mask: a clear error naming the file
+    with pytest.raises(InputError, match="label map"):
+        load_case({"flair": tmp_path / "t1c.nii.gz"})
