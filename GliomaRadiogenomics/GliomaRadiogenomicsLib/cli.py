@@ -221,15 +221,24 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     trained_on = args.trained_on or f"{table_path.name} ({len(table)} rows)"
     clinical = None if args.clinical is None else [c for c in args.clinical.split(",") if c]
-    bundles, ev = train_bundles(table, labels, args.method, prov, trained_on=trained_on, synthetic=args.synthetic,
-                                intended_use=args.intended_use, clinical=clinical, seed=args.seed,
-                                n_bootstrap=args.bootstrap, report_path=out.with_name(out.stem + ".evaluation"))
+    try:
+        bundles, ev = train_bundles(table, labels, args.method, prov, trained_on=trained_on, synthetic=args.synthetic,
+                                    intended_use=args.intended_use, clinical=clinical, seed=args.seed,
+                                    n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
+                                    sequences=args.sequences, n_jobs=args.jobs,
+                                    report_path=out.with_name(out.stem + ".evaluation"))
+    except ValueError as exc:
+        raise InputError(f"{table_path}: {exc}") from None
     paths = []
     for b in bundles:
         p = out if len(bundles) == 1 else out.with_name(f"{out.stem}_{b.task}{out.suffix or '.json'}")
         paths.append(b.save(p, backup=True))
     summary = {"bundles": [str(p) for p in paths], "report": str(out.with_name(out.stem + ".evaluation.html")),
                "auc_cv": {b.task: [b.metrics["auc_cv"], b.metrics["auc_cv_95ci"]] for b in bundles},
+               "auc_cv_sd": {b.task: b.metrics.get("auc_cv_sd") for b in bundles},
+               "baselines_auc_cv": {b.task: {k: v["auc"] for k, v in b.metrics.get("baselines_cv", {}).items()}
+                                    for b in bundles},
+               "repeats": args.repeats, "sequences": {b.task: b.feature_schema.get("sequences") for b in bundles},
                "features": {b.task: len(b.features) for b in bundles}}
     print(json.dumps(summary, indent=1))
     return 0
@@ -315,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: none for "
                    "st/mt/cmt, age,sex_male,who_grade,vasari_score for atrx-fusion)")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds of the selection (default 100)")
+    p.add_argument("--repeats", type=int, default=10, help="repetitions of the outer cross-validation, each with a "
+                   "different shuffle (default 10)")
+    p.add_argument("--folds", type=int, default=5, help="outer cross-validation folds (default 5)")
+    p.add_argument("--sequences", help="comma-separated sequences (flair,t1,t1c,t2): train on their features plus "
+                   "sequence-independent ones (mask_, loc_, vasari_F) and on the cases that have them all; recorded "
+                   "in the bundle")
+    p.add_argument("--jobs", type=int, default=None, help="processes for the outer folds and the final bootstrap "
+                   "(default: CPUs, at most 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trained-on", help="description of the training data for the model card")
     p.add_argument("--synthetic", action="store_true", help="the table is synthetic (said on every output)")

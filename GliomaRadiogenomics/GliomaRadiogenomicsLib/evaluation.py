@@ -4,7 +4,8 @@ ROC AUC with 95 % CIs by DeLong (fast algorithm of Sun & Xu 2014) and by 2000 bo
 test of correlated AUCs; the Youden cutoff taken from the TRAINING predictions and applied to the evaluated ones
 (accuracy, sensitivity, specificity, PPV, NPV, confusion matrix); AUPRC; calibration curve and Brier score; decision
 curve (net benefit) and clinical impact curve; waterfall plot; Pearson heat map of the model's features; cohort
-table (Mann-Whitney U for numbers, chi-square for categories).
+table (Mann-Whitney U for numbers, chi-square for categories). Repeated cross-validation: the pooled out-of-fold AUC
+per repetition summarised (mean, SD, range, DeLong and bootstrap CIs) and paired comparisons on the same folds.
 """
 from __future__ import annotations
 
@@ -75,6 +76,71 @@ def bootstrap_ci(y, score, n: int = 2000, seed: int = 0, alpha: float = 0.05, me
         if 0 < y[i].sum() < len(i):
             vals.append(metric(y[i], score[i]))
     return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# repeated cross-validation: out-of-fold predictions of R repetitions (different fold shuffles) on the same cases
+# ----------------------------------------------------------------------------------------------------------------
+def _rank_aucs(y: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """AUC of each row of P (R, n) against y (Mann-Whitney, ties 1/2); NaN when y has one class."""
+    y = np.asarray(y).astype(int)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return np.full(P.shape[0], np.nan)
+    r = stats.rankdata(P, axis=1)
+    return (r[:, y == 1].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def repeated_cv_summary(y, P, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """The pooled out-of-fold AUC of each repetition (rows of ``P``), summarised over the repetitions.
+
+    mean, SD, min, max over repetitions; 95 % CI (DeLong): mean AUC +- z * sqrt(mean of the repetitions' DeLong
+    variances) (each repetition is a full out-of-fold prediction of the same cases, so the case-sampling variance
+    is that of one repetition; averaging repetitions removes fold-assignment noise, not case-sampling noise);
+    95 % CI (bootstrap): percentile interval of the repetition-mean AUC over ``n_boot`` case resamples."""
+    y = np.asarray(y).astype(int)
+    P = np.atleast_2d(np.asarray(P, float))
+    aucs, var = [], []
+    for row in P:
+        a, _, _, se = delong_ci(y, row)
+        aucs.append(a)
+        var.append(se ** 2)
+    aucs = np.asarray(aucs)
+    mean = float(aucs.mean())
+    z = stats.norm.ppf(1 - alpha / 2)
+    se = math.sqrt(float(np.mean(var)))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            boots.append(float(np.mean(_rank_aucs(y[i], P[:, i]))))
+    return {"repeats": int(len(aucs)), "n": int(len(y)), "n_positive": int(y.sum()),
+            "auc_mean": round(mean, 4), "auc_sd": round(float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0, 4),
+            "auc_min": round(float(aucs.min()), 4), "auc_max": round(float(aucs.max()), 4),
+            "auc_95ci_delong": [round(max(0.0, mean - z * se), 4), round(min(1.0, mean + z * se), 4)],
+            "auc_se_delong": round(se, 4),
+            "auc_95ci_bootstrap": [round(float(np.quantile(boots, alpha / 2)), 4),
+                                   round(float(np.quantile(boots, 1 - alpha / 2)), 4)] if boots else None,
+            "auc_per_repetition": [round(float(a), 4) for a in aucs],
+            "auc_of_mean_prediction": round(float(delong_ci(y, P.mean(0))[0]), 4)}
+
+
+def compare_repeated(y, P_a, P_b, name_a: str = "model", name_b: str = "baseline") -> dict:
+    """Paired comparison of two models evaluated on the SAME folds of every repetition: the per-repetition AUC
+    differences (a - b) and a DeLong test on the repetition-averaged out-of-fold predictions."""
+    y = np.asarray(y).astype(int)
+    P_a, P_b = np.atleast_2d(np.asarray(P_a, float)), np.atleast_2d(np.asarray(P_b, float))
+    if P_a.shape != P_b.shape:
+        raise ValueError("compare_repeated: both models need predictions of the same repetitions and cases")
+    d = _rank_aucs(y, P_a) - _rank_aucs(y, P_b)
+    a1, a2, z, p = delong_test(y, P_a.mean(0), P_b.mean(0))
+    return {"a": name_a, "b": name_b, "auc_diff_mean": round(float(d.mean()), 4),
+            "auc_diff_sd": round(float(d.std(ddof=1)) if len(d) > 1 else 0.0, 4),
+            "auc_diff_min": round(float(d.min()), 4), "auc_diff_max": round(float(d.max()), 4),
+            "repetitions_a_better": int((d > 0).sum()), "repeats": int(len(d)),
+            "delong_mean_prediction": {"auc_a": round(a1, 4), "auc_b": round(a2, 4), "z": round(z, 3), "p": p}}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -298,6 +364,12 @@ def write_report(path, title: str, sections: List[dict], card: Optional[dict] = 
     for s in sections:
         ev = s.get("evaluation")
         parts.append(f"<h2>{e(s['title'])}</h2>")
+        if s.get("text"):
+            parts.append(f"<p>{e(s['text'])}</p>")
+        if s.get("table"):
+            tab = s["table"]
+            parts.append("<table><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in tab["columns"]) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in tab["rows"]) + "</table>")
         if ev is None:
             for name, png in s.get("figures", {}).items():
                 parts.append(f"<img alt='{e(name)}' title='{e(name)}' src='data:image/png;base64,{png}'>")

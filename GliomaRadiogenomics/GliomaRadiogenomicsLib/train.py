@@ -3,30 +3,45 @@
 ``train_bundles(table, labels, method)``:
   st / mt / cmt  Wang 2025 (one bundle per label; mt and cmt need two labels, st trains each label on its own);
   atrx-fusion    Liu 2024 (one label: imaging score + age + sex + WHO grade + VASARI score).
-Performance is estimated by an outer stratified 5-fold cross-validation that repeats every step (filtering,
-bootstrap selection, penalty choice, fusion) inside each fold; the final model is then fitted on all cases. The
-cutoff is the Youden index of the final model's training predictions, applied to the out-of-fold predictions.
+Performance is estimated by REPEATED nested cross-validation: ``repeats`` repetitions (default 10) of a stratified
+``outer_folds``-fold (5) outer split, each repetition with a different shuffle; every step (correlation filter,
+bootstrap selection, penalty choice, t-test / LASSO / AIC, fusion, imputation means) is repeated inside each
+outer training fold. Reported: the pooled out-of-fold AUC per repetition, its mean over repetitions, SD and range,
+and 95 % CIs; clinical baselines (age; age + sex: plain logistic regression) are fitted on the SAME training folds
+and compared pairwise (per-repetition AUC differences; DeLong on the repetition-averaged out-of-fold predictions).
+The final model is then fitted on all cases. The cutoff is the Youden index of the final model's training
+predictions, applied to the (repetition-averaged) out-of-fold predictions.
+
+``sequences`` restricts a training to the MRI sequences named (``restrict_to_sequences``): imaging columns of
+other sequences are dropped, sequence-independent ones (segmentation shape ``mask_``, atlas location ``loc_``,
+VASARI features ``vasari_F``) kept, and only cases with all the named sequences are used; the bundle records them
+in ``feature_schema["sequences"]``.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
+import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from . import __version__
-from .bundle import ModelBundle, build_nomogram
-from .evaluation import cohort_table, evaluate, figures, write_report, youden_cutoff
+from .bundle import SEQ_NAMES, ModelBundle, build_nomogram
+from .evaluation import (cohort_table, compare_repeated, evaluate, figures, repeated_cv_summary, write_report,
+                         youden_cutoff)
 from .models import LiuFusion, WangLasso, _sigmoid, correlation_keep
 
 CLINICAL = ("age", "sex_male", "who_grade", "vasari_score")
 IMAGING_PREFIXES = ("mask_", "T1_", "T1c_", "T2_", "FLAIR_", "loc_", "vasari_F", "t2flair_")
+SEQUENCE_PREFIXES = {"t1": "T1_", "t1c": "T1c_", "t2": "T2_", "flair": "FLAIR_"}
+SEQUENCE_FREE_PREFIXES = ("mask_", "loc_", "vasari_F")  # from the segmentation and the atlas, no MRI intensities
 METHODS = ("st", "mt", "cmt", "atrx-fusion")
+BASELINES = {"age": ("age",), "age + sex": ("age", "sex_male")}  # plain logistic regression, same folds
 NOMOGRAM_NAMES = {"age": "Age (years)", "sex_male": "Sex (male = 1)", "who_grade": "WHO grade",
                   "vasari_score": "VASARI score"}
 ENCODINGS = {"sex_male": {"M": 1.0, "MALE": 1.0, "F": 0.0, "FEMALE": 0.0}}
@@ -48,6 +63,69 @@ def imaging_columns(columns: Sequence[str]) -> List[str]:
     return [c for c in columns if c.startswith(IMAGING_PREFIXES) and not c.endswith(("_n", "_score"))]
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# sequence subsets
+# ----------------------------------------------------------------------------------------------------------------
+def parse_sequences(spec) -> List[str]:
+    """'flair,t1,t1c' (or a list; case-insensitive, FLAIR / T1c accepted) -> keys in canonical order."""
+    items = re.split(r"[,+\s]+", spec) if isinstance(spec, str) else list(spec)
+    keys = [str(i).strip().lower() for i in items if str(i).strip()]
+    bad = [k for k in keys if k not in SEQUENCE_PREFIXES]
+    if bad or not keys:
+        raise ValueError(f"--sequences: unknown sequence(s) {', '.join(bad) or '(none given)'}; use a comma-separated "
+                         f"list of {', '.join(SEQUENCE_PREFIXES)}")
+    return [k for k in SEQ_NAMES if k in keys]
+
+
+def column_sequences(column: str) -> Optional[List[str]]:
+    """The sequences an imaging column's values come from: [] for sequence-independent columns, None for columns
+    that are not imaging features."""
+    if column.startswith("t2flair_"):
+        return ["t2", "flair"]
+    for k, pre in SEQUENCE_PREFIXES.items():
+        if column.startswith(pre):
+            return [k]
+    if column.startswith(SEQUENCE_FREE_PREFIXES):
+        return []
+    return None
+
+
+def case_sequences(table: pd.DataFrame) -> List[set]:
+    """Per row, the sequences whose feature columns hold at least one finite value (what was extracted)."""
+    out = [set() for _ in range(len(table))]
+    for k, pre in SEQUENCE_PREFIXES.items():
+        cols = [c for c in table.columns if c.startswith(pre)]
+        if not cols:
+            continue
+        has = np.isfinite(table[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)).any(1)
+        for i in np.flatnonzero(has):
+            out[i].add(k)
+    return out
+
+
+def restrict_to_sequences(table: pd.DataFrame, sequences) -> Tuple[pd.DataFrame, dict]:
+    """Keep the rows (cases) that have every sequence in ``sequences`` and drop the imaging columns of any other
+    sequence; sequence-independent columns (mask_, loc_, vasari_F) and non-imaging columns stay."""
+    seqs = parse_sequences(sequences)
+    missing = [SEQ_NAMES[k] for k in seqs if not any(c.startswith(SEQUENCE_PREFIXES[k]) for c in table.columns)]
+    if missing:
+        raise ValueError(f"--sequences: the table has no feature columns of {', '.join(missing)}")
+    have = case_sequences(table)
+    rows = [i for i, h in enumerate(have) if set(seqs) <= h]
+    drop = [c for c in table.columns if (column_sequences(c) or []) and not set(column_sequences(c)) <= set(seqs)]
+    out = table.iloc[rows].drop(columns=drop).reset_index(drop=True)
+    info = {"sequences": [SEQ_NAMES[k] for k in seqs], "n_rows_table": int(len(table)), "n_rows_kept": int(len(out)),
+            "n_columns_dropped": len(drop)}
+    return out, info
+
+
+def offered_sequences(columns: Sequence[str]) -> List[str]:
+    """Sequences (display names) of the imaging columns offered to a model."""
+    used = set()
+    for c in columns:
+        used.update(column_sequences(c) or [])
+    return [SEQ_NAMES[k] for k in SEQ_NAMES if k in used]
+
 
 def drop_correlated(X: np.ndarray, names: List[str], threshold: float = 0.99):
     keep = correlation_keep(X, threshold)
@@ -65,7 +143,7 @@ def _usable(df: pd.DataFrame, cols: List[str]) -> List[str]:
 # fitting one method on one table (used for the final model and inside each outer fold)
 # ----------------------------------------------------------------------------------------------------------------
 def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str], seed: int,
-         n_bootstrap: int):
+         n_bootstrap: int, n_jobs: Optional[int] = None):
     """Returns a list (one per label) of linear models {features, center, scale, coef, intercept, groups, info}."""
     if method == "atrx-fusion":
         cols = img_cols + clinical
@@ -77,7 +155,8 @@ def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], 
         return [lm]
     X = df[img_cols + clinical].to_numpy(float)
     Y = df[labels].to_numpy(float)
-    est = WangLasso(method=method, n_bootstrap=n_bootstrap, n_jobs=min(4, os.cpu_count() or 1),
+    n_jobs = min(4, os.cpu_count() or 1) if n_jobs is None else n_jobs
+    est = WangLasso(method=method, n_bootstrap=n_bootstrap, n_jobs=n_jobs,
                     random_state=seed).fit(X, Y, img_cols + clinical)
     out = []
     for t in range(len(labels)):
@@ -109,14 +188,114 @@ def _impute(df: pd.DataFrame, clinical: List[str], means: Dict[str, float]) -> p
     return df
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# repeated nested cross-validation
+# ----------------------------------------------------------------------------------------------------------------
+_CV_INPUT: dict = {}
+
+
+def _logistic_baseline(dtr: pd.DataFrame, dte: pd.DataFrame, label: str, cols: Sequence[str]) -> np.ndarray:
+    """Plain (unpenalised) logistic regression on ``cols`` fitted on the training fold's labelled cases; missing
+    values take the training fold's means."""
+    from .models import _logit_fit
+    tr = dtr[np.isfinite(dtr[label].to_numpy(float))]
+    mu = {c: float(tr[c].mean()) for c in cols}
+    C = tr[list(cols)].fillna(mu).to_numpy(float)
+    m, sd = C.mean(0), C.std(0)
+    sd[sd == 0] = 1
+    w, b, _ = _logit_fit((C - m) / sd, tr[label].to_numpy(float))
+    return _sigmoid(b + ((dte[list(cols)].fillna(mu).to_numpy(float) - m) / sd) @ w)
+
+
+def _cv_fold(job, ctx=None) -> dict:
+    """One outer fold of one repetition: fit every step on the training part, predict the held-out part."""
+    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap = ctx if ctx is not None else _CV_INPUT["ctx"]
+    r, f, tr, te = job
+    dtr, dte = df.iloc[tr], df.iloc[te]
+    m_tr = {c: float(dtr[c].mean()) for c in clinical}
+    dtr, dte = _impute(dtr, clinical, m_tr), _impute(dte, clinical, m_tr)
+    models = _fit(method, dtr, labels, img_cols, clinical, seed + r, n_bootstrap, n_jobs=1)
+    out = {"r": r, "f": f, "te": te, "p": {}, "n_features": {}, "extra": {}, "baselines": {}}
+    for lab, m in zip(labels, models):
+        out["p"][lab] = _sigmoid(_lp(m, dte))
+        out["n_features"][lab] = len(m["features"])
+        out["baselines"][lab] = {name: _logistic_baseline(dtr, dte, lab, cols) for name, cols in baselines.items()}
+    if method == "atrx-fusion":
+        est = models[0]["extra"]["imaging"]
+        out["extra"]["imaging only"] = _sigmoid(est.imaging_score(dte[img_cols + clinical].to_numpy(float)))
+        out["extra"]["clinical only"] = _clinical_only(dtr, dte, labels[0], clinical)
+    return out
+
+
+def _cv_worker(job):
+    return _cv_fold(job)
+
+
+def _init_worker():
+    from .models import _one_blas_thread
+    _one_blas_thread()
+
+
+def cv_splits(strata: pd.Series, repeats: int, folds: int, seed: int):
+    """(repetition, fold, train index, test index) for every outer fold: repetition r shuffles with seed + 1 + r
+    (repetition 0 is the single cross-validation of earlier versions)."""
+    k = max(2, int(min(folds, strata.value_counts().min())))
+    return [(r, f, tr, te) for r in range(repeats)
+            for f, (tr, te) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed + 1 + r)
+                                         .split(np.zeros(len(strata)), strata))], k
+
+
+def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str],
+                strata: pd.Series, *, repeats: int, folds: int, seed: int, n_bootstrap: int,
+                n_jobs: int = 1, baselines: Optional[Dict[str, Sequence[str]]] = None) -> dict:
+    """Out-of-fold predictions (repeats, n) of the method, its clinical baselines and (Liu) the imaging-only and
+    clinical-only parts, all on the same folds. Outer folds run in ``n_jobs`` processes (the results do not depend
+    on ``n_jobs``: every fold's seed is fixed)."""
+    if baselines is None:
+        baselines = {k: v for k, v in BASELINES.items() if all(c in df.columns and df[c].notna().any() for c in v)}
+    jobs, k = cv_splits(strata, repeats, folds, seed)
+    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap)
+    n_jobs = max(1, min(int(n_jobs or 1), len(jobs)))
+    if n_jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        _CV_INPUT["ctx"] = ctx  # inherited by the forked workers
+        try:
+            with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_init_worker) as pool:
+                results = list(pool.map(_cv_worker, jobs))
+        finally:
+            _CV_INPUT.clear()
+    else:
+        results = [_cv_fold(j, ctx) for j in jobs]
+    n = len(df)
+    P = {lab: np.full((repeats, n), np.nan) for lab in labels}
+    B = {lab: {b: np.full((repeats, n), np.nan) for b in baselines} for lab in labels}
+    E = {e: np.full((repeats, n), np.nan) for e in (("imaging only", "clinical only") if method == "atrx-fusion" else ())}
+    nfeat = {lab: [] for lab in labels}
+    for res in results:
+        r, te = res["r"], res["te"]
+        for lab in labels:
+            P[lab][r, te] = res["p"][lab]
+            nfeat[lab].append(res["n_features"][lab])
+            for b, v in res["baselines"][lab].items():
+                B[lab][b][r, te] = v
+        for e, v in res["extra"].items():
+            E[e][r, te] = v
+    return {"oof": P, "baselines": B, "extra": E, "n_features": nfeat, "folds": k, "repeats": repeats,
+            "baseline_columns": {b: list(c) for b, c in baselines.items()}}
+
+
 def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, provenance: dict, *, trained_on: str,
                   synthetic: bool, intended_use: str, tasks: Optional[Sequence[str]] = None,
                   positive_labels: Optional[Sequence[str]] = None, negative_labels: Optional[Sequence[str]] = None,
                   clinical: Optional[Sequence[str]] = None, seed: int = 0, n_bootstrap: int = 100,
-                  outer_folds: int = 5, version: str = "1.0.0", report_path=None, name_prefix: str = "",
-                  _keep_plot: bool = False):
-    """Train, cross-validate and package. Returns (bundles, evaluation dict); with ``report_path`` (no suffix)
-    also writes <report_path>.html (figures) and <report_path>.json (numbers)."""
+                  outer_folds: int = 5, repeats: int = 10, sequences=None, n_jobs: Optional[int] = None,
+                  version: str = "1.0.0", report_path=None, name_prefix: str = "", _keep_plot: bool = False):
+    """Train, cross-validate (``repeats`` x ``outer_folds`` nested) and package. Returns (bundles, evaluation
+    dict); with ``report_path`` (no suffix) also writes <report_path>.html (figures) and <report_path>.json.
+    ``sequences`` (e.g. "flair,t1,t1c"): train on those sequences' features and cases only (recorded in the
+    bundle). ``n_jobs`` processes (default: CPUs, at most 4) run the outer folds and the final bootstrap."""
     labels = list(labels)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
@@ -124,16 +303,25 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
         raise ValueError(f"method {method} needs two labels (--label and --label2)")
     if method == "atrx-fusion" and len(labels) != 1:
         raise ValueError("method atrx-fusion takes one label")
+    if repeats < 1 or outer_folds < 2:
+        raise ValueError("repeats must be >= 1 and outer folds >= 2")
     for lab in labels:
         if lab not in table.columns:
             raise ValueError(f"label column '{lab}' is not in the table")
+    n_jobs = min(4, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
+    seq_info = None
+    if sequences:
+        table, seq_info = restrict_to_sequences(table, sequences)
+        if table.empty:
+            raise ValueError(f"no case in the table has all of {', '.join(seq_info['sequences'])}")
     if method == "st" and len(labels) == 2:  # single-task: each label on its own cases
         results = [train_bundles(table, [lab], "st", provenance, trained_on=trained_on, synthetic=synthetic,
                                  intended_use=intended_use, tasks=[(tasks or labels)[i]],
                                  positive_labels=[(positive_labels or labels)[i]],
                                  negative_labels=[(negative_labels or [f"not {x}" for x in labels])[i]],
                                  clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=outer_folds,
-                                 version=version, name_prefix=name_prefix, _keep_plot=True)
+                                 repeats=repeats, sequences=seq_info["sequences"] if seq_info else None,
+                                 n_jobs=n_jobs, version=version, name_prefix=name_prefix, _keep_plot=True)
                    for i, lab in enumerate(labels)]
         ev = {"tasks": [r[1]["tasks"][0] for r in results]}
         if report_path:
@@ -152,25 +340,14 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     img_cols = _usable(df, imaging_columns(df.columns))
     if not img_cols:
         raise ValueError("no usable imaging feature columns (finite, non-constant) in the table")
+    seq_names = seq_info["sequences"] if seq_info else offered_sequences(img_cols)
+    provenance = {**provenance, "sequences": seq_names}
     means = {c: float(df[c].mean()) for c in clinical}
     dfi = _impute(df, clinical, means)
     strat = dfi[labels].fillna(2).astype(int).astype(str).agg("".join, axis=1)
-    # outer cross-validation
-    oof = {lab: np.full(len(dfi), np.nan) for lab in labels}
-    oof_extra = {"imaging only": np.full(len(dfi), np.nan), "clinical only": np.full(len(dfi), np.nan)}
-    k = int(min(outer_folds, strat.value_counts().min()))
-    for tr, te in StratifiedKFold(max(k, 2), shuffle=True, random_state=seed + 1).split(dfi, strat):
-        dtr, dte = df.iloc[tr], df.iloc[te]
-        m_tr = {c: float(dtr[c].mean()) for c in clinical}
-        dtr, dte = _impute(dtr, clinical, m_tr), _impute(dte, clinical, m_tr)
-        models = _fit(method, dtr, labels, img_cols, clinical, seed, n_bootstrap)
-        for lab, m in zip(labels, models):
-            oof[lab][te] = _sigmoid(_lp(m, dte))
-        if method == "atrx-fusion":
-            est = models[0]["extra"]["imaging"]
-            oof_extra["imaging only"][te] = _sigmoid(est.imaging_score(dte[img_cols + clinical].to_numpy(float)))
-            oof_extra["clinical only"][te] = _clinical_only(dtr, dte, labels[0], clinical)
-    final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap)
+    cv = repeated_cv(method, df, labels, img_cols, clinical, strat, repeats=repeats, folds=outer_folds, seed=seed,
+                     n_bootstrap=n_bootstrap, n_jobs=n_jobs)
+    final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap, n_jobs=n_jobs)
     if method == "atrx-fusion":  # Liu's comparison of classifiers on the selected imaging features
         from .models import compare_classifiers
         est = final[0]["extra"]["imaging"]
@@ -179,25 +356,44 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
             dfi[sel].to_numpy(float), dfi[labels[0]].to_numpy(int), seed=seed)
         final[0]["info"]["classifier_comparison_note"] = ("5-fold CV AUC on the features selected from all cases "
                                                           "(selection not repeated per fold: optimistic, for ranking)")
+    design = {"repeats": repeats, "folds": cv["folds"], "n_bootstrap": n_bootstrap, "seed": seed,
+              "n_imaging_columns_offered": len(img_cols), "clinical_offered": clinical, "sequences": seq_names,
+              "baseline_columns": cv["baseline_columns"]}
+    if seq_info:
+        design["sequence_restriction"] = seq_info
     bundles, task_evals = [], []
     for i, (lab, m) in enumerate(zip(labels, final)):
         keep = np.isfinite(dfi[lab].to_numpy(float))
         y = dfi.loc[keep, lab].astype(int).to_numpy()
+        P = cv["oof"][lab][:, keep]
+        p_mean = P.mean(0)
         p_train = _sigmoid(_lp(m, dfi[keep]))
-        compare = ({k2: v[keep] for k2, v in oof_extra.items()} if method == "atrx-fusion" else None)
-        ev_cv = evaluate(y, oof[lab][keep], p_train=p_train, y_train=y, name=f"{tasks[i]} ({method})",
+        compare = ({k2: v[:, keep].mean(0) for k2, v in cv["extra"].items()} if method == "atrx-fusion" else None)
+        ev_cv = evaluate(y, p_mean, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method})",
                          compare=compare, seed=seed)
         ev_train = evaluate(y, p_train, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method}) training", seed=seed)
+        rep = {"design": design, "model": repeated_cv_summary(y, P, seed=seed)}
+        rep["baselines"] = {b: repeated_cv_summary(y, v[:, keep], seed=seed) for b, v in cv["baselines"][lab].items()}
+        rep["comparisons"] = [compare_repeated(y, P, v[:, keep], f"{tasks[i]} ({method})", b)
+                              for b, v in cv["baselines"][lab].items()]
+        nf = np.asarray(cv["n_features"][lab])
+        rep["n_features_per_fold"] = {"mean": round(float(nf.mean()), 2), "min": int(nf.min()), "max": int(nf.max())}
+        rep["n_features_final"] = len(m["features"])
         cutoff = youden_cutoff(y, p_train)
-        bundle = _bundle(m, dfi[keep], tasks[i], method, cutoff, ev_cv, ev_train, provenance, trained_on, synthetic,
-                         intended_use, positive_labels[i], negative_labels[i], lab, means, seed, version, name_prefix)
+        bundle = _bundle(m, dfi[keep], tasks[i], method, cutoff, ev_cv, ev_train, rep, provenance, trained_on,
+                         synthetic, intended_use, positive_labels[i], negative_labels[i], lab, means, seed, version,
+                         name_prefix)
         bundles.append(bundle)
+        plot_compare = {**(compare or {}), **{b: v[:, keep].mean(0) for b, v in cv["baselines"][lab].items()}}
         task_evals.append({"task": tasks[i], "label": lab, "method": method, "cross_validated": ev_cv,
-                           "oof_probability": [round(float(v), 6) for v in oof[lab][keep]],
+                           "repeated_cv": rep,
+                           "oof_probability": [round(float(v), 6) for v in p_mean],
+                           "label_values": [int(v) for v in y],
+                           "oof_probability_note": "mean over the repetitions of each case's out-of-fold probability",
                            "case_id": dfi.loc[keep, "case_id"].astype(str).tolist() if "case_id" in dfi else None,
                            "training": ev_train, "model": m["info"], "features": m["features"],
                            "cohort": cohort_table(dfi[keep], lab, clinical + m["features"][:10]),
-                           "_plot": (y, oof[lab][keep], dfi.loc[keep, m["features"]], compare)})
+                           "_plot": (y, p_mean, dfi.loc[keep, m["features"]], plot_compare)})
     ev = {"tasks": task_evals}
     if report_path:
         _report(report_path, ev, bundles)
@@ -218,8 +414,8 @@ def _clinical_only(dtr, dte, label, clinical):
     return _sigmoid(b + ((dte[clinical].to_numpy(float) - mu) / sd) @ w)
 
 
-def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, provenance, trained_on, synthetic, intended_use, pos, neg,
-            label, means, seed, version, name_prefix) -> ModelBundle:
+def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, rep, provenance, trained_on, synthetic, intended_use, pos,
+            neg, label, means, seed, version, name_prefix) -> ModelBundle:
     feats = list(m["features"])
     if not feats:
         raise ValueError(f"{task}: the model kept no feature")
@@ -232,19 +428,38 @@ def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, provenance, trained_on
     center, scale = np.asarray(m["center"], float), np.asarray(m["scale"], float)
     variables, nomogram = build_nomogram(feats, coef, center, scale, float(m["intercept"]), X, groups,
                                          units={"age": "years"})
+    d, mod = rep["design"], rep["model"]
     metrics = {
-        "auc_cv": ev_cv["auc"], "auc_cv_95ci": ev_cv["auc_95ci_delong"],
-        "auc_cv_95ci_bootstrap": ev_cv["auc_95ci_bootstrap"],
-        "auc_cv_method": "stratified 5-fold outer cross-validation repeating every step; 95% CI DeLong "
-                         "(and 2000 bootstrap resamples)",
+        "auc_cv": mod["auc_mean"], "auc_cv_95ci": mod["auc_95ci_delong"],
+        "auc_cv_95ci_bootstrap": mod["auc_95ci_bootstrap"],
+        "auc_cv_method": (f"{d['repeats']} x stratified {d['folds']}-fold outer cross-validation (a different "
+                          "shuffle per repetition) repeating every step inside the training folds; AUC of the "
+                          "pooled out-of-fold predictions, mean over repetitions; 95% CI: DeLong (mean of the "
+                          "repetitions' variances) and 2000 case-bootstrap resamples of the repetition mean"),
+        "auc_cv_sd": mod["auc_sd"], "auc_cv_range": [mod["auc_min"], mod["auc_max"]],
+        "auc_cv_repeats": d["repeats"], "auc_cv_folds": d["folds"],
+        "auc_cv_per_repetition": mod["auc_per_repetition"],
+        "baselines_cv": {b: {"auc": v["auc_mean"], "auc_sd": v["auc_sd"], "auc_range": [v["auc_min"], v["auc_max"]],
+                             "auc_95ci": v["auc_95ci_delong"], "columns": d["baseline_columns"][b],
+                             "model": "logistic regression fitted on the same outer training folds"}
+                         for b, v in rep["baselines"].items()},
+        "comparison_with_baselines": {c["b"]: {"auc_diff_mean": c["auc_diff_mean"], "auc_diff_sd": c["auc_diff_sd"],
+                                               "auc_diff_range": [c["auc_diff_min"], c["auc_diff_max"]],
+                                               "repetitions_model_better": c["repetitions_a_better"],
+                                               "delong_p_mean_prediction": c["delong_mean_prediction"]["p"]}
+                                      for c in rep["comparisons"]},
+        "n_features_per_fold": rep["n_features_per_fold"],
         "auc_train_apparent": ev_train["auc"], "auprc_cv": ev_cv["auprc"], "brier_cv": ev_cv["brier"],
+        "cv_probability": "mean over the repetitions of each case's out-of-fold probability (AUPRC, Brier, "
+                          "cutoff metrics)",
         "cutoff_method": "Youden index on the final model's training predictions",
         "at_cutoff_cv": {k: v for k, v in ev_cv["at_cutoff"].items() if k != "confusion_matrix"},
     }
     training = {"trained_on": trained_on, "n": int(ev_train["n"]), "n_positive": int(ev_train["n_positive"]),
                 "label_column": label, "date": _dt.date.today().isoformat(),
                 "software": f"glioma-radiogenomics {__version__}", "python": platform.python_version(),
-                "method": m["info"]["method"], "method_details": m["info"], "seed": seed}
+                "method": m["info"]["method"], "method_details": m["info"], "seed": seed,
+                "sequences": list(provenance.get("sequences") or []), "validation_design": d}
     clinical = [f for f in feats if f in CLINICAL]
     return ModelBundle(
         task=task, name=f"{name_prefix}{task}-{method}", version=version, features=feats,
@@ -263,8 +478,10 @@ def _report(path, ev: dict, bundles: List[ModelBundle]) -> None:
     for t in ev["tasks"]:
         plot = t.pop("_plot", None)
         figs = figures(*plot[:2], t["cross_validated"], features=plot[2], compare=plot[3]) if plot else {}
-        sections.append({"title": f"{t['task']}: out-of-fold (internal validation)", "evaluation": t["cross_validated"],
-                         "figures": figs, "cohort": t["cohort"]})
+        if t.get("repeated_cv"):
+            sections.append(_repeated_section(t))
+        sections.append({"title": f"{t['task']}: out-of-fold, repetition-averaged probabilities (internal validation)",
+                         "evaluation": t["cross_validated"], "figures": figs, "cohort": t["cohort"]})
         sections.append({"title": f"{t['task']}: training (apparent)", "evaluation": t["training"]})
     card = {}
     for b in bundles:
@@ -280,13 +497,38 @@ def _report(path, ev: dict, bundles: List[ModelBundle]) -> None:
     atomic_write_json(path.parent / (path.name + ".json"), ev, backup=True)
 
 
+def _repeated_section(t: dict) -> dict:
+    rep = t["repeated_cv"]
+    d = rep["design"]
+    rows = []
+    for name, v in [(f"{t['task']} ({t['method']})", rep["model"])] + list(rep["baselines"].items()):
+        rows.append([name, v["auc_mean"], v["auc_sd"], f"{v['auc_min']}-{v['auc_max']}",
+                     "-".join(map(str, v["auc_95ci_delong"])), "-".join(map(str, v["auc_95ci_bootstrap"] or []))])
+    for c in rep["comparisons"]:
+        dl = c["delong_mean_prediction"]
+        rows.append([f"difference vs {c['b']}", c["auc_diff_mean"], c["auc_diff_sd"],
+                     f"{c['auc_diff_min']}-{c['auc_diff_max']}",
+                     f"better in {c['repetitions_a_better']}/{c['repeats']} repetitions",
+                     f"DeLong (mean prediction) z = {dl['z']}, p = {dl['p']:.3g}"])
+    nf = rep["n_features_per_fold"]
+    text = (f"{d['repeats']} repetitions x {d['folds']}-fold outer cross-validation, every selection step inside the "
+            f"training folds; n = {rep['model']['n']} ({rep['model']['n_positive']} positive); sequences "
+            f"{'+'.join(d['sequences']) or 'none'}; {d['n_imaging_columns_offered']} imaging columns offered, clinical "
+            f"offered: {', '.join(d['clinical_offered']) or 'none'}; features per fold model {nf['mean']} "
+            f"({nf['min']}-{nf['max']}), final model {rep['n_features_final']}. Baselines: logistic regression on "
+            "the same training folds.")
+    return {"title": f"{t['task']}: repeated nested cross-validation", "text": text,
+            "table": {"columns": ["model", "AUC mean", "SD", "min-max", "95% CI DeLong", "95% CI bootstrap"],
+                      "rows": rows}}
+
+
 SYNTHETIC_USE = ("SOFTWARE DEMONSTRATION ONLY. Trained on SYNTHETIC simulated cases; the probability has no "
                  "clinical meaning. Research use, not a diagnosis.")
 
 
 def train_default_bundles(table: pd.DataFrame, provenance: dict, out_dir: Path, seed: int = 2025,
                           cohort_description: str = "synthetic cohort", n_bootstrap: int = 100,
-                          report_dir: Optional[Path] = None) -> List[Path]:
+                          report_dir: Optional[Path] = None, repeats: int = 10) -> List[Path]:
     """IDH + epilepsy: collaborative multi-task LASSO (Wang 2025); ATRX: Liu 2024 fusion on the IDH-mutant subset.
     Evaluation reports go to ``report_dir`` (default: ``out_dir``)."""
     out_dir = Path(out_dir)
@@ -297,11 +539,13 @@ def train_default_bundles(table: pd.DataFrame, provenance: dict, out_dir: Path, 
                                synthetic=True, intended_use=SYNTHETIC_USE, tasks=["IDH", "epilepsy"],
                                positive_labels=["IDH-mutant", "glioma-associated epilepsy"],
                                negative_labels=["IDH-wildtype", "no epilepsy"], seed=seed, n_bootstrap=n_bootstrap,
+                               repeats=repeats,
                                report_path=report_dir / "evaluation_IDH_epilepsy", name_prefix="default-")
     atrx, _ = train_bundles(table[table["IDH"] == 1], ["ATRX"], "atrx-fusion", provenance,
                             trained_on=cohort_description + ", IDH-mutant subset (Liu 2024 population)",
                             synthetic=True, intended_use=SYNTHETIC_USE + " ATRX model: intended for IDH-mutant "
                             "gliomas only.", tasks=["ATRX"], positive_labels=["ATRX-mutant"],
                             negative_labels=["ATRX-wildtype"], seed=seed, n_bootstrap=n_bootstrap,
+                            repeats=repeats,
                             report_path=report_dir / "evaluation_ATRX", name_prefix="default-")
     return [b.save(out_dir / f"default_{b.task}.json") for b in bundles + atrx]

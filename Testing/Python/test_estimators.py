@@ -161,11 +161,12 @@ def test_train_and_predict_commands(tmp_path):
     (tmp_path / "cohort.provenance.json").write_text(json.dumps({"preset": "wang2025", "settings_hash": "h1"}))
     cli = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
     r = subprocess.run(cli + ["train", "--table", str(table), "--label", "IDH", "--label2", "epilepsy", "--method", "cmt",
-                              "--bootstrap", "20", "--out", str(tmp_path / "m.json"), "--synthetic"],
+                              "--bootstrap", "20", "--repeats", "2", "--out", str(tmp_path / "m.json"), "--synthetic"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["auc_cv"]["IDH"][0] > 0.75
+    assert summary["repeats"] == 2 and summary["sequences"]["IDH"] == ["FLAIR"]
     html = (tmp_path / "m.evaluation.html").read_text()
     for fig in ("ROC curve", "Calibration curve", "Decision curve", "Clinical impact curve", "Waterfall plot",
                 "Confusion matrix", "Precision-recall curve"):
@@ -191,7 +192,7 @@ def test_nomogram_axes_and_figure(tmp_path):
     from test_models import PROV, planted_table
     from GliomaRadiogenomicsLib.train import train_bundles
     b = train_bundles(planted_table(160), ["label"], "atrx-fusion", PROV, trained_on="planted", synthetic=True,
-                      intended_use="test", clinical=["age", "sex_male"], n_bootstrap=5)[0][0]
+                      intended_use="test", clinical=["age", "sex_male"], n_bootstrap=5, repeats=2)[0][0]
     names = [v.name for v in b.variables]
     assert "Imaging score" in names and "Age (years)" in names
     axes = {a["name"]: a for a in nomogram_axes(b)}
@@ -208,7 +209,7 @@ def test_atrx_fusion_bundle_reports_classifier_comparison():
     from test_models import PROV, planted_table
     from GliomaRadiogenomicsLib.train import train_bundles
     b, ev = train_bundles(planted_table(160, seed=3), ["label"], "atrx-fusion", PROV, trained_on="planted",
-                          synthetic=True, intended_use="test", clinical=["age", "sex_male"])
+                          synthetic=True, intended_use="test", clinical=["age", "sex_male"], repeats=2)
     comp = ev["tasks"][0]["model"]["classifier_comparison_cv_auc"]
     assert set(comp) == {"logistic_regression", "random_forest", "svm"} and all(0.5 < v <= 1 for v in comp.values())
     names = {t["b"] for t in ev["tasks"][0]["cross_validated"]["delong_tests"]}

@@ -31,7 +31,8 @@ def planted_table(n=240, p=40, seed=0):
 def bundle():
     bundles, _ = train_bundles(planted_table(), ["label"], "st", PROV, tasks=["IDH"], positive_labels=["IDH-mutant"],
                                negative_labels=["IDH-wildtype"], trained_on="planted test data", synthetic=True,
-                               intended_use="test", clinical=["age", "sex_male"], seed=1, n_bootstrap=30)
+                               intended_use="test", clinical=["age", "sex_male"], seed=1, n_bootstrap=30,
+                               repeats=3)
     return bundles[0]
 
 
@@ -46,6 +47,14 @@ def test_training_recovers_planted_features(bundle):
     lo, hi = bundle.metrics["auc_cv_95ci"]
     assert lo < bundle.metrics["auc_cv"] < hi
     assert 0 < bundle.cutoff < 1
+    # repeated nested CV: 3 repetitions summarised; the planted features beat the clinical baselines on the same folds
+    m = bundle.metrics
+    assert m["auc_cv_repeats"] == 3 and len(m["auc_cv_per_repetition"]) == 3
+    assert m["auc_cv_range"][0] <= m["auc_cv"] <= m["auc_cv_range"][1] and m["auc_cv_sd"] >= 0
+    assert set(m["baselines_cv"]) == {"age", "age + sex"}
+    assert m["baselines_cv"]["age"]["auc"] < m["auc_cv"] - 0.1
+    assert m["comparison_with_baselines"]["age"]["repetitions_model_better"] == 3
+    assert bundle.feature_schema["sequences"] == ["FLAIR"] and bundle.sequences == ["flair"]
 
 
 def test_drop_correlated_removes_one_of_a_pair():
