@@ -67,8 +67,9 @@ def test_atomic_write_keeps_backup(tmp_path):
 def test_load_case_reports_missing_sequence_and_bad_clinical(tmp_path):
     p = tmp_path / "t1.nii.gz"
     sitk.WriteImage(_img(), str(p))
-    with pytest.raises(InputError, match="T1c"):
-        load_case({"t1": p, "t2": p, "flair": p})
+    assert load_case({"t1": p, "t2": p, "flair": p}).sequences == ["t1", "t2", "flair"]  # no T1c: a normal case
+    with pytest.raises(InputError, match="FLAIR or T2"):
+        load_case({"t1": p, "t1c": p})
     with pytest.raises(InputError, match="age"):
         normalize_clinical({"age": "old"})
     with pytest.raises(InputError, match="sex"):

@@ -1,0 +1,81 @@
+"""The real TCGA-LGG cohort (../shared/data/cohorts/tcga-lgg; skipped with a reason when absent): case folders as
+the source ships them (flair / t1 / t1c + flair_abnormality mask, no T2, some FLAIR-only) through the default
+command line path."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from GliomaRadiogenomicsLib.predict import validate_predictions
+
+pytestmark = pytest.mark.realdata
+CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
+THREE_SEQUENCES = "TCGA-CS-4942"     # FLAIR + T1 + T1c
+FLAIR_ONLY = "TCGA-HT-7877"
+
+
+@pytest.fixture(scope="module")
+def cohort(shared_data):
+    c = shared_data / "cohorts" / "tcga-lgg" / "cases"
+    if not c.is_dir():
+        pytest.skip(f"{c} absent: the TCGA-LGG cohort tests are skipped")
+    return c
+
+
+def _run(case_dir, out, *extra):
+    p = subprocess.run(CLI + ["run", "--case-dir", str(case_dir), "--out", str(out), "--workers", "1", *extra],
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads((out / "predictions.json").read_text()), p
+
+
+def test_case_folder_discovery_sets_the_mask_aside(cohort):
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    case = load_case_folder(cohort / THREE_SEQUENCES)
+    assert case.sequences == ["t1", "t1c", "flair"]
+    assert case.mask_path.endswith("flair_abnormality.nii.gz")
+    assert case.clinical["age"] == 44.0 and case.clinical["sex"] == "F"     # top-level case.json fields
+    assert any("T2" in m for m in case.messages) and any("--segmentation" in m for m in case.messages)
+    flair_only = load_case_folder(cohort / FLAIR_ONLY)
+    assert flair_only.sequences == ["flair"]
+
+
+@pytest.mark.slow
+def test_three_sequence_case_runs_end_to_end(cohort, tmp_path):
+    doc, p = _run(cohort / THREE_SEQUENCES, tmp_path / "out")
+    validate_predictions(doc)
+    assert set(doc["inputs"]) == {"T1", "T1c", "FLAIR"}
+    assert doc["features"]["sequences"] == ["T1", "T1c", "FLAIR"]
+    cols = pd.read_csv(tmp_path / "out" / "features.csv").columns
+    assert not any(c.startswith("T2_") for c in cols) and any(c.startswith("FLAIR_WT_") for c in cols)
+    for t in ("IDH", "epilepsy", "ATRX"):
+        r = doc[t]
+        if r["probability"] is None:   # not applied: a reason, never an imputed value
+            assert r["reason"] and "T2" in r["reason"]
+        else:
+            assert set(r["model"]["sequences"]) <= {"T1", "T1c", "FLAIR"}
+    assert doc["segmentation"]["volumes_ml"]["WT"] > 1.0
+
+
+@pytest.mark.slow
+def test_flair_only_case_runs_and_a_bundle_needing_other_sequences_is_skipped(cohort, tmp_path):
+    from GliomaRadiogenomicsLib.bundle import default_bundle_paths
+    import GliomaRadiogenomicsLib
+    from pathlib import Path
+    synthetic_idh = Path(GliomaRadiogenomicsLib.__file__).parent / "resources" / "models" / "default_IDH.json"
+    # the default path, then the case's own manual mask as ROI with an explicit 4-sequence bundle
+    doc, _ = _run(cohort / FLAIR_ONLY, tmp_path / "default")
+    validate_predictions(doc)
+    assert doc["features"]["sequences"] == ["FLAIR"]
+    for t in doc["tasks"]:
+        r = doc[t]
+        assert r["probability"] is None or r["model"]["sequences"] == ["FLAIR"], (t, r["model"])
+    doc, p = _run(cohort / FLAIR_ONLY, tmp_path / "roi", "--segmentation", "case", "--bundle", str(synthetic_idh))
+    validate_predictions(doc)
+    assert doc["tasks"] == ["IDH"] and doc["IDH"]["probability"] is None
+    assert "T2" in doc["IDH"]["reason"] and "not applied" in doc["IDH"]["reason"]
+    assert "case-folder mask flair_abnormality.nii.gz" in doc["features"]["segmentation"]
+    assert "not applied" in p.stdout
+    assert default_bundle_paths()  # the registry resolves
