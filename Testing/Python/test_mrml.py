@@ -243,6 +243,8 @@ def test_batch_script_on_two_cases_with_one_failure(tmp_path):
     pytest.importorskip("slicer")
     cohort = tmp_path / "cohort"
     S.generate_cohort(2, cohort, seed=11, downsample=3)
+    for seq in ("t1", "t1c"):  # a case without T1 / T1c: a normal case (FLAIR + T2)
+        next((cohort / "synth-0001").glob(f"{seq}.nii*")).unlink()
     (cohort / "zz-broken").mkdir()
     (cohort / "zz-broken" / "flair.nii.gz").write_bytes(b"not an image")
     script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py"
@@ -254,8 +256,14 @@ def test_batch_script_on_two_cases_with_one_failure(tmp_path):
     res = pd.read_csv(out / "batch_results.csv").set_index("case")
     assert res.loc["synth-0000", "status"] == "ok" and res.loc["synth-0001", "status"] == "ok"
     err = res.loc["zz-broken", "error"]
-    assert res.loc["zz-broken", "status"] == "failed" and "zz-broken" in err and "no T1" in err  # names folder + problem
+    assert res.loc["zz-broken", "status"] == "failed" and "zz-broken" in err and "flair.nii.gz" in err  # file + problem
+    assert "cannot read" in err
     assert res["p_IDH"].dropna().between(0, 1).all()
+    doc = json.loads((out / "synth-0001" / "predictions.json").read_text())
+    assert set(doc["inputs"]) == {"T2", "FLAIR"}
+    for t in doc["tasks"]:  # models needing T1 / T1c are not applied: null + reason
+        assert doc[t]["probability"] is None or not {"T1", "T1c"} & set(doc[t]["model"]["sequences"])
+        assert doc[t]["probability"] is not None or "T1" in doc[t]["reason"]
     for c in ("synth-0000", "synth-0001"):
         assert (out / c / "predictions.json").exists() and (out / c / "segmentation.nii.gz").exists()
     # re-run: finished cases are skipped (same table), the broken one is tried again
