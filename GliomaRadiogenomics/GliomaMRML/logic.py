@@ -112,15 +112,16 @@ class GliomaPredictLogic:
                 preprocess_options=None):
         """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts."""
         from GliomaRadiogenomicsLib.bundle import load_bundle, load_default_bundles
-        from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case
+        from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case, options_for_bundles
         from GliomaRadiogenomicsLib.predict import predict_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         case = case_from_nodes(nodes, clinical)
         popt = preprocess_options or PreprocessOptions(reference=reference)
         label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
-        opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1)
-        analysis = analyze_case(case, opt, progress.sub(0, 0.95), label=label)
         loaded = [load_bundle(b) for b in bundles] if bundles else load_default_bundles()
+        opt = options_for_bundles(PipelineOptions(preprocess=popt, preset=preset, feature_workers=1), loaded)
+        analysis = analyze_case(case, opt, progress.sub(0, 0.95), label=label,
+                                label_source=f"segmentation node '{segmentation_node.GetName()}'")
         doc = predict_case(analysis, loaded)
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)

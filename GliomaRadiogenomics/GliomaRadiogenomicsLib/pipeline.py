@@ -156,6 +156,18 @@ def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, floa
     return out
 
 
+ATLAS_FEATURE_PREFIXES = ("loc_", "vasari_", "t2flair_")
+
+
+def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
+    """The options the bundles need: atlas location / VASARI / mismatch features are computed when a bundle uses
+    them (they are off by default: one more registration)."""
+    import dataclasses
+    if not options.location and any(f.startswith(ATLAS_FEATURE_PREFIXES) for b in bundles for f in b.features):
+        return dataclasses.replace(options, location=True)
+    return options
+
+
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
              label: Optional[sitk.Image] = None, label_source: str = "") -> dict:
     """Run everything and write the outputs. Returns the predictions document (also in predictions.json)."""
@@ -169,6 +181,7 @@ def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, pro
     t0 = time.perf_counter()
     # load (and validate) the model bundles first: a broken bundle must fail before minutes of image work
     bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
+    opt = options_for_bundles(opt, bundles)
     analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label, label_source)
     progress.update(0.93, "models: " + ", ".join(b.task for b in bundles))
     doc = predict_case(analysis, bundles)
