@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+from scipy.special import expit
 
 BUNDLE_FORMAT = "glioma-radiogenomics-model-bundle"
 SCHEMA_VERSION = 1
@@ -175,7 +176,7 @@ class ModelBundle:
         x, warnings = self.encode(row)
         contrib = self.contributions(x)
         lp = float(self.intercept + contrib.sum())
-        prob = 1.0 / (1.0 + math.exp(-lp))
+        prob = float(expit(lp))
         idx = {f: i for i, f in enumerate(self.features)}
         per_point = float(self.nomogram["lp_per_point"])
         points, out_of_range = {}, []
@@ -329,4 +330,4 @@ def build_nomogram(features: List[str], coefficients: np.ndarray, center: np.nda
 
 def nomogram_probability(bundle: ModelBundle, total_points: float) -> float:
     lp = bundle.nomogram["lp_at_zero_points"] + total_points * bundle.nomogram["lp_per_point"]
-    return 1.0 / (1.0 + math.exp(-lp))
+    return float(expit(lp))

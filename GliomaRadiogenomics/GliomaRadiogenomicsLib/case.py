@@ -58,6 +58,19 @@ class Case:
         return "+".join(SEQUENCE_NAMES[s] for s in self.sequences)
 
 
+def sex_male(value, where: str = "clinical data") -> Optional[float]:
+    """The one sex encoder: M / male -> 1.0, F / female -> 0.0, missing -> None; anything else is refused (never
+    silently read as female)."""
+    if value is None or (isinstance(value, float) and value != value) or str(value).strip() == "":
+        return None
+    key = str(value).strip().upper()
+    if key in ("1", "1.0", "0", "0.0"):
+        return float(key.startswith("1"))
+    if key not in SEXES:
+        raise InputError(f"{where}: sex '{value}' must be M or F")
+    return 1.0 if SEXES[key] == "M" else 0.0
+
+
 def normalize_clinical(clinical: dict, where: str = "clinical data") -> dict:
     out = dict(clinical or {})
     if out.get("age") is not None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import __version__
 from .bundle import FeatureMismatchError, ModelBundle, select_bundles
-from .case import SEQUENCE_NAMES
+from .case import SEQUENCE_NAMES, sex_male
 
 DISCLAIMER = ("Research probabilities from statistical models, not diagnoses. They must not guide treatment "
               "without histopathological and molecular confirmation.")
@@ -19,10 +19,8 @@ DISCLAIMER = ("Research probabilities from statistical models, not diagnoses. Th
 
 def feature_row_with_derived(row: Mapping[str, object]) -> Dict[str, object]:
     out = dict(row)
-    sex = out.get("sex")
     if "sex_male" not in out:
-        out["sex_male"] = None if sex is None or (isinstance(sex, float) and sex != sex) else \
-            float(str(sex).strip().upper() in ("M", "MALE"))
+        out["sex_male"] = sex_male(out.get("sex"), where=f"case {out.get('case_id', '')}".strip())
     return out
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+from scipy.special import expit
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
@@ -395,7 +396,7 @@ def sample_center(anatomy: Anatomy, lobe: str, cortical: bool, radius_mm: float,
 
 
 def _sigmoid(v):
-    return 1.0 / (1.0 + math.exp(-v))
+    return float(expit(v))
 
 
 def draw_cohort_subject(index: int, rng: np.random.Generator, anatomy: Anatomy) -> Tuple[dict, TumorSpec]:

@@ -85,3 +85,12 @@ def test_non_overlapping_sequences_refused(tmp_path):
     sitk.WriteImage(b, str(pb))
     with pytest.raises(InputError, match="does not overlap"):
         load_case({"t1": pb, "t1c": pa, "t2": pa, "flair": pa})
+
+
+def test_one_sex_encoder_refuses_unknown_values():
+    from GliomaRadiogenomicsLib.case import sex_male
+    from GliomaRadiogenomicsLib.predict import feature_row_with_derived
+    assert [sex_male(v) for v in ("M", "male", "F", "Female", None, float("nan"), "")] == [1.0, 1.0, 0.0, 0.0,
+                                                                                         None, None, None]
+    with pytest.raises(InputError, match="sex 'X'"):
+        feature_row_with_derived({"case_id": "c1", "sex": "X"})   # was silently encoded as female

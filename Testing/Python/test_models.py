@@ -134,3 +134,9 @@ def test_predict_table(bundle):
     out = predict_table(bundle, planted_table(10, seed=6))
     assert list(out.columns) == ["case_id", "probability", "label", "total_points"]
     assert out.probability.between(0, 1).all() and set(out.label) <= {"IDH-mutant", "IDH-wildtype"}
+
+
+def test_extreme_linear_predictor_gives_a_probability_not_an_overflow(bundle):
+    from GliomaRadiogenomicsLib.bundle import nomogram_probability
+    lo, hi = nomogram_probability(bundle, -1e6), nomogram_probability(bundle, 1e6)  # math.exp overflowed here
+    assert {round(lo), round(hi)} == {0, 1}
