@@ -29,6 +29,24 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def check_compressed(p: Path, role: str = "image") -> None:
+    """A gzip file (.nii.gz) is decompressed to its end once, which checks its CRC-32 and length: ITK reads a
+    truncated file (an interrupted copy) without complaint and returns a volume with missing slices."""
+    import gzip
+    import zlib
+    with open(p, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            if p.name.lower().endswith(".gz"):
+                raise InputError(f"{role}: {p} is named .gz but is not gzip-compressed (damaged or renamed file)")
+            return
+    try:
+        with gzip.open(p, "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"{role}: {p} is damaged or incomplete (gzip: {exc}); copy the file again") from None
+
+
 def read_image(path: PathLike, role: str = "image") -> sitk.Image:
     """Read a 3D medical image (NIfTI / NRRD / MetaImage). Raises InputError naming the file and the problem."""
     p = Path(path)
@@ -41,6 +59,7 @@ def read_image(path: PathLike, role: str = "image") -> sitk.Image:
     if _suffix(p) not in IMAGE_SUFFIXES:
         raise InputError(f"{role}: {p} has an unsupported extension '{_suffix(p)}'; "
                          f"supported: {', '.join(IMAGE_SUFFIXES)}")
+    check_compressed(p, role)
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:

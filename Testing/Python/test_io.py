@@ -94,3 +94,21 @@ def test_one_sex_encoder_refuses_unknown_values():
                                                                                          None, None, None]
     with pytest.raises(InputError, match="sex 'X'"):
         feature_row_with_derived({"case_id": "c1", "sex": "X"})   # was silently encoded as female
+
+
+def test_truncated_or_corrupt_gzip_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(rng.random((40, 64, 64)).astype(np.float32)), str(good))
+    data = good.read_bytes()
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(data[: len(data) // 3])            # an interrupted copy: ITK alone reads it silently
+    with pytest.raises(InputError, match="cut.nii.gz is damaged or incomplete"):
+        read_image(cut, "FLAIR")
+    flipped = bytearray(data)
+    flipped[-6] ^= 0xFF                                 # CRC / length trailer damaged
+    bad = tmp_path / "crc.nii.gz"
+    bad.write_bytes(bytes(flipped))
+    with pytest.raises(InputError, match="damaged or incomplete"):
+        read_image(bad, "FLAIR")
+    assert read_image(good, "FLAIR").GetSize() == (64, 64, 40)
