@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --quiet -c constraints.txt $(if $(TORCH_INDEX),--ext
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: all demo test venv clean bundles benchmark
+.PHONY: all demo test venv clean bundles real-bundles benchmark
 
 all: demo
 
@@ -51,6 +51,13 @@ test: $(TEST_STAMP)
 # Rebuild the shipped default model bundles from a freshly generated synthetic cohort (slow: ~1 h on 2 cores).
 bundles: $(STAMP)
 	$(PY) scripts/build_default_bundles.py --out GliomaRadiogenomics/GliomaRadiogenomicsLib/resources/models
+
+# Real-data bundles from the TCGA-LGG cohort in ../shared/data/cohorts/tcga-lgg (not in the repository): feature
+# extraction with the manual ROIs (resumable, cached in build/tcga-lgg/features.csv.cases), 10 x 5-fold repeated
+# nested CV, ships only models whose lower 95% CI of the CV AUC is above 0.5 and rewrites resources/models/defaults.json.
+# Reports in docs/real-data/. About 1 h extraction + ~30 min training on 2 cores.
+real-bundles: $(STAMP)
+	$(PY) scripts/build_real_bundles.py --jobs 2
 
 benchmark: $(STAMP)
 	$(PY) Testing/benchmarks/bench_pipeline.py
