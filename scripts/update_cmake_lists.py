@@ -21,7 +21,7 @@ def module_files():
             continue
         if p.suffix == ".py":
             scripts.append(rel)
-        elif p.suffix in (".png", ".ui", ".json", ".yaml", ".md", ".svg"):
+        elif p.suffix in (".png", ".ui", ".json", ".yaml", ".md", ".svg", ".pt"):
             resources.append(rel)
     return scripts, resources
 

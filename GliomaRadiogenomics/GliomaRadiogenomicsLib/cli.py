@@ -19,6 +19,9 @@ def _progress(args):
 def _backend_options(args) -> dict:
     if args.backend == "nnunet":
         return {"model_folder": args.nnunet_model, "device": args.device, "folds": args.nnunet_folds or ""}
+    if args.backend in ("auto", "lgg-unet2d"):
+        return {"unet_folds" if args.backend == "auto" else "folds": getattr(args, "unet_folds", None) or "",
+                "device": args.device}
     return {}
 
 
@@ -273,6 +276,7 @@ def _add_pipeline_args(p):
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
     p.add_argument("--nnunet-model", help="nnU-Net v2 trained model folder (with --backend nnunet)")
     p.add_argument("--nnunet-folds", help="comma-separated folds (default: all in the folder)")
+    p.add_argument("--unet-folds", help="lgg-unet2d fold models to use, comma-separated (default: all five)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="for the networks (deepbet, nnU-Net); falls back to CPU without CUDA")
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction")

@@ -308,8 +308,139 @@ class NnUNetBackend(SegmentationBackend):
         return img
 
 
-BACKENDS: Dict[str, Type[SegmentationBackend]] = {"hyperintensity": HyperintensityBackend, "nnunet": NnUNetBackend}
-DEFAULT_BACKEND = "hyperintensity"
+def keep_large_components(mask: np.ndarray, min_fraction: float = 0.1, min_voxels: int = 0) -> np.ndarray:
+    """The largest 3D component and every component at least ``min_fraction`` of its size (and ``min_voxels``)."""
+    lab, n = ndi.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    keep = sizes >= max(min_voxels, min_fraction * sizes.max())
+    keep[0] = False
+    return keep[lab]
+
+
+class LggUnet2dBackend(SegmentationBackend):
+    """Whole tumor (FLAIR abnormality, label 2) by a 2D U-Net on FLAIR trained on 64 TCGA-LGG patients (unet2d.py).
+
+    Inference runs in the worker subprocess (JSON progress, cancellable): FLAIR -> network grid (unet2d.network_input)
+    -> mean sigmoid of the fold networks -> probabilities back on the working grid (linear) -> threshold -> the
+    largest component and components >= ``min_fraction`` of it = the whole tumor (label 2). The network knows no
+    sub-regions: with ``core=True`` (default) and a T1c, the weight-free backend's necrosis (1) and enhancing (3)
+    labels are kept where they fall inside the network's whole tumor (the network's outline is never changed)."""
+    name = "lgg-unet2d"
+    description = ("2D U-Net on FLAIR (whole tumor only), 5-fold ensemble trained on 64 TCGA-LGG patients "
+                   "(Buda 2019 masks); subprocess, CPU or CUDA")
+    needs_weights = True
+
+    def __init__(self, weights_dir=None, folds: str = "", device: str = "auto", threshold: float = 0.5,
+                 min_fraction: float = 0.1, flip: bool = False, brain_clip: bool = False, core: bool = True,
+                 should_cancel=None, timeout_s=None):
+        from . import unet2d
+        self.weights_dir = weights_dir
+        if not unet2d.weights_available(weights_dir):
+            raise ValueError(f"lgg-unet2d: weights not found in {weights_dir or unet2d.WEIGHTS_DIR} "
+                             "(manifest.json and fold files; see docs/real-segmentation.md)")
+        self.manifest = unet2d.read_manifest(weights_dir)
+        self.folds = ",".join(str(f) for f in unet2d.parse_folds(folds, self.manifest))  # validates early
+        self.device, self.threshold, self.min_fraction, self.flip = device, threshold, min_fraction, flip
+        self.brain_clip, self.core = brain_clip, core
+        self.should_cancel, self.timeout_s = should_cancel, timeout_s
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+        import tempfile
+        from pathlib import Path
+        from .worker import run_worker
+        if "flair" not in pre.images:
+            raise ValueError("the lgg-unet2d backend needs a FLAIR image")
+        # the FLAIR as acquired when it is the reference (its own slices), else the registered working-grid FLAIR
+        flair = pre.reference_native if pre.reference == "flair" else pre.images["flair"]
+        with tempfile.TemporaryDirectory(prefix="gr-unet2d-") as tmp:
+            fin, ftarget, fout = (str(Path(tmp) / n) for n in ("flair.nii.gz", "grid.nii.gz", "prob.nii.gz"))
+            sitk.WriteImage(sitk.Cast(flair, sitk.sitkFloat32), fin)
+            sitk.WriteImage(self._grid_only(pre.grid), ftarget, True)
+            args = ["unet2d", "--input", fin, "--target", ftarget, "--output", fout, "--device", self.device,
+                    "--folds", self.folds]
+            if self.weights_dir:
+                args += ["--weights", str(self.weights_dir)]
+            if self.flip:
+                args.append("--flip")
+            info = run_worker(args, progress.sub(0.0, 0.95), should_cancel=self.should_cancel,
+                              timeout_s=self.timeout_s)
+            prob = sitk.GetArrayFromImage(sitk.ReadImage(fout))
+        wt = prob >= self.threshold
+        if wt.any():
+            wt = keep_large_components(wt, self.min_fraction)
+        if self.brain_clip and pre.brain_mask is not None:
+            wt &= ndi.binary_dilation(sitk.GetArrayFromImage(pre.brain_mask) > 0, iterations=3)
+        label = np.zeros(prob.shape, np.uint8)
+        label[wt] = 2
+        core_note = "whole tumor only (label 2)"
+        if self.core and "t1c" in pre.images and wt.any():
+            progress.update(0.96, "lgg-unet2d: necrosis / enhancement inside the whole tumor (weight-free)")
+            h = sitk.GetArrayFromImage(HyperintensityBackend().segment(pre))
+            inside = wt & np.isin(h, (1, 3))
+            label[inside] = h[inside]
+            core_note = ("whole tumor from the network; necrosis / enhancing labels inside it from the weight-free "
+                         f"backend ({int(inside.sum())} voxels)")
+        pre.steps.append(f"lgg-unet2d: {info['slices']} axial slices, fold(s) {self.folds} on {info['device']}"
+                         f"{' with flip TTA' if self.flip else ''}; threshold {self.threshold:g}, components >= "
+                         f"{self.min_fraction:g} of the largest{'; clipped to the dilated brain mask' if self.brain_clip else ''}"
+                         f"; {core_note}")
+        progress.update(1.0, "segmentation done (lgg-unet2d)")
+        img = sitk.GetImageFromArray(label)
+        img.CopyInformation(pre.grid)
+        return img
+
+    @staticmethod
+    def _grid_only(grid: sitk.Image) -> sitk.Image:
+        """A uint8 image with the grid's geometry (what the worker needs of the working grid)."""
+        g = sitk.Image(grid.GetSize(), sitk.sitkUInt8)
+        g.CopyInformation(grid)
+        return g
+
+
+def torch_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+class AutoBackend(SegmentationBackend):
+    """Default: lgg-unet2d when its weights are installed, torch is importable and the case has FLAIR; otherwise the
+    weight-free hyperintensity backend. The choice and its reason go to ``pre.steps`` (and predictions.json)."""
+    name = "auto"
+    description = "Default: lgg-unet2d (FLAIR U-Net, whole tumor) when possible, else hyperintensity"
+
+    def __init__(self, unet_folds: str = "", device: str = "auto", weights_dir=None, should_cancel=None,
+                 timeout_s=None):
+        self.unet_folds, self.device, self.weights_dir = unet_folds, device, weights_dir
+        self.should_cancel, self.timeout_s = should_cancel, timeout_s
+        self.chosen = None
+
+    def choose(self, pre):
+        from . import unet2d
+        if "flair" not in pre.images:
+            return HyperintensityBackend(), "the case has no FLAIR (lgg-unet2d needs it)"
+        if not unet2d.weights_available(self.weights_dir):
+            return HyperintensityBackend(), "lgg-unet2d weights are not installed"
+        if not torch_available():
+            return HyperintensityBackend(), "torch is not installed (pip install the 'brain' extra)"
+        b = LggUnet2dBackend(self.weights_dir, self.unet_folds, self.device, should_cancel=self.should_cancel,
+                             timeout_s=self.timeout_s)
+        return b, f"FLAIR present and weights installed (fold(s) {b.folds})"
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+        backend, reason = self.choose(pre)
+        self.chosen = backend.name
+        pre.steps.append(f"segmentation backend: auto -> {backend.name} ({reason})")
+        label = backend.segment(pre, progress)
+        self.name = f"auto: {backend.name}"   # what the pipeline records as the automatic segmentation source
+        return label
+
+
+BACKENDS: Dict[str, Type[SegmentationBackend]] = {"auto": AutoBackend, "lgg-unet2d": LggUnet2dBackend,
+                                                  "hyperintensity": HyperintensityBackend, "nnunet": NnUNetBackend}
+DEFAULT_BACKEND = "auto"
 
 
 def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> SegmentationBackend:

@@ -195,6 +195,30 @@ def stage_nnunet(a, progress: Progress) -> dict:
     return {"segmentation": a.output, "device": device, "labels": sorted(int(v) for v in np.unique(seg))}
 
 
+def stage_unet2d(a, progress: Progress) -> dict:
+    """lgg-unet2d: FLAIR -> network grid -> fold ensemble -> probability map on the target grid (float32 NIfTI)."""
+    import SimpleITK as sitk
+    import torch
+    from . import unet2d
+    device = _device(a.device, progress)
+    if device == "cpu":
+        torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
+    progress.update(0.02, "lgg-unet2d: checking and loading the weights (SHA-256)")
+    models, manifest = unet2d.load_models(a.weights or None, a.folds or None, device)
+    flair = sitk.ReadImage(a.input, sitk.sitkFloat32)
+    target = sitk.ReadImage(a.target) if a.target else flair
+    x, grid, facts = unet2d.network_input(flair)
+    progress.update(0.1, f"lgg-unet2d: {len(x)} axial slices x {len(models)} fold model(s) on {device}")
+    prob = unet2d.predict_slices(models, x, device=device, flip=a.flip,
+                                 progress=lambda f: progress.update(0.1 + 0.8 * f, "lgg-unet2d: predicting slices"))
+    progress.update(0.92, "lgg-unet2d: probabilities back to the working grid (linear)")
+    out = unet2d.probability_to_grid(prob, grid, target)
+    sitk.WriteImage(out, a.output)
+    progress.update(1.0, "lgg-unet2d: done")
+    return {"probability": a.output, "device": device, "folds": [int(f) for f in unet2d.parse_folds(a.folds, manifest)],
+            "slices": int(len(x)), "scale": facts["scale"], "flip": bool(a.flip)}
+
+
 def stage_selftest(a, progress: Progress) -> dict:
     """Used by the test suite: spawns a grandchild and reports progress until stopped (exercises kill-tree)."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -206,7 +230,8 @@ def stage_selftest(a, progress: Progress) -> dict:
     return {"ticks": int(a.seconds * 10), "grandchild": child.pid}
 
 
-STAGES = {"deepbet": stage_deepbet, "hdbet": stage_hdbet, "nnunet": stage_nnunet, "selftest": stage_selftest}
+STAGES = {"deepbet": stage_deepbet, "hdbet": stage_hdbet, "nnunet": stage_nnunet, "unet2d": stage_unet2d,
+          "selftest": stage_selftest}
 
 
 def main(argv=None) -> int:
@@ -231,6 +256,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--tile-step", type=float, default=0.5)
     p.add_argument("--mirroring", action="store_true", help="test-time mirroring (slower, slightly better)")
+    p.add_argument("--threads", type=int, default=0)
+    p = sub.add_parser("unet2d")
+    p.add_argument("--input", required=True, help="FLAIR image")
+    p.add_argument("--target", help="grid of the output probability map (default: the FLAIR's grid)")
+    p.add_argument("--output", required=True, help="probability map (float32)")
+    p.add_argument("--weights", default="", help="weights folder with manifest.json (default: the shipped lgg_unet2d)")
+    p.add_argument("--folds", default="", help="comma-separated folds (default: all in the manifest)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--flip", action="store_true", help="left-right flip test-time augmentation (2x slower)")
     p.add_argument("--threads", type=int, default=0)
     p = sub.add_parser("selftest")
     p.add_argument("--seconds", type=float, default=1.0)

@@ -100,7 +100,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 def test_segment_command_default_backend_with_dice(small_demo_dir, tmp_path):
     out = tmp_path / "seg"
     p = subprocess.run(CLI + ["segment", "--case-dir", str(small_demo_dir), "--spacing", "2", "--brain-mask",
-                              "threshold", "--reference-seg", str(small_demo_dir / "label.nii.gz"), "--out", str(out)],
+                              "threshold", "--backend", "hyperintensity", "--reference-seg", str(small_demo_dir / "label.nii.gz"), "--out", str(out)],
                        capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     info = json.loads((out / "segmentation.json").read_text())

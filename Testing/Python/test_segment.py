@@ -26,8 +26,8 @@ def test_robust_z_ignores_outliers():
     assert abs(np.median(z[:10000])) < 0.35 and z[-1] > 50  # a plain z-score would give ~ -0.4 and ~ 2.3
 
 
-def test_default_backend_on_synthetic_demo(small_pre, small_demo_case):
-    lab = get_backend().segment(small_pre)
+def test_weight_free_backend_on_synthetic_demo(small_pre, small_demo_case):
+    lab = get_backend("hyperintensity").segment(small_pre)  # the default (auto) is the FLAIR U-Net when installed
     arr = sitk.GetArrayFromImage(lab)
     assert set(np.unique(arr)) <= {0, 1, 2, 3}
     truth = sitk.GetArrayFromImage(sitk.Resample(small_demo_case.label, small_pre.grid, sitk.Transform(),
@@ -39,7 +39,7 @@ def test_default_backend_on_synthetic_demo(small_pre, small_demo_case):
     assert not (arr[~brain] > 0).any()
 
 
-def test_default_backend_finds_nothing_in_normal_brain(small_pre):
+def test_weight_free_backend_finds_nothing_in_normal_brain(small_pre):
     from GliomaRadiogenomicsLib import synthetic as S
     from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
     an = S.load_anatomy(2)

@@ -1,0 +1,136 @@
+"""lgg-unet2d: the shipped FLAIR U-Net weights, its input grid, the auto backend's choice, and a Dice floor on real
+TCGA-LGG patients through the default `segment` command (out-of-fold network only). Real torch, real weights."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from GliomaRadiogenomicsLib import unet2d
+from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND, AutoBackend, get_backend
+
+pytest.importorskip("torch")
+
+# measured out-of-fold Dice on these patients (docs/real-segmentation.md) minus a margin
+LGG_FLOOR = 0.7
+COHORT_CASES = ("TCGA-HT-7877", "TCGA-FG-A60K")  # FLAIR-only patients (no registration: fast)
+CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
+
+
+def test_shipped_weights_load_and_are_small():
+    assert unet2d.weights_available(), "the lgg-unet2d weights must ship with the package"
+    man = unet2d.read_manifest()
+    assert [f["fold"] for f in man["folds"]] == [0, 1, 2, 3, 4]
+    for f in man["folds"]:
+        assert (unet2d.WEIGHTS_DIR / f["file"]).stat().st_size < 5 * 2 ** 20
+        assert not set(f["train_cases"]) & set(f["test_cases"])
+    assert "CC BY 3.0" in man["data"]["images"] and "not this project's" in man["data"]["licence_note"]
+    models, _ = unet2d.load_models(folds="1")
+    assert len(models) == 1
+    x = np.zeros((2, unet2d.GRID_SIZE, unet2d.GRID_SIZE), np.float32)
+    p = unet2d.predict_slices(models, x)
+    assert p.shape == x.shape and float(p.max()) < 0.5  # an empty image is not tumor
+
+
+def test_sha256_mismatch_is_refused(tmp_path):
+    d = tmp_path / "w"
+    d.mkdir()
+    shutil.copy(unet2d.WEIGHTS_DIR / "manifest.json", d)
+    shutil.copy(unet2d.WEIGHTS_DIR / "fold0.pt", d)
+    unet2d.load_models(d, "0")  # intact copy loads
+    raw = bytearray((d / "fold0.pt").read_bytes())
+    raw[-100] ^= 0xFF
+    (d / "fold0.pt").write_bytes(bytes(raw))
+    with pytest.raises(unet2d.WeightsError, match="SHA-256 mismatch"):
+        unet2d.load_models(d, "0")
+    with pytest.raises(ValueError, match="not in the weights"):
+        unet2d.load_models(d, "7")
+
+
+def _sphere_image(direction, spacing, size, centre_vox, radius_mm):
+    img = sitk.Image(size, sitk.sitkFloat32)
+    img.SetSpacing(spacing)
+    img.SetDirection(direction)
+    img.SetOrigin((-100.0, 20.0, -60.0))
+    z, y, x = np.indices(size[::-1]).astype(np.float32)
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((x, y, z), centre_vox, spacing))
+    head = (d2 <= 70.0 ** 2).astype(np.float32) * 100.0
+    img_arr = head + (d2 <= radius_mm ** 2) * 100.0
+    out = sitk.GetImageFromArray(img_arr.astype(np.float32))
+    out.CopyInformation(img)
+    mask = sitk.GetImageFromArray((d2 <= radius_mm ** 2).astype(np.uint8))
+    mask.CopyInformation(img)
+    return out, mask
+
+
+@pytest.mark.parametrize("direction", [
+    (1, 0, 0, 0, 1, 0, 0, 0, 1),                     # axial LPS (the cohort)
+    (-1, 0, 0, 0, -1, 0, 0, 0, 1),                   # axial RAS-stored
+    (0, 0, -1, 1, 0, 0, 0, -1, 0),                   # sagittal acquisition
+])
+def test_network_grid_round_trip(direction):
+    """Image -> network grid -> back: a sphere comes back where it was (any stored orientation), the network grid
+    is LPS-axial with the fixed in-plane size and spacing, intensities are normalised to [0, CLIP]."""
+    spacing = (0.9, 0.9, 5.0)
+    img, mask = _sphere_image(direction, spacing, (200, 220, 30), (95, 120, 14), 25.0)
+    x, grid, facts = unet2d.network_input(img)
+    assert x.shape[1:] == (unet2d.GRID_SIZE, unet2d.GRID_SIZE) and 0 <= x.min() and x.max() <= unet2d.CLIP
+    assert np.allclose(grid.GetSpacing()[:2], unet2d.GRID_SPACING_MM)
+    D = np.array(grid.GetDirection()).reshape(3, 3)
+    assert np.allclose(np.abs(np.diag(D)), 1)                    # axial axes
+    assert D[2, 2] > 0 and D[0, 0] > 0 and D[1, 1] > 0           # LPS
+    on_grid = unet2d.mask_to_network_grid(mask, grid)
+    back = sitk.GetArrayFromImage(unet2d.probability_to_grid(on_grid.astype(np.float32), grid, img)) >= 0.5
+    ref = sitk.GetArrayFromImage(mask) > 0
+    assert 2 * (back & ref).sum() / (back.sum() + ref.sum()) > 0.95
+    # the network sees the sphere brighter than the rest of the head
+    assert x[on_grid > 0].mean() > 1.5 * x[(x > 0) & (on_grid == 0)].mean()
+
+
+def test_auto_is_default_and_falls_back(small_pre, tmp_path):
+    assert DEFAULT_BACKEND == "auto"
+    from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
+    no_flair = PreprocessedCase("x", {k: v for k, v in small_pre.images.items() if k != "flair"},
+                                small_pre.images["t1c"], "t1c", {}, brain_mask=small_pre.brain_mask)
+    b, reason = AutoBackend().choose(no_flair)
+    assert b.name == "hyperintensity" and "no FLAIR" in reason
+    b, reason = AutoBackend(weights_dir=tmp_path).choose(small_pre)
+    assert b.name == "hyperintensity" and "not installed" in reason
+    b, reason = AutoBackend().choose(small_pre)
+    assert b.name == "lgg-unet2d"
+    # the no-weights fallback runs and records its choice
+    pre = PreprocessedCase("y", dict(small_pre.images), small_pre.reference_native, "flair", {},
+                           brain_mask=small_pre.brain_mask)
+    auto = AutoBackend(weights_dir=tmp_path)
+    lab = sitk.GetArrayFromImage(auto.segment(pre))
+    assert (lab > 0).any() and any("auto -> hyperintensity" in s for s in pre.steps)
+    with pytest.raises(ValueError, match="weights not found"):
+        get_backend("lgg-unet2d", weights_dir=tmp_path)
+
+
+@pytest.mark.realdata
+def test_lgg_dice_floor_default_segment_command(shared_data, tmp_path):
+    """Two real TCGA-LGG patients through `glioma-radiogenomics segment --case-dir` with the default backend, each
+    with the fold network that was NOT trained on it (out-of-fold), against the manual FLAIR-abnormality mask."""
+    cohort = shared_data / "cohorts" / "tcga-lgg" / "cases"
+    if not cohort.is_dir():
+        pytest.skip(f"{cohort} is absent: TCGA-LGG real-data test skipped")
+    man = unet2d.read_manifest()
+    for cid in COHORT_CASES:
+        fold = next(f["fold"] for f in man["folds"] if cid in f["test_cases"])
+        out = tmp_path / cid
+        p = subprocess.run(CLI + ["segment", "--case-dir", str(cohort / cid), "--unet-folds", str(fold), "--device",
+                                  "cpu", "--out", str(out)], capture_output=True, encoding="utf-8", errors="replace",
+                           timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+        info = json.loads((out / "segmentation.json").read_text())
+        assert "lgg-unet2d" in info["backend"]
+        assert any(f"fold(s) {fold}" in s for s in info["steps"])
+        seg = sitk.ReadImage(str(out / "segmentation.nii.gz"))
+        ref = sitk.ReadImage(str(cohort / cid / "flair_abnormality.nii.gz"))
+        a, b = sitk.GetArrayFromImage(seg) > 0, sitk.GetArrayFromImage(ref) > 0
+        d = 2 * (a & b).sum() / (a.sum() + b.sum())
+        assert d >= LGG_FLOOR, (cid, d)
