@@ -3,10 +3,13 @@
 ``SegmentationBackend.segment(pre) -> sitk.Image`` returns a BraTS label map on the working grid
 (0 background, 1 necrosis, 2 edema / non-enhancing T2-FLAIR hyperintensity, 3 enhancing tumor).
 
-The default backend (``"hyperintensity"``) needs no weights and runs in seconds on a CPU: robust z-scores of FLAIR
-and T2 against normal brain, hysteresis region growing from the most abnormal voxels, T1c-minus-T1 enhancement
-inside the lesion, necrosis as the non-enhancing core enclosed by enhancement. It is a transparent baseline,
-not a deep network: review its output (Segment Editor) before trusting features computed from it.
+The default backend (``"auto"``) uses ``"lgg-unet2d"`` (a 2D U-Net on FLAIR trained on 64 real TCGA-LGG patients,
+unet2d.py; whole tumor, with the weight-free necrosis / enhancement labels inside it) when its weights are installed,
+torch is importable and the case has a FLAIR, and otherwise ``"hyperintensity"``; the choice and its reason are
+recorded in ``pre.steps``. ``"hyperintensity"`` needs no weights and runs in seconds on a CPU: robust z-scores of
+FLAIR and T2 against normal brain, hysteresis region growing from the most abnormal voxels, T1c-minus-T1 enhancement
+inside the lesion, necrosis as the non-enhancing core enclosed by enhancement. It is a transparent baseline, not a
+deep network. Review any automatic output (Segment Editor) before trusting features computed from it.
 """
 from __future__ import annotations
 

@@ -181,9 +181,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
 
     def one(c):
-        r = run_case(c, out_root / c.name, a.backend, out_of_fold(c.name, manifest), a.fresh, a.device)
+        fold = out_of_fold(c.name, manifest) if a.backend in (None, "auto", "lgg-unet2d") else None
+        r = run_case(c, out_root / c.name, a.backend, fold, a.fresh, a.device)
         if "dice" in r:
-            print(f"{r['case']}: fold {r['fold']} dice {r['dice']:.3f}  manual {r['ref_ml']:.1f} mL  predicted "
+            print(f"{r['case']}: fold {r.get('fold')} dice {r['dice']:.3f}  manual {r['ref_ml']:.1f} mL  predicted "
                   f"{r['pred_ml']:.1f} mL  {r['seconds']:.1f} s", flush=True)
         else:
             print(f"{r['case']}: FAILED {r['error']}", flush=True)
