@@ -27,7 +27,7 @@ class GliomaSegmentParameterNode:
     t2: vtkMRMLScalarVolumeNode
     flair: vtkMRMLScalarVolumeNode
     referenceSegmentation: vtkMRMLSegmentationNode
-    backend: str = "hyperintensity"
+    backend: str = "auto"
     brainMask: str = "auto"
     nnunetModel: str = ""
     device: str = "auto"
@@ -56,7 +56,8 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
         with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
             p = self._parameterNode
             from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
-            backend_options = ({"model_folder": p.nnunetModel, "device": p.device} if p.backend == "nnunet" else {})
+            backend_options = ({"model_folder": p.nnunetModel, "device": p.device} if p.backend == "nnunet" else
+                               {"device": p.device} if p.backend in ("auto", "lgg-unet2d") else {})
             self.segmentation = self.logic.segment(
                 self.widgets.selected_volumes(self.ui), p.backend, progress=self.widgets.qt_progress(self.ui),
                 preprocess_options=PreprocessOptions(brain_mask=p.brainMask, device=p.device),

@@ -73,7 +73,7 @@ class GliomaSegmentLogic:
     def __init__(self, scene):
         self.scene = scene
 
-    def segment(self, nodes: Dict[str, object], backend: str = "hyperintensity", brain_mask: str = "auto",
+    def segment(self, nodes: Dict[str, object], backend: Optional[str] = None, brain_mask: str = "auto",
                 reference: str = "flair", progress: Progress = null_progress, segmentation_node=None,
                 preprocess_options=None, backend_options: Optional[dict] = None):
         """Preprocess + segment; the result lands on the reference volume's grid as a segmentation node."""
@@ -83,7 +83,8 @@ class GliomaSegmentLogic:
         opts = preprocess_options or PreprocessOptions(reference=reference, brain_mask=brain_mask)
         reference = opts.reference
         pre = preprocess(case, opts, progress.sub(0, 0.8))
-        label = get_backend(backend, **(backend_options or {})).segment(pre, progress.sub(0.8, 1.0))
+        from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
+        label = get_backend(backend or DEFAULT_BACKEND, **(backend_options or {})).segment(pre, progress.sub(0.8, 1.0))
         native = pre.to_native(label)
         if segmentation_node is not None:
             # never lose a user's edits: keep a copy of the existing segmentation node

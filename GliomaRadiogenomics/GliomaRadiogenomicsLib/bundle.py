@@ -201,10 +201,9 @@ class ModelBundle:
 
     @property
     def sequences(self) -> List[str]:
-        """The MRI sequences (keys t1 / t1c / t2 / flair) of the cases the model was trained on: declared in
-        feature_schema["sequences"]; for older bundles, the sequences of their feature preset (else those read off
-        the feature names)."""
-        return bundle_sequences(self.feature_schema.get("sequences"), self.features, self.feature_schema.get("preset"))
+        """The MRI sequences (keys t1 / t1c / t2 / flair) the model needs: declared in feature_schema["sequences"]
+        (the sequences of the cases it was trained on); for older bundles, those its features are computed from."""
+        return bundle_sequences(self.feature_schema.get("sequences"), self.features)
 
     def missing_sequences(self, present: Sequence[str]) -> List[str]:
         return [s for s in self.sequences if s not in set(present)]
@@ -221,13 +220,7 @@ SEQ_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
 _SEQ_KEYS = {v.lower(): k for k, v in SEQ_NAMES.items()}
 
 
-def bundle_sequences(declared, features: Sequence[str], preset: Optional[str] = None) -> List[str]:
-    if not declared and preset:
-        try:
-            from .features import load_preset
-            declared = load_preset(preset).sequences
-        except (ValueError, FileNotFoundError):
-            declared = None
+def bundle_sequences(declared, features: Sequence[str]) -> List[str]:
     if declared:
         keys = [_SEQ_KEYS.get(str(d).lower(), str(d).lower()) for d in declared]
         bad = [k for k in keys if k not in SEQ_NAMES]

@@ -200,7 +200,7 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
             continue
         images[str(p)] = img
         found[seq].append(p)
-    if not any(found.values()) and not files:
+    if not any(found.values()):  # no image named like a sequence: DICOM series (a mask file may sit beside)
         for series in find_dicom_series(folder):
             seq = classify_dicom(series)
             if seq:
@@ -217,9 +217,9 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
             names = ", ".join(c.name if isinstance(c, Path) else f"series '{c.description}'" for c in cands)
             raise InputError(f"{folder}: {SEQUENCE_NAMES[seq]} is ambiguous ({names}); choose one with --{seq} PATH")
         chosen[seq] = cands[0]
-    if not chosen.keys() & {"flair", "t2", "t1c"}:
+    if not chosen.keys() & {"flair", "t2"}:
         seen = ", ".join(p.name for p in files[:8]) or "no NIfTI / NRRD files and no DICOM series"
-        raise InputError(f"{folder}: no FLAIR, T2 or T1c found (looked at file names and DICOM series descriptions "
+        raise InputError(f"{folder}: no FLAIR or T2 found (looked at file names and DICOM series descriptions "
                          f"/ TR / TE / TI; saw {seen}); the whole tumor needs FLAIR (or T2): give it with --flair PATH")
     missing = [SEQUENCE_NAMES[s] for s in SEQUENCES if s not in chosen]
     if missing:

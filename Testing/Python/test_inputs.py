@@ -59,6 +59,14 @@ def test_dicom_series_found_and_assigned_from_tags(tmp_path):
     assert img.GetSize() == (16, 16, 4) and abs(img.GetSpacing()[2] - 3.0) < 1e-3
 
 
+def test_dicom_case_folder_with_a_mask_file_beside_the_series(tmp_path):
+    _write_dicom_series(tmp_path / "s1", "Ax T1 post", 500, 10, contrast="Gadovist")
+    _write_dicom_series(tmp_path / "s2", "Ax FLAIR", 9000, 120, ti=2500)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 16, 16), np.uint8)), str(tmp_path / "tumor_seg.nii.gz"))
+    found = scan_case_folder(tmp_path)
+    assert set(found.sequences) == {"t1c", "flair"} and [m.name for m in found.masks] == ["tumor_seg.nii.gz"]
+
+
 def test_missing_sequences_are_normal_and_ambiguous_ones_are_clear_errors(tmp_path):
     a = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
     for n in ("t1.nii.gz", "t1c.nii.gz", "flair.nii.gz"):
@@ -77,7 +85,7 @@ def test_missing_sequences_are_normal_and_ambiguous_ones_are_clear_errors(tmp_pa
 def test_a_folder_without_flair_t2_or_t1c_is_refused(tmp_path):
     a = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
     sitk.WriteImage(a, str(tmp_path / "t1.nii.gz"))
-    with pytest.raises(InputError, match="no FLAIR, T2 or T1c"):
+    with pytest.raises(InputError, match="no FLAIR or T2"):
         find_case_files(tmp_path)
 
 

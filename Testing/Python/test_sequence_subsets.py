@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GliomaRadiogenomicsLib.bundle import ModelBundle, load_default_bundles, select_bundles
+from GliomaRadiogenomicsLib.bundle import ModelBundle, select_bundles
 from GliomaRadiogenomicsLib.case import Case
 from GliomaRadiogenomicsLib.io import InputError
 from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case
@@ -55,9 +55,19 @@ def test_binary_masks_become_the_whole_tumor_and_brats_labels_are_kept():
         as_brats_label(img([[[0, 5], [6, 7]]] * 2))
 
 
+def _synthetic(task):
+    """The shipped SYNTHETIC bundle of a task (by path: the defaults registry may list real bundles instead)."""
+    import GliomaRadiogenomicsLib
+    from pathlib import Path
+    from GliomaRadiogenomicsLib.bundle import load_bundle
+    return load_bundle(Path(GliomaRadiogenomicsLib.__file__).parent / "resources" / "models" / f"default_{task}.json")
+
+
 def test_family_selection_prefers_the_exact_subset_then_the_largest():
-    idh = next(b for b in load_default_bundles() if b.task == "IDH")
-    assert idh.sequences == ["t1", "t1c", "t2", "flair"]          # read off the feature names (older bundle)
+    idh = _synthetic("IDH")
+    assert "sequences" not in idh.feature_schema                   # an older bundle: read off its feature names
+    assert idh.sequences == sorted({f.split("_")[0].lower() for f in idh.features if f.split("_")[0] in
+                                    ("T1", "T1c", "T2", "FLAIR")}, key=["t1", "t1c", "t2", "flair"].index)
     full = _family_member(idh, ["T1", "T1c", "T2", "FLAIR"], "full")
     three = _family_member(idh, ["FLAIR", "T1", "T1c"], "three")
     flair = _family_member(idh, ["FLAIR"], "flair")
@@ -86,9 +96,8 @@ def test_features_come_from_the_sequences_present(no_t2_analysis):
 
 
 def test_a_bundle_whose_sequences_are_absent_is_not_applied(no_t2_analysis):
-    shipped = load_default_bundles()
-    synthetic_full = [b for b in shipped if b.sequences == ["t1", "t1c", "t2", "flair"]]
-    assert synthetic_full, "expected at least one shipped bundle that needs T2"
+    synthetic_full = [_family_member(_synthetic(t), ["T1", "T1c", "T2", "FLAIR"], f"full-{t}")
+                      for t in ("IDH", "epilepsy")]   # declared: trained on cases with all four sequences
     doc = predict_case(no_t2_analysis, synthetic_full)
     validate_predictions(doc)
     for b in synthetic_full:
@@ -98,7 +107,7 @@ def test_a_bundle_whose_sequences_are_absent_is_not_applied(no_t2_analysis):
         assert r["model"]["applied"] is False
     # a family member trained without T2 is applied to the same case
     idh = next(b for b in synthetic_full if b.task == "IDH")
-    no_t2 = _family_member(idh, ["T1", "T1c", "FLAIR"], "no-t2")
+    no_t2 = _family_member(_synthetic("IDH"), ["T1", "T1c", "FLAIR"], "no-t2")
     no_t2.features = [f for f in idh.features if not f.startswith("T2_")]
     keep = [i for i, f in enumerate(idh.features) if not f.startswith("T2_")]
     for k in ("center", "scale", "coefficients"):
