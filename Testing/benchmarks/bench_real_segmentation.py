@@ -147,7 +147,7 @@ def figures(results, out_root: Path, compare=None, label="default (lgg-unet2d, o
     plt.close(fig)
 
     worst = sorted(ok, key=lambda r: r["dice"])[:3]
-    fig, ax = plt.subplots(1, len(worst), figsize=(4.2 * len(worst), 4.4))
+    fig, ax = plt.subplots(1, len(worst), figsize=(4.2 * len(worst), 4.9), layout="constrained")
     for a, r in zip(np.atleast_1d(ax), worst):
         flair = sitk.GetArrayFromImage(sitk.ReadImage(str(COHORT / "cases" / r["case"] / "flair.nii.gz")))
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(COHORT / "cases" / r["case"] / "flair_abnormality.nii.gz"))) > 0
@@ -161,7 +161,6 @@ def figures(results, out_root: Path, compare=None, label="default (lgg-unet2d, o
         a.set_title(f"{r['case']}  Dice {r['dice']:.2f}\nmanual {r['ref_ml']:.1f} mL (green), "
                     f"predicted {r['pred_ml']:.1f} mL (red)", fontsize=8)
         a.axis("off")
-    fig.tight_layout()
     tmp = DOCS / "lgg-segmentation-worst.tmp.png"
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, DOCS / "lgg-segmentation-worst.png")
