@@ -12,7 +12,7 @@
    per family: IDH and epilepsy by Wang 2025 single-task (st) and collaborative multi-task (cmt, IDH + epilepsy)
    LASSO, the better of the two per task by repeated nested CV; ATRX by Liu 2024 fusion on the IDH-mutant subset
    (Liu's population; clinical age + sex, no WHO grade: a pre-operative model), with two report-only sensitivity
-   analyses (all cases; + WHO grade). Age and sex are offered to every model; age-only and age + sex logistic
+   analyses on the flair-t1-t1c family (all cases; + WHO grade; 5 CV repetitions). Age and sex are offered to every model; age-only and age + sex logistic
    baselines are evaluated on the same folds;
 4. a bundle ships (GliomaRadiogenomicsLib/resources/models/tcga_lgg_<task>_<family>.json) only where the lower
    95 % CI bound of its repeated-CV AUC is above 0.5; defaults.json then lists, per task, the real family where one
@@ -178,8 +178,14 @@ def main(argv=None):
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--families", default=",".join(FAMILIES))
-    ap.add_argument("--no-sensitivity", action="store_true", help="skip the report-only ATRX variants")
+    ap.add_argument("--sensitivity-families", default="flair-t1-t1c",
+                    help="families that get the report-only ATRX variants (all cases; + WHO grade); '' for none")
+    ap.add_argument("--sensitivity-repeats", type=int, default=5,
+                    help="CV repetitions of the report-only variants (default 5: Liu's fit dominates the run time)")
     ap.add_argument("--models", default=str(MODELS), help="folder of the shipped bundles and defaults.json")
+    ap.add_argument("--registry", help="where the defaults registry goes (default: <models>/defaults.json, which "
+                    "makes the qualifying real bundles the defaults of every run); a copy is kept in "
+                    "<reports>/tcga_lgg_defaults.json")
     ap.add_argument("--reports", default="docs/real-data")
     ap.add_argument("--work", default="build/tcga-lgg/bundles", help="every trained bundle (shipped or not)")
     a = ap.parse_args(argv)
@@ -209,14 +215,15 @@ def main(argv=None):
         trained += [(b, n, s, "atrx-fusion", "IDH-mutant subset (Liu 2024 population); age + sex") for b, n, s in
                     train(df, prov, "ATRX", "atrx-fusion", family, seqs, clinical=CLINICAL, subset=idh_mutant,
                           **common)]
-        if not a.no_sensitivity:
+        if family in a.sensitivity_families.split(","):
+            sens = {**common, "repeats": a.sensitivity_repeats}
             trained += [(b, n, s, "atrx-fusion", "sensitivity, not shipped: all cases (IDH-wildtype included)")
                         for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs, clinical=CLINICAL,
-                                             tag="-all-cases", **common)]
+                                             tag="-all-cases", **sens)]
             trained += [(b, n, s, "atrx-fusion", "sensitivity, not shipped: + WHO grade (post-operative)")
                         for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs,
                                              clinical=CLINICAL + ["who_grade"], subset=idh_mutant, tag="-grade",
-                                             **common)]
+                                             **sens)]
         for b, name, seconds, method, note in trained:
             if note.startswith("sensitivity"):  # numbers (JSON) only: keeps docs/real-data small
                 (reports / f"{name}.html").unlink(missing_ok=True)
@@ -262,7 +269,8 @@ def main(argv=None):
     for task in TASKS:
         fam = shipped.get(task)
         registry["tasks"][task] = sorted(fam, key=lambda f: -len(f)) if fam else [f"default_{task}.json"]
-    atomic_write_json(models / "defaults.json", registry)
+    atomic_write_json(Path(a.registry) if a.registry else models / "defaults.json", registry)
+    atomic_write_json(reports / "tcga_lgg_defaults.json", registry)
     total = time.perf_counter() - t_all
     atomic_write_json(reports / "tcga_lgg_results.json", {
         "cohort": "TCGA-LGG (../shared/data/cohorts/tcga-lgg)", "n_cases": int(len(df)),
