@@ -141,18 +141,23 @@ def _ci(v):
 def markdown_table(rows) -> str:
     """The results table of docs/real-data.md (also written to docs/real-data/tcga_lgg_table.md)."""
     out = ["| task | sequences | method | n (pos) | AUC mean | SD | min-max | 95 % CI | age only | age + sex | "
-           "diff vs age (reps better) | DeLong p vs age | features final (per fold) | shipped |",
+           "diff vs age (reps better), DeLong p | diff vs age + sex (reps better), DeLong p | features final "
+           "(per fold mean; min-max) | shipped |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def diff(c):
+        c = c or {}
+        return (f"{c.get('auc_diff_mean', float('nan')):+.3f} ({c.get('repetitions_model_better')}/{r.get('repeats')})"
+                f", p = {c.get('delong_p_mean_prediction', float('nan')):.2g}")
     for r in rows:
-        va = r.get("vs_age") or {}
         nf = r.get("n_features_per_fold") or {}
-        ship = ("yes" if r.get("ships") else "no (CI)") if r.get("chosen") else ("-" if "chosen" in r else r["note"])
+        ship = (("yes" if r.get("ships") else "no: CI includes 0.5") if r.get("chosen") else
+                ("not chosen" if "chosen" in r else r["note"].replace("sensitivity, not shipped: ", "sensitivity: ")))
         out.append(f"| {r['task']} | {r['family']} | {r['method']} | {r['n']} ({r['n_positive']}) | "
                    f"{r['auc_mean']:.3f} | {r['auc_sd']:.3f} | {r['auc_range'][0]:.3f}-{r['auc_range'][1]:.3f} | "
                    f"{_ci(r['auc_95ci'])} | {r['age_auc']:.3f} ({_ci(r['age_auc_95ci'])}) | "
-                   f"{r['age_sex_auc']:.3f} ({_ci(r['age_sex_auc_95ci'])}) | "
-                   f"{va.get('auc_diff_mean', float('nan')):+.3f} ({va.get('repetitions_model_better')}/"
-                   f"{r.get('repeats', 10)}) | {va.get('delong_p_mean_prediction', float('nan')):.3g} | "
+                   f"{r['age_sex_auc']:.3f} ({_ci(r['age_sex_auc_95ci'])}) | {diff(r.get('vs_age'))} | "
+                   f"{diff(r.get('vs_age_sex'))} | "
                    f"{r['n_features_final']} ({nf.get('mean')}; {nf.get('min')}-{nf.get('max')}) | {ship} |")
     return "\n".join(out) + "\n"
 
