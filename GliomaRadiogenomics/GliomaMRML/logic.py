@@ -110,13 +110,14 @@ class GliomaPredictLogic:
 
     def predict(self, nodes: Dict[str, object], segmentation_node, clinical: Optional[dict] = None,
                 preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress,
-                preprocess_options=None):
+                preprocess_options=None, synthetic_case: bool = False):
         """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts."""
         from GliomaRadiogenomicsLib.bundle import load_bundle, load_default_bundles
         from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case, options_for_bundles
         from GliomaRadiogenomicsLib.predict import predict_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         case = case_from_nodes(nodes, clinical)
+        case.synthetic = synthetic_case
         popt = preprocess_options or PreprocessOptions(reference=reference)
         label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
         loaded = [load_bundle(b) for b in bundles] if bundles else load_default_bundles()

@@ -52,6 +52,7 @@ class GliomaWebApp(TrameApp):
         s.glioma_case_dir = case_dir or ""
         s.glioma_status = "Load a case to start. " + DISCLAIMER
         s.glioma_results = []
+        s.glioma_case_synthetic = False
         s.glioma_report_url = ""
         s.glioma_seg_url = ""
         s.glioma_volume_loaded = False
@@ -84,6 +85,8 @@ class GliomaWebApp(TrameApp):
                          id="glioma-load")
                     VDivider(classes="my-2")
                     with html.Table(id="glioma-results", style="font-size: 12px; width: 100%"):
+                        html.Caption("SYNTHETIC case (simulated glioma): the numbers demonstrate the software only",
+                                     v_if="glioma_case_synthetic && glioma_results.length")
                         with html.Tr():
                             for h in ("task", "probability", "label", "points", "trained on"):
                                 html.Th(h)
@@ -116,6 +119,8 @@ class GliomaWebApp(TrameApp):
             self.scene.Clear()  # before preloading: the Paint effect needs a clean scene
             self.nodes, self.clinical, case_id = load_case_folder_into_scene(self.scene, folder)
             self.segmentation = None
+            self.state.glioma_case_synthetic = False
+            self.state.glioma_results = []
             self._show(self.nodes)
             self.state.glioma_status = f"case {case_id} loaded (FLAIR shown). {DISCLAIMER}"
         except Exception as exc:  # shown to the user, the server keeps running
@@ -127,6 +132,7 @@ class GliomaWebApp(TrameApp):
             from GliomaRadiogenomicsLib.synthetic import make_demo_case
             make_demo_case(downsample=2).save(folder)
         self.load_case(str(folder))
+        self.state.glioma_case_synthetic = True
         self.state.glioma_status = "SYNTHETIC demo case loaded. " + DISCLAIMER
 
     def segment(self):
@@ -156,7 +162,8 @@ class GliomaWebApp(TrameApp):
         self.server.state.flush()
         try:
             logic = GliomaPredictLogic(self.scene)
-            doc, _, _ = logic.predict(self.nodes, seg, self.clinical, preprocess_options=self.preprocess_options)
+            doc, _, _ = logic.predict(self.nodes, seg, self.clinical, preprocess_options=self.preprocess_options,
+                                      synthetic_case=bool(self.state.glioma_case_synthetic))
             logic.save_report(self.work / "report.html")
             label = segmentation_node_to_label_image(seg, reference_node(self.nodes))
             write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz", backup=True)
@@ -175,9 +182,10 @@ class GliomaWebApp(TrameApp):
             self.n_predictions += 1
             summary = "; ".join(f"{r['task']} {r['probability']} ({r['label']}, {r['points']} points)" for r in rows)
             synthetic = any(doc[t]["model"]["synthetic"] for t in doc["tasks"])
-            self.state.glioma_status = ("predictions ready (run {}, WT {:.1f} mL): {}{}. ".format(
+            self.state.glioma_status = ("predictions ready (run {}, WT {:.1f} mL): {}{}{}. ".format(
                 self.n_predictions, doc["segmentation"]["volumes_ml"]["WT"], summary,
-                " - models trained on SYNTHETIC data" if synthetic else "") + DISCLAIMER)
+                " - models trained on SYNTHETIC data" if synthetic else "",
+                " - SYNTHETIC case" if doc["case"]["synthetic"] else "") + DISCLAIMER)
             self._logic.data.is_drawer_visible = True  # show the drawer: segment editor + the results panel
             self._logic.data.active_tool = "SegmentEditorUI"
             self.last_document = doc

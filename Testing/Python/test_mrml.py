@@ -106,7 +106,8 @@ def predicted(mrml, scene_case):
     opts = PreprocessOptions(spacing=2.0, brain_mask="threshold")
     seg = GliomaSegmentLogic(mrml.scene).segment(scene_case, preprocess_options=opts)
     logic = GliomaPredictLogic(mrml.scene)
-    doc, table, charts = logic.predict(scene_case, seg, {"age": 61, "sex": "F"}, preprocess_options=opts)
+    doc, table, charts = logic.predict(scene_case, seg, {"age": 61, "sex": "F"}, preprocess_options=opts,
+                                       synthetic_case=True)
     return seg, logic, doc, table, charts
 
 
@@ -139,7 +140,8 @@ def test_table_and_plot_nodes_from_a_real_prediction(predicted):
     tasks = [table.GetCellText(i, cols.index("task")) for i in range(3)]
     assert tasks == ["IDH", "epilepsy", "ATRX"]
     assert all("SYNTHETIC" in table.GetCellText(i, cols.index("trained on")) or
-               table.GetCellText(i, cols.index("synthetic")).startswith("YES") for i in range(3))
+               table.GetCellText(i, cols.index("synthetic")).startswith("YES") or
+               "TCGA-LGG" in table.GetCellText(i, cols.index("trained on")) for i in range(3))
     for t in tasks:
         p = float(table.GetCellText(tasks.index(t), cols.index("probability")))
         assert p == pytest.approx(doc[t]["probability"], abs=1e-3)
@@ -194,7 +196,8 @@ def test_background_run_keeps_polling_and_loads_outputs(mrml, scene_case, tmp_pa
     seg, doc, table, charts = logic.finish(out, scene_case["flair"])
     assert table.GetNumberOfRows() == 3 and set(charts) == {"IDH", "epilepsy", "ATRX"}
     assert seg.GetSegmentation().GetNumberOfSegments() == 3
-    assert logic.predict_logic.save_report(tmp_path / "r.html").read_text().count("SYNTHETIC") > 0
+    report = logic.predict_logic.save_report(tmp_path / "r.html").read_text()
+    assert "not diagnoses" in report and all(doc[t]["model"]["trained_on"] in report for t in doc["tasks"])
 
 
 def test_background_run_can_be_cancelled(mrml, scene_case, tmp_path):
@@ -258,7 +261,7 @@ def test_batch_script_on_two_cases_with_one_failure(tmp_path):
     err = res.loc["zz-broken", "error"]
     assert res.loc["zz-broken", "status"] == "failed" and "zz-broken" in err and "flair.nii.gz" in err  # file + problem
     assert "cannot read" in err
-    assert res["p_IDH"].dropna().between(0, 1).all()
+    assert res["p_IDH"].dropna().between(0, 1).all() and 0 <= res.loc["synth-0000", "p_IDH"] <= 1
     doc = json.loads((out / "synth-0001" / "predictions.json").read_text())
     assert set(doc["inputs"]) == {"T2", "FLAIR"}
     for t in doc["tasks"]:  # models needing T1 / T1c are not applied: null + reason

@@ -13,7 +13,18 @@ from GliomaRadiogenomicsLib.predict import validate_predictions
 pytestmark = pytest.mark.realdata
 CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
 THREE_SEQUENCES = "TCGA-CS-4942"     # FLAIR + T1 + T1c
+TWO_SEQUENCES = "TCGA-FG-7634"       # FLAIR + T1
 FLAIR_ONLY = "TCGA-HT-7877"
+
+
+def _family(doc):
+    """task -> sequences of the model applied (None when not applied)."""
+    return {t: (doc[t]["model"]["sequences"] if doc[t]["probability"] is not None else None) for t in doc["tasks"]}
+
+
+def _real_defaults():
+    from GliomaRadiogenomicsLib.bundle import load_default_bundles
+    return load_default_bundles()
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +67,13 @@ def test_three_sequence_case_runs_end_to_end(cohort, tmp_path):
             assert r["reason"] and "T2" in r["reason"]
         else:
             assert set(r["model"]["sequences"]) <= {"T1", "T1c", "FLAIR"}
+    # every task with a real default model gets a probability on this case (the largest applicable family member)
+    for b in _real_defaults():
+        if not b.synthetic:
+            assert doc[b.task]["probability"] is not None and doc[b.task]["model"]["synthetic"] is False, b.task
+    fam = {b.task: b for b in _real_defaults() if {q for q in b.sequences} == {"t1", "t1c", "flair"}}
+    for t, b in fam.items():   # the family member trained on exactly this subset is the one chosen
+        assert doc[t]["model"]["name"] == b.name
     assert doc["segmentation"]["volumes_ml"]["WT"] > 1.0
 
 
@@ -72,6 +90,9 @@ def test_flair_only_case_runs_and_a_bundle_needing_other_sequences_is_skipped(co
     for t in doc["tasks"]:
         r = doc[t]
         assert r["probability"] is None or r["model"]["sequences"] == ["FLAIR"], (t, r["model"])
+        assert r["probability"] is not None or ("not applied" in r["reason"] and "FLAIR" in r["reason"])
+    flair_models = {b.task for b in _real_defaults() if b.sequences == ["flair"]}
+    assert all(doc[t]["probability"] is not None for t in flair_models)
     doc, p = _run(cohort / FLAIR_ONLY, tmp_path / "roi", "--segmentation", "case", "--bundle", str(synthetic_idh))
     validate_predictions(doc)
     assert doc["tasks"] == ["IDH"] and doc["IDH"]["probability"] is None
@@ -79,3 +100,13 @@ def test_flair_only_case_runs_and_a_bundle_needing_other_sequences_is_skipped(co
     assert "case-folder mask flair_abnormality.nii.gz" in doc["features"]["segmentation"]
     assert "not applied" in p.stdout
     assert default_bundle_paths()  # the registry resolves
+
+
+@pytest.mark.slow
+def test_two_sequence_case_runs_with_the_applicable_family_members(cohort, tmp_path):
+    doc, _ = _run(cohort / TWO_SEQUENCES, tmp_path / "out")
+    validate_predictions(doc)
+    assert set(doc["inputs"]) == {"T1", "FLAIR"}
+    for t, seqs in _family(doc).items():   # applied models use only FLAIR / T1; the others say why not
+        assert seqs is None or set(seqs) <= {"T1", "FLAIR"}, (t, seqs)
+        assert seqs is not None or "T1c" in doc[t]["reason"]
