@@ -93,6 +93,17 @@ def load_table(table: Path, labels_csv: Path) -> tuple[pd.DataFrame, dict]:
     return df, prov
 
 
+def strip_labels(report: Path) -> None:
+    """The committed evaluation reports keep per-case out-of-fold probabilities, not the cohort's labels: the labels
+    stay in ../shared (tests join them there by case_id)."""
+    from GliomaRadiogenomicsLib.io import atomic_write_json
+    if report.exists():
+        d = json.loads(report.read_text())
+        for t in d.get("tasks", []):
+            t.pop("label_values", None)
+        atomic_write_json(report, d)
+
+
 def train(df, prov, label, method, family, seqs, n_bootstrap, repeats, folds, jobs, reports, seed, clinical,
           subset=None, tag=""):
     from GliomaRadiogenomicsLib.train import train_bundles
@@ -109,6 +120,7 @@ def train(df, prov, label, method, family, seqs, n_bootstrap, repeats, folds, jo
         clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=folds, repeats=repeats, sequences=seqs,
         n_jobs=jobs, report_path=reports / name, name_prefix="tcga-lgg-")
     seconds = time.perf_counter() - t0
+    strip_labels(reports / f"{name}.json")
     print(f"[{seconds:6.0f}s] {name}: " + "; ".join(
         f"{b.task} AUC {b.metrics['auc_cv']} (SD {b.metrics['auc_cv_sd']}, CI {b.metrics['auc_cv_95ci']}), "
         f"age {b.metrics['baselines_cv'].get('age', {}).get('auc')}, age+sex "

@@ -198,12 +198,13 @@ def test_shipped_real_bundle_card_and_recorded_oof_auc(path):
     # the recorded out-of-fold predictions reproduce the recorded AUC (no re-training)
     report = json.loads((REPO / b.training["evaluation_report"]).read_text())
     t = next(t for t in report["tasks"] if t["task"] == b.task)
-    y, p = np.asarray(t["label_values"], float), np.asarray(t["oof_probability"], float)
+    assert "label_values" not in t, "the cohort's labels must not be copied into the repository"
+    if not (COHORT / "labels.csv").exists():
+        pytest.skip(f"{COHORT}/labels.csv absent: the recorded AUC cannot be recomputed without the labels")
+    lab = pd.read_csv(COHORT / "labels.csv").set_index("case_id")
+    col = {"IDH": "IDH_mutant", "ATRX": "ATRX_mutant", "epilepsy": "seizure_history"}[b.task]
+    y, p = lab.loc[t["case_id"], col].to_numpy(float), np.asarray(t["oof_probability"], float)
     assert len(y) == b.training["n"] and int(y.sum()) == b.training["n_positive"]
     assert _auc(y, p) == pytest.approx(t["repeated_cv"]["model"]["auc_of_mean_prediction"], abs=1e-3)
     assert abs(_auc(y, p) - b.metrics["auc_cv"]) < 0.05  # averaged predictions vs mean of per-repetition AUCs
     assert t["repeated_cv"]["model"]["auc_mean"] == b.metrics["auc_cv"]
-    if (COHORT / "labels.csv").exists():  # the recorded labels are the cohort's
-        lab = pd.read_csv(COHORT / "labels.csv").set_index("case_id")
-        col = {"IDH": "IDH_mutant", "ATRX": "ATRX_mutant", "epilepsy": "seizure_history"}[b.task]
-        np.testing.assert_array_equal(lab.loc[t["case_id"], col].to_numpy(float), y)
