@@ -31,7 +31,7 @@ def test_affine_registration_brings_the_atlas_brain_onto_the_case(reg, small_pre
 
 def test_round_trip_through_atlas_space_preserves_a_label(reg, small_pre):
     from GliomaRadiogenomicsLib.segment import get_backend
-    lab = get_backend().segment(small_pre)
+    lab = get_backend("hyperintensity").segment(small_pre)
     wt = sitk.Cast(lab > 0, sitk.sitkUInt8)
     back = reg.from_atlas(reg.to_atlas(wt, label=True), small_pre.grid, label=True)
     d = dice(sitk.GetArrayFromImage(back) > 0, sitk.GetArrayFromImage(wt) > 0)
@@ -42,7 +42,7 @@ def test_synthetic_tumor_lands_in_the_right_lobe(reg, small_pre):
     """The demo tumor was placed in the right frontal lobe (MNI x>0, y>0): the atlas frontal mask must cover most
     of it once brought back to the case."""
     from GliomaRadiogenomicsLib.segment import get_backend
-    lab = sitk.GetArrayFromImage(get_backend().segment(small_pre)) > 0
+    lab = sitk.GetArrayFromImage(get_backend("hyperintensity").segment(small_pre)) > 0
     frontal = sitk.GetArrayFromImage(reg.from_atlas(reg.atlas.regions["frontal_lobe"], small_pre.grid)) > 0.5
     occipital = sitk.GetArrayFromImage(reg.from_atlas(reg.atlas.regions["occipital"], small_pre.grid)) > 0.5
     assert (lab & frontal).sum() > 3 * (lab & occipital).sum()

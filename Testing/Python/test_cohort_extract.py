@@ -22,8 +22,9 @@ def cohort(tmp_path_factory):
 
 
 def _extract(cohort, out):
+    # extraction and resume are tested here, not segmentation: the weight-free backend keeps the test fast
     return subprocess.run(CLI + ["extract", "--cases", str(cohort), "--out", str(out), "--spacing", "3",
-                                 "--brain-mask", "threshold", "--workers", "1"],
+                                 "--brain-mask", "threshold", "--workers", "1", "--backend", "hyperintensity"],
                           capture_output=True, encoding="utf-8", errors="replace", timeout=900)
 
 
@@ -58,7 +59,8 @@ def test_extract_with_location_and_mismatch_columns(cohort, tmp_path):
     meta_file.write_text(json.dumps(meta))
     out = tmp_path / "loc.csv"
     p = subprocess.run(CLI + ["extract", "--cases", str(cases), "--out", str(out), "--spacing", "3",
-                              "--brain-mask", "threshold", "--location"], capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+                              "--brain-mask", "threshold", "--location", "--backend", "hyperintensity"],
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     t = pd.read_csv(out)
     assert {"loc_WT_frontal_lobe_pct", "loc_WT_left_hemisphere_pct", "t2flair_WT_mismatch_fraction"} <= set(t.columns)

@@ -46,7 +46,7 @@ def test_weights_are_verified(weights, tmp_path):
 
 def test_deep_features_on_the_demo(small_pre, weights):
     from GliomaRadiogenomicsLib.segment import get_backend
-    lab = get_backend().segment(small_pre)
+    lab = get_backend("hyperintensity").segment(small_pre)
     feats, warns = deep.try_deep_features(small_pre, lab, ["t1c", "flair"], ["WT", "ET"], weights)
     assert not warns
     assert len(feats) == 2 * 2 * 1000

@@ -76,7 +76,7 @@ def test_extraction_equals_pyradiomics_on_the_same_inputs():
 
 def test_demo_features_complete_and_textures_vary_between_cases(small_pre):
     from GliomaRadiogenomicsLib.segment import get_backend
-    lab = get_backend().segment(small_pre)
+    lab = get_backend("hyperintensity").segment(small_pre)
     r = extract_features(small_pre, lab, "wang2025", workers=1)
     assert set(r.values) == set(expected_columns("wang2025"))
     assert all(np.isfinite(v) for v in r.values.values())
@@ -114,7 +114,7 @@ def test_every_preset_equals_plain_pyradiomics_on_whole_images(small_pre, name, 
     from GliomaRadiogenomicsLib.regions import region_mask
     from GliomaRadiogenomicsLib.segment import get_backend
     preset = load_preset(name)
-    lab = get_backend().segment(small_pre)
+    lab = get_backend("hyperintensity").segment(small_pre)
     ours = extract_features(small_pre, lab, preset, workers=workers).values
     images = normalize_images(small_pre, preset)
     arr = sitk.GetArrayFromImage(lab)

@@ -83,7 +83,7 @@ def test_flair_only_case_runs_and_a_bundle_needing_other_sequences_is_skipped(co
     import GliomaRadiogenomicsLib
     from pathlib import Path
     synthetic_idh = Path(GliomaRadiogenomicsLib.__file__).parent / "resources" / "models" / "default_IDH.json"
-    # the default path, then the case's own manual mask as ROI with an explicit 4-sequence bundle
+    # the default path, then the case's own manual mask as ROI with the synthetic IDH bundle (its features need T1 / T1c)
     doc, _ = _run(cohort / FLAIR_ONLY, tmp_path / "default")
     validate_predictions(doc)
     assert doc["features"]["sequences"] == ["FLAIR"]
@@ -96,7 +96,7 @@ def test_flair_only_case_runs_and_a_bundle_needing_other_sequences_is_skipped(co
     doc, p = _run(cohort / FLAIR_ONLY, tmp_path / "roi", "--segmentation", "case", "--bundle", str(synthetic_idh))
     validate_predictions(doc)
     assert doc["tasks"] == ["IDH"] and doc["IDH"]["probability"] is None
-    assert "T2" in doc["IDH"]["reason"] and "not applied" in doc["IDH"]["reason"]
+    assert "T1c" in doc["IDH"]["reason"] and "not applied" in doc["IDH"]["reason"]   # its features need T1 / T1c
     assert "case-folder mask flair_abnormality.nii.gz" in doc["features"]["segmentation"]
     assert "not applied" in p.stdout
     assert default_bundle_paths()  # the registry resolves
