@@ -24,6 +24,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from scipy.special import expit
 
+from .case import SEQUENCE_NAMES
+
 BUNDLE_FORMAT = "glioma-radiogenomics-model-bundle"
 SCHEMA_VERSION = 1
 TASKS = ("IDH", "epilepsy", "ATRX")
@@ -216,7 +218,7 @@ class ModelBundle:
                 "sequences": [SEQ_NAMES[q] for q in self.sequences]}
 
 
-SEQ_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+SEQ_NAMES = SEQUENCE_NAMES  # the one definition (case.py)
 _SEQ_KEYS = {v.lower(): k for k, v in SEQ_NAMES.items()}
 
 
