@@ -128,11 +128,9 @@ def label_values(img: sitk.Image) -> Optional[List[int]]:
     them), else None."""
     import numpy as np
     a = sitk.GetArrayViewFromImage(img)
-    if a.dtype.kind == "f":
-        sample = a.ravel()[:: max(1, a.size // 200000)]
-        if not np.all(np.isfinite(sample)) or not np.all(sample == np.round(sample)):
-            return None
-    sample = a.ravel()[:: max(1, a.size // 200000)]
+    sample = a.ravel()[:: max(1, a.size // 200000)]  # a cheap first look: an MRI fails here at once
+    if a.dtype.kind == "f" and (not np.all(np.isfinite(sample)) or not np.all(sample == np.round(sample))):
+        return None
     if len(np.unique(sample)) > LABEL_MAX_VALUES:
         return None
     values = np.unique(a)
