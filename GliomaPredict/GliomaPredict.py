@@ -64,11 +64,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget):
             first = next((c for c in charts.values() if c is not None), None)
             if first is not None:
                 slicer.modules.plots.logic().ShowChartInLayout(first)
-            lines = [f"{t}: {doc[t]['probability']:.2f} ({doc[t]['label']}), {doc[t]['nomogram']['total_points']:.0f} "
-                     f"points; model trained on {doc[t]['model']['trained_on']}" if doc[t]["probability"] is not None
-                     else f"{t}: not available ({doc[t].get('reason') or doc[t]['label']})" for t in doc["tasks"]]
-            self.ui.statusLabel.text = "\n".join(lines + ["Warnings: " + "; ".join(doc["warnings"])
-                                                         if doc["warnings"] else "", doc["disclaimer"]])
+            from GliomaRadiogenomicsLib.render import summary_lines
+            self.ui.statusLabel.text = "\n".join(summary_lines(doc))
 
     def onSaveReport(self):
         import qt

@@ -163,12 +163,10 @@ def predictions_to_table_node(doc: dict, scene, node=None):
         a = vtk.vtkStringArray()
         a.SetName(c)
         table.AddColumn(a)
-    for t in doc.get("tasks", []):
-        r = doc[t]
-        row = [t, "n/a" if r["probability"] is None else f"{r['probability']:.3f}", r["label"],
-               f"{r['nomogram']['total_points']:.1f}" if r.get("nomogram") else "n/a",
-               f"{r['model']['name']} v{r['model']['version']}", r["model"]["trained_on"],
-               "YES (demonstration only)" if r["model"]["synthetic"] else "no"]
+    from GliomaRadiogenomicsLib.render import task_rows
+    for r in task_rows(doc):
+        row = [r.task, r.probability_text, r.label + (f" ({r.reason})" if r.reason else ""), r.points_text, r.model,
+               r.trained_on, "YES (demonstration only)" if r.synthetic else "no"]
         i = table.InsertNextBlankRow()
         for j, v in enumerate(row):
             table.GetColumn(j).SetValue(i, str(v))

@@ -66,20 +66,20 @@ def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
     w(f"GliomaRadiogenomics  case {doc['case']['id']}" + ("  [SYNTHETIC CASE]" if doc["case"].get("synthetic") else "") + "\n")
     vol = doc["segmentation"]["volumes_ml"]
     w("tumor volumes (mL): " + ", ".join(f"{k} {v:.1f}" for k, v in vol.items()) + "\n")
+    from .render import SYNTHETIC_MODELS_NOTE, task_rows
+    rows = task_rows(doc)
     w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  model\n")
-    for t in doc.get("tasks", []):
-        r = doc[t]
-        p = "n/a" if r["probability"] is None else f"{r['probability']:.3f}"
-        pts = f"{r['nomogram']['total_points']:.1f}" if r.get("nomogram") else "n/a"
-        syn = " [SYNTHETIC-trained]" if r["model"]["synthetic"] else ""
-        w(f"{t:<9} {p:>11}  {r['label']:<28} {pts:>7}  {r['model']['name']}{syn}\n")
-        if r.get("reason"):
-            w(f"          {r['reason']}\n")
-        if r.get("nomogram"):
-            w("          points: " + ", ".join(f"{k} {v:.1f}" for k, v in r["nomogram"]["points"].items()) + "\n")
+    for row in rows:
+        syn = " [SYNTHETIC-trained]" if row.synthetic else ""
+        w(f"{row.task:<9} {row.probability_text:>11}  {row.label:<28} {row.points_text:>7}  {row.model}{syn}\n")
+        if row.reason:
+            w(f"          {row.reason}\n")
+        if row.points:
+            w(f"          points: {row.points_breakdown}\n")
+        w(f"          trained on: {row.trained_on_text}\n")
     w(doc["disclaimer"] + "\n")
-    if any(doc[t]["model"]["synthetic"] for t in doc.get("tasks", [])):
-        w("The default models were trained on SYNTHETIC data: the numbers demonstrate the software only.\n")
+    if any(row.synthetic for row in rows):
+        w(SYNTHETIC_MODELS_NOTE + "\n")
     if doc.get("warnings"):
         w(f"{len(doc['warnings'])} warning(s) in predictions.json\n")
     w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html\n")

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from .case import SEQUENCE_NAMES
 from .io import atomic_write_text
+from .render import task_rows
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
 
@@ -99,17 +100,12 @@ def render_report(doc: dict, analysis) -> str:
     parts.append("<h2>Research probabilities</h2><table><tr><th>task</th><th>probability</th><th>label "
                  "(at cutoff)</th><th>cutoff</th><th>total points</th><th>model</th><th>trained on</th>"
                  "<th>synthetic</th><th>CV AUC (95% CI)</th></tr>")
-    for t in doc.get("tasks", []):
-        r = doc[t]
-        m = r["model"]
-        met = m.get("metrics", {})
-        auc = (f"{met.get('auc_cv')} ({met.get('auc_cv_95ci', ['?', '?'])[0]}-{met.get('auc_cv_95ci', ['?', '?'])[1]})"
-               if met.get("auc_cv") is not None else "n/a")
-        prob = "n/a" if r["probability"] is None else f"{r['probability']:.3f}"
-        tot = r["nomogram"]["total_points"] if r.get("nomogram") else "n/a"
-        parts.append(f"<tr><td>{_esc(t)}</td><td>{prob}</td><td>{_esc(r['label'])}</td><td>{r['cutoff']:.3f}</td>"
-                     f"<td>{tot}</td><td>{_esc(m['name'])} v{_esc(m['version'])}</td><td>{_esc(m['trained_on'])}</td>"
-                     f"<td>{'YES' if m['synthetic'] else 'no'}</td><td>{_esc(auc)}</td></tr>")
+    for row in task_rows(doc):
+        label = row.label + (f" ({row.reason})" if row.reason else "")
+        parts.append(f"<tr><td>{_esc(row.task)}</td><td>{row.probability_text}</td><td>{_esc(label)}</td>"
+                     f"<td>{row.cutoff_text}</td><td>{row.points_text}</td><td>{_esc(row.model)}</td>"
+                     f"<td>{_esc(row.trained_on)}</td><td>{'YES' if row.synthetic else 'no'}</td>"
+                     f"<td>{_esc(row.auc_text)}</td></tr>")
     parts.append("</table>")
     parts.append("<h2>Nomogram points</h2><p>Each variable contributes 0-100 points over the range seen in "
                  "training; total points map to the probability.</p>")
@@ -155,12 +151,8 @@ def write_pdf_summary(doc: dict, path) -> Path:
     head = axes[0]
     head.axis("off")
     lines = [f"GliomaRadiogenomics: case {doc['case'].get('case_id', '')}", doc["disclaimer"]]
-    for t in tasks:
-        r = doc[t]
-        m = r["model"]
-        prob = "n/a" if r["probability"] is None else f"{r['probability']:.2f}"
-        lines.append(f"{t}: {prob} ({r['label']})  model {m['name']} v{m['version']}, trained on {m['trained_on']}"
-                     + ("  [SYNTHETIC training data: demonstration only]" if m["synthetic"] else ""))
+    for row in task_rows(doc):
+        lines.append(row.line() + ("  [SYNTHETIC training data: demonstration only]" if row.synthetic else ""))
     head.text(0, 1, "\n".join(lines), va="top", fontsize=7, wrap=True)
     for ax, t in zip(axes[1:], tasks):
         nomo = doc[t].get("nomogram")

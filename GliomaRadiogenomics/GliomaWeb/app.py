@@ -154,6 +154,7 @@ class GliomaWebApp(TrameApp):
         from GliomaMRML.convert import segmentation_node_to_label_image
         from GliomaMRML.logic import GliomaPredictLogic, reference_node
         from GliomaRadiogenomicsLib.io import write_image
+        from GliomaRadiogenomicsLib.render import any_synthetic_model, task_rows
         seg = self.segmentation or next(iter(self.scene.GetNodesByClass("vtkMRMLSegmentationNode")), None)
         if seg is None:
             self.state.glioma_status = "segment first (or draw the tumor with the brush)"
@@ -167,21 +168,15 @@ class GliomaWebApp(TrameApp):
             logic.save_report(self.work / "report.html")
             label = segmentation_node_to_label_image(seg, reference_node(self.nodes))
             write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz", backup=True)
-            rows = []
-            for t in doc["tasks"]:
-                r = doc[t]
-                m = r["model"]
-                rows.append({"task": t, "probability": "n/a" if r["probability"] is None else f"{r['probability']:.3f}",
-                             "label": r["label"], "points": f"{r['nomogram']['total_points']:.1f}" if r.get("nomogram")
-                             else "n/a", "trained_on": m["trained_on"] + (" (SYNTHETIC)" if m["synthetic"] else ""),
-                             "nomogram": ", ".join(f"{k} {v:.0f}" for k, v in (r.get("nomogram") or {})
-                                                   .get("points", {}).items())})
+            rows = [{"task": r.task, "probability": r.probability_text,
+                     "label": r.label + (f" ({r.reason})" if r.reason else ""), "points": r.points_text,
+                     "trained_on": r.trained_on_text, "nomogram": r.points_breakdown} for r in task_rows(doc)]
             self.state.glioma_results = rows
             self.state.glioma_report_url = "/glioma_files/report.html"
             self.state.glioma_seg_url = "/glioma_files/segmentation.nii.gz"
             self.n_predictions += 1
             summary = "; ".join(f"{r['task']} {r['probability']} ({r['label']}, {r['points']} points)" for r in rows)
-            synthetic = any(doc[t]["model"]["synthetic"] for t in doc["tasks"])
+            synthetic = any_synthetic_model(doc)
             self.state.glioma_status = ("predictions ready (run {}, WT {:.1f} mL): {}{}{}. ".format(
                 self.n_predictions, doc["segmentation"]["volumes_ml"]["WT"], summary,
                 " - models trained on SYNTHETIC data" if synthetic else "",

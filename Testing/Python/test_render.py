@@ -1,0 +1,94 @@
+"""One renderer of predictions (issue 12 item 7): the CLI summary, the HTML report, the PDF lines, the Slicer table
+node, the GliomaPredict label and the web rows all take their per-task facts from render.task_rows."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from GliomaRadiogenomicsLib.render import summary_lines, task_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _doc():
+    model = {"name": "tcga_lgg_IDH_flair", "version": "1.0", "trained_on": "64 TCGA-LGG patients", "synthetic": False,
+             "metrics": {"auc_cv": 0.75, "auc_cv_95ci": [0.58, 0.93]}}
+    return {
+        "case": {"id": "case-7", "synthetic": False},
+        "tasks": ["IDH", "epilepsy"],
+        "IDH": {"probability": 0.73456, "label": "IDH-mutant", "cutoff": 0.5,
+                "nomogram": {"total_points": 57.25, "points": {"age": 20.0, "imaging score": 37.25}},
+                "model": model},
+        "epilepsy": {"probability": None, "label": "not available (sequence missing)", "cutoff": None,
+                     "reason": "needs T1c, the case has FLAIR only", "nomogram": None,
+                     "model": {**model, "name": "synthetic_epilepsy", "trained_on": "SYNTHETIC cohort",
+                               "synthetic": True, "metrics": {}}},
+        "segmentation": {"volumes_ml": {"WT": 12.5, "TC": 0.0, "ET": 0.0}},
+        "warnings": ["brain mask by threshold"],
+        "disclaimer": "Research probabilities, not diagnoses.",
+    }
+
+
+def test_task_rows_format_and_unavailable_task():
+    rows = task_rows(_doc())
+    assert [r.task for r in rows] == ["IDH", "epilepsy"]
+    idh, epi = rows
+    assert idh.available and idh.probability_text == "0.735" and idh.points_text == "57.2"
+    assert idh.auc_text == "0.75 (0.58-0.93)" and idh.model == "tcga_lgg_IDH_flair v1.0"
+    assert idh.points_breakdown == "age 20.0, imaging score 37.2"
+    assert not epi.available and epi.probability_text == "n/a" and epi.points_text == "n/a"
+    assert epi.cutoff_text == "n/a" and epi.trained_on_text == "SYNTHETIC cohort (SYNTHETIC)"
+    lines = summary_lines(_doc())
+    assert lines[0].startswith("IDH: 0.73 (IDH-mutant), 57.2 points; model tcga_lgg_IDH_flair v1.0")
+    assert lines[1] == "epilepsy: not available (needs T1c, the case has FLAIR only)"
+    assert "Warnings: brain mask by threshold" in lines
+    assert any("SYNTHETIC" in line for line in lines[2:]) and lines[-1] == "Research probabilities, not diagnoses."
+
+
+def test_cli_summary_and_html_report_use_the_rows():
+    from GliomaRadiogenomicsLib.cli import print_summary
+    from GliomaRadiogenomicsLib.report import render_report
+    doc = _doc()
+    buf = io.StringIO()
+    print_summary(doc, Path("out"), stream=buf)
+    text = buf.getvalue()
+    for r in task_rows(doc):
+        assert re.search(rf"^{r.task}\s+{re.escape(r.probability_text)}\s+{re.escape(r.label)}", text, re.M), text
+        assert f"trained on: {r.trained_on_text}" in text
+    assert "needs T1c, the case has FLAIR only" in text and "[SYNTHETIC-trained]" in text
+    doc.update(preprocessing={"steps": []}, features={"n": 0}, inputs={}, software={"name": "g", "version": "0"},
+               created="now")
+    html = render_report(doc, analysis=None)
+    assert "<td>0.735</td>" in html and "<td>0.75 (0.58-0.93)</td>" in html
+    assert "not available (sequence missing) (needs T1c, the case has FLAIR only)" in html
+
+
+def test_slicer_table_node_uses_the_rows(mrml):
+    from GliomaMRML.convert import predictions_to_table_node
+    node = predictions_to_table_node(_doc(), mrml.scene)
+    t = node.GetTable()
+    got = [[t.GetColumn(j).GetValue(i) for j in range(t.GetNumberOfColumns())] for i in range(t.GetNumberOfRows())]
+    assert got[0][:4] == ["IDH", "0.735", "IDH-mutant", "57.2"]
+    assert got[1][1] == "n/a" and "needs T1c" in got[1][2] and got[1][6].startswith("YES")
+
+
+def test_no_second_renderer_in_the_adapters():
+    """The adapters must not format probabilities themselves (the duplication issue 12 item 7 removed)."""
+    pattern = re.compile(r"\[.probability.\]\s*:\s*\.\d+f")
+    offenders = []
+    for path in [REPO / "GliomaRadiogenomics/GliomaRadiogenomicsLib/cli.py",
+                 REPO / "GliomaRadiogenomics/GliomaRadiogenomicsLib/report.py",
+                 REPO / "GliomaRadiogenomics/GliomaMRML/convert.py",
+                 REPO / "GliomaRadiogenomics/GliomaWeb/app.py",
+                 REPO / "GliomaPredict/GliomaPredict.py"]:
+        src = path.read_text()
+        # the nomogram chart titles format the probability of one task inside a figure; the tables / lines may not
+        for m in pattern.finditer(src):
+            line = src[:m.start()].count("\n") + 1
+            text = src.splitlines()[line - 1]
+            if "set_title" not in text and "SetTitle" not in text and "total points" not in text:
+                offenders.append(f"{path.name}:{line}: {text.strip()}")
+    assert not offenders, offenders
