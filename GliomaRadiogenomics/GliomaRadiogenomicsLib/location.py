@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from .regions import region_mask
-from .segment import robust_z
+from .intensity import robust_z
 
 
 def location_features(pre, label: sitk.Image, registration=None, atlas: str = "mni152",

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from .intensity import robust_z
 from .progress import Progress, null_progress
 
 LABELS = {1: "necrosis", 2: "edema", 3: "enhancing"}
@@ -32,16 +33,6 @@ class SegmentationBackend:
 
     def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-def robust_z(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(a - median) / (1.4826 MAD) over ``mask``: robust to the tumor occupying part of the brain."""
-    v = a[mask]
-    med = float(np.median(v))
-    mad = float(np.median(np.abs(v - med))) * 1.4826
-    if mad <= 0:
-        mad = float(v.std()) or 1.0
-    return ((a - med) / mad).astype(np.float32)
 
 
 def _components(mask: np.ndarray, min_voxels: int) -> np.ndarray:

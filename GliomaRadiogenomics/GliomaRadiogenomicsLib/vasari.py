@@ -81,7 +81,7 @@ def vasari_features(pre, label: sitk.Image, registration=None, atlas: str = "mni
     """VASARI codes (see the module docstring) for one case on its working grid. ``masks``: the atlas region masks
     on the case grid when already computed (AtlasRegistration.region_masks)."""
     from .atlas import register_case
-    from .segment import robust_z
+    from .intensity import robust_z
 
     lab = sitk.GetArrayViewFromImage(label)
     wt, et = region_mask(lab, "WT"), region_mask(lab, "ET")

@@ -3,7 +3,8 @@ import pytest
 import SimpleITK as sitk
 
 from GliomaRadiogenomicsLib.regions import (REGION_LABELS, dice_per_region, region_mask, region_volumes_ml)
-from GliomaRadiogenomicsLib.segment import HyperintensityBackend, get_backend, robust_z
+from GliomaRadiogenomicsLib.intensity import robust_z
+from GliomaRadiogenomicsLib.segment import HyperintensityBackend, get_backend
 
 
 def test_region_algebra():
