@@ -51,8 +51,10 @@ def add_derived_columns(df: pd.DataFrame) -> pd.DataFrame:
     """sex (M/F) -> sex_male (1/0); WHO grade and VASARI score as numbers."""
     df = df.copy()
     if "sex" in df.columns and "sex_male" not in df.columns:
-        df["sex_male"] = df["sex"].map(
-            lambda s: np.nan if pd.isna(s) else float(str(s).strip().upper() in ("M", "MALE")))
+        from .case import sex_male  # the one sex encoder: an unknown value is refused, never read as female
+        ids = df["case_id"] if "case_id" in df.columns else pd.Series(df.index, index=df.index)
+        df["sex_male"] = [np.nan if (v := sex_male(s, where=f"feature table row {i}")) is None else v
+                          for s, i in zip(df["sex"], ids)]
     for c in ("who_grade", "vasari_score", "age"):
         if c in df.columns:
             df[c] = pd.to_numeric(df[c], errors="coerce")

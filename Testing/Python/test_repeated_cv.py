@@ -208,3 +208,14 @@ def test_shipped_real_bundle_card_and_recorded_oof_auc(path):
     assert _auc(y, p) == pytest.approx(t["repeated_cv"]["model"]["auc_of_mean_prediction"], abs=1e-3)
     assert abs(_auc(y, p) - b.metrics["auc_cv"]) < 0.05  # averaged predictions vs mean of per-repetition AUCs
     assert t["repeated_cv"]["model"]["auc_mean"] == b.metrics["auc_cv"]
+
+
+def test_training_table_sex_uses_the_one_encoder():
+    """train.add_derived_columns encodes sex with case.sex_male: 'X' is refused with the row named, never read as
+    female (it used to map everything but M / MALE to 0)."""
+    import pandas as pd
+    from GliomaRadiogenomicsLib.io import InputError
+    df = add_derived_columns(pd.DataFrame({"case_id": ["a", "b", "c", "d"], "sex": ["M", "female", None, "f"]}))
+    assert df["sex_male"].tolist()[:2] == [1.0, 0.0] and pd.isna(df["sex_male"][2]) and df["sex_male"][3] == 0.0
+    with pytest.raises(InputError, match=r"feature table row b: sex 'X' must be M or F"):
+        add_derived_columns(pd.DataFrame({"case_id": ["a", "b"], "sex": ["M", "X"]}))
