@@ -9,8 +9,9 @@ points_g = 100 * (c_g - c_min_g) / max_g(c_max_g - c_min_g), where [c_min_g, c_m
 training data, so total points map exactly to the linear predictor:
 lp = lp_at_zero_points + total_points * lp_per_point.
 
-Loading validates the document; ``check_features`` refuses a table that lacks a feature or whose provenance
-(feature preset and settings hash) differs from the training data's.
+Loading validates the document; ``check_features`` refuses a table that lacks a feature or whose provenance differs
+from the training data's in a hard setting (preset, settings hash, normalisation, spacing, ...) and returns warnings
+for soft differences (segmentation source, brain mask, N4, ...): provenance.py, docs/model-bundle-format.md.
 """
 from __future__ import annotations
 
@@ -126,8 +127,11 @@ class ModelBundle:
                    imputation=dict(d.get("imputation", {})), source=source, **kw)
 
     # ------------------------------------------------------------------ checks
-    def check_features(self, columns: Sequence[str], provenance: Optional[dict] = None) -> None:
-        """Refuse features the bundle was not trained on (missing columns or other extraction settings)."""
+    def check_features(self, columns: Sequence[str], provenance: Optional[dict] = None) -> List[str]:
+        """Refuse features the bundle was not trained on: missing columns, or a HARD provenance difference (preset,
+        settings hash, normalisation, spacing, PyRadiomics major version, sequences; see provenance.py). Returns the
+        SOFT differences as warnings (segmentation source, brain mask, N4, registration, versions, keys the bundle
+        does not record). ``provenance=None`` checks the columns only (the caller vouches for the settings)."""
         cols = set(columns)
         missing = [f for f in self.features if f not in cols and f not in self.imputation]
         if missing:
@@ -135,14 +139,15 @@ class ModelBundle:
             raise FeatureMismatchError(
                 f"model '{self.name}' ({self.task}) needs {len(missing)} feature(s) that were not offered: {shown}. "
                 f"It was trained on features from preset '{self.feature_schema.get('preset')}'.")
-        if provenance is not None:
-            want = self.feature_schema
-            for key in ("preset", "settings_hash"):
-                if want.get(key) and provenance.get(key) and want[key] != provenance[key]:
-                    raise FeatureMismatchError(
-                        f"model '{self.name}' ({self.task}) was trained on features with {key} '{want[key]}', "
-                        f"but the offered features have {key} '{provenance[key]}': re-extract the features with "
-                        f"the preset the model was trained on")
+        if provenance is None:
+            return []
+        from .provenance import compare
+        hard, soft = compare(self.name, self.feature_schema, provenance, [SEQ_NAMES[q] for q in self.sequences])
+        if hard:
+            raise FeatureMismatchError(
+                f"model '{self.name}' ({self.task}) refuses these features: they were computed with other settings "
+                f"than its training data: " + "; ".join(hard))
+        return soft
 
     # ------------------------------------------------------------------ prediction
     def encode(self, row: Mapping[str, object]):

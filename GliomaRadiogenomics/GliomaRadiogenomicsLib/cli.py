@@ -74,6 +74,8 @@ def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
         w(f"{row.task:<9} {row.probability_text:>11}  {row.label:<28} {row.points_text:>7}  {row.model}{syn}\n")
         if row.reason:
             w(f"          {row.reason}\n")
+        for pw in (doc.get(row.task) or {}).get("provenance_warnings") or []:
+            w(f"          settings: {pw}\n")
         if row.points:
             w(f"          points: {row.points_breakdown}\n")
         w(f"          trained on: {row.trained_on_text}\n")
@@ -192,20 +194,49 @@ def cmd_synth_cohort(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
     from .bundle import load_bundle
-    from .io import atomic_write_text
+    from .io import atomic_write_json, atomic_write_text
     from .predict import predict_table
 
     bundle = load_bundle(args.bundle)
     table = pd.read_csv(args.table)
-    prov = None
-    side = Path(args.table).with_name(Path(args.table).stem + ".provenance.json")
-    if side.exists():
-        prov = json.loads(side.read_text())
+    prov, side = read_table_provenance(args.table)
+    warnings = []
+    if prov is None:
+        if not args.trust_table:
+            raise InputError(f"{args.table}: no provenance file {side.name} beside it: the model cannot check that "
+                             "these features were extracted with its settings (preset, spacing, normalisation, "
+                             "segmentation, ...). Extract the table with `glioma-radiogenomics extract` (which writes "
+                             "it), or pass --trust-table to predict anyway (recorded in the output)")
+        warnings.append(f"{args.table}: no provenance file ({side.name}); --trust-table: the extraction settings "
+                        "were NOT checked against the model's")
     res = predict_table(bundle, table, prov)
+    warnings += res.attrs.get("warnings", [])
     atomic_write_text(args.out, res.to_csv(index=False), backup=True)
+    out = Path(args.out)
+    atomic_write_json(out.with_name(out.stem + ".warnings.json"),
+                      {"predictions": out.name, "bundle": str(args.bundle), "table": str(args.table),
+                       "table_provenance": str(side) if prov is not None else None,
+                       "trusted_without_provenance": prov is None, "warnings": warnings})
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"{len(res)} prediction(s) -> {args.out} (model {bundle.name}, trained on {bundle.training.get('trained_on')}"
-          f"{', SYNTHETIC' if bundle.synthetic else ''})")
+          f"{', SYNTHETIC' if bundle.synthetic else ''})" + (f"; {len(warnings)} warning(s) in "
+                                                            f"{out.stem}.warnings.json" if warnings else ""))
     return 0
+
+
+def read_table_provenance(table):
+    """(provenance dict or None, path of ``<table>.provenance.json``)."""
+    side = Path(table).with_name(Path(table).stem + ".provenance.json")
+    if not side.exists():
+        return None, side
+    try:
+        prov = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{side}: not valid JSON ({exc})") from None
+    if not isinstance(prov, dict):
+        raise InputError(f"{side}: a provenance file must be a JSON object")
+    return prov, side
 
 
 def cmd_train(args) -> int:
@@ -216,10 +247,15 @@ def cmd_train(args) -> int:
     if not table_path.exists():
         raise InputError(f"feature table not found: {table_path}")
     table = pd.read_csv(table_path)
-    prov = {}
-    side = table_path.with_name(table_path.stem + ".provenance.json")
-    if side.exists():
-        prov = json.loads(side.read_text())
+    prov, side = read_table_provenance(table_path)
+    warnings = []
+    if prov is None:  # trained anyway (e.g. a published table), but the bundle says so and every prediction warns
+        warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle(s) do NOT record the "
+                        "extraction settings (preset, spacing, normalisation, segmentation, ...) and cannot refuse "
+                        "features computed with other settings; every prediction with them will say so. Extract the "
+                        "table with `glioma-radiogenomics extract` to record them")
+        print(f"WARNING: {warnings[-1]}", file=sys.stderr)
+        prov = {"provenance": "not recorded: trained from a table without a provenance file"}
     labels = [args.label] + ([args.label2] if args.label2 else [])
     out = Path(args.out)
     trained_on = args.trained_on or f"{table_path.name} ({len(table)} rows)"
@@ -242,7 +278,7 @@ def cmd_train(args) -> int:
                "baselines_auc_cv": {b.task: {k: v["auc"] for k, v in b.metrics.get("baselines_cv", {}).items()}
                                     for b in bundles},
                "repeats": args.repeats, "sequences": {b.task: b.feature_schema.get("sequences") for b in bundles},
-               "features": {b.task: len(b.features) for b in bundles}}
+               "features": {b.task: len(b.features) for b in bundles}, "warnings": warnings}
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -319,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train model bundle(s) from a feature table (Wang st/mt/cmt, Liu atrx-fusion)")
-    p.add_argument("--table", required=True, help="feature table (CSV; <table>.provenance.json beside it is used)")
+    p.add_argument("--table", required=True, help="feature table (CSV; <table>.provenance.json beside it is copied "
+                   "into the bundle; without it the bundle cannot check settings: a warning)")
     p.add_argument("--label", required=True, help="0/1 label column")
     p.add_argument("--label2", help="second label (mt, cmt; st trains both separately)")
     p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion"])
@@ -380,8 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="apply a model bundle to a feature table")
     p.add_argument("--bundle", required=True)
-    p.add_argument("--table", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--table", required=True, help="feature table (CSV) with <table>.provenance.json beside it")
+    p.add_argument("--out", required=True, help="predictions CSV; warnings go to <out>.warnings.json")
+    p.add_argument("--trust-table", action="store_true", help="predict from a table without a provenance file "
+                   "(the extraction settings are then not checked; said in the output)")
     p.set_defaults(func=cmd_predict)
     return ap
 

@@ -1,6 +1,7 @@
 """Cohort feature extraction: a folder of case folders -> one table (one row per case).
 
-Resumable: each finished case is cached as JSON in ``<table>.cases/``; a re-run (after a kill) skips cached cases.
+Resumable: each finished case is cached as JSON in ``<table>.cases/`` with the hash of the options; a re-run (after
+a kill) skips cases cached with the same options and recomputes those cached with other options.
 Failures are recorded per case in ``<table>.failures.csv`` and the run goes on. The table and its provenance
 (``<table>.provenance.json``) are written atomically at the end.
 """
@@ -37,12 +38,20 @@ def _one_case(args) -> dict:
 
 def analyze_folder_cached(folder, cache, options, before=None) -> dict:
     """Feature row of one case folder, cached as JSON in ``cache``; errors come back as a row with ``_error``.
-    ``before`` (optional callable) runs first inside the error handling, e.g. to render a synthetic case."""
+    ``before`` (optional callable) runs first inside the error handling, e.g. to render a synthetic case.
+    The cache is keyed on the options: a row cached with other options (``_options_hash``, provenance.options_hash)
+    or without a recorded hash (older version) is recomputed and replaced."""
+    from .provenance import options_hash
+    key = options_hash(options)
     cache = Path(cache)
     if cache.exists():
-        row = json.loads(cache.read_text())
-        row["_cached"] = True
-        return row
+        try:
+            row = json.loads(cache.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            row = None
+        if isinstance(row, dict) and row.get("_options_hash") == key:
+            row["_cached"] = True
+            return row
     from .case import load_case_folder
     from .pipeline import analyze_case, case_roi
     t = time.perf_counter()
@@ -56,6 +65,7 @@ def analyze_folder_cached(folder, cache, options, before=None) -> dict:
         row["_provenance"] = analysis.features.provenance
         row["_seconds"] = round(time.perf_counter() - t, 1)
         row["_warnings"] = " | ".join(analysis.warnings)
+        row["_options_hash"] = key
         atomic_write_json(cache, row)
         return row
     except Exception as exc:  # recorded per case; the cohort goes on
@@ -86,7 +96,8 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
             rows.append(_one_case(a))
     ok = [r for r in rows if "_error" not in r]
     failed = [r for r in rows if "_error" in r]
-    provenance = ok[0].get("_provenance") if ok else None
+    from .provenance import merge
+    provenance = merge(r.get("_provenance") for r in ok)  # common values; sequences of any case; "mixed: ..."
     if ok:
         table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok])
         atomic_write_text(out_table, table.to_csv(index=False), backup=True)

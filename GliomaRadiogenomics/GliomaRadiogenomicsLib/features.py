@@ -5,8 +5,9 @@ regions, intensity normalization, crop padding) that is removed before PyRadiomi
 
 Columns are ``<sequence>_<region>_<imagetype>_<class>_<feature>`` (e.g. ``FLAIR_WT_log-sigma-3-0-mm-3D_glcm_Idm``);
 shape features depend only on the mask and are computed once per region (``mask_WT_original_shape_Volume``).
-Every table carries its provenance (preset name, settings hash, PyRadiomics version) so that a model bundle can
-refuse features computed with other settings.
+Every table carries its provenance (preset name, settings hash, PyRadiomics version, grid spacing, reference,
+brain-mask method, software versions; the pipeline adds N4, registration and the segmentation source: see
+provenance.py) so that a model bundle can refuse features computed with other settings.
 """
 from __future__ import annotations
 
@@ -306,7 +307,8 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
         preset = load_preset(preset)
     if preset.options.get("normalization", "none") not in ("unit", "unit_clahe", "zscore", "none", None):
         raise ValueError(f"preset {preset.name}: unknown normalization '{preset.options['normalization']}'")
-    provenance = preset.provenance()
+    from .provenance import preprocessing_provenance, software_versions
+    provenance = {**preset.provenance(), **preprocessing_provenance(pre), **software_versions()}
     present = [s for s in preset.sequences if s in pre.images]
     if not present:
         raise ValueError(f"preset {preset.name} needs one of {', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}"

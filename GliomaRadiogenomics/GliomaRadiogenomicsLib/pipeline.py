@@ -81,9 +81,13 @@ def case_roi(case: Case):
 
 
 def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
-                 label: Optional[sitk.Image] = None, label_source: str = "") -> CaseAnalysis:
+                 label: Optional[sitk.Image] = None, label_source: str = "",
+                 label_provenance: Optional[dict] = None) -> CaseAnalysis:
     """Image stages. ``label`` (native reference grid or working grid; BraTS labels or a binary whole-tumor mask)
-    skips automatic segmentation (edited ROI); ``label_source`` says where it came from (provenance)."""
+    skips automatic segmentation (edited ROI); ``label_source`` says where it came from (provenance);
+    ``label_provenance`` (optional) its structured origin, e.g. ``{"segmentation_source": "edited",
+    "segmentation_backend": ...}`` (default ``{"segmentation_source": "given"}``)."""
+    from .provenance import backend_provenance, preprocessing_provenance, software_versions, torch_used
     opt = options or PipelineOptions()
     timings = {}
     t = time.perf_counter()
@@ -95,10 +99,12 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         progress.update(0.45, f"tumor segmentation ({backend.name})")
         lab = backend.segment(pre, progress.sub(0.45, 0.55))
         seg_source = f"automatic: {backend.name}"
+        seg_prov = {"segmentation_source": "automatic", **backend_provenance(backend)}
     else:
         label, note = as_brats_label(label, "user-supplied segmentation")
         lab = sitk.Resample(label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         seg_source = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
+        seg_prov = {"segmentation_source": "given", **(label_provenance or {})}
         if note:
             pre.steps.append(note)
     pre.steps.append(f"segmentation: {seg_source}")
@@ -114,7 +120,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     if volumes["WT"] > 0:
         feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
     else:
-        feats = FeatureResult({}, preset.provenance(), ["no tumor: no radiomic features"])
+        feats = FeatureResult({}, {**preset.provenance(), **preprocessing_provenance(pre), **software_versions()},
+                              ["no tumor: no radiomic features"])
     if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
         from .deep import try_deep_features
         progress.update(0.95, "deep features (ResNet34)")
@@ -134,6 +141,13 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         if score is None:
             feats.warnings.append("automatic VASARI score missing (no tumor or no atlas)")
     feats.provenance["segmentation"] = seg_source
+    feats.provenance.update(seg_prov)
+    feats.provenance["n4"] = bool(opt.preprocess.n4)
+    feats.provenance["registration"] = "rigid (Mattes MI)" if opt.preprocess.register else "none (headers trusted)"
+    if volumes["WT"] > 0 and (opt.location or auto_vasari):
+        feats.provenance["atlas"] = opt.preprocess.atlas or "mni152"
+    if torch_used(opt, seg_prov.get("segmentation_backend", ""), pre.brain_mask_method):
+        feats.provenance.update(software_versions(torch_used=True))
     timings["features_s"] = time.perf_counter() - t
     warnings.extend(feats.warnings)
     return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)

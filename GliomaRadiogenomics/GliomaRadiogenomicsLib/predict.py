@@ -26,7 +26,7 @@ def feature_row_with_derived(row: Mapping[str, object]) -> Dict[str, object]:
 
 def predict_one(bundle: ModelBundle, row: Mapping[str, object], provenance: Optional[dict] = None) -> dict:
     row = feature_row_with_derived(row)
-    bundle.check_features(list(row.keys()), provenance)
+    settings = bundle.check_features(list(row.keys()), provenance)  # hard differences raise; soft ones come back
     r = bundle.predict_proba_row(row)
     p = r["probability"]
     return {
@@ -39,7 +39,8 @@ def predict_one(bundle: ModelBundle, row: Mapping[str, object], provenance: Opti
                      "total_points_range": bundle.nomogram["total_points_range"]},
         "feature_contributions": r["feature_contributions"],
         "model": bundle.model_card(),
-        "warnings": r["warnings"],
+        "warnings": settings + r["warnings"],
+        "provenance_warnings": settings,   # soft differences between the model's training features and these
     }
 
 
@@ -67,7 +68,7 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
             res = predict_one(b, row, analysis.features.provenance)
         except FeatureMismatchError as exc:
             tasks[b.task] = {"probability": None, "label": "not available", "cutoff": b.cutoff, "nomogram": None,
-                             "model": b.model_card(), "warnings": [str(exc)]}
+                             "model": b.model_card(), "reason": str(exc), "warnings": [str(exc)]}
             warnings.append(str(exc))
             continue
         if b.synthetic:
@@ -102,14 +103,18 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
 
 def predict_table(bundle: ModelBundle, table: pd.DataFrame, provenance: Optional[dict] = None,
                   id_column: str = "case_id") -> pd.DataFrame:
-    """Batch prediction: one row per case (case_id, probability, label, total_points)."""
-    bundle.check_features(list(table.columns) + (["sex_male"] if "sex" in table.columns else []), provenance)
+    """Batch prediction: one row per case (case_id, probability, label, total_points). Soft provenance differences
+    come back in the frame's ``attrs["warnings"]``; hard ones raise FeatureMismatchError."""
+    settings = bundle.check_features(list(table.columns) + (["sex_male"] if "sex" in table.columns else []),
+                                     provenance)
     rows = []
     for _, r in table.iterrows():
         res = predict_one(bundle, r.to_dict(), None)
         rows.append({id_column: r.get(id_column), "probability": res["probability"], "label": res["label"],
                      "total_points": res["nomogram"]["total_points"]})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["warnings"] = list(settings)
+    return out
 
 
 class SchemaError(ValueError):
