@@ -114,6 +114,8 @@ def load_case(paths: Dict[str, os.PathLike], case_id: Optional[str] = None, clin
     if not given.keys() & {"flair", "t2"}:
         raise InputError("no FLAIR or T2 image given: the whole tumor needs FLAIR (or T2); give --flair FILE "
                          "(or --case-dir DIR)")
+    from .checks import check_distinct_files, check_sequence_images
+    check_distinct_files(given)  # the same file / series for two sequences, before reading anything
     for seq, item in given.items():
         cached = (preloaded or {}).get(str(item)) if not isinstance(item, DicomSeries) else None
         images[seq] = cached if cached is not None else read_any(item, role=SEQUENCE_NAMES[seq])
@@ -130,6 +132,7 @@ def load_case(paths: Dict[str, os.PathLike], case_id: Optional[str] = None, clin
         first = given.get("flair") or given.get("t2")
         case_id = (first.folder.name if isinstance(first, DicomSeries) else Path(first).resolve().parent.name) or "case"
     gt = read_image(ground_truth, role="ground truth") if ground_truth else None
+    check_sequence_images(images, str_paths)  # large enough for a brain; no image given for two sequences
     check_overlap(images, str_paths)
     return Case(case_id, images, str_paths, clinical or {}, False, gt)
 
@@ -157,6 +160,32 @@ def check_overlap(images: Dict[str, sitk.Image], paths: Dict[str, str]) -> None:
                              "header?)")
 
 
+def read_case_json(data, where, default_id: str):
+    """(clinical, synthetic, case_id) from a case.json document; wrong types and values are refused, naming the
+    file (an age "abc", a sex "X", a "clinical" that is not an object, "synthetic": "no")."""
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: must be a JSON object ({{\"age\": ..., \"sex\": ...}}), not a "
+                         f"{type(data).__name__}")
+    clinical = data.get("clinical", {}) or {}
+    if not isinstance(clinical, dict):
+        raise InputError(f"{where}: \"clinical\" must be an object, not a {type(clinical).__name__}")
+    meta = dict(clinical)
+    for k in CLINICAL_KEYS:  # top-level clinical fields (e.g. {"case_id", "age", "sex"})
+        if data.get(k) is not None and meta.get(k) is None:
+            meta[k] = data[k]
+    for k in ("age", "who_grade", "vasari_score"):
+        if isinstance(meta.get(k), (bool, list, dict)):
+            raise InputError(f"{where}: {k} {json.dumps(meta[k])} is not a number")
+    synthetic = data.get("synthetic", False)
+    if not isinstance(synthetic, bool):
+        raise InputError(f"{where}: \"synthetic\" must be true or false, not {json.dumps(synthetic)}")
+    case_id = data.get("case_id")
+    if case_id is not None and not isinstance(case_id, (str, int)):
+        raise InputError(f"{where}: \"case_id\" must be a string, not {json.dumps(case_id)}")
+    normalize_clinical(meta, where=str(where))  # refused here, naming case.json
+    return meta, synthetic, str(case_id or default_id)
+
+
 def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
                      overrides: Optional[Dict[str, os.PathLike]] = None) -> Case:
     """A folder with the sequences (NIfTI / NRRD named like t1, t1c / t1gd / post, t2, flair, BraTS or BIDS
@@ -167,20 +196,15 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
-    found = scan_case_folder(folder, {k: str(v) for k, v in (overrides or {}).items() if v})
-    paths = found.sequences
     meta, synthetic, case_id = {}, False, folder.name
-    if (folder / "case.json").exists():
+    if (folder / "case.json").exists():  # checked before any image is read
         try:
             data = json.loads((folder / "case.json").read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{folder / 'case.json'}: not valid JSON ({exc})") from None
-        meta = dict(data.get("clinical", {}) or {})
-        for k in CLINICAL_KEYS:  # top-level clinical fields (e.g. {"case_id", "age", "sex"})
-            if data.get(k) is not None and meta.get(k) is None:
-                meta[k] = data[k]
-        synthetic = bool(data.get("synthetic", False))
-        case_id = str(data.get("case_id") or folder.name)
+        meta, synthetic, case_id = read_case_json(data, folder / "case.json", folder.name)
+    found = scan_case_folder(folder, {k: str(v) for k, v in (overrides or {}).items() if v})
+    paths = found.sequences
     meta.update({k: v for k, v in (clinical or {}).items() if v is not None})
     case = load_case(paths, case_id, meta, preloaded=found.images)
     case.synthetic = synthetic

@@ -67,6 +67,8 @@ class DicomSeries:
     tags: Dict[str, str] = field(default_factory=dict)
 
     def read(self) -> sitk.Image:
+        from .checks import check_dicom_series
+        check_dicom_series(self)  # every slice readable, none missing (ITK reads a series with a gap silently)
         r = sitk.ImageSeriesReader()
         r.SetFileNames(self.files)
         try:
@@ -83,14 +85,19 @@ def find_dicom_series(folder: Path) -> List[DicomSeries]:
             files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(d), uid))
             if not files:
                 continue
-            rd = sitk.ImageFileReader()
-            rd.SetFileName(files[0])
-            rd.LoadPrivateTagsOff()
-            try:
-                rd.ReadImageInformation()
-            except RuntimeError:
+            tags = None
+            for f in files:  # the tags of the first readable slice (a damaged one is reported when read)
+                rd = sitk.ImageFileReader()
+                rd.SetFileName(f)
+                rd.LoadPrivateTagsOff()
+                try:
+                    rd.ReadImageInformation()
+                except RuntimeError:
+                    continue
+                tags = {k: rd.GetMetaData(k).strip() for k in rd.GetMetaDataKeys()}
+                break
+            if tags is None:
                 continue
-            tags = {k: rd.GetMetaData(k).strip() for k in rd.GetMetaDataKeys()}
             out.append(DicomSeries(d, uid, files, tags.get("0008|103e", ""), tags))
     return out
 

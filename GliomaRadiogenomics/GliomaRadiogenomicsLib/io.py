@@ -29,26 +29,37 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def check_compressed(p: Path, role: str = "image") -> None:
+def check_compressed(p: Path, role: str = "image") -> int | None:
     """A gzip file (.nii.gz) is decompressed to its end once, which checks its CRC-32 and length: ITK reads a
-    truncated file (an interrupted copy) without complaint and returns a volume with missing slices."""
+    truncated file (an interrupted copy) without complaint and returns a volume with missing slices. Returns the
+    decompressed length (None for a file that is not gzip-compressed)."""
     import gzip
     import zlib
     with open(p, "rb") as fh:
         if fh.read(2) != b"\x1f\x8b":
             if p.name.lower().endswith(".gz"):
                 raise InputError(f"{role}: {p} is named .gz but is not gzip-compressed (damaged or renamed file)")
-            return
+            return None
+    total = 0
     try:
         with gzip.open(p, "rb") as fh:
-            while fh.read(1 << 22):
-                pass
+            while True:
+                block = fh.read(1 << 22)
+                if not block:
+                    break
+                total += len(block)
     except (EOFError, OSError, zlib.error) as exc:
         raise InputError(f"{role}: {p} is damaged or incomplete (gzip: {exc}); copy the file again") from None
+    return total
 
 
-def read_image(path: PathLike, role: str = "image") -> sitk.Image:
-    """Read a 3D medical image (NIfTI / NRRD / MetaImage). Raises InputError naming the file and the problem."""
+def read_image(path: PathLike, role: str = "image", label: bool = False) -> sitk.Image:
+    """Read a 3D medical image (NIfTI / NRRD / MetaImage). Raises InputError naming the file and the problem.
+
+    The header is checked before any voxel is read (checks.check_header: vector / complex, non-3D, voxel spacing,
+    declared size against the memory available), then the data against the header (gzip CRC and length, voxel
+    count). ``label``: a label map (segmentation / mask), which may be constant (empty; checks.check_segmentation
+    says so)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{role}: file not found: {p}")
@@ -59,11 +70,14 @@ def read_image(path: PathLike, role: str = "image") -> sitk.Image:
     if _suffix(p) not in IMAGE_SUFFIXES:
         raise InputError(f"{role}: {p} has an unsupported extension '{_suffix(p)}'; "
                          f"supported: {', '.join(IMAGE_SUFFIXES)}")
-    check_compressed(p, role)
+    from .checks import check_data_length, check_header
+    check_header(p, role)
+    check_data_length(p, role, check_compressed(p, role))
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "ERROR" in ln.upper() and ":" in ln), lines[0] if lines else "unreadable")
         raise InputError(f"{role}: cannot read {p} as an image ({first[:200]})") from None
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{role}: {p} has {img.GetNumberOfComponentsPerPixel()} components per voxel; "
@@ -80,7 +94,7 @@ def read_image(path: PathLike, role: str = "image") -> sitk.Image:
     arr = sitk.GetArrayViewFromImage(img)
     if not np.isfinite(arr).all():
         raise InputError(f"{role}: {p} contains NaN or infinite voxel values")
-    if float(arr.max()) == float(arr.min()):
+    if not label and float(arr.max()) == float(arr.min()):
         raise InputError(f"{role}: {p} is constant (every voxel = {float(arr.max())}); is it the right file?")
     return img
 

@@ -145,8 +145,10 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                progress: Progress = null_progress) -> PreprocessedCase:
     """Co-register all sequences to the reference, resample to the working grid, compute the brain mask."""
     from .brainmask import compute_brain_mask
+    from .checks import check_brain_mask, check_coverage, check_sequence_images, coverage, head_mask
 
     opt = options or PreprocessOptions()
+    check_sequence_images(case.images, case.paths)  # before any work (load_case did it for files; Slicer / web here)
     fallback_note = None
     if opt.reference not in case.images:  # e.g. a T2-only case with the default FLAIR reference
         if not case.images:
@@ -176,7 +178,15 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                 pre.steps.append(f"{seq}: no registration (physical headers trusted)")
         else:
             progress.update(i / n, f"registering {seq} to {opt.reference} (rigid, mutual information)")
-            tx, metric = register_rigid(ref_native, img, opt.registration_samples, opt.seed)
+            try:
+                tx, metric = register_rigid(ref_native, img, opt.registration_samples, opt.seed)
+            except RuntimeError as exc:  # e.g. too few voxels of the moving image inside the reference
+                from .case import SEQUENCE_NAMES as N
+                from .io import InputError
+                why = next((ln.strip() for ln in str(exc).splitlines() if "ERROR" in ln.upper()), str(exc)[:160])
+                raise InputError(f"{N[seq]}: {case.paths.get(seq, seq)}: rigid registration to {N[opt.reference]} failed "
+                                 f"({why[:200]}): the two images do not show the same head (or --no-register if "
+                                 "their headers are right)") from None
             pre.registration_metric[seq] = metric
             pre.steps.append(f"{seq}: rigid registration to {opt.reference}, Mattes MI {metric:.3f}")
         pre.transforms[seq] = tx
@@ -186,12 +196,19 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
         if float(arr.min()) < 0:
             res = sitk.Maximum(res, 0.0)
         pre.images[seq] = res
+        if seq == opt.reference:
+            head = head_mask(res)
+        else:  # a sequence that covers little of the reference's head after registration: refused
+            check_coverage(seq, opt.reference, case.paths.get(seq) or f"the {seq} image",
+                           coverage(img, grid, tx, head), opt.register)
     if opt.orientation:
         pre.steps.append(f"working grid reoriented to {opt.orientation}")
     progress.update((n - 1) / n, "brain mask")
     mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub((n - 1) / n, 1.0))
     pre.brain_mask = mask
     pre.brain_mask_method = method
+    check_brain_mask(float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0, method, opt.reference,
+                     case.paths.get(opt.reference) or f"the {opt.reference} image")
     if opt.n4:
         for i, seq in enumerate(list(pre.images)):
             progress.update(0.95, f"N4 bias correction: {seq}")

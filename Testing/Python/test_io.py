@@ -64,12 +64,26 @@ def test_atomic_write_keeps_backup(tmp_path):
     assert len(list(tmp_path.glob("seg.nii.gz.bak-*"))) == 1
 
 
+def _head(seed: int):
+    """A random volume the size of a head (10 mm voxels: 100 x 90 x 80 mm), so that the size check passes."""
+    img = sitk.GetImageFromArray(np.random.default_rng(seed).random((8, 9, 10)).astype(np.float32))
+    img.SetSpacing((10.0, 10.0, 10.0))
+    return img
+
+
 def test_load_case_reports_missing_sequence_and_bad_clinical(tmp_path):
-    p = tmp_path / "t1.nii.gz"
-    sitk.WriteImage(_img(), str(p))
-    assert load_case({"t1": p, "t2": p, "flair": p}).sequences == ["t1", "t2", "flair"]  # no T1c: a normal case
+    paths = {}
+    for i, s in enumerate(("t1", "t2", "flair")):
+        paths[s] = tmp_path / f"{s}.nii.gz"
+        sitk.WriteImage(_head(i), str(paths[s]))
+    assert load_case(paths).sequences == ["t1", "t2", "flair"]  # no T1c: a normal case
     with pytest.raises(InputError, match="FLAIR or T2"):
-        load_case({"t1": p, "t1c": p})
+        load_case({"t1": paths["t1"], "t1c": paths["t2"]})
+    with pytest.raises(InputError, match="T1 and FLAIR are the same file: .*flair.nii.gz; each sequence needs its own"):
+        load_case({"t1": paths["flair"], "flair": paths["flair"]})
+    with pytest.raises(InputError, match=r"t1.nii.gz covers only 10 x 9 x 8 mm .*too small to hold a brain"):
+        sitk.WriteImage(_img(), str(paths["t1"]))
+        load_case(paths)
     with pytest.raises(InputError, match="age"):
         normalize_clinical({"age": "old"})
     with pytest.raises(InputError, match="sex"):
@@ -78,13 +92,13 @@ def test_load_case_reports_missing_sequence_and_bad_clinical(tmp_path):
 
 
 def test_non_overlapping_sequences_refused(tmp_path):
-    a, b = _img(), _img()
+    a, b = _head(0), _head(1)
     b.SetOrigin((5000.0, 0.0, 0.0))
     pa, pb = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
     sitk.WriteImage(a, str(pa))
     sitk.WriteImage(b, str(pb))
     with pytest.raises(InputError, match="does not overlap"):
-        load_case({"t1": pb, "t1c": pa, "t2": pa, "flair": pa})
+        load_case({"t1": pb, "flair": pa})
 
 
 def test_one_sex_encoder_refuses_unknown_values():
