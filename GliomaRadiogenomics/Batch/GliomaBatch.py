@@ -7,7 +7,8 @@ COHORT holds one folder per case (sequences named t1/t1c/t2/flair, BraTS, BIDS, 
 optional case.json with clinical data). Per case: volumes loaded into the scene, segmentation, features,
 predictions; OUT/<case>/ gets segmentation.nii.gz, predictions.json, report.html. OUT/batch_results.csv lists every
 case with ok / failed, the error and the probabilities; it is rewritten (atomically) after each case, and cases
-already ok are skipped on a re-run. A failing case never stops the batch.
+already ok with the same options (column options_hash: preprocessing, preset, bundles) are skipped on a re-run;
+cases done with other options are redone. A failing case never stops the batch.
 """
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ def _scene():
     return create_scene()
 
 
+def batch_options_hash(preprocess_options=None, preset: str = "wang2025", bundles=None) -> str:
+    """Hash of what changes a case's results here: preprocessing options, default backend, preset settings and the
+    bundle files' contents (GliomaRadiogenomicsLib.provenance.options_hash)."""
+    from GliomaRadiogenomicsLib.bundle import default_bundle_paths
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    from GliomaRadiogenomicsLib.provenance import file_digest, options_hash
+    from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
+    paths = [Path(p) for p in bundles] if bundles else default_bundle_paths()
+    opt = PipelineOptions(preprocess=preprocess_options or PreprocessOptions(), backend=DEFAULT_BACKEND, preset=preset)
+    return options_hash(opt, extra={"bundles": [file_digest(p) if p.is_file() else str(p) for p in paths]})
+
+
 def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wang2025", bundles=None) -> list:
     import pandas as pd
     import SimpleITK as sitk
@@ -45,15 +59,18 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     results_csv = out / "batch_results.csv"
     previous = {}
     if results_csv.exists():
-        previous = {r["case"]: r for r in pd.read_csv(results_csv).to_dict("records")}
+        previous = {r["case"]: r for r in pd.read_csv(results_csv, dtype={"options_hash": str}).to_dict("records")}
+    key = batch_options_hash(preprocess_options, preset, bundles)  # cases done with other options are redone
     scene = _scene()
     rows = []
     for folder in sorted(p for p in inp.iterdir() if p.is_dir()):
-        if previous.get(folder.name, {}).get("status") == "ok" and (out / folder.name / "predictions.json").exists():
+        done = previous.get(folder.name, {})
+        if done.get("status") == "ok" and done.get("options_hash") == key and (
+                out / folder.name / "predictions.json").exists():
             rows.append(previous[folder.name])
             continue
         t0 = time.perf_counter()
-        row = {"case": folder.name, "status": "failed", "error": "", "seconds": 0.0}
+        row = {"case": folder.name, "status": "failed", "error": "", "seconds": 0.0, "options_hash": key}
         try:
             scene.Clear(0)
             nodes, clinical, case_id = load_case_folder_into_scene(scene, folder)

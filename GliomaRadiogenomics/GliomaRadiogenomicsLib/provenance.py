@@ -257,6 +257,15 @@ def options_hash(options, extra: Optional[dict] = None) -> str:
     import radiomics
     d["software"] = {k: v for k, v in software_versions().items() if k == "glioma_radiogenomics_version"}
     d["software"]["pyradiomics_version"] = str(radiomics.__version__)
+    if opt.backend == "auto":  # auto picks lgg-unet2d once its weights and torch are installed: other results
+        from . import unet2d
+        from .segment import torch_available
+        weights = (opt.backend_options or {}).get("weights_dir")
+        d["auto_lgg_unet2d"] = bool(unet2d.weights_available(weights) and torch_available())
+        if d["auto_lgg_unet2d"]:
+            d["auto_weights"] = backend_provenance(type("B", (), {"name": "lgg-unet2d", "weights_dir": weights,
+                                                                  "folds": (opt.backend_options or {}).get(
+                                                                      "unet_folds", "")})())
     if extra:
         d["extra"] = _jsonable(extra)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
