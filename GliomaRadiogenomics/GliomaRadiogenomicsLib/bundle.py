@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import expit
 
 from .case import SEQUENCE_NAMES
+from .io import InputError
 
 BUNDLE_FORMAT = "glioma-radiogenomics-model-bundle"
 SCHEMA_VERSION = 1
@@ -35,11 +36,11 @@ REQUIRED_KEYS = ("format", "schema_version", "task", "name", "version", "feature
                  "metrics", "synthetic", "positive_label", "negative_label", "intended_use")
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle file is malformed or incompatible."""
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(InputError):
     """The offered features do not match those the bundle was trained on."""
 
 
@@ -101,6 +102,7 @@ class ModelBundle:
         missing = [k for k in REQUIRED_KEYS if k not in d]
         if missing:
             raise BundleError(f"{where}: missing key(s) {', '.join(missing)}")
+        check_bundle_schema(d, where)
         n = len(d["features"])
         for k in ("center", "scale", "coefficients"):
             if len(d[k]) != n:
@@ -263,12 +265,81 @@ def select_bundles(bundles: Sequence[ModelBundle], present: Sequence[str]):
     return chosen, unavailable
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_bundle_schema(d: Mapping, where: str) -> None:
+    """Types and values of a bundle document, so that a wrong schema is refused at loading (not as a crash in the
+    middle of a prediction): strings, lists of finite numbers, nomogram variables and scales, encodings."""
+    for k in ("task", "name", "version", "positive_label", "negative_label", "intended_use"):
+        if not isinstance(d[k], str):
+            raise BundleError(f"{where}: '{k}' must be a string, not {json.dumps(d[k])[:60]}")
+    for k in ("feature_schema", "training", "metrics", "nomogram"):
+        if not isinstance(d[k], Mapping):
+            raise BundleError(f"{where}: '{k}' must be an object, not {type(d[k]).__name__}")
+    feats = d["features"]
+    if not isinstance(feats, list) or not feats or not all(isinstance(f, str) and f for f in feats):
+        raise BundleError(f"{where}: 'features' must be a non-empty list of feature names")
+    if len(set(feats)) != len(feats):
+        raise BundleError(f"{where}: 'features' lists a feature twice")
+    for k in ("center", "scale", "coefficients"):
+        if not isinstance(d[k], list):
+            raise BundleError(f"{where}: '{k}' must be a list of numbers, not {type(d[k]).__name__}")
+        bad = [(i, v) for i, v in enumerate(d[k]) if not _is_number(v)]
+        if bad:
+            i, v = bad[0]
+            raise BundleError(f"{where}: non-numeric or non-finite values in center/scale/coefficients ('{k}'[{i}] "
+                              f"= {json.dumps(v)})")
+    for k in ("intercept", "cutoff"):
+        if not _is_number(d[k]):
+            raise BundleError(f"{where}: '{k}' must be a finite number, not {json.dumps(d[k])}")
+    for k in ("lp_per_point", "lp_at_zero_points"):
+        if not _is_number(d["nomogram"].get(k)):
+            raise BundleError(f"{where}: nomogram '{k}' must be a finite number, not {json.dumps(d['nomogram'].get(k))}")
+    if d["nomogram"]["lp_per_point"] <= 0:
+        raise BundleError(f"{where}: nomogram 'lp_per_point' must be > 0")
+    if not isinstance(d["variables"], list):
+        raise BundleError(f"{where}: 'variables' must be a list of nomogram variables")
+    for i, v in enumerate(d["variables"]):
+        if not isinstance(v, Mapping) or set(v) - {"name", "features", "c_min", "c_max", "axis"} or \
+                not {"name", "features", "c_min", "c_max"} <= set(v):
+            raise BundleError(f"{where}: nomogram variable {i} must be an object with name, features, c_min, c_max "
+                              "(and optionally axis)")
+        if not isinstance(v["name"], str) or not isinstance(v["features"], list) or \
+                not _is_number(v["c_min"]) or not _is_number(v["c_max"]):
+            raise BundleError(f"{where}: nomogram variable {i} ('{v.get('name')}'): name must be a string, features a "
+                              "list, c_min and c_max finite numbers")
+    for k in ("encodings", "imputation"):
+        if not isinstance(d.get(k, {}), Mapping):
+            raise BundleError(f"{where}: '{k}' must be an object")
+    for f, enc in d.get("encodings", {}).items():
+        if not isinstance(enc, Mapping) or not all(_is_number(x) for x in enc.values()):
+            raise BundleError(f"{where}: encodings of '{f}' must map values to finite numbers")
+    bad = [f for f, x in d.get("imputation", {}).items() if not _is_number(x)]
+    if bad:
+        raise BundleError(f"{where}: imputation value of '{bad[0]}' must be a finite number")
+
+
 def load_bundle(path) -> ModelBundle:
+    """A bundle JSON file. Never unpickles: a pickle (or any binary file) is refused before parsing."""
     p = Path(path)
     if not p.exists():
         raise BundleError(f"model bundle not found: {p}")
+    if p.is_dir():
+        raise BundleError(f"{p}: is a folder; give a model bundle JSON file")
+    raw = p.read_bytes()
+    # pickle protocol 2+ starts with PROTO (0x80), protocols 0-1 with GLOBAL 'c' or MARK '(' (never JSON); joblib: zip
+    if raw[:1] in (b"\x80", b"c", b"(") or raw[:4] == b"PK\x03\x04":
+        raise BundleError(f"{p}: a Python pickle (or a zipped pickle), not a JSON model bundle: pickles are never "
+                          "loaded, since unpickling can run any code; export the model as a bundle JSON "
+                          "(glioma-radiogenomics train)")
     try:
-        d = json.loads(p.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError(f"{p}: not a text file (binary data); a model bundle is a JSON file") from None
+    try:
+        d = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BundleError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     return ModelBundle.from_dict(d, str(p))

@@ -78,10 +78,14 @@ def as_brats_label(label: sitk.Image, where: str = "segmentation"):
       masks): the whole tumor, stored as 2 (edema / non-enhancing abnormality: no core regions are claimed);
     - anything else (several values beyond 0-4): refused, naming the values.
     """
+    from .io import InputError
     arr = sitk.GetArrayFromImage(label)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{where}: not a label map (non-integer voxel values)")
+            frac = arr[np.isfinite(arr) & (arr != np.round(arr))]
+            shown = f" such as {float(frac[0]):g}" if frac.size else ""
+            raise InputError(f"{where}: not a label map (non-integer voxel values{shown}); labels are the integers "
+                             "0-3 (1 necrosis, 2 edema, 3 enhancing) or a binary mask")
     arr = arr.astype(np.int64)
     values = [int(v) for v in np.unique(arr) if v != 0]
     note = None
@@ -95,7 +99,7 @@ def as_brats_label(label: sitk.Image, where: str = "segmentation"):
         out = np.where(arr == 4, 3, arr).astype(np.uint8)
         note = f"{where}: BraTS 2017-2020 labels (4 = enhancing) mapped to this project's labels (3 = enhancing)"
     else:
-        raise ValueError(f"{where}: label values {values[:10]} are neither a binary mask nor BraTS labels "
+        raise InputError(f"{where}: label values {values[:10]} are neither a binary mask nor BraTS labels "
                          "(1 necrosis, 2 edema, 3 or 4 enhancing)")
     img = sitk.GetImageFromArray(out)
     img.CopyInformation(label)
