@@ -1,9 +1,11 @@
 """The whole pipeline for one case: case -> preprocess -> segment -> regions -> features -> models -> report.
 
 ``analyze_case`` runs the image stages and returns plain data (no files). ``run_case`` adds the model bundles and
-writes the outputs (predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html)
-atomically; files that
-already exist in the output folder are first moved aside to ``<name>.bak-<timestamp>``.
+writes the outputs (predictions.json, features.csv, features.provenance.json, segmentation.nii.gz,
+brain_mask.nii.gz, report.html) as one output set (``io.output_set``): they are written into a staging folder and
+put in place together at the end, so the output folder holds the previous complete set or the new one, never a mix.
+The previous set is removed, or kept as one dated copy ``<out>.previous-<timestamp>`` with ``keep_previous``; other
+files in the output folder are left alone.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import SimpleITK as sitk
 
 from .case import Case
 from .features import FeatureResult, extract_features, load_preset
-from .io import atomic_write_json, atomic_write_text, write_image
+from .io import atomic_write_json, atomic_write_text, output_set, write_image
 from .preprocess import PreprocessedCase, PreprocessOptions, preprocess
 from .progress import Progress, null_progress
 from .regions import as_brats_label, region_volumes_ml
@@ -183,15 +185,21 @@ def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
 
 
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
-             label: Optional[sitk.Image] = None, label_source: str = "") -> dict:
-    """Run everything and write the outputs. Returns the predictions document (also in predictions.json)."""
+             label: Optional[sitk.Image] = None, label_source: str = "", keep_previous: int = 0) -> dict:
+    """Run everything and write the outputs as one set (see the module docstring; ``keep_previous``: keep at most
+    this many dated copies of previous sets). The output folder is checked first (InputError: an existing file,
+    not writable, disk full). Returns the predictions document (also in predictions.json)."""
+    with output_set(out_dir, keep_previous=keep_previous) as staging:
+        return _run_case_into(staging, case, options, progress, label, label_source)
+
+
+def _run_case_into(out: Path, case: Case, options: Optional[PipelineOptions], progress: Progress,
+                   label: Optional[sitk.Image], label_source: str) -> dict:
     from .bundle import load_default_bundles, load_bundle
     from .predict import predict_case
     from .report import write_report
 
     opt = options or PipelineOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # load (and validate) the model bundles first: a broken bundle must fail before minutes of image work
     bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
@@ -202,13 +210,13 @@ def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, pro
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
     doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)
     progress.update(0.96, "writing outputs")
-    write_image(analysis.label_native, out / "segmentation.nii.gz", backup=True)
-    write_image(analysis.pre.to_native(analysis.pre.brain_mask), out / "brain_mask.nii.gz", backup=True)
+    write_image(analysis.label_native, out / "segmentation.nii.gz")
+    write_image(analysis.pre.to_native(analysis.pre.brain_mask), out / "brain_mask.nii.gz")
     row = analysis.feature_row()
     table = pd.DataFrame([row])
-    atomic_write_text(out / "features.csv", table.to_csv(index=False), backup=True)
-    atomic_write_json(out / "features.provenance.json", analysis.features.provenance, backup=True)
-    atomic_write_json(out / "predictions.json", doc, backup=True)
+    atomic_write_text(out / "features.csv", table.to_csv(index=False))
+    atomic_write_json(out / "features.provenance.json", analysis.features.provenance)
+    atomic_write_json(out / "predictions.json", doc)
     write_report(doc, analysis, out / "report.html")
     progress.update(1.0, f"done in {time.perf_counter() - t0:.0f} s")
     return doc
