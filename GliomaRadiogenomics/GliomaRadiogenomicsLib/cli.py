@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import __version__
-from .io import InputError
+from .io import InputError, check_output_folder
 
 
 def _progress(args):
@@ -94,6 +94,7 @@ def cmd_demo(args) -> int:
     from .synthetic import make_demo_case, SYNTHETIC_NOTICE
 
     out = Path(args.out)
+    check_output_folder(out)  # before the demo case is built
     progress = _progress(args)
     case_dir = out / "demo_case"
     progress.update(0.0, "building the SYNTHETIC demo case (ICBM152 anatomy + simulated glioma)")
@@ -103,7 +104,7 @@ def cmd_demo(args) -> int:
     case = load_case_folder(case_dir)
     case.synthetic = True
     print(SYNTHETIC_NOTICE, file=sys.stderr)
-    doc = run_case(case, out, _options(args), progress.sub(0.05, 1.0))
+    doc = run_case(case, out, _options(args), progress.sub(0.05, 1.0), keep_previous=args.keep_previous)
     print_summary(doc, out)
     return 0
 
@@ -112,6 +113,7 @@ def cmd_run(args) -> int:
     from .io import read_image
     from .pipeline import case_roi, run_case
 
+    check_output_folder(args.out)  # before the images are read
     case = _load_case_from_args(args)
     label, source = None, ""
     if args.segmentation and args.segmentation.lower() == "case":
@@ -120,7 +122,8 @@ def cmd_run(args) -> int:
         label, source = read_image(args.segmentation, "segmentation"), f"file {args.segmentation}"
     _print_messages(case)
     out = Path(args.out)
-    doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source)
+    doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source,
+                   keep_previous=args.keep_previous)
     print_summary(doc, out)
     return 0
 
@@ -128,38 +131,39 @@ def cmd_run(args) -> int:
 def cmd_segment(args) -> int:
     """Preprocess + segment only: segmentation.nii.gz and brain_mask.nii.gz on the reference's native grid."""
     import time
-    from .io import atomic_write_json, read_image, write_image
+    from .io import atomic_write_json, output_set, read_image, write_image
     from .pipeline import segment_case
     from .regions import as_brats_label, dice_per_region, region_volumes_ml
     from .segment import get_backend
     import SimpleITK as sitk
 
+    check_output_folder(args.out)  # before the images are read
     case = _load_case_from_args(args)
     _print_messages(case)
     progress = _progress(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     backend = get_backend(args.backend, **_backend_options(args))  # validate the backend before the image work
-    t0 = time.perf_counter()
-    pre, label, native = segment_case(case, _preprocess_options(args), backend, progress=progress)
-    t2 = time.perf_counter()
-    write_image(native, out / "segmentation.nii.gz", backup=True)
-    write_image(pre.to_native(pre.brain_mask), out / "brain_mask.nii.gz", backup=True)
-    info = {"case": case.case_id, "backend": backend.name, "sequences": case.sequence_list(),
-            "volumes_ml": region_volumes_ml(label),
-            "steps": pre.steps, "warnings": pre.warnings,
-            "timings_s": {"preprocess_and_segmentation": round(t2 - t0, 2)}}
-    reference_seg = args.reference_seg or case.mask_path
-    if reference_seg:
-        if not args.reference_seg:
-            print(f"note: Dice against the case folder's mask {Path(reference_seg).name} (reference)", file=sys.stderr)
-        ref, note = as_brats_label(read_image(reference_seg, "reference segmentation"), "reference segmentation")
-        ref = sitk.Resample(ref, native, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        info["reference_segmentation"] = str(reference_seg)
-        # a binary reference holds the whole tumor only: its TC / ET Dice would be meaningless
-        regions = ("WT",) if note and "binary" in note else ("WT", "TC", "ET")
-        info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref), regions)
-    atomic_write_json(out / "segmentation.json", info, backup=True)
+    # one output set: segmentation.nii.gz, brain_mask.nii.gz, segmentation.json appear together (io.output_set)
+    with output_set(args.out, keep_previous=args.keep_previous) as out:
+        t0 = time.perf_counter()
+        pre, label, native = segment_case(case, _preprocess_options(args), backend, progress=progress)
+        t2 = time.perf_counter()
+        write_image(native, out / "segmentation.nii.gz")
+        write_image(pre.to_native(pre.brain_mask), out / "brain_mask.nii.gz")
+        info = {"case": case.case_id, "backend": backend.name, "sequences": case.sequence_list(),
+                "volumes_ml": region_volumes_ml(label),
+                "steps": pre.steps, "warnings": pre.warnings,
+                "timings_s": {"preprocess_and_segmentation": round(t2 - t0, 2)}}
+        reference_seg = args.reference_seg or case.mask_path
+        if reference_seg:
+            if not args.reference_seg:
+                print(f"note: Dice against the case folder's mask {Path(reference_seg).name} (reference)", file=sys.stderr)
+            ref, note = as_brats_label(read_image(reference_seg, "reference segmentation"), "reference segmentation")
+            ref = sitk.Resample(ref, native, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+            info["reference_segmentation"] = str(reference_seg)
+            # a binary reference holds the whole tumor only: its TC / ET Dice would be meaningless
+            regions = ("WT",) if note and "binary" in note else ("WT", "TC", "ET")
+            info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref), regions)
+        atomic_write_json(out / "segmentation.json", info)
     print(json.dumps({k: info[k] for k in ("case", "backend", "volumes_ml", "timings_s") + (("dice",) if "dice" in info else ())}, indent=1))
     return 0
 
@@ -171,7 +175,8 @@ def cmd_extract(args) -> int:
     opt = _options(args)
     opt.case_roi = args.case_roi
     opt.feature_workers = 1 if args.jobs > 1 else args.workers
-    summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args))
+    summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args),
+                             keep_previous=args.keep_previous)
     print(json.dumps(summary, indent=1))
     return 0 if summary["n_ok"] > 0 else 1
 
@@ -211,7 +216,7 @@ def cmd_predict(args) -> int:
                         "were NOT checked against the model's")
     res = predict_table(bundle, table, prov)
     warnings += res.attrs.get("warnings", [])
-    atomic_write_text(args.out, res.to_csv(index=False), backup=True)
+    atomic_write_text(args.out, res.to_csv(index=False))
     out = Path(args.out)
     atomic_write_json(out.with_name(out.stem + ".warnings.json"),
                       {"predictions": out.name, "bundle": str(args.bundle), "table": str(args.table),
@@ -271,7 +276,7 @@ def cmd_train(args) -> int:
     paths = []
     for b in bundles:
         p = out if len(bundles) == 1 else out.with_name(f"{out.stem}_{b.task}{out.suffix or '.json'}")
-        paths.append(b.save(p, backup=True))
+        paths.append(b.save(p))
     summary = {"bundles": [str(p) for p in paths], "report": str(out.with_name(out.stem + ".evaluation.html")),
                "auc_cv": {b.task: [b.metrics["auc_cv"], b.metrics["auc_cv_95ci"]] for b in bundles},
                "auc_cv_sd": {b.task: b.metrics.get("auc_cv_sd") for b in bundles},
@@ -327,6 +332,9 @@ def _add_pipeline_args(p):
     p.add_argument("--resnet34-weights", help="ResNet34 ImageNet weights (resnet34-<sha>.pth) for Liu 2024 deep "
                    "features; checked by SHA-256, never downloaded")
     p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
+    p.add_argument("--keep-previous", type=int, default=0, metavar="N",
+                   help="keep the previous outputs as one dated copy <out>.previous-<timestamp>, at most N copies "
+                        "(default 0: a new run replaces the previous outputs; other files in --out are kept)")
 
 
 def build_parser() -> argparse.ArgumentParser:
