@@ -2,8 +2,12 @@
 
 Resumable: each finished case is cached as JSON in ``<table>.cases/`` with the hash of the options; a re-run (after
 a kill) skips cases cached with the same options and recomputes those cached with other options.
-Failures are recorded per case in ``<table>.failures.csv`` and the run goes on. The table and its provenance
-(``<table>.provenance.json``) are written atomically at the end.
+Failures are recorded per case in ``<table>.failures.csv`` and the run goes on. The table, its provenance
+(``<table>.provenance.json``) and the failures are written at the end as one output set (``io.output_set`` with
+``set_name=<table name>``): all three are staged, then renamed into place with the manifest
+``.<table>.complete.json`` last; a run without any successful case removes the previous table, and
+``keep_previous=N`` keeps up to N dated copies ``<table>.previous-<timestamp>/`` of the previous three files. The
+output folder is checked (a file where the folder should be, not writable, disk full) before any case is processed.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import List
 
 import pandas as pd
 
-from .io import IMAGE_SUFFIXES, atomic_write_json, atomic_write_text
+from .io import IMAGE_SUFFIXES, InputError, atomic_write_json, atomic_write_text, check_output_folder, output_set
 from .progress import Progress, null_progress
 
 
@@ -73,11 +77,15 @@ def analyze_folder_cached(folder, cache, options, before=None) -> dict:
                 "_traceback": traceback.format_exc(limit=5)}
 
 
-def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: Progress = null_progress) -> dict:
+def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: Progress = null_progress,
+                   keep_previous: int = 0) -> dict:
     """Run the image pipeline on every case folder; returns a summary dict (n_ok, n_failed, n_cached, paths)."""
     from .pipeline import PipelineOptions
     opt = options or PipelineOptions(feature_workers=1)
     out_table = Path(out_table)
+    if out_table.is_dir():
+        raise InputError(f"output table {out_table} is a folder; give a file name such as {out_table / 'cohort.csv'}")
+    check_output_folder(out_table.parent, what="output folder of the table")
     cache_dir = out_table.with_name(out_table.name + ".cases")
     cache_dir.mkdir(parents=True, exist_ok=True)
     folders = find_case_folders(cases_dir)
@@ -98,13 +106,16 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
     failed = [r for r in rows if "_error" in r]
     from .provenance import merge
     provenance = merge(r.get("_provenance") for r in ok)  # common values; sequences of any case; "mixed: ..."
-    if ok:
-        table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok])
-        atomic_write_text(out_table, table.to_csv(index=False), backup=True)
-        atomic_write_json(out_table.with_name(out_table.stem + ".provenance.json"), provenance)
     failures_path = out_table.with_name(out_table.stem + ".failures.csv")
-    atomic_write_text(failures_path, pd.DataFrame(
-        [{"case_id": r["case_id"], "error": r["_error"]} for r in failed], columns=["case_id", "error"]).to_csv(index=False))
+    with output_set(out_table.parent, keep_previous, set_name=out_table.name,
+                    what="output folder of the table") as staging:
+        if ok:
+            table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok])
+            atomic_write_text(staging / out_table.name, table.to_csv(index=False))
+            atomic_write_json(staging / (out_table.stem + ".provenance.json"), provenance)
+        atomic_write_text(staging / failures_path.name, pd.DataFrame(
+            [{"case_id": r["case_id"], "error": r["_error"]} for r in failed],
+            columns=["case_id", "error"]).to_csv(index=False))
     progress.update(1.0, f"{len(ok)} case(s) extracted, {len(failed)} failed")
     return {"n_ok": len(ok), "n_failed": len(failed), "n_cached": sum(1 for r in ok if r.get("_cached")),
             "table": str(out_table) if ok else None, "failures": str(failures_path), "cache": str(cache_dir)}
