@@ -5,10 +5,14 @@
 
 COHORT holds one folder per case (sequences named t1/t1c/t2/flair, BraTS, BIDS, scanner names, or DICOM series;
 optional case.json with clinical data). Per case: volumes loaded into the scene, segmentation, features,
-predictions; OUT/<case>/ gets segmentation.nii.gz, predictions.json, report.html. OUT/batch_results.csv lists every
-case with ok / failed, the error and the probabilities; it is rewritten (atomically) after each case, and cases
-already ok with the same options (column options_hash: preprocessing, preset, bundles) are skipped on a re-run;
-cases done with other options are redone. A failing case never stops the batch.
+predictions; OUT/<case>/ gets segmentation.nii.gz, predictions.json and summary.pdf (or error.txt for a failed
+case) as one output set (GliomaRadiogenomicsLib.io.output_set: staged, then swapped into place with its manifest
+.complete.json, so a killed batch leaves each case folder with its previous complete set or its new one; the
+previous set is removed, or kept as OUT/<case>.previous-<timestamp> with --keep-previous N). OUT/batch_results.csv
+lists every case with ok / failed, the error and the probabilities; it is rewritten (atomically) after each case,
+and cases already ok with the same options (column options_hash: preprocessing, preset, bundles) and a complete
+output set are skipped on a re-run; cases done with other options are redone. A failing case never stops the
+batch. OUT is checked first (a file, not writable, disk full: exit code 2).
 """
 from __future__ import annotations
 
@@ -45,16 +49,19 @@ def batch_options_hash(preprocess_options=None, preset: str = "wang2025", bundle
     return options_hash(opt, extra={"bundles": [file_digest(p) if p.is_file() else str(p) for p in paths]})
 
 
-def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wang2025", bundles=None) -> list:
+def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wang2025", bundles=None,
+              keep_previous: int = 0) -> list:
     import pandas as pd
     import SimpleITK as sitk
     from GliomaMRML.convert import segmentation_node_to_label_image
     from GliomaMRML.logic import GliomaRadiogenomicsLogic, load_case_folder_into_scene, reference_node
-    from GliomaRadiogenomicsLib.io import atomic_write_json, atomic_write_text, write_image
+    from GliomaRadiogenomicsLib.io import (atomic_write_json, atomic_write_text, check_output_folder, output_set,
+                                           read_output_set, write_image)
 
     inp, out = Path(input_dir), Path(output_dir)
     if not inp.is_dir():
         raise SystemExit(f"input folder not found: {inp}")
+    check_output_folder(out)  # a file, not writable, disk full: before any case
     out.mkdir(parents=True, exist_ok=True)
     results_csv = out / "batch_results.csv"
     previous = {}
@@ -65,32 +72,35 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     rows = []
     for folder in sorted(p for p in inp.iterdir() if p.is_dir()):
         done = previous.get(folder.name, {})
-        if done.get("status") == "ok" and done.get("options_hash") == key and (
-                out / folder.name / "predictions.json").exists():
+        if done.get("status") == "ok" and done.get("options_hash") == key and \
+                "predictions.json" in (read_output_set(out / folder.name) or {}).get("files", {}):
             rows.append(previous[folder.name])
             continue
         t0 = time.perf_counter()
         row = {"case": folder.name, "status": "failed", "error": "", "seconds": 0.0, "options_hash": key}
         try:
-            scene.Clear(0)
-            nodes, clinical, case_id = load_case_folder_into_scene(scene, folder)
-            seg, doc, _, _ = GliomaRadiogenomicsLogic(scene).run(nodes, clinical,
-                                                                 preprocess_options=preprocess_options,
-                                                                 preset=preset, bundles=bundles)
-            case_out = out / folder.name
-            case_out.mkdir(parents=True, exist_ok=True)
-            label = segmentation_node_to_label_image(seg, reference_node(nodes))
-            write_image(sitk.Cast(label, sitk.sitkUInt8), case_out / "segmentation.nii.gz", backup=True)
-            atomic_write_json(case_out / "predictions.json", doc, backup=True)
-            from GliomaRadiogenomicsLib.report import write_pdf_summary
-            write_pdf_summary(doc, case_out / "summary.pdf")
-            row.update(status="ok", case_id=case_id, volume_WT_ml=doc["segmentation"]["volumes_ml"]["WT"],
-                       **{f"p_{t}": doc[t]["probability"] for t in doc["tasks"]},
-                       warnings=" | ".join(doc["warnings"])[:500])
-        except Exception as exc:  # a failing case is recorded, the batch goes on
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            (out / folder.name).mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / folder.name / "error.txt", traceback.format_exc())
+            with output_set(out / folder.name, keep_previous=keep_previous) as case_out:
+                try:
+                    scene.Clear(0)
+                    nodes, clinical, case_id = load_case_folder_into_scene(scene, folder)
+                    seg, doc, _, _ = GliomaRadiogenomicsLogic(scene).run(nodes, clinical,
+                                                                         preprocess_options=preprocess_options,
+                                                                         preset=preset, bundles=bundles)
+                    label = segmentation_node_to_label_image(seg, reference_node(nodes))
+                    write_image(sitk.Cast(label, sitk.sitkUInt8), case_out / "segmentation.nii.gz")
+                    atomic_write_json(case_out / "predictions.json", doc)
+                    from GliomaRadiogenomicsLib.report import write_pdf_summary
+                    write_pdf_summary(doc, case_out / "summary.pdf")
+                    row.update(status="ok", case_id=case_id, volume_WT_ml=doc["segmentation"]["volumes_ml"]["WT"],
+                               **{f"p_{t}": doc[t]["probability"] for t in doc["tasks"]},
+                               warnings=" | ".join(doc["warnings"])[:500])
+                except Exception as exc:  # a failing case is recorded, the batch goes on: its set is error.txt
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                    for f in case_out.iterdir():
+                        f.unlink()
+                    atomic_write_text(case_out / "error.txt", traceback.format_exc())
+        except Exception as exc:  # the case's output folder itself (not writable, disk full)
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         atomic_write_text(results_csv, pd.DataFrame(rows).to_csv(index=False), backup=False)
@@ -106,10 +116,18 @@ def main(argv=None) -> int:
     ap.add_argument("--spacing", type=float, default=1.0)
     ap.add_argument("--brain-mask", default="auto")
     ap.add_argument("--bundle", action="append")
+    ap.add_argument("--keep-previous", type=int, default=0, metavar="N",
+                    help="keep each case's previous outputs as one dated copy OUT/<case>.previous-<timestamp>, at "
+                         "most N (default 0: replaced)")
     a = ap.parse_args(argv)
+    from GliomaRadiogenomicsLib.io import InputError
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
-    rows = run_batch(a.input, a.output, PreprocessOptions(spacing=a.spacing, brain_mask=a.brain_mask), a.preset,
-                     a.bundle)
+    try:
+        rows = run_batch(a.input, a.output, PreprocessOptions(spacing=a.spacing, brain_mask=a.brain_mask), a.preset,
+                         a.bundle, keep_previous=a.keep_previous)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     n_ok = sum(r["status"] == "ok" for r in rows)
     print(f"{n_ok} of {len(rows)} case(s) ok; table: {Path(a.output) / 'batch_results.csv'}")
     return 0 if n_ok == len(rows) else 1
