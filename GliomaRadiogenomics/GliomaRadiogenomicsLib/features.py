@@ -66,30 +66,106 @@ def available_presets() -> List[str]:
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """A shipped preset by name (``wang2025``) or a user's PyRadiomics YAML file."""
+    """A shipped preset by name (``wang2025``) or a user's PyRadiomics YAML file. Read with ``yaml.safe_load`` (a
+    tag that constructs objects, e.g. ``!!python/object/apply:os.system``, is refused, nothing runs) and validated:
+    our section's keys and values, PyRadiomics' own parameter schema. Errors are InputErrors naming the file."""
+    from .io import InputError
     path = Path(name_or_path)
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
         if not path.exists():
-            raise FileNotFoundError(f"feature preset file not found: {path}")
-        text, source = path.read_text(), str(path)
+            raise InputError(f"feature preset file not found: {path}")
+        if path.is_dir():
+            raise InputError(f"feature preset {path} is a folder; give a PyRadiomics YAML file")
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text file (binary data); a preset is a PyRadiomics YAML file") from None
     else:
         res = resources.files(__package__) / "resources" / "presets" / f"{name_or_path}.yaml"
         if not res.is_file():
-            raise ValueError(f"unknown feature preset '{name_or_path}'; shipped presets: "
+            raise InputError(f"unknown feature preset '{name_or_path}'; shipped presets: "
                              f"{', '.join(available_presets())} (or give a YAML file)")
         text, source = res.read_text(), f"preset:{name_or_path}"
     try:
         data = yaml.safe_load(text) or {}
+    except yaml.constructor.ConstructorError as exc:
+        raise InputError(f"{source}: YAML tag refused ({exc.problem}{_mark(exc)}): presets are read with safe "
+                         "loading, which never constructs objects or runs code; plain PyRadiomics settings only") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{source}: not valid YAML ({exc})") from None
+        raise InputError(f"{source}: not valid YAML ({str(exc).splitlines()[0]}{_mark(exc)})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: a PyRadiomics parameter file must be a mapping")
+        raise InputError(f"{source}: a PyRadiomics parameter file must be a mapping, not a {type(data).__name__}")
     options = data.pop(PRESET_SECTION, {}) or {}
+    check_preset(options, data, source)
     name = options.get("name") or (path.stem if source != f"preset:{name_or_path}" else name_or_path)
-    for seq in options.get("sequences", []):
-        if seq not in SEQUENCE_NAMES:
-            raise ValueError(f"{source}: unknown sequence '{seq}' (known: {', '.join(SEQUENCE_NAMES)})")
     return Preset(name, data, options, source)
+
+
+def _mark(exc) -> str:
+    m = getattr(exc, "problem_mark", None)
+    return f", line {m.line + 1}" if m is not None else ""
+
+
+PRESET_OPTIONS = {"name", "sequences", "regions", "normalization", "clahe", "percentiles", "crop_pad_voxels",
+                  "deep_features"}
+NORMALIZATIONS = ("unit", "unit_clahe", "zscore", "none", None)
+
+
+def check_preset(options, params: dict, source: str) -> None:
+    """Our section (keys and values) and the PyRadiomics settings (PyRadiomics' own schema)."""
+    from .io import InputError
+    from .regions import REGION_LABELS
+
+    def bad(msg):
+        return InputError(f"{source}: {msg}")
+    if not isinstance(options, dict):
+        raise bad(f"'{PRESET_SECTION}' must be a mapping")
+    unknown = sorted(str(k) for k in set(options) - PRESET_OPTIONS)
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(unknown)} in '{PRESET_SECTION}' (known: {', '.join(sorted(PRESET_OPTIONS))})")
+    if "name" in options and not isinstance(options["name"], str):
+        raise bad("'name' must be a string")
+    seqs = options.get("sequences", list(SEQUENCE_NAMES))
+    if not isinstance(seqs, list) or not seqs:
+        raise bad(f"'sequences' must be a non-empty list of {', '.join(SEQUENCE_NAMES)}")
+    for seq in seqs:
+        if seq not in SEQUENCE_NAMES:
+            raise bad(f"unknown sequence '{seq}' (known: {', '.join(SEQUENCE_NAMES)})")
+    regions = options.get("regions", ["WT"])
+    if not isinstance(regions, list) or not regions or any(r not in REGION_LABELS for r in regions):
+        raise bad(f"'regions' must be a non-empty list of {', '.join(REGION_LABELS)} (got {regions!r})")
+    if options.get("normalization", "none") not in NORMALIZATIONS:
+        raise bad(f"unknown normalization '{options['normalization']}' (known: unit, unit_clahe, zscore, none)")
+    pct = options.get("percentiles", [0.5, 99.5])
+    if (not isinstance(pct, list) or len(pct) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                               for v in pct) or not 0 <= pct[0] < pct[1] <= 100):
+        raise bad(f"'percentiles' must be two numbers 0 <= low < high <= 100 (got {pct!r})")
+    pad = options.get("crop_pad_voxels", 50)
+    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+        raise bad(f"'crop_pad_voxels' must be a whole number >= 0 (got {pad!r})")
+    if not isinstance(options.get("deep_features", False), bool):
+        raise bad(f"'deep_features' must be true or false (got {options['deep_features']!r})")
+    c = options.get("clahe", {}) or {}
+    if not isinstance(c, dict) or set(c) - {"kernel_size", "clip_limit", "nbins"}:
+        raise bad("'clahe' takes kernel_size, clip_limit and nbins only")
+    for k, ok in (("kernel_size", lambda v: isinstance(v, int) and v > 0), ("nbins", lambda v: isinstance(v, int) and v > 1),
+                  ("clip_limit", lambda v: isinstance(v, (int, float)) and 0 < v <= 1)):
+        if k in c and (isinstance(c[k], bool) or not ok(c[k])):
+            raise bad(f"clahe '{k}' has an invalid value {c[k]!r}")
+    import pykwalify.core
+    import radiomics
+    schema, funcs = radiomics.getParameterValidationFiles()
+    logger = logging.getLogger("pykwalify")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        pykwalify.core.Core(source_data=params, schema_files=[schema], extensions=[funcs]).validate()
+    except Exception as exc:  # pykwalify SchemaError, or PyRadiomics' ValueError for an unknown image type / class
+        lines = [ln.strip(" -") for ln in str(exc).splitlines() if ln.strip().startswith("- ")]
+        why = "; ".join(ln.split(".: Path")[0] for ln in lines[:3]) or str(exc).splitlines()[0]
+        raise bad(f"invalid PyRadiomics settings: {why}") from None
+    finally:
+        logger.setLevel(level)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -311,7 +387,8 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
     provenance = {**preset.provenance(), **preprocessing_provenance(pre), **software_versions()}
     present = [s for s in preset.sequences if s in pre.images]
     if not present:
-        raise ValueError(f"preset {preset.name} needs one of {', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}"
+        from .io import InputError
+        raise InputError(f"preset {preset.name} needs one of {', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}"
                          f"; the case has {', '.join(SEQUENCE_NAMES[s] for s in pre.images)}")
     absent = [s for s in preset.sequences if s not in pre.images]
     provenance["sequences"] = [SEQUENCE_NAMES[s] for s in present]
