@@ -356,7 +356,7 @@ def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
 def check_segmentation(label: sitk.Image, reference: sitk.Image, where: str, reference_name: str):
     """A user's segmentation (file, case-folder mask, edited segment) against the reference sequence's grid.
 
-    Returns (BraTS label image on its own grid, notes). Refused: non-integer or unknown labels, an empty ROI, a ROI
+    Returns (BraTS label image on its own grid, notes, warnings). Refused: non-integer or unknown labels, an empty ROI, a ROI
     of a few voxels, a grid that does not overlap the reference. Another grid that overlaps is resampled onto the
     reference (nearest neighbour) later, with a note."""
     from .case import _bounds
@@ -379,7 +379,7 @@ def check_segmentation(label: sitk.Image, reference: sitk.Image, where: str, ref
                          f"tumor ROI (at least {MIN_ROI_VOXELS} voxels and {MIN_ROI_ML:g} mL needed for radiomic "
                          "features)")
     if _same_grid(label, reference):
-        return brats, notes
+        return brats, notes, []
     rb, lb = _bounds(reference), _bounds(label)
     overlap = np.minimum(rb[1], lb[1]) - np.maximum(rb[0], lb[0])
     on_ref = sitk.Resample(brats, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
@@ -393,8 +393,17 @@ def check_segmentation(label: sitk.Image, reference: sitk.Image, where: str, ref
     if ml_ref < 0.5 * ml:
         raise InputError(f"{where}: only {100 * ml_ref / ml:.0f} % of its {ml:.1f} mL lies inside the "
                          f"{reference_name} field of view: a segmentation of another image or patient?")
-    notes.append(f"{where}: on another grid than {reference_name} ({_fmt(label.GetSize())} voxels of "
+    warning = (f"{where}: on another grid than {reference_name} ({_fmt(label.GetSize())} voxels of "
                  f"{_fmt([round(s, 3) for s in label.GetSpacing()])} mm against {_fmt(reference.GetSize())} of "
                  f"{_fmt([round(s, 3) for s in reference.GetSpacing()])} mm): resampled onto it (nearest neighbour, "
                  "physical coordinates)")
-    return brats, notes
+    return brats, notes + [warning], [warning]
+
+
+def check_preset_sequences(preset, case) -> None:
+    """A preset that extracts features from none of the case's sequences: refused before the image work."""
+    from .case import SEQUENCE_NAMES
+    if not [s for s in preset.sequences if s in case.images]:
+        raise InputError(f"preset {preset.name} ({preset.source}) needs one of "
+                         f"{', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}; the case has "
+                         f"{', '.join(SEQUENCE_NAMES[s] for s in case.sequences)}")

@@ -90,10 +90,22 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     ``label_provenance`` (optional) its structured origin, e.g. ``{"segmentation_source": "edited",
     "segmentation_backend": ...}`` (default ``{"segmentation_source": "given"}``)."""
     from .provenance import backend_provenance, preprocessing_provenance, software_versions, torch_used
+    from .checks import check_preset_sequences, check_segmentation
     opt = options or PipelineOptions()
+    # checked before the image work: the preset (and the sequences it needs), the user's segmentation
+    preset = load_preset(opt.preset)
+    check_preset_sequences(preset, case)
+    label_notes, label_warnings = [], []
+    if label is not None:
+        ref = next(s for s in (opt.preprocess.reference, "flair", "t2", "t1c", "t1") if s in case.images)
+        where = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
+        label, label_notes, label_warnings = check_segmentation(label, case.images[ref], where,
+                                                                case.paths.get(ref) or ref)
     timings = {}
     t = time.perf_counter()
     pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.45))
+    pre.steps.extend(label_notes)
+    pre.warnings.extend(label_warnings)
     timings["preprocess_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if label is None:
@@ -118,7 +130,6 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         warnings.append("no tumor found by the segmentation: features and predictions are not meaningful; "
                         "draw or correct the tumor ROI and run again")
     t = time.perf_counter()
-    preset = load_preset(opt.preset)
     if volumes["WT"] > 0:
         feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
     else:
