@@ -18,6 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from .io import InputError
+
 METHODS = ("auto", "nonzero", "deepbet", "hdbet", "threshold")
 
 
@@ -108,7 +110,7 @@ def _network_mask(stage: str, pre, device: str, progress, extra=()) -> np.ndarra
 def compute_brain_mask(pre, method: str = "auto", device: str = "auto",
                        progress=None) -> Tuple[sitk.Image, str, List[str]]:
     if method not in METHODS:
-        raise ValueError(f"unknown brain mask method '{method}'; choose one of {', '.join(METHODS)}")
+        raise InputError(f"unknown brain mask method '{method}'; choose one of {', '.join(METHODS)}")
     warnings: List[str] = []
     chosen = method
     if method == "auto":
@@ -135,7 +137,7 @@ def compute_brain_mask(pre, method: str = "auto", device: str = "auto",
     else:
         arr = threshold_mask(pre)
     if arr.sum() == 0:
-        raise RuntimeError(f"brain mask ({chosen}) is empty: check the input images")
+        raise InputError(f"brain mask ({chosen}) is empty: check the input images")
     img = sitk.GetImageFromArray(arr.astype(np.uint8))
     img.CopyInformation(pre.grid)
     return img, chosen, warnings

@@ -119,7 +119,7 @@ def cmd_run(args) -> int:
     if args.segmentation and args.segmentation.lower() == "case":
         label, source = case_roi(case)
     elif args.segmentation:
-        label, source = read_image(args.segmentation, "segmentation"), f"file {args.segmentation}"
+        label, source = read_image(args.segmentation, "segmentation", label=True), f"file {args.segmentation}"
     _print_messages(case)
     out = Path(args.out)
     doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source,
@@ -203,7 +203,7 @@ def cmd_predict(args) -> int:
     from .predict import predict_table
 
     bundle = load_bundle(args.bundle)
-    table = pd.read_csv(args.table)
+    table = read_table(args.table)
     prov, side = read_table_provenance(args.table)
     warnings = []
     if prov is None:
@@ -230,6 +230,21 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def read_table(path):
+    """A feature table (CSV); a missing, empty or unparsable file is an InputError naming it."""
+    import pandas as pd
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"feature table not found: {p}" + (" (a folder)" if p.is_dir() else ""))
+    try:
+        table = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: not a readable CSV feature table ({str(exc).strip().splitlines()[0][:160]})") from None
+    if table.empty:
+        raise InputError(f"{p}: the feature table has no rows")
+    return table
+
+
 def read_table_provenance(table):
     """(provenance dict or None, path of ``<table>.provenance.json``)."""
     side = Path(table).with_name(Path(table).stem + ".provenance.json")
@@ -251,7 +266,7 @@ def cmd_train(args) -> int:
     table_path = Path(args.table)
     if not table_path.exists():
         raise InputError(f"feature table not found: {table_path}")
-    table = pd.read_csv(table_path)
+    table = read_table(table_path)
     prov, side = read_table_provenance(table_path)
     warnings = []
     if prov is None:  # trained anyway (e.g. a published table), but the bundle says so and every prediction warns
@@ -271,7 +286,7 @@ def cmd_train(args) -> int:
                                     n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
                                     sequences=args.sequences, n_jobs=args.jobs,
                                     report_path=out.with_name(out.stem + ".evaluation"))
-    except ValueError as exc:
+    except InputError as exc:  # the table does not fit the request (label column, sequences, no usable feature)
         raise InputError(f"{table_path}: {exc}") from None
     paths = []
     for b in bundles:
@@ -433,19 +448,52 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+ERROR_LOG = "error.log"
+# --out names a file for these commands (the log goes beside it); a folder for the others
+OUT_IS_FILE = ("train", "predict", "extract")
+
+
+def write_error_log(args, text: str) -> Path:
+    """The traceback of an internal error: ``<out>/error.log`` (beside the output file for train / predict /
+    extract) when that folder exists or can be made and is writable, else a file in the temporary folder."""
+    import tempfile
+    out = getattr(args, "out", None)
+    if out:
+        folder = Path(out).parent if getattr(args, "command", None) in OUT_IS_FILE else Path(out)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / ERROR_LOG
+            path.write_text(text)
+            return path
+        except OSError:
+            pass
+    fd, name = tempfile.mkstemp(prefix="glioma-radiogenomics-error-", suffix=".log")
+    with open(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Exit 0 on success; 2 for a problem with the user's input (``error: <message>``: InputError and its
+    subclasses BundleError / FeatureMismatchError, a file not found; argparse also exits 2); 1 for an internal
+    error (a bug): a one-line summary on stderr, the traceback in ``<out>/error.log`` (or a temporary file)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (InputError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from .bundle import BundleError, FeatureMismatchError
-        if isinstance(exc, (BundleError, FeatureMismatchError, ValueError)):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except Exception as exc:  # not the user's input: our bug
+        import time
+        import traceback
+        text = (f"glioma-radiogenomics {__version__}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                f"command line: {' '.join(sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))}\n\n"
+                + traceback.format_exc())
+        log = write_error_log(args, text)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"internal error (a bug, not a problem with your input): {type(exc).__name__}: {first}; the traceback "
+              f"is in {log} (please report it with that file)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

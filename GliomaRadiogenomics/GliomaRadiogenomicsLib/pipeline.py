@@ -79,7 +79,7 @@ def case_roi(case: Case):
     if not case.mask_path:
         raise InputError(f"case {case.case_id}: no mask / segmentation file found in the case folder (names with "
                          "mask, seg, label, abnormality or ROI, or a volume holding a few integer values)")
-    return read_image(case.mask_path, "case-folder mask"), f"case-folder mask {Path(case.mask_path).name}"
+    return read_image(case.mask_path, "case-folder mask", label=True), f"case-folder mask {Path(case.mask_path).name}"
 
 
 def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from .intensity import robust_z
+from .io import InputError
 from .progress import Progress, null_progress
 
 LABELS = {1: "necrosis", 2: "edema", 3: "enhancing"}
@@ -120,7 +121,7 @@ class HyperintensityBackend(SegmentationBackend):
         have = set(pre.images)
         if not have & {"flair", "t2"}:
             if "t1c" not in have:
-                raise ValueError("the default backend needs FLAIR or T2 (whole tumor), or T1c (tumor core)")
+                raise InputError("the default backend needs FLAIR or T2 (whole tumor), or T1c (tumor core)")
             return self._to_image(self._t1c_only(arr("t1c"), brain, core_brain, sp, vox_ml, progress), pre)
         progress.update(0.1, "segmentation: FLAIR / T2 hyperintensity")
         hyper_seq = "flair" if "flair" in have else "t2"
@@ -228,13 +229,13 @@ class NnUNetBackend(SegmentationBackend):
         import json
         from pathlib import Path
         if model_folder is None:
-            raise ValueError("the nnunet backend needs a trained model folder (--nnunet-model DIR)")
+            raise InputError("the nnunet backend needs a trained model folder (--nnunet-model DIR)")
         self.model = Path(model_folder)
         ds = self.model / "dataset.json"
         if not ds.exists() or not (self.model / "plans.json").exists():
-            raise ValueError(f"{self.model}: not an nnU-Net v2 model folder (dataset.json and plans.json expected)")
+            raise InputError(f"{self.model}: not an nnU-Net v2 model folder (dataset.json and plans.json expected)")
         if not list(self.model.glob(f"fold_*/{checkpoint}")):
-            raise ValueError(f"{self.model}: no fold_*/{checkpoint} found")
+            raise InputError(f"{self.model}: no fold_*/{checkpoint} found")
         self.dataset = json.loads(ds.read_text())
         self.folds, self.device, self.checkpoint = folds, device, checkpoint
         self.mirroring, self.tile_step = mirroring, tile_step
@@ -250,7 +251,7 @@ class NnUNetBackend(SegmentationBackend):
             n = str(names[k])
             seq = {"t1n": "t1", "t1ce": "t1c", "t2w": "t2", "t2f": "flair"}.get(n.lower()) or classify_name(n)
             if seq is None:
-                raise ValueError(f"{self.model}/dataset.json: channel {k} '{n}' is not one of T1, T1c, T2, FLAIR")
+                raise InputError(f"{self.model}/dataset.json: channel {k} '{n}' is not one of T1, T1c, T2, FLAIR")
             order.append(seq)
         return order
 
@@ -346,7 +347,7 @@ class LggUnet2dBackend(SegmentationBackend):
         from pathlib import Path
         from .worker import run_worker
         if "flair" not in pre.images:
-            raise ValueError("the lgg-unet2d backend needs a FLAIR image")
+            raise InputError("the lgg-unet2d backend needs a FLAIR image")
         # the FLAIR as acquired when it is the reference (its own slices), else the registered working-grid FLAIR
         flair = pre.reference_native if pre.reference == "flair" else pre.images["flair"]
         with tempfile.TemporaryDirectory(prefix="gr-unet2d-") as tmp:
@@ -439,5 +440,5 @@ DEFAULT_BACKEND = "auto"
 
 def get_backend(name: str = DEFAULT_BACKEND, **kwargs) -> SegmentationBackend:
     if name not in BACKENDS:
-        raise ValueError(f"unknown segmentation backend '{name}'; available: {', '.join(BACKENDS)}")
+        raise InputError(f"unknown segmentation backend '{name}'; available: {', '.join(BACKENDS)}")
     return BACKENDS[name](**kwargs)

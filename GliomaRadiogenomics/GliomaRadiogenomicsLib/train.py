@@ -34,6 +34,7 @@ from . import __version__
 from .bundle import SEQ_NAMES, ModelBundle, build_nomogram
 from .evaluation import (cohort_table, compare_repeated, evaluate, figures, repeated_cv_summary, write_report,
                          youden_cutoff)
+from .io import InputError
 from .models import LiuFusion, WangLasso, _sigmoid, correlation_keep
 
 CLINICAL = ("age", "sex_male", "who_grade", "vasari_score")
@@ -74,7 +75,7 @@ def parse_sequences(spec) -> List[str]:
     keys = [str(i).strip().lower() for i in items if str(i).strip()]
     bad = [k for k in keys if k not in SEQUENCE_PREFIXES]
     if bad or not keys:
-        raise ValueError(f"--sequences: unknown sequence(s) {', '.join(bad) or '(none given)'}; use a comma-separated "
+        raise InputError(f"--sequences: unknown sequence(s) {', '.join(bad) or '(none given)'}; use a comma-separated "
                          f"list of {', '.join(SEQUENCE_PREFIXES)}")
     return [k for k in SEQ_NAMES if k in keys]
 
@@ -111,7 +112,7 @@ def restrict_to_sequences(table: pd.DataFrame, sequences) -> Tuple[pd.DataFrame,
     seqs = parse_sequences(sequences)
     missing = [SEQ_NAMES[k] for k in seqs if not any(c.startswith(SEQUENCE_PREFIXES[k]) for c in table.columns)]
     if missing:
-        raise ValueError(f"--sequences: the table has no feature columns of {', '.join(missing)}")
+        raise InputError(f"--sequences: the table has no feature columns of {', '.join(missing)}")
     have = case_sequences(table)
     rows = [i for i, h in enumerate(have) if set(seqs) <= h]
     drop = [c for c in table.columns if (column_sequences(c) or []) and not set(column_sequences(c)) <= set(seqs)]
@@ -300,22 +301,22 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     bundle). ``n_jobs`` processes (default: CPUs, at most 4) run the outer folds and the final bootstrap."""
     labels = list(labels)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+        raise InputError(f"method must be one of {', '.join(METHODS)}")
     if method in ("mt", "cmt") and len(labels) != 2:
-        raise ValueError(f"method {method} needs two labels (--label and --label2)")
+        raise InputError(f"method {method} needs two labels (--label and --label2)")
     if method == "atrx-fusion" and len(labels) != 1:
-        raise ValueError("method atrx-fusion takes one label")
+        raise InputError("method atrx-fusion takes one label")
     if repeats < 1 or outer_folds < 2:
-        raise ValueError("repeats must be >= 1 and outer folds >= 2")
+        raise InputError("repeats must be >= 1 and outer folds >= 2")
     for lab in labels:
         if lab not in table.columns:
-            raise ValueError(f"label column '{lab}' is not in the table")
+            raise InputError(f"label column '{lab}' is not in the table")
     n_jobs = min(4, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
     seq_info = None
     if sequences:
         table, seq_info = restrict_to_sequences(table, sequences)
         if table.empty:
-            raise ValueError(f"no case in the table has all of {', '.join(seq_info['sequences'])}")
+            raise InputError(f"no case in the table has all of {', '.join(seq_info['sequences'])}")
     if method == "st" and len(labels) == 2:  # single-task: each label on its own cases
         results = [train_bundles(table, [lab], "st", provenance, trained_on=trained_on, synthetic=synthetic,
                                  intended_use=intended_use, tasks=[(tasks or labels)[i]],
@@ -341,7 +342,7 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                 and df[c].notna().any()]
     img_cols = _usable(df, imaging_columns(df.columns))
     if not img_cols:
-        raise ValueError("no usable imaging feature columns (finite, non-constant) in the table")
+        raise InputError("no usable imaging feature columns (finite, non-constant) in the table")
     seq_names = seq_info["sequences"] if seq_info else offered_sequences(img_cols)
     provenance = {**provenance, "sequences": seq_names}
     means = {c: float(df[c].mean()) for c in clinical}
@@ -420,7 +421,7 @@ def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, rep, provenance, train
             neg, label, means, seed, version, name_prefix) -> ModelBundle:
     feats = list(m["features"])
     if not feats:
-        raise ValueError(f"{task}: the model kept no feature")
+        raise InputError(f"{task}: the model kept no feature")
     groups: Dict[str, List[str]] = {}
     for f in feats:
         g = m["groups"][f]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import InputError
+
 GRID_SPACING_MM = 1.0
 GRID_SIZE = 240            # 240 mm field of view: any adult head; 240 = 15 * 2^4
 ORIENTATION = "LPS"
@@ -214,7 +216,7 @@ def parse_folds(folds, manifest: dict):
     want = [int(v) for v in str(folds).split(",") if v.strip() != ""]
     bad = [v for v in want if v not in known]
     if bad or not want:
-        raise ValueError(f"lgg-unet2d: fold(s) {bad or folds} not in the weights (available: {known})")
+        raise InputError(f"lgg-unet2d: fold(s) {bad or folds} not in the weights (available: {known})")
     return want
 
 
