@@ -212,6 +212,69 @@ LABEL_NAME_MAP = {  # dataset.json label names -> BraTS labels of this project
     2: ("edema", "ed", "snfh", "peritumoral edema", "surrounding non-enhancing flair hyperintensity"),
     3: ("enhancing", "et", "enhancing tumor", "enhancing_tumor"),
 }
+REGION_NAME_MAP = {  # region-based dataset.json: region names -> the BraTS region they are
+    "WT": ("whole tumor", "whole_tumor", "whole tumour", "wt", "complete tumor", "tumor"),
+    "TC": ("tumor core", "tumor_core", "tumour core", "tc", "core"),
+    "ET": ("enhancing tumor", "enhancing_tumor", "enhancing tumour", "et", "enhancing"),
+}
+
+
+def nnunet_label_map(dataset: dict, where: str = "dataset.json") -> Dict[int, int]:
+    """nnU-Net output value -> BraTS label of this project (1 necrosis, 2 edema, 3 enhancing); values not in the
+    map become 0.
+
+    Plain labels: by their names (numbers kept when no name is known and the model uses the 1/2/3 convention).
+    Region-based models (labels given as lists, nnU-Net v2's ``regions_class_order``): nnU-Net paints region i with
+    ``regions_class_order[i]`` in order, later regions over earlier ones, so a voxel of that value lies in region i
+    and in no later region. Each region is recognised as whole tumor / tumor core / enhancing tumor by its name (or,
+    without names, by nesting: largest = WT), which tells the compartment of each training label (in ET: enhancing;
+    in TC only: necrosis; in WT only: edema); the painted value maps to the compartment of the labels of region i
+    that no later region holds. nnU-Net's BraTS 2021 conversion (edema 1, necrosis 2, enhancing 3; WT (1, 2, 3),
+    TC (2, 3), ET (3); order 1, 2, 3) thus gives 1 -> edema, 2 -> necrosis, 3 -> enhancing."""
+    labels = dict(dataset.get("labels") or {})
+    regions = [(str(name), tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value])))
+               for name, value in labels.items() if name != "ignore"]
+    regions = [(n, r) for n, r in regions if set(r) != {0}]
+    if not any(len(set(r)) > 1 for _, r in regions):  # plain labels (as nnU-Net's LabelManager decides)
+        mapping = {}
+        for name, value in labels.items():
+            n = str(name).lower().strip()
+            for brats, names in LABEL_NAME_MAP.items():
+                if n in names and not isinstance(value, (list, tuple)):
+                    mapping[int(value)] = brats
+        return mapping or {1: 1, 2: 2, 3: 3}
+    order = dataset.get("regions_class_order")
+    if not order or len(order) != len(regions):
+        raise ValueError(f"{where}: region-based labels need regions_class_order with one value per region "
+                         f"({len(regions)} regions)")
+    role = {}
+    for i, (name, _) in enumerate(regions):
+        n = name.lower().strip()
+        hit = [k for k, names in REGION_NAME_MAP.items() if n in names]
+        if hit:
+            role[hit[0]] = i
+    if len(role) != len(regions) or len(regions) > 3:  # names unknown: BraTS nesting, largest region = whole tumor
+        by_size = sorted(range(len(regions)), key=lambda i: -len(set(regions[i][1])))
+        sets = [set(regions[i][1]) for i in by_size]
+        if len(regions) > 3 or any(not b < a for a, b in zip(sets, sets[1:])):
+            raise ValueError(f"{where}: regions {[n for n, _ in regions]} are not whole tumor / tumor core / "
+                             "enhancing tumor (by name or nesting): cannot map them to BraTS labels")
+        role = dict(zip(("WT", "TC", "ET")[:len(regions)], by_size))
+
+    def compartment(v):  # BraTS label of one training label value
+        for key, brats in (("ET", 3), ("TC", 1), ("WT", 2)):
+            if key in role and v in regions[role[key]][1]:
+                return brats
+    mapping = {}
+    for i, (name, r) in enumerate(regions):
+        later = set().union(*[set(x) for _, x in regions[i + 1:]])
+        kinds = {compartment(v) for v in set(r) - later}
+        if len(kinds) != 1:
+            raise ValueError(f"{where}: regions_class_order {list(order)} paints region '{name}' with "
+                             f"{order[i]}, which stands for {'no' if not kinds else 'several'} BraTS labels: "
+                             "cannot map this model's output")
+        mapping[int(order[i])] = kinds.pop()
+    return mapping
 
 
 class NnUNetBackend(SegmentationBackend):
@@ -256,21 +319,7 @@ class NnUNetBackend(SegmentationBackend):
         return order
 
     def _label_map(self):
-        labels = self.dataset.get("labels", {})
-        mapping = {}
-        for name, value in labels.items():
-            if isinstance(value, (list, tuple)):  # region-based models: nnU-Net returns regions_class_order values
-                continue
-            n = name.lower().strip()
-            for brats, names in LABEL_NAME_MAP.items():
-                if n in names:
-                    mapping[int(value)] = brats
-        order = self.dataset.get("regions_class_order")
-        if order and not mapping:  # BraTS region models: class order (1 = edema/WT, 2 = TC, 3 = ET) as in BraTS
-            mapping = {int(v): v for v in order}
-        if not mapping:
-            mapping = {1: 1, 2: 2, 3: 3}
-        return mapping
+        return nnunet_label_map(self.dataset, f"{self.model}/dataset.json")
 
     def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
         import tempfile

@@ -116,3 +116,87 @@ def test_segment_command_with_nnunet_backend(tiny_model, small_demo_dir, tmp_pat
     assert info["backend"] == "nnunet" and "dice" in info
     seg = sitk.ReadImage(str(out / "segmentation.nii.gz"))
     assert seg.GetSize() == sitk.ReadImage(str(small_demo_dir / "flair.nii.gz")).GetSize()
+
+
+# ------------------------------------------------------------------------------------------ output label mapping
+def _brats_phantom(seed=0):
+    """A label map of this project (1 necrosis, 2 edema, 3 enhancing): necrotic centre in an enhancing rim in edema,
+    plus scattered voxels of every label (so no value is only present where the others nest)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:24, :26, :28]
+    r = np.sqrt((z - 12) ** 2 + (y - 13) ** 2 + (x - 14) ** 2)
+    lab = np.select([r < 3, r < 5.5, r < 10], [1, 3, 2], 0).astype(np.uint8)
+    spots = rng.random(lab.shape) < 0.02
+    lab[spots] = rng.integers(0, 4, int(spots.sum()))
+    assert set(np.unique(lab)) == {0, 1, 2, 3}
+    return lab
+
+
+def _nnunet_output(label_dict, regions_class_order, nnunet_seg):
+    """What nnU-Net v2 writes for a perfect prediction of ``nnunet_seg`` (labels of its own dataset): the training
+    targets (batchgeneratorsv2's region transform, as nnU-Net trains region models; one-hot labels otherwise) as
+    probabilities, turned into a segmentation by nnU-Net's own LabelManager."""
+    import torch
+    from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    lm = LabelManager(label_dict, regions_class_order)
+    seg = torch.from_numpy(nnunet_seg.astype(np.int16))[None]
+    if lm.has_regions:
+        probs = ConvertSegmentationToRegionsTransform(lm.foreground_regions)(segmentation=seg)["segmentation"]
+    else:
+        probs = torch.stack([seg[0] == v for v in lm.all_labels])
+    return np.asarray(lm.convert_probabilities_to_segmentation(probs.float().numpy()))
+
+
+def _apply(mapping, out):
+    lab = np.zeros(out.shape, np.uint8)
+    for v, brats in mapping.items():
+        lab[out == v] = brats
+    return lab
+
+
+def test_region_model_of_nnunets_brats2021_conversion_maps_to_the_right_labels(tmp_path):
+    """nnU-Net's own BraTS 2021 dataset (Dataset137): its label conversion (edema 1, necrosis 2, enhancing 3),
+    regions WT (1, 2, 3) / TC (2, 3) / ET (3) with regions_class_order (1, 2, 3), nnU-Net's region conversion of the
+    output, then our mapping: the original labels come back, as nnU-Net's own convert_labels_back_to_BraTS gives
+    them (necrosis and edema were swapped before)."""
+    import importlib
+    from GliomaRadiogenomicsLib.segment import nnunet_label_map
+    ref = importlib.import_module("nnunetv2.dataset_conversion.Dataset137_BraTS21")
+    ours = _brats_phantom()
+    brats_file = sitk.GetImageFromArray(np.where(ours == 3, 4, ours).astype(np.uint8))  # a BraTS file: ET = 4
+    sitk.WriteImage(brats_file, str(tmp_path / "seg.nii.gz"))
+    ref.copy_BraTS_segmentation_and_convert_labels_to_nnUNet(str(tmp_path / "seg.nii.gz"), str(tmp_path / "nn.nii.gz"))
+    nn_seg = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "nn.nii.gz")))
+    dataset = {"channel_names": {"0": "T1", "1": "T1ce", "2": "T2", "3": "Flair"},
+               "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+               "regions_class_order": [1, 2, 3], "file_ending": ".nii.gz"}
+    out = _nnunet_output(dataset["labels"], dataset["regions_class_order"], nn_seg)
+    mapping = nnunet_label_map(dataset)
+    assert mapping == {1: 2, 2: 1, 3: 3}
+    back = ref.convert_labels_back_to_BraTS(out)  # nnU-Net's reference: BraTS file labels 1 / 2 / 4
+    assert np.array_equal(_apply(mapping, out), np.where(back == 4, 3, back))
+    assert np.array_equal(_apply(mapping, out), ours)
+    # the same model with unknown region names: recognised by nesting, same answer
+    anonymous = dict(dataset, labels={"background": 0, "r1": [1, 2, 3], "r2": [2, 3], "r3": [3]})
+    assert nnunet_label_map(anonymous) == mapping
+
+
+def test_region_model_with_brats2023_label_numbers_and_plain_label_models():
+    """BraTS 2023+ numbering (1 NETC, 2 SNFH, 3 ET) trained on regions WT (1, 2, 3) / TC (1, 3) / ET (3) paints
+    2, 1, 3; a plain-label model (nnU-Net's BraTS 2024 dataset: NETC, SNFH, ET, RC) keeps its numbers, RC -> 0."""
+    from GliomaRadiogenomicsLib.segment import nnunet_label_map
+    ours = _brats_phantom(1)
+    regions = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [1, 3], "enhancing tumor": [3]},
+               "regions_class_order": [2, 1, 3]}
+    out = _nnunet_output(regions["labels"], regions["regions_class_order"], ours)
+    assert np.array_equal(_apply(nnunet_label_map(regions), out), ours)
+    plain = {"labels": {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3, "RC": 4}}
+    with_rc = np.where((ours == 0) & (np.arange(ours.size).reshape(ours.shape) % 7 == 0), 4, ours)
+    out = _nnunet_output(plain["labels"], None, with_rc)
+    assert np.array_equal(out, with_rc)  # plain labels: nnU-Net writes them as they are
+    assert np.array_equal(_apply(nnunet_label_map(plain), out), ours)
+    # a model whose class order paints the whole tumor last cannot be mapped: a clear error, not a guess
+    with pytest.raises(ValueError, match="cannot map"):
+        nnunet_label_map(dict(regions, regions_class_order=[3, 1, 2], labels={
+            "background": 0, "enhancing tumor": [3], "tumor core": [1, 3], "whole tumor": [1, 2, 3]}))
