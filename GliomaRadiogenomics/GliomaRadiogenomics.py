@@ -127,8 +127,12 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
             nodes = self.widgets.selected_volumes(self.ui)
             self.out_dir = self._parameterNode.outputFolder or tempfile.mkdtemp(prefix="glioma-")
             self.nodes = nodes
+            # the Logic decides whether the last segmentation belongs to these volumes (segmentation_for_run): the
+            # previous patient's segmentation is never sent with the next patient (it stays in the scene)
             self.job = self.logic.start(nodes, self.out_dir, self.widgets.clinical_from_ui(self.ui),
                                         segmentation_node=self.segmentation)
+            if self.segmentation is not None and self.logic.run_segmentation is None:
+                self.ui.statusLabel.text = "new input volumes: segmenting again (the previous segmentation is kept)"
             self.ui.runButton.enabled, self.ui.cancelButton.enabled = False, True
             self.timer.start()
 
@@ -147,7 +151,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
             return
         from GliomaMRML.logic import reference_node
         self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, reference_node(self.nodes),
-                                                                  self.segmentation)
+                                                                  self.logic.run_segmentation, nodes=self.nodes)
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()

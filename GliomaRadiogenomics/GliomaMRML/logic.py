@@ -34,6 +34,46 @@ def reference_node(nodes: Dict[str, object], reference: str = "flair"):
     raise ValueError("no volume selected")
 
 
+INPUTS_ATTRIBUTE = "GliomaRadiogenomics.InputVolumes"  # on a segmentation node: the volumes it was made from
+
+
+def input_volumes_signature(nodes: Dict[str, object]) -> str:
+    """What the pipeline would read from the selected volumes: per sequence, a digest of the voxels and the world
+    geometry (parent transforms included). Another patient, another volume in a selector, a volume re-loaded or
+    changed in place, or a sequence added or removed all give another signature."""
+    import hashlib
+    import SimpleITK as sitk
+    h = hashlib.sha256()
+    for s in SEQUENCES:
+        if nodes.get(s) is None:
+            continue
+        img = volume_node_to_sitk(nodes[s])
+        h.update(repr((s, img.GetSize(), img.GetPixelIDTypeAsString(), [round(v, 6) for v in img.GetSpacing()],
+                       [round(v, 4) for v in img.GetOrigin()], [round(v, 6) for v in img.GetDirection()])).encode())
+        h.update(sitk.GetArrayViewFromImage(img).tobytes())
+    return h.hexdigest()[:32]
+
+
+def remember_inputs(segmentation_node, nodes: Dict[str, object]) -> None:
+    """Record on the segmentation node which input volumes it belongs to (an MRML attribute: saved with the scene)."""
+    if segmentation_node is not None:
+        segmentation_node.SetAttribute(INPUTS_ATTRIBUTE, input_volumes_signature(nodes))
+
+
+def segmentation_for_run(scene, segmentation_node, nodes: Dict[str, object]):
+    """The segmentation a new run of ``nodes`` may use, or None (the run segments again).
+
+    A segmentation made for other input volumes (the previous patient, or volumes changed since) is not passed on;
+    the node itself stays in the scene untouched (it may hold the user's edits). A node no longer in the scene is
+    not used either. A segmentation without a record (the user's own, e.g. a case-folder mask) is used as given."""
+    if segmentation_node is None or scene is None or not scene.IsNodePresent(segmentation_node):
+        return None
+    recorded = segmentation_node.GetAttribute(INPUTS_ATTRIBUTE)
+    if recorded and recorded != input_volumes_signature(nodes):
+        return None
+    return segmentation_node
+
+
 def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -> Dict[str, object]:
     """T1 / T1c / T2 / FLAIR volume nodes of the scene recognised by name (the core's file-name rules: plain, BraTS,
     BIDS, scanner names); volumes already chosen in ``current`` are kept."""
@@ -166,12 +206,18 @@ class GliomaRadiogenomicsLogic:
         self.scene = scene
         self.segment_logic = GliomaSegmentLogic(scene)
         self.predict_logic = GliomaPredictLogic(scene)
+        self.run_segmentation = None  # the segmentation the last start() passed on (None: the run segments)
 
     def start(self, nodes: Dict[str, object], out_dir, clinical: Optional[dict] = None, segmentation_node=None,
               extra_args=(), python: Optional[str] = None):
-        """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process."""
+        """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process.
+
+        ``segmentation_node`` is passed on only when it belongs to these volumes (segmentation_for_run): the previous
+        patient's segmentation never reaches the next patient's run. The one passed on is ``self.run_segmentation``:
+        give it to ``finish``."""
         import SimpleITK as sitk
         from GliomaRadiogenomicsLib.background import BackgroundJob
+        segmentation_node = self.run_segmentation = segmentation_for_run(self.scene, segmentation_node, nodes)
         case = case_from_nodes(nodes, clinical)
         out = Path(out_dir)
         inputs = out / "inputs"
@@ -194,9 +240,9 @@ class GliomaRadiogenomicsLogic:
         return BackgroundJob.python_module("GliomaRadiogenomicsLib.cli", args + list(extra_args), python=python or
                                            python_executable())
 
-    def finish(self, out_dir, reference_node, segmentation_node=None):
+    def finish(self, out_dir, reference_node, segmentation_node=None, nodes: Optional[Dict[str, object]] = None):
         """Load a finished run's outputs: segmentation (a new node unless the user's own was used), the predictions
-        table and the nomogram charts."""
+        table and the nomogram charts. With ``nodes`` (the run's input volumes), the segmentation records them."""
         import json
         from GliomaRadiogenomicsLib.io import read_image
         out = Path(out_dir)
@@ -204,6 +250,8 @@ class GliomaRadiogenomicsLogic:
         if segmentation_node is None:
             segmentation_node = label_image_to_segmentation_node(read_image(out / "segmentation.nii.gz", "segmentation"),
                                                                  self.scene, "Glioma segmentation", reference_node)
+        if nodes is not None:
+            remember_inputs(segmentation_node, nodes)
         table = predictions_to_table_node(doc, self.scene)
         charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
         self.predict_logic.last_document, self.predict_logic.last_analysis = doc, None
@@ -212,9 +260,13 @@ class GliomaRadiogenomicsLogic:
 
     def run(self, nodes: Dict[str, object], clinical: Optional[dict] = None, progress: Progress = null_progress,
             segmentation_node=None, preprocess_options=None, preset: str = "wang2025", bundles=None):
+        """Synchronous run; ``segmentation_node`` is used only when it belongs to ``nodes`` (segmentation_for_run),
+        else a new segmentation node is made (the given one stays in the scene)."""
+        segmentation_node = segmentation_for_run(self.scene, segmentation_node, nodes)
         if segmentation_node is None:
             segmentation_node = self.segment_logic.segment(nodes, progress=progress.sub(0, 0.4),
                                                            preprocess_options=preprocess_options)
+        remember_inputs(segmentation_node, nodes)
         doc, table, charts = self.predict_logic.predict(nodes, segmentation_node, clinical, preset=preset,
                                                         bundles=bundles, progress=progress.sub(0.4, 1.0),
                                                         preprocess_options=preprocess_options)
