@@ -36,7 +36,7 @@ def _scene():
     return create_scene()
 
 
-def batch_options_hash(preprocess_options=None, preset: str = "wang2025", bundles=None) -> str:
+def batch_options_hash(preprocess_options=None, preset: str = "wang2025", bundles=None, backend=None) -> str:
     """Hash of what changes a case's results here: preprocessing options, default backend, preset settings and the
     bundle files' contents (GliomaRadiogenomicsLib.provenance.options_hash)."""
     from GliomaRadiogenomicsLib.bundle import default_bundle_paths
@@ -45,12 +45,13 @@ def batch_options_hash(preprocess_options=None, preset: str = "wang2025", bundle
     from GliomaRadiogenomicsLib.provenance import file_digest, options_hash
     from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
     paths = [Path(p) for p in bundles] if bundles else default_bundle_paths()
-    opt = PipelineOptions(preprocess=preprocess_options or PreprocessOptions(), backend=DEFAULT_BACKEND, preset=preset)
+    opt = PipelineOptions(preprocess=preprocess_options or PreprocessOptions(), backend=backend or DEFAULT_BACKEND,
+                          preset=preset)
     return options_hash(opt, extra={"bundles": [file_digest(p) if p.is_file() else str(p) for p in paths]})
 
 
 def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wang2025", bundles=None,
-              keep_previous: int = 0) -> list:
+              keep_previous: int = 0, backend=None) -> list:
     import pandas as pd
     import SimpleITK as sitk
     from GliomaMRML.convert import segmentation_node_to_label_image
@@ -67,7 +68,7 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     previous = {}
     if results_csv.exists():
         previous = {r["case"]: r for r in pd.read_csv(results_csv, dtype={"options_hash": str}).to_dict("records")}
-    key = batch_options_hash(preprocess_options, preset, bundles)  # cases done with other options are redone
+    key = batch_options_hash(preprocess_options, preset, bundles, backend)  # cases done with other options are redone
     scene = _scene()
     rows = []
     for folder in sorted(p for p in inp.iterdir() if p.is_dir()):
@@ -85,7 +86,8 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
                     nodes, clinical, case_id = load_case_folder_into_scene(scene, folder)
                     seg, doc, _, _ = GliomaRadiogenomicsLogic(scene).run(nodes, clinical,
                                                                          preprocess_options=preprocess_options,
-                                                                         preset=preset, bundles=bundles)
+                                                                         preset=preset, bundles=bundles,
+                                                                         backend=backend)
                     label = segmentation_node_to_label_image(seg, reference_node(nodes))
                     write_image(sitk.Cast(label, sitk.sitkUInt8), case_out / "segmentation.nii.gz")
                     atomic_write_json(case_out / "predictions.json", doc)
@@ -116,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spacing", type=float, default=1.0)
     ap.add_argument("--brain-mask", default="auto")
     ap.add_argument("--bundle", action="append")
+    from GliomaRadiogenomicsLib.segment import BACKENDS, DEFAULT_BACKEND
+    ap.add_argument("--backend", choices=sorted(BACKENDS), help=f"segmentation backend (default {DEFAULT_BACKEND})")
     ap.add_argument("--keep-previous", type=int, default=0, metavar="N",
                     help="keep each case's previous outputs as one dated copy OUT/<case>.previous-<timestamp>, at "
                          "most N (default 0: replaced)")
@@ -124,7 +128,7 @@ def main(argv=None) -> int:
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
     try:
         rows = run_batch(a.input, a.output, PreprocessOptions(spacing=a.spacing, brain_mask=a.brain_mask), a.preset,
-                         a.bundle, keep_previous=a.keep_previous)
+                         a.bundle, keep_previous=a.keep_previous, backend=a.backend)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

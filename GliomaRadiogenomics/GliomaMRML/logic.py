@@ -259,12 +259,14 @@ class GliomaRadiogenomicsLogic:
         return segmentation_node, doc, table, charts
 
     def run(self, nodes: Dict[str, object], clinical: Optional[dict] = None, progress: Progress = null_progress,
-            segmentation_node=None, preprocess_options=None, preset: str = "wang2025", bundles=None):
+            segmentation_node=None, preprocess_options=None, preset: str = "wang2025", bundles=None,
+            backend: Optional[str] = None):
         """Synchronous run; ``segmentation_node`` is used only when it belongs to ``nodes`` (segmentation_for_run),
-        else a new segmentation node is made (the given one stays in the scene)."""
+        else a new segmentation node is made (the given one stays in the scene) with ``backend`` (default: the
+        default backend)."""
         segmentation_node = segmentation_for_run(self.scene, segmentation_node, nodes)
         if segmentation_node is None:
-            segmentation_node = self.segment_logic.segment(nodes, progress=progress.sub(0, 0.4),
+            segmentation_node = self.segment_logic.segment(nodes, backend=backend, progress=progress.sub(0, 0.4),
                                                            preprocess_options=preprocess_options)
         remember_inputs(segmentation_node, nodes)
         doc, table, charts = self.predict_logic.predict(nodes, segmentation_node, clinical, preset=preset,

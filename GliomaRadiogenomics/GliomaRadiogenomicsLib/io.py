@@ -191,7 +191,7 @@ MIN_FREE_MB = 8.0   # the outputs of one case take 1-5 MB (report.html with its 
 _TEMP_KINDS = ("staging", "old", "prev", "lock")
 
 
-def _output_problem(path: Path, exc: OSError, what: str = "output folder") -> InputError:
+def _output_problem(path: Path, exc: OSError, what: str = "output folder", where: Path | None = None) -> InputError:
     """InputError naming the output path and what the system said (disk full, read-only, ...)."""
     import errno
     code = getattr(exc, "errno", None)
@@ -205,8 +205,11 @@ def _output_problem(path: Path, exc: OSError, what: str = "output folder") -> In
         why = "a part of the path is a file, not a folder"
     else:
         why = exc.strerror or str(exc)
-    where = getattr(exc, "filename", None)
-    where = f" ({where})" if where and str(where) != str(path) else ""
+    if where is not None:
+        where = f" (in {where})" if str(where) != str(path) else ""
+    else:
+        where = getattr(exc, "filename", None)
+        where = f" ({where})" if where and str(where) != str(path) else ""
     return InputError(f"{what} {path}: cannot write: {why}{where}")
 
 
@@ -231,12 +234,12 @@ def check_output_folder(path: PathLike, min_free_mb: float = MIN_FREE_MB, what: 
     try:
         fd, probe = tempfile.mkstemp(prefix=".glioma-write-test-", dir=str(anc))
     except OSError as exc:
-        raise _output_problem(p, exc, what) from None
+        raise _output_problem(p, exc, what, anc) from None
     try:
         os.write(fd, b"\0" * 65536)
         os.fsync(fd)
     except OSError as exc:
-        raise _output_problem(p, exc, what) from None
+        raise _output_problem(p, exc, what, anc) from None
     finally:
         os.close(fd)
         os.unlink(probe)
