@@ -187,6 +187,8 @@ SET_FORMAT = "glioma-radiogenomics output set"
 #: (written before output sets existed) files with these names count as earlier outputs of ours.
 OUTPUT_NAMES = frozenset({"predictions.json", "features.csv", "features.provenance.json", "segmentation.nii.gz",
                           "brain_mask.nii.gz", "report.html", "segmentation.json", "summary.pdf", "error.txt"})
+#: the traceback of a failed run (cli.main): part of whatever the folder held before, never of a user's own files
+RUN_LOGS = frozenset({"error.log"})
 MIN_FREE_MB = 8.0   # the outputs of one case take 1-5 MB (report.html with its figures is the largest)
 _TEMP_KINDS = ("staging", "old", "prev", "lock")
 
@@ -386,8 +388,9 @@ class OutputSet:
     * The set's own files are those listed in the manifest ``.complete.json`` that every set holds, written last
       (a reader can tell a complete set: ``read_output_set``). A folder written before output sets existed has no
       manifest; there, files with our output names (``OUTPUT_NAMES``) count as the previous set.
-    * Anything else in the output folder (your own files, input images, a ``demo_case`` folder, old ``*.bak-*``
-      copies) is never moved, replaced or deleted.
+    * ``error.log`` (the traceback of a failed run) goes with the previous set. Anything else in the output
+      folder (your own files, input images, a ``demo_case`` folder, old ``*.bak-*`` copies) is never moved,
+      replaced or deleted.
     * When the output folder is new, empty or holds nothing but the previous set, the new set replaces the folder
       as a whole: staging folder ``.<name>.staging-<id>`` beside it, then one atomic swap of the two folders
       (renameat2 RENAME_EXCHANGE; two renames where the system lacks it). A reader sees the previous set or the new
@@ -444,6 +447,8 @@ class OutputSet:
 
     def _ours(self, entry: str, manifest: dict | None) -> bool:
         if entry == self.manifest_name or self._temp_token(entry) or self._is_previous_copy(entry):
+            return True
+        if not self.named and entry in RUN_LOGS:
             return True
         if manifest is not None:
             return entry in manifest["files"]
