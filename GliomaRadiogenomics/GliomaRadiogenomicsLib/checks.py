@@ -92,12 +92,14 @@ def nifti_header(p: Path) -> Optional[dict]:
         n = struct.unpack_from(end + "i", h, 0)[0]
         if n == 348:
             dim = struct.unpack_from(end + "8h", h, 40)
-            return {"dim": dim, "bitpix": struct.unpack_from(end + "h", h, 72)[0],
+            return {"dim": dim, "bitpix": struct.unpack_from(end + "h", h, 72)[0], "endian": end,
+                    "datatype": struct.unpack_from(end + "h", h, 70)[0],
                     "pixdim": struct.unpack_from(end + "8f", h, 76), "vox_offset": struct.unpack_from(end + "f", h, 108)[0],
                     "sform_code": struct.unpack_from(end + "h", h, 254)[0],
                     "srow": [struct.unpack_from(end + "4f", h, o) for o in (280, 296, 312)]}
         if n == 540 and len(h) >= 540:
             return {"dim": struct.unpack_from(end + "8q", h, 16), "bitpix": struct.unpack_from(end + "h", h, 14)[0],
+                    "endian": end, "datatype": struct.unpack_from(end + "h", h, 12)[0],
                     "pixdim": struct.unpack_from(end + "8d", h, 104), "vox_offset": struct.unpack_from(end + "q", h, 168)[0],
                     "sform_code": struct.unpack_from(end + "i", h, 348)[0],
                     "srow": [struct.unpack_from(end + "4d", h, o) for o in (400, 432, 464)]}
@@ -159,8 +161,36 @@ def check_header(p: Path, role: str) -> sitk.ImageFileReader:
     return r
 
 
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
+
+
+def check_nifti_finite(p: Path, role: str, hdr: dict) -> None:
+    """NaN / infinite voxels of a float NIfTI, read from the file itself: ITK's NIfTI reader silently turns them
+    into 0 (a silent wrong image)."""
+    code = _NIFTI_FLOATS.get(int(hdr["datatype"]))
+    if code is None:
+        return
+    dtype = np.dtype(hdr["endian"] + code)
+    with open(p, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    n_bad, left = 0, _nifti_voxels(hdr)
+    with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
+        fh.read(int(hdr["vox_offset"]))
+        while left > 0:
+            block = fh.read(min(left, 1 << 20) * dtype.itemsize)
+            if not block:
+                break
+            a = np.frombuffer(block[: len(block) // dtype.itemsize * dtype.itemsize], dtype)
+            n_bad += int(a.size - np.count_nonzero(np.isfinite(a)))
+            left -= a.size
+    if n_bad:
+        raise InputError(f"{role}: {p} contains NaN or infinite voxel values ({n_bad} voxel(s); ITK would read them "
+                         "as 0)")
+
+
 def check_data_length(p: Path, role: str, decompressed: Optional[int]) -> None:
-    """An uncompressed .nii cut short, or a .nii.gz whose data is shorter than its header's dimensions say."""
+    """An uncompressed .nii cut short, or a .nii.gz whose data is shorter than its header's dimensions say; then
+    NaN / infinite voxels of a float NIfTI (``check_nifti_finite``)."""
     hdr = nifti_header(p)
     if hdr is None or hdr["bitpix"] <= 0:
         return
@@ -173,6 +203,7 @@ def check_data_length(p: Path, role: str, decompressed: Optional[int]) -> None:
         raise InputError(f"{role}: {p} holds {have} bytes of voxel data, but its header ({_fmt(hdr['dim'][1:ndim + 1])} "
                          f"voxels of {hdr['bitpix']} bits) needs {needed} ({100.0 * have / needed:.0f} % present): the "
                          "file is cut short (an interrupted copy?); copy it again")
+    check_nifti_finite(p, role, hdr)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -296,7 +327,7 @@ def check_brain_mask(volume_ml: float, method: str, reference: str, where: str) 
 def check_dicom_series(series) -> None:
     """Every slice readable and no slice missing (a gap in the slice positions along the slice normal)."""
     where = f"DICOM series '{series.description}' in {series.folder}"
-    positions, normal = [], None
+    positions, normal, placed = [], None, True
     for f in series.files:
         r = sitk.ImageFileReader()
         r.SetFileName(str(f))
@@ -311,37 +342,57 @@ def check_dicom_series(series) -> None:
             ipp = [float(v) for v in r.GetMetaData("0020|0032").split("\\")]
             iop = [float(v) for v in r.GetMetaData("0020|0037").split("\\")]
         except (RuntimeError, ValueError):
-            return  # no positions: ITK orders the slices by their file names; nothing to compare
+            placed = False  # no positions: ITK orders the slices by their file names; no gap to look for
+            continue
         if normal is None:
             normal = np.cross(iop[:3], iop[3:6])
         positions.append(float(np.dot(ipp, normal)))
-    if len(positions) < 3:
-        return
-    z = np.sort(positions)
-    steps = np.diff(z)
-    if (steps < 1e-3).any():
-        i = int(np.argmin(steps))
-        raise InputError(f"{where}: two slices at the same position ({z[i]:.1f} mm): a duplicated slice or two "
-                         "series mixed in one folder")
-    step = float(np.median(steps))
-    gaps = np.flatnonzero(steps > 1.5 * step)
-    if len(gaps):
-        i = int(gaps[0])
-        n_missing = int(round(float(steps[gaps].sum()) / step)) - len(gaps)
-        listed = {str(Path(f).resolve()) for f in series.files}
-        unreadable = []
-        for q in sorted(Path(series.folder).iterdir()):
-            if q.is_file() and str(q.resolve()) not in listed:
-                rd = sitk.ImageFileReader()
-                rd.SetFileName(str(q))
-                try:
-                    rd.ReadImageInformation()
-                except RuntimeError:
-                    unreadable.append(q.name)
-        note = f"; unreadable file(s) in the folder: {', '.join(unreadable[:5])}" if unreadable else ""
-        raise InputError(f"{where}: {n_missing} slice(s) missing: a gap of {steps[i]:.1f} mm between the slices at "
-                         f"{z[i]:.1f} and {z[i + 1]:.1f} mm where slices are {step:.1f} mm apart ({len(z)} slices "
-                         f"present){note}; copy the complete series")
+    damaged = _damaged_dicom_files(series)
+    gap = ""
+    if placed and len(positions) >= 3:
+        z = np.sort(positions)
+        steps = np.diff(z)
+        if (steps < 1e-3).any():
+            i = int(np.argmin(steps))
+            raise InputError(f"{where}: two slices at the same position ({z[i]:.1f} mm): a duplicated slice or two "
+                             "series mixed in one folder")
+        step = float(np.median(steps))
+        gaps = np.flatnonzero(steps > 1.5 * step)
+        if len(gaps):
+            i = int(gaps[0])
+            n_missing = int(round(float(steps[gaps].sum()) / step)) - len(gaps)
+            gap = (f"{n_missing} slice(s) missing: a gap of {steps[i]:.1f} mm between the slices at {z[i]:.1f} and "
+                   f"{z[i + 1]:.1f} mm where slices are {step:.1f} mm apart ({len(z)} slices present)")
+    if damaged:
+        raise InputError(f"{where}: damaged DICOM file(s) in the folder: {', '.join(damaged[:5])} cannot be read"
+                         + (f"; {gap}" if gap else "") + "; copy the complete series")
+    if gap:
+        raise InputError(f"{where}: {gap}; copy the complete series")
+
+
+def _damaged_dicom_files(series) -> List[str]:
+    """Files of the series folder that look like DICOM (DICM magic, or .dcm / .ima) but cannot be read: GDCM leaves
+    a damaged slice out of the series, which then reads without it (silently, when it was the first or last)."""
+    listed = {str(Path(f).resolve()) for f in series.files}
+    out = []
+    for q in sorted(Path(series.folder).iterdir()):
+        if not q.is_file() or str(q.resolve()) in listed:
+            continue
+        try:
+            with open(q, "rb") as fh:
+                magic = fh.read(132)[128:132] == b"DICM"
+        except OSError:
+            magic = False
+        if not (magic or q.suffix.lower() in (".dcm", ".ima")):
+            continue
+        rd = sitk.ImageFileReader()
+        rd.SetFileName(str(q))
+        try:
+            rd.ReadImageInformation()
+            rd.Execute()
+        except RuntimeError:
+            out.append(q.name)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------
