@@ -52,26 +52,84 @@ def test_unit_normalization_and_clahe_range():
     assert not np.allclose(c[brain], u[brain])
 
 
-def test_extraction_equals_pyradiomics_on_the_same_inputs():
-    """Parity: our wrapper (crop + per-sequence runs) gives PyRadiomics' own values on a textured image."""
+def fence_execute(monkeypatch):
+    """From now on PyRadiomics' execute() may only run shape-only extractions (our shape jobs use it): any other call
+    fails the test. This proves that our fast path (crop -> image-type generator -> computeFeatures) produced the
+    values; PyRadiomics itself is not replaced. Returns the feature classes of the execute() calls seen."""
+    original = featureextractor.RadiomicsFeatureExtractor.execute
+    seen = []
+
+    def fenced(self, *args, **kwargs):
+        seen.append(set(self.enabledFeatures))
+        if set(self.enabledFeatures) - {"shape"}:
+            raise AssertionError(f"execute() ran for {sorted(self.enabledFeatures)}: our fast path was not taken")
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(featureextractor.RadiomicsFeatureExtractor, "execute", fenced)
+    return seen
+
+
+def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path, monkeypatch):
+    """extract_features (shape once per region on the cropped mask; per sequence, region and filter a job on the
+    mask box, or mask box + LoG pad clipped to the image's non-zero box; no checkMask) against plain PyRadiomics
+    execute() on the WHOLE images with the same settings. The image is much larger than the ROI with a zero
+    background, so every crop rule is exercised (LoG crops cut by the pad on some sides, by the zero border on others).
+    Tolerances: shape, Original and every texture feature 1e-9 relative: the same voxels go into the same PyRadiomics
+    functions (observed: bit-identical). LoG first-order features 1e-4 relative: where the pad cuts the crop (10 sigma
+    + 2 voxels: the Gaussian tail there is ~e^-50), ITK's recursive Gaussian restarts in float32 and the filtered voxels
+    differ by ~1e-6 of their magnitude (measured 1.6e-6); statistics of LoG values centred near 0 (mean, skewness)
+    magnify that against their own small value (worst seen 1.4e-5). A wrong crop (too small a pad, a crop at the
+    non-zero box) gives differences of 1e-3 and more."""
+    from GliomaRadiogenomicsLib.case import SEQUENCE_NAMES
+    from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
+    from GliomaRadiogenomicsLib.regions import region_mask
     rng = np.random.default_rng(3)
-    a = (rng.random((40, 48, 44)) * 0.5 + np.linspace(0, 0.5, 44)[None, None, :]).astype(np.float32)
-    img = sitk.GetImageFromArray(a)
-    img.SetSpacing((1.0, 1.0, 1.0))
-    m = np.zeros(a.shape, np.uint8)
-    m[10:30, 12:34, 10:34] = 1
-    mask = sitk.GetImageFromArray(m)
-    mask.CopyInformation(img)
-    params = copy.deepcopy(load_preset("wang2025").params)
-    params["imageType"] = {"Original": {}, "LoG": {"sigma": [1.5]}}
-    ours = _extract_one((params, img, mask, True))
-    ref = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params)).execute(img, mask)
-    ref = {k: float(v) for k, v in ref.items() if not k.startswith("diagnostics_")}
-    assert set(ours) == set(ref)
+    shape = (56, 72, 80)
+    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    brain = ((z - 28) / 25.0) ** 2 + ((y - 36) / 33.0) ** 2 + ((x - 40) / 37.0) ** 2 < 1
+    lab = np.zeros(shape, np.uint8)  # tumor off-centre: the LoG pad is cut by the image on no side, by the pad on some
+    tumor = ((z - 24) / 9.0) ** 2 + ((y - 30) / 11.0) ** 2 + ((x - 52) / 10.0) ** 2 < 1
+    lab[tumor] = 2
+    lab[tumor & (((z - 24) / 5.0) ** 2 + ((y - 30) / 6.0) ** 2 + ((x - 52) / 6.0) ** 2 < 1)] = 3
+    images = {}
+    for i, seq in enumerate(("flair", "t2")):
+        a = rng.random(shape) * 0.5 + np.linspace(0, 0.4, shape[2])[None, None, :] + 0.3 * (lab > 0) * (i + 1) / 2
+        img = sitk.GetImageFromArray(np.where(brain, a, 0).astype(np.float32))
+        img.SetSpacing((1.0, 1.0, 1.0))
+        img.SetOrigin((-40.0, -36.0, -28.0))
+        images[seq] = img
+    label = sitk.GetImageFromArray(lab)
+    label.CopyInformation(images["flair"])
+    bm = sitk.GetImageFromArray(brain.astype(np.uint8))
+    bm.CopyInformation(images["flair"])
+    pre = PreprocessedCase("parity", images, images["flair"], "flair", {}, brain_mask=bm, brain_mask_method="given")
+    y = tmp_path / "parity.yaml"
+    y.write_text("glioma_radiogenomics: {sequences: [flair, t2], regions: [WT, ET], normalization: none}\n"
+                 "imageType: {Original: {}, LoG: {sigma: [1.5, 3.0]}}\n"
+                 "featureClass: {shape: , firstorder: , glcm: , glrlm: , glszm: , gldm: , ngtdm: }\n"
+                 "setting: {binCount: 32, label: 1}\n")
+    preset = load_preset(str(y))
+    ref = {}  # plain PyRadiomics on the whole images, first (before the fence)
+    for region in preset.regions:
+        m = sitk.GetImageFromArray(region_mask(lab, region).astype(np.uint8))
+        m.CopyInformation(label)
+        for i, seq in enumerate(preset.sequences):
+            r = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(preset.params)).execute(images[seq], m)
+            for k, v in r.items():
+                if k.startswith("diagnostics_") or ("_shape_" in k and i):
+                    continue
+                ref[f"mask_{region}_{k}" if "_shape_" in k else f"{SEQUENCE_NAMES[seq]}_{region}_{k}"] = float(v)
+    expected_columns(preset)  # column names come from one execute() on a tiny phantom (cached): not our values
+    seen = fence_execute(monkeypatch)
+    ours = extract_features(pre, label, preset, workers=1).values
+    assert seen == [{"shape"}] * len(preset.regions)  # execute() ran for shape only, once per region
+    assert set(ours) == set(ref) and len(ref) == 2 * 14 + 2 * 2 * 3 * 93
     for k, v in ref.items():
-        assert ours[k] == pytest.approx(v, rel=1e-6, abs=1e-12), k
-    # textures are rich, not constant
-    assert ours["original_glcm_Contrast"] > 0 and ours["original_firstorder_Entropy"] > 3
+        tol = 1e-4 if ("_log-sigma-" in k and "_firstorder_" in k) else 1e-9
+        assert ours[k] == pytest.approx(v, rel=tol, abs=1e-12), k
+    # rich, region- and sequence-specific values (no constant-texture trap)
+    assert ours["FLAIR_WT_original_glcm_Contrast"] > 0 and ours["FLAIR_WT_original_firstorder_Entropy"] > 3
+    assert ours["FLAIR_WT_original_firstorder_Mean"] != ours["T2_WT_original_firstorder_Mean"]
+    assert ours["FLAIR_WT_log-sigma-3-0-mm-3D_glcm_Contrast"] != ours["FLAIR_ET_log-sigma-3-0-mm-3D_glcm_Contrast"]
 
 
 def test_demo_features_complete_and_textures_vary_between_cases(small_pre):

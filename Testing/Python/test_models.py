@@ -12,16 +12,18 @@ from GliomaRadiogenomicsLib.train import drop_correlated, train_bundles
 PROV = {"preset": "wang2025", "settings_hash": "abc123", "pyradiomics_version": "v3.1.4"}
 
 
-def planted_table(n=240, p=40, seed=0):
-    """Two informative radiomic features + age; the rest noise. Known answer: the informative ones are chosen."""
+def planted_table(n=240, p=40, seed=0, age_effect=-0.05, sex_effect=0.0):
+    """Two informative radiomic features + age; the rest noise. Known answer: the informative ones are chosen.
+    ``sex_effect``: log-odds of men against women (0: sex is noise)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, p))
     age = rng.normal(50, 12, n)
-    lp = 1.8 * X[:, 0] - 1.4 * X[:, 1] - 0.05 * (age - 50)
+    sex = rng.choice(["M", "F"], n)
+    lp = 1.8 * X[:, 0] - 1.4 * X[:, 1] + age_effect * (age - 50) + sex_effect * (sex == "M")
     y = (rng.random(n) < 1 / (1 + np.exp(-lp))).astype(int)
     df = pd.DataFrame(X, columns=[f"FLAIR_WT_original_firstorder_F{i}" for i in range(p)])
     df["age"] = age
-    df["sex"] = rng.choice(["M", "F"], n)
+    df["sex"] = sex
     df["label"] = y
     df["case_id"] = [f"c{i}" for i in range(n)]
     return df
@@ -34,6 +36,19 @@ def bundle():
                                intended_use="test", clinical=["age", "sex_male"], seed=1, n_bootstrap=30,
                                repeats=3)
     return bundles[0]
+
+
+@pytest.fixture(scope="module")
+def clinical_bundle():
+    """A model that uses age AND sex (planted: strong effects; fixed seeds, so always selected): the clinical checks
+    below always run instead of being skipped when the selection leaves age or sex out."""
+    bundles, _ = train_bundles(planted_table(seed=21, age_effect=-0.12, sex_effect=2.0), ["label"], "st", PROV,
+                               tasks=["IDH"], positive_labels=["IDH-mutant"], negative_labels=["IDH-wildtype"],
+                               trained_on="planted test data", synthetic=True, intended_use="test",
+                               clinical=["age", "sex_male"], seed=1, n_bootstrap=30, repeats=1)
+    b = bundles[0]
+    assert {"age", "sex_male"} <= set(b.features), b.features
+    return b
 
 
 def test_training_recovers_planted_features(bundle):
@@ -102,10 +117,27 @@ def test_feature_mismatch_is_refused(bundle):
     row = planted_table(3, seed=2).iloc[0].to_dict()
     with pytest.raises(FeatureMismatchError, match="settings_hash"):
         predict_one(bundle, row, dict(PROV, settings_hash="other"))
-    row["sex"] = "X"
-    if "sex_male" in bundle.features:
-        with pytest.raises(FeatureMismatchError):
-            predict_one(bundle, row, PROV)
+
+
+def test_sex_goes_through_the_one_encoder_into_a_model_that_uses_it(clinical_bundle):
+    """M -> 1, F -> 0 (the coefficient's sign follows the planted effect: men more often positive), 'X' refused with
+    a message naming the value, missing sex imputed with a warning."""
+    from GliomaRadiogenomicsLib.io import InputError
+    b = clinical_bundle
+    i = b.features.index("sex_male")
+    assert b.coefficients[i] > 0
+    row = planted_table(3, seed=2).iloc[0].to_dict()
+    res = {sex: predict_one(b, dict(row, sex=sex), PROV) for sex in ("M", "male", "F", "female")}
+    lp = {sex: r["nomogram"]["linear_predictor"] for sex, r in res.items()}
+    assert lp["M"] == lp["male"] and lp["F"] == lp["female"]
+    assert lp["M"] - lp["F"] == pytest.approx(b.coefficients[i] / b.scale[i], abs=1e-5)  # x = 1 for men, 0 for women
+    assert res["M"]["probability"] > res["F"]["probability"]
+    for bad in ("X", "U", "2"):
+        with pytest.raises(InputError, match=f"sex '{bad}'"):
+            predict_one(b, dict(row, sex=bad), PROV)
+    missing = predict_one(b, dict(row, sex=None), PROV)
+    assert any("sex_male" in w and "missing" in w for w in missing["warnings"])
+    assert lp["F"] < missing["nomogram"]["linear_predictor"] < lp["M"]  # the training proportion, between the two
 
 
 def test_nomogram_points_reproduce_the_probability(bundle):
@@ -121,13 +153,15 @@ def test_nomogram_points_reproduce_the_probability(bundle):
     assert max(spans) == pytest.approx(100.0)
 
 
-def test_missing_age_is_imputed_with_a_warning(bundle):
-    if "age" not in bundle.features:
-        pytest.skip("age not selected")
+def test_missing_age_is_imputed_with_a_warning(clinical_bundle):
     row = planted_table(3, seed=5).iloc[0].to_dict()
     row["age"] = None
-    res = predict_one(bundle, row, PROV)
-    assert any("missing" in w for w in res["warnings"])
+    res = predict_one(clinical_bundle, row, PROV)
+    assert any("'age' missing" in w for w in res["warnings"])
+    assert res["feature_contributions"]["age"] == pytest.approx(  # replaced by the training mean
+        clinical_bundle.coefficients[clinical_bundle.features.index("age")]
+        * (clinical_bundle.imputation["age"] - clinical_bundle.center[clinical_bundle.features.index("age")])
+        / clinical_bundle.scale[clinical_bundle.features.index("age")], abs=1e-4)
 
 
 def test_predict_table(bundle):
