@@ -54,6 +54,39 @@ def input_volumes_signature(nodes: Dict[str, object]) -> str:
     return h.hexdigest()[:32]
 
 
+SOURCE_ATTRIBUTE = "GliomaRadiogenomics.SegmentationProvenance"  # on a segmentation node made by the segment logic
+
+
+def _label_digest(label) -> str:
+    import hashlib
+    import SimpleITK as sitk
+    h = hashlib.sha256(sitk.GetArrayFromImage(sitk.Cast(label, sitk.sitkUInt8)).tobytes())  # a copy: not a view
+    h.update(repr((label.GetSize(), label.GetSpacing(), label.GetOrigin(), label.GetDirection())).encode())
+    return h.hexdigest()[:16]
+
+
+def remember_automatic_segmentation(segmentation_node, backend, reference_volume_node) -> None:
+    """Record on the node the backend that drew it and a digest of its labels: a later prediction tells an untouched
+    automatic segmentation from an edited one (feature provenance: segmentation_source)."""
+    import json
+    from GliomaRadiogenomicsLib.provenance import backend_provenance
+    label = segmentation_node_to_label_image(segmentation_node, reference_volume_node)
+    segmentation_node.SetAttribute(SOURCE_ATTRIBUTE, json.dumps({**backend_provenance(backend),
+                                                                 "digest": _label_digest(label)}))
+
+
+def segmentation_provenance(segmentation_node, label) -> dict:
+    """``automatic`` (made by the segment logic, unchanged), ``edited`` (made by it, changed since: the backend is
+    kept) or ``given`` (any other segmentation: the user's own, a case-folder mask)."""
+    import json
+    raw = segmentation_node.GetAttribute(SOURCE_ATTRIBUTE) if segmentation_node is not None else None
+    if not raw:
+        return {"segmentation_source": "given"}
+    d = json.loads(raw)
+    digest = d.pop("digest", None)
+    return {"segmentation_source": "automatic" if digest == _label_digest(label) else "edited", **d}
+
+
 def remember_inputs(segmentation_node, nodes: Dict[str, object]) -> None:
     """Record on the segmentation node which input volumes it belongs to (an MRML attribute: saved with the scene)."""
     if segmentation_node is not None:
@@ -124,14 +157,17 @@ class GliomaSegmentLogic:
         reference = opts.reference
         pre = preprocess(case, opts, progress.sub(0, 0.8))
         from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
-        label = get_backend(backend or DEFAULT_BACKEND, **(backend_options or {})).segment(pre, progress.sub(0.8, 1.0))
+        seg_backend = get_backend(backend or DEFAULT_BACKEND, **(backend_options or {}))
+        label = seg_backend.segment(pre, progress.sub(0.8, 1.0))
         native = pre.to_native(label)
         if segmentation_node is not None:
             # never lose a user's edits: keep a copy of the existing segmentation node
             copy = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", segmentation_node.GetName() + " (backup)")
             copy.Copy(segmentation_node)
-        return label_image_to_segmentation_node(native, self.scene, "Glioma segmentation", nodes[pre.reference],
+        node = label_image_to_segmentation_node(native, self.scene, "Glioma segmentation", nodes[pre.reference],
                                                 segmentation_node)
+        remember_automatic_segmentation(node, seg_backend, nodes[pre.reference])
+        return node
 
     @staticmethod
     def dice(segmentation_node, reference_segmentation_node, reference_volume_node) -> Dict[str, float]:
@@ -163,7 +199,8 @@ class GliomaPredictLogic:
         loaded = [load_bundle(b) for b in bundles] if bundles else load_default_bundles()
         opt = options_for_bundles(PipelineOptions(preprocess=popt, preset=preset, feature_workers=1), loaded)
         analysis = analyze_case(case, opt, progress.sub(0, 0.95), label=label,
-                                label_source=f"segmentation node '{segmentation_node.GetName()}'")
+                                label_source=f"segmentation node '{segmentation_node.GetName()}'",
+                                label_provenance=segmentation_provenance(segmentation_node, label))
         doc = predict_case(analysis, loaded)
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
@@ -231,6 +268,9 @@ class GliomaRadiogenomicsLogic:
             label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes))
             path = inputs / "segmentation.nrrd"
             sitk.WriteImage(label, str(path), True)
+            import json  # automatic / edited / given travels with the file (cli.segmentation_origin)
+            (inputs / "segmentation.provenance.json").write_text(json.dumps(segmentation_provenance(segmentation_node,
+                                                                                                    label)))
             args += ["--segmentation", str(path)]
         for key, flag in (("age", "--age"), ("sex", "--sex"), ("who_grade", "--who-grade"),
                           ("vasari_score", "--vasari-score")):

@@ -115,17 +115,38 @@ def cmd_run(args) -> int:
 
     check_output_folder(args.out)  # before the images are read
     case = _load_case_from_args(args)
-    label, source = None, ""
+    label, source, origin = None, "", None
     if args.segmentation and args.segmentation.lower() == "case":
         label, source = case_roi(case)
     elif args.segmentation:
         label, source = read_image(args.segmentation, "segmentation", label=True), f"file {args.segmentation}"
+        origin = segmentation_origin(args.segmentation)
     _print_messages(case)
     out = Path(args.out)
     doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source,
-                   keep_previous=args.keep_previous)
+                   keep_previous=args.keep_previous, label_provenance=origin)
     print_summary(doc, out)
     return 0
+
+
+def segmentation_origin(path) -> Optional[dict]:
+    """The origin declared beside a --segmentation file (``<name>.provenance.json``, written by the Slicer logic for
+    an automatic or edited segmentation): segmentation_source automatic / edited / given and the backend."""
+    from .io import IMAGE_SUFFIXES
+    p = Path(path)
+    name = next((p.name[:-len(s)] for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True)
+                 if p.name.lower().endswith(s)), p.stem)
+    side = p.with_name(name + ".provenance.json")
+    if not side.is_file():
+        return None
+    try:
+        d = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{side}: not valid JSON ({exc})") from None
+    if not isinstance(d, dict) or d.get("segmentation_source") not in ("automatic", "edited", "given"):
+        raise InputError(f"{side}: segmentation_source must be automatic, edited or given")
+    return {k: str(v) for k, v in d.items() if k in ("segmentation_source", "segmentation_backend",
+                                                       "segmentation_backend_version")}
 
 
 def cmd_segment(args) -> int:

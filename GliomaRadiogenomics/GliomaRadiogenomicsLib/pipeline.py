@@ -196,16 +196,17 @@ def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
 
 
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
-             label: Optional[sitk.Image] = None, label_source: str = "", keep_previous: int = 0) -> dict:
+             label: Optional[sitk.Image] = None, label_source: str = "", keep_previous: int = 0,
+             label_provenance: Optional[dict] = None) -> dict:
     """Run everything and write the outputs as one set (see the module docstring; ``keep_previous``: keep at most
     this many dated copies of previous sets). The output folder is checked first (InputError: an existing file,
     not writable, disk full). Returns the predictions document (also in predictions.json)."""
     with output_set(out_dir, keep_previous=keep_previous) as staging:
-        return _run_case_into(staging, case, options, progress, label, label_source)
+        return _run_case_into(staging, case, options, progress, label, label_source, label_provenance)
 
 
 def _run_case_into(out: Path, case: Case, options: Optional[PipelineOptions], progress: Progress,
-                   label: Optional[sitk.Image], label_source: str) -> dict:
+                   label: Optional[sitk.Image], label_source: str, label_provenance: Optional[dict] = None) -> dict:
     from .bundle import load_default_bundles, load_bundle
     from .predict import predict_case
     from .report import write_report
@@ -215,7 +216,7 @@ def _run_case_into(out: Path, case: Case, options: Optional[PipelineOptions], pr
     # load (and validate) the model bundles first: a broken bundle must fail before minutes of image work
     bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
     opt = options_for_bundles(opt, bundles)
-    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label, label_source)
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label, label_source, label_provenance)
     progress.update(0.93, "models: " + ", ".join(b.task for b in bundles))
     doc = predict_case(analysis, bundles)
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}

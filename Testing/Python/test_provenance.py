@@ -286,3 +286,47 @@ def test_batch_skips_only_cases_done_with_the_same_options(tmp_path):
     assert rows[0]["status"] == "failed" and rows[0]["options_hash"] != key  # other options: run again
     saved = pd.read_csv(out / "batch_results.csv", dtype={"options_hash": str})
     assert saved.options_hash[0] == B.batch_options_hash(PreprocessOptions(spacing=2.0, brain_mask="threshold"))
+
+
+# ------------------------------------------------------------------------------------------------ Slicer logic
+def test_slicer_logic_tells_automatic_edited_and_given_segmentations(mrml, small_demo_dir):
+    import SimpleITK as sitk
+    from GliomaMRML.convert import label_image_to_segmentation_node, segmentation_node_to_label_image
+    from GliomaMRML.logic import (GliomaPredictLogic, GliomaSegmentLogic, load_case_folder_into_scene,
+                                  reference_node, segmentation_provenance)
+    scene = mrml.scene
+    scene.Clear(0)
+    nodes, clinical, _ = load_case_folder_into_scene(scene, small_demo_dir)
+    popt = PreprocessOptions(spacing=3.0, brain_mask="threshold")
+    seg = GliomaSegmentLogic(scene).segment(nodes, backend="hyperintensity", preprocess_options=popt)
+    ref = reference_node(nodes)
+    label = segmentation_node_to_label_image(seg, ref)
+    origin = segmentation_provenance(seg, label)
+    assert origin["segmentation_source"] == "automatic" and origin["segmentation_backend"] == "hyperintensity"
+    doc, _, _ = GliomaPredictLogic(scene).predict(nodes, seg, clinical, preset="ucsf_pdgm", preprocess_options=popt)
+    assert doc["features"]["segmentation_source"] == "automatic"
+    assert doc["features"]["segmentation_backend"] == "hyperintensity"
+    # the user edits it (half of the tumor erased, in the same node): edited, the backend it started from kept
+    arr = sitk.GetArrayFromImage(label)
+    arr[: arr.shape[0] // 2] = 0
+    edited = sitk.GetImageFromArray(arr)
+    edited.CopyInformation(label)
+    label_image_to_segmentation_node(edited, scene, "Glioma segmentation", ref, seg)
+    after = segmentation_provenance(seg, segmentation_node_to_label_image(seg, ref))
+    assert after["segmentation_source"] == "edited" and after["segmentation_backend"] == "hyperintensity"
+    # a segmentation the logic did not make (the user's own, loaded or drawn; here the same labels): given
+    own = label_image_to_segmentation_node(label, scene, "user's segmentation", ref)
+    assert segmentation_provenance(own, segmentation_node_to_label_image(own, ref)) == {"segmentation_source": "given"}
+
+
+def test_a_segmentation_file_declares_its_origin_beside_it(tmp_path):
+    from GliomaRadiogenomicsLib.cli import segmentation_origin
+    from GliomaRadiogenomicsLib.io import InputError
+    seg = tmp_path / "segmentation.nii.gz"
+    assert segmentation_origin(seg) is None  # nothing declared: the pipeline records "given"
+    (tmp_path / "segmentation.provenance.json").write_text(json.dumps(
+        {"segmentation_source": "edited", "segmentation_backend": "lgg-unet2d", "digest": "x"}))
+    assert segmentation_origin(seg) == {"segmentation_source": "edited", "segmentation_backend": "lgg-unet2d"}
+    (tmp_path / "segmentation.provenance.json").write_text(json.dumps({"segmentation_source": "manual"}))
+    with pytest.raises(InputError, match="segmentation.provenance.json: segmentation_source must be"):
+        segmentation_origin(seg)
