@@ -155,7 +155,8 @@ def check_header(p: Path, role: str) -> sitk.ImageFileReader:
     need = nbytes + nvox * 4  # the voxels as stored + one float32 working copy
     avail = available_memory_bytes()
     if avail is not None and need > avail:
-        raise InputError(f"{role}: {p} declares {_fmt(size)} voxels of {r.GetPixelIDTypeAsString()} "
+        kind = sitk.GetPixelIDValueAsString(r.GetPixelID())
+        raise InputError(f"{role}: {p} declares {_fmt(size)} voxels of {kind} "
                          f"({nbytes / 1e9:.3g} GB; about {need / 1e9:.3g} GB needed to process it), more than the "
                          f"memory available ({avail / 1e9:.3g} GB): a damaged header, or not a single MRI volume")
     return r
@@ -312,6 +313,21 @@ def check_coverage(seq: str, reference: str, where: str, frac: float, registered
         raise InputError(f"{_label(seq)}: {where} covers only {100 * frac:.0f} % of the {_label(reference)} head "
                          f"{how} (at least {100 * MIN_COVERAGE:.0f} % needed): a partial acquisition, another "
                          "patient's image or a broken header")
+
+
+def check_working_grid(reference: sitk.Image, spacing: float, n_images: int) -> None:
+    """The working-grid spacing (--spacing): a positive number of mm, and a grid that fits in memory (each sequence
+    is resampled onto it as float32, with a few working copies)."""
+    if not (isinstance(spacing, (int, float)) and math.isfinite(spacing) and spacing > 0):
+        raise InputError(f"working grid spacing {spacing!r} mm: must be a positive number of mm (e.g. --spacing 1)")
+    ext = [n * s for n, s in zip(reference.GetSize(), reference.GetSpacing())]
+    nvox = float(np.prod([max(1, math.ceil(e / spacing)) for e in ext]))
+    need = nvox * 4 * (n_images + 4)
+    avail = available_memory_bytes()
+    if avail is not None and need > avail:
+        raise InputError(f"working grid spacing {spacing:g} mm: the {_fmt([round(e) for e in ext])} mm field of view "
+                         f"becomes {nvox:.3g} voxels (about {need / 1e9:.3g} GB for {n_images} sequence(s)), more than "
+                         f"the memory available ({avail / 1e9:.3g} GB); use a larger --spacing (1 mm is the default)")
 
 
 def check_brain_mask(volume_ml: float, method: str, reference: str, where: str) -> None:

@@ -145,7 +145,8 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                progress: Progress = null_progress) -> PreprocessedCase:
     """Co-register all sequences to the reference, resample to the working grid, compute the brain mask."""
     from .brainmask import compute_brain_mask
-    from .checks import check_brain_mask, check_coverage, check_sequence_images, coverage, head_mask
+    from .checks import (check_brain_mask, check_coverage, check_sequence_images, check_working_grid, coverage,
+                         head_mask)
 
     opt = options or PreprocessOptions()
     check_sequence_images(case.images, case.paths)  # before any work (load_case did it for files; Slicer / web here)
@@ -161,6 +162,7 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
     grid_source = ref_native
     if opt.orientation:
         grid_source = sitk.DICOMOrient(ref_native, opt.orientation)
+    check_working_grid(grid_source, opt.spacing, len(case.images))
     grid = working_grid(grid_source, opt.spacing)
     pre = PreprocessedCase(case.case_id, {}, ref_native, opt.reference, {})
     if fallback_note:
