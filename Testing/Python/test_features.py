@@ -5,7 +5,8 @@ import pytest
 import SimpleITK as sitk
 from radiomics import featureextractor
 
-from GliomaRadiogenomicsLib.features import (_extract_one, available_presets, clahe, expected_columns,
+from GliomaRadiogenomicsLib import features
+from GliomaRadiogenomicsLib.features import (available_presets, clahe, expected_columns,
                                              extract_features, load_preset, normalize_unit)
 
 
@@ -77,8 +78,8 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
     functions (observed: bit-identical). LoG first-order features 1e-4 relative: where the pad cuts the crop (10 sigma
     + 2 voxels: the Gaussian tail there is ~e^-50), ITK's recursive Gaussian restarts in float32 and the filtered voxels
     differ by ~1e-6 of their magnitude (measured 1.6e-6); statistics of LoG values centred near 0 (mean, skewness)
-    magnify that against their own small value (worst seen 1.4e-5). A wrong crop (too small a pad, a crop at the
-    non-zero box) gives differences of 1e-3 and more."""
+    magnify that against their own small value (worst seen 1.4e-5). The LoG crops themselves are checked voxel by
+    voxel against PyRadiomics' whole-image LoG (4e-6 of the largest value)."""
     from GliomaRadiogenomicsLib.case import SEQUENCE_NAMES
     from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
     from GliomaRadiogenomicsLib.regions import region_mask
@@ -120,8 +121,31 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
                 ref[f"mask_{region}_{k}" if "_shape_" in k else f"{SEQUENCE_NAMES[seq]}_{region}_{k}"] = float(v)
     expected_columns(preset)  # column names come from one execute() on a tiny phantom (cached): not our values
     seen = fence_execute(monkeypatch)
+    jobs, extract_one = [], features._extract_one  # the crops our path hands to PyRadiomics, recorded (it still runs)
+    monkeypatch.setattr(features, "_extract_one", lambda args: jobs.append(args) or extract_one(args))
     ours = extract_features(pre, label, preset, workers=1).values
     assert seen == [{"shape"}] * len(preset.regions)  # execute() ran for shape only, once per region
+    # every LoG crop filters to PyRadiomics' whole-image LoG inside the ROI, up to float32 noise (measured 1.6e-6 of
+    # the largest value; a crop at the non-zero box or too small a pad gives >= 1e-4)
+    from radiomics import imageoperations
+    whole_log, n_log = {}, 0
+    for params, cimg, cmask, _ in jobs:
+        (itype, custom), = params["imageType"].items()
+        if itype != "LoG":
+            continue
+        lo = np.array(images["flair"].TransformPhysicalPointToIndex(cimg.GetOrigin()))[::-1]
+        sl = tuple(slice(a, a + n) for a, n in zip(lo, cimg.GetSize()[::-1]))
+        seq = next(s for s in images if np.array_equal(sitk.GetArrayViewFromImage(images[s])[sl],
+                                                       sitk.GetArrayViewFromImage(cimg)))
+        key = (seq, custom["sigma"][0])
+        if key not in whole_log:
+            whole_log[key] = sitk.GetArrayFromImage(next(imageoperations.getLoGImage(images[seq], label, **custom))[0])
+        roi = sitk.GetArrayViewFromImage(cmask) > 0
+        ref_v = whole_log[key][sl][roi]
+        got_v = sitk.GetArrayFromImage(next(imageoperations.getLoGImage(cimg, cmask, **custom))[0])[roi]
+        assert np.abs(got_v - ref_v).max() <= 4e-6 * np.abs(ref_v).max(), key
+        n_log += 1
+    assert n_log == 2 * 2 * 2  # sequences x regions x sigmas
     assert set(ours) == set(ref) and len(ref) == 2 * 14 + 2 * 2 * 3 * 93
     for k, v in ref.items():
         tol = 1e-4 if ("_log-sigma-" in k and "_firstorder_" in k) else 1e-9
