@@ -190,7 +190,8 @@ OUTPUT_NAMES = frozenset({"predictions.json", "features.csv", "features.provenan
 #: the traceback of a failed run (cli.main): part of whatever the folder held before, never of a user's own files
 RUN_LOGS = frozenset({"error.log"})
 MIN_FREE_MB = 8.0   # the outputs of one case take 1-5 MB (report.html with its figures is the largest)
-_TEMP_KINDS = ("staging", "old", "prev", "lock")
+_TEMP_KINDS = ("staging", "old", "prev", "trash", "lock")
+PROBE_PREFIX = ".glioma-write-test-"  # check_output_folder's probe where unnamed files are not available
 
 
 def _output_problem(path: Path, exc: OSError, what: str = "output folder", where: Path | None = None) -> InputError:
@@ -225,6 +226,7 @@ def check_output_folder(path: PathLike, min_free_mb: float = MIN_FREE_MB, what: 
     ``min_free_mb`` MB free. Raises InputError naming the path and the problem (an existing file, a file in the
     path, read-only or unwritable, disk full). Leaves nothing behind (the write probe is removed; missing folders
     are not created)."""
+    import errno
     p = Path(os.path.abspath(path))
     if p.exists() and not p.is_dir():
         raise InputError(f"{what} {p} is an existing file, not a folder; give a folder path (created if missing)")
@@ -233,8 +235,14 @@ def check_output_folder(path: PathLike, min_free_mb: float = MIN_FREE_MB, what: 
         anc = anc.parent
     if not anc.is_dir():
         raise InputError(f"{what} {p} cannot be created: {anc} is a file (or a broken link), not a folder")
+    probe = None
     try:
-        fd, probe = tempfile.mkstemp(prefix=".glioma-write-test-", dir=str(anc))
+        try:  # an unnamed file (Linux): nothing is left behind even if we are killed right now
+            fd = os.open(str(anc), os.O_TMPFILE | os.O_WRONLY, 0o600)
+        except (AttributeError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=str(anc))
     except OSError as exc:
         raise _output_problem(p, exc, what, anc) from None
     try:
@@ -244,7 +252,9 @@ def check_output_folder(path: PathLike, min_free_mb: float = MIN_FREE_MB, what: 
         raise _output_problem(p, exc, what, anc) from None
     finally:
         os.close(fd)
-        os.unlink(probe)
+        if probe:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
     free_mb = shutil.disk_usage(str(anc)).free / 2 ** 20
     if free_mb < min_free_mb:
         raise InputError(f"{what} {p}: not enough free disk space (no space left, disk full?): {free_mb:.1f} MB "
@@ -446,7 +456,8 @@ class OutputSet:
         return entry.startswith(f"{self.name}.previous-")
 
     def _ours(self, entry: str, manifest: dict | None) -> bool:
-        if entry == self.manifest_name or self._temp_token(entry) or self._is_previous_copy(entry):
+        if entry == self.manifest_name or self._temp_token(entry) or self._is_previous_copy(entry) or \
+                entry.startswith(PROBE_PREFIX):
             return True
         if not self.named and entry in RUN_LOGS:
             return True
@@ -584,11 +595,15 @@ class OutputSet:
                     os.rename(old / e, self.folder / e)
                 except OSError:
                     keep = True
-        has_set = any(not self._temp_token(e) for e in os.listdir(old))
+        has_set = [e for e in os.listdir(old) if not self._temp_token(e)]
         if keep and has_set:
+            if m is None:  # a folder from before output sets: the copy gets a manifest of what it holds
+                atomic_write_json(old / self.manifest_name, {
+                    "format": SET_FORMAT, "version": 1, "id": "legacy", "created": "", "legacy": True,
+                    "files": {n: {"bytes": (old / n).stat().st_size} for n in has_set if (old / n).is_file()}})
             self._keep_copy(old)
         else:
-            shutil.rmtree(old, ignore_errors=True)
+            self._remove(old)
 
     def _previous_name(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -598,17 +613,28 @@ class OutputSet:
         return dest
 
     def _keep_copy(self, folder: Path) -> None:
+        self._prune(room=1)  # first: a kill between the two steps never leaves more than N copies
         os.rename(folder, self._previous_name())
-        self._prune()
 
-    def _prune(self) -> None:
+    def _prune(self, room: int = 0) -> None:
+        """Keep the newest ``keep_previous - room`` dated copies (only folders with our manifest are counted)."""
+        keep = self.keep_previous - room
         if self.keep_previous <= 0:
             return
         copies = sorted((p for p in self.tmp_base.glob(f"{self.name}.previous-*")
                          if p.is_dir() and (p / self.manifest_name).exists()),
                         key=lambda p: (p.stat().st_mtime, p.name))
-        for p in copies[:-self.keep_previous]:
-            shutil.rmtree(p, ignore_errors=True)
+        for p in copies[:len(copies) - max(keep, 0)]:
+            self._remove(p)
+
+    def _remove(self, folder: Path) -> None:
+        """Remove a folder of ours: renamed to a hidden name first, so a kill never leaves half a set in view."""
+        trash = self._temp("trash", base=folder.parent)
+        try:
+            os.rename(folder, trash)
+        except OSError:
+            trash = folder
+        shutil.rmtree(trash, ignore_errors=True)
 
     def _previous_files(self, old: dict | None, new: dict) -> list:
         if old is not None:
@@ -661,7 +687,7 @@ class OutputSet:
                         os.rename(old, self.folder)           # killed between the two renames: put it back
                     else:
                         self._retire(old)
-                for kind in ("staging", "prev"):
+                for kind in ("staging", "prev", "trash"):
                     shutil.rmtree(self._temp(kind, token, base), ignore_errors=True)
                 with contextlib.suppress(OSError):
                     os.unlink(self._temp("lock", token, base))
