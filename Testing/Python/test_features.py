@@ -84,13 +84,15 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
     from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
     from GliomaRadiogenomicsLib.regions import region_mask
     rng = np.random.default_rng(3)
-    shape = (56, 72, 80)
+    shape = (56, 72, 72)
     z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
-    brain = ((z - 28) / 25.0) ** 2 + ((y - 36) / 33.0) ** 2 + ((x - 40) / 37.0) ** 2 < 1
-    lab = np.zeros(shape, np.uint8)  # tumor off-centre: the LoG pad is cut by the image on no side, by the pad on some
-    tumor = ((z - 24) / 9.0) ** 2 + ((y - 30) / 11.0) ** 2 + ((x - 52) / 10.0) ** 2 < 1
+    brain = ((z - 28) / 25.0) ** 2 + ((y - 36) / 33.0) ** 2 + ((x - 36) / 33.0) ** 2 < 1
+    # tumor placed so that the sigma 3 mm LoG crops (pad 32) stop at the brain's zero border on every side (exact by
+    # design: bit-identical) and the sigma 1.5 mm crops (pad 17) are cut by the pad on some sides (float32 noise)
+    lab = np.zeros(shape, np.uint8)
+    tumor = ((z - 24) / 9.0) ** 2 + ((y - 34) / 11.0) ** 2 + ((x - 36) / 10.0) ** 2 < 1
     lab[tumor] = 2
-    lab[tumor & (((z - 24) / 5.0) ** 2 + ((y - 30) / 6.0) ** 2 + ((x - 52) / 6.0) ** 2 < 1)] = 3
+    lab[tumor & (((z - 24) / 5.0) ** 2 + ((y - 34) / 6.0) ** 2 + ((x - 36) / 6.0) ** 2 < 1)] = 3
     images = {}
     for i, seq in enumerate(("flair", "t2")):
         a = rng.random(shape) * 0.5 + np.linspace(0, 0.4, shape[2])[None, None, :] + 0.3 * (lab > 0) * (i + 1) / 2
@@ -125,10 +127,11 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
     monkeypatch.setattr(features, "_extract_one", lambda args: jobs.append(args) or extract_one(args))
     ours = extract_features(pre, label, preset, workers=1).values
     assert seen == [{"shape"}] * len(preset.regions)  # execute() ran for shape only, once per region
-    # every LoG crop filters to PyRadiomics' whole-image LoG inside the ROI, up to float32 noise (measured 1.6e-6 of
-    # the largest value; a crop at the non-zero box or too small a pad gives >= 1e-4)
+    # every LoG crop filters to PyRadiomics' whole-image LoG inside the ROI: bit-identical where the crop stops one
+    # voxel outside the non-zero box (sigma 3 here), float32 noise where the pad cuts it (sigma 1.5; measured 1.6e-6
+    # of the largest value, bound 4e-6)
     from radiomics import imageoperations
-    whole_log, n_log = {}, 0
+    whole_log, n_log, crop_sizes = {}, 0, {}
     for params, cimg, cmask, _ in jobs:
         (itype, custom), = params["imageType"].items()
         if itype != "LoG":
@@ -143,9 +146,15 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
         roi = sitk.GetArrayViewFromImage(cmask) > 0
         ref_v = whole_log[key][sl][roi]
         got_v = sitk.GetArrayFromImage(next(imageoperations.getLoGImage(cimg, cmask, **custom))[0])[roi]
-        assert np.abs(got_v - ref_v).max() <= 4e-6 * np.abs(ref_v).max(), key
+        assert cimg.GetNumberOfPixels() < images[seq].GetNumberOfPixels()  # a real crop
+        crop_sizes.setdefault(key[1], []).append(cimg.GetNumberOfPixels())
+        if key[1] == 3.0:
+            assert np.array_equal(got_v, ref_v), key
+        else:
+            assert np.abs(got_v - ref_v).max() <= 4e-6 * np.abs(ref_v).max(), key
         n_log += 1
     assert n_log == 2 * 2 * 2  # sequences x regions x sigmas
+    assert max(crop_sizes[1.5]) < min(crop_sizes[3.0])  # the sigma 1.5 crops are cut by the pad (both rules run)
     assert set(ours) == set(ref) and len(ref) == 2 * 14 + 2 * 2 * 3 * 93
     for k, v in ref.items():
         tol = 1e-4 if ("_log-sigma-" in k and "_firstorder_" in k) else 1e-9
