@@ -111,3 +111,11 @@ def test_allow_list():
         assert expected_skip(reason, absent) is None, reason
     root_apt = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")
     assert (expected_skip("chromium not found", absent) is None) == bool(root_apt)
+
+
+def test_a_module_skipped_at_import_alone_fails_the_session(tmp_path):
+    """A whole test file skipped by a module-level importorskip (no test report at all) still fails the run."""
+    rc, out = _run(tmp_path, strict=True, shared_exists=False,
+                   files={"test_module_skip.py": MODULE_SKIP, "test_fine.py": "def test_fine():\n    pass\n"})
+    assert rc == 1, out
+    assert _unexpected(out) == {"test_module_skip.py"} and "1 passed, 1 skipped" in out
