@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="wang2025")
     ap.add_argument("--spacing", type=float, default=1.0)
     ap.add_argument("--brain-mask", default="auto")
+    ap.add_argument("--no-register", action="store_true", help="trust the headers: no rigid registration")
     ap.add_argument("--bundle", action="append")
     from GliomaRadiogenomicsLib.segment import BACKENDS, DEFAULT_BACKEND
     ap.add_argument("--backend", choices=sorted(BACKENDS), help=f"segmentation backend (default {DEFAULT_BACKEND})")
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
     from GliomaRadiogenomicsLib.io import InputError
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
     try:
-        rows = run_batch(a.input, a.output, PreprocessOptions(spacing=a.spacing, brain_mask=a.brain_mask), a.preset,
+        popt = PreprocessOptions(spacing=a.spacing, brain_mask=a.brain_mask, register=not a.no_register)
+        rows = run_batch(a.input, a.output, popt, a.preset,
                          a.bundle, keep_previous=a.keep_previous, backend=a.backend)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
