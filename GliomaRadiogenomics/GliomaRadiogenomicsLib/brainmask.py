@@ -136,8 +136,7 @@ def compute_brain_mask(pre, method: str = "auto", device: str = "auto",
         arr = _network_mask("hdbet", pre, device, progress, ["--mode", "fast"])
     else:
         arr = threshold_mask(pre)
-    if arr.sum() == 0:
-        raise InputError(f"brain mask ({chosen}) is empty: check the input images")
+    # an empty or tiny mask is refused by preprocess (checks.check_brain_mask), naming the reference file
     img = sitk.GetImageFromArray(arr.astype(np.uint8))
     img.CopyInformation(pre.grid)
     return img, chosen, warnings
