@@ -200,3 +200,74 @@ def test_region_model_with_brats2023_label_numbers_and_plain_label_models():
     with pytest.raises(ValueError, match="cannot map"):
         nnunet_label_map(dict(regions, regions_class_order=[3, 1, 2], labels={
             "background": 0, "enhancing tumor": [3], "tumor core": [1, 3], "whole tumor": [1, 2, 3]}))
+
+
+def _region_model_from_tiny(tiny_model, folder, delta_tc, delta_et):
+    """A real nnU-Net v2 REGION model folder in nnU-Net's BraTS 2021 convention (edema 1, necrosis 2, enhancing 3;
+    regions WT (1, 2, 3), TC (2, 3), ET (3); regions_class_order 1, 2, 3), made from the tiny trained model: its
+    three sigmoid heads are the tiny model's tumor-vs-background logit (edema row minus background row of every
+    output layer) shifted down by 0, ``delta_tc`` and ``delta_et`` (nested regions, each one non-empty)."""
+    import shutil
+    import torch
+    (folder / "fold_0").mkdir(parents=True)
+    shutil.copy(tiny_model / "plans.json", folder / "plans.json")
+    ds = json.loads((tiny_model / "dataset.json").read_text())
+    ds["labels"] = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+    ds["regions_class_order"] = [1, 2, 3]
+    (folder / "dataset.json").write_text(json.dumps(ds))
+    ck = torch.load(tiny_model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    ck["init_args"]["dataset_json"] = ds
+    w = ck["network_weights"]
+    for name in [k for k in w if k.startswith("decoder.seg_layers.") and k.endswith(".weight")]:
+        bias = name[:-len("weight")] + "bias"
+        tw, tb = w[name][2] - w[name][0], w[bias][2] - w[bias][0]  # tiny model: 0 background, 2 edema (learned)
+        w[name] = torch.stack([tw, tw, tw])
+        w[bias] = torch.stack([tb, tb - delta_tc, tb - delta_et])
+    torch.save({k: ck[k] for k in ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes")},
+               folder / "fold_0" / "checkpoint_final.pth")
+    return folder
+
+
+def _nnunet_predict(model, pre, channel_order, probabilities=False):
+    """nnU-Net's own predictor, in this process, on the working-grid channels (as the worker calls it)."""
+    import torch
+    import nnunetv2.inference.predict_from_raw_data as pfr
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from GliomaRadiogenomicsLib.worker import _robust_trainer_finder
+    pfr.recursive_find_trainer_class_by_name = _robust_trainer_finder()
+    p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=False,
+                        device=torch.device("cpu"), verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(model), use_folds=None, checkpoint_name="checkpoint_final.pth")
+    data = np.stack([sitk.GetArrayFromImage(sitk.Cast(pre.images[s], sitk.sitkFloat32)) for s in channel_order])
+    sp = pre.images[channel_order[0]].GetSpacing()
+    return p.predict_single_npy_array(data.astype(np.float32), {"spacing": [sp[2], sp[1], sp[0]]}, None, None,
+                                      probabilities)
+
+
+def test_backend_on_a_real_region_model_gives_nnunets_brats_labels(tiny_model, phantom_pre, tmp_path):
+    """The backend end to end (worker subprocess, nnU-Net inference, our mapping) on a real region-based nnU-Net
+    model against nnU-Net's own predictor + its BraTS 2021 reference back-conversion (convert_labels_back_to_BraTS)."""
+    import importlib
+    ref = importlib.import_module("nnunetv2.dataset_conversion.Dataset137_BraTS21")
+    pre, _ = phantom_pre
+    order = get_backend("nnunet", model_folder=tiny_model, device="cpu").channel_order
+    # thresholds inside nnU-Net's whole tumor: 40th / 75th percentile of its logits -> three non-empty nested regions
+    first = _region_model_from_tiny(tiny_model, tmp_path / "first", 0.0, 0.0)
+    _, probs = _nnunet_predict(first, pre, order, probabilities=True)
+    p_wt = np.asarray(probs[0], np.float64)
+    inside = p_wt[p_wt > 0.5].clip(1e-7, 1 - 1e-7)
+    assert inside.size > 100, "the tiny model finds no tumor in the phantom"
+    logits = np.log(inside / (1 - inside))
+    model = _region_model_from_tiny(tiny_model, tmp_path / "regions", *np.quantile(logits, [0.4, 0.75]))
+    backend = NnUNetBackend(model, device="cpu")
+    assert backend.label_map == {1: 2, 2: 1, 3: 3}
+    ours = sitk.GetArrayFromImage(backend.segment(pre))
+    nn_seg = np.asarray(_nnunet_predict(model, pre, order))
+    assert set(np.unique(nn_seg)) == {0, 1, 2, 3}  # every region painted
+    back = ref.convert_labels_back_to_BraTS(nn_seg)
+    expected = np.where(back == 4, 3, back)
+    assert set(np.unique(ours)) == {0, 1, 2, 3}
+    assert (ours == expected).mean() > 0.999, (ours == expected).mean()  # subprocess vs in-process float noise only
+    for v in (1, 2, 3):  # each label where nnU-Net's reference puts it (necrosis and edema were swapped before)
+        a, e = ours == v, expected == v
+        assert 2 * (a & e).sum() / (a.sum() + e.sum()) > 0.99, v
