@@ -230,7 +230,8 @@ def nnunet_label_map(dataset: dict, where: str = "dataset.json") -> Dict[int, in
     without names, by nesting: largest = WT), which tells the compartment of each training label (in ET: enhancing;
     in TC only: necrosis; in WT only: edema); the painted value maps to the compartment of the labels of region i
     that no later region holds. nnU-Net's BraTS 2021 conversion (edema 1, necrosis 2, enhancing 3; WT (1, 2, 3),
-    TC (2, 3), ET (3); order 1, 2, 3) thus gives 1 -> edema, 2 -> necrosis, 3 -> enhancing."""
+    TC (2, 3), ET (3); order 1, 2, 3) thus gives 1 -> edema, 2 -> necrosis, 3 -> enhancing. A dataset.json that
+    cannot be mapped is an InputError naming it (the model folder is the user's input)."""
     labels = dict(dataset.get("labels") or {})
     regions = [(str(name), tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value])))
                for name, value in labels.items() if name != "ignore"]
@@ -245,7 +246,7 @@ def nnunet_label_map(dataset: dict, where: str = "dataset.json") -> Dict[int, in
         return mapping or {1: 1, 2: 2, 3: 3}
     order = dataset.get("regions_class_order")
     if not order or len(order) != len(regions):
-        raise ValueError(f"{where}: region-based labels need regions_class_order with one value per region "
+        raise InputError(f"{where}: region-based labels need regions_class_order with one value per region "
                          f"({len(regions)} regions)")
     role = {}
     for i, (name, _) in enumerate(regions):
@@ -257,7 +258,7 @@ def nnunet_label_map(dataset: dict, where: str = "dataset.json") -> Dict[int, in
         by_size = sorted(range(len(regions)), key=lambda i: -len(set(regions[i][1])))
         sets = [set(regions[i][1]) for i in by_size]
         if len(regions) > 3 or any(not b < a for a, b in zip(sets, sets[1:])):
-            raise ValueError(f"{where}: regions {[n for n, _ in regions]} are not whole tumor / tumor core / "
+            raise InputError(f"{where}: regions {[n for n, _ in regions]} are not whole tumor / tumor core / "
                              "enhancing tumor (by name or nesting): cannot map them to BraTS labels")
         role = dict(zip(("WT", "TC", "ET")[:len(regions)], by_size))
 
@@ -270,7 +271,7 @@ def nnunet_label_map(dataset: dict, where: str = "dataset.json") -> Dict[int, in
         later = set().union(*[set(x) for _, x in regions[i + 1:]])
         kinds = {compartment(v) for v in set(r) - later}
         if len(kinds) != 1:
-            raise ValueError(f"{where}: regions_class_order {list(order)} paints region '{name}' with "
+            raise InputError(f"{where}: regions_class_order {list(order)} paints region '{name}' with "
                              f"{order[i]}, which stands for {'no' if not kinds else 'several'} BraTS labels: "
                              "cannot map this model's output")
         mapping[int(order[i])] = kinds.pop()

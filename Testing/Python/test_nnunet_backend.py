@@ -197,7 +197,8 @@ def test_region_model_with_brats2023_label_numbers_and_plain_label_models():
     assert np.array_equal(out, with_rc)  # plain labels: nnU-Net writes them as they are
     assert np.array_equal(_apply(nnunet_label_map(plain), out), ours)
     # a model whose class order paints the whole tumor last cannot be mapped: a clear error, not a guess
-    with pytest.raises(ValueError, match="cannot map"):
+    from GliomaRadiogenomicsLib.io import InputError
+    with pytest.raises(InputError, match="cannot map"):
         nnunet_label_map(dict(regions, regions_class_order=[3, 1, 2], labels={
             "background": 0, "enhancing tumor": [3], "tumor core": [1, 3], "whole tumor": [1, 2, 3]}))
 
