@@ -68,17 +68,27 @@ def test_features_csv_and_report(demo_run):
     assert "SYNTHETIC" in html and "not diagnoses" in html and "data:image/png;base64" in html
 
 
-def test_rerun_keeps_backups_of_previous_outputs(demo_run, tmp_path):
+def test_rerun_replaces_the_previous_outputs_as_one_set(demo_run, tmp_path):
+    from GliomaRadiogenomicsLib.io import read_output_set
     out, _ = demo_run
     seg = out / "segmentation.nii.gz"
     case = out / "demo_case"
+    previous = read_output_set(out, verify=True)
+    assert previous is not None
+    previous_bytes = {n: (out / n).read_bytes() for n in previous["files"]}
+    case_files = {f.name: f.read_bytes() for f in case.iterdir()}
     p = subprocess.run(CLI + ["run", "--t1", str(case / "t1.nii.gz"), "--t1c", str(case / "t1c.nii.gz"),
                               "--t2", str(case / "t2.nii.gz"), "--flair", str(case / "flair.nii.gz"),
                               "--segmentation", str(seg), "--age", "58", "--sex", "M", "--out", str(out),
-                              "--spacing", "2", "--brain-mask", "threshold", "--json-progress"],
+                              "--spacing", "2", "--brain-mask", "threshold", "--json-progress", "--keep-previous", "1"],
                        capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert list(out.glob("segmentation.nii.gz.bak-*")) and list(out.glob("predictions.json.bak-*"))
+    # the new set replaced the previous one; the previous set is one dated copy beside the folder, no .bak files;
+    # the demo case (inputs in the output folder, not part of the set) is untouched
+    assert not list(out.glob("*.bak-*")) and read_output_set(out, verify=True)["id"] != previous["id"]
+    (copy,) = out.parent.glob(f"{out.name}.previous-*")
+    assert {n: (copy / n).read_bytes() for n in previous["files"]} == previous_bytes
+    assert {f.name: f.read_bytes() for f in case.iterdir()} == case_files
     lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
     assert lines and all(0 <= x["progress"] <= 1 for x in lines)
     doc = json.loads((out / "predictions.json").read_text())
