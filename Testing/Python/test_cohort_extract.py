@@ -40,12 +40,16 @@ def test_extract_table_failures_and_resume(cohort, tmp_path):
     fails = pd.read_csv(tmp_path / "table.failures.csv")
     assert fails.case_id.tolist() == ["broken-case"] and "T1" in fails.error[0]
     assert json.loads((tmp_path / "table.provenance.json").read_text())["preset"] == "wang2025"
-    # resume: finished cases come from the cache, the table is rebuilt identically, the old one kept as backup
+    # table, provenance and failures are one output set (manifest written last)
+    from GliomaRadiogenomicsLib.io import read_output_set
+    assert set(read_output_set(tmp_path, "table.csv", verify=True)["files"]) == {
+        "table.csv", "table.provenance.json", "table.failures.csv"}
+    # resume: finished cases come from the cache, the table is rebuilt identically; no .bak copies
     p2 = _extract(cohort, out)
     s2 = json.loads(p2.stdout[p2.stdout.index("{"):])
     assert s2["n_cached"] == 2
     pd.testing.assert_frame_equal(pd.read_csv(out), t)
-    assert list(tmp_path.glob("table.csv.bak-*"))
+    assert not list(tmp_path.glob("table.*.bak-*")) and not list(tmp_path.glob("table.csv.previous-*"))
 
 
 def test_extract_with_location_and_mismatch_columns(cohort, tmp_path):
