@@ -245,7 +245,7 @@ def main(argv=None):
             if note.startswith("sensitivity"):  # numbers (JSON) only: keeps docs/real-data small
                 (reports / f"{name}.html").unlink(missing_ok=True)
             rows.append(summary_row(b, f"{name}.html", family, method, seconds, note))
-            b.save(work / f"{name}_{b.task}.json", backup=True)
+            b.save(work / f"{name}_{b.task}.json")
             if not note.startswith("sensitivity"):
                 candidates.setdefault((b.task, family), []).append((b, rows[-1]))
     # per task and family: st vs cmt chosen by the repeated-CV mean AUC (never by apparent fit); ship if CI > 0.5

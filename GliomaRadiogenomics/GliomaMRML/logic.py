@@ -218,7 +218,7 @@ class GliomaPredictLogic:
             return write_pdf_summary(self.last_document, path)
         if self.last_analysis is None and getattr(self, "last_report", None):  # a background run wrote it
             from GliomaRadiogenomicsLib.io import atomic_write_bytes
-            return atomic_write_bytes(path, Path(self.last_report).read_bytes(), backup=True)
+            return atomic_write_bytes(path, Path(self.last_report).read_bytes())
         return write_report(self.last_document, self.last_analysis, path)
 
 

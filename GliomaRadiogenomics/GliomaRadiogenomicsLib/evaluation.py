@@ -391,4 +391,4 @@ def write_report(path, title: str, sections: List[dict], card: Optional[dict] = 
                              f"<tr><td>{e(r['variable'])}</td><td>{e(r['positive'])}</td><td>{e(r['negative'])}</td>"
                              f"<td>{e(r['test'])}</td><td>{r['p']:.3g}</td></tr>" for r in s["cohort"]) + "</table>")
     parts.append("</body></html>")
-    atomic_write_text(path, "\n".join(parts), backup=True)
+    atomic_write_text(path, "\n".join(parts))

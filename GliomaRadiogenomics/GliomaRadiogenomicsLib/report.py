@@ -134,7 +134,7 @@ def render_report(doc: dict, analysis) -> str:
 
 
 def write_report(doc: dict, analysis, path) -> Path:
-    return atomic_write_text(Path(path), render_report(doc, analysis), backup=True)
+    return atomic_write_text(Path(path), render_report(doc, analysis))
 
 
 def write_pdf_summary(doc: dict, path) -> Path:
@@ -169,4 +169,4 @@ def write_pdf_summary(doc: dict, path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf")
     plt.close(fig)
-    return atomic_write_bytes(Path(path), buf.getvalue(), backup=True)
+    return atomic_write_bytes(Path(path), buf.getvalue())

@@ -497,7 +497,7 @@ def _report(path, ev: dict, bundles: List[ModelBundle]) -> None:
     sections.insert(0, {"title": "Nomograms", "figures": {f"Nomogram {b.task}": _png(plot_nomogram(b))
                                                          for b in bundles}})
     write_report(path.parent / (path.name + ".html"), "Model evaluation", sections, card)
-    atomic_write_json(path.parent / (path.name + ".json"), ev, backup=True)
+    atomic_write_json(path.parent / (path.name + ".json"), ev)
 
 
 def _repeated_section(t: dict) -> dict:

@@ -167,7 +167,7 @@ class GliomaWebApp(TrameApp):
                                       synthetic_case=bool(self.state.glioma_case_synthetic))
             logic.save_report(self.work / "report.html")
             label = segmentation_node_to_label_image(seg, reference_node(self.nodes))
-            write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz", backup=True)
+            write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz")
             rows = [{"task": r.task, "probability": r.probability_text,
                      "label": r.label + (f" ({r.reason})" if r.reason else ""), "points": r.points_text,
                      "trained_on": r.trained_on_text, "nomogram": r.points_breakdown} for r in task_rows(doc)]
