@@ -1,4 +1,5 @@
-"""File input/output: clear errors for bad inputs, atomic writes, never overwrite without a backup copy."""
+"""File input/output: clear errors for bad inputs, atomic writes of single files, output sets (all the outputs of
+a run put in place together: ``output_set``), clear errors for unusable output folders (``check_output_folder``)."""
 from __future__ import annotations
 
 import contextlib
@@ -100,7 +101,9 @@ def read_image(path: PathLike, role: str = "image", label: bool = False) -> sitk
 
 
 def backup_existing(path: PathLike) -> Path | None:
-    """If ``path`` exists, move it aside to ``<name>.bak-<timestamp>`` and return the backup path."""
+    """If ``path`` exists, move it aside to ``<name>.bak-<timestamp>`` and return the backup path. Opt-in only
+    (``backup=True``); nothing in the package asks for it: runs write output sets (``output_set``), whose previous
+    set is kept, on request, as one dated copy."""
     p = Path(path)
     if not p.exists():
         return None
