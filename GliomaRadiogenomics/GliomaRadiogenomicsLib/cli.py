@@ -297,6 +297,13 @@ def cmd_train(args) -> int:
                         "table with `glioma-radiogenomics extract` to record them")
         print(f"WARNING: {warnings[-1]}", file=sys.stderr)
         prov = {"provenance": "not recorded: trained from a table without a provenance file"}
+    from .provenance import HARD_KEYS, MIXED
+    mixed = [k for k in HARD_KEYS if str(prov.get(k, "")).startswith(MIXED)]
+    if mixed:  # the bundle would refuse every feature set: say so now
+        warnings.append(f"{side}: the table mixes cases extracted with different {', '.join(mixed)} "
+                        f"({'; '.join(str(prov[k]) for k in mixed)}): the bundle will refuse every feature set; "
+                        "re-extract the cohort with one setting")
+        print(f"WARNING: {warnings[-1]}", file=sys.stderr)
     labels = [args.label] + ([args.label2] if args.label2 else [])
     out = Path(args.out)
     trained_on = args.trained_on or f"{table_path.name} ({len(table)} rows)"

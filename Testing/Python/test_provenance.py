@@ -216,6 +216,13 @@ def test_train_without_provenance_warns_and_the_bundle_says_so(tmp_path, capsys)
     assert "not recorded" in b.feature_schema["provenance"]
     soft = b.check_features(b.features, {"preset": "wang2025", "settings_hash": "x", "spacing_mm": 1.0})
     assert any("does not record preset, settings_hash, normalization, spacing_mm" in w for w in soft)
+    # a table whose cases were extracted at two spacings: trained, but said loudly
+    (tmp_path / "t.provenance.json").write_text(json.dumps(merge([{"preset": "wang2025", "spacing_mm": 1.0},
+                                                                   {"preset": "wang2025", "spacing_mm": 2.0}])))
+    rc = main(["train", "--table", str(tmp_path / "t.csv"), "--label", "label", "--method", "st", "--bootstrap", "5",
+               "--repeats", "1", "--folds", "2", "--jobs", "1", "--out", str(tmp_path / "m2.json")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "mixes cases extracted with different spacing_mm (mixed: 1.0 | 2.0)" in err
 
 
 # ------------------------------------------------------------------------------------------------ caches
