@@ -58,17 +58,20 @@ def kill9(p: subprocess.Popen) -> bool:
     return p.returncode == -signal.SIGKILL
 
 
-def wait_for(predicate, p: subprocess.Popen, timeout=300.0, interval=0.005):
+def wait_for(predicate, p: subprocess.Popen, timeout=300.0, interval=0.005, what="the condition"):
+    """Poll until ``predicate()`` is true; fail when the process ends first (e.g. nothing was staged)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         found = predicate()
         if found:
             return found
         if p.poll() is not None:
-            return None
+            found = predicate()
+            assert found, f"the process ended (exit code {p.returncode}) before {what}"
+            return found
         time.sleep(interval)
     kill9(p)
-    raise AssertionError(f"condition not reached in {timeout:.0f} s")
+    raise AssertionError(f"{what}: not reached in {timeout:.0f} s")
 
 
 def staged_files(base: Path, name: str) -> bool:
@@ -80,6 +83,14 @@ def staged_files(base: Path, name: str) -> bool:
         except OSError:
             pass
     return False
+
+
+def written_since(folder: Path, t0: float) -> bool:
+    """True once a file in ``folder`` itself is newer than ``t0`` (outputs written straight into it)."""
+    try:
+        return any(f.stat().st_mtime > t0 for f in folder.iterdir())
+    except OSError:
+        return False
 
 
 def snapshot(folder: Path) -> dict:
@@ -172,10 +183,10 @@ def test_run_killed_at_random_moments_leaves_previous_or_new_set(cohort, referen
         if moment == "start":
             delay = RNG.uniform(0.05, 1.5)
         elif moment == "image work":
-            wait_for(lambda: list(base.glob(".case.staging-*")), p)
-            delay = RNG.uniform(0.0, 2.0)
-        else:  # from the first staged file to the swap (report.html comes last, then manifest and swap)
-            wait_for(lambda: staged_files(base, "case"), p)
+            delay = RNG.uniform(1.5, 4.0)
+        else:  # from the first output written (staged, or in the folder itself) to the end
+            t0 = time.time()
+            wait_for(lambda: staged_files(base, "case") or written_since(out, t0), p, what="an output was written")
             delay = RNG.uniform(0.0, 1.0)
         time.sleep(delay)
         killed = kill9(p)
@@ -219,8 +230,7 @@ def test_killed_worker_leaves_no_partial_output(cohort, reference, tmp_path):
                  "deepbet", "--device", "cpu", "--backend", "hyperintensity", "--no-register", "--workers", "1"]
     p = start(cmd, log, env=dict(os.environ, TMPDIR=str(tmp)))
     try:
-        worker = wait_for(lambda: worker_of(p.pid), p)
-        assert worker, "the run ended before its worker started: " + log.read_text()[-2000:]
+        worker = wait_for(lambda: worker_of(p.pid), p, what="the deepbet worker started")
         time.sleep(RNG.uniform(0.05, 1.5))
         os.kill(worker, signal.SIGKILL)
         rc = p.wait(timeout=300)
@@ -264,7 +274,7 @@ def test_extract_killed_then_resumed_equals_uninterrupted(cohort, tmp_path):
                                  ("final write", cached(2), RNG.uniform(0.0, 0.15))):
         before = snapshot(folder)
         p = start(cmd, tmp_path / f"extract-{moment}.log")
-        wait_for(ready, p)
+        wait_for(ready, p, what=f"{moment}: case(s) cached")
         time.sleep(delay)
         killed = kill9(p)
         snap = snapshot(folder)
@@ -305,8 +315,10 @@ def test_batch_killed_while_writing_then_rerun(cohort, tmp_path):
     previous = snapshot(out / "synth-0001")
     cmd = BATCH + ["--input", inp, "--output", out, "--spacing", "3", "--brain-mask", "threshold", "--backend",
                    "hyperintensity", "--no-register"]
+    t0 = time.time()
     p = start(cmd, tmp_path / "batch.log")
-    wait_for(lambda: staged_files(out, "synth-0001"), p, timeout=600)
+    wait_for(lambda: staged_files(out, "synth-0001") or written_since(out / "synth-0001", t0), p, timeout=600,
+             what="an output was written")
     delay = RNG.uniform(0.0, 0.3)
     time.sleep(delay)
     killed = kill9(p)
@@ -340,7 +352,7 @@ def test_disk_full_before_and_while_writing(cohort, tmp_path):
         out = disk.path / "case"
         p = start(CLI + ["segment", "--case-dir", cohort / "synth-0000", "--out", out] + FAST[:-2],
                   tmp_path / "full.log")
-        wait_for(lambda: list(disk.path.glob(".case.staging-*")), p)
+        wait_for(lambda: list(disk.path.glob(".case.staging-*")), p, what="a staging folder appeared")
         with open(disk.path / "filler", "wb") as fh:
             try:
                 while True:
