@@ -14,10 +14,9 @@ from typing import Dict, List, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from .inputs import DicomSeries, label_values, read_any, scan_case_folder
 from .io import InputError, read_image
-
-SEQUENCES = ("t1", "t1c", "t2", "flair")
-SEQUENCE_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+from .sequences import SEQUENCE_NAMES, SEQUENCES
 CLINICAL_KEYS = ("age", "sex", "who_grade", "vasari_score")
 SEXES = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}
 
@@ -108,7 +107,6 @@ def load_case(paths: Dict[str, os.PathLike], case_id: Optional[str] = None, clin
               ground_truth: Optional[os.PathLike] = None, preloaded: Optional[Dict[str, sitk.Image]] = None) -> Case:
     """Read the sequences given (any subset with FLAIR or T2) from NIfTI / NRRD files or DICOM series. Errors name
     the file and the problem. ``preloaded`` maps a file path to an image already read (case-folder discovery)."""
-    from .inputs import DicomSeries, label_values, read_any
     images, str_paths = {}, {}
     given = {s: paths[s] for s in SEQUENCES if paths.get(s) is not None}
     if not given.keys() & {"flair", "t2"}:
@@ -192,7 +190,6 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
     style; or DICOM series, assigned from their tags) and an optional case.json with clinical data (either under
     "clinical" or at the top level: age, sex, who_grade, vasari_score). Label maps in the folder are set aside and
     the one named like a segmentation is offered as ``case.mask_path``."""
-    from .inputs import scan_case_folder
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 
 import SimpleITK as sitk
 
-from .case import SEQUENCE_NAMES, SEQUENCES
+from .sequences import SEQUENCE_NAMES, SEQUENCES
 from .io import IMAGE_SUFFIXES, InputError
 
 # Patterns on lower-cased names with separators normalised to '_'. Order matters: T1c before T1, FLAIR before T2.

@@ -122,3 +122,13 @@ def test_a_label_map_is_recognised_by_its_voxels_whatever_its_name(tmp_path):
     # an image given explicitly that is in fact a mask: a clear error naming the file
     with pytest.raises(InputError, match="label map"):
         load_case({"flair": tmp_path / "t1c.nii.gz"})
+
+
+def test_no_import_circle_between_case_and_inputs():
+    """case.py imports inputs.py at module level; inputs.py must not import case.py (the sequence names live in
+    sequences.py): issue 12 item 7."""
+    import ast
+    import GliomaRadiogenomicsLib.inputs as inputs_module
+    tree = ast.parse(open(inputs_module.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "case" not in imported and "sequences" in imported
