@@ -511,3 +511,62 @@ def test_what_is_replaced_and_what_is_kept(tmp_path):
     # an existing file where the folder should be
     with pytest.raises(InputError, match="is an existing file, not a folder"):
         _write(tmp_path / "res" / "case" / "notes.txt", {"x": "1"})
+
+
+def _staged(staging: Path, files: dict, replaces=()) -> dict:
+    """A staged set exactly as a run leaves it before its renames (files, then its manifest)."""
+    import hashlib
+    from GliomaRadiogenomicsLib.io import SET_FORMAT
+    staging.mkdir()
+    for n, text in files.items():
+        (staging / n).write_text(text)
+    manifest = {"format": SET_FORMAT, "version": 1, "id": staging.name.rsplit("-", 2)[-2] + "-" +
+                staging.name.rsplit("-", 1)[-1], "created": "", "replaces": list(replaces),
+                "files": {n: {"bytes": len(t.encode()), "sha256": hashlib.sha256(t.encode()).hexdigest()}
+                          for n, t in files.items()}}
+    (staging / SET_MANIFEST).write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_next_run_finishes_a_commit_killed_inside_the_file_renames(tmp_path):
+    """The on-disk state of a run killed after the first of its renames (its lock died with it): a reader sees no
+    complete set; the next run into the folder finishes that commit before anything else."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    _write(out, {"a.txt": "1", "b.txt": "1", "c.txt": "1"})
+    staging = tmp_path / ".out.staging-999999-deadbeef"
+    m = _staged(staging, {"a.txt": "2", "b.txt": "2"}, replaces=["c.txt"])
+    (out / SET_MANIFEST).unlink()
+    os.replace(staging / "a.txt", out / "a.txt")  # killed here
+    assert read_output_set(out) is None
+    with pytest.raises(RuntimeError):
+        with output_set(out):
+            raise RuntimeError("this run fails, after finishing the killed one's commit")
+    assert read_output_set(out, verify=True)["id"] == m["id"]
+    assert sorted(os.listdir(out)) == [SET_MANIFEST, "a.txt", "b.txt", "mine.txt"]
+    assert (out / "b.txt").read_text() == "2" and not staging.exists()
+
+
+def test_next_run_restores_a_folder_killed_between_two_renames(tmp_path):
+    """Where the system cannot swap two folders in one call, the swap is two renames: killed between them, the
+    output folder is missing; the next run puts the complete set back (the new one when it was complete)."""
+    out = tmp_path / "out"
+    _write(out, {"a.txt": "1"})
+    os.rename(out, tmp_path / ".out.old-999999-deadbeef")
+    staging = tmp_path / ".out.staging-999999-deadbeef"
+    staging.mkdir()
+    (staging / "a.txt").write_text("2")  # killed before its manifest: not a complete set
+    with pytest.raises(RuntimeError):
+        with output_set(out):
+            raise RuntimeError("abandon")
+    assert read_output_set(out, verify=True) and (out / "a.txt").read_text() == "1"
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    # the same with a complete staged set: it becomes the output folder, the old one is removed
+    os.rename(out, tmp_path / ".out.old-999999-deadbeef")
+    m = _staged(staging, {"a.txt": "3"})
+    with pytest.raises(RuntimeError):
+        with output_set(out):
+            raise RuntimeError("abandon")
+    assert read_output_set(out, verify=True)["id"] == m["id"] and (out / "a.txt").read_text() == "3"
+    assert sorted(os.listdir(tmp_path)) == ["out"]
