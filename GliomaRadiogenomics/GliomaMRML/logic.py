@@ -57,34 +57,23 @@ def input_volumes_signature(nodes: Dict[str, object]) -> str:
 SOURCE_ATTRIBUTE = "GliomaRadiogenomics.SegmentationProvenance"  # on a segmentation node made by the segment logic
 
 
-def _label_digest(label) -> str:
-    import hashlib
-    import SimpleITK as sitk
-    h = hashlib.sha256(sitk.GetArrayFromImage(sitk.Cast(label, sitk.sitkUInt8)).tobytes())  # a copy: not a view
-    h.update(repr((label.GetSize(), label.GetSpacing(), label.GetOrigin(), label.GetDirection())).encode())
-    return h.hexdigest()[:16]
-
-
 def remember_automatic_segmentation(segmentation_node, backend, reference_volume_node) -> None:
     """Record on the node the backend that drew it and a digest of its labels: a later prediction tells an untouched
     automatic segmentation from an edited one (feature provenance: segmentation_source)."""
     import json
-    from GliomaRadiogenomicsLib.provenance import backend_provenance
+    from GliomaRadiogenomicsLib.provenance import backend_provenance, segmentation_origin_record
     label = segmentation_node_to_label_image(segmentation_node, reference_volume_node)
-    segmentation_node.SetAttribute(SOURCE_ATTRIBUTE, json.dumps({**backend_provenance(backend),
-                                                                 "digest": _label_digest(label)}))
+    segmentation_node.SetAttribute(SOURCE_ATTRIBUTE, json.dumps(segmentation_origin_record(backend_provenance(backend),
+                                                                                          label)))
 
 
 def segmentation_provenance(segmentation_node, label) -> dict:
     """``automatic`` (made by the segment logic, unchanged), ``edited`` (made by it, changed since: the backend is
     kept) or ``given`` (any other segmentation: the user's own, a case-folder mask)."""
     import json
+    from GliomaRadiogenomicsLib.provenance import segmentation_origin
     raw = segmentation_node.GetAttribute(SOURCE_ATTRIBUTE) if segmentation_node is not None else None
-    if not raw:
-        return {"segmentation_source": "given"}
-    d = json.loads(raw)
-    digest = d.pop("digest", None)
-    return {"segmentation_source": "automatic" if digest == _label_digest(label) else "edited", **d}
+    return segmentation_origin(json.loads(raw) if raw else None, label)
 
 
 def remember_inputs(segmentation_node, nodes: Dict[str, object]) -> None:
@@ -150,16 +139,14 @@ class GliomaSegmentLogic:
                 reference: str = "flair", progress: Progress = null_progress, segmentation_node=None,
                 preprocess_options=None, backend_options: Optional[dict] = None):
         """Preprocess + segment; the result lands on the reference volume's grid as a segmentation node."""
-        from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
-        from GliomaRadiogenomicsLib.segment import get_backend
+        from GliomaRadiogenomicsLib.pipeline import PipelineOptions, segment_case
+        from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+        from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND, get_backend
         case = case_from_nodes(nodes)
         opts = preprocess_options or PreprocessOptions(reference=reference, brain_mask=brain_mask)
-        reference = opts.reference
-        pre = preprocess(case, opts, progress.sub(0, 0.8))
-        from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
         seg_backend = get_backend(backend or DEFAULT_BACKEND, **(backend_options or {}))
-        label = seg_backend.segment(pre, progress.sub(0.8, 1.0))
-        native = pre.to_native(label)
+        seg = segment_case(case, PipelineOptions(preprocess=opts), progress, backend=seg_backend)  # the one path
+        pre, native = seg.pre, seg.native
         if segmentation_node is not None:
             # never lose a user's edits: keep a copy of the existing segmentation node
             copy = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", segmentation_node.GetName() + " (backup)")
@@ -188,20 +175,16 @@ class GliomaPredictLogic:
                 preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress,
                 preprocess_options=None, synthetic_case: bool = False):
         """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts."""
-        from GliomaRadiogenomicsLib.bundle import load_bundle, load_default_bundles
-        from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case, options_for_bundles
-        from GliomaRadiogenomicsLib.predict import predict_case
+        from GliomaRadiogenomicsLib.pipeline import PipelineOptions, evaluate_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         case = case_from_nodes(nodes, clinical)
         case.synthetic = synthetic_case
         popt = preprocess_options or PreprocessOptions(reference=reference)
         label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
-        loaded = [load_bundle(b) for b in bundles] if bundles else load_default_bundles()
-        opt = options_for_bundles(PipelineOptions(preprocess=popt, preset=preset, feature_workers=1), loaded)
-        analysis = analyze_case(case, opt, progress.sub(0, 0.95), label=label,
-                                label_source=f"segmentation node '{segmentation_node.GetName()}'",
-                                label_provenance=segmentation_provenance(segmentation_node, label))
-        doc = predict_case(analysis, loaded)
+        opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1, bundles=list(bundles or []) or None)
+        analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95), label=label,  # the one run path (as `run`)
+                                      label_source=f"segmentation node '{segmentation_node.GetName()}'",
+                                      label_provenance=segmentation_provenance(segmentation_node, label))
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
         charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}

@@ -120,7 +120,7 @@ def cmd_run(args) -> int:
         label, source = case_roi(case)
     elif args.segmentation:
         label, source = read_image(args.segmentation, "segmentation", label=True), f"file {args.segmentation}"
-        origin = segmentation_origin(args.segmentation)
+        origin = segmentation_origin(args.segmentation, label)
     _print_messages(case)
     out = Path(args.out)
     doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source,
@@ -129,9 +129,11 @@ def cmd_run(args) -> int:
     return 0
 
 
-def segmentation_origin(path) -> Optional[dict]:
-    """The origin declared beside a --segmentation file (``<name>.provenance.json``, written by the Slicer logic for
-    an automatic or edited segmentation): segmentation_source automatic / edited / given and the backend."""
+def segmentation_origin(path, label) -> Optional[dict]:
+    """The origin declared beside a --segmentation file (``<name>.provenance.json``, written by the ``segment``
+    command and the Slicer logic): segmentation_source automatic / edited / given and the backend. A record with the
+    digest of the automatic labels says ``edited`` once the file's labels differ from it."""
+    from .provenance import segmentation_origin as origin_of
     from .io import IMAGE_SUFFIXES
     p = Path(path)
     name = next((p.name[:-len(s)] for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True)
@@ -145,6 +147,7 @@ def segmentation_origin(path) -> Optional[dict]:
         raise InputError(f"{side}: not valid JSON ({exc})") from None
     if not isinstance(d, dict) or d.get("segmentation_source") not in ("automatic", "edited", "given"):
         raise InputError(f"{side}: segmentation_source must be automatic, edited or given")
+    d = origin_of(d, label) if "digest" in d else d
     return {k: str(v) for k, v in d.items() if k in ("segmentation_source", "segmentation_backend",
                                                        "segmentation_backend_version")}
 
@@ -154,6 +157,7 @@ def cmd_segment(args) -> int:
     import time
     from .io import atomic_write_json, output_set, read_image, write_image
     from .pipeline import segment_case
+    from .provenance import segmentation_origin_record
     from .regions import as_brats_label, dice_per_region, region_volumes_ml
     from .segment import get_backend
     import SimpleITK as sitk
@@ -166,12 +170,15 @@ def cmd_segment(args) -> int:
     # one output set: segmentation.nii.gz, brain_mask.nii.gz, segmentation.json appear together (io.output_set)
     with output_set(args.out, keep_previous=args.keep_previous) as out:
         t0 = time.perf_counter()
-        pre, label, native = segment_case(case, _preprocess_options(args), backend, progress=progress)
+        seg = segment_case(case, _options(args), progress, backend=backend)
+        pre, label, native = seg.as_tuple()
         t2 = time.perf_counter()
         write_image(native, out / "segmentation.nii.gz")
         write_image(pre.to_native(pre.brain_mask), out / "brain_mask.nii.gz")
+        # travels with the file: `run --segmentation <this file>` records it as automatic (or edited, once changed)
+        atomic_write_json(out / "segmentation.provenance.json", segmentation_origin_record(seg.provenance, native))
         info = {"case": case.case_id, "backend": backend.name, "sequences": case.sequence_list(),
-                "volumes_ml": region_volumes_ml(label),
+                "volumes_ml": region_volumes_ml(label), "provenance": seg.provenance,
                 "steps": pre.steps, "warnings": pre.warnings,
                 "timings_s": {"preprocess_and_segmentation": round(t2 - t0, 2)}}
         reference_seg = args.reference_seg or case.mask_path

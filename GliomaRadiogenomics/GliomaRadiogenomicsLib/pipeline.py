@@ -63,14 +63,64 @@ def clinical_columns(clinical: dict) -> Dict[str, object]:
             "vasari_score": clinical.get("vasari_score")}
 
 
-def segment_case(case: Case, preprocess_options: Optional[PreprocessOptions] = None, backend=DEFAULT_BACKEND,
-                 backend_options: Optional[dict] = None, progress: Progress = null_progress):
-    """Preprocess + segment only. Returns (pre, label on the working grid, label on the reference's native grid)."""
-    b = backend if not isinstance(backend, str) else get_backend(backend, **(backend_options or {}))
-    pre = preprocess(case, preprocess_options or PreprocessOptions(), progress.sub(0, 0.6))
-    label = b.segment(pre, progress.sub(0.6, 1.0))
-    pre.steps.append(f"segmentation: automatic: {b.name}")
-    return pre, label, pre.to_native(label)
+@dataclass
+class Segmented:
+    """The result of the one "preprocess then segment" path (``segment_case``)."""
+    pre: PreprocessedCase
+    label: sitk.Image                      # BraTS labels on the working grid
+    source: str                            # "automatic: <backend>" or "user-supplied segmentation (...)"
+    provenance: dict                       # segmentation_source / backend / version (features' provenance)
+    timings: Dict[str, float]
+
+    @property
+    def native(self) -> sitk.Image:
+        """The label map on the reference sequence's native grid."""
+        return self.pre.to_native(self.label)
+
+    def as_tuple(self):
+        return self.pre, self.label, self.native
+
+
+def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
+                 label: Optional[sitk.Image] = None, label_source: str = "",
+                 label_provenance: Optional[dict] = None, backend=None) -> Segmented:
+    """The one "preprocess then segment" path, used by ``analyze_case`` (hence ``run`` / ``extract`` / batch), the
+    ``segment`` command and the Slicer / web segment logic. ``label`` (native reference grid or working grid; BraTS
+    labels or a binary whole-tumor mask) replaces automatic segmentation (an edited or given ROI; checked before the
+    image work); otherwise ``options.backend`` (or a ready ``backend`` object) runs on the preprocessed case."""
+    from .checks import check_segmentation
+    from .provenance import backend_provenance
+    opt = options or PipelineOptions()
+    label_notes, label_warnings = [], []
+    if label is not None:
+        ref = next(s for s in (opt.preprocess.reference, "flair", "t2", "t1c", "t1") if s in case.images)
+        where = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
+        label, label_notes, label_warnings = check_segmentation(label, case.images[ref], where,
+                                                                case.paths.get(ref) or ref)
+    elif backend is None:  # an unknown backend / missing weights fail before the image work
+        backend = get_backend(opt.backend, **opt.backend_options)
+    timings = {}
+    t = time.perf_counter()
+    pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.8))
+    pre.steps.extend(label_notes)
+    pre.warnings.extend(label_warnings)
+    timings["preprocess_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if label is None:
+        progress.update(0.8, f"tumor segmentation ({backend.name})")
+        lab = backend.segment(pre, progress.sub(0.8, 1.0))
+        source = f"automatic: {backend.name}"
+        prov = {"segmentation_source": "automatic", **backend_provenance(backend)}
+    else:
+        label, note = as_brats_label(label, "user-supplied segmentation")
+        lab = sitk.Resample(label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        source = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
+        prov = {"segmentation_source": "given", **(label_provenance or {})}
+        if note:
+            pre.steps.append(note)
+    pre.steps.append(f"segmentation: {source}")
+    timings["segmentation_s"] = time.perf_counter() - t
+    return Segmented(pre, lab, source, prov, timings)
 
 
 def case_roi(case: Case):
@@ -89,40 +139,15 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     skips automatic segmentation (edited ROI); ``label_source`` says where it came from (provenance);
     ``label_provenance`` (optional) its structured origin, e.g. ``{"segmentation_source": "edited",
     "segmentation_backend": ...}`` (default ``{"segmentation_source": "given"}``)."""
-    from .provenance import backend_provenance, preprocessing_provenance, software_versions, torch_used
-    from .checks import check_preset_sequences, check_segmentation
+    from .checks import check_preset_sequences
+    from .provenance import preprocessing_provenance, software_versions, torch_used
     opt = options or PipelineOptions()
-    # checked before the image work: the preset (and the sequences it needs), the user's segmentation
+    # checked before the image work: the preset (and the sequences it needs); segment_case checks the user's ROI
     preset = load_preset(opt.preset)
     check_preset_sequences(preset, case)
-    label_notes, label_warnings = [], []
-    if label is not None:
-        ref = next(s for s in (opt.preprocess.reference, "flair", "t2", "t1c", "t1") if s in case.images)
-        where = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
-        label, label_notes, label_warnings = check_segmentation(label, case.images[ref], where,
-                                                                case.paths.get(ref) or ref)
-    timings = {}
-    t = time.perf_counter()
-    pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.45))
-    pre.steps.extend(label_notes)
-    pre.warnings.extend(label_warnings)
-    timings["preprocess_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if label is None:
-        backend = get_backend(opt.backend, **opt.backend_options)
-        progress.update(0.45, f"tumor segmentation ({backend.name})")
-        lab = backend.segment(pre, progress.sub(0.45, 0.55))
-        seg_source = f"automatic: {backend.name}"
-        seg_prov = {"segmentation_source": "automatic", **backend_provenance(backend)}
-    else:
-        label, note = as_brats_label(label, "user-supplied segmentation")
-        lab = sitk.Resample(label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        seg_source = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
-        seg_prov = {"segmentation_source": "given", **(label_provenance or {})}
-        if note:
-            pre.steps.append(note)
-    pre.steps.append(f"segmentation: {seg_source}")
-    timings["segmentation_s"] = time.perf_counter() - t
+    seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance)
+    pre, lab, seg_source, seg_prov = seg.pre, seg.label, seg.source, seg.provenance
+    timings = dict(seg.timings)
     native = pre.to_native(lab)
     volumes = region_volumes_ml(lab)
     warnings = list(case.messages) + list(pre.warnings)
@@ -195,6 +220,28 @@ def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
     return options
 
 
+def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
+                  label: Optional[sitk.Image] = None, label_source: str = "", label_provenance: Optional[dict] = None,
+                  bundles=None):
+    """The one run path without files: model bundles (``bundles`` objects, else ``options.bundles`` paths, else the
+    shipped defaults; loaded and validated first, so a broken bundle fails before minutes of image work), the
+    options they need, ``analyze_case`` and ``predict_case``. Returns (CaseAnalysis, predictions document).
+    ``run_case`` (CLI, batch) writes its result; the Slicer / web predict logic puts it into the scene."""
+    from .bundle import load_bundle, load_default_bundles
+    from .predict import predict_case
+    opt = options or PipelineOptions()
+    t0 = time.perf_counter()
+    if bundles is None:
+        bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
+    opt = options_for_bundles(opt, bundles)
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance)
+    progress.update(0.95, "models: " + ", ".join(b.task for b in bundles))
+    doc = predict_case(analysis, bundles)
+    doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
+    doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)
+    return analysis, doc
+
+
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
              label: Optional[sitk.Image] = None, label_source: str = "", keep_previous: int = 0,
              label_provenance: Optional[dict] = None) -> dict:
@@ -207,20 +254,10 @@ def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, pro
 
 def _run_case_into(out: Path, case: Case, options: Optional[PipelineOptions], progress: Progress,
                    label: Optional[sitk.Image], label_source: str, label_provenance: Optional[dict] = None) -> dict:
-    from .bundle import load_default_bundles, load_bundle
-    from .predict import predict_case
     from .report import write_report
 
-    opt = options or PipelineOptions()
     t0 = time.perf_counter()
-    # load (and validate) the model bundles first: a broken bundle must fail before minutes of image work
-    bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
-    opt = options_for_bundles(opt, bundles)
-    analysis = analyze_case(case, opt, progress.sub(0.0, 0.92), label, label_source, label_provenance)
-    progress.update(0.93, "models: " + ", ".join(b.task for b in bundles))
-    doc = predict_case(analysis, bundles)
-    doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
-    doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)
+    analysis, doc = evaluate_case(case, options, progress.sub(0.0, 0.96), label, label_source, label_provenance)
     progress.update(0.96, "writing outputs")
     write_image(analysis.label_native, out / "segmentation.nii.gz")
     write_image(analysis.pre.to_native(analysis.pre.brain_mask), out / "brain_mask.nii.gz")

@@ -110,6 +110,35 @@ def backend_provenance(backend) -> dict:
     return {"segmentation_backend": name, "segmentation_backend_version": version}
 
 
+def label_digest(label) -> str:
+    """A digest of a label map's voxels and geometry: tells an untouched automatic segmentation from an edited one."""
+    import SimpleITK as sitk
+    h = hashlib.sha256(sitk.GetArrayFromImage(sitk.Cast(label, sitk.sitkUInt8)).tobytes())  # a copy: not a view
+    # geometry rounded to 1e-4 mm: a NIfTI / NRRD round trip must not turn an untouched file into "edited"
+    geometry = (label.GetSize(),) + tuple(tuple(round(float(v), 4) + 0.0 for v in t)
+                                          for t in (label.GetSpacing(), label.GetOrigin(), label.GetDirection()))
+    h.update(repr(geometry).encode())
+    return h.hexdigest()[:16]
+
+
+def segmentation_origin_record(segmentation_provenance: dict, label) -> dict:
+    """What travels with an automatic segmentation (an MRML attribute, ``segmentation.provenance.json`` beside the
+    ``segment`` command's output): its backend keys plus the digest of its labels."""
+    keep = {k: v for k, v in segmentation_provenance.items() if k.startswith("segmentation_backend")}
+    return {"segmentation_source": "automatic", **keep, "digest": label_digest(label)}
+
+
+def segmentation_origin(record: Optional[dict], label) -> dict:
+    """``automatic`` (the label map is unchanged since ``record`` was made), ``edited`` (changed since: the backend is
+    kept) or ``given`` (no record: the user's own ROI, a case-folder mask)."""
+    if not record:
+        return {"segmentation_source": "given"}
+    d = {k: v for k, v in record.items() if k != "digest"}
+    if "digest" in record:
+        d["segmentation_source"] = "automatic" if record["digest"] == label_digest(label) else "edited"
+    return d
+
+
 def torch_used(options, backend_name: str = "", brain_mask_method: str = "") -> bool:
     return (backend_name in ("lgg-unet2d", "nnunet") or brain_mask_method in ("deepbet", "hdbet")
             or bool(getattr(options, "deep_weights", None)))

@@ -327,13 +327,33 @@ def test_slicer_logic_tells_automatic_edited_and_given_segmentations(mrml, small
 
 
 def test_a_segmentation_file_declares_its_origin_beside_it(tmp_path):
+    """The `segment` command writes segmentation.provenance.json (backend + digest of its labels) beside its
+    output; `run --segmentation` reads it: automatic while the file is untouched (after a real NIfTI round trip),
+    edited once its labels change, given without a record."""
+    import numpy as np
+    import SimpleITK as sitk
     from GliomaRadiogenomicsLib.cli import segmentation_origin
-    from GliomaRadiogenomicsLib.io import InputError
+    from GliomaRadiogenomicsLib.io import InputError, read_image, write_image
+    from GliomaRadiogenomicsLib.provenance import segmentation_origin_record
+    arr = np.zeros((20, 30, 40), np.uint8)
+    arr[5:10, 10:20, 10:30] = 2
+    label = sitk.GetImageFromArray(arr)
+    label.SetSpacing((0.9375, 0.9375, 4.8333333))
+    label.SetOrigin((-120.123456789, 7.1, 3.3))
     seg = tmp_path / "segmentation.nii.gz"
-    assert segmentation_origin(seg) is None  # nothing declared: the pipeline records "given"
-    (tmp_path / "segmentation.provenance.json").write_text(json.dumps(
-        {"segmentation_source": "edited", "segmentation_backend": "lgg-unet2d", "digest": "x"}))
-    assert segmentation_origin(seg) == {"segmentation_source": "edited", "segmentation_backend": "lgg-unet2d"}
+    write_image(label, seg)
+    assert segmentation_origin(seg, read_image(seg, label=True)) is None  # nothing declared: "given"
+    (tmp_path / "segmentation.provenance.json").write_text(json.dumps(segmentation_origin_record(
+        {"segmentation_source": "automatic", "segmentation_backend": "lgg-unet2d",
+         "segmentation_backend_version": "weights abc"}, label)))
+    assert segmentation_origin(seg, read_image(seg, label=True)) == {
+        "segmentation_source": "automatic", "segmentation_backend": "lgg-unet2d",
+        "segmentation_backend_version": "weights abc"}
+    arr[6, 12, 12] = 0  # one voxel edited
+    edited = sitk.GetImageFromArray(arr)
+    edited.CopyInformation(label)
+    write_image(edited, seg)
+    assert segmentation_origin(seg, read_image(seg, label=True))["segmentation_source"] == "edited"
     (tmp_path / "segmentation.provenance.json").write_text(json.dumps({"segmentation_source": "manual"}))
     with pytest.raises(InputError, match="segmentation.provenance.json: segmentation_source must be"):
-        segmentation_origin(seg)
+        segmentation_origin(seg, edited)

@@ -6,7 +6,7 @@ import SimpleITK as sitk
 
 from GliomaRadiogenomicsLib.case import Case, load_case_folder
 from GliomaRadiogenomicsLib.io import read_image
-from GliomaRadiogenomicsLib.pipeline import segment_case
+from GliomaRadiogenomicsLib.pipeline import PipelineOptions, segment_case
 from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
 from GliomaRadiogenomicsLib.regions import dice, dice_per_region, region_mask
 
@@ -25,7 +25,7 @@ def _on(ref, native):
 @pytest.mark.realdata
 def test_brats_example_against_reference(shared_data):
     c = shared_data / "cases" / "BraTS-example"
-    pre, lab, native = segment_case(load_case_folder(c), PreprocessOptions(), HB)
+    pre, lab, native = segment_case(load_case_folder(c), PipelineOptions(PreprocessOptions(), HB)).as_tuple()
     assert pre.brain_mask_method == "nonzero"  # skull-stripped input detected
     d = dice_per_region(sitk.GetArrayFromImage(native), _on(read_image(c / "reference_seg_algorithm.nii.gz"), native))
     assert d["WT"] >= FLOORS["brats_WT"] and d["TC"] >= FLOORS["brats_TC"] and d["ET"] >= FLOORS["brats_ET"], d
@@ -35,7 +35,7 @@ def test_brats_example_against_reference(shared_data):
 def test_captk_flair_only(shared_data):
     c = shared_data / "cases" / "CaPTk-AAAC0"
     case = Case("CaPTk-AAAC0", {"flair": read_image(c / "flair.nii.gz")}, required=("flair",))
-    pre, lab, native = segment_case(case, PreprocessOptions(), HB)
+    pre, lab, native = segment_case(case, PipelineOptions(PreprocessOptions(), HB)).as_tuple()
     ref = _on(read_image(c / "tumor_label.nii.gz"), native) > 0
     d = dice(region_mask(sitk.GetArrayFromImage(native), "WT"), ref)
     assert d >= FLOORS["captk_WT"], d
@@ -45,7 +45,7 @@ def test_captk_flair_only(shared_data):
 def test_pyradiomics_brain1_t1c_only(shared_data):
     c = shared_data / "cases" / "pyradiomics-brain"
     case = Case("brain1", {"t1c": read_image(c / "brain1_image.nrrd")}, required=("t1c",))
-    pre, lab, native = segment_case(case, PreprocessOptions(reference="t1c"), HB)
+    pre, lab, native = segment_case(case, PipelineOptions(PreprocessOptions(reference="t1c"), HB)).as_tuple()
     ref = _on(read_image(c / "brain1_label.nrrd"), native) > 0
     d = dice(region_mask(sitk.GetArrayFromImage(native), "TC"), ref)
     assert d >= FLOORS["brain1_TC"], d
@@ -57,7 +57,7 @@ def test_synthetic_phantoms_full_pipeline(tmp_path):
     scores = []
     for subj, spec in S.draw_cohort(4, seed=404, downsample=2)[:2]:
         folder = S.render_subject(subj, spec, tmp_path / subj["case_id"], downsample=2)
-        pre, lab, native = segment_case(load_case_folder(folder), PreprocessOptions(spacing=2.0, brain_mask="threshold"), HB)
+        pre, lab, native = segment_case(load_case_folder(folder), PipelineOptions(PreprocessOptions(spacing=2.0, brain_mask="threshold"), HB)).as_tuple()
         truth = _on(read_image(folder / "label.nii.gz"), native)
         scores.append(dice_per_region(sitk.GetArrayFromImage(native), truth)["WT"])
     assert np.mean(scores) >= FLOORS["phantom_WT"], scores

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "GliomaRadiogenomics"))
 from GliomaRadiogenomicsLib import synthetic as S  # noqa: E402
 from GliomaRadiogenomicsLib.case import Case, load_case_folder  # noqa: E402
 from GliomaRadiogenomicsLib.io import read_image  # noqa: E402
-from GliomaRadiogenomicsLib.pipeline import segment_case  # noqa: E402
+from GliomaRadiogenomicsLib.pipeline import PipelineOptions, segment_case  # noqa: E402
 from GliomaRadiogenomicsLib.preprocess import PreprocessOptions  # noqa: E402
 from GliomaRadiogenomicsLib.regions import dice, dice_per_region, region_mask  # noqa: E402
 
@@ -47,7 +47,7 @@ def evaluate(backend="hyperintensity", backend_options=None, phantoms=6, seed=40
             folder = S.render_subject(subj, spec, Path(tmp) / subj["case_id"])
             case = load_case_folder(folder)
             t = time.perf_counter()
-            pre, lab, native = segment_case(case, PreprocessOptions(), **opts)
+            pre, lab, native = segment_case(case, PipelineOptions(PreprocessOptions(), **opts)).as_tuple()
             truth = on_native(read_image(folder / "label.nii.gz"), native)
             d = dice_per_region(sitk.GetArrayFromImage(native), truth)
             rows.append((f"phantom {subj['case_id']}", "T1, T1c, T2, FLAIR", "true label map", d,
@@ -56,7 +56,7 @@ def evaluate(backend="hyperintensity", backend_options=None, phantoms=6, seed=40
         c = SHARED / "BraTS-example"
         case = load_case_folder(c)
         t = time.perf_counter()
-        pre, lab, native = segment_case(case, PreprocessOptions(), **opts)
+        pre, lab, native = segment_case(case, PipelineOptions(PreprocessOptions(), **opts)).as_tuple()
         ref = on_native(read_image(c / "reference_seg_algorithm.nii.gz"), native)
         rows.append(("BraTS-example", "T1, T1c, T2, FLAIR", "BraTS-2025 algorithm output",
                      dice_per_region(sitk.GetArrayFromImage(native), ref), time.perf_counter() - t))
@@ -65,7 +65,7 @@ def evaluate(backend="hyperintensity", backend_options=None, phantoms=6, seed=40
         flair = read_image(c / "flair.nii.gz", "FLAIR")
         case = Case("CaPTk-AAAC0", {"flair": flair}, {"flair": str(c / "flair.nii.gz")}, required=("flair",))
         t = time.perf_counter()
-        pre, lab, native = segment_case(case, PreprocessOptions(), **opts)
+        pre, lab, native = segment_case(case, PipelineOptions(PreprocessOptions(), **opts)).as_tuple()
         ref = on_native(read_image(c / "tumor_label.nii.gz"), native) > 0
         rows.append(("CaPTk-AAAC0", "FLAIR only", "CaPTk label (whole tumor)",
                      {"WT": round(dice(region_mask(sitk.GetArrayFromImage(native), "WT"), ref), 4)},
@@ -75,7 +75,7 @@ def evaluate(backend="hyperintensity", backend_options=None, phantoms=6, seed=40
         t1c = read_image(c / "brain1_image.nrrd", "T1c")
         case = Case("brain1", {"t1c": t1c}, {"t1c": str(c / "brain1_image.nrrd")}, required=("t1c",))
         t = time.perf_counter()
-        pre, lab, native = segment_case(case, PreprocessOptions(reference="t1c"), **opts)
+        pre, lab, native = segment_case(case, PipelineOptions(PreprocessOptions(reference="t1c"), **opts)).as_tuple()
         ref = on_native(read_image(c / "brain1_label.nrrd"), native) > 0
         rows.append(("pyradiomics brain1 (TCGA-02-0003)", "T1c only", "PyRadiomics test label (tumor core)",
                      {"TC": round(dice(region_mask(sitk.GetArrayFromImage(native), "TC"), ref), 4)},

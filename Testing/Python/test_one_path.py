@@ -1,0 +1,58 @@
+"""One path (issue 12 item 7): "preprocess then segment" lives in pipeline.segment_case only; analyze_case, the
+`segment` command and the Slicer segment logic call it, and the Slicer predict logic uses pipeline.evaluate_case
+(the `run` path without files). Real SimpleITK / PyRadiomics / MRML (slicer-core); no mocks."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from GliomaRadiogenomicsLib.case import load_case_folder
+from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case, segment_case
+from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = PipelineOptions(PreprocessOptions(spacing=2.0, brain_mask="threshold"), "hyperintensity", feature_workers=1)
+
+
+def test_preprocess_and_segmentation_called_in_one_place():
+    """No module but pipeline.py calls preprocess(...) or a backend's .segment(pre ...) (the auto backend delegates
+    to the backend it chose, inside segment.py)."""
+    calls = []
+    for path in list((REPO / "GliomaRadiogenomics").rglob("*.py")) + list(REPO.glob("Glioma*/*.py")):
+        if ".venv" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name == "preprocess" or (name == "segment" and node.args and getattr(node.args[0], "id", "") == "pre"):
+                    calls.append(f"{path.relative_to(REPO)}:{node.lineno}:{name}")
+    outside = [c for c in calls if not c.startswith(("GliomaRadiogenomics/GliomaRadiogenomicsLib/pipeline.py",
+                                                      "GliomaRadiogenomics/GliomaRadiogenomicsLib/segment.py"))]
+    assert not outside, outside
+    assert any(c.startswith("GliomaRadiogenomics/GliomaRadiogenomicsLib/pipeline.py") for c in calls)
+
+
+def test_segment_command_analysis_and_slicer_logic_give_the_same_segmentation(small_demo_dir, tmp_path, mrml):
+    from GliomaMRML.convert import segmentation_node_to_label_image
+    from GliomaMRML.logic import GliomaSegmentLogic, load_case_folder_into_scene, reference_node
+    from GliomaRadiogenomicsLib.cli import main
+    from GliomaRadiogenomicsLib.io import read_image
+    seg = segment_case(load_case_folder(small_demo_dir), FAST)
+    assert seg.source == "automatic: hyperintensity" and seg.provenance["segmentation_source"] == "automatic"
+    native = sitk.GetArrayFromImage(seg.native)
+    assert (native > 0).sum() > 100
+    analysis = analyze_case(load_case_folder(small_demo_dir), FAST)
+    assert np.array_equal(sitk.GetArrayFromImage(analysis.label_native), native)
+    out = tmp_path / "seg"
+    assert main(["segment", "--case-dir", str(small_demo_dir), "--out", str(out), "--spacing", "2",
+                 "--brain-mask", "threshold", "--backend", "hyperintensity"]) == 0
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(out / "segmentation.nii.gz", label=True)), native)
+    nodes, _, _ = load_case_folder_into_scene(mrml.scene, small_demo_dir)
+    node = GliomaSegmentLogic(mrml.scene).segment(nodes, backend="hyperintensity",
+                                                  preprocess_options=FAST.preprocess)
+    got = sitk.GetArrayFromImage(segmentation_node_to_label_image(node, reference_node(nodes)))
+    assert np.array_equal(got, native)
