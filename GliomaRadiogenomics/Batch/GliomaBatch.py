@@ -3,15 +3,17 @@
     Slicer --no-main-window --python-script GliomaRadiogenomics/Batch/GliomaBatch.py --input COHORT --output OUT
     python GliomaRadiogenomics/Batch/GliomaBatch.py --input COHORT --output OUT      # slicer-core (real MRML, no app)
 
-COHORT holds one folder per case (sequences named t1/t1c/t2/flair, BraTS, BIDS, scanner names, or DICOM series;
-optional case.json with clinical data). Per case: volumes loaded into the scene, segmentation, features,
-predictions; OUT/<case>/ gets segmentation.nii.gz, predictions.json and summary.pdf (or error.txt for a failed
-case) as one output set (GliomaRadiogenomicsLib.io.output_set: staged, then swapped into place with its manifest
-.complete.json, so a killed batch leaves each case folder with its previous complete set or its new one; the
-previous set is removed, or kept as OUT/<case>.previous-<timestamp> with --keep-previous N). OUT/batch_results.csv
-lists every case with ok / failed, the error and the probabilities; it is rewritten (atomically) after each case,
-and cases already ok with the same options (column options_hash: preprocessing, preset, bundles) and a complete
-output set are skipped on a re-run; cases done with other options are redone. A failing case never stops the
+COHORT holds one folder per case (found as `extract` finds them, GliomaRadiogenomicsLib.cohort.find_case_folders:
+hidden folders, folders without an image or DICOM file, and OUT when it lies inside COHORT are skipped; sequences
+named t1/t1c/t2/flair, BraTS, BIDS, scanner names, or DICOM series; optional case.json with clinical data). Per
+case: volumes loaded into the scene, segmentation, features, predictions; OUT/<case>/ gets segmentation.nii.gz,
+predictions.json and summary.pdf (or error.txt for a failed case) as one output set
+(GliomaRadiogenomicsLib.io.output_set: staged, then swapped into place with its manifest .complete.json, so a killed
+batch leaves each case folder with its previous complete set or its new one; the previous set is removed, or kept as
+OUT/<case>.previous-<timestamp> with --keep-previous N). OUT/batch_results.csv lists every case with ok / failed,
+the error and the probabilities; it is rewritten (atomically) after each case, and cases already ok with the same
+options (column options_hash: preprocessing, preset, bundles) and a complete output set are skipped on a re-run
+(cohort.case_done, extract's resume rule); cases done with other options are redone. A failing case never stops the
 batch. OUT is checked first (a file, not writable, disk full: exit code 2).
 """
 from __future__ import annotations
@@ -56,8 +58,9 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     import SimpleITK as sitk
     from GliomaMRML.convert import segmentation_node_to_label_image
     from GliomaMRML.logic import GliomaRadiogenomicsLogic, load_case_folder_into_scene, reference_node
+    from GliomaRadiogenomicsLib.cohort import case_done, case_failure, find_case_folders
     from GliomaRadiogenomicsLib.io import (atomic_write_json, atomic_write_text, check_output_folder, output_set,
-                                           read_output_set, write_image)
+                                           write_image)
 
     inp, out = Path(input_dir), Path(output_dir)
     if not inp.is_dir():
@@ -71,10 +74,9 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     key = batch_options_hash(preprocess_options, preset, bundles, backend)  # cases done with other options are redone
     scene = _scene()
     rows = []
-    for folder in sorted(p for p in inp.iterdir() if p.is_dir()):
-        done = previous.get(folder.name, {})
-        if done.get("status") == "ok" and done.get("options_hash") == key and \
-                "predictions.json" in (read_output_set(out / folder.name) or {}).get("files", {}):
+    for folder in find_case_folders(inp, exclude=[out]):  # extract's discovery: hidden, image-less, OUT skipped
+        # extract's resume rule too: ok with the same options; here also a complete output set with predictions.json
+        if case_done(previous.get(folder.name), key, out / folder.name, needs=("predictions.json",)):
             rows.append(previous[folder.name])
             continue
         t0 = time.perf_counter()
@@ -97,12 +99,12 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
                                **{f"p_{t}": doc[t]["probability"] for t in doc["tasks"]},
                                warnings=" | ".join(doc["warnings"])[:500])
                 except Exception as exc:  # a failing case is recorded, the batch goes on: its set is error.txt
-                    row["error"] = f"{type(exc).__name__}: {exc}"
+                    row["error"] = case_failure(folder.name, exc)["error"]
                     for f in case_out.iterdir():
                         f.unlink()
                     atomic_write_text(case_out / "error.txt", traceback.format_exc())
         except Exception as exc:  # the case's output folder itself (not writable, disk full)
-            row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            row.update(status="failed", error=case_failure(folder.name, exc)["error"])
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         atomic_write_text(results_csv, pd.DataFrame(rows).to_csv(index=False), backup=False)

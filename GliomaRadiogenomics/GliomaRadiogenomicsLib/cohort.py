@@ -24,16 +24,47 @@ from .io import IMAGE_SUFFIXES, InputError, atomic_write_json, atomic_write_text
 from .progress import Progress, null_progress
 
 
-def find_case_folders(cases_dir: Path) -> List[Path]:
+def find_case_folders(cases_dir: Path, exclude=()) -> List[Path]:
+    """The one discovery rule of the cohort runners (``extract_cohort`` and the batch script): the non-hidden
+    subfolders of ``cases_dir`` that hold an image file (``IMAGE_SUFFIXES``) or DICOM (``.dcm`` or no suffix),
+    sorted by name. A subfolder that is, or holds, a path in ``exclude`` (the output folder when it lies inside the
+    cohort folder) is skipped."""
     cases_dir = Path(cases_dir)
     if not cases_dir.is_dir():
         raise FileNotFoundError(f"cohort folder not found: {cases_dir}")
+    skip = [Path(e).resolve() for e in exclude if e is not None]
     out = []
     for d in sorted(p for p in cases_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        r = d.resolve()
+        if any(e == r or r in e.parents for e in skip):
+            continue
         if any(f.is_file() and (f.name.lower().endswith(IMAGE_SUFFIXES) or f.suffix.lower() in ("", ".dcm"))
                for f in d.rglob("*")):
             out.append(d)
     return out
+
+
+def case_done(record, key: str, output_folder=None, needs=()) -> bool:
+    """The one resume rule of the cohort runners: a case is done (reused, not run again) when its record exists with
+    the same options hash ``key`` and status ok; with ``output_folder``, its output set there must also be complete
+    (``io.read_output_set``) and hold the files ``needs``. The record is the batch's row of batch_results.csv
+    (``status``, ``options_hash``) or extract's cached JSON row (bookkeeping prefixed: ``_status``,
+    ``_options_hash``); a record without them (an older version) is not done."""
+    if not isinstance(record, dict):
+        return False
+    status = record.get("status", record.get("_status"))
+    if status != "ok" or record.get("options_hash", record.get("_options_hash")) != key:
+        return False
+    if output_folder is None:
+        return True
+    from .io import read_output_set
+    m = read_output_set(output_folder)
+    return m is not None and set(needs) <= set(m.get("files", {}))
+
+
+def case_failure(case_id: str, exc: BaseException) -> dict:
+    """The one per-case failure record of the cohort runners: ``case_id`` and ``error`` ("Type: message")."""
+    return {"case_id": str(case_id), "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _one_case(args) -> dict:
@@ -43,8 +74,9 @@ def _one_case(args) -> dict:
 def analyze_folder_cached(folder, cache, options, before=None) -> dict:
     """Feature row of one case folder, cached as JSON in ``cache``; errors come back as a row with ``_error``.
     ``before`` (optional callable) runs first inside the error handling, e.g. to render a synthetic case.
-    The cache is keyed on the options: a row cached with other options (``_options_hash``, provenance.options_hash)
-    or without a recorded hash (older version) is recomputed and replaced."""
+    The cache is keyed on the options (``case_done``: the batch's resume rule too): a row cached with other options
+    (``_options_hash``, provenance.options_hash) or without a recorded hash and status (older version) is recomputed
+    and replaced."""
     from .provenance import options_hash
     key = options_hash(options)
     cache = Path(cache)
@@ -53,7 +85,7 @@ def analyze_folder_cached(folder, cache, options, before=None) -> dict:
             row = json.loads(cache.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             row = None
-        if isinstance(row, dict) and row.get("_options_hash") == key:
+        if case_done(row, key):
             row["_cached"] = True
             return row
     from .case import load_case_folder
@@ -70,11 +102,12 @@ def analyze_folder_cached(folder, cache, options, before=None) -> dict:
         row["_seconds"] = round(time.perf_counter() - t, 1)
         row["_warnings"] = " | ".join(analysis.warnings)
         row["_options_hash"] = key
+        row["_status"] = "ok"
         atomic_write_json(cache, row)
         return row
     except Exception as exc:  # recorded per case; the cohort goes on
-        return {"case_id": Path(folder).name, "_error": f"{type(exc).__name__}: {exc}",
-                "_traceback": traceback.format_exc(limit=5)}
+        failure = case_failure(Path(folder).name, exc)
+        return {"case_id": failure["case_id"], "_error": failure["error"], "_traceback": traceback.format_exc(limit=5)}
 
 
 def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: Progress = null_progress,
@@ -88,7 +121,7 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
     check_output_folder(out_table.parent, what="output folder of the table")
     cache_dir = out_table.with_name(out_table.name + ".cases")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    folders = find_case_folders(cases_dir)
+    folders = find_case_folders(cases_dir, exclude=[out_table.parent, cache_dir])
     if not folders:
         raise FileNotFoundError(f"{cases_dir}: no case folders with images found")
     args = [(f, cache_dir / f"{f.name}.json", opt) for f in folders]

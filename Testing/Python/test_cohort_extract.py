@@ -73,3 +73,58 @@ def test_extract_with_location_and_mismatch_columns(cohort, tmp_path):
     assert len(vasari) == 15 and t["vasari_auto_score"].notna().all() and (t["vasari_auto_n"] >= 10).all()
     row = t.set_index("case_id").loc["synth-0001"]
     assert row["vasari_score"] == row["vasari_auto_score"]
+
+
+def test_extract_and_batch_share_discovery_and_resume_rule(tmp_path):
+    """One discovery (cohort.find_case_folders) and one resume rule (cohort.case_done) for both cohort runners:
+    from the same cohort folder (a hidden folder, a folder without images, the output folder inside it) they find
+    the same cases; cases done with the same options are reused, with other options run again. The case images are
+    not images, so a case that is run again fails at once (observable, no image work)."""
+    pytest.importorskip("slicer", reason="slicer-core is not installed (make test installs it)")
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch"))
+    import GliomaBatch as B
+    from GliomaRadiogenomicsLib.cohort import extract_cohort, find_case_folders
+    from GliomaRadiogenomicsLib.io import atomic_write_json, output_set
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    from GliomaRadiogenomicsLib.provenance import options_hash
+
+    cohort = tmp_path / "cohort"
+    for case in ("a", "b", ".hidden"):
+        (cohort / case).mkdir(parents=True)
+        (cohort / case / "flair.nii.gz").write_bytes(b"not an image")
+    (cohort / "no-images").mkdir()
+    (cohort / "no-images" / "notes.txt").write_text("no image here")
+    out = cohort / "results"  # the output folder of both runners, inside the cohort folder
+    cases = ["a", "b"]
+
+    # done before with the same options: extract's cached rows, the batch's ok rows with complete output sets
+    popt, other = PreprocessOptions(spacing=3.0, brain_mask="threshold"), PreprocessOptions(spacing=2.0)
+    xopt = PipelineOptions(preprocess=popt, backend="hyperintensity", feature_workers=1)
+    xother = PipelineOptions(preprocess=other, backend="hyperintensity", feature_workers=1)
+    key = B.batch_options_hash(popt)
+    for c in cases:
+        atomic_write_json(out / "table.csv.cases" / f"{c}.json",
+                          {"case_id": c, "f": 1.0, "_options_hash": options_hash(xopt), "_status": "ok"})
+        with output_set(out / c) as staging:  # holds an image: OUT would be a case were it not skipped
+            (staging / "predictions.json").write_text("{}")
+            (staging / "segmentation.nii.gz").write_bytes(b"seg")
+    pd.DataFrame([{"case": c, "status": "ok", "error": "", "seconds": 12.5, "options_hash": key} for c in cases]
+                 ).to_csv(out / "batch_results.csv", index=False)
+
+    s = extract_cohort(cohort, out / "table.csv", xopt)  # same options: reused
+    assert s["n_ok"] == s["n_cached"] == 2 and s["n_failed"] == 0
+    assert pd.read_csv(out / "table.csv").case_id.tolist() == cases
+    rows = B.run_batch(cohort, out, popt)
+    assert [r["case"] for r in rows] == cases and all(r["status"] == "ok" and r["seconds"] == 12.5 for r in rows)
+
+    s = extract_cohort(cohort, out / "table.csv", xother)  # other options: run again (and fail: no images)
+    assert s["n_ok"] == s["n_cached"] == 0
+    assert pd.read_csv(out / "table.failures.csv").case_id.tolist() == cases
+    rows = B.run_batch(cohort, out, other)
+    assert [r["case"] for r in rows] == cases and all(r["status"] == "failed" for r in rows)
+    assert all(r["options_hash"] == B.batch_options_hash(other) and r["error"] for r in rows)
+    fails = pd.read_csv(out / "table.failures.csv").set_index("case_id").error  # one failure format: "Type: text"
+    assert all(fails[r["case"]].split(":")[0] == r["error"].split(":")[0] for r in rows), (fails, rows)
+    assert [f.name for f in find_case_folders(cohort, exclude=[out])] == cases

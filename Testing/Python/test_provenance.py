@@ -278,11 +278,12 @@ def test_batch_skips_only_cases_done_with_the_same_options(tmp_path):
     with_bundle = B.batch_options_hash(opts, bundles=[bundle])
     bundle.write_text(json.dumps(dict(load_default_bundles()[0].to_dict(), version="9")))  # retrained: other content
     assert B.batch_options_hash(opts, bundles=[bundle]) != with_bundle
-    # a case done before: ok, its predictions.json present. The folder holds no images now, so a case that is run
+    # a case done before: ok, its predictions.json present. Its image is not an image now, so a case that is run
     # again fails at once (observable, and no minutes of image work)
     from GliomaRadiogenomicsLib.io import output_set
     cohort, out = tmp_path / "cohort", tmp_path / "out"
     (cohort / "c1").mkdir(parents=True)
+    (cohort / "c1" / "flair.nii.gz").write_bytes(b"not an image")  # a folder without an image is no case
     with output_set(out / "c1") as staging:  # the case's complete output set
         (staging / "predictions.json").write_text("{}")
     pd.DataFrame([{"case": "c1", "status": "ok", "error": "", "seconds": 12.5, "options_hash": key}]).to_csv(
