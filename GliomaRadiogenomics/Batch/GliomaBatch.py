@@ -64,7 +64,8 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
 
     inp, out = Path(input_dir), Path(output_dir)
     if not inp.is_dir():
-        raise SystemExit(f"input folder not found: {inp}")
+        from GliomaRadiogenomicsLib.io import InputError
+        raise InputError(f"--input: cohort folder not found: {inp}")
     check_output_folder(out)  # a file, not writable, disk full: before any case
     out.mkdir(parents=True, exist_ok=True)
     results_csv = out / "batch_results.csv"

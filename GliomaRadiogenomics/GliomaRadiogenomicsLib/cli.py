@@ -518,6 +518,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (InputError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PermissionError as exc:  # a file or folder of the user's that we may not read / write
+        print(f"error: permission denied: {exc.filename or exc} ({exc.strerror or 'not allowed'}); check the "
+              "file's permissions", file=sys.stderr)
+        return 2
     except Exception as exc:  # not the user's input: our bug
         import time
         import traceback

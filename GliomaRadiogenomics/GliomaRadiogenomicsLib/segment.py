@@ -384,7 +384,8 @@ class LggUnet2dBackend(SegmentationBackend):
         from . import unet2d
         self.weights_dir = weights_dir
         if not unet2d.weights_available(weights_dir):
-            raise ValueError(f"lgg-unet2d: weights not found in {weights_dir or unet2d.WEIGHTS_DIR} "
+            from .io import InputError
+            raise InputError(f"lgg-unet2d: weights not found in {weights_dir or unet2d.WEIGHTS_DIR} "
                              "(manifest.json and fold files; see docs/real-segmentation.md)")
         self.manifest = unet2d.read_manifest(weights_dir)
         self.folds = ",".join(str(f) for f in unet2d.parse_folds(folds, self.manifest))  # validates early

@@ -311,6 +311,14 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     for lab in labels:
         if lab not in table.columns:
             raise InputError(f"label column '{lab}' is not in the table")
+        values = pd.to_numeric(table[lab], errors="coerce")
+        invalid = table[lab][table[lab].notna() & ~values.isin([0, 1])]
+        if len(invalid):
+            shown = sorted(set(map(str, invalid)))[:5]
+            raise InputError(f"label column '{lab}' must hold 0 / 1 (or be empty); found {', '.join(shown)}")
+        if values.dropna().nunique() < 2:
+            raise InputError(f"label column '{lab}' holds one class only ({values.notna().sum()} labelled rows): "
+                             "a model needs both 0 and 1")
     n_jobs = min(4, os.cpu_count() or 1) if n_jobs is None else max(1, int(n_jobs))
     seq_info = None
     if sequences:

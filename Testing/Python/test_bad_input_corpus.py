@@ -78,7 +78,7 @@ def test_exit_code_and_message_of_the_real_command(corpus, case_id):
 def test_corpus_covers_the_issue_list(corpus):
     cats = {c.category for c in corpus.values()}
     assert {"image file", "image header", "voxel values", "volume size", "sequences", "case.json", "DICOM",
-            "segmentation", "model bundle", "preset", "options", "feature table"} <= cats
+            "segmentation", "model bundle", "preset", "options", "feature table", "training labels", "outputs"} <= cats
     assert len(corpus) >= 40
     assert all(c.exit_code == 2 for c in corpus.values())
 

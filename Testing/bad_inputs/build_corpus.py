@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+import pandas as pd
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +53,7 @@ CASE_IDS = (
     "preset_unknown_key", "preset_normalization", "preset_sequence", "preset_pad", "preset_pyradiomics_type",
     "preset_pyradiomics_key", "preset_image_type", "preset_absent_sequences", "preset_missing",
     "preset_unknown_name", "spacing_option_zero", "spacing_option_tiny", "table_binary", "table_empty",
+    "train_label_text", "train_label_one_class", "out_is_file", "out_under_file",
 )
 
 
@@ -720,6 +722,32 @@ def build(root, source: Optional[Source] = None) -> List[BadCase]:
          ["predict", "--bundle", str(default_bundle_paths()[0]), "--table", str(d / "features.csv"), "--out",
           str(d / "predictions.csv")], f"{_e(d / 'features.csv')}: not a readable CSV feature table "
          "\\(No columns to parse from file\\)", out=False)
+
+    # ---------------------------------------------------------------- training labels
+    cat = "training labels"
+    for id_, values, expect in (("train_label_text", ["yes", "no", "1", "0"], "found no, yes"),
+                                ("train_label_one_class", [1, 1, 1, None], "holds one class only")):
+        d = root / id_
+        d.mkdir(exist_ok=True)
+        pd.DataFrame({"case_id": list("abcd"), "IDH": values, "FLAIR_original_firstorder_Mean": [1.0, 2.0, 3.0, 4.0]}
+                     ).to_csv(d / "features.csv", index=False)
+        case(id_, cat, f"train with a label column that {'holds text' if 'text' in id_ else 'has one class'}",
+             ["train", "--table", str(d / "features.csv"), "--label", "IDH", "--method", "st", "--out",
+              str(d / "bundle.json")], f"{_e(d / 'features.csv')}: label column 'IDH' .*{expect}", out=False)
+
+    # ---------------------------------------------------------------- output folders
+    cat = "outputs"
+    d = root / "out_is_file"
+    d.mkdir(exist_ok=True)
+    (d / "out").write_text("a file where the output folder should be\n")
+    case("out_is_file", cat, "--out names an existing file", ["run", "--flair", str(G["flair"])],
+         f"output folder {_e(d / 'out')} is an existing file, not a folder")
+    d = root / "out_under_file"
+    d.mkdir(exist_ok=True)
+    (d / "notes.txt").write_text("a file\n")
+    case("out_under_file", cat, "--out lies under a file", ["run", "--flair", str(G["flair"]), "--out",
+                                                            str(d / "notes.txt" / "out")],
+         f"output folder {_e(d / 'notes.txt' / 'out')} cannot be created: {_e(d / 'notes.txt')} is a file", out=False)
 
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
