@@ -173,18 +173,25 @@ class GliomaPredictLogic:
 
     def predict(self, nodes: Dict[str, object], segmentation_node, clinical: Optional[dict] = None,
                 preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress,
-                preprocess_options=None, synthetic_case: bool = False):
-        """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts."""
+                preprocess_options=None, synthetic_case: bool = False, backend: Optional[str] = None):
+        """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts.
+        ``segmentation_node`` None: automatic segmentation inside the same pass (``backend``; one preprocessing),
+        the result available as ``self.last_analysis.label_native``."""
         from GliomaRadiogenomicsLib.pipeline import PipelineOptions, evaluate_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+        from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
         case = case_from_nodes(nodes, clinical)
         case.synthetic = synthetic_case
         popt = preprocess_options or PreprocessOptions(reference=reference)
-        label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
-        opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1, bundles=list(bundles or []) or None)
-        analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95), label=label,  # the one run path (as `run`)
-                                      label_source=f"segmentation node '{segmentation_node.GetName()}'",
-                                      label_provenance=segmentation_provenance(segmentation_node, label))
+        opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1, bundles=list(bundles or []) or None,
+                              backend=backend or DEFAULT_BACKEND)
+        if segmentation_node is None:
+            analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95))
+        else:
+            label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
+            analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95), label=label,  # the one run path
+                                          label_source=f"segmentation node '{segmentation_node.GetName()}'",
+                                          label_provenance=segmentation_provenance(segmentation_node, label))
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
         charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
@@ -287,12 +294,21 @@ class GliomaRadiogenomicsLogic:
         """Synchronous run; ``segmentation_node`` is used only when it belongs to ``nodes`` (segmentation_for_run),
         else a new segmentation node is made (the given one stays in the scene) with ``backend`` (default: the
         default backend)."""
+        import json
+        from GliomaRadiogenomicsLib.provenance import segmentation_origin_record
         segmentation_node = segmentation_for_run(self.scene, segmentation_node, nodes)
-        if segmentation_node is None:
-            segmentation_node = self.segment_logic.segment(nodes, backend=backend, progress=progress.sub(0, 0.4),
-                                                           preprocess_options=preprocess_options)
-        remember_inputs(segmentation_node, nodes)
+        automatic = segmentation_node is None
+        # one pass (one preprocessing): automatic segmentation, features and models, as `run` does
         doc, table, charts = self.predict_logic.predict(nodes, segmentation_node, clinical, preset=preset,
-                                                        bundles=bundles, progress=progress.sub(0.4, 1.0),
-                                                        preprocess_options=preprocess_options)
+                                                        bundles=bundles, progress=progress,
+                                                        preprocess_options=preprocess_options, backend=backend)
+        if automatic:
+            analysis = self.predict_logic.last_analysis
+            ref = nodes[analysis.pre.reference]
+            segmentation_node = label_image_to_segmentation_node(analysis.label_native, self.scene,
+                                                                 "Glioma segmentation", ref)
+            label = segmentation_node_to_label_image(segmentation_node, ref)
+            segmentation_node.SetAttribute(SOURCE_ATTRIBUTE, json.dumps(segmentation_origin_record(
+                analysis.features.provenance, label)))
+        remember_inputs(segmentation_node, nodes)
         return segmentation_node, doc, table, charts

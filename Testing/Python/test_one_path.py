@@ -56,3 +56,27 @@ def test_segment_command_analysis_and_slicer_logic_give_the_same_segmentation(sm
                                                   preprocess_options=FAST.preprocess)
     got = sitk.GetArrayFromImage(segmentation_node_to_label_image(node, reference_node(nodes)))
     assert np.array_equal(got, native)
+
+
+def test_workflow_logic_run_preprocesses_once_and_records_an_automatic_segmentation(small_demo_dir, mrml,
+                                                                                     monkeypatch):
+    """Logic.run (the workflow module, the batch script) is one pass like `run`: the case is preprocessed once (the
+    real preprocess, counted), the automatic segmentation node equals segment_case's output and is recorded as
+    automatic, and the features / predictions come from the same pass."""
+    import GliomaRadiogenomicsLib.pipeline as P
+    from GliomaMRML.convert import segmentation_node_to_label_image
+    from GliomaMRML.logic import (GliomaRadiogenomicsLogic, load_case_folder_into_scene, reference_node,
+                                  segmentation_provenance)
+    expected = sitk.GetArrayFromImage(segment_case(load_case_folder(small_demo_dir), FAST).native)
+    calls = []
+    real = P.preprocess
+    monkeypatch.setattr(P, "preprocess", lambda *a, **k: calls.append(1) or real(*a, **k))
+    nodes, clinical, _ = load_case_folder_into_scene(mrml.scene, small_demo_dir)
+    seg, doc, table, charts = GliomaRadiogenomicsLogic(mrml.scene).run(
+        nodes, clinical, preprocess_options=FAST.preprocess, backend="hyperintensity")
+    assert len(calls) == 1
+    label = segmentation_node_to_label_image(seg, reference_node(nodes))
+    assert np.array_equal(sitk.GetArrayFromImage(label), expected)
+    assert segmentation_provenance(seg, label)["segmentation_source"] == "automatic"
+    assert doc["features"]["segmentation_source"] == "automatic"
+    assert doc["segmentation"]["volumes_ml"]["WT"] > 0 and table.GetTable().GetNumberOfRows() == len(doc["tasks"])
