@@ -129,6 +129,6 @@ def test_no_import_circle_between_case_and_inputs():
     sequences.py): issue 12 item 7."""
     import ast
     import GliomaRadiogenomicsLib.inputs as inputs_module
-    tree = ast.parse(open(inputs_module.__file__).read())
+    tree = ast.parse(open(inputs_module.__file__, encoding="utf-8").read())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "case" not in imported and "sequences" in imported

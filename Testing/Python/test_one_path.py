@@ -24,7 +24,7 @@ def test_preprocess_and_segmentation_called_in_one_place():
     for path in list((REPO / "GliomaRadiogenomics").rglob("*.py")) + list(REPO.glob("Glioma*/*.py")):
         if ".venv" in path.parts:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call):
                 f = node.func
                 name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")

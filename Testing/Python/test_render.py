@@ -84,7 +84,7 @@ def test_no_second_renderer_in_the_adapters():
                  REPO / "GliomaRadiogenomics/GliomaMRML/convert.py",
                  REPO / "GliomaRadiogenomics/GliomaWeb/app.py",
                  REPO / "GliomaPredict/GliomaPredict.py"]:
-        src = path.read_text()
+        src = path.read_text(encoding="utf-8")
         # the nomogram chart titles format the probability of one task inside a figure; the tables / lines may not
         for m in pattern.finditer(src):
             line = src[:m.start()].count("\n") + 1
