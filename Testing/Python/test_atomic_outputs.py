@@ -289,7 +289,9 @@ def test_extract_killed_then_resumed_equals_uninterrupted(cohort, tmp_path):
             state = "new"
         seen.append((moment, round(delay, 3), killed, state))
     print("extract kill moments:", seen)
-    assert seen[0][3] == "previous"
+    # a kill during the second case leaves the previous set; a new set only if the run had finished by then (a
+    # loaded machine can be slower to deliver the kill than the case is to finish)
+    assert seen[0][3] == "previous" or not seen[0][2], seen
 
     r = run(cmd)
     assert r.returncode == 0, r.stderr[-3000:]
