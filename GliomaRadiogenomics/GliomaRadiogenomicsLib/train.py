@@ -31,6 +31,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from . import __version__
+from .case import SEXES
 from .bundle import SEQ_NAMES, ModelBundle, build_nomogram
 from .evaluation import (cohort_table, compare_repeated, evaluate, figures, repeated_cv_summary, write_report,
                          youden_cutoff)
@@ -45,7 +46,8 @@ METHODS = ("st", "mt", "cmt", "atrx-fusion")
 BASELINES = {"age": ("age",), "age + sex": ("age", "sex_male")}  # plain logistic regression, same folds
 NOMOGRAM_NAMES = {"age": "Age (years)", "sex_male": "Sex (male = 1)", "who_grade": "WHO grade",
                   "vasari_score": "VASARI score"}
-ENCODINGS = {"sex_male": {"M": 1.0, "MALE": 1.0, "F": 0.0, "FEMALE": 0.0}}
+# written into each bundle (model files are data): generated from the one sex definition, case.SEXES / sex_male
+ENCODINGS = {"sex_male": {k: (1.0 if v == "M" else 0.0) for k, v in SEXES.items()}}
 
 
 def add_derived_columns(df: pd.DataFrame) -> pd.DataFrame:
