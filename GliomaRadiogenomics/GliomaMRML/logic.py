@@ -125,7 +125,7 @@ def load_case_folder_into_scene(scene, folder) -> tuple:
     if case.mask_path:  # offered as the reference (Dice) or as the ROI: a segmentation node, never a volume
         from GliomaRadiogenomicsLib.io import read_image
         from GliomaRadiogenomicsLib.regions import as_brats_label
-        mask, _ = as_brats_label(read_image(case.mask_path, "case-folder mask"), "case-folder mask")
+        mask, _ = as_brats_label(read_image(case.mask_path, "case-folder mask", label=True), "case-folder mask")
         label_image_to_segmentation_node(mask, scene, f"{case.case_id} case-folder mask ({Path(case.mask_path).name})",
                                          reference_node(nodes))
     return nodes, dict(case.clinical), case.case_id
