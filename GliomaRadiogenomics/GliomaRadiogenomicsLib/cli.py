@@ -232,8 +232,10 @@ def cmd_predict(args) -> int:
 
     bundle = load_bundle(args.bundle)
     table = read_table(args.table)
-    prov, side = read_table_provenance(args.table)
-    warnings = []
+    prov, side, table_warning = read_table_provenance(args.table)
+    warnings = [table_warning] if table_warning else []
+    if table_warning:
+        print(f"WARNING: {table_warning}", file=sys.stderr)
     if prov is None:
         if not args.trust_table:
             raise InputError(f"{args.table}: no provenance file {side.name} beside it: the model cannot check that "
@@ -274,17 +276,25 @@ def read_table(path):
 
 
 def read_table_provenance(table):
-    """(provenance dict or None, path of ``<table>.provenance.json``)."""
+    """(provenance dict or None, path of ``<table>.provenance.json``, warning or None). The warning says the table's
+    bytes differ from those the provenance was written for (``table_sha256``, written by ``extract``)."""
     side = Path(table).with_name(Path(table).stem + ".provenance.json")
     if not side.exists():
-        return None, side
+        return None, side, None
     try:
         prov = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{side}: not valid JSON ({exc})") from None
     if not isinstance(prov, dict):
         raise InputError(f"{side}: a provenance file must be a JSON object")
-    return prov, side
+    want = prov.pop("table_sha256", None)
+    if want:
+        import hashlib
+        if hashlib.sha256(Path(table).read_bytes()).hexdigest() != want:
+            msg = (f"{Path(table).name} changed since `extract` wrote it with {side.name} (edited, joined with "
+                   "labels, or the two files come from different runs): the provenance may not describe this table")
+            return prov, side, msg
+    return prov, side, None
 
 
 def cmd_train(args) -> int:
@@ -295,8 +305,10 @@ def cmd_train(args) -> int:
     if not table_path.exists():
         raise InputError(f"feature table not found: {table_path}")
     table = read_table(table_path)
-    prov, side = read_table_provenance(table_path)
-    warnings = []
+    prov, side, table_warning = read_table_provenance(table_path)
+    warnings = [table_warning] if table_warning else []
+    if table_warning:
+        print(f"WARNING: {table_warning}", file=sys.stderr)
     if prov is None:  # trained anyway (e.g. a published table), but the bundle says so and every prediction warns
         warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle(s) do NOT record the "
                         "extraction settings (preset, spacing, normalisation, segmentation, ...) and cannot refuse "

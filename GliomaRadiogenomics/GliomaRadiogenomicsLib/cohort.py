@@ -144,7 +144,10 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
                     what="output folder of the table") as staging:
         if ok:
             table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok])
-            atomic_write_text(staging / out_table.name, table.to_csv(index=False))
+            text = table.to_csv(index=False)
+            atomic_write_text(staging / out_table.name, text)
+            import hashlib  # ties the provenance to this table's bytes (cli.read_table_provenance checks it)
+            provenance = {**(provenance or {}), "table_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
             atomic_write_json(staging / (out_table.stem + ".provenance.json"), provenance)
         atomic_write_text(staging / failures_path.name, pd.DataFrame(
             [{"case_id": r["case_id"], "error": r["_error"]} for r in failed],

@@ -50,6 +50,15 @@ def test_extract_table_failures_and_resume(cohort, tmp_path):
     assert s2["n_cached"] == 2
     pd.testing.assert_frame_equal(pd.read_csv(out), t)
     assert not list(tmp_path.glob("table.*.bak-*")) and not list(tmp_path.glob("table.csv.previous-*"))
+    # the provenance is tied to the table's bytes: a table changed afterwards (or from another run) is flagged
+    import hashlib
+    from GliomaRadiogenomicsLib.cli import read_table_provenance
+    prov, _, warning = read_table_provenance(out)
+    assert warning is None and prov["preset"] == "wang2025" and "table_sha256" not in prov
+    assert json.loads((tmp_path / "table.provenance.json").read_text())["table_sha256"] == \
+        hashlib.sha256(out.read_bytes()).hexdigest()
+    t.assign(IDH=[1, 0]).to_csv(out, index=False)  # e.g. labels joined in place
+    assert "table.csv changed since `extract` wrote it" in read_table_provenance(out)[2]
 
 
 def test_extract_with_location_and_mismatch_columns(cohort, tmp_path):
