@@ -356,7 +356,10 @@ def cmd_web(args) -> int:
     except ImportError as exc:
         raise InputError(f"the web app needs trame-slicer ({exc}): pip install -c constraints.txt "
                          "'trame-slicer[standalone]==2.0.0' (or make test)") from None
-    serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask)
+    from .bundle import load_bundle
+    for b in args.bundle or []:  # a broken bundle fails now (exit 2), not at the first Predict
+        load_bundle(b)
+    serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle)
     return 0
 
 
@@ -454,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
+    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")

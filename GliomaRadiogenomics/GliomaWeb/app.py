@@ -30,8 +30,9 @@ DISCLAIMER = "Research probabilities, not diagnoses."
 
 class GliomaWebApp(TrameApp):
     def __init__(self, server=None, case_dir: Optional[str] = None, work_dir: Optional[str] = None,
-                 spacing: float = 1.0, brain_mask: str = "auto"):
+                 spacing: float = 1.0, brain_mask: str = "auto", bundles=None):
         super().__init__(server)
+        self.bundles = list(bundles or []) or None  # model bundle files (None: the shipped default bundles)
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
         self.scene = self.slicer_app.scene
@@ -164,7 +165,7 @@ class GliomaWebApp(TrameApp):
         try:
             logic = GliomaPredictLogic(self.scene)
             doc, _, _ = logic.predict(self.nodes, seg, self.clinical, preprocess_options=self.preprocess_options,
-                                      synthetic_case=bool(self.state.glioma_case_synthetic))
+                                      synthetic_case=bool(self.state.glioma_case_synthetic), bundles=self.bundles)
             logic.save_report(self.work / "report.html")
             label = segmentation_node_to_label_image(seg, reference_node(self.nodes))
             write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz")

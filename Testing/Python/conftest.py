@@ -132,6 +132,45 @@ def small_pre(small_demo_dir):
     return preprocess(case, PreprocessOptions(spacing=2.0, brain_mask="threshold"))
 
 
+def declared_at_spacing(d: dict, spacing: float) -> dict:
+    """A shipped bundle document (JSON dict) turned into an honest TEST copy declared at ``spacing`` mm: the shipped
+    bundles record the 1 mm working grid of their training and refuse features of another spacing (a hard key), so
+    the fast tests that run at 2 or 3 mm use these copies. Their coefficients were fitted on 1 mm features, so the
+    numbers mean nothing: named and marked synthetic as such (the display path is what those tests check)."""
+    trained = (d.get("feature_schema") or {}).get("spacing_mm", 1.0)
+    out = dict(d, name=f"{d['name']} (test copy declared at {spacing:g} mm)", synthetic=True)
+    out["feature_schema"] = dict(d["feature_schema"], spacing_mm=float(spacing))
+    out["training"] = dict(d["training"], trained_on=(
+        f"TEST FIXTURE, not a model (treat as SYNTHETIC): a copy of {d['name']} declared at {spacing:g} mm whose "
+        f"coefficients were trained at {trained:g} mm on {d['training'].get('trained_on', '?')}; its probabilities "
+        "mean nothing"), test_fixture=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundles_at_spacing(tmp_path_factory):
+    """``bundles_at_spacing(spacing)`` -> paths (str) of test copies of the shipped default bundles (the defaults
+    registry's families) declared at ``spacing`` mm (see declared_at_spacing); pass them with --bundle / bundles=."""
+    import json
+    made = {}
+
+    def make(spacing: float) -> list:
+        key = float(spacing)
+        if key not in made:
+            from GliomaRadiogenomicsLib.bundle import default_bundle_paths, load_bundle
+            folder = tmp_path_factory.mktemp(f"bundles-at-{key:g}mm")
+            paths = []
+            for src in default_bundle_paths():
+                p = folder / src.name
+                p.write_text(json.dumps(declared_at_spacing(json.loads(src.read_text(encoding="utf-8")), key),
+                                        indent=2), encoding="utf-8")
+                load_bundle(p)  # still a valid bundle
+                paths.append(str(p))
+            made[key] = paths
+        return list(made[key])
+    return make
+
+
 @pytest.fixture(scope="session")
 def mrml():
     """Real MRML without the Slicer application (slicer-core==5.11.0.6): GliomaMRML.headless.create_scene registers

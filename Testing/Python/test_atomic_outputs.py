@@ -35,6 +35,12 @@ RNG = random.Random(int(os.environ.get("GLIOMA_KILL_SEED", "20251126")))
 LEFTOVER = re.compile(r"^\..+\.(staging|old|prev|lock)-[0-9]+-[0-9a-f]+$")  # our hidden temporary names
 
 
+def at_3mm(bundles_at_spacing):
+    """--bundle arguments: test copies of the shipped bundles declared at FAST's 3 mm (the shipped ones record 1 mm
+    and would refuse every task: probabilities compared between runs would all be null)."""
+    return [a for b in bundles_at_spacing(3.0) for a in ("--bundle", b)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,9 +163,9 @@ def cohort(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(cohort, tmp_path_factory):
+def reference(cohort, tmp_path_factory, bundles_at_spacing):
     out = tmp_path_factory.mktemp("reference") / "case"
-    r = run(CLI + ["run", "--case-dir", cohort / "synth-0000", "--out", out] + FAST)
+    r = run(CLI + ["run", "--case-dir", cohort / "synth-0000", "--out", out] + FAST + at_3mm(bundles_at_spacing))
     assert r.returncode == 0, r.stderr[-3000:]
     snap = snapshot(out)
     assert set(snap) == RUN_SET | {SET_MANIFEST} and read_output_set(out, verify=True)
@@ -170,12 +176,12 @@ def reference(cohort, tmp_path_factory):
 # run: kill -9 before, during the image work, and from the write phase to the swap (the commit window itself is
 # hit many times by test_commit_killed_at_random_moments below)
 # ---------------------------------------------------------------------------------------------------------------
-def test_run_killed_at_random_moments_leaves_previous_or_new_set(cohort, reference, tmp_path):
+def test_run_killed_at_random_moments_leaves_previous_or_new_set(cohort, reference, tmp_path, bundles_at_spacing):
     ref_out, ref = reference
     base = tmp_path / "results"
     out = base / "case"
     shutil.copytree(ref_out, out)
-    cmd = CLI + ["run", "--case-dir", cohort / "synth-0000", "--out", out] + FAST
+    cmd = CLI + ["run", "--case-dir", cohort / "synth-0000", "--out", out] + FAST + at_3mm(bundles_at_spacing)
     seen = []
     for moment in ("start", "image work", "writing"):
         before = snapshot(out)
@@ -212,6 +218,7 @@ def test_run_killed_at_random_moments_leaves_previous_or_new_set(cohort, referen
     assert new["features.csv"] == ref["features.csv"]
     doc, doc_ref = json.loads(new["predictions.json"]), json.loads(ref["predictions.json"])
     assert [doc[t]["probability"] for t in doc["tasks"]] == [doc_ref[t]["probability"] for t in doc_ref["tasks"]]
+    assert all(doc[t]["probability"] is not None for t in doc["tasks"])  # a real comparison, not null == null
     assert not list(out.glob("*.bak-*"))
 
 
@@ -306,7 +313,7 @@ def test_extract_killed_then_resumed_equals_uninterrupted(cohort, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # batch script (plain Python with slicer-core): a case folder keeps its previous set when the batch is killed
 # ---------------------------------------------------------------------------------------------------------------
-def test_batch_killed_while_writing_then_rerun(cohort, tmp_path):
+def test_batch_killed_while_writing_then_rerun(cohort, tmp_path, bundles_at_spacing):
     pytest.importorskip("slicer", reason="slicer-core is not installed (make test installs it)")
     names = {"predictions.json", "segmentation.nii.gz", "summary.pdf"}
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -316,7 +323,7 @@ def test_batch_killed_while_writing_then_rerun(cohort, tmp_path):
             (staging / n).write_bytes(f"previous {n}".encode())
     previous = snapshot(out / "synth-0001")
     cmd = BATCH + ["--input", inp, "--output", out, "--spacing", "3", "--brain-mask", "threshold", "--backend",
-                   "hyperintensity", "--no-register"]
+                   "hyperintensity", "--no-register"] + at_3mm(bundles_at_spacing)
     t0 = time.time()
     p = start(cmd, tmp_path / "batch.log")
     wait_for(lambda: staged_files(out, "synth-0001") or written_since(out / "synth-0001", t0), p, timeout=600,

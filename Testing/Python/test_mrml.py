@@ -100,14 +100,15 @@ def scene_case(mrml, small_demo_dir):
 
 
 @pytest.fixture(scope="module")
-def predicted(mrml, scene_case):
+def predicted(mrml, scene_case, bundles_at_spacing):
+    """At 2 mm with test copies of the shipped bundles declared at 2 mm (the shipped ones record 1 mm: refused)."""
     from GliomaMRML.logic import GliomaPredictLogic, GliomaSegmentLogic
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
     opts = PreprocessOptions(spacing=2.0, brain_mask="threshold")
     seg = GliomaSegmentLogic(mrml.scene).segment(scene_case, preprocess_options=opts)
     logic = GliomaPredictLogic(mrml.scene)
     doc, table, charts = logic.predict(scene_case, seg, {"age": 61, "sex": "F"}, preprocess_options=opts,
-                                       synthetic_case=True)
+                                       synthetic_case=True, bundles=bundles_at_spacing(2.0))
     return seg, logic, doc, table, charts
 
 
@@ -161,7 +162,7 @@ def test_table_and_plot_nodes_from_a_real_prediction(predicted):
         assert total == pytest.approx(doc[t]["nomogram"]["total_points"], abs=1e-6)
 
 
-def test_edited_roi_is_what_the_prediction_uses(mrml, predicted, scene_case):
+def test_edited_roi_is_what_the_prediction_uses(mrml, predicted, scene_case, bundles_at_spacing):
     """Erase the enhancing segment (an 'edit') and predict again: volumes and features follow the edit."""
     seg, logic, doc, _, _ = predicted
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
@@ -171,7 +172,7 @@ def test_edited_roi_is_what_the_prediction_uses(mrml, predicted, scene_case):
     s.RemoveSegment(s.GetSegmentIdBySegmentName("enhancing"))
     doc2, _, _ = logic.predict(scene_case, edited, {"age": 61, "sex": "F"},
                                preprocess_options=PreprocessOptions(spacing=2.0, brain_mask="threshold"),
-                               synthetic_case=True)
+                               synthetic_case=True, bundles=bundles_at_spacing(2.0))
     assert doc2["case"]["synthetic"] is True
     assert doc2["segmentation"]["volumes_ml"]["ET"] == 0 < doc["segmentation"]["volumes_ml"]["ET"]
     assert any(abs(doc2[t]["probability"] - doc[t]["probability"]) > 1e-6 for t in doc["tasks"])
@@ -184,14 +185,15 @@ def test_report_saved_from_the_logic(predicted, tmp_path):
     assert "SYNTHETIC" in html and "not diagnoses" in html
 
 
-def test_background_run_keeps_polling_and_loads_outputs(mrml, scene_case, tmp_path):
+def test_background_run_keeps_polling_and_loads_outputs(mrml, scene_case, tmp_path, bundles_at_spacing):
     """The one-button workflow in a background process: poll() never blocks, progress rises, outputs load."""
     import time
     from GliomaMRML.logic import GliomaRadiogenomicsLogic
     logic = GliomaRadiogenomicsLogic(mrml.scene)
     out = tmp_path / "run"
     job = logic.start(scene_case, out, {"age": 50, "sex": "M"},
-                      extra_args=["--spacing", "2", "--brain-mask", "threshold", "--workers", "1"])
+                      extra_args=["--spacing", "2", "--brain-mask", "threshold", "--workers", "1"] +
+                      [a for b in bundles_at_spacing(2.0) for a in ("--bundle", b)])
     seen, slowest = [], 0.0
     while True:
         t = time.perf_counter()
@@ -205,6 +207,7 @@ def test_background_run_keeps_polling_and_loads_outputs(mrml, scene_case, tmp_pa
     assert slowest < 0.5 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
     seg, doc, table, charts = logic.finish(out, scene_case["flair"])
     assert table.GetNumberOfRows() == 3 and set(charts) == {"IDH", "epilepsy", "ATRX"}
+    assert all(doc[t]["probability"] is not None for t in doc["tasks"])  # the 2 mm test copies were applied
     assert seg.GetSegmentation().GetNumberOfSegments() == 3
     report = logic.predict_logic.save_report(tmp_path / "r.html").read_text()
     assert "not diagnoses" in report and all(doc[t]["model"]["trained_on"] in report for t in doc["tasks"])
@@ -245,7 +248,7 @@ def test_pdf_and_contribution_table(predicted, tmp_path):
     assert p.read_bytes()[:5] == b"%PDF-" and p.stat().st_size > 2000
 
 
-def test_batch_script_on_two_cases_with_one_failure(tmp_path):
+def test_batch_script_on_two_cases_with_one_failure(tmp_path, bundles_at_spacing):
     """The batch script in plain Python (slicer-core): two synthetic cases + one broken folder."""
     import subprocess
     import sys
@@ -263,7 +266,7 @@ def test_batch_script_on_two_cases_with_one_failure(tmp_path):
     script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py"
     out = tmp_path / "out"
     cmd = [sys.executable, str(script), "--input", str(cohort), "--output", str(out), "--spacing", "3",
-           "--brain-mask", "threshold"]
+           "--brain-mask", "threshold"] + [a for b in bundles_at_spacing(3.0) for a in ("--bundle", b)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 1, r.stderr[-2000:]  # one case failed
     res = pd.read_csv(out / "batch_results.csv").set_index("case")

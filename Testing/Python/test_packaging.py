@@ -69,6 +69,7 @@ def test_shipped_default_bundles_are_labelled_and_valid():
             assert d["metrics"]["auc_cv_95ci"][0] > 0.5, f"{p.name}: does not validate better than a coin"
             assert d["feature_schema"]["sequences"] and "not a diagnosis" in d["intended_use"]
         assert b.feature_schema["settings_hash"] == h, "bundle trained with other feature settings: rebuild"
+        assert b.feature_schema["spacing_mm"] == 1.0, f"{p.name}: the 1 mm working grid of its training (a hard key)"
         assert d["metrics"]["auc_cv_95ci"][0] <= d["metrics"]["auc_cv"] <= d["metrics"]["auc_cv_95ci"][1]
     # no task keeps a synthetic bundle once a real one qualifies
     for t in ("IDH", "epilepsy", "ATRX"):

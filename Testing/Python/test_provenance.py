@@ -161,12 +161,38 @@ def test_segmentation_source_difference_is_a_warning_in_predictions_json_and_on_
 
 def test_shipped_bundles_warn_for_an_automatic_roi_and_refuse_other_presets(wang, ucsf):
     bundles = {b.name: b for b in load_default_bundles()}
-    b = bundles["tcga-lgg-IDH-flair"]  # trained inside the manual case-folder masks
-    soft = b.check_features(b.features, wang.features.provenance)
+    b = bundles["tcga-lgg-IDH-flair"]  # trained inside the manual case-folder masks, on a 1 mm grid
+    at_1mm = dict(wang.features.provenance, spacing_mm=1.0)  # these 2 mm features declared at 1 mm: the soft keys
+    soft = b.check_features(b.features, at_1mm)
     assert any("segmentation source differs: trained with 'given', these features 'automatic'" in w for w in soft)
-    assert any("does not record spacing_mm" in w for w in soft)  # an older bundle: said, not refused
+    assert not any("spacing_mm" in w for w in soft)  # recorded now (1 mm): checked, not "does not record"
+    with pytest.raises(FeatureMismatchError, match=r"spacing_mm\): the model was trained with '1.0', the offered "
+                                                   r"features have '2.0'"):
+        b.check_features(b.features, wang.features.provenance)
     with pytest.raises(FeatureMismatchError, match="settings_hash"):
         b.check_features(b.features, ucsf.features.provenance)
+
+
+def test_a_shipped_tcga_bundle_refuses_features_of_a_2mm_run(small_demo_dir, tmp_path):
+    """The shipped TCGA-LGG IDH bundle records the 1 mm grid of its training (scripts/build_real_bundles.py ran
+    `extract` at the default --spacing 1): a 2 mm run gets no probability, and the reason names the difference."""
+    import GliomaRadiogenomicsLib
+    from pathlib import Path
+    shipped = Path(GliomaRadiogenomicsLib.__file__).parent / "resources" / "models" / "tcga_lgg_IDH_flair.json"
+    d = json.loads(shipped.read_text(encoding="utf-8"))
+    assert d["feature_schema"]["spacing_mm"] == 1.0
+    copy = tmp_path / shipped.name
+    copy.write_text(json.dumps(d), encoding="utf-8")
+    case = load_case_folder(small_demo_dir)
+    doc = run_case(case, tmp_path / "out", _options("wang2025", spacing=2.0, bundles=[str(copy)]))
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved["features"]["spacing_mm"] == 2.0 and saved["tasks"] == ["IDH"]
+    for r in (doc["IDH"], saved["IDH"]):
+        assert r["probability"] is None and r["nomogram"] is None and r["label"] == "not available"
+        assert r["model"]["name"] == "tcga-lgg-IDH-flair"
+        reason = r["reason"]
+        assert "spacing_mm" in reason and "'1.0'" in reason and "'2.0'" in reason and "--spacing 1.0" in reason, reason
+    assert any("spacing_mm" in w for w in saved["warnings"])
 
 
 # ------------------------------------------------------------------------------------------------ predict --table

@@ -27,10 +27,14 @@ def _options():
 
 
 def _family_member(bundle: ModelBundle, sequences, name):
-    """A copy of a shipped bundle declaring other sequences (the selection logic reads only the declaration)."""
+    """A TEST copy of a shipped bundle declaring other sequences (the selection logic reads only the declaration),
+    and the 2 mm grid of _options(): the shipped bundle records the 1 mm of its training and would refuse these
+    features (its coefficients were fitted at 1 mm: the numbers mean nothing, the selection is what is tested)."""
     b = copy.deepcopy(bundle)
-    b.feature_schema = dict(b.feature_schema, sequences=list(sequences))
+    b.feature_schema = dict(b.feature_schema, sequences=list(sequences),
+                            spacing_mm=_options().preprocess.spacing)
     b.name = name
+    b.synthetic = True
     return b
 
 
