@@ -16,7 +16,6 @@ status line). docs/bad-inputs.md lists the cases of the bad-input corpus and the
 from __future__ import annotations
 
 import gzip
-import hashlib
 import math
 import os
 import struct
@@ -226,11 +225,8 @@ def check_head_extent(img: sitk.Image, role: str, where: str) -> None:
 
 
 def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from .io import sha256_file
+    return sha256_file(p)
 
 
 def check_distinct_files(given: Dict[str, object]) -> None:

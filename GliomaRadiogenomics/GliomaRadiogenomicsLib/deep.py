@@ -10,7 +10,6 @@ outputs say the deep features are missing.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -79,11 +78,8 @@ def build_resnet34(num_classes: int = 1000):
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from .io import sha256_file
+    return sha256_file(path)
 
 
 def find_weights(path: Optional[os.PathLike] = None) -> Optional[Path]:

@@ -279,14 +279,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256_fsync(path: Path) -> str:
+def sha256_file(path, fsync: bool = False) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (the one file-hash helper: weights, bundles, inputs, output sets);
+    ``fsync``: also flush the file to disk (output sets)."""
     import hashlib
     h = hashlib.sha256()
-    with open(path, "rb+") as fh:
+    with open(path, "rb+" if fsync else "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-        os.fsync(fh.fileno())
+        if fsync:
+            os.fsync(fh.fileno())
     return h.hexdigest()
+
+
+def _sha256_fsync(path: Path) -> str:
+    return sha256_file(path, fsync=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:

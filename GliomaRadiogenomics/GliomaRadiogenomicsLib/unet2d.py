@@ -18,7 +18,6 @@ need them, so ``scripts/train_lgg_unet2d.py`` can load it by path on a machine w
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -179,11 +178,8 @@ def build_unet(base: int = 16, depth: int = 4, in_channels: int = 1, out_channel
 
 
 def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for blk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(blk)
-    return h.hexdigest()
+    from .io import sha256_file
+    return sha256_file(path)
 
 
 class WeightsError(RuntimeError):

@@ -8,6 +8,24 @@ from radiomics import featureextractor
 from GliomaRadiogenomicsLib import features
 from GliomaRadiogenomicsLib.features import (available_presets, clahe, expected_columns,
                                              extract_features, load_preset, normalize_unit)
+from GliomaRadiogenomicsLib.regions import region_mask
+from GliomaRadiogenomicsLib.sequences import SEQUENCE_NAMES
+
+
+def plain_pyradiomics(preset, images, label_array, geometry) -> dict:
+    """The reference: plain PyRadiomics execute() per region and sequence on the whole images, named as our columns
+    (shape once per region, from the first sequence)."""
+    ref = {}
+    for region in preset.regions:
+        m = sitk.GetImageFromArray(region_mask(label_array, region).astype(np.uint8))
+        m.CopyInformation(geometry)
+        for i, seq in enumerate(preset.sequences):
+            r = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(preset.params)).execute(images[seq], m)
+            for k, v in r.items():
+                if k.startswith("diagnostics_") or ("_shape_" in k and i):
+                    continue
+                ref[f"mask_{region}_{k}" if "_shape_" in k else f"{SEQUENCE_NAMES[seq]}_{region}_{k}"] = float(v)
+    return ref
 
 
 def test_wang_preset_settings_and_column_count():
@@ -80,9 +98,7 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
     differ by ~1e-6 of their magnitude (measured 1.6e-6); statistics of LoG values centred near 0 (mean, skewness)
     magnify that against their own small value (worst seen 1.4e-5). The LoG crops themselves are checked voxel by
     voxel against PyRadiomics' whole-image LoG (4e-6 of the largest value)."""
-    from GliomaRadiogenomicsLib.case import SEQUENCE_NAMES
     from GliomaRadiogenomicsLib.preprocess import PreprocessedCase
-    from GliomaRadiogenomicsLib.regions import region_mask
     rng = np.random.default_rng(3)
     shape = (56, 72, 72)
     z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
@@ -111,16 +127,7 @@ def test_our_crop_and_per_sequence_extraction_equals_plain_pyradiomics(tmp_path,
                  "featureClass: {shape: , firstorder: , glcm: , glrlm: , glszm: , gldm: , ngtdm: }\n"
                  "setting: {binCount: 32, label: 1}\n")
     preset = load_preset(str(y))
-    ref = {}  # plain PyRadiomics on the whole images, first (before the fence)
-    for region in preset.regions:
-        m = sitk.GetImageFromArray(region_mask(lab, region).astype(np.uint8))
-        m.CopyInformation(label)
-        for i, seq in enumerate(preset.sequences):
-            r = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(preset.params)).execute(images[seq], m)
-            for k, v in r.items():
-                if k.startswith("diagnostics_") or ("_shape_" in k and i):
-                    continue
-                ref[f"mask_{region}_{k}" if "_shape_" in k else f"{SEQUENCE_NAMES[seq]}_{region}_{k}"] = float(v)
+    ref = plain_pyradiomics(preset, images, lab, label)  # on the whole images, first (before the fence)
     expected_columns(preset)  # column names come from one execute() on a tiny phantom (cached): not our values
     seen = fence_execute(monkeypatch)
     jobs, extract_one = [], features._extract_one  # the crops our path hands to PyRadiomics, recorded (it still runs)
@@ -200,25 +207,14 @@ def test_each_preset_gives_its_documented_feature_count(name, regions, per_regio
 def test_every_preset_equals_plain_pyradiomics_on_whole_images(small_pre, name, workers):
     """Parity of the fast path (crops, per-filter jobs, processes, no checkMask) with PyRadiomics' execute() on the
     whole normalised images, for every preset: 1e-6 relative (what the issue asks), features not constant."""
-    from GliomaRadiogenomicsLib.case import SEQUENCE_NAMES
     from GliomaRadiogenomicsLib.features import normalize_images
-    from GliomaRadiogenomicsLib.regions import region_mask
     from GliomaRadiogenomicsLib.segment import get_backend
     preset = load_preset(name)
     lab = get_backend("hyperintensity").segment(small_pre)
     ours = extract_features(small_pre, lab, preset, workers=workers).values
     images = normalize_images(small_pre, preset)
     arr = sitk.GetArrayFromImage(lab)
-    ref = {}
-    for region in preset.regions:
-        m = sitk.GetImageFromArray(region_mask(arr, region).astype(np.uint8))
-        m.CopyInformation(lab)
-        for i, seq in enumerate(preset.sequences):
-            r = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(preset.params)).execute(images[seq], m)
-            for k, v in r.items():
-                if k.startswith("diagnostics_") or ("_shape_" in k and i):
-                    continue
-                ref[f"mask_{region}_{k}" if "_shape_" in k else f"{SEQUENCE_NAMES[seq]}_{region}_{k}"] = float(v)
+    ref = plain_pyradiomics(preset, images, arr, lab)
     assert set(ours) == set(ref)
     assert list(ours) == [c for c in expected_columns(preset) if c in ours]  # stable column order
     worst = max(abs(ours[k] - v) / max(abs(v), 1e-9) for k, v in ref.items())
