@@ -54,6 +54,9 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget):
     def onRun(self):
         with slicer.util.tryWithErrorDisplay("Prediction failed.", waitCursor=True):
             p = self._parameterNode
+            if p.segmentation is None:  # this module predicts inside the user's (reviewed) segmentation only
+                raise ValueError("select the tumor segmentation to predict from (segment it with GliomaSegment, or "
+                                 "the workflow module runs both)")
             bundles = [b.strip() for b in p.bundles.split(";") if b.strip()] or None
             doc, table, charts = self.logic.predict(self.widgets.selected_volumes(self.ui), p.segmentation,
                                                     self.widgets.clinical_from_ui(self.ui), p.preset,

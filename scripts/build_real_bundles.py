@@ -76,6 +76,7 @@ def load_table(table: Path, labels_csv: Path) -> tuple[pd.DataFrame, dict]:
     feats = pd.read_csv(table)
     prov_path = table.with_name(table.stem + ".provenance.json")
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    prov.pop("table_sha256", None)  # the extracted table's bytes, before the labels are joined
     lab = pd.read_csv(labels_csv)
     lab = lab.rename(columns={"IDH_mutant": "IDH", "ATRX_mutant": "ATRX", "seizure_history": "epilepsy"})
     lab["who_grade"] = lab["tumor_grade"].map({"G2": 2.0, "G3": 3.0})

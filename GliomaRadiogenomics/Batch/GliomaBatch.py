@@ -75,7 +75,11 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     key = batch_options_hash(preprocess_options, preset, bundles, backend)  # cases done with other options are redone
     scene = _scene()
     rows = []
-    for folder in find_case_folders(inp, exclude=[out]):  # extract's discovery: hidden, image-less, OUT skipped
+    folders = find_case_folders(inp, exclude=[out])  # extract's discovery: hidden, image-less, OUT skipped
+    if not folders:
+        from GliomaRadiogenomicsLib.io import InputError
+        raise InputError(f"--input {inp}: no case folders with images found (one subfolder per case)")
+    for folder in folders:
         # extract's resume rule too: ok with the same options; here also a complete output set with predictions.json
         if case_done(previous.get(folder.name), key, out / folder.name, needs=("predictions.json",)):
             rows.append(previous[folder.name])
@@ -136,6 +140,9 @@ def main(argv=None) -> int:
                          a.bundle, keep_previous=a.keep_previous, backend=a.backend)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:  # a cohort or output folder we may not read / write
+        print(f"error: permission denied: {exc.filename or exc}; check the folder's permissions", file=sys.stderr)
         return 2
     n_ok = sum(r["status"] == "ok" for r in rows)
     print(f"{n_ok} of {len(rows)} case(s) ok; table: {Path(a.output) / 'batch_results.csv'}")

@@ -233,9 +233,7 @@ def cmd_predict(args) -> int:
     bundle = load_bundle(args.bundle)
     table = read_table(args.table)
     prov, side, table_warning = read_table_provenance(args.table)
-    warnings = [table_warning] if table_warning else []
-    if table_warning:
-        print(f"WARNING: {table_warning}", file=sys.stderr)
+    warnings = [table_warning] if table_warning else []  # printed with the others at the end
     if prov is None:
         if not args.trust_table:
             raise InputError(f"{args.table}: no provenance file {side.name} beside it: the model cannot check that "
@@ -376,7 +374,8 @@ def _add_pipeline_args(p):
     from .segment import BACKENDS, DEFAULT_BACKEND
     p.add_argument("--reference", default="flair", choices=["flair", "t1c", "t1", "t2"],
                    help="sequence that defines the output grid; others are rigidly registered to it (default flair)")
-    p.add_argument("--spacing", type=float, default=1.0, help="working grid spacing in mm (default 1)")
+    p.add_argument("--spacing", type=float, default=1.0, help="working grid spacing in mm (default 1; the shipped models were trained at 1 mm and refuse features "
+                        "of another spacing: their tasks then say 'not available' with the reason)")
     p.add_argument("--no-register", action="store_true", help="trust the headers: no rigid registration")
     p.add_argument("--brain-mask", default="auto", choices=METHODS)
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))

@@ -24,9 +24,24 @@ from .io import IMAGE_SUFFIXES, InputError, atomic_write_json, atomic_write_text
 from .progress import Progress, null_progress
 
 
+def _may_be_image(f: Path) -> bool:
+    """An image file by suffix, or a file that may be DICOM: .dcm / .ima, no suffix, a numeric suffix (UID names such
+    as 1.3.12.2...35162), or the DICOM magic 'DICM' at byte 128."""
+    name, suffix = f.name.lower(), f.suffix.lower()
+    if name.endswith(IMAGE_SUFFIXES) or suffix in ("", ".dcm", ".ima") or suffix[1:].isdigit():
+        return True
+    try:
+        with open(f, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def find_case_folders(cases_dir: Path, exclude=()) -> List[Path]:
     """The one discovery rule of the cohort runners (``extract_cohort`` and the batch script): the non-hidden
-    subfolders of ``cases_dir`` that hold an image file (``IMAGE_SUFFIXES``) or DICOM (``.dcm`` or no suffix),
+    subfolders of ``cases_dir`` that hold an image file (``IMAGE_SUFFIXES``) or a file that may be DICOM
+    (``_may_be_image``: .dcm / .ima, no suffix, a numeric UID suffix, or the DICM magic),
     sorted by name. A subfolder that is, or holds, a path in ``exclude`` (the output folder when it lies inside the
     cohort folder) is skipped."""
     cases_dir = Path(cases_dir)
@@ -38,8 +53,7 @@ def find_case_folders(cases_dir: Path, exclude=()) -> List[Path]:
         r = d.resolve()
         if any(e == r or r in e.parents for e in skip):
             continue
-        if any(f.is_file() and (f.name.lower().endswith(IMAGE_SUFFIXES) or f.suffix.lower() in ("", ".dcm"))
-               for f in d.rglob("*")):
+        if any(f.is_file() and not f.name.startswith(".") and _may_be_image(f) for f in d.rglob("*")):
             out.append(d)
     return out
 

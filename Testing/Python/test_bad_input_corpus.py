@@ -146,3 +146,30 @@ def test_a_segmentation_on_another_grid_inside_the_field_of_view_is_resampled_wi
     assert np.count_nonzero(sitk.GetArrayViewFromImage(coarse)) > 0
     brats, notes, warnings = check_segmentation(coarse, ref, "user-supplied segmentation (coarse)", "FLAIR")
     assert len(warnings) == 1 and "on another grid than FLAIR" in warnings[0] and "resampled onto it" in warnings[0]
+
+
+def test_unreadable_input_file_is_bad_input_not_a_bug(corpus, tmp_path_factory):
+    """A FLAIR the user may not read (mode 000, run as an unprivileged user: root reads anything) is named with
+    'permission denied', exit 2 (it used to be an internal error, exit 1)."""
+    import os
+    import shutil
+    import stat
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run the CLI as an unprivileged user"
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="glioma-perm-", dir="/tmp"))  # pytest's tmp folders are 0700 (root only)
+    d.chmod(0o777)
+    flair = d / "flair.nii.gz"
+    shutil.copyfile(corpus["same_path"].args[2], flair)  # the good FLAIR the corpus was built from
+    flair.chmod(0)
+    out = d / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    cli = Path(sys.executable).with_name("glioma-radiogenomics")
+    r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", str(cli), "run", "--flair",
+                        str(flair), "--out", str(out)], capture_output=True, text=True, timeout=300, cwd="/",
+                       env={**os.environ, "HOME": str(d)})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert f"error: permission denied: {flair}" in r.stderr and "Traceback" not in r.stderr
+    assert stat.S_IMODE(flair.stat().st_mode) == 0
+    shutil.rmtree(d)

@@ -137,3 +137,27 @@ def test_extract_and_batch_share_discovery_and_resume_rule(tmp_path):
     fails = pd.read_csv(out / "table.failures.csv").set_index("case_id").error  # one failure format: "Type: text"
     assert all(fails[r["case"]].split(":")[0] == r["error"].split(":")[0] for r in rows), (fails, rows)
     assert [f.name for f in find_case_folders(cohort, exclude=[out])] == cases
+
+
+def test_discovery_finds_dicom_folders_whatever_the_file_names(tmp_path):
+    """Siemens *.IMA files, UID-named files and .dcm files are DICOM cases (GDCM reads them by content); a folder
+    with only notes is not a case; an empty cohort is an input error for both runners (exit 2)."""
+    import subprocess
+    from pathlib import Path
+    from GliomaRadiogenomicsLib.cohort import find_case_folders
+    cohort = tmp_path / "cohort"
+    for name, file in (("siemens", "MR.0001.IMA"), ("uid", "1.3.12.2.1107.5.2.32.35162"), ("plain", "IM0001.dcm")):
+        (cohort / name).mkdir(parents=True)
+        (cohort / name / file).write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+    (cohort / "magic").mkdir()
+    (cohort / "magic" / "slice.bin").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)  # by the DICOM magic
+    (cohort / "notes").mkdir()
+    (cohort / "notes" / "notes.txt").write_text("no image here")
+    assert [p.name for p in find_case_folders(cohort)] == ["magic", "plain", "siemens", "uid"]
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "notes.txt").write_text("x")
+    script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py"
+    r = subprocess.run([sys.executable, str(script), "--input", str(empty), "--output", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no case folders with images found" in r.stderr, r.stderr[-2000:]

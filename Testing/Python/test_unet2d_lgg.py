@@ -107,7 +107,8 @@ def test_auto_is_default_and_falls_back(small_pre, tmp_path):
     auto = AutoBackend(weights_dir=tmp_path)
     lab = sitk.GetArrayFromImage(auto.segment(pre))
     assert (lab > 0).any() and any("auto -> hyperintensity" in s for s in pre.steps)
-    with pytest.raises(ValueError, match="weights not found"):
+    from GliomaRadiogenomicsLib.io import InputError
+    with pytest.raises(InputError, match="weights not found"):  # bad input (exit 2), not an internal error
         get_backend("lgg-unet2d", weights_dir=tmp_path)
 
 
