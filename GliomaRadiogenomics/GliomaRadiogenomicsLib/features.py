@@ -383,8 +383,8 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
         preset = load_preset(preset)
     if preset.options.get("normalization", "none") not in ("unit", "unit_clahe", "zscore", "none", None):
         raise ValueError(f"preset {preset.name}: unknown normalization '{preset.options['normalization']}'")
-    from .provenance import preprocessing_provenance, software_versions
-    provenance = {**preset.provenance(), **preprocessing_provenance(pre), **software_versions()}
+    from .provenance import feature_provenance
+    provenance = feature_provenance(preset, pre)
     present = [s for s in preset.sequences if s in pre.images]
     if not present:
         from .io import InputError

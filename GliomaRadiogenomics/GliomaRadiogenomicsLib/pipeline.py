@@ -140,7 +140,7 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     ``label_provenance`` (optional) its structured origin, e.g. ``{"segmentation_source": "edited",
     "segmentation_backend": ...}`` (default ``{"segmentation_source": "given"}``)."""
     from .checks import check_preset_sequences
-    from .provenance import preprocessing_provenance, software_versions, torch_used
+    from .provenance import feature_provenance, software_versions, torch_used
     opt = options or PipelineOptions()
     # checked before the image work: the preset (and the sequences it needs); segment_case checks the user's ROI
     preset = load_preset(opt.preset)
@@ -158,8 +158,7 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     if volumes["WT"] > 0:
         feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
     else:
-        feats = FeatureResult({}, {**preset.provenance(), **preprocessing_provenance(pre), **software_versions()},
-                              ["no tumor: no radiomic features"])
+        feats = FeatureResult({}, feature_provenance(preset, pre), ["no tumor: no radiomic features"])
     if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
         from .deep import try_deep_features
         progress.update(0.95, "deep features (ResNet34)")

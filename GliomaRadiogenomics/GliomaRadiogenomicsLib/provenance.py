@@ -85,6 +85,12 @@ def preprocessing_provenance(pre) -> dict:
             "brain_mask_method": pre.brain_mask_method or "unknown"}
 
 
+def feature_provenance(preset, pre) -> dict:
+    """The base provenance of a feature set: the preset's, the preprocessed case's and the software versions (the
+    pipeline adds segmentation, N4, registration and atlas)."""
+    return {**preset.provenance(), **preprocessing_provenance(pre), **software_versions()}
+
+
 def backend_provenance(backend) -> dict:
     """``segmentation_backend`` and ``segmentation_backend_version`` of an automatic segmentation backend that ran."""
     from . import __version__

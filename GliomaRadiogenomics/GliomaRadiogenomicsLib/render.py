@@ -7,7 +7,7 @@ number formats cannot drift apart.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 SYNTHETIC_MODELS_NOTE = "The default models were trained on SYNTHETIC data: the numbers demonstrate the software only."
@@ -45,12 +45,6 @@ class TaskRow:
         prob = f"{self.probability:.{digits}f}"
         return (f"{self.task}: {prob} ({self.label}), {self.points_text} points; model {self.model}, trained on "
                 f"{self.trained_on_text}")
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["trained_on_text"] = self.trained_on_text
-        d["points_breakdown"] = self.points_breakdown
-        return d
 
 
 def _auc_text(metrics: dict) -> str:

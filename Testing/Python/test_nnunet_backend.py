@@ -216,7 +216,12 @@ def _region_model_from_tiny(tiny_model, folder, delta_tc, delta_et):
     ds["labels"] = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
     ds["regions_class_order"] = [1, 2, 3]
     (folder / "dataset.json").write_text(json.dumps(ds))
-    ck = torch.load(tiny_model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    import numpy as np
+    from numpy._core.multiarray import scalar
+    # tensors-only loading (no code from the file); nnU-Net's checkpoint also holds numpy scalars and dtypes (data)
+    allowed = [scalar, np.dtype] + [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    with torch.serialization.safe_globals(allowed):
+        ck = torch.load(tiny_model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=True)
     ck["init_args"]["dataset_json"] = ds
     w = ck["network_weights"]
     for name in [k for k in w if k.startswith("decoder.seg_layers.") and k.endswith(".weight")]:

@@ -614,6 +614,8 @@ def build(root, source: Optional[Source] = None) -> List[BadCase]:
         case(id_, cat, problem, ["run", "--case-dir", str(good), "--bundle", str(p)], f"{_e(p)}: {expect}"
              if not expect.startswith("^") else expect[1:], **kw)
 
+    # hostile test inputs: pickled files that the bundle loader must REFUSE (nothing here or there unpickles them;
+    # the marker file proves no code ran). The product never reads pickle / joblib.
     bundle_case("bundle_pickle", "a pickled model (protocol 4) calling os.system", pickle.dumps(_Payload(marker), 4),
                 "a Python pickle \\(or a zipped pickle\\), not a JSON model bundle: pickles are never loaded",
                 must_not_exist=[str(marker)])
