@@ -1,6 +1,7 @@
-"""GliomaSegment: tumor segmentation (default weight-free backend or any nnU-Net v2 model folder; skull stripping
-and device choices) as a segmentation node with named, coloured segments, an "Edit in Segment Editor" button and
-Dice against a reference segmentation. Thin adapter over GliomaMRML.logic.GliomaSegmentLogic."""
+"""GliomaSegment: tumor segmentation with the models of the segmentation model registry (title and availability
+in the backend list), skull stripping and device choices, as a segmentation node with named, coloured segments, an
+"Edit in Segment Editor" button and Dice against a reference segmentation. Thin adapter over
+GliomaMRML.logic.GliomaSegmentLogic."""
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
@@ -48,9 +49,36 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
         self._parameterNode = GliomaSegmentParameterNode(node)
         self._parameterNode.connectGui(self.ui)
         widgets.auto_assign_volumes(self.ui, slicer.mrmlScene)
+        # the model list comes from the registry (title + availability, refreshed when the volumes change); the
+        # item data is the backend id stored in the parameter node
+        self.ui.backendComboBox.connect("currentIndexChanged(int)", self.onBackendChanged)
+        for s in ("t1", "t1c", "t2", "flair"):
+            getattr(self.ui, f"{s}Selector").connect("currentNodeChanged(vtkMRMLNode*)", self.refreshModels)
+        self.refreshModels()
         self.ui.runButton.connect("clicked(bool)", self.onRun)
         self.ui.editButton.connect("clicked(bool)", self.onEdit)
         self.segmentation = None
+
+    def refreshModels(self, *_):
+        import qt
+        combo = self.ui.backendComboBox
+        current = self._parameterNode.backend
+        combo.blockSignals(True)
+        combo.clear()
+        for c in self.logic.model_choices(self.widgets.selected_volumes(self.ui)):
+            combo.addItem(c["label"], c["id"])
+            combo.setItemData(combo.count - 1, c["reason"], qt.Qt.ToolTipRole)
+            if not c["available"]:
+                combo.model().item(combo.count - 1).setEnabled(False)
+        ids = [combo.itemData(i) for i in range(combo.count)]
+        combo.currentIndex = ids.index(current) if current in ids else 0
+        combo.blockSignals(False)
+        self.onBackendChanged(combo.currentIndex)
+
+    def onBackendChanged(self, index):
+        backend = self.ui.backendComboBox.itemData(index)
+        if backend and self._parameterNode.backend != backend:
+            self._parameterNode.backend = backend
 
     def onRun(self):
         with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):

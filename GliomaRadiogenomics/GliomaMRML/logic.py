@@ -6,7 +6,7 @@ app, in batch mode (`Slicer --no-main-window --python-script`), under slicer-cor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from GliomaRadiogenomicsLib.case import SEQUENCES, Case
 from GliomaRadiogenomicsLib.progress import Progress, null_progress
@@ -155,6 +155,15 @@ class GliomaSegmentLogic:
                                                 segmentation_node)
         remember_automatic_segmentation(node, seg_backend, nodes[pre.reference])
         return node
+
+    @staticmethod
+    def model_choices(nodes: Optional[Dict[str, object]] = None) -> List[dict]:
+        """The segmentation models a selector lists, from the model registry (registry.model_choices): ``auto``
+        first, then each model with id, title, ``label`` (title + availability), available, state and reason.
+        With ``nodes`` (sequence key -> volume node or None) a model lacking a needed sequence is not available."""
+        from GliomaRadiogenomicsLib.registry import model_choices
+        sequences = None if nodes is None else [k for k, v in nodes.items() if v is not None]
+        return model_choices(sequences)
 
     @staticmethod
     def dice(segmentation_node, reference_segmentation_node, reference_volume_node) -> Dict[str, float]:

@@ -162,6 +162,10 @@ def cmd_segment(args) -> int:
     from .segment import get_backend
     import SimpleITK as sitk
 
+    if args.list_models:
+        return list_models(args.json)
+    if not args.out:
+        raise InputError("segment needs --out DIR (or --list-models to see the segmentation models)")
     check_output_folder(args.out)  # before the images are read
     case = _load_case_from_args(args)
     _print_messages(case)
@@ -193,6 +197,19 @@ def cmd_segment(args) -> int:
             info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref), regions)
         atomic_write_json(out / "segmentation.json", info)
     print(json.dumps({k: info[k] for k in ("case", "backend", "volumes_ml", "timings_s") + (("dice",) if "dice" in info else ())}, indent=1))
+    return 0
+
+
+def list_models(as_json: bool = False, stream=None) -> int:
+    """``segment --list-models``: each model of the registry (resources/models/segmentation_models.json) with its
+    inputs, licence, size, where its weights come from and whether it runs here (and why not). Downloads nothing."""
+    from .registry import available, format_model_list, list_models as registry_models, model_summary
+    stream = stream or sys.stdout
+    rows = [model_summary(m, available(m)) for m in registry_models()]
+    if as_json:
+        stream.write(json.dumps({"models": rows}, indent=1) + "\n")
+    else:
+        stream.write(format_model_list(rows))
     return 0
 
 
@@ -462,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
     _add_case_args(p)
     p.add_argument("--reference-seg", help="reference label map (BraTS labels) for Dice")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="output folder (required unless --list-models)")
+    p.add_argument("--list-models", action="store_true", help="list the segmentation models (registry): inputs, "
+                   "licence, size, where the weights come from, whether each runs here; downloads nothing")
+    p.add_argument("--json", action="store_true", help="with --list-models: as JSON")
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_segment)
 

@@ -484,8 +484,9 @@ def model_choices(sequences: Optional[Iterable[str]] = None, include_auto: bool 
     out = []
     if include_auto:
         from .segment import AutoBackend
+        what = re.sub(r"^Default:\s*", "", AutoBackend.description)
         out.append({"id": AUTO_ID, "title": "Automatic", "available": True, "state": "ready",
-                    "reason": AutoBackend.description, "label": f"Automatic ({AutoBackend.description})"})
+                    "reason": AutoBackend.description, "label": f"Automatic: {what}"})
     for m in reg.values():
         a = available(m, sequences)
         tail = {"ready": "", "download": " - downloads on first use",

@@ -19,13 +19,26 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # head
 
 from trame.app import TrameApp  # noqa: E402
 from trame.widgets import html  # noqa: E402
-from trame.widgets.vuetify3 import VBtn, VCard, VCardText, VCardTitle, VDivider, VTextField  # noqa: E402
+from trame.widgets.vuetify3 import VBtn, VCard, VCardText, VCardTitle, VDivider, VSelect, VTextField  # noqa: E402
 from trame_slicer import module as trame_slicer_module  # noqa: E402
 from trame_slicer.app.logic import SegmentationAppLogic  # noqa: E402
 from trame_slicer.app.ui import SegmentationAppUI  # noqa: E402
 from trame_slicer.core import SlicerApp  # noqa: E402
 
 DISCLAIMER = "Research probabilities, not diagnoses."
+
+
+def model_items(nodes=None) -> list:
+    """The web app's segmentation model list: the registry's models (GliomaSegmentLogic.model_choices, as in the
+    Slicer module) as selector items (title + availability). Models that cannot run from here are disabled: not
+    available (the reason is in the title), or needing a model folder the web panel does not ask for."""
+    from GliomaMRML.logic import GliomaSegmentLogic
+    items = []
+    for c in GliomaSegmentLogic.model_choices(nodes):
+        web_ok = c["state"] in ("ready", "download")
+        title = c["label"] if web_ok or not c["available"] else f"{c['title']} - needs a model folder (CLI / Slicer)"
+        items.append({"title": title, "value": c["id"], "disabled": not web_ok})
+    return items
 
 
 class GliomaWebApp(TrameApp):
@@ -57,6 +70,8 @@ class GliomaWebApp(TrameApp):
         s.glioma_report_url = ""
         s.glioma_seg_url = ""
         s.glioma_volume_loaded = False
+        s.glioma_models = model_items()
+        s.glioma_backend = "auto"
         self._build_panel()
         if case_dir:
             self.load_case(case_dir)
@@ -84,6 +99,8 @@ class GliomaWebApp(TrameApp):
                                id="glioma-case-dir")
                     VBtn("Load case folder", click=lambda: self.load_case(self.state.glioma_case_dir), size="small",
                          id="glioma-load")
+                    VSelect(v_model=("glioma_backend",), items=("glioma_models",), item_props=True,
+                            label="Segmentation model", density="compact", id="glioma-backend")
                     VDivider(classes="my-2")
                     with html.Table(id="glioma-results", style="font-size: 12px; width: 100%"):
                         html.Caption("SYNTHETIC case (simulated glioma): the numbers demonstrate the software only",
@@ -123,6 +140,9 @@ class GliomaWebApp(TrameApp):
             self.state.glioma_case_synthetic = False
             self.state.glioma_results = []
             self._show(self.nodes)
+            self.state.glioma_models = model_items(self.nodes)  # availability for this case's sequences
+            if any(i["value"] == self.state.glioma_backend and i["disabled"] for i in self.state.glioma_models):
+                self.state.glioma_backend = "auto"
             self.state.glioma_status = f"case {case_id} loaded (FLAIR shown). {DISCLAIMER}"
         except Exception as exc:  # shown to the user, the server keeps running
             self.state.glioma_status = f"could not load {folder}: {exc}"
@@ -143,7 +163,7 @@ class GliomaWebApp(TrameApp):
         try:
             for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") - 1, -1, -1):
                 self.scene.RemoveNode(self.scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode"))
-            self.segmentation = GliomaSegmentLogic(self.scene).segment(self.nodes,
+            self.segmentation = GliomaSegmentLogic(self.scene).segment(self.nodes, backend=self.state.glioma_backend,
                                                                        preprocess_options=self.preprocess_options)
             self._logic._segment_editor_logic.on_volume_changed(reference_node(self.nodes))
             self.state.glioma_status = "segmentation ready: edit it with the brush panel, then Predict"
