@@ -221,6 +221,24 @@ class Model:
         return "none (weight-free)"
 
 
+def read_manifest_sums(path: PathLike) -> Dict[str, dict]:
+    """A bundled model's own manifest -> file name -> {"sha256", "bytes" (None when not stated)}: a JSON manifest
+    with ``folds`` (file, sha256, bytes; lgg-unet2d's manifest.json) or a ``SHA256SUMS`` text file
+    ('<sha256>  <name>' lines, as sha256sum writes them)."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    if p.suffix == ".json":
+        return {f["file"]: {"sha256": f["sha256"], "bytes": f.get("bytes")} for f in json.loads(text)["folds"]}
+    out = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            parts = line.split()
+            if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+                raise RegistryError(f"{p}: line {i} is not '<sha256>  <file>'")
+            out[parts[1].lstrip("*")] = {"sha256": parts[0].lower(), "bytes": None}
+    return out
+
+
 def load_registry(path: PathLike = REGISTRY_FILE, schema_file: PathLike = SCHEMA_FILE) -> Dict[str, Model]:
     """id -> Model, in the file's order; a missing, unreadable or invalid file is a RegistryError naming it."""
     p = Path(path)

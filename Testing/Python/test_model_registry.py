@@ -83,14 +83,37 @@ def test_brats17_entry_matches_the_published_checksums():
     assert sorted(f["name"] for f in m.files) == sorted(f"msnet_{t}32{v}.npz" for t in ("wt", "tc", "en")
                                                         for v in ("", "sg", "cr"))
     bundled = m.weights_dir()
-    if bundled.is_dir() and any(bundled.glob("*.npz")):
+    if (bundled / m.weights["manifest"]).is_file():  # once copied into the package: its SHA256SUMS and files agree
+        sums = registry.read_manifest_sums(bundled / m.weights["manifest"])
+        assert {f["name"]: f["sha256"] for f in m.files} == {n: s["sha256"] for n, s in sums.items()}
         for f in m.files:
             assert registry.sha256_file(bundled / f["name"]) == f["sha256"], bundled / f["name"]
+        assert registry.resolve_weights(m, verify=True) == bundled
     if not SHARED_WEIGHTS.is_dir():
         pytest.skip(f"{SHARED_WEIGHTS} not here (../shared weights absent)")
     sums = dict(reversed(line.split()) for line in (SHARED_WEIGHTS / "SHA256SUMS").read_text().splitlines())
     assert {f["name"]: f["sha256"] for f in m.files} == sums
     assert {f["name"]: f["bytes"] for f in m.files} == {n: (SHARED_WEIGHTS / n).stat().st_size for n in sums}
+
+
+def test_registry_is_up_to_date_with_the_bundled_folders_and_ships_with_the_package():
+    """scripts/update_model_registry.py --check (what to run after retraining / copying weights), and each bundled
+    file (and manifest) matches a package-data pattern of pyproject.toml, so a wheel carries it."""
+    import fnmatch
+    import re
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "update_model_registry.py"), "--check"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    block = re.search(r"GliomaRadiogenomicsLib = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.S).group(1)
+    patterns = re.findall(r'"([^"]+)"', block)
+    for m in registry.list_models():
+        if m.source == "bundled":
+            names = [f["name"] for f in m.files] + ([m.weights["manifest"]] if "manifest" in m.weights else [])
+            names += [m.licence["notice"]] if "notice" in m.licence else []
+            for n in names:
+                rel = f"{m.weights['path'][len('resources/'):]}/{n}"
+                assert any(fnmatch.fnmatch("resources/" + rel, pat) for pat in patterns), (m.id, rel)
+    assert any(fnmatch.fnmatch("resources/models/segmentation_models.schema.json", pat) for pat in patterns)
 
 
 # ------------------------------------------------------------------------------------------------------------------
