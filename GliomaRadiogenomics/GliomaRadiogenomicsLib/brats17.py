@@ -76,7 +76,7 @@ WT_MIN_VOXELS = 2000     # whole-tumor components kept (1 mm voxels)
 ET_MIN_VOXELS = 30       # enhancing tumor below this is dropped
 DILATION = {"block1_1": 1, "block1_2": 1, "block2_1": 1, "block2_2": 1, "block3_1": 1, "block3_2": 2,
             "block3_3": 3, "block4_1": 3, "block4_2": 2, "block4_3": 1}
-LICENCE = "BSD-3-Clause, Copyright (c) 2017, University College London (taigw/brats17)"
+LICENCE = "BSD-3-Clause, Copyright (c) 2017-2018, University College London (taigw/brats17)"
 CITATION = ("G. Wang, W. Li, S. Ourselin, T. Vercauteren. Automatic Brain Tumor Segmentation using Cascaded "
             "Anisotropic Convolutional Neural Networks. BrainLes 2017, LNCS 10670, pp. 178-190.")
 
@@ -247,9 +247,9 @@ class MSNet:
         return y.reshape(n, d, c, h, w)
 
     def _prelu(self, x, name):
-        import torch
-        a = self.p[name].view(1, 1, -1, 1, 1)
-        return torch.clamp(x, min=0) + a * torch.clamp(x, max=0)
+        import torch.nn.functional as F
+        n, d, c, h, w = x.shape
+        return F.prelu(x.reshape(n * d, c, h, w), self.p[name]).reshape(n, d, c, h, w)
 
     def _conv_inplane(self, x, wname, dilation: int = 1, stride: int = 1):
         """1x3x3 convolution, TensorFlow 'SAME' padding (stride 2: the odd pixel is padded after)."""

@@ -22,6 +22,8 @@ def _backend_options(args) -> dict:
     if args.backend in ("auto", "lgg-unet2d"):
         return {"unet_folds" if args.backend == "auto" else "folds": getattr(args, "unet_folds", None) or "",
                 "device": args.device}
+    if args.backend == "brats17":
+        return {"device": args.device}
     return {}
 
 

@@ -109,6 +109,14 @@ def backend_provenance(backend) -> dict:
             version = f"weights {digest} (fold(s) {','.join(map(str, used))})"
         except Exception as exc:  # manifest unreadable: say so rather than guess
             version = f"weights unknown ({exc})"
+    elif name == "brats17":
+        from . import brats17
+        try:
+            version = (f"weights {brats17.weights_digest(getattr(backend, 'weights_dir', None))} (digest of "
+                       f"SHA256SUMS), views {getattr(backend, 'views', 'all')}"
+                       f"{', FLAIR as T2' if getattr(backend, 'substitute_t2', None) else ''}")
+        except OSError as exc:
+            version = f"weights unknown ({exc})"
     elif name == "nnunet":
         model = getattr(backend, "model", None)
         version = (f"model {getattr(model, 'name', model)}, fold(s) {getattr(backend, 'folds', '') or 'all'}, "

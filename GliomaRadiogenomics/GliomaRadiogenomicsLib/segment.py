@@ -446,6 +446,87 @@ class LggUnet2dBackend(SegmentationBackend):
         return g
 
 
+class Brats17Backend(SegmentationBackend):
+    """The BraTS 2017 cascade of Wang et al. (WNet -> TNet -> ENet; brats17.py), our torch port of the published
+    weights, in the worker subprocess (JSON progress, cancellable; CPU or CUDA).
+
+    Input: the preprocessed case (registration to the reference, brain mask e.g. deepbet, working grid) -> the four
+    channels flair, t1, t1c, t2 and the brain mask on an LPS 1 mm grid (a reorientation of the working grid;
+    resampled when the working grid is not 1 mm) -> label map back on the working grid (nearest neighbour). Labels:
+    1 necrosis / non-enhancing core, 2 edema, 3 enhancing. ``views="all"`` is the published 3-view fusion,
+    ``"axial"`` runs the axial networks only (3x faster). A case lacking one of the four sequences falls back to the
+    weight-free ``hyperintensity`` backend, said in ``pre.steps`` / ``pre.warnings`` (and so in predictions.json);
+    ``substitute_t2="flair"`` instead feeds the FLAIR as the T2 channel when only T2 is missing (measured on
+    TCGA-LGG: docs/segmentation-quality.md)."""
+    name = "brats17"
+    description = ("BraTS 2017 cascade (Wang et al. 2017, WNet -> TNet -> ENet, 3 views): FLAIR + T1 + T1c + T2; "
+                   "whole tumor, core, enhancing; subprocess, CPU or CUDA")
+    needs_weights = True
+
+    def __init__(self, weights_dir=None, device: str = "auto", views: str = "all", substitute_t2: str | None = None,
+                 seed: int = 0, should_cancel=None, timeout_s=None):
+        from . import brats17
+        if views not in ("all", "axial"):
+            raise InputError(f"brats17: views must be 'all' or 'axial', not '{views}'")
+        if substitute_t2 not in (None, "", "flair"):
+            raise InputError(f"brats17: substitute_t2 can only be 'flair', not '{substitute_t2}'")
+        self.weights_dir = brats17.weights_dir(weights_dir)
+        if not brats17.weights_available(self.weights_dir, brats17.VIEWS if views == "all" else ("axial",)):
+            raise InputError(f"brats17: weights not found in {self.weights_dir} (nine msnet_*.npz files and "
+                             f"SHA256SUMS; or set ${brats17.WEIGHTS_ENV}; see docs/segmentation.md)")
+        self.device, self.views, self.substitute_t2, self.seed = device, views, substitute_t2 or None, seed
+        self.should_cancel, self.timeout_s = should_cancel, timeout_s
+        self.chosen = None
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+        import tempfile
+        from pathlib import Path
+        from . import brats17
+        from .sequences import SEQUENCE_NAMES
+        from .worker import run_worker
+        self.name, self.chosen = "brats17", None
+        missing = [s for s in brats17.CHANNELS if s not in pre.images]
+        source = {s: s for s in brats17.CHANNELS}
+        if missing == ["t2"] and self.substitute_t2 == "flair" and "flair" in pre.images:
+            source["t2"] = "flair"
+            pre.steps.append("brats17: no T2: the FLAIR is fed as the T2 channel (substitute_t2='flair', measured on "
+                             "TCGA-LGG, docs/segmentation-quality.md)")
+        elif missing:
+            names = ", ".join(SEQUENCE_NAMES.get(s, s) for s in missing)
+            msg = (f"brats17 needs FLAIR, T1, T1c and T2; this case lacks {names}: segmented by the weight-free "
+                   "hyperintensity backend instead")
+            pre.steps.append(f"segmentation backend: brats17 -> hyperintensity ({msg})")
+            pre.warnings.append(msg)
+            progress.update(0.0, msg)
+            self.chosen, self.name = "hyperintensity", "brats17 -> hyperintensity (fallback)"
+            return HyperintensityBackend().segment(pre, progress)
+        if pre.brain_mask is None:
+            raise InputError("brats17 needs a brain mask (skull-stripped input): preprocess with a brain mask method")
+        images, mask = brats17.network_images({s: pre.images[source[s]] for s in brats17.CHANNELS}, pre.brain_mask)
+        with tempfile.TemporaryDirectory(prefix="gr-brats17-") as tmp:
+            files = []
+            for s in brats17.CHANNELS:
+                files.append(str(Path(tmp) / f"{s}.nii.gz"))
+                sitk.WriteImage(images[s], files[-1])
+            fmask, fout = str(Path(tmp) / "brain.nii.gz"), str(Path(tmp) / "label.nii.gz")
+            sitk.WriteImage(mask, fmask)
+            args = ["brats17", "--channels", *files, "--mask", fmask, "--output", fout, "--device", self.device,
+                    "--views", self.views, "--seed", str(self.seed), "--weights", str(self.weights_dir)]
+            info = run_worker(args, progress.sub(0.0, 0.98), should_cancel=self.should_cancel,
+                              timeout_s=self.timeout_s)
+            net_label = sitk.ReadImage(fout)
+        label = sitk.Resample(net_label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        arr = sitk.GetArrayFromImage(label)
+        pre.steps.append(
+            f"brats17: WNet -> TNet -> ENet ({'3-view fusion' if self.views == 'all' else 'axial view only'}) on "
+            f"{info['device']}, {info['seconds']:.0f} s; test-time batch-statistics BN; LPS 1 mm network grid "
+            f"{images['flair'].GetSize()}, labels back on the working grid (nearest); "
+            f"voxels WT {int((arr > 0).sum())}, TC {int(np.isin(arr, (1, 3)).sum())}, ET {int((arr == 3).sum())}")
+        progress.update(1.0, "segmentation done (brats17)")
+        label.CopyInformation(pre.grid)
+        return label
+
+
 def torch_available() -> bool:
     import importlib.util
     return importlib.util.find_spec("torch") is not None
@@ -485,7 +566,8 @@ class AutoBackend(SegmentationBackend):
 
 
 BACKENDS: Dict[str, Type[SegmentationBackend]] = {"auto": AutoBackend, "lgg-unet2d": LggUnet2dBackend,
-                                                  "hyperintensity": HyperintensityBackend, "nnunet": NnUNetBackend}
+                                                  "hyperintensity": HyperintensityBackend, "nnunet": NnUNetBackend,
+                                                  "brats17": Brats17Backend}
 DEFAULT_BACKEND = "auto"
 
 

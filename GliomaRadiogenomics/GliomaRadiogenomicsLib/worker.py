@@ -219,6 +219,34 @@ def stage_unet2d(a, progress: Progress) -> dict:
             "slices": int(len(x)), "scale": facts["scale"], "flip": bool(a.flip)}
 
 
+def stage_brats17(a, progress: Progress) -> dict:
+    """brats17: four channel images (flair, t1, t1c, t2; LPS 1 mm, brats17.network_images) + brain mask -> the
+    cascade's label map on the same grid (uint8 NIfTI: 1 necrosis / non-enhancing core, 2 edema, 3 enhancing)."""
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+    from . import brats17
+    device = _device(a.device, progress)
+    if device == "cpu":
+        torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
+    views = list(brats17.VIEWS) if a.views == "all" else [a.views]
+    progress.update(0.01, f"brats17: checking (SHA-256) and loading {3 * len(views)} networks")
+    nets = brats17.load_networks(a.weights or None, views, device)
+    imgs = [sitk.ReadImage(f, sitk.sitkFloat32) for f in a.channels]
+    brain = sitk.GetArrayFromImage(sitk.ReadImage(a.mask)) > 0
+    channels = np.stack([sitk.GetArrayFromImage(i) for i in imgs])
+    t0 = time.monotonic()
+    out = brats17.segment_arrays(channels, brain, nets, views, seed=a.seed,
+                                 progress=lambda f, m: progress.update(0.03 + 0.95 * f, m))
+    lab = sitk.GetImageFromArray(out["label"])
+    lab.CopyInformation(imgs[0])
+    sitk.WriteImage(lab, a.output)
+    progress.update(1.0, "brats17: done")
+    return {"label": a.output, "device": device, "views": views, "seconds": round(time.monotonic() - t0, 2),
+            "crop": out["crop"], "wt_box": out["wt_box"], "core_box": out["core_box"],
+            "raw_voxels": out["raw_voxels"], "weights": str(brats17.weights_dir(a.weights or None))}
+
+
 def stage_selftest(a, progress: Progress) -> dict:
     """Used by the test suite: spawns a grandchild and reports progress until stopped (exercises kill-tree)."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -231,7 +259,7 @@ def stage_selftest(a, progress: Progress) -> dict:
 
 
 STAGES = {"deepbet": stage_deepbet, "hdbet": stage_hdbet, "nnunet": stage_nnunet, "unet2d": stage_unet2d,
-          "selftest": stage_selftest}
+          "brats17": stage_brats17, "selftest": stage_selftest}
 
 
 def main(argv=None) -> int:
@@ -265,6 +293,17 @@ def main(argv=None) -> int:
     p.add_argument("--folds", default="", help="comma-separated folds (default: all in the manifest)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--flip", action="store_true", help="left-right flip test-time augmentation (2x slower)")
+    p.add_argument("--threads", type=int, default=0)
+    p = sub.add_parser("brats17")
+    p.add_argument("--channels", nargs=4, required=True, metavar=("FLAIR", "T1", "T1C", "T2"),
+                   help="the four channels on one LPS 1 mm grid, in this order")
+    p.add_argument("--mask", required=True, help="brain mask on the same grid")
+    p.add_argument("--output", required=True, help="label map (same grid)")
+    p.add_argument("--weights", default="", help="folder with the nine npz files and SHA256SUMS "
+                   "(default: $GLIOMA_BRATS17_WEIGHTS, else the package's resources/weights/brats17_cascade)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--views", default="all", choices=["all", "axial"], help="all: the published 3-view fusion")
+    p.add_argument("--seed", type=int, default=0, help="seed of the N(0, 1) background / batch-filling noise")
     p.add_argument("--threads", type=int, default=0)
     p = sub.add_parser("selftest")
     p.add_argument("--seconds", type=float, default=1.0)
