@@ -301,3 +301,10 @@ def test_cancel_stops_the_worker(weights, small_demo_case):
     b = get_backend("brats17", weights_dir=weights, device="cpu", views="axial", should_cancel=lambda: True)
     with pytest.raises(Cancelled):
         b.segment(pre)
+
+
+def test_docs_reproduce_the_weights_licence(weights):
+    """BSD-3 requires the notice in the documentation of a binary redistribution."""
+    notice = (weights / "LICENSE.txt").read_text().strip()
+    assert notice.startswith("Copyright (c) 2017-2018, University College London")
+    assert notice in (REPO / "docs" / "segmentation.md").read_text(encoding="utf-8")
