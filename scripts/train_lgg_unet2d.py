@@ -41,31 +41,65 @@ def load_unet2d():
     return mod
 
 
+def slice_positions(case: np.ndarray) -> np.ndarray:
+    """Position of each slice in its case for the full arrays (each case's slices are stored in order)."""
+    pos = np.zeros(len(case), np.int64)
+    for c in np.unique(case):
+        idx = np.where(case == c)[0]
+        pos[idx] = np.arange(len(idx))
+    return pos
+
+
 def load_data(folder: Path, with_weight: bool = False):
+    """(x, y, case, case_ids[, weight, pos, trainable]) of the full arrays or of a subset (``make_subset``)."""
     d = np.load(folder / "lgg_unet_data.npz")
     shape = tuple(int(v) for v in d["shape"])
     x = np.frombuffer(lzma.decompress((folder / "lgg_unet_x.u8.xz").read_bytes()), np.uint8).reshape(shape)
     y = np.unpackbits(d["y"])[: int(np.prod(shape))].reshape(shape)
-    out = (x, y, d["case"].astype(np.int64), [str(v) for v in d["case_ids"]])
+    case = d["case"].astype(np.int64)
+    out = (x, y, case, [str(v) for v in d["case_ids"]])
     if with_weight:
-        out += (d["weight"].astype(np.float64) if "weight" in d.files else np.ones(shape[0]),)
+        out += (d["weight"].astype(np.float64) if "weight" in d.files else np.ones(shape[0]),
+                d["pos"].astype(np.int64) if "pos" in d.files else slice_positions(case),
+                d["trainable"].astype(bool) if "trainable" in d.files else np.ones(shape[0], bool))
     return out
 
 
-def make_subset(src: Path, dst: Path, neg_keep: float, seed: int) -> None:
+def make_subset(src: Path, dst: Path, neg_keep: float, seed: int, context: int = 0) -> None:
     """A smaller copy of the training arrays (every slice with tumor, a random ``neg_keep`` of the others) with
     sampling weights 1 / neg_keep on the kept tumor-free slices, so batches keep the full data's slice mix. Used to
-    carry a warm start (fold weights) and the data together within a transfer limit."""
+    carry a warm start (fold weights) and the data together within a transfer limit. With ``context`` > 0 the
+    ``context`` neighbours of every kept slice are stored too, as input channels only (``trainable`` False), with
+    each slice's position in its case (``pos``) so that ``unet2d.context_index`` finds them."""
     x, y, case, ids = load_data(src)
-    pos = y.reshape(len(y), -1).any(1)
+    pos_all = slice_positions(case)
+    tumor = y.reshape(len(y), -1).any(1)
     rng = np.random.default_rng(seed)
-    keep = pos | (rng.random(len(y)) < neg_keep)
-    weight = np.where(pos[keep], 1.0, 1.0 / neg_keep)
+    def with_neighbours(sel):
+        out = sel.copy()
+        for d in range(1, context + 1):
+            for shift in (d, -d):
+                src_i = np.where(sel)[0]
+                nb = src_i + shift
+                ok = (nb >= 0) & (nb < len(y))
+                ok[ok] = case[nb[ok]] == case[src_i[ok]]
+                out[nb[ok]] = True
+        return out
+
+    # the tumor slices' neighbours are stored anyway (as context): they are trained on too (near-tumor negatives)
+    train = with_neighbours(tumor) | (rng.random(len(y)) < neg_keep)
+    keep = with_neighbours(train)
+    # sampling weight of a tumor-free slice: (tumor-free slices in the full data) / (tumor-free slices trained on),
+    # so that batches keep the full data's mix of slices with and without tumor
+    neg_w = float((~tumor).sum()) / max(1, int((train & ~tumor).sum()))
+    weight = np.where(tumor[keep], 1.0, neg_w)
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "lgg_unet_x.u8.xz").write_bytes(lzma.compress(np.ascontiguousarray(x[keep]).tobytes(), preset=6))
     np.savez_compressed(dst / "lgg_unet_data.npz", y=np.packbits(y[keep]), shape=np.array(x[keep].shape),
-                        case=case[keep].astype(np.int16), case_ids=np.array(ids), weight=weight)
-    print(f"subset: {int(keep.sum())} of {len(y)} slices ({int(pos.sum())} with tumor) -> {dst}")
+                        case=case[keep].astype(np.int16), case_ids=np.array(ids), weight=weight,
+                        pos=pos_all[keep].astype(np.int16), trainable=train[keep], context=np.array(context))
+    print(f"subset: {int(keep.sum())} of {len(y)} slices stored, {int(train.sum())} trainable "
+          f"({int(tumor.sum())} with tumor), context {context} -> {dst}")
 
 
 def split_folds(case_ids, k: int, seed: int):
@@ -122,6 +156,40 @@ def largest_components(m, frac: float = 0.1):
     return keep[lab]
 
 
+def expand_to_context(state: dict, context: int) -> dict:
+    """A 2D network's state_dict -> the 2.5D network's (2 * context + 1 input channels): the slice itself on the
+    centre channel, zero weights on the neighbours, so the warm-started network computes exactly the 2D network's
+    output before fine-tuning. A state that already has the channels is returned unchanged."""
+    import torch
+    first = "down.0.0.weight"
+    cin = 2 * context + 1
+    if state[first].shape[1] == 1 and cin > 1:
+        w = torch.zeros(state[first].shape[0], cin, *state[first].shape[2:], dtype=state[first].dtype)
+        w[:, context] = state[first][:, 0]
+        state[first] = w
+    return state
+
+
+def eval_case(U, net, x8, sl, ctx, case, pos, context: int, dev: str, flip: bool) -> np.ndarray:
+    """Probabilities of one case's stored slices ``sl``. Full arrays: exactly the product's ``predict_slices`` on the
+    volume. A subset: the same network pass on the stored slices with their stored neighbours (``ctx``)."""
+    full = len(sl) == int(pos[sl].max()) + 1
+    if full:
+        return U.predict_slices([net], x8[sl].astype(np.float32) / U.QUANT, device=dev, batch=32, flip=flip,
+                                context=context)
+    xs = x8.astype(np.float32) / U.QUANT  # subset: neighbours are rows of the whole stored array
+    import torch
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(sl), 32):
+            t = torch.from_numpy(U.stack_context(xs, ctx[sl[i:i + 32]])).to(dev)
+            p = torch.sigmoid(net(t).float())
+            if flip:
+                p = 0.5 * (p + torch.flip(torch.sigmoid(net(torch.flip(t, dims=[3])).float()), dims=[3]))
+            out.append(p[:, 0].cpu().numpy())
+    return np.concatenate(out)
+
+
 def train_fold(a, fold: int) -> dict:
     import torch
     import torch.nn.functional as F
@@ -137,22 +205,26 @@ def train_fold(a, fold: int) -> dict:
         torch.set_num_threads(max(1, a.threads or 3))
         torch.backends.cudnn.benchmark = True
     t0 = time.perf_counter()
-    x8, y8, case, ids, wts = load_data(Path(a.data), with_weight=True)
+    x8, y8, case, ids, wts, pos, trainable = load_data(Path(a.data), with_weight=True)
     folds = split_folds(ids, a.folds, a.seed)
     test_ids = set(folds[fold])
     is_test = np.array([ids[c] in test_ids for c in case])
-    tr = np.where(~is_test)[0]
+    tr = np.where(~is_test & trainable)[0]
+    ctx = U.context_index(case, pos, a.context)  # [n, 2 * context + 1] neighbour rows (one definition with inference)
     if a.max_slices:
         tr = tr[np.random.permutation(len(tr))[: a.max_slices]]
     clip = float(U.CLIP)
-    X = torch.from_numpy(np.ascontiguousarray(x8[tr])).to(dev)
+    X = torch.from_numpy(np.ascontiguousarray(x8)).to(dev)  # every stored slice (neighbours are inputs too)
     Y = torch.from_numpy(np.ascontiguousarray(y8[tr])).to(dev)
+    CTX = torch.from_numpy(ctx[tr]).to(dev)
     W = torch.from_numpy(wts[tr].astype(np.float32)).to(dev)
     weighted = bool((wts[tr] != 1).any())
-    net = U.build_unet(a.base, a.depth)
+    cin = 2 * a.context + 1
+    net = U.build_unet(a.base, a.depth, in_channels=cin)
     if a.init:  # warm start from an earlier run's fold network (same fold: same training cases)
-        st = torch.load(Path(a.init) / f"fold{fold}.pt", map_location="cpu", weights_only=True)
-        net.load_state_dict({k: v.float() for k, v in st.items()})
+        st = {k: v.float() for k, v in torch.load(Path(a.init) / f"fold{fold}.pt", map_location="cpu",
+                                                  weights_only=True).items()}
+        net.load_state_dict(expand_to_context(st, a.context))
     net = net.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=1e-4)
     use_amp = dev == "cuda"
@@ -162,7 +234,7 @@ def train_fold(a, fold: int) -> dict:
     t_train = time.perf_counter()
     print(f"[fold {fold}] {dev}: {len(tr)} training slices of {len(ids) - len(test_ids)} cases, "
           f"{steps_per_epoch} steps/epoch, data {time.perf_counter() - t0:.0f} s", flush=True)
-    done = False
+    done = a.eval_only
     while not done:
         net.train()
         perm = (torch.multinomial(W, len(tr), replacement=True) if weighted
@@ -177,7 +249,7 @@ def train_fold(a, fold: int) -> dict:
             for g in opt.param_groups:
                 g["lr"] = lr
             sel = perm[i * a.batch:(i + 1) * a.batch]
-            xb = X[sel].float()[:, None] / U.QUANT
+            xb = X[CTX[sel]].float() / U.QUANT  # [b, 2 * context + 1, H, W]
             yb = Y[sel].float()[:, None]
             xb, yb = augment(xb, yb, torch, F, clip)
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -217,16 +289,14 @@ def train_fold(a, fold: int) -> dict:
     torch.save(state, out / f"fold{fold}.tmp")
     os.replace(out / f"fold{fold}.tmp", out / f"fold{fold}.pt")
     # out-of-fold evaluation with the float16 weights as shipped (float32 compute, as on a CPU at inference)
-    net32 = U.build_unet(a.base, a.depth)
+    net32 = U.build_unet(a.base, a.depth, in_channels=cin)
     net32.load_state_dict({k: v.float() for k, v in state.items()})
     net32 = net32.to(dev).eval()
     per_case = {}
     for cid in ([] if a.no_eval else sorted(test_ids)[: a.eval_cases or None]):
         ci = ids.index(cid)
         sl = np.where(case == ci)[0]
-        xs = x8[sl].astype(np.float32) / U.QUANT
-        p1 = U.predict_slices([net32], xs, device=dev, batch=32, flip=False)
-        p2 = U.predict_slices([net32], xs, device=dev, batch=32, flip=True)
+        p1, p2 = (eval_case(U, net32, x8, sl, ctx, case, pos, a.context, dev, flip) for flip in (False, True))
         ref = y8[sl] > 0
         per_case[cid] = {"dice": round(dice(p1 >= 0.5, ref), 4), "dice_flip": round(dice(p2 >= 0.5, ref), 4),
                          "dice_flip_lcc": round(dice(largest_components(p2 >= 0.5), ref), 4),
@@ -247,7 +317,7 @@ def summarise(a) -> dict:
     oof = {cid: v for r in res for cid, v in r["oof"].items()}
     summ = {"folds": a.folds, "seed": a.seed, "epochs_max": a.epochs, "time_budget_s": a.time_budget_s,
             "batch": a.batch, "lr": a.lr, "base": a.base, "depth": a.depth, "init": a.init, "warmup": a.warmup,
-            "sample_dice": a.sample_dice, "data": a.data,
+            "sample_dice": a.sample_dice, "data": a.data, "context": a.context, "eval_only": a.eval_only,
             "per_fold": [{k: r[k] for k in ("fold", "device", "epochs", "steps", "train_s", "train_cases", "test_cases",
                                             "n_train_slices", "log")} | {"final_loss": r["log"][-1]["loss"] if r["log"] else None}
                          for r in res], "oof": oof}
@@ -286,9 +356,12 @@ def main(argv=None) -> int:
     ap.add_argument("--make-subset", help="write a subset of --data (all tumor slices, --neg-keep of the others) "
                     "to this folder and exit")
     ap.add_argument("--neg-keep", type=float, default=0.45)
+    ap.add_argument("--context", type=int, default=0, help="2.5D: neighbouring slices on either side as input "
+                    "channels (0: 2D); a 2D --init is expanded (zero weights on the neighbours)")
+    ap.add_argument("--eval-only", action="store_true", help="no training: evaluate the --init networks out of fold")
     a = ap.parse_args(argv)
     if a.make_subset:
-        make_subset(Path(a.data), Path(a.make_subset), a.neg_keep, a.seed)
+        make_subset(Path(a.data), Path(a.make_subset), a.neg_keep, a.seed, a.context)
         return 0
     if a.fold is not None:
         train_fold(a, a.fold)

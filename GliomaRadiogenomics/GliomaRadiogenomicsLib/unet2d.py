@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError
-
 GRID_SPACING_MM = 1.0
 GRID_SIZE = 240            # 240 mm field of view: any adult head; 240 = 15 * 2^4
 ORIENTATION = "LPS"
@@ -212,8 +210,14 @@ def parse_folds(folds, manifest: dict):
     want = [int(v) for v in str(folds).split(",") if v.strip() != ""]
     bad = [v for v in want if v not in known]
     if bad or not want:
+        from .io import InputError  # here, not at the top: the training script loads this module by path
         raise InputError(f"lgg-unet2d: fold(s) {bad or folds} not in the weights (available: {known})")
     return want
+
+
+def context_of(manifest: dict) -> int:
+    """Through-plane context of the manifest's networks: 0 = 2D (one slice), k = 2.5D (2k + 1 slices as channels)."""
+    return int(manifest["architecture"].get("context", 0))
 
 
 def load_models(weights_dir=None, folds=None, device: str = "cpu"):
@@ -234,24 +238,58 @@ def load_models(weights_dir=None, folds=None, device: str = "cpu"):
             raise WeightsError(f"{path}: SHA-256 mismatch (expected {entry['sha256'][:12]}..., got {digest[:12]}...): "
                                "corrupted or replaced weight file; reinstall the package")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if int(arch["in_channels"]) != 2 * context_of(man) + 1:
+            raise WeightsError(f"{d / 'manifest.json'}: in_channels {arch['in_channels']} does not match context "
+                               f"{context_of(man)} (2 * context + 1 channels)")
         net = build_unet(arch["base"], arch["depth"], arch["in_channels"], arch["out_channels"])
         net.load_state_dict({k: v.float() for k, v in state.items()})
         models.append(net.to(device).eval())
     return models, man
 
 
+def context_index(case, pos, context: int) -> np.ndarray:
+    """Indices of each slice's through-plane neighbours: row i of the result lists, for d = -context..context, the
+    index of the slice of the same ``case`` at position ``pos[i] + d``. A neighbour that is not there (beyond the
+    volume's first / last slice, or not stored in a training subset) is replaced by the nearest one towards slice i
+    (at the volume's edges: the edge slice repeated). One definition for training (``case`` / ``pos`` of the stored
+    slices) and inference (one volume: ``case`` all 0, ``pos`` 0..n-1). Returns int64 [n, 2 * context + 1]."""
+    case = np.asarray(case, np.int64)
+    pos = np.asarray(pos, np.int64)
+    n = len(pos)
+    lookup = {(int(c), int(q)): i for i, (c, q) in enumerate(zip(case, pos))}
+    out = np.empty((n, 2 * context + 1), np.int64)
+    for i in range(n):
+        c, q = int(case[i]), int(pos[i])
+        for j, d in enumerate(range(-context, context + 1)):
+            step = 1 if d > 0 else -1
+            k = d
+            while k != 0 and (c, q + k) not in lookup:
+                k -= step
+            out[i, j] = lookup[(c, q + k)] if k != 0 else i
+    return out
+
+
+def stack_context(x: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Slices x [n, H, W] and ``context_index`` rows [b, C] -> network input [b, C, H, W] (channel C // 2 = the slice
+    itself, channel 0 the one below it in LPS order)."""
+    return np.ascontiguousarray(x[index])
+
+
 def predict_slices(models, x: np.ndarray, device: str = "cpu", batch: int = 16, flip: bool = True,
-                   progress=None) -> np.ndarray:
-    """Mean sigmoid over models (and a left-right flip when ``flip``) for slices x [n, H, W] -> [n, H, W] float32."""
+                   progress=None, context: int = 0) -> np.ndarray:
+    """Mean sigmoid over models (and a left-right flip when ``flip``) for the slices x [n, H, W] of one volume ->
+    [n, H, W] float32. ``context`` > 0: each slice is seen with its ``context`` neighbours on either side as extra
+    input channels (2.5D, ``context_index``)."""
     import torch
 
     out = np.zeros(x.shape, np.float32)
+    index = context_index(np.zeros(len(x)), np.arange(len(x)), context)
     n_steps = max(1, len(models) * ((len(x) + batch - 1) // batch))
     step = 0
     with torch.inference_mode():
         for m in models:
             for i in range(0, len(x), batch):
-                t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))[:, None].to(device)
+                t = torch.from_numpy(stack_context(x, index[i:i + batch])).to(device)
                 p = torch.sigmoid(m(t).float())
                 if flip:
                     p = 0.5 * (p + torch.flip(torch.sigmoid(m(torch.flip(t, dims=[3])).float()), dims=[3]))

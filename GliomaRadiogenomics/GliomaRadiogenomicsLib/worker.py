@@ -209,14 +209,15 @@ def stage_unet2d(a, progress: Progress) -> dict:
     target = sitk.ReadImage(a.target) if a.target else flair
     x, grid, facts = unet2d.network_input(flair)
     progress.update(0.1, f"lgg-unet2d: {len(x)} axial slices x {len(models)} fold model(s) on {device}")
-    prob = unet2d.predict_slices(models, x, device=device, flip=a.flip,
+    prob = unet2d.predict_slices(models, x, device=device, flip=a.flip, context=unet2d.context_of(manifest),
                                  progress=lambda f: progress.update(0.1 + 0.8 * f, "lgg-unet2d: predicting slices"))
     progress.update(0.92, "lgg-unet2d: probabilities back to the working grid (linear)")
     out = unet2d.probability_to_grid(prob, grid, target)
     sitk.WriteImage(out, a.output)
     progress.update(1.0, "lgg-unet2d: done")
     return {"probability": a.output, "device": device, "folds": [int(f) for f in unet2d.parse_folds(a.folds, manifest)],
-            "slices": int(len(x)), "scale": facts["scale"], "flip": bool(a.flip)}
+            "slices": int(len(x)), "scale": facts["scale"], "flip": bool(a.flip),
+            "context": unet2d.context_of(manifest)}
 
 
 def stage_brats17(a, progress: Progress) -> dict:

@@ -135,3 +135,58 @@ def test_lgg_dice_floor_default_segment_command(shared_data, tmp_path):
         a, b = sitk.GetArrayFromImage(seg) > 0, sitk.GetArrayFromImage(ref) > 0
         d = 2 * (a & b).sum() / (a.sum() + b.sum())
         assert d >= LGG_FLOOR, (cid, d)
+
+
+def test_context_index_matches_explicit_neighbours():
+    """2.5D input: each slice with its neighbours, the edge slice repeated at the volume's ends; in a training subset
+    a neighbour that was not stored falls back to the nearest stored one towards the slice."""
+    idx = unet2d.context_index(np.zeros(5), np.arange(5), 1)
+    assert idx.tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4]]
+    idx2 = unet2d.context_index(np.zeros(4), np.arange(4), 2)
+    assert idx2[0].tolist() == [0, 0, 0, 1, 2] and idx2[3].tolist() == [1, 2, 3, 3, 3]
+    # two cases stored back to back (positions restart): neighbours never cross cases; position 2 of case 0 is
+    # missing (not stored), so slice 3 of case 0 looks down to its nearest stored slice... itself
+    case = np.array([0, 0, 0, 1, 1])
+    pos = np.array([0, 1, 3, 0, 1])
+    idx3 = unet2d.context_index(case, pos, 1)
+    assert idx3.tolist() == [[0, 0, 1], [0, 1, 1], [2, 2, 2], [3, 3, 4], [3, 4, 4]]
+    x = np.arange(5 * 2 * 2, dtype=np.float32).reshape(5, 2, 2)
+    s = unet2d.stack_context(x, idx[1:3])
+    assert s.shape == (2, 3, 2, 2)
+    assert np.array_equal(s[0], np.stack([x[0], x[1], x[2]])) and np.array_equal(s[1, 1], x[2])
+
+
+def test_2d_weights_expanded_to_25d_give_the_same_probabilities(tmp_path):
+    """The training script's warm start (2D -> 2.5D: the slice on the centre channel, zero weights on the
+    neighbours) must compute exactly the 2D network, through the product's predict_slices with context; a manifest
+    whose channels do not match its context is refused."""
+    import importlib.util
+    import torch
+    from pathlib import Path
+    root = Path(unet2d.__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("train_lgg", root / "scripts" / "train_lgg_unet2d.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    models, man = unet2d.load_models(folds="2")
+    st = {k: v.float() for k, v in models[0].state_dict().items()}
+    st25 = train.expand_to_context(dict(st), 1)
+    net25 = unet2d.build_unet(man["architecture"]["base"], man["architecture"]["depth"], in_channels=3)
+    net25.load_state_dict(st25)
+    net25.eval()
+    rng = np.random.default_rng(0)
+    x = (rng.random((4, unet2d.GRID_SIZE, unet2d.GRID_SIZE)) * 1.5).astype(np.float32)
+    p2 = unet2d.predict_slices(models, x, flip=False)
+    p25 = unet2d.predict_slices([net25], x, flip=False, context=1)
+    assert np.abs(p2 - p25).max() < 1e-5
+    # a non-zero neighbour weight changes the output: the context channels do reach the network
+    with torch.no_grad():
+        net25.down[0][0].weight[:, 0] += 0.05
+    assert np.abs(unet2d.predict_slices([net25], x, flip=False, context=1) - p2).max() > 1e-3
+    d = tmp_path / "w"
+    d.mkdir()
+    shutil.copy(unet2d.WEIGHTS_DIR / "fold0.pt", d)
+    bad = dict(man)
+    bad["architecture"] = dict(man["architecture"], context=1)  # says 2.5D, has 1 input channel
+    (d / "manifest.json").write_text(json.dumps(bad))
+    with pytest.raises(unet2d.WeightsError, match="does not match context"):
+        unet2d.load_models(d, "0")
