@@ -21,7 +21,7 @@ def module_files():
             continue
         if p.suffix == ".py":
             scripts.append(rel)
-        elif p.suffix in (".png", ".ui", ".json", ".yaml", ".md", ".svg", ".pt"):
+        elif p.suffix in (".png", ".ui", ".json", ".yaml", ".md", ".svg", ".pt", ".npz", ".txt") or p.name == "SHA256SUMS":
             resources.append(rel)
     return scripts, resources
 
