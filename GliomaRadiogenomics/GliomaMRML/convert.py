@@ -175,17 +175,114 @@ def predictions_to_table_node(doc: dict, scene, node=None):
 
 
 def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
-    """Points per variable of one task as a bar chart (vtkMRMLPlotChartNode)."""
+    """The task's nomogram as a Slicer plot (vtkMRMLPlotChartNode), drawn from predictions.json's nomogram block
+    exactly as the report figure (GliomaRadiogenomicsLib.nomogram.rows): one line series per axis (Points, each
+    variable, Total points, Probability; top to bottom) through its ticks, labelled with the tick values, and a
+    "This case" series marking the case on every axis (value, points; total; probability). The Total points and
+    Probability rows share one scale, drawn over the same width as the points (x = total points * 100 / maximum
+    total). A variable the case falls off is named "OUT OF RANGE" in its series (legend) and in the case's label.
+    Each series' table holds x (chart position), position (points or total points), value (the tick's value in the
+    axis' own units: points, years, level, total points, probability), label and tick (1 = tick, 0 = axis end).
+    A document without nomogram axes (written before them): the points per variable as bars."""
     import vtk
+    from GliomaRadiogenomicsLib.nomogram import format_probability, rows
     r = doc.get(task)
     if not r or not r.get("nomogram"):
         return None
+    block = r["nomogram"]
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{task} nomogram")
+    synthetic = bool((r.get("model") or {}).get("synthetic"))
+    chart.SetTitle(f"{task}: probability {format_probability(r.get('probability'))} (research use)"
+                   + (" - SYNTHETIC model" if synthetic else ""))
+    if "axes" not in block:
+        return _points_bars(block, task, scene, chart)
+    total_max = max(float(block["total_points_range"][1]), 1e-9)
+    rs = rows(block)
+    case_rows = []
+
+    def table(name, columns):
+        node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+        arrays = []
+        for col, kind in columns:
+            a = vtk.vtkStringArray() if kind == "s" else vtk.vtkDoubleArray()
+            a.SetName(col)
+            node.GetTable().AddColumn(a)
+            arrays.append(a)
+        return node, arrays
+
+    for i, row in enumerate(rs):
+        y = float(len(rs) - 1 - i)
+        to_x = (lambda v: v) if row["scale"] == "points" else (lambda v: v * 100.0 / total_max)
+        node, (xs, ys, pos, val, lab, tick) = table(
+            f"{task} nomogram: {row['title']}",
+            [("x", "d"), ("y", "d"), ("position", "d"), ("value", "d"), ("label", "s"), ("tick", "d")])
+        lo, hi = row["range"]
+        pts = [(lo, float("nan"), "", 0.0)] + [(p, v, l, 1.0) for p, l, v in row["ticks"]] + \
+              [(hi, float("nan"), "", 0.0)]
+        for p, v, l, t in sorted(pts, key=lambda q: (q[0], -q[3])):
+            xs.InsertNextValue(to_x(p)); ys.InsertNextValue(y); pos.InsertNextValue(p); val.InsertNextValue(v)
+            lab.InsertNextValue(l); tick.InsertNextValue(t)
+        case = row["case"]
+        name = row["title"]
+        if case and case.get("out_of_range"):
+            name += " - OUT OF RANGE" + (f" ({case['range_text']})" if case.get("range_text") else "")
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+        series.SetAndObserveTableNodeID(node.GetID())
+        series.SetXColumnName("x")
+        series.SetYColumnName("y")
+        series.SetLabelColumnName("label")
+        series.SetPlotType(series.PlotTypeScatter)
+        series.SetMarkerStyle(series.MarkerStylePlus)
+        series.SetLineStyle(series.LineStyleSolid)
+        series.SetColor(0.1, 0.1, 0.1)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        if case:
+            x = min(max(case["points"], lo), hi)
+            if row["key"] == "total points":
+                text = f"total {case['label']} points"
+            elif row["key"] == "probability":
+                text = f"probability {case['label']}"
+            else:
+                text = f"{row['title']}: {case['label']}, {case['points']:.1f} points"
+            if case.get("out_of_range"):
+                text += " (OUT OF RANGE: marked at the axis end)"
+            case_rows.append((to_x(x), y, case["points"], text, 1.0 if case.get("out_of_range") else 0.0))
+    if case_rows:
+        node, (xs, ys, pos, lab, out) = table(f"{task} nomogram: this case",
+                                              [("x", "d"), ("y", "d"), ("points", "d"), ("label", "s"),
+                                               ("out_of_range", "d")])
+        for x, y, p, t, o in case_rows:
+            xs.InsertNextValue(x); ys.InsertNextValue(y); pos.InsertNextValue(p); lab.InsertNextValue(t)
+            out.InsertNextValue(o)
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", "This case")
+        series.SetAndObserveTableNodeID(node.GetID())
+        series.SetXColumnName("x")
+        series.SetYColumnName("y")
+        series.SetLabelColumnName("label")
+        series.SetPlotType(series.PlotTypeScatter)
+        series.SetMarkerStyle(series.MarkerStyleDiamond)
+        series.SetMarkerSize(12)
+        series.SetLineStyle(series.LineStyleNone)
+        series.SetColor(0.75, 0.22, 0.17)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetXAxisTitle(f"points (Total points / Probability rows: total points x 100 / {total_max:.1f})")
+    chart.SetYAxisTitle("")
+    chart.SetLegendVisibility(True)
+    chart.SetXAxisRangeAuto(False)
+    chart.SetXAxisRange(-5.0, 105.0)
+    chart.SetYAxisRangeAuto(False)
+    chart.SetYAxisRange(-0.7, len(rs) - 0.3)
+    return chart
+
+
+def _points_bars(block: dict, task: str, scene, chart):
+    import vtk
     table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{task} nomogram points")
     t = table_node.GetTable()
     idx = vtk.vtkDoubleArray(); idx.SetName("index")
     pts = vtk.vtkDoubleArray(); pts.SetName("points")
     names = vtk.vtkStringArray(); names.SetName("variable")
-    items = list(r["nomogram"]["points"].items()) + [("Total points", r["nomogram"]["total_points"])]
+    items = list(block["points"].items()) + [("Total points", block["total_points"])]
     for i, (k, v) in enumerate(items):
         idx.InsertNextValue(i); pts.InsertNextValue(float(v)); names.InsertNextValue(k)
     for a in (idx, pts, names):
@@ -196,11 +293,9 @@ def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
     series.SetYColumnName("points")
     series.SetLabelColumnName("variable")
     series.SetPlotType(series.PlotTypeBar)
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{task} nomogram")
     chart.AddAndObservePlotSeriesNodeID(series.GetID())
-    chart.SetTitle(f"{task}: probability {r['probability']:.2f} (research use)")
-    chart.SetXAxisTitle("variable")
-    chart.SetYAxisTitle("points (0-100)")
+    chart.SetXAxisTitle("variable (this predictions document has no nomogram axes: points only)")
+    chart.SetYAxisTitle("points")
     return chart
 
 

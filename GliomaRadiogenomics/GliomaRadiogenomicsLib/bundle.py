@@ -5,9 +5,12 @@ training provenance, metrics and intended use.
 
 Features are grouped into nomogram variables (e.g. "Radiomics score" = all radiomic terms, "Age", "Sex"). A
 variable's contribution c_g = sum of its terms; on the nomogram it gets
-points_g = 100 * (c_g - c_min_g) / max_g(c_max_g - c_min_g), where [c_min_g, c_max_g] is the range of c_g in the
-training data, so total points map exactly to the linear predictor:
-lp = lp_at_zero_points + total_points * lp_per_point.
+points_g = 100 * (c_g - c_min_g) / max_g(c_max_g - c_min_g), where [c_min_g, c_max_g] is the contribution range over
+the variable's axis (rms conventions, nomogram.py: trimmed training range for continuous variables and scores, all
+levels for categorical ones), so total points map exactly to the linear predictor:
+lp = lp_at_zero_points + total_points * lp_per_point. The whole geometry (ticks, total-points and probability axes)
+is computed once at training and stored; a bundle saved before gets it computed at loading from its min-max ranges
+(nomogram.geometry_from_legacy, with a note).
 
 Loading validates the document; ``check_features`` refuses a table that lacks a feature or whose provenance differs
 from the training data's in a hard setting (preset, settings hash, normalisation, spacing, ...) and returns warnings
@@ -48,9 +51,10 @@ class FeatureMismatchError(InputError):
 class NomogramVariable:
     name: str
     features: List[str]
-    c_min: float                   # contribution range in the training data
+    c_min: float                   # contribution range over the axis (trimmed training range / all levels)
     c_max: float
-    axis: Optional[dict] = None    # single-feature variables: {"feature", "x_at_c_min", "x_at_c_max", "unit"}
+    axis: Optional[dict] = None    # the axis geometry (nomogram.py): kind, title, unit, value_range, points_range,
+    #                                ticks [{value, label, points}]; single features also feature, x_at_c_min / max
 
 
 @dataclass
@@ -116,16 +120,26 @@ class ModelBundle:
             raise BundleError(f"{where}: cutoff {d['cutoff']} must be a probability in (0, 1)")
         if not isinstance(d["synthetic"], bool):
             raise BundleError(f"{where}: 'synthetic' must be true or false")
-        variables = [NomogramVariable(**v) for v in d["variables"]]
-        covered = sorted(f for v in variables for f in v.features)
+        covered = sorted(f for v in d["variables"] for f in v["features"])
         if covered != sorted(d["features"]):
             raise BundleError(f"{where}: nomogram variables do not cover the features exactly once")
+        from .nomogram import check_geometry, geometry_from_legacy, has_geometry
+        nomogram, var_dicts = dict(d["nomogram"]), list(d["variables"])
+        if has_geometry(nomogram, var_dicts):
+            problem = check_geometry(nomogram, var_dicts)
+            if problem:
+                raise BundleError(f"{where}: {problem}")
+        else:  # saved before the rms geometry: computed from what the bundle holds (its min-max ranges), noted
+            var_dicts, geo = geometry_from_legacy(var_dicts, d["features"], d["coefficients"], d["center"],
+                                                  d["scale"], float(d["intercept"]), nomogram)
+            nomogram.update(geo)
+        variables = [NomogramVariable(**v) for v in var_dicts]
         try:
             bundle_sequences((d.get("feature_schema") or {}).get("sequences"), d["features"])
         except BundleError as exc:
             raise BundleError(f"{where}: {exc}") from None
-        kw = {k: d[k] for k in REQUIRED_KEYS if k not in ("format", "schema_version", "variables")}
-        return cls(variables=variables, encodings=dict(d.get("encodings", {})),
+        kw = {k: d[k] for k in REQUIRED_KEYS if k not in ("format", "schema_version", "variables", "nomogram")}
+        return cls(variables=variables, nomogram=nomogram, encodings=dict(d.get("encodings", {})),
                    imputation=dict(d.get("imputation", {})), source=source, **kw)
 
     # ------------------------------------------------------------------ checks
@@ -194,16 +208,19 @@ class ModelBundle:
             pts = (c - v.c_min) / per_point
             if c < v.c_min - 1e-9 or c > v.c_max + 1e-9:
                 out_of_range.append(v.name)
-            points[v.name] = round(pts, 2)
+            points[v.name] = round(pts, 2) + 0.0  # never -0.0
         total = float(sum(points.values()))
         lp_nomo = float(self.nomogram["lp_at_zero_points"]) + total * per_point
         if out_of_range:
-            warnings.append(f"{self.task}: {', '.join(out_of_range)} outside the range seen in training "
-                            "(nomogram extrapolates)")
+            ranges = (self.nomogram.get("ranges") or {}).get("text", "the training range")
+            warnings.append(f"{self.task}: {', '.join(out_of_range)} outside the nomogram's axis range ({ranges}): "
+                            "marked 'out of range' on the nomogram, points extrapolated")
+        imputed = [f for f in self.features if _missing(row.get(f, None)) and f in self.imputation]
         return {"probability": prob, "linear_predictor": lp, "linear_predictor_from_points": lp_nomo,
                 "points": points, "total_points": round(total, 2),
                 "feature_contributions": {f: round(float(contrib[idx[f]]), 4) for f in self.features},
-                "warnings": warnings}
+                "values": {f: float(x[idx[f]]) for f in self.features}, "imputed": imputed,
+                "out_of_range": out_of_range, "warnings": warnings}
 
     def label_for(self, probability: float) -> str:
         return self.positive_label if probability >= self.cutoff else self.negative_label
@@ -263,6 +280,10 @@ def select_bundles(bundles: Sequence[ModelBundle], present: Sequence[str]):
         exact = [b for b in ok if set(b.sequences) == present]
         chosen.append(exact[0] if exact else max(ok, key=lambda b: len(b.sequences)))
     return chosen, unavailable
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _is_number(v) -> bool:
@@ -371,32 +392,12 @@ def load_default_bundles() -> List[ModelBundle]:
 def build_nomogram(features: List[str], coefficients: np.ndarray, center: np.ndarray, scale: np.ndarray,
                    intercept: float, X_train: np.ndarray, groups: Dict[str, List[str]],
                    units: Optional[Dict[str, str]] = None):
-    """Nomogram scales from the training data (see module docstring). Returns (variables, nomogram dict)."""
-    units = units or {}
-    idx = {f: i for i, f in enumerate(features)}
-    Z = (X_train - center) / scale
-    C = Z * coefficients
-    variables = []
-    for name, feats in groups.items():
-        cols = [idx[f] for f in feats]
-        c = C[:, cols].sum(axis=1)
-        c_min, c_max = float(c.min()), float(c.max())
-        axis = None
-        if len(feats) == 1:
-            i = cols[0]
-            b = float(coefficients[i])
-            # x value giving a contribution c: x = center + scale * c / b
-            if b != 0:
-                axis = {"feature": feats[0], "unit": units.get(feats[0], ""),
-                        "x_at_c_min": float(center[i] + scale[i] * c_min / b),
-                        "x_at_c_max": float(center[i] + scale[i] * c_max / b)}
-        variables.append(NomogramVariable(name, list(feats), c_min, c_max, axis))
-    span = max((v.c_max - v.c_min) for v in variables) or 1.0
-    lp_per_point = span / 100.0
-    nomogram = {"max_points": 100, "lp_per_point": lp_per_point,
-                "lp_at_zero_points": float(intercept + sum(v.c_min for v in variables)),
-                "total_points_range": [0.0, float(sum((v.c_max - v.c_min) / lp_per_point for v in variables))]}
-    return variables, nomogram
+    """Nomogram geometry from the training data (rms conventions: nomogram.geometry_from_training). Returns
+    (variables, nomogram dict)."""
+    from .nomogram import geometry_from_training
+    var_dicts, nomogram = geometry_from_training(features, coefficients, center, scale, intercept, X_train, groups,
+                                                 units)
+    return [NomogramVariable(**v) for v in var_dicts], nomogram
 
 
 def nomogram_probability(bundle: ModelBundle, total_points: float) -> float:

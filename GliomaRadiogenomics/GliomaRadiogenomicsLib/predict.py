@@ -12,6 +12,7 @@ import pandas as pd
 from . import __version__
 from .bundle import FeatureMismatchError, ModelBundle, select_bundles
 from .case import SEQUENCE_NAMES, sex_male
+from .nomogram import case_nomogram
 
 DISCLAIMER = ("Research probabilities from statistical models, not diagnoses. They must not guide treatment "
               "without histopathological and molecular confirmation.")
@@ -33,10 +34,7 @@ def predict_one(bundle: ModelBundle, row: Mapping[str, object], provenance: Opti
         "probability": round(p, 6),
         "label": bundle.label_for(p),
         "cutoff": round(bundle.cutoff, 6),
-        "nomogram": {"points": r["points"], "total_points": r["total_points"],
-                     "linear_predictor": round(r["linear_predictor"], 6),
-                     "max_points_per_variable": bundle.nomogram["max_points"],
-                     "total_points_range": bundle.nomogram["total_points_range"]},
+        "nomogram": case_nomogram(bundle, r, r["imputed"]),  # the bundle's axes + this case on each
         "feature_contributions": r["feature_contributions"],
         "model": bundle.model_card(),
         "warnings": settings + r["warnings"],

@@ -38,11 +38,13 @@ class TaskRow:
     def points_breakdown(self) -> str:
         return ", ".join(f"{k} {v:.1f}" for k, v in self.points.items())
 
-    def line(self, digits: int = 2) -> str:
-        """One line of plain text for status labels and summaries."""
+    def line(self, digits: Optional[int] = None) -> str:
+        """One line of plain text for status labels and summaries; the probability with 2 significant digits
+        (0.085, not 0.08), or ``digits`` decimals."""
         if not self.available:
             return f"{self.task}: not available ({self.reason or self.label})"
-        prob = f"{self.probability:.{digits}f}"
+        from .nomogram import format_probability
+        prob = format_probability(self.probability) if digits is None else f"{self.probability:.{digits}f}"
         return (f"{self.task}: {prob} ({self.label}), {self.points_text} points; model {self.model}, trained on "
                 f"{self.trained_on_text}")
 
@@ -81,7 +83,7 @@ def any_synthetic_model(doc: dict) -> bool:
     return any(row.synthetic for row in task_rows(doc))
 
 
-def summary_lines(doc: dict, digits: int = 2) -> List[str]:
+def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
     """Plain-text lines: one per task, the warnings, the SYNTHETIC notes and the disclaimer."""
     lines = [row.line(digits) for row in task_rows(doc)]
     if doc.get("warnings"):

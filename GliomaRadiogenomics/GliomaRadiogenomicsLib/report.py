@@ -58,9 +58,21 @@ def overlay_figure(analysis) -> str:
 
 
 def nomogram_figure(task: str, res: dict) -> str:
+    """The task's nomogram (rms style: nomogram.draw_nomogram) from its predictions.json block, the case marked;
+    a document written before nomogram axes existed gets the old points bars with a note."""
+    from .nomogram import case_title, nomogram_figure as draw
+    nomo = res["nomogram"]
+    if "axes" in nomo:
+        model = res.get("model") or {}
+        return _png(draw(nomo, case_title(task, nomo, bool(model.get("synthetic")))))
+    return _legacy_points_figure(task, res)
+
+
+def _legacy_points_figure(task: str, res: dict) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from .nomogram import format_probability
 
     pts = res["nomogram"]["points"]
     names = list(pts)
@@ -74,7 +86,8 @@ def nomogram_figure(task: str, res: dict) -> str:
     for yi, v in zip(y, vals):
         ax.text(v, yi, f" {v:.1f}", va="center", fontsize=8)
     ax.set_xlabel("nomogram points (0-100 per variable)")
-    ax.set_title(f"{task}: probability {res['probability']:.2f}", fontsize=10)
+    ax.set_title(f"{task}: probability {format_probability(res['probability'])} (points only: this predictions "
+                 "document has no nomogram axes)", fontsize=9)
     return _png(fig)
 
 
@@ -107,8 +120,10 @@ def render_report(doc: dict, analysis) -> str:
                      f"<td>{_esc(row.trained_on)}</td><td>{'YES' if row.synthetic else 'no'}</td>"
                      f"<td>{_esc(row.auc_text)}</td></tr>")
     parts.append("</table>")
-    parts.append("<h2>Nomogram points</h2><p>Each variable contributes 0-100 points over the range seen in "
-                 "training; total points map to the probability.</p>")
+    parts.append("<h2>Nomograms</h2><p>Read each nomogram from the top: the case's value on each variable's axis "
+                 "(red marker) gives its points on the Points scale; the points add up to the Total points, which "
+                 "map to the Probability below them. The variable with the widest effect spans 0-100 points over "
+                 "its trimmed training range; a value outside an axis is marked 'out of range' beside it.</p>")
     for t in doc.get("tasks", []):
         r = doc[t]
         if r.get("nomogram"):
@@ -145,27 +160,34 @@ def write_pdf_summary(doc: dict, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from .io import atomic_write_bytes
+    from .nomogram import case_title, draw_nomogram, format_probability
     tasks = [t for t in doc.get("tasks", []) if doc.get(t)]
-    fig, axes = plt.subplots(len(tasks) + 1, 1, figsize=(8.27, 2.2 * (len(tasks) + 1)))
-    axes = list(np.atleast_1d(axes))
-    head = axes[0]
+    heights = [2.0] + [0.5 * (len((doc[t].get("nomogram") or {}).get("axes") or []) + 3) + 0.7
+                       if (doc[t].get("nomogram") or {}).get("axes") else 2.2 for t in tasks]
+    fig = plt.figure(figsize=(8.27, sum(heights)))
+    subs = list(np.atleast_1d(fig.subfigures(len(tasks) + 1, 1, height_ratios=heights)))
+    head = subs[0].subplots()
     head.axis("off")
     lines = [f"GliomaRadiogenomics: case {doc['case'].get('case_id', '')}", doc["disclaimer"]]
     for row in task_rows(doc):
         lines.append(row.line() + ("  [SYNTHETIC training data: demonstration only]" if row.synthetic else ""))
     head.text(0, 1, "\n".join(lines), va="top", fontsize=7, wrap=True)
-    for ax, t in zip(axes[1:], tasks):
+    for sub, t in zip(subs[1:], tasks):
         nomo = doc[t].get("nomogram")
         if not nomo:
-            ax.axis("off")
+            sub.subplots().axis("off")
             continue
+        if "axes" in nomo:
+            draw_nomogram(sub, nomo, case_title(t, nomo, bool((doc[t].get("model") or {}).get("synthetic"))))
+            sub.subplots_adjust(left=0.2, right=0.75, hspace=0.0, top=0.88, bottom=0.06)
+            continue
+        ax = sub.subplots()  # a document without nomogram axes: the old points bars
         items = list(nomo["points"].items())
         ax.barh([k for k, _ in items], [v for _, v in items], color="#2e86c1")
         ax.set_xlim(0, 100)
         ax.set_xlabel("points (0-100)")
-        ax.set_title(f"{t}: total points {nomo['total_points']:.1f} -> probability {doc[t]['probability']:.2f}",
-                     fontsize=8)
-    fig.tight_layout()
+        ax.set_title(f"{t}: total points {nomo['total_points']:.1f} -> probability "
+                     f"{format_probability(doc[t]['probability'])} (no nomogram axes in this document)", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf")
     plt.close(fig)

@@ -154,12 +154,14 @@ def test_table_and_plot_nodes_from_a_real_prediction(predicted):
     for t in tasks:
         p = float(table.GetCellText(tasks.index(t), cols.index("probability")))
         assert p == pytest.approx(doc[t]["probability"], abs=1e-3)
-        chart = charts[t]
-        assert chart.GetNumberOfPlotSeriesNodes() == 1
-        series = chart.GetNthPlotSeriesNode(0)
-        points_table = series.GetTableNode().GetTable()
-        total = points_table.GetValueByName(points_table.GetNumberOfRows() - 1, "points").ToDouble()
-        assert total == pytest.approx(doc[t]["nomogram"]["total_points"], abs=1e-6)
+        chart = charts[t]  # the nomogram: Points, one axis per variable, Total points, Probability + this case
+        nomo = doc[t]["nomogram"]
+        assert chart.GetNumberOfPlotSeriesNodes() == len(nomo["axes"]) + 4
+        case = chart.GetNthPlotSeriesNode(chart.GetNumberOfPlotSeriesNodes() - 1)
+        assert case.GetName() == "This case"
+        case_table = case.GetTableNode().GetTable()
+        total = case_table.GetValueByName(case_table.GetNumberOfRows() - 2, "points").ToDouble()
+        assert total == pytest.approx(nomo["total_points"], abs=1e-6)
 
 
 def test_edited_roi_is_what_the_prediction_uses(mrml, predicted, scene_case, bundles_at_spacing):
