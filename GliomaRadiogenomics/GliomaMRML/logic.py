@@ -276,8 +276,7 @@ class GliomaRadiogenomicsLogic:
             if case.clinical.get(key) is not None:
                 value = case.clinical[key]
                 args += [flag, str(int(value) if key == "who_grade" else value)]
-        return BackgroundJob.python_module("GliomaRadiogenomicsLib.cli", args + list(extra_args), python=python or
-                                           python_executable())
+        return BackgroundJob.core("cli", args + list(extra_args), python=python or python_executable())
 
     def finish(self, out_dir, reference_node, segmentation_node=None, nodes: Optional[Dict[str, object]] = None):
         """Load a finished run's outputs: segmentation (a new node unless the user's own was used), the predictions

@@ -1,35 +1,90 @@
 """A child process that reports progress as JSON lines, read without blocking (GUI timers, trame, workers).
 
 ``BackgroundJob(cmd).poll()`` never blocks: a reader thread parses stdout lines ({"progress", "message"},
-{"result"}, {"error"}); ``cancel()`` kills the child's whole process group (the child starts a new session, so
-data-loader grandchildren die too). ``run_worker`` (worker.py) and the Slicer modules' Run / Cancel buttons use it.
+{"result"}, {"error"}); ``cancel()`` ends the child's whole process tree through psutil (Linux, macOS, Windows: the
+tree is frozen, collected and killed, so data-loader grandchildren die too). ``BackgroundJob.core("cli" | "worker",
+args)`` starts the core by the path of its ``launch.py`` with an explicit PYTHONPATH: no pip install needed (works
+from PythonSlicer, a plain venv, an editable checkout and a non-editable install). ``run_worker`` (worker.py) and the
+Slicer modules' Run / Cancel buttons use it.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List, Optional
 
 
-def kill_process_group(proc: subprocess.Popen) -> None:
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds GliomaRadiogenomicsLib
+LAUNCHER = Path(__file__).resolve().parent / "launch.py"
+
+
+def kill_process_tree(pid: int, timeout: float = 5.0, wait_root: bool = True) -> List[int]:
+    """End process ``pid`` and all its descendants (any OS); returns the pids that were ended.
+
+    Each process is suspended before its children are listed, so none can start a new one in between; then all are
+    killed (SIGKILL / TerminateProcess: the core's outputs are written as sets that survive it) and waited for.
+    ``wait_root`` False: the caller reaps ``pid`` itself (a subprocess.Popen child keeps its exit status)."""
+    import psutil
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    found, queue = [], [root]
+    while queue:
+        p = queue.pop()
+        try:
+            p.suspend()
+        except psutil.Error:
+            pass
+        found.append(p)
+        try:
+            queue.extend(c for c in p.children() if c.pid not in {f.pid for f in found})
+        except psutil.Error:
+            pass
+    for p in found:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    # a killed grandchild stays a zombie until its new parent reaps it (PID 1 in a container may never): it has ended
+    alive, t0 = list(found if wait_root else found[1:]), time.monotonic()
+    while alive and time.monotonic() - t0 < timeout:
+        psutil.wait_procs(alive, timeout=0.05)  # reaps our own children
+        alive = [p for p in alive if _running(p)]
+    if alive:
+        raise RuntimeError("could not end process(es) " + ", ".join(str(p.pid) for p in alive))
+    return [p.pid for p in found]
+
+
+def _running(p) -> bool:
+    import psutil
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """Kept for callers of the old name: ends ``proc``'s whole process tree (kill_process_tree) and reaps it."""
+    kill_process_tree(proc.pid, wait_root=False)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=5)
+        pass
+
+
+def core_environment(env: Optional[dict] = None) -> dict:
+    """``env`` (default: this process's) with PYTHONPATH starting with the folder that holds the core package."""
+    child = dict(os.environ if env is None else env)
+    rest = [p for p in child.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != PACKAGE_ROOT]
+    child["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + rest)
+    return child
 
 
 @dataclass
@@ -49,8 +104,11 @@ class BackgroundJob:
         # explicit UTF-8: under an ASCII locale (CI), progress bars' block characters would break decoding
         child_env = dict(os.environ if env is None else env, PYTHONIOENCODING="utf-8")
         self.cmd = list(cmd)
+        # own session / process group: a terminal's Ctrl-C or a closing GUI does not hit the child by accident
+        group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32" else
+                 {"start_new_session": True})
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
-                                     errors="replace", bufsize=1, start_new_session=True, env=child_env, cwd=cwd)
+                                     errors="replace", bufsize=1, env=child_env, cwd=cwd, **group)
         self.started = time.monotonic()
         self.messages: List[dict] = []
         self.other: List[str] = []
@@ -64,7 +122,16 @@ class BackgroundJob:
             t.start()
 
     @classmethod
+    def core(cls, entry: str, args: List[str], python: Optional[str] = None, env: Optional[dict] = None,
+             **kw) -> "BackgroundJob":
+        """The core's ``cli`` or ``worker`` in a child process: ``python <package>/launch.py entry args...`` with
+        PYTHONPATH set to the package's folder (``python``: default this interpreter; PythonSlicer in Slicer)."""
+        return cls([python or sys.executable, str(LAUNCHER), entry] + list(args), env=core_environment(env), **kw)
+
+    @classmethod
     def python_module(cls, module: str, args: List[str], python: Optional[str] = None, **kw) -> "BackgroundJob":
+        """``python -m module``: resolves only where the module is importable; the core's own entry points use
+        ``core``."""
         return cls([python or sys.executable, "-m", module] + list(args), **kw)
 
     def _read_out(self):
@@ -102,7 +169,7 @@ class BackgroundJob:
         results = [m["result"] for m in self.messages if "result" in m]
         errors = [m["error"] for m in self.messages if "error" in m]
         error = None
-        if rc is not None and (rc != 0 or errors):
+        if rc is not None and (rc != 0 or errors or self.cancelled):
             error = "cancelled" if self.cancelled else (errors[-1] if errors else
                                                         "\n".join((self.other + self.stderr)[-15:]) or f"exit {rc}")
         return JobStatus(rc is None, self._progress, self._message, rc, self.cancelled,

@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -339,7 +338,7 @@ def _shape_job(args):
     return _extract_one((p, sitk.Cast(mask, sitk.sitkFloat32), mask, True))
 
 
-_SHARED: dict = {}  # inputs that forked workers inherit instead of receiving them pickled (36 MB per sequence)
+_SHARED: dict = {}  # inputs each worker holds once instead of receiving them pickled per job (36 MB per sequence)
 
 
 def _normalize_job(args):
@@ -414,14 +413,16 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
     values: Dict[str, float] = {}
     progress.update(0.02, f"features: {preset.name}, {n_jobs} jobs on {n_workers} process(es)")
-    import multiprocessing
-    fork = "fork" in multiprocessing.get_all_start_methods()
-    share = n_workers == 1 or fork
-    if share:
-        _SHARED.update(arrays={seq: pre.array(seq) for seq in preset.sequences}, brain=brain, options=preset.options)
-    pool_cm = (ProcessPoolExecutor(max_workers=n_workers, initializer=_worker_init,
-                                   mp_context=multiprocessing.get_context("fork") if fork else None)
-               if n_workers > 1 else _Inline())
+    # the arrays reach each worker once: inherited under fork, sent through the pool initializer under spawn /
+    # forkserver (parallel.process_pool; no start method is forced), never pickled once per job
+    from .parallel import process_pool
+    share = True
+    shared = {"arrays": {seq: pre.array(seq) for seq in preset.sequences}, "brain": brain, "options": preset.options}
+    if n_workers > 1:
+        pool_cm = process_pool(n_workers, _worker_init, shared=(__name__, "_SHARED", shared))
+    else:
+        _SHARED.update(shared)
+        pool_cm = _Inline()
     try:
         with pool_cm as pool:
             _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs, values, progress)

@@ -328,8 +328,8 @@ class WangLasso(BaseEstimator, ClassifierMixin):
             from concurrent.futures import ProcessPoolExecutor
             _ROUND_INPUT["job"] = job  # inherited by the forked workers
             try:
-                ctx = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_one_blas_thread) as pool:
+                from .parallel import process_pool  # any start method: spawned workers get the job once each
+                with process_pool(n_jobs, _one_blas_thread, shared=(__name__, "_ROUND_INPUT", {"job": job})) as pool:
                     results = list(pool.map(_one_round, splits, chunksize=max(1, len(splits) // (4 * n_jobs))))
             finally:
                 _ROUND_INPUT.clear()

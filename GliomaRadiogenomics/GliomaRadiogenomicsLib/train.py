@@ -266,8 +266,8 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
         from concurrent.futures import ProcessPoolExecutor
         _CV_INPUT["ctx"] = ctx  # inherited by the forked workers
         try:
-            with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_init_worker) as pool:
+            from .parallel import process_pool  # any start method: spawned workers get ctx once each
+            with process_pool(n_jobs, _init_worker, shared=(__name__, "_CV_INPUT", {"ctx": ctx})) as pool:
                 results = list(pool.map(_cv_worker, jobs))
         finally:
             _CV_INPUT.clear()

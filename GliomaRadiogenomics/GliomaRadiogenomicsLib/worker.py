@@ -2,10 +2,10 @@
 
 Protocol: the child prints one JSON object per line on stdout: {"progress": f, "message": m} while it works, then
 {"result": {...}} or {"error": "..."}; anything else on stdout/stderr is kept for the error message. The parent
-(``run_worker``) forwards progress to a ``Progress``, polls a cancel callback, and on cancel or timeout kills the
-child's process group (the child starts a new session, so grandchildren such as data-loader workers die too).
+(``run_worker``) forwards progress to a ``Progress``, polls a cancel callback, and on cancel or timeout ends the
+child's whole process tree with psutil (grandchildren such as data-loader workers die too; any OS).
 
-    python -m GliomaRadiogenomicsLib.worker deepbet --input t1.nii.gz --output mask.nii.gz --device cpu
+    python <package>/launch.py worker deepbet --input t1.nii.gz --output mask.nii.gz --device cpu
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ class WorkerError(RuntimeError):
 def run_worker(args: List[str], progress: Progress = null_progress,
                should_cancel: Optional[Callable[[], bool]] = None, timeout_s: Optional[float] = None,
                env: Optional[dict] = None, on_start: Optional[Callable[[subprocess.Popen], None]] = None) -> dict:
-    """Run ``python -m GliomaRadiogenomicsLib.worker <args>`` (blocking); returns the child's result dict."""
+    """Run the worker ``<python> <package>/launch.py worker <args>`` (blocking; BackgroundJob.core: by path, explicit
+    PYTHONPATH); returns the child's result dict."""
     from .background import BackgroundJob
-    job = BackgroundJob.python_module("GliomaRadiogenomicsLib.worker", args, env=env)
+    job = BackgroundJob.core("worker", args, env=env)
     if on_start:
         on_start(job.proc)
     t0 = time.monotonic()
