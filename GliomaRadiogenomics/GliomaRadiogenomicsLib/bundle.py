@@ -130,8 +130,12 @@ class ModelBundle:
             if problem:
                 raise BundleError(f"{where}: {problem}")
         else:  # saved before the rms geometry: computed from what the bundle holds (its min-max ranges), noted
-            var_dicts, geo = geometry_from_legacy(var_dicts, d["features"], d["coefficients"], d["center"],
-                                                  d["scale"], float(d["intercept"]), nomogram)
+            try:
+                var_dicts, geo = geometry_from_legacy(var_dicts, d["features"], d["coefficients"], d["center"],
+                                                      d["scale"], float(d["intercept"]), nomogram)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+                raise BundleError(f"{where}: nomogram variable axes cannot be read ({type(exc).__name__}: "
+                                  f"{exc})") from None
             nomogram.update(geo)
         variables = [NomogramVariable(**v) for v in var_dicts]
         try:

@@ -307,6 +307,13 @@ def check_geometry(nomogram: Mapping, variables: Sequence[Mapping]) -> Optional[
             return f"nomogram variable '{v['name']}': axis ticks must be {{value, label, points}}"
         if ax.get("kind") not in ("continuous", "categorical", "discrete", "score"):
             return f"nomogram variable '{v['name']}': unknown axis kind {ax.get('kind')!r}"
+        for k in ("points_range", "value_range"):
+            if not isinstance(ax.get(k), list) or len(ax[k]) != 2 or not all(num(x) for x in ax[k]):
+                return f"nomogram variable '{v['name']}': axis '{k}' must be two finite numbers"
+        if not isinstance(ax.get("title"), str):
+            return f"nomogram variable '{v['name']}': axis 'title' must be a string"
+        if "feature" in ax and not (ax["feature"] in v["features"] and num(ax.get("slope")) and num(ax.get("offset"))):
+            return f"nomogram variable '{v['name']}': axis feature / slope / offset do not match the variable"
     return None
 
 

@@ -216,6 +216,18 @@ def test_stored_geometry_is_used_and_a_broken_one_refused(fitted):
     d["nomogram"]["probability_axis"] = [{"probability": 1.5, "total_points": 3}]
     with pytest.raises(BundleError, match="probability_axis"):
         ModelBundle.from_dict(d)
+    d = b.to_dict()
+    del d["variables"][1]["axis"]["points_range"]
+    with pytest.raises(BundleError, match="points_range"):
+        ModelBundle.from_dict(d)
+    d = b.to_dict()  # an older bundle (no geometry) whose axis cannot be read: refused by name, not a crash
+    d["nomogram"] = {k: d["nomogram"][k] for k in ("max_points", "lp_per_point", "lp_at_zero_points",
+                                                   "total_points_range")}
+    for v in d["variables"]:
+        v["axis"] = {"feature": v["features"][0], "unit": "", "x_at_c_min": "young", "x_at_c_max": 80} \
+            if len(v["features"]) == 1 else None
+    with pytest.raises(BundleError, match="axes cannot be read"):
+        ModelBundle.from_dict(d)
 
 
 # ------------------------------------------------------------------------------------------------ one drawing
