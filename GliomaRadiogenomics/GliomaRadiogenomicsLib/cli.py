@@ -349,6 +349,7 @@ def cmd_train(args) -> int:
                                     intended_use=args.intended_use, clinical=clinical, seed=args.seed,
                                     n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
                                     sequences=args.sequences, n_jobs=args.jobs,
+                                    wang={"loss": args.loss, "alpha": args.alpha},
                                     report_path=out.with_name(out.stem + ".evaluation"))
     except InputError as exc:  # the table does not fit the request (label column, sequences, no usable feature)
         raise InputError(f"{table_path}: {exc}") from None
@@ -453,8 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion"])
     p.add_argument("--out", required=True, help="bundle JSON; with two labels <out>_<label>.json; the "
                    "evaluation report goes to <out>.evaluation.html / .json")
-    p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: none for "
-                   "st/mt/cmt, age,sex_male,who_grade,vasari_score for atrx-fusion)")
+    p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: age,sex_male "
+                   "for st/mt/cmt as in Wang 2025, age,sex_male,who_grade,vasari_score for atrx-fusion; those absent "
+                   "from the table are skipped; '' offers none)")
+    p.add_argument("--loss", choices=["squared", "logistic"], default="squared", help="st/mt/cmt: squared-error LASSO "
+                   "on the 0/1 labels as the authors' code (default), or our L1-logistic variant")
+    p.add_argument("--alpha", type=float, default=0.001, help="st/mt/cmt: the fixed LASSO penalty of every selection "
+                   "round (default 0.001 as the paper; the authors' script also runs 0.01 and 0.1)")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds of the selection (default 100)")
     p.add_argument("--repeats", type=int, default=10, help="repetitions of the outer cross-validation, each with a "
                    "different shuffle (default 10)")

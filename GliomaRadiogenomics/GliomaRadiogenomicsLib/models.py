@@ -1,27 +1,28 @@
 """The papers' model estimators, scikit-learn style (fit / predict_proba / decision_function / get_params).
 
-Wang 2025 (IDH + epilepsy) — ``WangLasso(method="st" | "mt" | "cmt")``:
-  1. z-score; drop one feature of any pair with Pearson |r| > 0.99 (the later one in column order);
-  2. ``n_bootstrap`` (100) rounds: a stratified 80/20 split, the 80 % resampled with replacement; a LASSO path
-     is fitted on it and the penalty with the best validation AUC on the 20 % is taken; rounds whose validation
-     AUC is below ``min_val_auc`` (0.7) are discarded;
-       st  — per task, L1-penalised logistic regression (features of that task);
-       mt  — multi-task logistic regression with the L2,1 (group) penalty: a feature is in or out for all tasks
-             at once (the shared features); a round counts when every task's validation AUC >= 0.7;
+Wang 2025 (IDH + epilepsy) — ``WangLasso(method="st" | "mt" | "cmt")``, by default as the authors' published code
+(github wangyidada/CMTLasso) runs it, with its three bugs fixed (docs/models.md lists them):
+  1. z-score; of any pair with Pearson |r| > 0.99 the later column (column order) is dropped;
+  2. ``n_bootstrap`` (100) rounds: round i (seed ``random_state + i``) takes floor(80 %) of the cases at random for
+     training, the rest for validation, and resamples the training part with replacement (the authors' generator:
+     ``random_state=0`` gives their 100 rounds). Each round fits at ONE fixed penalty ``alpha`` (the paper's 0.001;
+     the authors' script runs 0.001, 0.01 and 0.1) and scores the validation part; nothing is tuned on it:
+       st  — per task, ``Lasso`` (squared error on the 0/1 label, scikit-learn);
+       mt  — ``MultiTaskLasso`` (L2,1: a feature is in or out for all tasks at once: the shared features); the
+             round counts when the MEAN of the tasks' validation AUCs is >= ``min_val_auc`` (0.7);
        cmt — both: each task uses the shared (mt) features plus its own (st) features;
-  3. features selected in more than ``select_fraction`` (80 %) of the kept rounds ("more than 80 of 100 rounds"
-     when every round is kept; the fraction keeps the rule meaningful when some rounds are discarded). When no
-     feature of a task passes (small cohorts with many correlated features spread the selections), the task takes
-     its ``fallback_features`` (10) most frequently selected ones instead, and the model says so;
-  4. per task, a final L1-logistic model on those features along an alpha path 1e-4 .. 1e-1 (20 values), alpha by
-     the 1-SE rule on 5-fold cross-validated binomial deviance (glmnet's lambda.1se); when that is the empty
-     (intercept-only) model, the sparsest non-empty model of the path is used and the model says so.
-  Wang fixed the rounds' penalty at 0.001 without giving the loss scale; on our scale (below) that leaves a p > n
-  problem almost unpenalised, so each round takes the penalty with the best validation AUC along a path (followed
-  until the AUC has not improved for 3 penalties); ``round_alphas=[0.001]`` reproduces the fixed penalty.
-  alpha is glmnet's lambda: loss = mean log-loss + alpha * penalty, on z-scored features. Solver: FISTA (proximal
-  gradient with Nesterov momentum), warm starts along the path, intercepts unpenalised, missing labels (NaN) of a
-  task are left out of that task's loss. ``random_state`` drives every split and resample.
+     rounds with validation AUC < 0.7 are discarded;
+  3. a feature is kept when selected in MORE than round(0.8 x 100) = 80 of the rounds (kept rounds counted). When no
+     feature of a task passes, the task takes its ``fallback_features`` (10) most frequently selected ones and the
+     model says so;
+  4. per task, the final squared-error LASSO on those features (column order) along alpha 1e-4 .. 10 (100 values),
+     alpha by the 1-SE rule (standard error = SD / sqrt(folds)) on 5-fold cross-validated MSE; its score is turned
+     into a probability by a logistic calibration (Platt) fitted on the training cases (2 parameters; the ranking,
+     hence the AUC, is the LASSO's). ``one_se_rule="sd"`` and ``final_cv="kfold"`` reproduce the authors' final step.
+  ``loss="logistic"``: our variant: L1 / L2,1-penalised logistic regression at the same fixed alpha (glmnet's lambda:
+  mean log-loss + alpha * penalty on z-scored features; solver FISTA with warm starts and working sets, missing
+  labels (NaN) of a task left out of that task's loss), final L1-logistic by the 1-SE rule on cross-validated
+  deviance (alpha 1e-1 .. 1e-4, 20 values).
 
 Liu 2024 (ATRX) — ``LiuFusion``: Welch t-test p < 0.05 -> L1-logistic with 10-fold CV on AUC (the alpha with the
   best mean AUC) -> backward stepwise elimination by AIC when more than 20 features remain -> logistic regression
@@ -41,9 +42,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-ALPHA_PATH = np.logspace(-1, -4, 20)       # Wang: final LASSO along 1e-4 .. 1e-1
-ROUND_ALPHAS = np.logspace(-0.5, -2.5, 12)  # per bootstrap round, followed while the validation AUC improves
-PATIENCE = 3                                 # ... i.e. until it has not improved for 3 penalties in a row
+ALPHA_PATH = np.logspace(-1, -4, 20)          # final L1-logistic (loss='logistic') along 1e-1 .. 1e-4
+SQUARED_ALPHA_PATH = np.logspace(1, -4, 100)  # the authors' final LassoCV grid: logspace(-4, 1, 100), largest first
+AUTHORS_ROUND_ALPHAS = (0.001, 0.01, 0.1)     # the authors' script runs the whole procedure at each
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -199,26 +200,76 @@ def _strata(Y: np.ndarray) -> np.ndarray:
     return key
 
 
-def lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=ALPHA_PATH, folds: int = 5, seed: int = 0):
+def _final_cv(y: np.ndarray, folds: int, scheme: str, seed: int):
+    """Folds of the final model's penalty choice: 'stratified' (shuffled, seeded) or 'kfold' (contiguous blocks in
+    row order, unshuffled: scikit-learn's ``LassoCV(cv=5)`` as the authors' code calls it)."""
+    from sklearn.model_selection import KFold
+    k = int(min(folds, np.bincount(y.astype(int)).min()))
+    if scheme == "kfold":
+        return list(KFold(max(k, 2)).split(y))
+    if scheme != "stratified":
+        raise ValueError(f"final_cv must be 'stratified' or 'kfold', not '{scheme}'")
+    return list(StratifiedKFold(max(k, 2), shuffle=True, random_state=seed).split(y, y))
+
+
+def _one_se_index(mean: np.ndarray, err: np.ndarray) -> int:
+    """Largest penalty (alphas sorted largest first) whose CV error is within one ``err`` of the minimum."""
+    best = int(np.argmin(mean))
+    return int(min(i for i in range(len(mean)) if mean[i] <= mean[best] + err[best]))
+
+
+def _spread(errors: np.ndarray, rule: str) -> np.ndarray:
+    """(n_alphas, n_folds) CV errors -> the error bar of the 1-SE rule: 'se' = SD / sqrt(folds) (glmnet's standard
+    error, what the paper names), 'sd' = the folds' SD (what the authors' code computes, ``np.std``)."""
+    if rule == "sd":
+        return errors.std(1)
+    if rule != "se":
+        raise ValueError(f"one_se_rule must be 'se' or 'sd', not '{rule}'")
+    return errors.std(1, ddof=1) / math.sqrt(errors.shape[1])
+
+
+def lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=ALPHA_PATH, folds: int = 5, seed: int = 0,
+              final_cv: str = "stratified", one_se_rule: str = "se"):
     """L1-logistic along ``alphas``; alpha by the 1-SE rule on cross-validated deviance. Returns (w, b, alpha, cv)."""
     y = np.asarray(y, float)
-    k = int(min(folds, np.bincount(y.astype(int)).min()))
-    cv = StratifiedKFold(n_splits=max(k, 2), shuffle=True, random_state=seed)
-    dev = np.zeros((len(alphas), cv.get_n_splits()))
-    for f, (tr, va) in enumerate(cv.split(Z, y)):
+    splits = _final_cv(y, folds, final_cv, seed)
+    dev = np.zeros((len(alphas), len(splits)))
+    for f, (tr, va) in enumerate(splits):
         Ws, bs = logistic_path(Z[tr], y[tr, None], alphas)
         for i, (W, b) in enumerate(zip(Ws, bs)):
             dev[i, f] = _deviance(y[va], Z[va] @ W[:, 0] + b[0])
-    mean, se = dev.mean(1), dev.std(1, ddof=1) / math.sqrt(dev.shape[1])
-    best = int(np.argmin(mean))
-    i1se = min(i for i in range(len(alphas)) if mean[i] <= mean[best] + se[best])  # largest alpha (sparsest)
+    mean, err = dev.mean(1), _spread(dev, one_se_rule)
+    best, i1se = int(np.argmin(mean)), _one_se_index(mean, err)
     Ws, bs = logistic_path(Z, y[:, None], alphas)
     chosen = i1se
     while chosen < len(alphas) - 1 and not np.any(Ws[chosen]):  # the null model: take the sparsest non-empty one
         chosen += 1
-    info = {"mean_deviance": mean.tolist(), "se": se.tolist(), "best": best, "1se": i1se,
+    info = {"mean_deviance": mean.tolist(), "error_bar": err.tolist(), "best": best, "1se": i1se,
             "null_model_at_1se": bool(chosen != i1se)}
     return Ws[chosen][:, 0], float(bs[chosen][0]), float(alphas[chosen]), info
+
+
+def squared_lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=SQUARED_ALPHA_PATH, folds: int = 5, seed: int = 0,
+                      final_cv: str = "stratified", one_se_rule: str = "se"):
+    """The authors' final model: squared-error LASSO (scikit-learn ``Lasso``) on the 0/1 labels along ``alphas``,
+    alpha by the 1-SE rule on cross-validated mean squared error; the sparsest non-empty model when the 1-SE model
+    is empty. Returns (w, b, alpha, info): the LASSO score is b + Z @ w (not a probability)."""
+    from sklearn.linear_model import Lasso, LassoCV
+    y = np.asarray(y, float)
+    alphas = np.sort(np.asarray(alphas, float))[::-1]
+    cv = LassoCV(alphas=alphas, cv=_final_cv(y, folds, final_cv, seed)).fit(Z, y)
+    mse = cv.mse_path_  # rows follow cv.alphas_ (largest first)
+    mean, err = mse.mean(1), _spread(mse, one_se_rule)
+    best, i1se = int(np.argmin(mean)), _one_se_index(mean, err)
+    chosen = i1se
+    while True:
+        m = Lasso(alpha=float(cv.alphas_[chosen])).fit(Z, y)
+        if np.any(m.coef_) or chosen >= len(alphas) - 1:
+            break
+        chosen += 1
+    info = {"mean_mse": mean.tolist(), "error_bar": err.tolist(), "best": best, "1se": i1se,
+            "alpha_min_cv": float(cv.alphas_[best]), "null_model_at_1se": bool(chosen != i1se)}
+    return m.coef_.astype(float), float(m.intercept_), float(cv.alphas_[chosen]), info
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,48 +284,90 @@ def _one_blas_thread():
     threadpool_limits(1)
 
 
-def _one_round(split, job=None):
-    """One bootstrap round: {selector: (validation AUC, selected column indices)}."""
-    Z, Y, alphas, want_st, want_mt = job if job is not None else _ROUND_INPUT["job"]
-    boot, va = split
-    T = Y.shape[1]
-    Zb, Yb = Z[boot], Y[boot]
-    ok = Zb.std(0) > 1e-12
-    cols = np.flatnonzero(ok)
-    Zv = Z[va][:, ok]
-    out = {}
-    if want_mt:
-        stop = _Patience(lambda W, b: min(_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)))
-        Ws, _ = logistic_path(Zb[:, ok], Yb, alphas, "group", tol=1e-4, stop=stop)
-        score = np.array(stop.history, float)
-        i = int(np.nanargmax(score)) if np.isfinite(score).any() else 0
-        out["shared"] = (float(score[i]), cols[np.abs(Ws[i]).sum(1) > 0])
-    if want_st:
-        # the tasks' LASSO problems are independent: one path for all, followed while any task improves
-        stop = _Patience(lambda W, b: [_auc(Y[va, t], Zv @ W[:, t] + b[t]) for t in range(T)])
-        Ws, _ = logistic_path(Zb[:, ok], Yb, alphas, "l1", tol=1e-4, stop=stop)
-        for t in range(T):
-            aucs = np.array([h[t] for h in stop.history], float)
-            i = int(np.nanargmax(aucs)) if np.isfinite(aucs).any() else 0
-            out[f"task{t}"] = (float(aucs[i]), cols[Ws[i][:, t] != 0])
+def round_splits(n: int, n_rounds: int, scheme: str = "authors", seed: int = 0, strata=None, val_fraction=0.2):
+    """The selection rounds' (bootstrap training rows, validation rows).
+
+    'authors': round i draws, with seed ``seed + i``, ``floor(0.8 n)`` rows without replacement for training (Python's
+    ``random.Random(seed).sample``) and keeps the others (in row order) for validation, then resamples the training
+    rows with replacement (``numpy.random.RandomState(seed).choice``): the authors' CVGenerator, so that seed 0 gives
+    their 100 rounds exactly. 'stratified': a stratified 80/20 split (strata = the label combination) from one
+    ``numpy.random.default_rng(seed)`` stream, the 80 % resampled with replacement."""
+    import random
+    out = []
+    if scheme == "authors":
+        n_train = int(np.floor(n * (1 - val_fraction)))
+        for i in range(n_rounds):
+            s = int(seed) + i
+            tr = random.Random(s).sample(range(n), n_train)
+            chosen = np.zeros(n, bool)
+            chosen[tr] = True
+            boot = np.random.RandomState(s).choice(tr, len(tr), replace=True)
+            out.append((np.asarray(boot, int), np.flatnonzero(~chosen)))
+        return out
+    if scheme != "stratified":
+        raise ValueError(f"resampling must be 'authors' or 'stratified', not '{scheme}'")
+    rng = np.random.default_rng(seed)
+    for _ in range(n_rounds):
+        tr, va = train_test_split(np.arange(n), test_size=val_fraction, stratify=strata,
+                                  random_state=int(rng.integers(2 ** 31 - 1)))
+        out.append((rng.choice(tr, size=len(tr), replace=True), va))
     return out
 
 
-class _Patience:
-    """Path callback: records the validation score(s) and stops after PATIENCE alphas without improvement."""
+def _round_auc(y, s):
+    """Validation AUC of one task (labelled rows); NaN when the validation rows hold one class only."""
+    m = np.isfinite(y)
+    return _auc(y[m], s[m])
 
-    def __init__(self, score):
-        self.score, self.history, self.best, self.since = score, [], -np.inf, 0
 
-    def __call__(self, W, b) -> bool:
-        v = self.score(W, b)
-        self.history.append(v)
-        m = float(np.nanmax(np.atleast_1d(np.asarray(v, float)))) if np.isfinite(v).any() else -np.inf
-        if m > self.best + 1e-9:
-            self.best, self.since = m, 0
-        else:
-            self.since += 1
-        return self.since >= PATIENCE
+def _one_round(split, job=None):
+    """One selection round at the fixed penalty: {selector: (validation AUC, selected column indices)}.
+
+    The multi-task selector's AUC is the mean (or ``round_filter='min'``: the minimum) of the tasks' AUCs."""
+    Z, Y, alpha, loss, want_st, want_mt, combine = job if job is not None else _ROUND_INPUT["job"]
+    boot, va = split
+    T = Y.shape[1]
+    Zb, Yb, Zv = Z[boot], Y[boot], Z[va]
+    out = {}
+    if loss == "squared":
+        import warnings
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import Lasso, MultiTaskLasso
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the authors' settings (max_iter 1000) as they ran
+            if want_mt:
+                rows = np.isfinite(Yb).all(1)  # MultiTaskLasso needs every task's label: complete cases
+                m = MultiTaskLasso(alpha=alpha).fit(Zb[rows], Yb[rows])
+                P = Zv @ m.coef_.T + m.intercept_
+                aucs = [_round_auc(Y[va, t], P[:, t]) for t in range(T)]
+                out["shared"] = (float(combine(aucs)), np.flatnonzero(np.abs(m.coef_).sum(0) > 0))
+            if want_st:
+                for t in range(T):
+                    rows = np.isfinite(Yb[:, t])
+                    m = Lasso(alpha=alpha).fit(Zb[rows], Yb[rows, t])
+                    out[f"task{t}"] = (_round_auc(Y[va, t], Zv @ m.coef_ + m.intercept_), np.flatnonzero(m.coef_))
+        return out
+    ok = Zb.std(0) > 1e-12
+    cols = np.flatnonzero(ok)
+    if want_mt:
+        Ws, bs = logistic_path(Zb[:, ok], Yb, [alpha], "group", tol=1e-4)
+        W, b = Ws[0], bs[0]
+        aucs = [_round_auc(Y[va, t], Zv[:, ok] @ W[:, t] + b[t]) for t in range(T)]
+        out["shared"] = (float(combine(aucs)), cols[np.abs(W).sum(1) > 0])
+    if want_st:  # the tasks' LASSO problems are independent: one call solves them all
+        Ws, bs = logistic_path(Zb[:, ok], Yb, [alpha], "l1", tol=1e-4)
+        W, b = Ws[0], bs[0]
+        for t in range(T):
+            out[f"task{t}"] = (_round_auc(Y[va, t], Zv[:, ok] @ W[:, t] + b[t]), cols[W[:, t] != 0])
+    return out
+
+
+def _mean_auc(aucs):
+    return float(np.mean(aucs))  # NaN when a task's AUC is undefined: the round is not kept
+
+
+def _min_auc(aucs):
+    return float(np.min(aucs))
 
 
 @dataclass
@@ -282,46 +375,65 @@ class SelectionReport:
     n_rounds: int
     kept_rounds: Dict[str, int]
     frequency: Dict[str, np.ndarray]             # per selector ("shared", task names): selection counts per feature
-    selected: Dict[str, List[int]]               # column indices (after the correlation filter)
+    selected: Dict[str, List[int]]               # column indices (after the correlation filter), column order
+    threshold: Dict[str, float] = field(default_factory=dict)  # a feature needs MORE selections than this
     val_auc: Dict[str, List[float]] = field(default_factory=dict)
     fallback: List[int] = field(default_factory=list)  # tasks where no feature passed: top by frequency used
 
 
 class WangLasso(BaseEstimator, ClassifierMixin):
-    """Single-task / multi-task / collaborative multi-task LASSO (Wang 2025). ``fit(X, Y)`` with Y (n, T)."""
+    """Single-task / multi-task / collaborative multi-task LASSO (Wang 2025). ``fit(X, Y)`` with Y (n, T).
 
-    def __init__(self, method: str = "cmt", n_bootstrap: int = 100, min_val_auc: float = 0.7,
-                 select_fraction: float = 0.8, corr_threshold: float = 0.99, alphas=None, round_alphas=None,
-                 cv_folds: int = 5, max_features: Optional[int] = None, fallback_features: int = 10,
-                 n_jobs: Optional[int] = None, random_state: int = 0):
+    Defaults reproduce the authors' published code (github wangyidada/CMTLasso) except its three bugs (docs/models.md):
+    ``loss='squared'`` (scikit-learn ``Lasso`` / ``MultiTaskLasso`` on the 0/1 labels), one fixed ``alpha`` in every
+    round (the paper's 0.001; the authors' script runs 0.001, 0.01 and 0.1), ``resampling='authors'`` (their
+    rounds exactly when ``random_state=0``), ``round_filter='mean'`` (the multi-task round counts when the MEAN of
+    the tasks' validation AUCs is >= ``min_val_auc``), ``select_of='rounds'`` (a feature must be selected in MORE
+    than round(``select_fraction`` x ``n_bootstrap``) = 80 of the 100 rounds, counting only kept rounds), the final
+    per-task squared-error LASSO with the 1-SE rule over ``alphas`` (1e-4 .. 10, 100 values) whose score is mapped
+    to a probability by a logistic calibration (Platt) on the training cases.
+
+    ``loss='logistic'``: our variant (documented): L1 / L2,1-penalised logistic regression at the same fixed alpha
+    (mean log-loss + alpha x penalty: at the null model the penalty meets the same residual correlation as the
+    squared loss), final L1-logistic by the 1-SE rule on cross-validated deviance (alpha 1e-1 .. 1e-4, 20 values).
+    In both, no penalty is chosen on the validation split that the round filter scores."""
+
+    def __init__(self, method: str = "cmt", loss: str = "squared", alpha: float = 0.001, n_bootstrap: int = 100,
+                 min_val_auc: float = 0.7, select_fraction: float = 0.8, select_of: str = "rounds",
+                 round_filter: str = "mean", resampling: str = "authors", corr_threshold: float = 0.99,
+                 alphas=None, cv_folds: int = 5, final_cv: str = "stratified", one_se_rule: str = "se",
+                 max_features: Optional[int] = None, fallback_features: int = 10, n_jobs: Optional[int] = None,
+                 random_state: int = 0):
         self.method = method
-        self.n_jobs = n_jobs
-        self.fallback_features = fallback_features
+        self.loss = loss
+        self.alpha = alpha
         self.n_bootstrap = n_bootstrap
         self.min_val_auc = min_val_auc
         self.select_fraction = select_fraction
+        self.select_of = select_of
+        self.round_filter = round_filter
+        self.resampling = resampling
         self.corr_threshold = corr_threshold
         self.alphas = alphas
-        self.round_alphas = round_alphas
         self.cv_folds = cv_folds
+        self.final_cv = final_cv
+        self.one_se_rule = one_se_rule
         self.max_features = max_features
+        self.fallback_features = fallback_features
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # -------------------------------------------------------------- selection
     def _rounds(self, Z, Y):
         T = Y.shape[1]
-        rng = np.random.default_rng(self.random_state)
-        alphas = np.asarray(self.round_alphas if self.round_alphas is not None else ROUND_ALPHAS)
         want_st = self.method in ("st", "cmt")
         want_mt = self.method in ("mt", "cmt")
         keys = (["shared"] if want_mt else []) + ([f"task{t}" for t in range(T)] if want_st else [])
-        strata = _strata(Y)
-        splits = []
-        for _ in range(self.n_bootstrap):  # every split and resample drawn here: results do not depend on n_jobs
-            tr, va = train_test_split(np.arange(len(Z)), test_size=0.2, stratify=strata,
-                                      random_state=int(rng.integers(2 ** 31 - 1)))
-            splits.append((rng.choice(tr, size=len(tr), replace=True), va))
-        job = (Z, Y, alphas, want_st, want_mt)
+        # every split and resample drawn here: results do not depend on n_jobs
+        splits = round_splits(len(Z), self.n_bootstrap, self.resampling, self.random_state,
+                              _strata(Y) if self.resampling == "stratified" else None)
+        combine = {"mean": _mean_auc, "min": _min_auc}[self.round_filter]
+        job = (Z, Y, float(self.alpha), self.loss, want_st, want_mt, combine)
         n_jobs = max(1, min(int(self.n_jobs or 1), self.n_bootstrap))
         if n_jobs > 1:
             import multiprocessing
@@ -341,25 +453,39 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         for res in results:
             for k, (auc, sel) in res.items():
                 val_auc[k].append(auc)
-                if auc >= self.min_val_auc:
+                if auc >= self.min_val_auc:  # NaN (a one-class validation split) is not kept
                     kept[k] += 1
                     freq[k][sel] += 1
-        selected, fallback = {}, []
+        selected, threshold, fallback = {}, {}, []
         for k, f in freq.items():
-            idx = np.flatnonzero(f > self.select_fraction * kept[k]) if kept[k] else np.array([], int)
-            selected[k] = sorted(idx.tolist(), key=lambda j: -f[j])
+            # the authors: more than round(0.8 x 100) = 80 selections among the kept rounds
+            threshold[k] = (float(np.round(self.n_bootstrap * self.select_fraction)) if self.select_of == "rounds"
+                            else self.select_fraction * kept[k])
+            selected[k] = np.flatnonzero(f > threshold[k]).tolist() if kept[k] else []
         for t in range(T):  # a task with no stable feature at all: its most frequently selected ones (stated)
             own = [k for k in (f"task{t}", "shared") if k in freq]
             if not any(selected[k] for k in own):
                 f = sum(freq[k] for k in own)
-                top = [int(j) for j in np.argsort(-f)[: self.fallback_features] if f[j] > 0]
-                selected[own[0]] = top
+                top = [int(j) for j in np.argsort(-f, kind="stable")[: self.fallback_features] if f[j] > 0]
+                selected[own[0]] = sorted(top)
                 fallback.append(t)
-        return SelectionReport(self.n_bootstrap, kept, freq, selected, val_auc, fallback)
+        return SelectionReport(self.n_bootstrap, kept, freq, selected, threshold, val_auc, fallback)
+
+    def _check_params(self):
+        for name, value, allowed in (("method", self.method, ("st", "mt", "cmt")),
+                                     ("loss", self.loss, ("squared", "logistic")),
+                                     ("round_filter", self.round_filter, ("mean", "min")),
+                                     ("select_of", self.select_of, ("rounds", "kept")),
+                                     ("resampling", self.resampling, ("authors", "stratified")),
+                                     ("final_cv", self.final_cv, ("stratified", "kfold")),
+                                     ("one_se_rule", self.one_se_rule, ("se", "sd"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be {' or '.join(allowed)}, not '{value}'")
+        if not (self.alpha > 0):
+            raise ValueError(f"alpha must be > 0, not {self.alpha}")
 
     def fit(self, X, Y, feature_names: Optional[Sequence[str]] = None):
-        if self.method not in ("st", "mt", "cmt"):
-            raise ValueError(f"method must be st, mt or cmt, not '{self.method}'")
+        self._check_params()
         X = np.asarray(X, float)
         Y = np.asarray(Y, float).reshape(len(X), -1)
         if not np.isfinite(X).all():
@@ -373,18 +499,37 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         Z = (Xk - self.mean_) / self.scale_
         self.selection_ = self._rounds(Z, Y)
         T = Y.shape[1]
-        alphas = np.asarray(self.alphas if self.alphas is not None else ALPHA_PATH)
+        squared = self.loss == "squared"
+        alphas = np.asarray(self.alphas if self.alphas is not None else
+                            (SQUARED_ALPHA_PATH if squared else ALPHA_PATH))
         self.task_features_, self.coef_, self.intercept_, self.alpha_, self.cv_ = [], [], [], [], []
+        self.score_coef_, self.score_intercept_, self.calibration_ = [], [], []
         for t in range(T):
-            idx = list(self.selection_.selected.get("shared", []))
-            idx += [j for j in self.selection_.selected.get(f"task{t}", []) if j not in idx]
+            # shared + task-specific, in column order (the authors' set order depends on PYTHONHASHSEED)
+            idx = sorted(set(self.selection_.selected.get("shared", []))
+                         | set(self.selection_.selected.get(f"task{t}", [])))
             if self.max_features:
-                idx = idx[: self.max_features]
+                f = sum(self.selection_.frequency[k] for k in ("shared", f"task{t}") if k in self.selection_.frequency)
+                idx = sorted(sorted(idx, key=lambda j: -f[j])[: self.max_features])
             m = np.isfinite(Y[:, t])
             if not idx:  # nothing stable: the single most discriminative feature, so that a model exists
                 auc1 = [abs(_auc(Y[m, t], Z[m, j]) - 0.5) for j in range(Z.shape[1])]
                 idx = [int(np.nanargmax(auc1))]
-            w, b, a, cv = lasso_1se(Z[m][:, idx], Y[m, t], alphas, self.cv_folds, self.random_state)
+            Zt, yt = Z[m][:, idx], Y[m, t]
+            fit_1se = squared_lasso_1se if squared else lasso_1se
+            w, b, a, cv = fit_1se(Zt, yt, alphas, self.cv_folds, self.random_state, self.final_cv, self.one_se_rule)
+            self.score_coef_.append(w)
+            self.score_intercept_.append(b)
+            if squared:  # the LASSO score -> probability: logistic calibration (Platt) on the training cases
+                s = Zt @ w + b
+                sd = float(s.std()) or 1.0
+                c1, c0, _ = _logit_fit(((s - s.mean()) / sd)[:, None], yt)
+                slope = float(c1[0]) / sd
+                intercept = c0 - slope * s.mean()
+                self.calibration_.append({"slope": slope, "intercept": float(intercept)})
+                w, b = slope * w, float(intercept + slope * b)
+            else:
+                self.calibration_.append(None)
             self.task_features_.append(np.asarray(idx))
             self.coef_.append(w)
             self.intercept_.append(b)
@@ -393,7 +538,16 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         self.n_tasks_ = T
         return self
 
+    def score_function(self, X) -> np.ndarray:
+        """The final models' raw scores: for ``loss='squared'`` the LASSO regression output (the authors' score,
+        ranked for their AUC), for 'logistic' the linear predictor."""
+        Z = (np.asarray(X, float)[:, self.kept_] - self.mean_) / self.scale_
+        out = np.column_stack([Z[:, idx] @ w + b for idx, w, b in zip(self.task_features_, self.score_coef_,
+                                                                       self.score_intercept_)])
+        return out[:, 0] if self.n_tasks_ == 1 else out
+
     def decision_function(self, X) -> np.ndarray:
+        """Log-odds (the calibrated score for ``loss='squared'``): same ranking as ``score_function``."""
         Z = (np.asarray(X, float)[:, self.kept_] - self.mean_) / self.scale_
         out = np.column_stack([Z[:, idx] @ w + b for idx, w, b in zip(self.task_features_, self.coef_,
                                                                        self.intercept_)])
@@ -409,6 +563,11 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         P = _sigmoid(np.asarray(self.decision_function(X)).reshape(len(X), -1))
         return (P[:, 0] >= 0.5).astype(int) if self.n_tasks_ == 1 else (P >= 0.5).astype(int)
 
+    def selected_features(self, t: int = 0) -> List[str]:
+        """Names of the features with a non-zero coefficient in task t's final model, in column order."""
+        idx = self.task_features_[t]
+        return [str(self.feature_names_in_[c]) for c in self.kept_[idx][self.coef_[t] != 0]]
+
     def task_model(self, t: int = 0) -> dict:
         """Task t as a plain linear-logistic model in the original feature units (for a bundle)."""
         idx = self.task_features_[t]
@@ -418,7 +577,8 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         return {"features": [str(self.feature_names_in_[c]) for c in cols],
                 "center": self.mean_[idx][nz], "scale": self.scale_[idx][nz], "coef": w[nz],
                 "intercept": float(self.intercept_[t]), "alpha": self.alpha_[t],
-                "candidates": [str(self.feature_names_in_[c]) for c in self.kept_[idx]]}
+                "candidates": [str(self.feature_names_in_[c]) for c in self.kept_[idx]],
+                "calibration": self.calibration_[t]}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -147,9 +147,13 @@ def _usable(df: pd.DataFrame, cols: List[str]) -> List[str]:
 # ----------------------------------------------------------------------------------------------------------------
 # fitting one method on one table (used for the final model and inside each outer fold)
 # ----------------------------------------------------------------------------------------------------------------
+WANG_DEFAULT_CLINICAL = ("age", "sex_male")  # Wang 2025: "Age and gender were also used in model construction"
+
+
 def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str], seed: int,
-         n_bootstrap: int, n_jobs: Optional[int] = None):
-    """Returns a list (one per label) of linear models {features, center, scale, coef, intercept, groups, info}."""
+         n_bootstrap: int, n_jobs: Optional[int] = None, wang: Optional[dict] = None):
+    """Returns a list (one per label) of linear models {features, center, scale, coef, intercept, groups, info}.
+    ``wang``: WangLasso parameters (loss, alpha, ...) over its defaults (the authors' procedure)."""
     if method == "atrx-fusion":
         cols = img_cols + clinical
         y = df[labels[0]].to_numpy(float)
@@ -161,8 +165,8 @@ def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], 
     X = df[img_cols + clinical].to_numpy(float)
     Y = df[labels].to_numpy(float)
     n_jobs = min(4, os.cpu_count() or 1) if n_jobs is None else n_jobs
-    est = WangLasso(method=method, n_bootstrap=n_bootstrap, n_jobs=n_jobs,
-                    random_state=seed).fit(X, Y, img_cols + clinical)
+    est = WangLasso(method=method, n_bootstrap=n_bootstrap, n_jobs=n_jobs, random_state=seed,
+                    **(wang or {})).fit(X, Y, img_cols + clinical)
     out = []
     for t in range(len(labels)):
         m = est.task_model(t)
@@ -170,6 +174,11 @@ def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], 
         sel = est.selection_
         m["info"] = {"method": {"st": "single-task LASSO", "mt": "multi-task LASSO",
                                 "cmt": "collaborative multi-task LASSO"}[method] + " (Wang 2025)",
+                     "loss": est.loss, "round_alpha": float(est.alpha), "round_filter": est.round_filter,
+                     "resampling": est.resampling,
+                     "selection_threshold": {k: float(v) for k, v in sel.threshold.items()},
+                     "one_se_rule": est.one_se_rule, "final_cv": est.final_cv,
+                     "calibration": m.pop("calibration"),
                      "alpha_1se": m.pop("alpha"), "n_candidates_after_filter": int(len(est.kept_)),
                      "n_shared": len(sel.selected.get("shared", [])), "n_task_specific": len(sel.selected.get(f"task{t}", [])),
                      "kept_rounds": {k: int(v) for k, v in sel.kept_rounds.items()}, "n_bootstrap": n_bootstrap,
@@ -214,12 +223,13 @@ def _logistic_baseline(dtr: pd.DataFrame, dte: pd.DataFrame, label: str, cols: S
 
 def _cv_fold(job, ctx=None) -> dict:
     """One outer fold of one repetition: fit every step on the training part, predict the held-out part."""
-    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap = ctx if ctx is not None else _CV_INPUT["ctx"]
+    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang = (ctx if ctx is not None
+                                                                                 else _CV_INPUT["ctx"])
     r, f, tr, te = job
     dtr, dte = df.iloc[tr], df.iloc[te]
     m_tr = {c: float(dtr[c].mean()) for c in clinical}
     dtr, dte = _impute(dtr, clinical, m_tr), _impute(dte, clinical, m_tr)
-    models = _fit(method, dtr, labels, img_cols, clinical, seed + r, n_bootstrap, n_jobs=1)
+    models = _fit(method, dtr, labels, img_cols, clinical, seed + r, n_bootstrap, n_jobs=1, wang=wang)
     out = {"r": r, "f": f, "te": te, "p": {}, "n_features": {}, "extra": {}, "baselines": {}}
     for lab, m in zip(labels, models):
         out["p"][lab] = _sigmoid(_lp(m, dte))
@@ -252,14 +262,15 @@ def cv_splits(strata: pd.Series, repeats: int, folds: int, seed: int):
 
 def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str],
                 strata: pd.Series, *, repeats: int, folds: int, seed: int, n_bootstrap: int,
-                n_jobs: int = 1, baselines: Optional[Dict[str, Sequence[str]]] = None) -> dict:
+                n_jobs: int = 1, baselines: Optional[Dict[str, Sequence[str]]] = None,
+                wang: Optional[dict] = None) -> dict:
     """Out-of-fold predictions (repeats, n) of the method, its clinical baselines and (Liu) the imaging-only and
     clinical-only parts, all on the same folds. Outer folds run in ``n_jobs`` processes (the results do not depend
     on ``n_jobs``: every fold's seed is fixed)."""
     if baselines is None:
         baselines = {k: v for k, v in BASELINES.items() if all(c in df.columns and df[c].notna().any() for c in v)}
     jobs, k = cv_splits(strata, repeats, folds, seed)
-    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap)
+    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang)
     n_jobs = max(1, min(int(n_jobs or 1), len(jobs)))
     if n_jobs > 1:
         import multiprocessing
@@ -296,11 +307,15 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                   positive_labels: Optional[Sequence[str]] = None, negative_labels: Optional[Sequence[str]] = None,
                   clinical: Optional[Sequence[str]] = None, seed: int = 0, n_bootstrap: int = 100,
                   outer_folds: int = 5, repeats: int = 10, sequences=None, n_jobs: Optional[int] = None,
-                  version: str = "1.0.0", report_path=None, name_prefix: str = "", _keep_plot: bool = False):
+                  version: str = "1.0.0", report_path=None, name_prefix: str = "", wang: Optional[dict] = None,
+                  _keep_plot: bool = False):
     """Train, cross-validate (``repeats`` x ``outer_folds`` nested) and package. Returns (bundles, evaluation
     dict); with ``report_path`` (no suffix) also writes <report_path>.html (figures) and <report_path>.json.
     ``sequences`` (e.g. "flair,t1,t1c"): train on those sequences' features and cases only (recorded in the
-    bundle). ``n_jobs`` processes (default: CPUs, at most 4) run the outer folds and the final bootstrap."""
+    bundle). ``n_jobs`` processes (default: CPUs, at most 4) run the outer folds and the final bootstrap.
+    ``clinical`` (default: age and sex_male for st / mt / cmt as in Wang 2025, age, sex_male, who_grade and
+    vasari_score for atrx-fusion) are offered to the selection like any feature; those absent from the table are
+    skipped. ``wang``: WangLasso parameters over its defaults (e.g. {"loss": "logistic", "alpha": 0.01})."""
     labels = list(labels)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}")
@@ -334,7 +349,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                                  negative_labels=[(negative_labels or [f"not {x}" for x in labels])[i]],
                                  clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=outer_folds,
                                  repeats=repeats, sequences=seq_info["sequences"] if seq_info else None,
-                                 n_jobs=n_jobs, version=version, name_prefix=name_prefix, _keep_plot=True)
+                                 n_jobs=n_jobs, version=version, name_prefix=name_prefix, wang=wang,
+                                 _keep_plot=True)
                    for i, lab in enumerate(labels)]
         ev = {"tasks": [r[1]["tasks"][0] for r in results]}
         if report_path:
@@ -347,7 +363,7 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     negative_labels = list(negative_labels or [f"{t} negative" for t in tasks])
     df = add_derived_columns(table)
     df = df[df[labels].notna().any(axis=1) if method in ("mt", "cmt") else df[labels[0]].notna()].reset_index(drop=True)
-    default_clinical = list(CLINICAL) if method == "atrx-fusion" else []
+    default_clinical = list(CLINICAL) if method == "atrx-fusion" else list(WANG_DEFAULT_CLINICAL)
     clinical = [c for c in (clinical if clinical is not None else default_clinical) if c in df.columns
                 and df[c].notna().any()]
     img_cols = _usable(df, imaging_columns(df.columns))
@@ -359,8 +375,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     dfi = _impute(df, clinical, means)
     strat = dfi[labels].fillna(2).astype(int).astype(str).agg("".join, axis=1)
     cv = repeated_cv(method, df, labels, img_cols, clinical, strat, repeats=repeats, folds=outer_folds, seed=seed,
-                     n_bootstrap=n_bootstrap, n_jobs=n_jobs)
-    final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap, n_jobs=n_jobs)
+                     n_bootstrap=n_bootstrap, n_jobs=n_jobs, wang=wang)
+    final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap, n_jobs=n_jobs, wang=wang)
     if method == "atrx-fusion":  # Liu's comparison of classifiers on the selected imaging features
         from .models import compare_classifiers
         est = final[0]["extra"]["imaging"]
