@@ -1,0 +1,331 @@
+"""Choi 2021 hybrid IDH model (Neuro-Oncology 23(2):304-313; ../shared/papers/choi2021_hybrid_idh.txt).
+
+Model 2 of the paper, as far as its methods section states it:
+- image input: axial T1C and T2 images and the tumour mask, 128 x 128, after registration to a 1-mm grid and
+  resampling of each volume to 128 x 128 x 128; FIVE slices per patient: the axial slice with the largest tumour
+  area ("maximum tumour image") and the slices +4, +2, -2, -4 from it (``select_slices``), each slice a sample; the
+  patient's probability is the mean over its five slices;
+- classifier: the 34-layer ResNet of He et al. 2016 (7x7 stem, layers of 3, 4, 6, 3 BasicBlocks with two 3x3
+  convolutions each; ``ResNet34``), here with a one-logit head (IDH-mutant) and one input channel per image;
+- numeric inputs: age + 3D shape + loci features, selected by a univariate t-test on IDH status in the development
+  data (``ttest_select``: inside each training fold here).
+The paper fuses them by fine-tuning fully connected layers on top of the frozen ResNet; here (issue 17) the fusion
+is a logistic regression on the CNN's patient probability (logit) + the selected shape / loci features + age
+(``HybridLogistic``), which gives a nomogram like our other bundles.
+
+Missing T2 (TCGA-LGG has none): the paper's ablation (eTable 4) retrained the network with fewer image sequences;
+we do the same: a channel that a cohort lacks is DROPPED (the network is built and trained with fewer input
+channels), never zero-filled or substituted silently. A FLAIR-for-T2 substitution is offered only as a named,
+separate variant.
+
+This module imports only numpy and torch at the top (scipy lazily), so that the GPU training script can load it by
+path on a machine without SimpleITK or the rest of the package. Pretrained weights are never downloaded: a local
+file whose SHA-256 is checked before ``torch.load(weights_only=True)`` (or safetensors).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+try:  # the hybrid logistic and slice selection work without torch
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+except ImportError:  # pragma: no cover - torch is a dependency of the deep features
+    torch = None
+    nn = None
+
+SLICE_OFFSETS = (-4, -2, 0, 2, 4)   # the paper: maximum tumour slice and +-2, +-4
+GRID = 128                          # the paper's 128 x 128 x 128 network grid
+RESNET34_LAYERS = (3, 4, 6, 3)
+CHANNELS_PAPER = ("t1c", "t2", "mask")
+
+
+class WeightsError(ValueError):
+    """A weights file that is absent, altered (SHA-256) or does not fit the network."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# slices
+# ----------------------------------------------------------------------------------------------------------------
+def max_area_slice(mask_zyx: np.ndarray) -> int:
+    """Index (axis 0 = axial) of the slice with the largest tumour area; ties: the lowest index."""
+    m = np.asarray(mask_zyx) > 0
+    if m.ndim != 3:
+        raise ValueError(f"mask must be 3-D (z, y, x), got shape {m.shape}")
+    area = m.reshape(m.shape[0], -1).sum(1)
+    if area.max() == 0:
+        raise ValueError("the tumour mask is empty: no slice to select")
+    return int(np.argmax(area))
+
+
+def select_slices(mask_zyx: np.ndarray, offsets: Sequence[int] = SLICE_OFFSETS) -> List[int]:
+    """The paper's five axial slices: the maximum tumour slice + ``offsets``; an offset beyond the volume is clipped
+    to the first / last slice (the paper does not say; a tumour at the edge of the volume repeats its edge slice)."""
+    c = max_area_slice(mask_zyx)
+    nz = np.asarray(mask_zyx).shape[0]
+    return [int(min(max(c + o, 0), nz - 1)) for o in offsets]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ResNet34
+# ----------------------------------------------------------------------------------------------------------------
+if nn is not None:
+    class BasicBlock(nn.Module):
+        expansion = 1
+
+        def __init__(self, cin: int, cout: int, stride: int = 1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+            out = self.bn2(self.conv2(out))
+            return F.relu(out + idt, inplace=True)
+
+    class ResNet34(nn.Module):
+        """He et al. 2016 34-layer ResNet (torchvision's parameter names, so that its state dict loads)."""
+
+        def __init__(self, in_channels: int = 3, num_classes: int = 1, layers: Sequence[int] = RESNET34_LAYERS):
+            super().__init__()
+            self.in_channels, self.num_classes = int(in_channels), int(num_classes)
+            self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            cin = 64
+            for i, (n, cout) in enumerate(zip(layers, (64, 128, 256, 512))):
+                blocks = []
+                for j in range(n):
+                    blocks.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
+                    cin = cout
+                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.fc = nn.Linear(512, num_classes)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+            for m in self.modules():  # zero-init of each block's last BN: a common, stable from-scratch choice
+                if isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+        def features(self, x):
+            x = self.maxpool(F.relu(self.bn1(self.conv1(x)), inplace=True))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+        def forward(self, x):
+            return self.fc(self.features(x))
+
+
+def n_parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def resnet34_parameter_count(in_channels: int = 3, num_classes: int = 1000) -> int:
+    """Closed form of the ResNet34 parameter count (conv weights, BN scale + shift, fc weight + bias), independent of
+    the torch module: 21,797,672 for 3 channels and 1000 classes (the published 21.8 M)."""
+    total = in_channels * 64 * 49 + 2 * 64              # stem conv + BN
+    cin = 64
+    for i, (n, cout) in enumerate(zip(RESNET34_LAYERS, (64, 128, 256, 512))):
+        for j in range(n):
+            total += cin * cout * 9 + 2 * cout + cout * cout * 9 + 2 * cout
+            if cin != cout:
+                total += cin * cout + 2 * cout          # 1x1 projection shortcut + BN
+            cin = cout
+    return total + 512 * num_classes + num_classes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# weights: local files only, SHA-256 checked
+# ----------------------------------------------------------------------------------------------------------------
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_state_dict_checked(path, expected_sha256: str) -> Dict[str, "torch.Tensor"]:
+    """A state dict from a LOCAL file whose SHA-256 must equal ``expected_sha256`` (never downloaded).
+    ``.safetensors`` through safetensors, anything else through ``torch.load(weights_only=True)`` (no pickle code
+    runs)."""
+    p = Path(path)
+    if not expected_sha256 or len(expected_sha256.strip()) != 64:
+        raise WeightsError(f"{p}: a 64-hex-digit SHA-256 must be given for a weights file (--resnet34-sha256)")
+    if not p.is_file():
+        raise WeightsError(f"{p}: weights file not found (weights are never downloaded; give a local file)")
+    digest = sha256_file(p)
+    if digest != expected_sha256.strip().lower():
+        raise WeightsError(f"{p}: SHA-256 mismatch (expected {expected_sha256.strip().lower()[:12]}..., got "
+                           f"{digest[:12]}...): the file is not the one named; refusing to load it")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(p))
+    else:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{p}: not a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def adapt_resnet34_state(model, state: Dict[str, "torch.Tensor"], where: str = "weights") -> Dict[str, List[str]]:
+    """Load a ResNet34 state dict (e.g. ImageNet's 3-channel, 1000-class one) into ``model``: the stem is adapted to
+    the model's input channels (the mean over the RGB filters repeated, scaled by 3 / channels), a head of another
+    size is left at its fresh initialisation. Every other tensor must match in name and shape."""
+    own = model.state_dict()
+    out, skipped = {}, []
+    for k, v in state.items():
+        if k not in own:
+            if k.endswith("num_batches_tracked"):
+                continue
+            raise WeightsError(f"{where}: unexpected tensor '{k}' (not a ResNet34 state dict?)")
+        if k == "conv1.weight" and v.shape != own[k].shape:
+            c = own[k].shape[1]
+            v = v.float().mean(1, keepdim=True).repeat(1, c, 1, 1) * (v.shape[1] / c)
+        if k.startswith("fc.") and v.shape != own[k].shape:
+            skipped.append(k)
+            continue
+        if v.shape != own[k].shape:
+            raise WeightsError(f"{where}: '{k}' has shape {tuple(v.shape)}, the network needs {tuple(own[k].shape)}")
+        out[k] = v
+    missing = [k for k in own if k not in out and k not in skipped and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsError(f"{where}: missing tensors {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    model.load_state_dict(out, strict=False)
+    return {"loaded": sorted(out), "fresh": skipped}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# network input
+# ----------------------------------------------------------------------------------------------------------------
+def network_input(slices_u8: np.ndarray, channel_names: Sequence[str], norm: np.ndarray, use: Sequence[str]):
+    """(S, C_stored, H, W) uint8 slices -> (S, len(use), H, W) float32: image channels z-scored with the case's
+    3-D foreground mean / SD (``norm``: (C_stored, 2)), the mask channel 0 / 1."""
+    idx = [list(channel_names).index(c) for c in use]
+    x = slices_u8[:, idx].astype(np.float32)
+    for j, c in enumerate(use):
+        if c != "mask":
+            mu, sd = norm[idx[j]]
+            x[:, j] = (x[:, j] - mu) / max(float(sd), 1e-6)
+        else:
+            x[:, j] = (x[:, j] > 0).astype(np.float32)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# AUC (numpy; ties count half) and folds
+# ----------------------------------------------------------------------------------------------------------------
+def auc(y, p) -> float:
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    pos, neg = p[y == 1], p[y == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    d = pos[:, None] - neg[None, :]
+    return float(((d > 0).sum() + 0.5 * (d == 0).sum()) / d.size)
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index per sample, stratified (numpy only: the inner splits of the GPU script)."""
+    y = np.asarray(y).astype(int)
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), int)
+    offset = 0
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold[idx] = (np.arange(len(idx)) + offset) % k
+        offset += len(idx)
+    return fold
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the hybrid logistic model
+# ----------------------------------------------------------------------------------------------------------------
+def ttest_select(X: np.ndarray, y: np.ndarray, names: Sequence[str], alpha: float = 0.05,
+                 force: Sequence[str] = ()) -> List[str]:
+    """Choi's numeric-input selection: a univariate (Welch) t-test of each feature between IDH groups, p < alpha;
+    ``force`` columns (the CNN probability) are always kept."""
+    from scipy.stats import ttest_ind
+    X, y = np.asarray(X, float), np.asarray(y).astype(int)
+    keep = []
+    for j, n in enumerate(names):
+        if n in force:
+            keep.append(n)
+            continue
+        a, b = X[y == 1, j], X[y == 0, j]
+        if np.nanstd(X[:, j]) == 0:
+            continue
+        p = ttest_ind(a, b, equal_var=False, nan_policy="omit").pvalue
+        if np.isfinite(p) and p < alpha:
+            keep.append(n)
+    return keep
+
+
+def logistic_fit(X: np.ndarray, y: np.ndarray, C: float = 1.0, max_iter: int = 100, tol: float = 1e-10):
+    """L2-penalised logistic regression by Newton-Raphson, the objective of scikit-learn's LogisticRegression(C=C)
+    (penalty 0.5 ||w||^2 / C on the weights, intercept unpenalised). Returns (w, b)."""
+    X, y = np.asarray(X, float), np.asarray(y, float)
+    n, d = X.shape
+    Z = np.hstack([X, np.ones((n, 1))])
+    beta = np.zeros(d + 1)
+    lam = np.r_[np.full(d, 1.0 / C), 0.0]
+    for _ in range(max_iter):
+        eta = Z @ beta
+        p = 1.0 / (1.0 + np.exp(-eta))
+        g = Z.T @ (p - y) + lam * beta
+        H = (Z * (p * (1 - p))[:, None]).T @ Z + np.diag(lam) + 1e-12 * np.eye(d + 1)
+        step = np.linalg.solve(H, g)
+        beta -= step
+        if np.max(np.abs(step)) < tol:
+            break
+    return beta[:d], float(beta[d])
+
+
+def logit(p, eps: float = 1e-4):
+    p = np.clip(np.asarray(p, float), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+class HybridLogistic:
+    """CNN probability (as its logit, column ``cnn_logit``) + t-test-selected shape / loci / age features ->
+    standardised L2 logistic regression. Fitted on one training set; everything (selection, standardisation,
+    imputation means) from that set only."""
+
+    def __init__(self, C: float = 1.0, alpha: float = 0.05, force: Sequence[str] = ("cnn_logit",)):
+        self.C, self.alpha, self.force = float(C), float(alpha), tuple(force)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, names: Sequence[str]):
+        X = np.asarray(X, float)
+        self.means_ = np.nanmean(X, 0)
+        X = np.where(np.isfinite(X), X, self.means_)
+        self.features_ = ttest_select(X, y, names, self.alpha, self.force)
+        cols = [list(names).index(n) for n in self.features_]
+        self.names_, self.cols_ = list(names), cols
+        Xs = X[:, cols]
+        self.center_ = Xs.mean(0)
+        self.scale_ = Xs.std(0)
+        self.scale_[self.scale_ == 0] = 1.0
+        self.coef_, self.intercept_ = logistic_fit((Xs - self.center_) / self.scale_, y, self.C)
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, float)
+        X = np.where(np.isfinite(X), X, self.means_)[:, self.cols_]
+        return self.intercept_ + ((X - self.center_) / self.scale_) @ self.coef_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
