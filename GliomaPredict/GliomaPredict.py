@@ -1,9 +1,14 @@
 """GliomaPredict: features inside the (edited) tumor segmentation, research probabilities of IDH, epilepsy and
-ATRX with nomogram points (table + plot charts), model provenance and an HTML report."""
+ATRX with nomogram points (table + plot charts), model provenance and an HTML report. The prediction runs in a
+background process (progress, Cancel); lifecycle as Slicer's scripted-module template (singleton parameter node,
+scene-close observers, enter / exit, cleanup, inputs read from the parameter node). Loads without the science
+packages: they are installed on first use (GliomaMRML.install)."""
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 
@@ -12,7 +17,7 @@ class GliomaPredict(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "Glioma Predict"
         self.parent.categories = ["Quantification"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["GliomaRadiogenomics"]  # its folder holds GliomaMRML and the core package
         self.parent.contributors = ["GliomaRadiogenomics developers"]
         self.parent.helpText = ("Research probabilities (not diagnoses) of IDH mutation, glioma-associated epilepsy "
                                 "and ATRX mutation with nomogram points. Each model states what it was trained on; "
@@ -33,9 +38,23 @@ class GliomaPredictParameterNode:
     sex: str = "not given"
 
 
-class GliomaPredictWidget(ScriptedLoadableModuleWidget):
+class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._volumeIds = None
+        self.runner = None
+
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        from GliomaMRML.install import ensure_dependencies
+        if not ensure_dependencies():  # first use: the dialog lists what is missing and installs it
+            from GliomaMRML.install import add_install_button
+            add_install_button(self.layout, self.moduleName)
+            return
         from GliomaMRML import widgets
         from GliomaMRML.logic import GliomaPredictLogic
         self.widgets = widgets
@@ -44,23 +63,84 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = GliomaPredictLogic(slicer.mrmlScene)
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "GliomaPredict")
-        self._parameterNode = GliomaPredictParameterNode(node)
-        self._parameterNode.connectGui(self.ui)
-        widgets.auto_assign_volumes(self.ui, slicer.mrmlScene)
+        self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.runButton.connect("clicked(bool)", self.onRun)
         self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReport)
+        self.initializeParameterNode()
 
+    # --- lifecycle (Slicer's scripted-module template) ---
+    def cleanup(self):
+        if self.runner is not None:
+            self.runner.cleanup()
+        self.removeObservers()
+
+    def enter(self):
+        if self.logic is not None:
+            self.initializeParameterNode()
+
+    def exit(self):
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.widgets.wrap(GliomaPredictParameterNode, self.logic.getParameterNode()))
+        p = self._parameterNode
+        for seq, node in self.widgets.auto_assigned(slicer.mrmlScene, self.widgets.volumes_from_parameters(p)).items():
+            if getattr(p, seq) is None and node is not None:
+                setattr(p, seq, node)
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        p = self._parameterNode
+        ids = self.widgets.volume_ids(p)
+        if ids != self._volumeIds:
+            self._volumeIds = ids
+            # a new input selection: a segmentation made for other volumes (the previous patient) is deselected
+            from GliomaMRML.logic import segmentation_for_run
+            if p.segmentation is not None and segmentation_for_run(
+                    slicer.mrmlScene, p.segmentation, self.widgets.volumes_from_parameters(p)) is None:
+                p.segmentation = None
+                self.ui.statusLabel.text = "new input volumes: select or make their segmentation"
+        self.ui.runButton.enabled = not self.runner.running and p.segmentation is not None
+
+    # --- actions ---
     def onRun(self):
-        with slicer.util.tryWithErrorDisplay("Prediction failed.", waitCursor=True):
+        import tempfile
+        with slicer.util.tryWithErrorDisplay("Prediction could not start.", waitCursor=True):
             p = self._parameterNode
-            if p.segmentation is None:  # this module predicts inside the user's (reviewed) segmentation only
-                raise ValueError("select the tumor segmentation to predict from (segment it with GliomaSegment, or "
-                                 "the workflow module runs both)")
+            from GliomaMRML.logic import clinical_from_parameters
             bundles = [b.strip() for b in p.bundles.split(";") if b.strip()] or None
-            doc, table, charts = self.logic.predict(self.widgets.selected_volumes(self.ui), p.segmentation,
-                                                    self.widgets.clinical_from_ui(self.ui), p.preset,
-                                                    bundles=bundles, progress=self.widgets.qt_progress(self.ui))
+            self.out_dir = tempfile.mkdtemp(prefix="glioma-predict-")
+            self.runner.start(self.logic.start(self.widgets.volumes_from_parameters(p), p.segmentation, self.out_dir,
+                                               clinical_from_parameters(p.age, p.sex), p.preset, bundles))
+
+    def onJobDone(self, st):
+        self.onParameterNodeModified()
+        if st.error:
+            if not st.cancelled:
+                slicer.util.errorDisplay("Prediction failed: " + st.error)
+            return
+        with slicer.util.tryWithErrorDisplay("Loading the predictions failed."):
+            doc, table, charts = self.logic.finish(self.out_dir)
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()

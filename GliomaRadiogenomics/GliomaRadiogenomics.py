@@ -6,9 +6,11 @@ core inputs; all science is in GliomaRadiogenomicsLib (pip-installable, no Slice
 import os
 
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLScalarVolumeNode
 
 
@@ -39,6 +41,9 @@ def _demo_case_folder() -> str:
 
 def _load_demo_case(*_args, **_kwargs):
     """SampleData custom downloader: generate (first time) and load the four SYNTHETIC demo volumes."""
+    from GliomaMRML.install import ensure_dependencies
+    if not ensure_dependencies(with_torch=False):  # the demo case needs the core, not torch
+        return []
     folder = _demo_case_folder()
     return [slicer.util.loadVolume(os.path.join(folder, f"{s}.nii.gz"), {"name": f"GliomaDemo {s}"})
             for s in ("t1", "t1c", "t2", "flair")]
@@ -71,9 +76,24 @@ class GliomaRadiogenomicsParameterNode:
     outputFolder: str = ""
 
 
-class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
+class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._volumeIds = None
+        self.segmentation = None
+        self.runner = None
+
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        from GliomaMRML.install import ensure_dependencies
+        if not ensure_dependencies():  # first use: the dialog lists what is missing and installs it
+            from GliomaMRML.install import add_install_button
+            add_install_button(self.layout, self.moduleName)
+            return
         from GliomaMRML import widgets
         self.widgets = widgets
         ui_widget = slicer.util.loadUI(self.resourcePath("UI/GliomaRadiogenomics.ui"))
@@ -82,28 +102,66 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
         ui_widget.setMRMLScene(slicer.mrmlScene)
         from GliomaMRML.logic import GliomaRadiogenomicsLogic
         self.logic = GliomaRadiogenomicsLogic(slicer.mrmlScene)
-        self._parameterNode = GliomaRadiogenomicsParameterNode(self.logic_parameter_node())
-        self._parameterNode.connectGui(self.ui)
-        widgets.auto_assign_volumes(self.ui, slicer.mrmlScene)
+        self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.runButton.connect("clicked(bool)", self.onRun)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.editButton.connect("clicked(bool)", self.onEdit)
         self.ui.loadFolderButton.connect("clicked(bool)", self.onLoadFolder)
-        self.ui.cancelButton.enabled = False
-        self.segmentation = None
-        self.job = None
-        import qt
-        self.timer = qt.QTimer()
-        self.timer.setInterval(250)
-        self.timer.connect("timeout()", self.onPoll)
+        self.initializeParameterNode()
 
-    def logic_parameter_node(self):
-        node = slicer.mrmlScene.GetSingletonNode("GliomaRadiogenomics", "vtkMRMLScriptedModuleNode")
-        if node is None:
-            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
-            node.SetSingletonTag("GliomaRadiogenomics")
-            node.SetName("GliomaRadiogenomics")
-        return node
+    # --- lifecycle (Slicer's scripted-module template) ---
+    def cleanup(self):
+        if self.runner is not None:
+            self.runner.cleanup()
+        self.removeObservers()
+
+    def enter(self):
+        if self.logic is not None:
+            self.initializeParameterNode()
+
+    def exit(self):
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
+        self.segmentation = None
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.widgets.wrap(GliomaRadiogenomicsParameterNode, self.logic.getParameterNode()))
+        p = self._parameterNode
+        for seq, node in self.widgets.auto_assigned(slicer.mrmlScene, self.widgets.volumes_from_parameters(p)).items():
+            if getattr(p, seq) is None and node is not None:
+                setattr(p, seq, node)
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        p = self._parameterNode
+        ids = self.widgets.volume_ids(p)
+        if ids != self._volumeIds:
+            self._volumeIds = ids
+            # a new input selection: the previous patient's segmentation is not this run's (it stays in the scene)
+            from GliomaMRML.logic import segmentation_for_run
+            if self.segmentation is not None and segmentation_for_run(
+                    slicer.mrmlScene, self.segmentation, self.widgets.volumes_from_parameters(p)) is None:
+                self.segmentation = None
+        self.ui.runButton.enabled = not self.runner.running and (p.flair is not None or p.t2 is not None)
+        self.ui.editButton.enabled = self.segmentation is not None
 
     def onLoadFolder(self):
         import qt
@@ -113,39 +171,34 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
         with slicer.util.tryWithErrorDisplay("Could not load the case folder.", waitCursor=True):
             from GliomaMRML.logic import load_case_folder_into_scene
             nodes, clinical, _ = load_case_folder_into_scene(slicer.mrmlScene, folder)
+            p = self._parameterNode
             for seq, node in nodes.items():
-                getattr(self.ui, f"{seq}Selector").setCurrentNode(node)
+                setattr(p, seq, node)
             if clinical.get("age"):
-                self.ui.ageSpinBox.value = int(clinical["age"])
+                p.age = int(clinical["age"])
             if clinical.get("sex") in ("M", "F"):
-                self.ui.sexComboBox.currentText = clinical["sex"]
+                p.sex = clinical["sex"]
 
     def onRun(self):
         """Starts the pipeline in a background process; a timer polls it so the GUI stays responsive."""
         import tempfile
         with slicer.util.tryWithErrorDisplay("Could not start the glioma analysis.", waitCursor=True):
-            nodes = self.widgets.selected_volumes(self.ui)
-            self.out_dir = self._parameterNode.outputFolder or tempfile.mkdtemp(prefix="glioma-")
-            self.nodes = nodes
+            from GliomaMRML.logic import clinical_from_parameters
+            p = self._parameterNode
+            self.nodes = self.widgets.volumes_from_parameters(p)
+            self.out_dir = p.outputFolder or tempfile.mkdtemp(prefix="glioma-")
             # the Logic decides whether the last segmentation belongs to these volumes (segmentation_for_run): the
             # previous patient's segmentation is never sent with the next patient (it stays in the scene)
-            self.job = self.logic.start(nodes, self.out_dir, self.widgets.clinical_from_ui(self.ui),
-                                        segmentation_node=self.segmentation)
+            job = self.logic.start(self.nodes, self.out_dir, clinical_from_parameters(p.age, p.sex, p.whoGrade,
+                                                                                      p.vasari),
+                                   segmentation_node=self.segmentation)
+            self.runner.start(job)
             if self.segmentation is not None and self.logic.run_segmentation is None:
                 self.ui.statusLabel.text = "new input volumes: segmenting again (the previous segmentation is kept)"
-            self.ui.runButton.enabled, self.ui.cancelButton.enabled = False, True
-            self.timer.start()
 
-    def onPoll(self):
-        st = self.job.poll()
-        self.ui.progressBar.value = int(100 * st.progress)
-        self.ui.statusLabel.text = st.message
-        if st.running:
-            return
-        self.timer.stop()
-        self.ui.runButton.enabled, self.ui.cancelButton.enabled = True, False
+    def onJobDone(self, st):
+        self.onParameterNodeModified()
         if st.error:
-            self.ui.statusLabel.text = "cancelled" if st.cancelled else "failed"
             if not st.cancelled:
                 slicer.util.errorDisplay("Glioma analysis failed: " + st.error)
             return
@@ -156,15 +209,13 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget):
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
         self.ui.statusLabel.text = "done: research probabilities in the table; report.html in " + self.out_dir
-
-    def onCancel(self):
-        if self.job is not None:
-            self.job.cancel()
+        self.onParameterNodeModified()
 
     def onEdit(self):
         if self.segmentation is not None:
             from GliomaMRML.logic import reference_node
-            self.widgets.open_segment_editor(self.segmentation, reference_node(self.widgets.selected_volumes(self.ui)))
+            self.widgets.open_segment_editor(self.segmentation, reference_node(
+                self.widgets.volumes_from_parameters(self._parameterNode)))
 
 
 class GliomaRadiogenomicsTest(ScriptedLoadableModuleTest):

@@ -1,11 +1,17 @@
 """GliomaSegment: tumor segmentation with the models of the segmentation model registry (title and availability
 in the backend list), skull stripping and device choices, as a segmentation node with named, coloured segments, an
 "Edit in Segment Editor" button and Dice against a reference segmentation. Thin adapter over
-GliomaMRML.logic.GliomaSegmentLogic."""
+GliomaMRML.logic.GliomaSegmentLogic; the segmentation runs in a background process (progress, Cancel).
+
+Lifecycle as Slicer's scripted-module template: singleton parameter node, scene-close observers, enter / exit,
+cleanup, GUI bound to the parameter node (the inputs are read from it). Loads without the science packages: they
+are installed on first use (GliomaMRML.install)."""
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 
@@ -14,7 +20,7 @@ class GliomaSegment(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "Glioma Segment"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["GliomaRadiogenomics"]  # its folder holds GliomaMRML and the core package
         self.parent.contributors = ["GliomaRadiogenomics developers"]
         self.parent.helpText = ("Glioma segmentation from T1, T1c, T2 and FLAIR: necrosis, edema and enhancing "
                                 "tumor (BraTS labels). Review and correct the result in Segment Editor.")
@@ -34,9 +40,24 @@ class GliomaSegmentParameterNode:
     device: str = "auto"
 
 
-class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
+class GliomaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._volumeIds = None
+        self.segmentation = None
+        self.runner = None
+
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        from GliomaMRML.install import ensure_dependencies
+        if not ensure_dependencies():  # first use: the dialog lists what is missing and installs it
+            from GliomaMRML.install import add_install_button
+            add_install_button(self.layout, self.moduleName)
+            return
         from GliomaMRML import widgets
         from GliomaMRML.logic import GliomaSegmentLogic
         self.widgets = widgets
@@ -45,19 +66,71 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = GliomaSegmentLogic(slicer.mrmlScene)
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "GliomaSegment")
-        self._parameterNode = GliomaSegmentParameterNode(node)
-        self._parameterNode.connectGui(self.ui)
-        widgets.auto_assign_volumes(self.ui, slicer.mrmlScene)
+        self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         # the model list comes from the registry (title + availability, refreshed when the volumes change); the
         # item data is the backend id stored in the parameter node
         self.ui.backendComboBox.connect("currentIndexChanged(int)", self.onBackendChanged)
-        for s in ("t1", "t1c", "t2", "flair"):
-            getattr(self.ui, f"{s}Selector").connect("currentNodeChanged(vtkMRMLNode*)", self.refreshModels)
-        self.refreshModels()
         self.ui.runButton.connect("clicked(bool)", self.onRun)
         self.ui.editButton.connect("clicked(bool)", self.onEdit)
+        self.initializeParameterNode()
+
+    # --- lifecycle (Slicer's scripted-module template) ---
+    def cleanup(self):
+        if self.runner is not None:
+            self.runner.cleanup()
+        self.removeObservers()
+
+    def enter(self):
+        if self.logic is not None:
+            self.initializeParameterNode()
+
+    def exit(self):
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        if self.runner is not None and self.runner.running:
+            self.runner.cancel()
         self.segmentation = None
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.widgets.wrap(GliomaSegmentParameterNode, self.logic.getParameterNode()))
+        p = self._parameterNode
+        for seq, node in self.widgets.auto_assigned(slicer.mrmlScene, self.widgets.volumes_from_parameters(p)).items():
+            if getattr(p, seq) is None and node is not None:
+                setattr(p, seq, node)
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode is not None:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        p = self._parameterNode
+        ids = self.widgets.volume_ids(p)
+        if ids != self._volumeIds:  # a new input selection: models for these sequences; the old result is not theirs
+            self._volumeIds = ids
+            self.refreshModels()
+            if self.segmentation is not None and self.logic_segmentation_for(p) is None:
+                self.segmentation = None
+        self.ui.runButton.enabled = (not self.runner.running and
+                                     (p.flair is not None or p.t2 is not None))
+        self.ui.editButton.enabled = self.segmentation is not None
+
+    def logic_segmentation_for(self, p):
+        from GliomaMRML.logic import segmentation_for_run
+        return segmentation_for_run(slicer.mrmlScene, self.segmentation, self.widgets.volumes_from_parameters(p))
 
     def refreshModels(self, *_):
         import qt
@@ -65,7 +138,7 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
         current = self._parameterNode.backend
         combo.blockSignals(True)
         combo.clear()
-        for c in self.logic.model_choices(self.widgets.selected_volumes(self.ui)):
+        for c in self.logic.model_choices(self.widgets.volumes_from_parameters(self._parameterNode)):
             combo.addItem(c["label"], c["id"])
             combo.setItemData(combo.count - 1, c["reason"], qt.Qt.ToolTipRole)
             if not c["available"]:
@@ -77,29 +150,42 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget):
 
     def onBackendChanged(self, index):
         backend = self.ui.backendComboBox.itemData(index)
-        if backend and self._parameterNode.backend != backend:
+        if backend and self._parameterNode is not None and self._parameterNode.backend != backend:
             self._parameterNode.backend = backend
 
+    # --- actions ---
     def onRun(self):
-        with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
+        import tempfile
+        with slicer.util.tryWithErrorDisplay("Segmentation could not start.", waitCursor=True):
             p = self._parameterNode
-            from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
-            backend_options = ({"model_folder": p.nnunetModel, "device": p.device} if p.backend == "nnunet" else
-                               {"device": p.device} if p.backend in ("auto", "lgg-unet2d") else {})
-            self.segmentation = self.logic.segment(
-                self.widgets.selected_volumes(self.ui), p.backend, progress=self.widgets.qt_progress(self.ui),
-                preprocess_options=PreprocessOptions(brain_mask=p.brainMask, device=p.device),
-                backend_options=backend_options)
+            self.nodes = self.widgets.volumes_from_parameters(p)
+            self.out_dir = tempfile.mkdtemp(prefix="glioma-segment-")
+            self.runner.start(self.logic.start(self.nodes, self.out_dir, p.backend, p.brainMask, p.device,
+                                               p.nnunetModel if p.backend == "nnunet" else ""))
+
+    def onJobDone(self, st):
+        self.onParameterNodeModified()
+        if st.error:
+            if not st.cancelled:
+                slicer.util.errorDisplay("Segmentation failed: " + st.error)
+            return
+        with slicer.util.tryWithErrorDisplay("Loading the segmentation failed."):
+            self.segmentation = self.logic.finish(self.out_dir, self.nodes, self.logic_segmentation_for(
+                self._parameterNode))
+            p = self._parameterNode
             if p.referenceSegmentation is not None:
                 from GliomaMRML.logic import reference_node
-                d = self.logic.dice(self.segmentation, p.referenceSegmentation,
-                                    reference_node(self.widgets.selected_volumes(self.ui)))
+                d = self.logic.dice(self.segmentation, p.referenceSegmentation, reference_node(self.nodes))
                 self.ui.statusLabel.text = "Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in d.items())
+            else:
+                self.ui.statusLabel.text = "done: review and correct it in Segment Editor"
+        self.onParameterNodeModified()
 
     def onEdit(self):
         if self.segmentation is not None:
             from GliomaMRML.logic import reference_node
-            self.widgets.open_segment_editor(self.segmentation, reference_node(self.widgets.selected_volumes(self.ui)))
+            self.widgets.open_segment_editor(self.segmentation, reference_node(
+                self.widgets.volumes_from_parameters(self._parameterNode)))
 
 
 class GliomaSegmentTest(ScriptedLoadableModuleTest):

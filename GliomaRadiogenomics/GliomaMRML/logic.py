@@ -135,6 +135,10 @@ class GliomaSegmentLogic:
     def __init__(self, scene):
         self.scene = scene
 
+    def getParameterNode(self):
+        """This module's singleton parameter node in the scene (parameter_node)."""
+        return parameter_node(self.scene, "GliomaSegment")
+
     def segment(self, nodes: Dict[str, object], backend: Optional[str] = None, brain_mask: str = "auto",
                 reference: str = "flair", progress: Progress = null_progress, segmentation_node=None,
                 preprocess_options=None, backend_options: Optional[dict] = None):
@@ -154,6 +158,36 @@ class GliomaSegmentLogic:
         node = label_image_to_segmentation_node(native, self.scene, "Glioma segmentation", nodes[pre.reference],
                                                 segmentation_node)
         remember_automatic_segmentation(node, seg_backend, nodes[pre.reference])
+        return node
+
+    def start(self, nodes: Dict[str, object], out_dir, backend: Optional[str] = None, brain_mask: str = "auto",
+              device: str = "auto", nnunet_model: str = "", extra_args=(), python: Optional[str] = None):
+        """``glioma-radiogenomics segment`` on the selected volumes in a child process (BackgroundJob: poll, cancel);
+        ``finish`` loads the result. One job at a time (JobSlot)."""
+        from GliomaRadiogenomicsLib.background import BackgroundJob
+        from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
+        out = Path(out_dir)
+        _, args = _write_inputs(nodes, out)
+        args = ["segment", "--out", str(out), "--backend", backend or DEFAULT_BACKEND, "--brain-mask", brain_mask,
+                "--device", device] + args + (["--nnunet-model", nnunet_model] if nnunet_model else [])
+        return JobSlot.start("segmentation", lambda: BackgroundJob.core("cli", args + list(extra_args),
+                                                                        python=python or python_executable()))
+
+    def finish(self, out_dir, nodes: Dict[str, object], segmentation_node=None):
+        """The finished ``segment`` run as a segmentation node (``segmentation_node`` is overwritten after a backup
+        copy, as ``segment`` does), recording its backend (automatic) and its input volumes."""
+        from GliomaRadiogenomicsLib.io import read_image
+        out = Path(out_dir)
+        label = read_image(out / "segmentation.nii.gz", "segmentation", label=True)
+        if segmentation_node is not None:
+            copy = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", segmentation_node.GetName() + " (backup)")
+            copy.Copy(segmentation_node)
+        node = label_image_to_segmentation_node(label, self.scene, "Glioma segmentation", reference_node(nodes),
+                                                segmentation_node)
+        record = out / "segmentation.provenance.json"
+        if record.is_file():
+            node.SetAttribute(SOURCE_ATTRIBUTE, record.read_text())
+        remember_inputs(node, nodes)
         return node
 
     @staticmethod
@@ -179,6 +213,10 @@ class GliomaPredictLogic:
         self.scene = scene
         self.last_document = None
         self.last_analysis = None
+
+    def getParameterNode(self):
+        """This module's singleton parameter node in the scene (parameter_node)."""
+        return parameter_node(self.scene, "GliomaPredict")
 
     def predict(self, nodes: Dict[str, object], segmentation_node, clinical: Optional[dict] = None,
                 preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress,
@@ -208,6 +246,30 @@ class GliomaPredictLogic:
         progress.update(1.0, "predictions ready")
         return doc, table, charts
 
+    def start(self, nodes: Dict[str, object], segmentation_node, out_dir, clinical: Optional[dict] = None,
+              preset: str = "wang2025", bundles=None, extra_args=(), python: Optional[str] = None):
+        """Prediction inside ``segmentation_node`` in a child process (``run --segmentation``); ``finish`` loads the
+        table and charts. Refused when the segmentation was made for other volumes (another patient)."""
+        if segmentation_node is None:
+            raise ValueError("select the tumor segmentation to predict from (segment it with GliomaSegment, or the "
+                             "workflow module runs both)")
+        if segmentation_for_run(self.scene, segmentation_node, nodes) is None:
+            raise ValueError(f"segmentation '{segmentation_node.GetName()}' was made for other input volumes (another "
+                             "patient, or volumes changed since): segment these volumes first")
+        args = ["--preset", preset] + [a for b in (bundles or []) for a in ("--bundle", str(b))] + list(extra_args)
+        return start_run(self.scene, nodes, out_dir, clinical, segmentation_node, args, python, "prediction")
+
+    def finish(self, out_dir):
+        """A finished run's predictions.json -> predictions table, nomogram charts, contributions table."""
+        import json
+        out = Path(out_dir)
+        doc = json.loads((out / "predictions.json").read_text())
+        table = predictions_to_table_node(doc, self.scene)
+        charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
+        self.contributions = contributions_to_table_node(doc, self.scene)
+        self.last_document, self.last_analysis, self.last_report = doc, None, out / "report.html"
+        return doc, table, charts
+
     def save_report(self, path) -> Path:
         from GliomaRadiogenomicsLib.report import write_report
         if self.last_document is None:
@@ -231,6 +293,91 @@ def python_executable() -> str:
     return sys.executable
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Module lifecycle: singleton parameter nodes, one background job at a time, inputs written for a child process
+# ----------------------------------------------------------------------------------------------------------------
+def parameter_node(scene, module_name: str):
+    """The module's parameter node: one singleton ``vtkMRMLScriptedModuleNode`` per scene (tag = module name), as
+    ScriptedLoadableModuleLogic.getParameterNode makes it; created on first use and after a scene close."""
+    node = scene.GetSingletonNode(module_name, "vtkMRMLScriptedModuleNode")
+    if node is None:
+        node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+        node.UnRegister(None)  # the scene holds the only reference
+        node.SetSingletonTag(module_name)
+        node.SetName(module_name)
+        node.SetAttribute("ModuleName", module_name)
+        node = scene.AddNode(node)
+    return node
+
+
+class JobSlot:
+    """One background job at a time for the three modules (they share the CPU / GPU): a second start while one runs
+    is refused with the name of the running one."""
+    job = None
+    owner = ""
+
+    @classmethod
+    def busy(cls) -> bool:
+        return cls.job is not None and cls.job.poll().running
+
+    @classmethod
+    def start(cls, owner: str, launch):
+        if cls.busy():
+            raise RuntimeError(f"a {cls.owner} job is still running: wait for it to finish or cancel it first")
+        cls.job, cls.owner = launch(), owner
+        return cls.job
+
+
+def clinical_from_parameters(age: int = 0, sex: str = "", who_grade: str = "", vasari: str = "") -> dict:
+    """Parameter-node values (0 / 'not given' = not given) -> the core's clinical dict."""
+    out = {"age": age if age and age > 0 else None, "sex": sex if sex in ("M", "F") else None}
+    if str(who_grade) in ("2", "3", "4"):
+        out["who_grade"] = int(who_grade)
+    if vasari and str(vasari).strip():
+        out["vasari_score"] = str(vasari).strip()
+    return out
+
+
+def _write_inputs(nodes: Dict[str, object], out: Path, clinical: Optional[dict] = None):
+    """The selected volumes as NRRD files under ``out/inputs`` -> (case, command-line arguments)."""
+    import SimpleITK as sitk
+    case = case_from_nodes(nodes, clinical)
+    inputs = out / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    args = ["--json-progress", "--case-id", case.case_id]
+    for seq in case.sequences:
+        path = inputs / f"{seq}.nrrd"
+        sitk.WriteImage(case.images[seq], str(path), True)
+        args += [f"--{seq}", str(path)]
+    return case, args
+
+
+def start_run(scene, nodes: Dict[str, object], out_dir, clinical: Optional[dict] = None, segmentation_node=None,
+              extra_args=(), python: Optional[str] = None, owner: str = "workflow"):
+    """``glioma-radiogenomics run`` on the scene's volumes (and ``segmentation_node``, if any) in a child process."""
+    import json
+    import SimpleITK as sitk
+    from GliomaRadiogenomicsLib.background import BackgroundJob
+    out = Path(out_dir)
+    case, args = _write_inputs(nodes, out, clinical)
+    args = ["run", "--out", str(out)] + args
+    if segmentation_node is not None:
+        label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes))
+        path = out / "inputs" / "segmentation.nrrd"
+        sitk.WriteImage(label, str(path), True)
+        # automatic / edited / given travels with the file (cli.segmentation_origin)
+        (out / "inputs" / "segmentation.provenance.json").write_text(json.dumps(segmentation_provenance(
+            segmentation_node, label)))
+        args += ["--segmentation", str(path)]
+    for key, flag in (("age", "--age"), ("sex", "--sex"), ("who_grade", "--who-grade"),
+                      ("vasari_score", "--vasari-score")):
+        if case.clinical.get(key) is not None:
+            value = case.clinical[key]
+            args += [flag, str(int(value) if key == "who_grade" else value)]
+    return JobSlot.start(owner, lambda: BackgroundJob.core("cli", args + list(extra_args),
+                                                           python=python or python_executable()))
+
+
 class GliomaRadiogenomicsLogic:
     """The whole workflow (one button): segment, then predict on the (editable) segmentation.
 
@@ -244,6 +391,10 @@ class GliomaRadiogenomicsLogic:
         self.predict_logic = GliomaPredictLogic(scene)
         self.run_segmentation = None  # the segmentation the last start() passed on (None: the run segments)
 
+    def getParameterNode(self):
+        """This module's singleton parameter node in the scene (parameter_node)."""
+        return parameter_node(self.scene, "GliomaRadiogenomics")
+
     def start(self, nodes: Dict[str, object], out_dir, clinical: Optional[dict] = None, segmentation_node=None,
               extra_args=(), python: Optional[str] = None):
         """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process.
@@ -251,50 +402,22 @@ class GliomaRadiogenomicsLogic:
         ``segmentation_node`` is passed on only when it belongs to these volumes (segmentation_for_run): the previous
         patient's segmentation never reaches the next patient's run. The one passed on is ``self.run_segmentation``:
         give it to ``finish``."""
-        import SimpleITK as sitk
-        from GliomaRadiogenomicsLib.background import BackgroundJob
         segmentation_node = self.run_segmentation = segmentation_for_run(self.scene, segmentation_node, nodes)
-        case = case_from_nodes(nodes, clinical)
-        out = Path(out_dir)
-        inputs = out / "inputs"
-        inputs.mkdir(parents=True, exist_ok=True)
-        args = ["run", "--out", str(out), "--json-progress", "--case-id", case.case_id]
-        for seq in case.sequences:
-            path = inputs / f"{seq}.nrrd"
-            sitk.WriteImage(case.images[seq], str(path), True)
-            args += [f"--{seq}", str(path)]
-        if segmentation_node is not None:
-            label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes))
-            path = inputs / "segmentation.nrrd"
-            sitk.WriteImage(label, str(path), True)
-            import json  # automatic / edited / given travels with the file (cli.segmentation_origin)
-            (inputs / "segmentation.provenance.json").write_text(json.dumps(segmentation_provenance(segmentation_node,
-                                                                                                    label)))
-            args += ["--segmentation", str(path)]
-        for key, flag in (("age", "--age"), ("sex", "--sex"), ("who_grade", "--who-grade"),
-                          ("vasari_score", "--vasari-score")):
-            if case.clinical.get(key) is not None:
-                value = case.clinical[key]
-                args += [flag, str(int(value) if key == "who_grade" else value)]
-        return BackgroundJob.core("cli", args + list(extra_args), python=python or python_executable())
+        return start_run(self.scene, nodes, out_dir, clinical, segmentation_node, extra_args, python, "workflow")
 
     def finish(self, out_dir, reference_node, segmentation_node=None, nodes: Optional[Dict[str, object]] = None):
         """Load a finished run's outputs: segmentation (a new node unless the user's own was used), the predictions
         table and the nomogram charts. With ``nodes`` (the run's input volumes), the segmentation records them."""
-        import json
         from GliomaRadiogenomicsLib.io import read_image
         out = Path(out_dir)
-        doc = json.loads((out / "predictions.json").read_text())
         if segmentation_node is None:
             segmentation_node = label_image_to_segmentation_node(read_image(out / "segmentation.nii.gz", "segmentation"),
                                                                  self.scene, "Glioma segmentation", reference_node)
         if nodes is not None:
             remember_inputs(segmentation_node, nodes)
-        table = predictions_to_table_node(doc, self.scene)
-        charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
-        self.predict_logic.last_document, self.predict_logic.last_analysis = doc, None
-        self.predict_logic.last_report = out / "report.html"
+        doc, table, charts = self.predict_logic.finish(out)
         return segmentation_node, doc, table, charts
+
 
     def run(self, nodes: Dict[str, object], clinical: Optional[dict] = None, progress: Progress = null_progress,
             segmentation_node=None, preprocess_options=None, preset: str = "wang2025", bundles=None,

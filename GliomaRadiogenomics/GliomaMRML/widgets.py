@@ -47,3 +47,67 @@ def open_segment_editor(segmentation_node, source_volume_node) -> None:
     widget = slicer.modules.segmenteditor.widgetRepresentation().self().editor
     widget.setSegmentationNode(segmentation_node)
     widget.setSourceVolumeNode(source_volume_node)
+
+
+def volumes_from_parameters(p) -> dict:
+    """The inputs as the GUI has bound them to the parameter node (never read back from the Qt widgets)."""
+    return {s: getattr(p, s) for s in SEQUENCE_KEYS}
+
+
+def volume_ids(p) -> tuple:
+    return tuple(n.GetID() if n is not None else None for n in volumes_from_parameters(p).values())
+
+
+class BackgroundRunner:
+    """A module's Run / Cancel / progress for one BackgroundJob (desktop Slicer: a QTimer polls it every 250 ms, so
+    the GUI never blocks). ``on_done(status)`` runs once the job ends (also when cancelled or failed)."""
+
+    def __init__(self, ui, on_done):
+        import qt
+        self.ui, self.on_done, self.job = ui, on_done, None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(250)
+        self.timer.connect("timeout()", self.poll)
+        ui.cancelButton.connect("clicked(bool)", self.cancel)
+        ui.cancelButton.enabled = False
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.timer.isActive()
+
+    def start(self, job) -> None:
+        self.job = job
+        self.ui.runButton.enabled, self.ui.cancelButton.enabled = False, True
+        self.ui.progressBar.value = 0
+        self.timer.start()
+
+    def poll(self) -> None:
+        st = self.job.poll()
+        self.ui.progressBar.value = int(100 * st.progress)
+        self.ui.statusLabel.text = st.message
+        if st.running:
+            return
+        self.timer.stop()
+        self.ui.cancelButton.enabled = False
+        if st.error:
+            self.ui.statusLabel.text = "cancelled" if st.cancelled else "failed"
+        self.on_done(st)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def cleanup(self) -> None:
+        self.timer.stop()
+        self.cancel()
+
+
+def wrap(parameter_node_class, node):
+    """The module's parameterNodeWrapper class around its singleton node (logic.getParameterNode)."""
+    return parameter_node_class(node)
+
+
+def auto_assigned(scene, current: dict) -> dict:
+    """T1 / T1c / T2 / FLAIR of the scene recognised by name; the volumes already chosen are kept."""
+    from .logic import assign_volumes_by_name
+    return assign_volumes_by_name(scene, current)

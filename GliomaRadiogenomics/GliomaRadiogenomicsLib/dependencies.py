@@ -207,13 +207,33 @@ def _in_slicer_application() -> bool:
     return mod is not None and getattr(mod, "app", None) is not None
 
 
-def offline_message(pip_output: str) -> Optional[str]:
-    """A clear sentence when pip's output says the package index could not be reached, else None."""
-    if not _OFFLINE.search(pip_output or ""):
-        return None
-    return ("The Python packages could not be downloaded: the package index (PyPI) cannot be reached from this "
-            "computer. Connect to the internet (or set a proxy: pip's --proxy / HTTPS_PROXY) and try again; nothing "
-            "was changed in Slicer's Python.")
+OFFLINE_TEXT = ("The Python packages could not be downloaded: the package index (PyPI) cannot be reached from this "
+                "computer. Connect to the internet (or set a proxy: pip's --proxy / HTTPS_PROXY) and try again; "
+                "nothing was changed in Slicer's Python.")
+
+
+def index_reachable(url: Optional[str] = None, timeout: float = 5.0) -> bool:
+    """Whether the package index answers (PIP_INDEX_URL, else PyPI's simple index)."""
+    import os
+    import urllib.request
+    url = url or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except Exception as exc:  # HTTP errors mean it answered
+        import urllib.error
+        return isinstance(exc, urllib.error.HTTPError)
+
+
+def offline_message(pip_output: str, check_index: bool = False) -> Optional[str]:
+    """A clear sentence when pip failed because the package index could not be reached, else None: pip's network
+    errors in its output, or (``check_index``) 'from versions: none' while the index does not answer."""
+    text = pip_output or ""
+    if _OFFLINE.search(text):
+        return OFFLINE_TEXT
+    if check_index and "from versions: none" in text and not index_reachable():
+        return OFFLINE_TEXT
+    return None
 
 
 def pip_command(plan_: Plan, constraints_path: str, python: Optional[str] = None, stage: str = "main") -> List[str]:
