@@ -68,6 +68,11 @@ def test_features_csv_and_report(demo_run):
     assert {"case_id", "age", "sex", "FLAIR_WT_original_glcm_Contrast"} <= set(t.columns)
     html = (out / "report.html").read_text()
     assert "SYNTHETIC" in html and "not diagnoses" in html and "data:image/png;base64" in html
+    doc = json.loads((out / "predictions.json").read_text())
+    for t in doc["tasks"]:  # each applied model's nomogram: its axes in the JSON, drawn in the report
+        if doc[t]["probability"] is not None:
+            assert doc[t]["nomogram"]["axes"] and doc[t]["nomogram"]["probability_axis"]
+            assert f"alt='nomogram {t}'" in html
 
 
 def test_rerun_replaces_the_previous_outputs_as_one_set(demo_run, tmp_path):
