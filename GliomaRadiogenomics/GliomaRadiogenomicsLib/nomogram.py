@@ -23,7 +23,7 @@ points to it for predictions.json; ``draw_nomogram`` and the Slicer plot only re
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
