@@ -261,7 +261,7 @@ def cmd_predict(args) -> int:
                              "it), or pass --trust-table to predict anyway (recorded in the output)")
         warnings.append(f"{args.table}: no provenance file ({side.name}); --trust-table: the extraction settings "
                         "were NOT checked against the model's")
-    res = predict_table(bundle, table, prov)
+    res = predict_table(bundle, table, prov, id_column=args.id_column or "case_id")
     warnings += res.attrs.get("warnings", [])
     atomic_write_text(args.out, res.to_csv(index=False))
     out = Path(args.out)
@@ -349,7 +349,8 @@ def cmd_train(args) -> int:
                                     intended_use=args.intended_use, clinical=clinical, seed=args.seed,
                                     n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
                                     sequences=args.sequences, n_jobs=args.jobs,
-                                    wang={"loss": args.loss, "alpha": args.alpha},
+                                    wang={"loss": args.loss, "alpha": args.alpha}, features=args.features,
+                                    id_column=args.id_column,
                                     report_path=out.with_name(out.stem + ".evaluation"))
     except InputError as exc:  # the table does not fit the request (label column, sequences, no usable feature)
         raise InputError(f"{table_path}: {exc}") from None
@@ -457,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: age,sex_male "
                    "for st/mt/cmt as in Wang 2025, age,sex_male,who_grade,vasari_score for atrx-fusion; those absent "
                    "from the table are skipped; '' offers none)")
+    p.add_argument("--features", help="regular expression (re.search) selecting the imaging feature columns, for "
+                   "names other than ours (T1c_WT_..., mask_...) and standard PyRadiomics ones (original_..., "
+                   "log-sigma-..., wavelet-..., square..., ...; diagnostics_* are never features)")
+    p.add_argument("--id-column", help="case identifier column (default: case_id when present), e.g. ID")
     p.add_argument("--loss", choices=["squared", "logistic"], default="squared", help="st/mt/cmt: squared-error LASSO "
                    "on the 0/1 labels as the authors' code (default), or our L1-logistic variant")
     p.add_argument("--alpha", type=float, default=0.001, help="st/mt/cmt: the fixed LASSO penalty of every selection "
@@ -520,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True)
     p.add_argument("--table", required=True, help="feature table (CSV) with <table>.provenance.json beside it")
     p.add_argument("--out", required=True, help="predictions CSV; warnings go to <out>.warnings.json")
+    p.add_argument("--id-column", help="case identifier column copied to the output (default: case_id)")
     p.add_argument("--trust-table", action="store_true", help="predict from a table without a provenance file "
                    "(the extraction settings are then not checked; said in the output)")
     p.set_defaults(func=cmd_predict)

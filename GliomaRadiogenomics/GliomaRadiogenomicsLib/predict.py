@@ -101,10 +101,18 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
 
 def predict_table(bundle: ModelBundle, table: pd.DataFrame, provenance: Optional[dict] = None,
                   id_column: str = "case_id") -> pd.DataFrame:
-    """Batch prediction: one row per case (case_id, probability, label, total_points). Soft provenance differences
-    come back in the frame's ``attrs["warnings"]``; hard ones raise FeatureMismatchError."""
-    settings = bundle.check_features(list(table.columns) + (["sex_male"] if "sex" in table.columns else []),
-                                     provenance)
+    """Batch prediction: one row per case (``id_column``, probability, label, total_points). Soft provenance
+    differences come back in the frame's ``attrs["warnings"]``; hard ones raise FeatureMismatchError. Columns are
+    matched by name; a bundle trained on prefixed names (``T1c_WT_original_firstorder_Mean``) also reads a table of
+    standard PyRadiomics names of one sequence and region (``train.map_standard_names``, with a warning)."""
+    from .train import map_standard_names
+    if id_column != "case_id" and id_column not in table.columns:
+        raise FeatureMismatchError(f"the table has no id column '{id_column}' (--id-column)")
+    mapping, note = map_standard_names(bundle.features, list(table.columns))
+    if mapping:
+        table = table.assign(**{f: table[c] for f, c in mapping.items()})
+    settings = ([note] if note else []) + bundle.check_features(
+        list(table.columns) + (["sex_male"] if "sex" in table.columns else []), provenance)
     rows = []
     for _, r in table.iterrows():
         res = predict_one(bundle, r.to_dict(), None)

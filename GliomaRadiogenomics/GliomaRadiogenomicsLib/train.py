@@ -64,8 +64,62 @@ def add_derived_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def imaging_columns(columns: Sequence[str]) -> List[str]:
-    return [c for c in columns if c.startswith(IMAGING_PREFIXES) and not c.endswith(("_n", "_score"))]
+# A standard PyRadiomics feature name (PyRadiomics, SlicerRadiomics, published cohort tables): <image type>_<class>_
+# <feature>, the image type as PyRadiomics writes it: original, log-sigma-3-0-mm-3D, wavelet-LLH (wavelet2-... at
+# higher levels), square, squareroot, logarithm, exponential, gradient, lbp-2D, lbp-3D-m1 / lbp-3D-k.
+PYRADIOMICS_FEATURE = re.compile(
+    r"^(?:original|log-sigma-\d+-\d+-mm-[23]D|wavelet\d*-[LH]{1,3}|square|squareroot|logarithm|exponential|gradient"
+    r"|lbp-2D|lbp-3D-(?:m\d+|k))_(?:shape|shape2D|firstorder|glcm|glrlm|glszm|gldm|ngtdm)_[A-Za-z0-9]+$")
+NOT_FEATURES = ("diagnostics_",)  # PyRadiomics' diagnostics (versions, hashes, image / mask statistics): never offered
+
+
+def is_pyradiomics_feature(column: str) -> bool:
+    """A standard PyRadiomics feature column (``original_shape_Elongation``, ``wavelet-LLH_glcm_Idmn``, ...)."""
+    return bool(PYRADIOMICS_FEATURE.match(column))
+
+
+def imaging_columns(columns: Sequence[str], features: Optional[str] = None,
+                    exclude: Sequence[str] = ()) -> List[str]:
+    """The imaging feature columns of a table: ours (``T1c_WT_original_...``, ``mask_``, ``loc_``, VASARI) and
+    standard PyRadiomics names (``original_*``, ``log-sigma-*``, ``wavelet-*``, ``square*``, ...); ``diagnostics_*``
+    never. ``features`` (a regular expression, ``re.search``) replaces the rule for any other naming; the columns in
+    ``exclude`` (labels, clinical, id) are never imaging columns."""
+    skip = set(exclude)
+    if features:
+        try:
+            rx = re.compile(features)
+        except re.error as exc:
+            raise InputError(f"--features: not a valid regular expression '{features}' ({exc})") from None
+        return [c for c in columns if rx.search(c) and c not in skip and not c.startswith(NOT_FEATURES)]
+    return [c for c in columns if c not in skip and not c.startswith(NOT_FEATURES)
+            and ((c.startswith(IMAGING_PREFIXES) and not c.endswith(("_n", "_score"))) or is_pyradiomics_feature(c))]
+
+
+def map_standard_names(needed: Sequence[str], columns: Sequence[str]) -> Tuple[Dict[str, str], Optional[str]]:
+    """For a bundle's features missing from a table: {bundle feature: table column} and a warning, when the table
+    holds standard PyRadiomics names of ONE image and region (no sequence / region prefix) and the bundle's missing
+    features all come from one sequence and one region: ``T1c_WT_original_firstorder_Mean`` and
+    ``mask_WT_original_shape_Sphericity`` <- ``original_firstorder_Mean`` and ``original_shape_Sphericity``. Nothing
+    is mapped when that is ambiguous (several sequences or regions) or the table has prefixed columns too."""
+    have = set(columns)
+    missing = [f for f in needed if f not in have]
+    if not missing or any(c.startswith(IMAGING_PREFIXES) for c in columns):
+        return {}, None
+    out, seqs, regions = {}, set(), set()
+    for f in missing:
+        m = re.match(r"^(mask|T1|T1c|T2|FLAIR)_([A-Za-z0-9]+)_(.+)$", f)
+        if not m or not is_pyradiomics_feature(m.group(3)) or m.group(3) not in have:
+            continue
+        if m.group(1) != "mask":
+            seqs.add(m.group(1))
+        regions.add(m.group(2))
+        out[f] = m.group(3)
+    if not out or len(seqs) > 1 or len(regions) > 1:
+        return {}, None
+    seq = next(iter(seqs)) if seqs else "(shape only)"
+    return out, (f"{len(out)} model feature(s) read from standard PyRadiomics columns of the table, assumed to come "
+                 f"from sequence {seq} and region {next(iter(regions))} as the model's "
+                 f"({', '.join(f'{k} <- {v}' for k, v in list(out.items())[:3])}{' ...' if len(out) > 3 else ''})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -139,7 +193,7 @@ def drop_correlated(X: np.ndarray, names: List[str], threshold: float = 0.99):
 
 def _usable(df: pd.DataFrame, cols: List[str]) -> List[str]:
     """Imaging columns that are finite for every case and not constant."""
-    X = df[cols].to_numpy(float)
+    X = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     ok = np.isfinite(X).all(0) & (np.nanstd(X, 0) > 1e-12)
     return [c for c, k in zip(cols, ok) if k]
 
@@ -308,15 +362,23 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                   clinical: Optional[Sequence[str]] = None, seed: int = 0, n_bootstrap: int = 100,
                   outer_folds: int = 5, repeats: int = 10, sequences=None, n_jobs: Optional[int] = None,
                   version: str = "1.0.0", report_path=None, name_prefix: str = "", wang: Optional[dict] = None,
-                  _keep_plot: bool = False):
+                  features: Optional[str] = None, id_column: Optional[str] = None, _keep_plot: bool = False):
     """Train, cross-validate (``repeats`` x ``outer_folds`` nested) and package. Returns (bundles, evaluation
     dict); with ``report_path`` (no suffix) also writes <report_path>.html (figures) and <report_path>.json.
     ``sequences`` (e.g. "flair,t1,t1c"): train on those sequences' features and cases only (recorded in the
     bundle). ``n_jobs`` processes (default: CPUs, at most 4) run the outer folds and the final bootstrap.
     ``clinical`` (default: age and sex_male for st / mt / cmt as in Wang 2025, age, sex_male, who_grade and
     vasari_score for atrx-fusion) are offered to the selection like any feature; those absent from the table are
-    skipped. ``wang``: WangLasso parameters over its defaults (e.g. {"loss": "logistic", "alpha": 0.01})."""
+    skipped. ``wang``: WangLasso parameters over its defaults (e.g. {"loss": "logistic", "alpha": 0.01}).
+    Imaging columns: ours and standard PyRadiomics names (``imaging_columns``; ``diagnostics_*`` ignored), or those
+    matching the regular expression ``features``; ``id_column`` names the case identifier column (default
+    ``case_id`` when present)."""
     labels = list(labels)
+    if id_column and id_column != "case_id":
+        if id_column not in table.columns:
+            raise InputError(f"--id-column: column '{id_column}' is not in the table")
+        table = table.drop(columns=[c for c in ("case_id",) if c in table.columns]).assign(
+            case_id=table[id_column].astype(str))
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}")
     if method in ("mt", "cmt") and len(labels) != 2:
@@ -350,7 +412,7 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                                  clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=outer_folds,
                                  repeats=repeats, sequences=seq_info["sequences"] if seq_info else None,
                                  n_jobs=n_jobs, version=version, name_prefix=name_prefix, wang=wang,
-                                 _keep_plot=True)
+                                 features=features, _keep_plot=True)
                    for i, lab in enumerate(labels)]
         ev = {"tasks": [r[1]["tasks"][0] for r in results]}
         if report_path:
@@ -366,9 +428,20 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     default_clinical = list(CLINICAL) if method == "atrx-fusion" else list(WANG_DEFAULT_CLINICAL)
     clinical = [c for c in (clinical if clinical is not None else default_clinical) if c in df.columns
                 and df[c].notna().any()]
-    img_cols = _usable(df, imaging_columns(df.columns))
+    exclude = set(labels) | set(clinical) | set(CLINICAL) | {"case_id", "sex", id_column or "case_id"}
+    offered = imaging_columns(df.columns, features, exclude)
+    if features:
+        text = [c for c in offered if df[c].notna().any() and pd.to_numeric(df[c], errors="coerce").isna().all()]
+        if text:
+            raise InputError(f"--features '{features}' matches non-numeric column(s): {', '.join(text[:5])}"
+                             f"{' ...' if len(text) > 5 else ''}; narrow the expression")
+    img_cols = _usable(df, offered)
     if not img_cols:
-        raise InputError("no usable imaging feature columns (finite, non-constant) in the table")
+        hint = (f"no column matches --features '{features}'" if features and not offered else
+                "columns are recognised by our names (T1c_WT_..., mask_..., loc_...) or standard PyRadiomics names "
+                "(original_..., log-sigma-..., wavelet-..., square..., ...); use --features REGEX for other names")
+        raise InputError(f"no usable imaging feature columns (finite, non-constant) in the table ({hint})")
+    df[img_cols] = df[img_cols].apply(pd.to_numeric, errors="coerce")
     seq_names = seq_info["sequences"] if seq_info else offered_sequences(img_cols)
     provenance = {**provenance, "sequences": seq_names}
     means = {c: float(df[c].mean()) for c in clinical}
