@@ -71,6 +71,13 @@ def test_shipped_default_bundles_are_labelled_and_valid():
         assert b.feature_schema["settings_hash"] == h, "bundle trained with other feature settings: rebuild"
         assert b.feature_schema["spacing_mm"] == 1.0, f"{p.name}: the 1 mm working grid of its training (a hard key)"
         assert d["metrics"]["auc_cv_95ci"][0] <= d["metrics"]["auc_cv"] <= d["metrics"]["auc_cv_95ci"][1]
+    # no separated fit ships: coefficients of standardised features stay moderate (tcga_lgg_ATRX_flair once held
+    # 1.5e6 per feature, an intercept of -2.4e13 and a nomogram whose axes could not be drawn)
+    for p in sorted(default_bundle_paths()[0].parent.glob("*.json")):
+        d = json.loads(p.read_text())
+        if "coefficients" in d:
+            big = max(abs(float(c)) for c in d["coefficients"])
+            assert big < 50 and abs(float(d["intercept"])) < 50, f"{p.name}: |coefficient| {big:.3g}: a separated fit"
     # no task keeps a synthetic bundle once a real one qualifies
     for t in ("IDH", "epilepsy", "ATRX"):
         fam = [b for b in bundles if b.task == t]
