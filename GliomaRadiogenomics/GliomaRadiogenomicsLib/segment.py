@@ -9,7 +9,9 @@ torch is importable and the case has a FLAIR, and otherwise ``"hyperintensity"``
 recorded in ``pre.steps``. ``"hyperintensity"`` needs no weights and runs in seconds on a CPU: robust z-scores of
 FLAIR and T2 against normal brain, hysteresis region growing from the most abnormal voxels, T1c-minus-T1 enhancement
 inside the lesion, necrosis as the non-enhancing core enclosed by enhancement. It is a transparent baseline, not a
-deep network. Review any automatic output (Segment Editor) before trusting features computed from it.
+deep network. ``"brats17"`` is the BraTS 2017 cascade of Wang et al. (brats17.py: our torch port of the published
+weights; FLAIR + T1 + T1c + T2, whole tumor / core / enhancing; falls back to ``"hyperintensity"`` when a sequence
+is missing). Review any automatic output (Segment Editor) before trusting features computed from it.
 """
 from __future__ import annotations
 

@@ -159,8 +159,8 @@ def compare(a) -> int:
             sel = [r for r in rows if r[0] == set_name and r[2] == label_name]
             if not sel:
                 continue
-            m = np.nanmean(np.array([r[3] for r in sel], float), axis=0) if any(
-                np.isfinite(r[3]).any() for r in sel) else [float("nan")] * 3
+            vals = np.array([r[3] for r in sel], float)
+            m = [float(np.nanmean(c)) if np.isfinite(c).any() else float("nan") for c in vals.T]
             print(f"{set_name:22s} {label_name:24s} {len(sel):3d} {m[0]:6.3f} {m[1]:6.3f} {m[2]:6.3f} "
                   f"{np.mean([r[4] for r in sel]):7.1f}", flush=True)
     return 0
