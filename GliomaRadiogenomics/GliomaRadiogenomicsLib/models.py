@@ -254,10 +254,14 @@ def squared_lasso_1se(Z: np.ndarray, y: np.ndarray, alphas=SQUARED_ALPHA_PATH, f
     """The authors' final model: squared-error LASSO (scikit-learn ``Lasso``) on the 0/1 labels along ``alphas``,
     alpha by the 1-SE rule on cross-validated mean squared error; the sparsest non-empty model when the 1-SE model
     is empty. Returns (w, b, alpha, info): the LASSO score is b + Z @ w (not a probability)."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import Lasso, LassoCV
     y = np.asarray(y, float)
     alphas = np.sort(np.asarray(alphas, float))[::-1]
-    cv = LassoCV(alphas=alphas, cv=_final_cv(y, folds, final_cv, seed)).fit(Z, y)
+    with warnings.catch_warnings():  # the smallest penalties of the authors' grid stop at max_iter 1000, as theirs
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cv = LassoCV(alphas=alphas, cv=_final_cv(y, folds, final_cv, seed)).fit(Z, y)
     mse = cv.mse_path_  # rows follow cv.alphas_ (largest first)
     mean, err = mse.mean(1), _spread(mse, one_se_rule)
     best, i1se = int(np.argmin(mean)), _one_se_index(mean, err)
