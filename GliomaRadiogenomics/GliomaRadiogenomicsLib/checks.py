@@ -298,7 +298,10 @@ def coverage(moving: sitk.Image, grid: sitk.Image, transform: sitk.Transform, he
     """Fraction of the reference's head that ``moving`` (registered by ``transform``) covers on ``grid``."""
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
-    cov = sitk.GetArrayViewFromImage(sitk.Resample(ones, grid, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+    # the resampled image is kept in a name: a view of a temporary image dangles once it is freed (a segfault in
+    # Dask worker threads, where the memory is reused at once)
+    resampled = sitk.Resample(ones, grid, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    cov = sitk.GetArrayViewFromImage(resampled)
     n = int(head.sum())
     return 1.0 if n == 0 else float((cov[head] > 0).sum()) / n
 

@@ -221,9 +221,9 @@ def cmd_extract(args) -> int:
     load_preset(args.preset)  # fail fast on an unknown preset
     opt = _options(args)
     opt.case_roi = args.case_roi
-    opt.feature_workers = 1 if args.jobs > 1 else args.workers
+    opt.feature_workers = 1 if args.jobs > 1 or args.scheduler else args.workers
     summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args),
-                             keep_previous=args.keep_previous)
+                             keep_previous=args.keep_previous, scheduler=args.scheduler)
     print(json.dumps(summary, indent=1))
     return 0 if summary["n_ok"] > 0 else 1
 
@@ -514,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_demo_case)
 
     p = sub.add_parser("synth-cohort", help="generate a SYNTHETIC cohort with IDH / epilepsy / ATRX labels")
+    p.add_argument("--scheduler", help="run on Dask distributed, one task per case: local:N (N worker processes "
+                   "here) or tcp://HOST:PORT (a `dask scheduler` whose workers share the folders; docs/scaling.md); "
+                   "needs the 'cohort' extra")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=2025)

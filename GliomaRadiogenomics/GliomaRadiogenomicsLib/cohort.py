@@ -8,6 +8,10 @@ Failures are recorded per case in ``<table>.failures.csv`` and the run goes on. 
 ``.<table>.complete.json`` last; a run without any successful case removes the previous table, and
 ``keep_previous=N`` keeps up to N dated copies ``<table>.previous-<timestamp>/`` of the previous three files. The
 output folder is checked (a file where the folder should be, not writable, disk full) before any case is processed.
+
+Each ok case is also one Parquet file ``<table stem>.parquet/<case>.parquet`` (written atomically by the process that
+ran the case; needs pyarrow, the ``cohort`` extra): the dataset holds exactly the table's rows. ``scheduler``
+(``local:N`` or ``tcp://HOST:PORT``) runs one Dask task per case (scheduler.py); the table is the same whatever runs it.
 """
 from __future__ import annotations
 
@@ -85,23 +89,51 @@ def _one_case(args) -> dict:
     return analyze_folder_cached(*args)
 
 
-def analyze_folder_cached(folder, cache, options, before=None) -> dict:
+def cached_row(cache, key: str):
+    """The cached row of a finished case (``case_done`` with options hash ``key``), or None."""
+    cache = Path(cache)
+    if not cache.exists():
+        return None
+    try:
+        row = json.loads(cache.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
+    if case_done(row, key):
+        row["_cached"] = True
+        return row
+    return None
+
+
+def _with_parquet(row: dict, parquet) -> dict:
+    """Write (ok) or remove (failed) the case's one-row Parquet file."""
+    if parquet is not None:
+        from .scheduler import write_case_parquet
+        if "_error" in row:
+            Path(parquet).unlink(missing_ok=True)
+        else:
+            try:
+                write_case_parquet(row, Path(parquet))
+            except Exception as exc:  # noqa: BLE001 - e.g. disk full: the case is not in the results, recorded
+                failure = case_failure(row.get("case_id", Path(parquet).stem), exc)
+                return {"case_id": failure["case_id"], "_error": f"writing {parquet}: {failure['error']}"}
+    return row
+
+
+def analyze_folder_cached(folder, cache, options, before=None, parquet=None) -> dict:
     """Feature row of one case folder, cached as JSON in ``cache``; errors come back as a row with ``_error``.
     ``before`` (optional callable) runs first inside the error handling, e.g. to render a synthetic case.
     The cache is keyed on the options (``case_done``: the batch's resume rule too): a row cached with other options
     (``_options_hash``, provenance.options_hash) or without a recorded hash and status (older version) is recomputed
-    and replaced."""
+    and replaced. ``parquet``: the case's one-row Parquet file, written (ok) or removed (failed) after the row."""
     from .provenance import options_hash
     key = options_hash(options)
-    cache = Path(cache)
-    if cache.exists():
-        try:
-            row = json.loads(cache.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            row = None
-        if case_done(row, key):
-            row["_cached"] = True
-            return row
+    row = cached_row(cache, key)
+    if row is not None:
+        return _with_parquet(row, parquet)
+    return _with_parquet(_analyze_folder(folder, Path(cache), options, key, before), parquet)
+
+
+def _analyze_folder(folder, cache: Path, options, key: str, before=None) -> dict:
     from .case import load_case_folder
     from .pipeline import analyze_case, case_roi
     t = time.perf_counter()
@@ -125,8 +157,10 @@ def analyze_folder_cached(folder, cache, options, before=None) -> dict:
 
 
 def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: Progress = null_progress,
-                   keep_previous: int = 0) -> dict:
-    """Run the image pipeline on every case folder; returns a summary dict (n_ok, n_failed, n_cached, paths)."""
+                   keep_previous: int = 0, scheduler=None) -> dict:
+    """Run the image pipeline on every case folder; returns a summary dict (n_ok, n_failed, n_cached, paths).
+    ``scheduler``: ``local:N`` / ``tcp://HOST:PORT`` (a Dask run, one task per case; ``jobs`` is then unused) or a
+    ``distributed.Client`` already connected."""
     from .pipeline import PipelineOptions
     opt = options or PipelineOptions(feature_workers=1)
     out_table = Path(out_table)
@@ -138,9 +172,14 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
     folders = find_case_folders(cases_dir, exclude=[out_table.parent, cache_dir])
     if not folders:
         raise FileNotFoundError(f"{cases_dir}: no case folders with images found")
-    args = [(f, cache_dir / f"{f.name}.json", opt) for f in folders]
+    from .scheduler import parquet_available
+    parquet_dir = out_table.with_name(out_table.stem + ".parquet") if parquet_available() else None
+    args = [(f, cache_dir / f"{f.name}.json", opt, None,
+             parquet_dir / f"{f.name}.parquet" if parquet_dir is not None else None) for f in folders]
     rows = []
-    if jobs > 1:
+    if scheduler is not None:
+        rows = _extract_on_dask(scheduler, args, opt, progress)
+    elif jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             for i, r in enumerate(pool.map(_one_case, args)):
                 rows.append(r)
@@ -151,6 +190,9 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
             rows.append(_one_case(a))
     ok = [r for r in rows if "_error" not in r]
     failed = [r for r in rows if "_error" in r]
+    if parquet_dir is not None:  # the dataset holds exactly this run's ok cases
+        from .scheduler import prune_parquet_dataset
+        prune_parquet_dataset(parquet_dir, [Path(a[0]).name for a, r in zip(args, rows) if "_error" not in r])
     from .provenance import merge
     provenance = merge(r.get("_provenance") for r in ok)  # common values; sequences of any case; "mixed: ..."
     failures_path = out_table.with_name(out_table.stem + ".failures.csv")
@@ -168,4 +210,45 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
             columns=["case_id", "error"]).to_csv(index=False))
     progress.update(1.0, f"{len(ok)} case(s) extracted, {len(failed)} failed")
     return {"n_ok": len(ok), "n_failed": len(failed), "n_cached": sum(1 for r in ok if r.get("_cached")),
-            "table": str(out_table) if ok else None, "failures": str(failures_path), "cache": str(cache_dir)}
+            "table": str(out_table) if ok else None, "failures": str(failures_path), "cache": str(cache_dir),
+            "parquet": str(parquet_dir) if parquet_dir is not None and ok else None}
+
+
+def _extract_on_dask(scheduler, args, opt, progress: Progress) -> list:
+    """One Dask task per case not already done (cohort.cached_row); rows back in the folders' order."""
+    from .provenance import options_hash
+    from .scheduler import dask_client, gpu_workers, needs_gpu, run_cases
+    key = options_hash(opt)
+    rows = {}
+    todo = []
+    for a in args:
+        row = cached_row(a[1], key)  # done with the same options: skipped, never sent to a worker
+        if row is not None:
+            rows[a[1]] = _with_parquet(row, a[4]) if a[4] is not None and not Path(a[4]).exists() else row
+        else:
+            todo.append((Path(a[0]).name, (a,)))
+
+    def on_result(name, row):
+        rows[dict(todo)[name][0][1]] = row
+        return "_error" not in row
+
+    def on_lost(name, exc):
+        a = dict(todo)[name][0]
+        failure = case_failure(name, exc)
+        rows[a[1]] = {"case_id": name, "_error": failure["error"] + " (the case's worker process died or could not"
+                      " run it; out of memory?)"}
+        if a[4] is not None:
+            Path(a[4]).unlink(missing_ok=True)
+
+    def run(client):
+        resources = {"GPU": 1} if needs_gpu(opt.backend, opt.case_roi) and gpu_workers(client) else None
+        run_cases(client, _one_case, todo, on_result, on_lost, progress, resources=resources,
+                  skipped=len(args) - len(todo))
+
+    if todo:
+        if isinstance(scheduler, str):
+            with dask_client(scheduler) as client:
+                run(client)
+        else:
+            run(scheduler)
+    return [rows[a[1]] for a in args]
