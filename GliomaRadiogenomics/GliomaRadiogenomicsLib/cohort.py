@@ -162,6 +162,10 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
     ``scheduler``: ``local:N`` / ``tcp://HOST:PORT`` (a Dask run, one task per case; ``jobs`` is then unused) or a
     ``distributed.Client`` already connected."""
     from .pipeline import PipelineOptions
+    if isinstance(scheduler, str):  # a bad --scheduler or Dask missing: before any work
+        from .scheduler import parse_scheduler, require_distributed
+        parse_scheduler(scheduler)
+        require_distributed()
     opt = options or PipelineOptions(feature_workers=1)
     out_table = Path(out_table)
     if out_table.is_dir():
