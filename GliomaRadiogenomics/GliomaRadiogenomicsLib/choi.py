@@ -329,3 +329,173 @@ class HybridLogistic:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the hybrid in the CNN's folds (CPU, from the out-of-fold CNN probabilities of scripts/train_choi_cnn.py)
+# ----------------------------------------------------------------------------------------------------------------
+HYBRID_PREFIXES = ("mask_WT_original_shape_", "loc_WT_")   # 3D shape + loci (atlas lobe percentages)
+HYBRID_CLINICAL = ("age",)
+VARIANTS = {"t1c+mask": "t1c,mask@flair-t1-t1c", "t1c+flair+mask": "t1c,flair,mask@flair-t1-t1c",
+            "flair+mask": "flair,mask@flair"}
+
+
+def hybrid_columns(columns: Sequence[str]) -> List[str]:
+    """The numeric inputs the hybrid is offered besides the CNN: 3D shape + loci columns of the feature table, age."""
+    cols = [c for c in columns if str(c).startswith(HYBRID_PREFIXES)]
+    return cols + [c for c in HYBRID_CLINICAL if c in columns]
+
+
+def age_logistic(age_tr, y_tr, age_te) -> np.ndarray:
+    """Age alone: unpenalised logistic regression on standardised age, missing ages at the training mean (the
+    'age' baseline of train.repeated_cv)."""
+    a_tr, a_te = np.asarray(age_tr, float), np.asarray(age_te, float)
+    mu = np.nanmean(a_tr)
+    a_tr, a_te = np.where(np.isfinite(a_tr), a_tr, mu), np.where(np.isfinite(a_te), a_te, mu)
+    m, sd = a_tr.mean(), a_tr.std() or 1.0
+    w, b = logistic_fit(((a_tr - m) / sd)[:, None], y_tr, C=np.inf)
+    return 1.0 / (1.0 + np.exp(-(b + ((a_te - m) / sd) * w[0])))
+
+
+def hybrid_repetition(rep: dict, y: np.ndarray, X: np.ndarray, names: Sequence[str], age: np.ndarray = None,
+                      C: float = 1.0, alpha: float = 0.05) -> dict:
+    """One complete CV repetition of the CNN JSON (``rep``: oof, folds with train_cases / train_cnn_prob /
+    test_cases): in each fold the hybrid is fitted on the training cases with THEIR CNN input = the inner
+    out-of-fold probability (never an in-sample CNN output), t-test selection + standardisation inside the fold, and
+    predicts the held-out cases from their outer out-of-fold CNN probability. ``age`` also gives the age-alone
+    baseline on the same folds."""
+    y = np.asarray(y).astype(int)
+    n = len(y)
+    oof = np.array([np.nan if v is None else v for v in rep["oof"]], float)
+    if not np.isfinite(oof).all():
+        raise ValueError("the repetition is incomplete (a case has no out-of-fold CNN probability)")
+    cols = ["cnn_logit"] + list(names)
+    p_h, p_a = np.full(n, np.nan), np.full(n, np.nan)
+    selected = {}
+    for f, fd in sorted(rep["folds"].items(), key=lambda kv: int(kv[0])):
+        tr, te = np.asarray(fd["train_cases"], int), np.asarray(fd["test_cases"], int)
+        cnn_tr = np.array([np.nan if v is None else v for v in fd["train_cnn_prob"]], float)
+        if len(cnn_tr) != len(tr) or not np.isfinite(cnn_tr).all():
+            raise ValueError(f"fold {f}: training cases' CNN probabilities missing")
+        h = HybridLogistic(C, alpha).fit(np.column_stack([logit(cnn_tr), X[tr]]), y[tr], cols)
+        p_h[te] = h.predict_proba(np.column_stack([logit(oof[te]), X[te]]))
+        selected[f] = list(h.features_)
+        if age is not None:
+            p_a[te] = age_logistic(age[tr], y[tr], age[te])
+    out = {"auc_hybrid": auc(y, p_h), "auc_cnn": auc(y, oof), "p_hybrid": p_h, "features_per_fold": selected}
+    if age is not None:
+        out["auc_age"] = auc(y, p_a)
+    return out
+
+
+def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column: str = "case_id",
+              C: float = 1.0, alpha: float = 0.05) -> dict:
+    """The hybrid on every COMPLETE repetition of ``variant`` in a train_choi_cnn.py JSON, with the feature
+    ``table`` (pandas; shape / loci / age columns) joined on ``id_column``; plus the final hybrid fitted on all cases
+    (CNN input: the mean over the complete repetitions of each case's out-of-fold probability)."""
+    v = cnn_json.get("variants", {}).get(variant)
+    if v is None:
+        raise ValueError(f"variant '{variant}' not in the CNN file ({', '.join(cnn_json.get('variants', {}))})")
+    ids, y = [str(c) for c in v["case_ids"]], np.asarray(v["y"], int)
+    t = table.copy()
+    t[id_column] = t[id_column].astype(str)
+    t = t.drop_duplicates(id_column).set_index(id_column)
+    missing = [c for c in ids if c not in t.index]
+    if missing:
+        raise ValueError(f"{len(missing)} CNN case(s) have no row in the feature table: {', '.join(missing[:5])}")
+    t = t.loc[ids]
+    if label in t.columns:
+        lab = t[label].to_numpy(float)
+        bad = [c for c, a, b in zip(ids, lab, y) if np.isfinite(a) and int(a) != int(b)]
+        if bad:
+            raise ValueError(f"label '{label}' differs between the table and the CNN file for {', '.join(bad[:5])}")
+    names = hybrid_columns(list(t.columns))
+    X = t[names].apply(lambda s: s.astype(float)).to_numpy(float) if names else np.zeros((len(ids), 0))
+    age = t["age"].to_numpy(float) if "age" in t.columns else None
+    reps = {r: rep for r, rep in sorted(v["repetitions"].items(), key=lambda kv: int(kv[0])) if rep.get("complete")}
+    if not reps:
+        raise ValueError(f"variant '{variant}': no complete CV repetition in the CNN file")
+    res = {r: hybrid_repetition(rep, y, X, names, age, C, alpha) for r, rep in reps.items()}
+    mean_oof = np.mean([[np.nan if p is None else p for p in reps[r]["oof"]] for r in reps], 0)
+    final = HybridLogistic(C, alpha).fit(np.column_stack([logit(mean_oof), X]), y, ["cnn_logit"] + names)
+
+    def _m(key):
+        vals = [round(res[r][key], 4) for r in res]
+        return {"per_repetition": vals, "mean": round(float(np.mean(vals)), 4)}
+    return {"variant": variant, "channels": v.get("channels"), "family": v.get("family"), "n": len(y),
+            "n_positive": int(y.sum()), "repetitions": [int(r) for r in res], "offered": names,
+            "cnn": _m("auc_cnn"), "hybrid": _m("auc_hybrid"), **({"age": _m("auc_age")} if age is not None else {}),
+            "features_per_fold": {r: res[r]["features_per_fold"] for r in res},
+            "final_hybrid": {"features": final.features_, "center": final.center_.round(6).tolist(),
+                             "scale": final.scale_.round(6).tolist(), "coef": final.coef_.round(6).tolist(),
+                             "intercept": round(final.intercept_, 6), "C": C, "ttest_alpha": alpha,
+                             "cnn_input": "mean over the complete repetitions of each case's out-of-fold CNN "
+                                          "probability, as logit"},
+            "oof_hybrid": {r: [round(float(p), 6) for p in res[r]["p_hybrid"]] for r in res}, "case_ids": ids}
+
+
+def cli_train(args) -> int:
+    """`glioma-radiogenomics train --method choi-hybrid`: the hybrid's cross-validation (and the final hybrid logistic
+    part) from the CNN's out-of-fold probabilities: ``--choi-cnn`` (a scripts/train_choi_cnn.py JSON, e.g. from a
+    GPU), or ``--choi-data`` (the arrays of scripts/prepare_choi_data.py): the CNN CV is then run here first, in a
+    subprocess, on ``--choi-device`` (source checkout only). Writes one JSON evaluation (``--out``): per-repetition
+    AUCs of the CNN, the hybrid and age alone on identical folds, and the final hybrid's coefficients. It is NOT a
+    run-time model bundle (no CNN weights of a final network are part of it)."""
+    import json
+    import subprocess
+    import sys
+
+    from .cli import read_table
+    from .io import InputError, atomic_write_json, check_output_folder
+
+    out = Path(args.out)
+    check_output_folder(out.parent if str(out.parent) else Path("."))
+    if bool(args.choi_cnn) == bool(args.choi_data):
+        raise InputError("--method choi-hybrid needs exactly one of --choi-cnn (out-of-fold CNN JSON of "
+                         "scripts/train_choi_cnn.py) or --choi-data (choi_slices.npz of scripts/prepare_choi_data.py)")
+    table = read_table(args.table)
+    id_col = getattr(args, "id_column", None) or "case_id"
+    if id_col not in table.columns:
+        raise InputError(f"{args.table}: no '{id_col}' column to join the CNN's cases on")
+    if args.choi_data:
+        data = Path(args.choi_data)
+        script = Path(__file__).resolve().parents[2] / "scripts" / "train_choi_cnn.py"
+        if not data.is_file():
+            raise InputError(f"{data}: CNN data file not found (scripts/prepare_choi_data.py writes it)")
+        if not script.is_file():
+            raise InputError(f"{script} not found: running the CNN needs a source checkout; give --choi-cnn instead")
+        if args.choi_variant not in VARIANTS:
+            raise InputError(f"--choi-variant {args.choi_variant}: one of {', '.join(VARIANTS)} with --choi-data")
+        cnn_dir = out.with_name(out.stem + ".cnn")
+        cmd = [sys.executable, str(script), "--data", str(data), "--out", str(cnn_dir), "--variants",
+               f"{args.choi_variant}={VARIANTS[args.choi_variant]}", "--repeats", str(args.repeats),
+               "--epochs", str(args.choi_epochs), "--seed", str(args.seed)]
+        if args.choi_device:
+            cmd += ["--device", args.choi_device]
+        if args.choi_max_cases:
+            cmd += ["--max-cases", str(args.choi_max_cases)]
+        if args.resnet34_weights:
+            cmd += ["--resnet34-weights", args.resnet34_weights, "--resnet34-sha256", args.resnet34_sha256 or ""]
+        print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+        r = subprocess.run(cmd)
+        if r.returncode != 0:
+            raise InputError(f"the CNN cross-validation failed (exit {r.returncode}): {' '.join(cmd)}")
+        cnn_path = cnn_dir / "choi_cnn_oof.json"
+    else:
+        cnn_path = Path(args.choi_cnn)
+        if not cnn_path.is_file():
+            raise InputError(f"{cnn_path}: CNN out-of-fold file not found")
+    try:
+        cnn = json.loads(cnn_path.read_text())
+        res = hybrid_cv(cnn, args.choi_variant, table, args.label, id_col)
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise InputError(f"{cnn_path}: {exc}") from None
+    res = {"what": "Choi 2021 hybrid IDH model (issue 17): cross-validated evaluation + final hybrid logistic part; "
+                   "not a run-time bundle (research use only, not a diagnosis)",
+           "table": str(args.table), "cnn_file": str(cnn_path), "cnn_device": cnn.get("device"),
+           "cnn_init": cnn.get("init"), "synthetic": bool(args.synthetic), **res}
+    atomic_write_json(out, res)
+    print(json.dumps({"evaluation": str(out), "variant": res["variant"], "n": res["n"],
+                      "repetitions": res["repetitions"], "auc_cnn": res["cnn"], "auc_hybrid": res["hybrid"],
+                      "auc_age": res.get("age"), "final_features": res["final_hybrid"]["features"]}, indent=1))
+    return 0

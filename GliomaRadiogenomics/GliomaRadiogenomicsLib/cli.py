@@ -318,6 +318,9 @@ def cmd_train(args) -> int:
     import pandas as pd
     from .train import train_bundles
 
+    if args.method == "choi-hybrid":  # Choi 2021 CNN + hybrid logistic (choi.py)
+        from .choi import cli_train
+        return cli_train(args)
     table_path = Path(args.table)
     if not table_path.exists():
         raise InputError(f"feature table not found: {table_path}")
@@ -452,7 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "into the bundle; without it the bundle cannot check settings: a warning)")
     p.add_argument("--label", required=True, help="0/1 label column")
     p.add_argument("--label2", help="second label (mt, cmt; st trains both separately)")
-    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion"])
+    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid"])
+    p.add_argument("--choi-cnn", help="choi-hybrid: out-of-fold CNN probabilities (scripts/train_choi_cnn.py JSON)")
+    p.add_argument("--choi-data", help="choi-hybrid: choi_slices.npz (scripts/prepare_choi_data.py); runs the CNN CV")
+    p.add_argument("--choi-variant", default="t1c+mask", help="choi-hybrid: CNN input variant (default t1c+mask)")
+    p.add_argument("--choi-epochs", type=int, default=30, help="choi-hybrid: maximum CNN epochs (inner CV picks)")
+    p.add_argument("--choi-device", help="choi-hybrid: torch device of the CNN (default: cuda when present)")
+    p.add_argument("--choi-max-cases", type=int, default=0, help=argparse.SUPPRESS)  # smoke runs
+    p.add_argument("--resnet34-weights", help="choi-hybrid: local ResNet34 state dict (never downloaded)")
+    p.add_argument("--resnet34-sha256", help="choi-hybrid: SHA-256 of --resnet34-weights")
     p.add_argument("--out", required=True, help="bundle JSON; with two labels <out>_<label>.json; the "
                    "evaluation report goes to <out>.evaluation.html / .json")
     p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: age,sex_male "

@@ -148,3 +148,102 @@ def test_gpu_training_script_cpu_smoke(tmp_path):
     f0 = rep["folds"]["0"]
     assert f0["test_cases"] == [0, 2] and f0["train_cases"] == [1, 3] and len(f0["train_cnn_prob"]) == 2
     assert f0["epochs_selected"] == 1
+
+
+def _cnn_json(y, folds, oof, train_prob, ids):
+    """A train_choi_cnn.py-shaped JSON: one repetition, folds given per case."""
+    folds = np.asarray(folds)
+    rep = {"oof": list(map(float, oof)), "complete": True, "folds": {}}
+    for f in range(int(folds.max()) + 1):
+        tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        rep["folds"][str(f)] = {"train_cases": tr.tolist(), "test_cases": te.tolist(),
+                                "train_cnn_prob": [float(train_prob[i]) for i in tr]}
+    return {"variants": {"v": {"channels": ["t1c", "mask"], "family": "flair-t1-t1c", "case_ids": ids,
+                               "y": [int(v) for v in y], "repetitions": {"0": rep}}}}
+
+
+def test_hybrid_cv_age_baseline_equals_train_and_cnn_inputs_come_from_the_json():
+    """The age baseline of the hybrid's folds equals train.repeated_cv's (an independent implementation: the check
+    that the CNN's folds are the LASSO models' folds rests on it); the hybrid is fitted on the training cases' inner
+    CNN probabilities, and refuses a table whose labels disagree with the CNN file's."""
+    import pandas as pd
+    from GliomaRadiogenomicsLib.train import _logistic_baseline, cv_splits
+    rng = np.random.default_rng(3)
+    n = 60
+    y = (rng.random(n) < 0.7).astype(int)
+    ids = [f"P{i:02d}" for i in range(n)]
+    age = 50 - 5 * y + 9 * rng.standard_normal(n)
+    age[5] = np.nan
+    table = pd.DataFrame({"case_id": ids[::-1], "age": age[::-1], "IDH": y[::-1],  # another row order
+                          "loc_WT_frontal_lobe_pct": (8 * y + 30 * rng.random(n))[::-1],
+                          "mask_WT_original_shape_Sphericity": rng.random(n)[::-1], "other": rng.random(n)})
+    jobs, _ = cv_splits(pd.Series(y.astype(str)), 1, 5, 7)
+    folds = np.zeros(n, int)
+    for _, f, tr, te in jobs:
+        folds[te] = f
+    signal = np.clip(0.5 + 0.35 * (y - 0.5) + 0.15 * rng.standard_normal(n), 0.01, 0.99)
+    d = _cnn_json(y, folds, oof=signal, train_prob=signal, ids=ids)
+    res = choi.hybrid_cv(d, "v", table, "IDH")
+    assert res["offered"] == ["loc_WT_frontal_lobe_pct", "mask_WT_original_shape_Sphericity", "age"]  # not "other"
+    dfo = table.set_index("case_id").loc[ids].reset_index()
+    p_age = np.full(n, np.nan)
+    for _, f, tr, te in jobs:
+        p_age[te] = _logistic_baseline(dfo.iloc[tr], dfo.iloc[te], "IDH", ["age"])
+    assert res["age"]["per_repetition"] == [round(choi.auc(y, p_age), 4)]
+    assert res["hybrid"]["per_repetition"][0] > 0.85 and res["cnn"]["per_repetition"][0] > 0.85
+    assert all(f[0] == "cnn_logit" for f in res["features_per_fold"]["0"].values())
+    # training cases' CNN input = the JSON's train_cnn_prob: uninformative ones there -> the CNN term is not learnt
+    noise = rng.random(n)
+    res2 = choi.hybrid_cv(_cnn_json(y, folds, oof=signal, train_prob=noise, ids=ids), "v", table, "IDH")
+    assert res2["hybrid"]["per_repetition"][0] < res["hybrid"]["per_repetition"][0] - 0.1, (res2["hybrid"], res["hybrid"])
+    bad = table.copy()
+    bad.loc[bad["case_id"] == "P03", "IDH"] = 1 - y[3]
+    with pytest.raises(ValueError, match="differs .* P03"):
+        choi.hybrid_cv(d, "v", bad, "IDH")
+    with pytest.raises(ValueError, match="no row in the feature table: P07"):
+        choi.hybrid_cv(d, "v", table[table["case_id"] != "P07"], "IDH")
+
+
+def test_train_choi_hybrid_cli_smoke_on_real_cases(tmp_path):
+    """`train --method choi-hybrid --choi-data`: 8 real TCGA-LGG cases' slices (prepare_choi_data.case_slices), the
+    CNN CV on the CPU for 1 epoch (the script's subprocess), then the hybrid (CNN + age) in the same folds; the
+    evaluation JSON carries per-repetition AUCs and the final hybrid."""
+    import csv
+    labels = COHORT / "labels.csv"
+    if not labels.is_file():
+        pytest.skip(f"{labels} absent: real TCGA-LGG data (../shared) is not on this machine")
+    pytest.importorskip("SimpleITK")
+    spec = __import__("importlib.util").util.spec_from_file_location("prep", REPO / "scripts" / "prepare_choi_data.py")
+    prep = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(prep)
+    rows = [r for r in csv.DictReader(labels.open()) if r["IDH_mutant"] in ("0.0", "1.0")
+            and "t1c" in r["sequences"]]
+    pick = [r for r in rows if r["IDH_mutant"] == "0.0"][:4] + [r for r in rows if r["IDH_mutant"] == "1.0"][:4]
+    ids = [r["case_id"] for r in pick]
+    y = np.array([float(r["IDH_mutant"]) for r in pick])
+    X, A, N = zip(*[prep.case_slices(COHORT / "cases" / c)[:3] for c in ids])
+    data = tmp_path / "choi_slices.npz"
+    np.savez_compressed(data, images=np.stack(X), available=np.stack(A), norm=np.stack(N), case_ids=np.array(ids),
+                        y=y, channels=np.array(prep.CHANNELS),
+                        **{"folds_flair-t1-t1c": choi.stratified_folds(y, 2, 5)[None]})
+    table = tmp_path / "t.csv"
+    table.write_text("case_id,age,IDH\n" + "".join(f"{r['case_id']},{r['age']},{r['IDH_mutant']}\n" for r in pick))
+    out = tmp_path / "choi.json"
+    r = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "train", "--method", "choi-hybrid",
+                        "--table", str(table), "--label", "IDH", "--out", str(out), "--choi-data", str(data),
+                        "--choi-epochs", "1", "--choi-device", "cpu", "--repeats", "1"],
+                       capture_output=True, text=True, timeout=600, cwd=REPO,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO / "GliomaRadiogenomics")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["n"] == 8 and res["repetitions"] == [0] and res["offered"] == ["age"]
+    assert res["case_ids"] == ids and len(res["oof_hybrid"]["0"]) == 8
+    assert all(0 <= v <= 1 for v in res["cnn"]["per_repetition"] + res["hybrid"]["per_repetition"])
+    assert res["final_hybrid"]["features"][0] == "cnn_logit" and "not a run-time bundle" in res["what"]
+    assert (tmp_path / "choi.cnn" / "choi_cnn_oof.json").is_file()
+    # exactly one CNN source
+    r = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "train", "--method", "choi-hybrid",
+                        "--table", str(table), "--label", "IDH", "--out", str(out)], capture_output=True, text=True,
+                       timeout=120, cwd=REPO, env={**__import__("os").environ,
+                                                   "PYTHONPATH": str(REPO / "GliomaRadiogenomics")})
+    assert r.returncode != 0 and "exactly one of --choi-cnn" in r.stderr

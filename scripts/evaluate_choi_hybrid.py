@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Choi 2021 hybrid IDH model (issue 17) on the CPU, from the CNN's out-of-fold probabilities
+(scripts/train_choi_cnn.py, run on a GPU): the hybrid logistic model (CNN probability + 3D shape + loci + age,
+``choi.HybridLogistic``: t-test selection, standardisation and an L2 logistic fit inside each training fold) in the
+SAME folds as the CNN, which are the LASSO models' folds (``train.cv_splits``, stored by prepare_choi_data.py).
+The training cases' CNN input is their inner out-of-fold probability (never an in-sample CNN output); the held-out
+cases' is their outer out-of-fold probability. Only complete repetitions count.
+
+Compared, per repetition, with age alone (refitted here on the same folds; it must equal the age baseline of the
+LASSO report: a check that the folds are identical) and with the LASSO IDH model of the same sequence family
+(docs/real-data/tcga_lgg_IDH_<family>_st.json, its per-repetition AUCs; the cmt model's folds are stratified on IDH +
+epilepsy, so they are NOT the same folds and it is listed for reference only).
+
+    python scripts/evaluate_choi_hybrid.py [--cnn build/choi-gpu/choi_cnn_oof.json] [--variant t1c+mask]
+        [--table build/tcga-lgg/features.csv] [--out build/choi-gpu/choi_hybrid_eval.json]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "GliomaRadiogenomics"))
+
+from GliomaRadiogenomicsLib import choi  # noqa: E402
+from GliomaRadiogenomicsLib.io import atomic_write_json  # noqa: E402
+
+COHORT = REPO.parent / "shared" / "data" / "cohorts" / "tcga-lgg"
+REPORTS = REPO / "docs" / "real-data"
+ISSUE_REPEATS = 10
+
+
+def load_table(table: Path, labels: Path):
+    spec = importlib.util.spec_from_file_location("build_real_bundles", REPO / "scripts" / "build_real_bundles.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.load_table(table, labels)[0]
+
+
+def lasso_per_repetition(family: str, method: str):
+    name = f"tcga_lgg_IDH_{family}_st.json" if method == "st" else f"tcga_lgg_IDH-epilepsy_{family}_cmt.json"
+    p = REPORTS / name
+    if not p.is_file():
+        return None, None, p
+    t = [t for t in json.loads(p.read_text())["tasks"] if t["task"] == "IDH"][0]["repeated_cv"]
+    return t["model"]["auc_per_repetition"], t["baselines"]["age"]["auc_per_repetition"], p
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cnn", default=str(REPO / "build" / "choi-gpu" / "choi_cnn_oof.json"))
+    ap.add_argument("--variant", default="t1c+mask")
+    ap.add_argument("--table", default=str(REPO / "build" / "tcga-lgg" / "features.csv"),
+                    help="the cohort feature table of `make real-bundles` (mask_WT_original_shape_*, loc_WT_*, age)")
+    ap.add_argument("--labels", default=str(COHORT / "labels.csv"))
+    ap.add_argument("--out", default=str(REPO / "build" / "choi-gpu" / "choi_hybrid_eval.json"))
+    ap.add_argument("--C", type=float, default=1.0, help="inverse L2 penalty of the hybrid logistic model")
+    ap.add_argument("--alpha", type=float, default=0.05, help="t-test p threshold of the numeric-input selection")
+    a = ap.parse_args(argv)
+    for p, what in ((Path(a.cnn), "CNN out-of-fold file (scripts/train_choi_cnn.py)"),
+                    (Path(a.table), "feature table (`make real-bundles`)"), (Path(a.labels), "labels.csv")):
+        if not p.is_file():
+            raise SystemExit(f"{p}: {what} not found")
+    cnn = json.loads(Path(a.cnn).read_text())
+    df = load_table(Path(a.table), Path(a.labels))
+    res = choi.hybrid_cv(cnn, a.variant, df, "IDH", C=a.C, alpha=a.alpha)
+    reps = res["repetitions"]
+    st, st_age, st_path = lasso_per_repetition(res["family"], "st")
+    cmt, _, _ = lasso_per_repetition(res["family"], "cmt")
+    res["lasso_st"] = {"per_repetition": [st[r] for r in reps], "report": st_path.name} if st else None
+    res["lasso_cmt_other_folds"] = {"per_repetition": [cmt[r] for r in reps]} if cmt else None
+    if st_age:
+        res["age_report"] = [st_age[r] for r in reps]
+        res["same_folds_as_lasso"] = bool(np.allclose(res["age_report"], res["age"]["per_repetition"], atol=5e-4))
+    res["cnn_device"], res["cnn_init"] = cnn.get("device"), cnn.get("init")
+    res["cnn_seconds_per_fold"] = cnn.get("seconds_per_fold_mean")
+    res["caveat"] = (f"{len(reps)} complete repetition(s), fewer than the >= {ISSUE_REPEATS} the issue asks (the GPU "
+                     "time ran out): indicative figures only")
+    atomic_write_json(a.out, res)
+
+    print(f"Choi 2021 hybrid, variant {a.variant} ({'+'.join(res['channels'])}, {res['family']} family): "
+          f"{res['n']} cases ({res['n_positive']} IDH-mutant); CNN on {res['cnn_device']} ({res['cnn_init']})")
+    print(f"offered besides the CNN: {len(res['offered'])} columns (shape "
+          f"{sum(c.startswith('mask_') for c in res['offered'])}, loci {sum(c.startswith('loc_') for c in res['offered'])}"
+          f", age {'age' in res['offered']})")
+    rows = [("CNN alone", res["cnn"]["per_repetition"]), ("hybrid (CNN + shape + loci + age)",
+                                                          res["hybrid"]["per_repetition"]),
+            ("age alone (refitted here)", res["age"]["per_repetition"])]
+    if st:
+        rows.append((f"LASSO st ({st_path.name})", res["lasso_st"]["per_repetition"]))
+    if st_age:
+        rows.append(("age alone (LASSO report)", res["age_report"]))
+    if cmt:
+        rows.append(("LASSO cmt (other folds: IDH+epilepsy strata)", res["lasso_cmt_other_folds"]["per_repetition"]))
+    print(f"{'out-of-fold AUC':48s}" + "".join(f"  rep {r:<4d}" for r in reps) + "   mean")
+    for name, vals in rows:
+        print(f"{name:48s}" + "".join(f"  {v:8.4f}" for v in vals) + f"  {np.mean(vals):.4f}")
+    if st_age:
+        print(f"folds identical to the LASSO models' (age baseline reproduced): {res['same_folds_as_lasso']}")
+    if st:
+        d = np.array(res["hybrid"]["per_repetition"]) - np.array(res["lasso_st"]["per_repetition"])
+        print(f"hybrid - LASSO st per repetition: {np.round(d, 4).tolist()} (mean {d.mean():+.4f}); hybrid - age: "
+              f"{np.round(np.array(res['hybrid']['per_repetition']) - res['age']['per_repetition'], 4).tolist()}")
+    print(f"features kept per fold (incl. cnn_logit): "
+          f"{[len(f) for r in res['features_per_fold'].values() for f in r.values()]}")
+    print(f"NOTE: {res['caveat']}")
+    print(f"-> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
