@@ -185,3 +185,32 @@ def test_scheduler_spec_errors(cohort, tmp_path):
     p = subprocess.run(CLI + ["extract", "--cases", str(cohort / "cases"), "--out", str(tmp_path / "t.csv"),
                               "--scheduler", "local:0"], capture_output=True, encoding="utf-8", timeout=120)
     assert p.returncode == 2 and "local:N needs a number of workers" in p.stderr
+
+
+@pytest.mark.slow
+def test_batch_script_on_local2(cohort, tmp_path, bundles_at_spacing):
+    """The batch script (slicer-core, real MRML in each worker process) with --scheduler local:2: the broken case
+    recorded and the others ok with their probabilities, a Parquet row per case, a re-run skips all ok cases.
+    (Its sequential run is test_mrml's batch test; a sequential run here too would double this test's time.)"""
+    pytest.importorskip("slicer", reason="the batch script needs slicer-core (the 'slicer' extra)")
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py"
+    bundles = [a for b in bundles_at_spacing(3.0) for a in ("--bundle", b)]
+    out = tmp_path / "dask"
+    cmd = [sys.executable, str(script), "--input", str(cohort / "cases"), "--output", str(out), "--spacing", "3",
+           "--brain-mask", "threshold", "--no-register", "--backend", "hyperintensity", "--scheduler", "local:2"
+           ] + bundles
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr[-3000:]  # the broken case failed, the others ran
+    res = pd.read_csv(out / "batch_results.csv")
+    assert res.case.tolist() == ["broken-case", "synth-0000", "synth-0001"]  # the cohort's order, each once
+    assert res.status.tolist() == ["failed", "ok", "ok"] and "not gzip-compressed" in res.error[0]
+    assert res["p_IDH"].dropna().between(0, 1).all() and res.loc[1:, "volume_WT_ml"].gt(0).all()
+    for c in ("synth-0000", "synth-0001"):
+        assert (out / c / "predictions.json").exists() and (out / c / "segmentation.nii.gz").exists()
+    assert "2/3 done, 1 failed" in r.stderr and "Dask dashboard:" in r.stderr
+    pq = read_parquet_dataset(out / "batch_results.parquet", res.case.tolist())
+    assert pq.case.tolist() == res.case.tolist() and pq.status.tolist() == res.status.tolist()
+    np.testing.assert_allclose(pq.p_IDH.to_numpy(float), res.p_IDH.to_numpy(float), rtol=0, atol=1e-12)
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r2.stdout.count('"case"') == 1 and "2 already done (skipped)" in r2.stderr  # only the broken one again
