@@ -514,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", required=True, help="folder of case folders")
     p.add_argument("--out", required=True, help="output table (CSV); <out>.cases/ caches finished cases")
     p.add_argument("--jobs", type=int, default=1, help="cases processed in parallel")
+    p.add_argument("--scheduler", help="run on Dask distributed, one task per case: local:N (N worker processes "
+                   "here) or tcp://HOST:PORT (a `dask scheduler` whose workers share the folders; docs/scaling.md); "
+                   "needs the 'cohort' extra")
     p.add_argument("--case-roi", action="store_true", help="use each case folder's mask file (e.g. a manual "
                    "flair_abnormality / seg / label file) as the ROI instead of automatic segmentation")
     _add_pipeline_args(p)
@@ -525,9 +528,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_demo_case)
 
     p = sub.add_parser("synth-cohort", help="generate a SYNTHETIC cohort with IDH / epilepsy / ATRX labels")
-    p.add_argument("--scheduler", help="run on Dask distributed, one task per case: local:N (N worker processes "
-                   "here) or tcp://HOST:PORT (a `dask scheduler` whose workers share the folders; docs/scaling.md); "
-                   "needs the 'cohort' extra")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=2025)
