@@ -152,21 +152,26 @@ def segmentation_node_to_label_image(node, reference_volume_node) -> sitk.Image:
 
 
 def predictions_to_table_node(doc: dict, scene, node=None):
-    """predictions.json -> table node: task, probability, label, total points, model, trained on, synthetic."""
+    """predictions.json -> table node: task, probability, status (render.task_rows: valid / extrapolated / out of
+    intended use / imputed inputs / SYNTHETIC model / not available, the same words as the report and the CLI),
+    label, total points (clipped to the axis, * when the case is off it), model, trained on, synthetic, and the
+    status' reasons."""
     import vtk
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", "Glioma predictions")
     table = node.GetTable()
     table.Initialize()
-    cols = ["task", "probability", "label", "total points", "model", "trained on", "synthetic"]
+    cols = ["task", "probability", "status", "label", "total points", "model", "trained on", "synthetic",
+            "status details"]
     for c in cols:
         a = vtk.vtkStringArray()
         a.SetName(c)
         table.AddColumn(a)
     from GliomaRadiogenomicsLib.render import task_rows
     for r in task_rows(doc):
-        row = [r.task, r.probability_text, r.label + (f" ({r.reason})" if r.reason else ""), r.points_text, r.model,
-               r.trained_on, "YES (demonstration only)" if r.synthetic else "no"]
+        row = [r.task, r.probability_text, r.status_text, r.label + (f" ({r.reason})" if r.reason else ""),
+               r.points_text, r.model, r.trained_on, "YES (demonstration only)" if r.synthetic else "no",
+               "; ".join(r.status_notes)]
         i = table.InsertNextBlankRow()
         for j, v in enumerate(row):
             table.GetColumn(j).SetValue(i, str(v))

@@ -275,12 +275,16 @@ class GliomaPredictLogic:
         if self.last_document is None:
             raise RuntimeError("run a prediction first")
         if str(path).lower().endswith(".pdf"):
-            from GliomaRadiogenomicsLib.report import write_pdf_summary
-            return write_pdf_summary(self.last_document, path)
+            if self.last_analysis is None and getattr(self, "last_report", None) and \
+                    Path(self.last_report).with_suffix(".pdf").is_file():  # a background run wrote it
+                from GliomaRadiogenomicsLib.io import atomic_write_bytes
+                return atomic_write_bytes(path, Path(self.last_report).with_suffix(".pdf").read_bytes())
+            from GliomaRadiogenomicsLib.report import write_pdf_report  # the same content as the HTML report
+            return write_pdf_report(self.last_document, path, self.last_analysis)
         if self.last_analysis is None and getattr(self, "last_report", None):  # a background run wrote it
             from GliomaRadiogenomicsLib.io import atomic_write_bytes
             return atomic_write_bytes(path, Path(self.last_report).read_bytes())
-        return write_report(self.last_document, self.last_analysis, path)
+        return write_report(self.last_document, self.last_analysis, path, pdf=False)
 
 
 def python_executable() -> str:

@@ -153,7 +153,8 @@ class ModelBundle:
         SOFT differences as warnings (segmentation source, brain mask, N4, registration, versions, keys the bundle
         does not record). ``provenance=None`` checks the columns only (the caller vouches for the settings)."""
         cols = set(columns)
-        missing = [f for f in self.features if f not in cols and f not in self.imputation]
+        missing = [f for f in self.features if f not in cols and f not in self.imputation
+                   and not _indicator_base(f)]
         if missing:
             shown = ", ".join(missing[:8]) + (f" ... (+{len(missing) - 8} more)" if len(missing) > 8 else "")
             raise FeatureMismatchError(
@@ -175,6 +176,9 @@ class ModelBundle:
         x, warnings = [], []
         for f in self.features:
             raw = row.get(f, None)
+            base = _indicator_base(f)
+            if base and _missing(raw):  # a missing indicator (training): 1 when the variable is not given
+                raw = 1.0 if _missing(row.get(base, None)) else 0.0
             if isinstance(raw, str):
                 enc = self.encodings.get(f, {})
                 key = raw.strip().upper()
@@ -185,7 +189,8 @@ class ModelBundle:
             if raw is None or (isinstance(raw, float) and math.isnan(raw)):
                 if f in self.imputation:
                     raw = self.imputation[f]
-                    warnings.append(f"{self.task}: '{f}' missing, replaced by the training mean "
+                    kind = "training mean" if f in _CLINICAL_NAMES else "training median"
+                    warnings.append(f"{self.task}: '{f}' missing, replaced by the {kind} "
                                     f"{raw:.3g}; the probability is less reliable")
                 else:
                     raise FeatureMismatchError(f"model '{self.name}': feature '{f}' is missing (NaN)")
@@ -284,6 +289,17 @@ def select_bundles(bundles: Sequence[ModelBundle], present: Sequence[str]):
         exact = [b for b in ok if set(b.sequences) == present]
         chosen.append(exact[0] if exact else max(ok, key=lambda b: len(b.sequences)))
     return chosen, unavailable
+
+
+_CLINICAL_NAMES = ("age", "sex_male", "who_grade", "vasari_score")
+INDICATOR_SUFFIX = "_missing"
+
+
+def _indicator_base(f: str) -> Optional[str]:
+    """'age_missing' -> 'age': the clinical variable a missing indicator feature stands for (train.apply_missing)."""
+    if f.endswith(INDICATOR_SUFFIX) and f[:-len(INDICATOR_SUFFIX)] in _CLINICAL_NAMES:
+        return f[:-len(INDICATOR_SUFFIX)]
+    return None
 
 
 def _missing(v) -> bool:

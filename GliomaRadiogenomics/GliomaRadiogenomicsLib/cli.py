@@ -35,10 +35,46 @@ def _preprocess_options(args):
 
 
 def _options(args):
+    """Pipeline options from the parsed arguments; ``segment`` has no feature / model options (its parser does not
+    offer them): their defaults apply and are unused there."""
     from .pipeline import PipelineOptions
     return PipelineOptions(preprocess=_preprocess_options(args), backend=args.backend,
-                           backend_options=_backend_options(args), preset=args.preset, feature_workers=args.workers,
-                           bundles=args.bundle or None, deep_weights=args.resnet34_weights, location=args.location)
+                           backend_options=_backend_options(args), preset=getattr(args, "preset", "wang2025"),
+                           feature_workers=getattr(args, "workers", None), bundles=getattr(args, "bundle", None) or None,
+                           deep_weights=getattr(args, "resnet34_weights", None),
+                           location=bool(getattr(args, "location", False)))
+
+
+def sex_argument(value: str) -> str:
+    """``--sex``: female / male / F / M in any case, through the one clinical encoder (case.normalize_clinical)."""
+    from .case import normalize_clinical
+    try:
+        return normalize_clinical({"sex": value}, where="--sex")["sex"]
+    except InputError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a sex: use female, male, F or M (any case)") from None
+
+
+class PreviousOutputs:
+    """Says where a run's previous outputs went: ``with PreviousOutputs(out, keep_previous, "predictions.json")``
+    notes what is there before the run; afterwards ``line()`` names the dated copy that io.output_set made
+    (``<out>.previous-<stamp>``, --keep-previous N), or says they were replaced (N = 0); None for a first run."""
+
+    def __init__(self, out, keep_previous: int, marker: str):
+        self.out, self.keep = Path(out), int(keep_previous or 0)
+        self.had = (self.out / marker).exists()
+        self.before = self._copies()
+
+    def _copies(self) -> set:
+        return {p for base in {self.out.parent, self.out} if base.is_dir()
+                for p in base.glob(f"{self.out.name}.previous-*")}
+
+    def line(self) -> Optional[str]:
+        new = sorted(self._copies() - self.before)
+        if new:
+            return f"previous outputs moved to {new[-1]} (--keep-previous {self.keep})"
+        if self.had:
+            return f"previous outputs in {self.out} replaced (keep a dated copy with --keep-previous N)"
+        return None
 
 
 def _load_case_from_args(args):
@@ -62,31 +98,43 @@ def _print_messages(case) -> None:
         print(f"note: {m}", file=sys.stderr)
 
 
-def print_summary(doc: dict, out: Path, stream=sys.stdout) -> None:
+def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = None) -> None:
+    """The run's summary: volumes, one row per task with its status beside the number (render.task_rows), the
+    key-result line, input-quality warnings, where the outputs are and where the previous ones went."""
+    stream = stream or sys.stdout
     w = stream.write
     w("\n" + "=" * 78 + "\n")
     w(f"GliomaRadiogenomics  case {doc['case']['id']}" + ("  [SYNTHETIC CASE]" if doc["case"].get("synthetic") else "") + "\n")
     vol = doc["segmentation"]["volumes_ml"]
     w("tumor volumes (mL): " + ", ".join(f"{k} {v:.1f}" for k, v in vol.items()) + "\n")
-    from .render import SYNTHETIC_MODELS_NOTE, task_rows
+    from .render import SYNTHETIC_MODELS_NOTE, input_quality_lines, key_result_line, task_rows
     rows = task_rows(doc)
-    w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  model\n")
+    w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  {'status':<34} model\n")
     for row in rows:
         syn = " [SYNTHETIC-trained]" if row.synthetic else ""
-        w(f"{row.task:<9} {row.probability_text:>11}  {row.label:<28} {row.points_text:>7}  {row.model}{syn}\n")
-        if row.reason:
+        w(f"{row.task:<9} {row.probability_text:>11}  {row.label:<28} {row.points_text:>7}  {row.status_text:<34} "
+          f"{row.model}{syn}\n")
+        if row.status_notes:
+            w(f"          status: {row.status_detail}\n")
+        if row.reason and row.reason not in row.status_notes:
             w(f"          {row.reason}\n")
         for pw in (doc.get(row.task) or {}).get("provenance_warnings") or []:
             w(f"          settings: {pw}\n")
         if row.points:
             w(f"          points: {row.points_breakdown}\n")
         w(f"          trained on: {row.trained_on_text}\n")
+    w(key_result_line(doc) + "\n")
+    for q in input_quality_lines(doc):
+        w(f"input quality: {q}\n")
     w(doc["disclaimer"] + "\n")
     if any(row.synthetic for row in rows):
         w(SYNTHETIC_MODELS_NOTE + "\n")
     if doc.get("warnings"):
         w(f"{len(doc['warnings'])} warning(s) in predictions.json\n")
-    w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html\n")
+    w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html, "
+      "report.pdf\n")
+    if previous:
+        w(previous + "\n")
     w("=" * 78 + "\n")
 
 
@@ -106,8 +154,9 @@ def cmd_demo(args) -> int:
     case = load_case_folder(case_dir)
     case.synthetic = True
     print(SYNTHETIC_NOTICE, file=sys.stderr)
+    prev = PreviousOutputs(out, args.keep_previous, "predictions.json")
     doc = run_case(case, out, _options(args), progress.sub(0.05, 1.0), keep_previous=args.keep_previous)
-    print_summary(doc, out)
+    print_summary(doc, out, previous=prev.line())
     return 0
 
 
@@ -125,9 +174,10 @@ def cmd_run(args) -> int:
         origin = segmentation_origin(args.segmentation, label)
     _print_messages(case)
     out = Path(args.out)
+    prev = PreviousOutputs(out, args.keep_previous, "predictions.json")
     doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source,
                    keep_previous=args.keep_previous, label_provenance=origin)
-    print_summary(doc, out)
+    print_summary(doc, out, previous=prev.line())
     return 0
 
 
@@ -173,6 +223,7 @@ def cmd_segment(args) -> int:
     _print_messages(case)
     progress = _progress(args)
     backend = get_backend(args.backend, **_backend_options(args))  # validate the backend before the image work
+    prev = PreviousOutputs(args.out, args.keep_previous, "segmentation.json")
     # one output set: segmentation.nii.gz, brain_mask.nii.gz, segmentation.json appear together (io.output_set)
     with output_set(args.out, keep_previous=args.keep_previous) as out:
         t0 = time.perf_counter()
@@ -199,6 +250,8 @@ def cmd_segment(args) -> int:
             info["dice"] = dice_per_region(sitk.GetArrayFromImage(native), sitk.GetArrayFromImage(ref), regions)
         atomic_write_json(out / "segmentation.json", info)
     print(json.dumps({k: info[k] for k in ("case", "backend", "volumes_ml", "timings_s") + (("dice",) if "dice" in info else ())}, indent=1))
+    if prev.line():
+        print(prev.line())
     return 0
 
 
@@ -390,10 +443,26 @@ def _add_case_args(p):
                    "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
     for s in ("t1", "t1c", "t2", "flair"):
         p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
-    p.add_argument("--case-id")
+    p.add_argument("--case-id", help="case identifier for the outputs and the report (default: the case folder's "
+                   "name, or the FLAIR / first image's file name)")
+
+
+def _add_clinical_args(p):
+    p.add_argument("--age", type=float, metavar="YEARS", help="age at imaging in years (0-120); models that use age "
+                   "replace a missing age by their training mean, and the task's status says 'imputed inputs'")
+    p.add_argument("--sex", type=sex_argument, metavar="{female,male,F,M}", help="patient's sex: female, male, F "
+                   "or M (any case); missing: the training proportion is used (status 'imputed inputs')")
+    p.add_argument("--who-grade", type=int, choices=[2, 3, 4], help="WHO CNS grade from histology (2, 3 or 4), "
+                   "used by the ATRX fusion model; missing: imputed (said in the task's status)")
 
 
 def _add_pipeline_args(p):
+    """Preprocessing + segmentation options, then the feature / model options (``segment`` takes the first only)."""
+    _add_segment_args(p)
+    _add_feature_args(p)
+
+
+def _add_segment_args(p):
     from .brainmask import METHODS
     from .segment import BACKENDS, DEFAULT_BACKEND
     p.add_argument("--reference", default="flair", choices=["flair", "t1c", "t1", "t2"],
@@ -401,8 +470,12 @@ def _add_pipeline_args(p):
     p.add_argument("--spacing", type=float, default=1.0, help="working grid spacing in mm (default 1; the shipped models were trained at 1 mm and refuse features "
                         "of another spacing: their tasks then say 'not available' with the reason)")
     p.add_argument("--no-register", action="store_true", help="trust the headers: no rigid registration")
-    p.add_argument("--brain-mask", default="auto", choices=METHODS)
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS))
+    p.add_argument("--brain-mask", default="auto", choices=METHODS, help="brain extraction: auto (deepbet when "
+                   "installed, else threshold; an already skull-stripped image is kept), deepbet, hdbet, threshold, "
+                   "or nonzero (the image is already skull-stripped) (default auto)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="tumor segmentation model "
+                   f"(default {DEFAULT_BACKEND}; `segment --list-models` says what each needs and whether it runs "
+                   "here)")
     p.add_argument("--nnunet-model", help="nnU-Net v2 trained model folder (with --backend nnunet)")
     p.add_argument("--nnunet-folds", help="comma-separated folds (default: all in the folder)")
     p.add_argument("--unet-folds", help="lgg-unet2d fold models to use, comma-separated (default: all five)")
@@ -411,6 +484,14 @@ def _add_pipeline_args(p):
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction")
     p.add_argument("--orientation", help="reorient the working grid (e.g. RAS, LPS)")
     p.add_argument("--atlas", choices=["mni152", "sri24"], help="also register affinely to an atlas")
+    p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
+    p.add_argument("--keep-previous", type=int, default=0, metavar="N",
+                   help="keep the previous outputs as one dated copy <out>.previous-<timestamp>, at most N copies "
+                        "(default 0: a new run replaces the previous outputs; other files in --out are kept); a line "
+                        "at the end says where they went")
+
+
+def _add_feature_args(p):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
@@ -419,10 +500,6 @@ def _add_pipeline_args(p):
                         "mismatch score")
     p.add_argument("--resnet34-weights", help="ResNet34 ImageNet weights (resnet34-<sha>.pth) for Liu 2024 deep "
                    "features; checked by SHA-256, never downloaded")
-    p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
-    p.add_argument("--keep-previous", type=int, default=0, metavar="N",
-                   help="keep the previous outputs as one dated copy <out>.previous-<timestamp>, at most N copies "
-                        "(default 0: a new run replaces the previous outputs; other files in --out are kept)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,21 +509,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the built-in SYNTHETIC demo case")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder: predictions.json, report.html / .pdf, features.csv, "
+                   "segmentation.nii.gz, brain_mask.nii.gz (the demo case is written to <out>/demo_case)")
     p.add_argument("--downsample", type=int, default=1, help=argparse.SUPPRESS)
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run the whole pipeline on one case (NIfTI, NRRD or DICOM)")
     _add_case_args(p)
-    p.add_argument("--age", type=float)
-    p.add_argument("--sex", type=str.upper, choices=["M", "F"])
-    p.add_argument("--who-grade", type=int, choices=[2, 3, 4])
+    _add_clinical_args(p)
     p.add_argument("--vasari-score", help="radiologist's VASARI score, or 'auto' for the automatic score "
                    "(vasari_auto_score; a different scale, see docs/features.md)")
     p.add_argument("--segmentation", help="use this label map (BraTS labels, or a binary whole-tumor mask) instead "
                    "of automatic segmentation; 'case' = the mask file found in --case-dir")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder: predictions.json, report.html / .pdf, features.csv, "
+                   "segmentation.nii.gz (reference sequence's native grid), brain_mask.nii.gz; written as one set")
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -455,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "into the bundle; without it the bundle cannot check settings: a warning)")
     p.add_argument("--label", required=True, help="0/1 label column")
     p.add_argument("--label2", help="second label (mt, cmt; st trains both separately)")
-    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid"])
+    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid"],
+                   help="Wang 2025 single-task / multi-task / collaborative multi-task LASSO, Liu 2024 ATRX fusion, "
+                   "Choi 2021 hybrid IDH (default cmt; docs/models.md)")
     p.add_argument("--choi-cnn", help="choi-hybrid: out-of-fold CNN probabilities (scripts/train_choi_cnn.py JSON)")
     p.add_argument("--choi-data", help="choi-hybrid: choi_slices.npz (scripts/prepare_choi_data.py); runs the CNN CV")
     p.add_argument("--choi-variant", default="t1c+mask", help="choi-hybrid: CNN input variant (default t1c+mask)")
@@ -486,15 +565,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the bundle")
     p.add_argument("--jobs", type=int, default=None, help="processes for the outer folds and the final bootstrap "
                    "(default: CPUs, at most 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the folds and the bootstrap (default 0)")
     p.add_argument("--trained-on", help="description of the training data for the model card")
     p.add_argument("--synthetic", action="store_true", help="the table is synthetic (said on every output)")
-    p.add_argument("--intended-use", default="Research use only; not a diagnosis. Validate on your own data.")
+    p.add_argument("--intended-use", default="Research use only; not a diagnosis. Validate on your own data.",
+                   help="intended use stated on the model card (report, Slicer, web)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("web", help="serve the web app (trame-slicer: views, segment editing, predictions)")
     p.add_argument("--case", help="case folder to load at start")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
@@ -507,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", action="store_true", help="list the segmentation models (registry): inputs, "
                    "licence, size, where the weights come from, whether each runs here; downloads nothing")
     p.add_argument("--json", action="store_true", help="with --list-models: as JSON")
-    _add_pipeline_args(p)
+    _add_segment_args(p)  # no feature / model options: segment computes neither
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("extract", help="features of every case folder of a cohort into one table (resumable)")
@@ -523,22 +603,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")
-    p.add_argument("--out", required=True)
-    p.add_argument("--downsample", type=int, default=1)
+    p.add_argument("--out", required=True, help="folder for t1 / t1c / t2 / flair / label .nii.gz and case.json")
+    p.add_argument("--downsample", type=int, default=1, help="integer factor coarser than the template's 1 mm "
+                   "(default 1)")
     p.set_defaults(func=cmd_make_demo_case)
 
     p = sub.add_parser("synth-cohort", help="generate a SYNTHETIC cohort with IDH / epilepsy / ATRX labels")
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=2025)
-    p.add_argument("--downsample", type=int, default=1)
-    p.add_argument("--json-progress", action="store_true")
+    p.add_argument("--n", type=int, required=True, help="number of SYNTHETIC cases")
+    p.add_argument("--out", required=True, help="cohort folder: one case folder each and cohort.csv (labels, "
+                   "clinical data)")
+    p.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
+    p.add_argument("--downsample", type=int, default=1, help="integer factor coarser than 1 mm (default 1)")
+    p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
     p.set_defaults(func=cmd_synth_cohort)
 
     p = sub.add_parser("predict", help="apply a model bundle to a feature table")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="model bundle JSON (e.g. one written by `train`, or a shipped one "
+                   "under resources/models)")
     p.add_argument("--table", required=True, help="feature table (CSV) with <table>.provenance.json beside it")
-    p.add_argument("--out", required=True, help="predictions CSV; warnings go to <out>.warnings.json")
+    p.add_argument("--out", required=True, help="predictions CSV: case id, task, probability, label, total points, "
+                   "status, model, synthetic flag, warnings; all warnings also go to <out>.warnings.json")
     p.add_argument("--id-column", help="case identifier column copied to the output (default: case_id)")
     p.add_argument("--trust-table", action="store_true", help="predict from a table without a provenance file "
                    "(the extraction settings are then not checked; said in the output)")

@@ -74,14 +74,18 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
         if b.task == "ATRX":
             idh = tasks.get("IDH", {}).get("probability")
             if idh is not None and idh < 0.5:
-                res["warnings"].append("the ATRX model is meant for IDH-mutant gliomas; the IDH model suggests "
-                                       "IDH-wildtype here, so the ATRX probability is out of its intended use")
+                use = ("the ATRX model is meant for IDH-mutant gliomas; the IDH model suggests IDH-wildtype here, "
+                       "so the ATRX probability is out of its intended use")
+                res["warnings"].append(use)
+                res["out_of_intended_use"] = use  # render.task_status: the row's status
         warnings.extend(res["warnings"])
         tasks[b.task] = res
     doc = {
         "schema": "glioma-radiogenomics-predictions", "schema_version": 1,
         "case": {"id": case.case_id, "synthetic": bool(case.synthetic), "clinical": case.clinical},
         "inputs": {SEQUENCE_NAMES[s]: case.paths.get(s, "(in memory)") for s in case.images},
+        "sequences": sequence_info(case, analysis.pre),
+        "input_quality": input_quality(case, analysis.pre),
         "segmentation": {"volumes_ml": analysis.volumes_ml,
                          "labels": {"1": "necrosis", "2": "edema", "3": "enhancing"},
                          "file": "segmentation.nii.gz",
@@ -91,7 +95,7 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
         "disclaimer": DISCLAIMER,
         "software": {"name": "glioma-radiogenomics", "version": __version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "warnings": list(dict.fromkeys(warnings)),
+        "warnings": list(dict.fromkeys(warnings + input_quality(case, analysis.pre))),
     }
     doc.update(tasks)
     doc["tasks"] = [t for t in ("IDH", "epilepsy", "ATRX") if t in tasks] + [t for t in tasks
@@ -99,9 +103,49 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
     return doc
 
 
+def _grid_spacing(pre) -> float:
+    ref = pre.images.get(pre.reference) if getattr(pre, "images", None) else None
+    return float(min(ref.GetSpacing())) if ref is not None else 1.0
+
+
+def sequence_info(case, pre=None) -> Dict[str, dict]:
+    """Each input sequence as acquired (its native grid, before any resampling): voxel spacing, size, slice
+    spacing (the spacing along the image's third axis, the one a PACS pages through) and number of slices."""
+    out = {}
+    for s in [q for q in SEQUENCE_NAMES if q in case.images]:
+        img = case.images[s]
+        sp, size = [round(float(v), 3) for v in img.GetSpacing()], [int(v) for v in img.GetSize()]
+        out[SEQUENCE_NAMES[s]] = {"spacing_mm": sp, "size": size, "slice_thickness_mm": sp[2] if len(sp) > 2 else None,
+                                  "n_slices": size[2] if len(size) > 2 else 1,
+                                  "reference": bool(pre is not None and s == getattr(pre, "reference", None)),
+                                  "file": str(case.paths.get(s, "(in memory)"))}
+    return out
+
+
+def input_quality(case, pre) -> List[str]:
+    """Input-quality warnings a reader must see beside the results: thick slices resampled to the working grid
+    ("FLAIR 5.5 mm slices resampled to 1 mm"), strongly anisotropic voxels."""
+    grid = _grid_spacing(pre)
+    notes = []
+    for name, info in sequence_info(case, pre).items():
+        sp = info["spacing_mm"]
+        if max(sp) > 1.5 * grid:
+            notes.append(f"{name} {format_mm(max(sp))} mm slices resampled to {format_mm(grid)} mm: detail across "
+                         "the slices is interpolated, shape and texture features are less reliable")
+        elif max(sp) > 2.5 * min(sp):
+            notes.append(f"{name} voxels {' x '.join(format_mm(v) for v in sp)} mm are strongly anisotropic")
+    return notes
+
+
+def format_mm(v: float) -> str:
+    return f"{float(v):.2f}".rstrip("0").rstrip(".")
+
+
 def predict_table(bundle: ModelBundle, table: pd.DataFrame, provenance: Optional[dict] = None,
                   id_column: str = "case_id") -> pd.DataFrame:
-    """Batch prediction: one row per case (``id_column``, probability, label, total_points). Soft provenance
+    """Batch prediction: one row per case (``id_column``, task, probability, label, total_points (exact, as in
+    predictions.json), status (render.task_status: valid / extrapolated / imputed inputs / SYNTHETIC model), model
+    name and version, synthetic flag, warnings joined by " | "). Soft provenance
     differences come back in the frame's ``attrs["warnings"]``; hard ones raise FeatureMismatchError. Columns are
     matched by name; a bundle trained on prefixed names (``T1c_WT_original_firstorder_Mean``) also reads a table of
     standard PyRadiomics names of one sequence and region (``train.map_standard_names``, with a warning)."""
@@ -113,11 +157,18 @@ def predict_table(bundle: ModelBundle, table: pd.DataFrame, provenance: Optional
         table = table.assign(**{f: table[c] for f, c in mapping.items()})
     settings = ([note] if note else []) + bundle.check_features(
         list(table.columns) + (["sex_male"] if "sex" in table.columns else []), provenance)
+    from .render import STATUS_WORDS, task_status
     rows = []
     for _, r in table.iterrows():
         res = predict_one(bundle, r.to_dict(), None)
-        rows.append({id_column: r.get(id_column), "probability": res["probability"], "label": res["label"],
-                     "total_points": res["nomogram"]["total_points"]})
+        if bundle.synthetic:
+            res["warnings"].insert(0, f"{bundle.task} model trained on SYNTHETIC data: demonstration only")
+        statuses, _ = task_status(res)  # the one status definition (render.py), as in the report and the CLI
+        rows.append({id_column: r.get(id_column), "task": bundle.task, "probability": res["probability"],
+                     "label": res["label"], "total_points": res["nomogram"]["total_points"],
+                     "status": "; ".join(STATUS_WORDS[q] for q in statuses),
+                     "model": f"{bundle.name} v{bundle.version}", "synthetic": bool(bundle.synthetic),
+                     "warnings": " | ".join(dict.fromkeys(settings + res["warnings"]))})
     out = pd.DataFrame(rows)
     out.attrs["warnings"] = list(settings)
     return out

@@ -179,7 +179,8 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
             if seq != opt.reference:
                 pre.steps.append(f"{seq}: no registration (physical headers trusted)")
         else:
-            progress.update(i / n, f"registering {seq} to {opt.reference} (rigid, mutual information)")
+            progress.update(i / n * (1.0 - (0.15 if opt.n4 else 0.0) - (0.05 if opt.atlas else 0.0)),
+                            f"registering {seq} to {opt.reference} (rigid, mutual information)")
             try:
                 tx, metric = register_rigid(ref_native, img, opt.registration_samples, opt.seed)
             except RuntimeError as exc:  # e.g. too few voxels of the moving image inside the reference
@@ -205,15 +206,19 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                            coverage(img, grid, tx, head), opt.register)
     if opt.orientation:
         pre.steps.append(f"working grid reoriented to {opt.orientation}")
-    progress.update((n - 1) / n, "brain mask")
-    mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub((n - 1) / n, 1.0))
+    # progress never goes back: the brain mask gets the span up to the share kept for N4 / the atlas after it
+    n4_share, atlas_share = (0.15 if opt.n4 else 0.0), (0.05 if opt.atlas else 0.0)
+    mask_start = (n - 1) / n * (1.0 - n4_share - atlas_share)
+    mask_end = 1.0 - n4_share - atlas_share
+    progress.update(mask_start, "brain mask")
+    mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub(mask_start, mask_end))
     pre.brain_mask = mask
     pre.brain_mask_method = method
     check_brain_mask(float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0, method, opt.reference,
                      case.paths.get(opt.reference) or f"the {opt.reference} image")
     if opt.n4:
         for i, seq in enumerate(list(pre.images)):
-            progress.update(0.95, f"N4 bias correction: {seq}")
+            progress.update(mask_end + n4_share * i / len(pre.images), f"N4 bias correction: {seq}")
             pre.images[seq] = n4_correct(pre.images[seq], mask, opt.n4_shrink, opt.n4_iterations)
         pre.steps.append(f"N4 bias-field correction (shrink {opt.n4_shrink}, {opt.n4_iterations} iterations/level, "
                          "inside the brain mask)")
@@ -225,7 +230,7 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                             "check the brain mask")
     if opt.atlas:
         from .atlas import register_case
-        progress.update(0.97, f"affine registration to the {opt.atlas} atlas")
+        progress.update(1.0 - atlas_share, f"affine registration to the {opt.atlas} atlas")
         pre.atlas_registration = register_case(pre, opt.atlas)
         pre.steps.append(f"affine registration to the {opt.atlas} atlas (Mattes MI "
                          f"{pre.atlas_registration.metric:.3f}); inverse transform kept for native-space results")

@@ -1,9 +1,15 @@
 """The one renderer of a predictions document (predictions.json) into display rows and text lines.
 
-The CLI summary, the HTML report, the PDF summary, the Slicer table node, the GliomaPredict status label and the web
+The CLI summary, the HTML report, the PDF report, the Slicer table node, the GliomaPredict status label and the web
 app all show the same facts for each task (probability, label at the cutoff, nomogram points, model, what it was
-trained on, SYNTHETIC or not, why a task is not available); they take them from here so that the wording and the
-number formats cannot drift apart.
+trained on, SYNTHETIC or not, why a task is not available, and the task's status); they take them from here so that
+the wording and the number formats cannot drift apart.
+
+The status of a task is decided here, once (``task_status``): ``not available``, ``out of intended use``,
+``extrapolated`` (a variable outside its nomogram axis, i.e. its training range), ``imputed inputs`` (a variable
+replaced by its training value), ``synthetic model``, or ``valid`` when none applies. Every screen shows it in the
+same row as the probability. Nomogram points are shown clipped to their axis (0-100 per variable) with a flag,
+never as -229 points; the exact value stays in predictions.json.
 """
 from __future__ import annotations
 
@@ -29,6 +35,25 @@ class TaskRow:
     auc_text: str                  # "0.75 (0.58-0.93)" or "n/a"
     reason: str = ""               # why the task is not available (missing sequence, ...)
     warnings: List[str] = field(default_factory=list)
+    statuses: List[str] = field(default_factory=list)   # codes of STATUS_ORDER, most serious first; ["valid"]
+    status_notes: List[str] = field(default_factory=list)  # why each status other than valid applies
+    points_clipped: Dict[str, bool] = field(default_factory=dict)  # per-variable points shown clipped to the axis
+    max_points: float = 100.0
+
+    @property
+    def status(self) -> str:
+        """The most serious status (the first of ``statuses``)."""
+        return self.statuses[0] if self.statuses else "valid"
+
+    @property
+    def status_text(self) -> str:
+        """All statuses in one short cell: "extrapolated; imputed inputs; SYNTHETIC model" or "valid"."""
+        return "; ".join(STATUS_WORDS[s] for s in (self.statuses or ["valid"]))
+
+    @property
+    def status_detail(self) -> str:
+        """The status with its reasons, for the row's detail line."""
+        return self.status_text + (": " + "; ".join(self.status_notes) if self.status_notes else "")
 
     @property
     def trained_on_text(self) -> str:
@@ -36,7 +61,10 @@ class TaskRow:
 
     @property
     def points_breakdown(self) -> str:
-        return ", ".join(f"{k} {v:.1f}" for k, v in self.points.items())
+        """Per-variable points clipped to the axis (0-100): a value beyond it reads "0.0 (clipped: off axis)"."""
+        return ", ".join(f"{k} {_clip(v, 0.0, self.max_points):.1f}" + (" (clipped: off axis)"
+                                                                          if self.points_clipped.get(k) else "")
+                         for k, v in self.points.items())
 
     def line(self, digits: Optional[int] = None) -> str:
         """One line of plain text for status labels and summaries; the probability with 2 significant digits
@@ -45,8 +73,54 @@ class TaskRow:
             return f"{self.task}: not available ({self.reason or self.label})"
         from .nomogram import format_probability
         prob = format_probability(self.probability) if digits is None else f"{self.probability:.{digits}f}"
-        return (f"{self.task}: {prob} ({self.label}), {self.points_text} points; model {self.model}, trained on "
-                f"{self.trained_on_text}")
+        return (f"{self.task}: {prob} ({self.label}) [{self.status_text}], {self.points_text} points; model "
+                f"{self.model}, trained on {self.trained_on_text}")
+
+
+STATUS_ORDER = ("not available", "out of intended use", "extrapolated", "imputed inputs", "synthetic model", "valid")
+STATUS_WORDS = {"not available": "NOT AVAILABLE", "out of intended use": "OUT OF INTENDED USE",
+                "extrapolated": "EXTRAPOLATED", "imputed inputs": "imputed inputs",
+                "synthetic model": "SYNTHETIC model", "valid": "valid"}
+_INTENDED_USE_WORDS = "out of its intended use"
+
+
+def _clip(v: float, lo: float, hi: float) -> float:
+    return min(max(float(v), lo), hi)
+
+
+def task_status(r: dict):
+    """(statuses most serious first, notes) of one task block of predictions.json: the one definition."""
+    statuses, notes = [], []
+    m = r.get("model") or {}
+    nomo = r.get("nomogram") or {}
+    if r.get("probability") is None:
+        statuses.append("not available")
+        notes.append(str(r.get("reason") or r.get("label") or "no probability"))
+    use = r.get("out_of_intended_use") or next((w for w in r.get("warnings") or [] if _INTENDED_USE_WORDS in str(w)),
+                                               None)
+    if use and r.get("probability") is not None:
+        statuses.append("out of intended use")
+        notes.append(str(use))
+    axes = nomo.get("axes") or []
+    off = [a for a in axes if (a.get("case") or {}).get("out_of_range")]
+    max_pts = float(nomo.get("max_points_per_variable") or 100)
+    beyond = [k for k, v in (nomo.get("points") or {}).items() if not -1e-6 <= float(v) <= max_pts + 1e-6]
+    if off or beyond or nomo.get("total_out_of_range"):
+        statuses.append("extrapolated")
+        named = [a.get("title") or a.get("name") for a in off] or beyond
+        notes.append(("outside the training range: " + ", ".join(
+            f"{n} ({(a.get('case') or {}).get('range_text', '')})".replace(" ()", "")
+            for n, a in zip(named, off or [{}] * len(named)))) if named else "total points outside the axis")
+    imputed = [a.get("title") or a.get("name") for a in axes if (a.get("case") or {}).get("imputed")]
+    if not axes:  # a document without axes: the bundle's warning says what was replaced
+        imputed = [str(w) for w in r.get("warnings") or [] if "replaced by the training" in str(w)]
+    if imputed and r.get("probability") is not None:
+        statuses.append("imputed inputs")
+        notes.append("imputed (training value): " + ", ".join(imputed))
+    if m.get("synthetic"):
+        statuses.append("synthetic model")
+        notes.append("trained on SYNTHETIC data: demonstration only")
+    return statuses or ["valid"], notes
 
 
 def _auc_text(metrics: dict) -> str:
@@ -65,17 +139,24 @@ def task_rows(doc: dict) -> List[TaskRow]:
         p = r.get("probability")
         nomo = r.get("nomogram") or {}
         cutoff = r.get("cutoff")
+        max_pts = float(nomo.get("max_points_per_variable") or 100)
+        points = {k: float(v) for k, v in (nomo.get("points") or {}).items()}
+        total_hi = float((nomo.get("total_points_range") or [0, max_pts * max(1, len(points))])[1])
+        total = nomo.get("total_points")
+        statuses, notes = task_status(r)
         rows.append(TaskRow(
             task=t, available=p is not None, probability=p,
             probability_text="n/a" if p is None else f"{p:.3f}",
             label=str(r.get("label", "")),
             cutoff_text="n/a" if cutoff is None else f"{cutoff:.3f}",
-            points_text=f"{nomo['total_points']:.1f}" if nomo.get("total_points") is not None else "n/a",
-            points={k: float(v) for k, v in (nomo.get("points") or {}).items()},
+            points_text="n/a" if total is None else f"{_clip(total, 0.0, total_hi):.1f}"
+                                                   + ("*" if not 0 <= float(total) <= total_hi else ""),
+            points=points,
             model=f"{m.get('name', '?')} v{m.get('version', '?')}",
             trained_on=str(m.get("trained_on", "?")), synthetic=bool(m.get("synthetic")),
             auc_text=_auc_text(m.get("metrics") or {}), reason=str(r.get("reason") or ""),
-            warnings=[str(w) for w in (r.get("warnings") or [])]))
+            warnings=[str(w) for w in (r.get("warnings") or [])], statuses=statuses, status_notes=notes,
+            points_clipped={k: not -1e-6 <= v <= max_pts + 1e-6 for k, v in points.items()}, max_points=max_pts))
     return rows
 
 
@@ -95,3 +176,95 @@ def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
     if doc.get("disclaimer"):
         lines.append(doc["disclaimer"])
     return lines
+
+
+# --- the case-level facts of a filed report (HTML and PDF draw these same lines) ----------------------------------
+
+def _num(v, digits: int = 2) -> str:
+    try:
+        return f"{float(v):.{digits}f}"
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def patient_rows(doc: dict) -> List[tuple]:
+    """(field, value) pairs: case id, age, sex, WHO grade, VASARI, report date, synthetic case."""
+    case = doc.get("case") or {}
+    c = case.get("clinical") or {}
+    sex = {"F": "female", "M": "male"}.get(str(c.get("sex") or "").upper(), "not given (training proportion used)")
+    age = c.get("age")
+    rows = [("Case id", str(case.get("id", "?"))),
+            ("Age", f"{float(age):g} years" if age is not None else "not given (training mean used)"),
+            ("Sex", sex),
+            ("WHO grade", str(c["who_grade"]) if c.get("who_grade") is not None else "not given"),
+            ("Report date", str(doc.get("created", ""))[:19].replace("T", " ") + " UTC")]
+    if c.get("vasari_score") is not None:
+        rows.insert(4, ("VASARI score", str(c["vasari_score"])))
+    if case.get("synthetic"):
+        rows.append(("Case", "SYNTHETIC (simulated glioma on template anatomy)"))
+    return rows
+
+
+def sequence_rows(doc: dict) -> List[List[str]]:
+    """One row per input sequence as acquired: name, voxel spacing, slice thickness, slices, role."""
+    out = []
+    for name, s in (doc.get("sequences") or {}).items():
+        sp = s.get("spacing_mm") or []
+        out.append([name, " x ".join(f"{v:g}" for v in sp) + " mm",
+                    f"{s['slice_thickness_mm']:g} mm" if s.get("slice_thickness_mm") is not None else "n/a",
+                    str(s.get("n_slices", "n/a")),
+                    "reference (output grid, slice numbers)" if s.get("reference") else "registered to the reference"])
+    return out
+
+
+def input_quality_lines(doc: dict) -> List[str]:
+    return [str(w) for w in doc.get("input_quality") or []]
+
+
+def key_result_line(doc: dict) -> str:
+    """One line: each task's probability, label and status, and the whole-tumour volume."""
+    from .nomogram import format_probability
+    parts = []
+    for r in task_rows(doc):
+        parts.append(f"{r.task} not available" if not r.available else
+                     f"{r.task} {format_probability(r.probability)} ({r.label}, {r.status_text})")
+    wt = (doc.get("segmentation") or {}).get("volumes_ml", {}).get("WT")
+    return ("Key result: " + "; ".join(parts) + (f"; whole tumour {wt:.1f} mL" if wt is not None else "")
+            + ". Research probabilities, not diagnoses.")
+
+
+def model_card_rows(doc: dict, task: str) -> List[tuple]:
+    """(field, value) pairs of the task's model card: intended use, training data, validation and its metrics at
+    the cutoff (sensitivity / specificity / PPV / NPV, out of fold where the bundle holds them), calibration,
+    validation status. A SYNTHETIC model says so."""
+    r = doc.get(task) or {}
+    m = r.get("model") or {}
+    met = m.get("metrics") or {}
+    at = met.get("at_cutoff_cv") or {}
+    rows = [("Model", f"{m.get('name', '?')} v{m.get('version', '?')}"
+             + ("  [SYNTHETIC: demonstration only]" if m.get("synthetic") else "")),
+            ("Intended use", str(m.get("intended_use") or "not stated")),
+            ("Training data", str(m.get("trained_on") or "not stated")
+             + (f"; sequences {'+'.join(m['sequences'])}" if m.get("sequences") else "")),
+            ("Validation", str(met.get("auc_cv_method") or "not stated")),
+            ("AUC (95% CI)", _auc_text(met))]
+    if at:
+        rows.append(("At the cutoff", f"cutoff {_num(at.get('cutoff', r.get('cutoff')), 3)}: sensitivity "
+                     f"{_num(at.get('sensitivity'))}, specificity {_num(at.get('specificity'))}, PPV "
+                     f"{_num(at.get('ppv'))}, NPV {_num(at.get('npv'))}"))
+    else:
+        rows.append(("At the cutoff", "sensitivity / specificity / PPV / NPV not recorded in this model"))
+    cal = []
+    if met.get("brier_cv") is not None:
+        cal.append(f"Brier score {_num(met['brier_cv'], 3)}")
+    cis = met.get("calibration_intercept_slope") or {}
+    if isinstance(cis, dict) and cis.get("slope") is not None:
+        cal.append(f"calibration intercept {_num(cis.get('intercept'))}, slope {_num(cis.get('slope'))}")
+    rows.append(("Calibration", ", ".join(cal) or "not recorded"))
+    if m.get("synthetic"):
+        status = "SYNTHETIC: trained and validated on simulated data only; not validated on patients"
+    else:
+        status = str(met.get("validation_status") or "internal cross-validation only; no external validation "
+                     "recorded: validate on your own data before use")
+    rows.append(("Validation status", status))
+    return rows

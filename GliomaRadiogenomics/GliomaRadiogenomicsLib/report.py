@@ -1,61 +1,129 @@
-"""Self-contained HTML report (figures embedded as PNG): segmentation overlay, probabilities, nomogram points,
-model provenance (what each model was trained on, synthetic or not) and warnings."""
+"""The case report, to file: one list of blocks (``report_blocks``) drawn twice, as self-contained HTML (figures
+embedded as PNG) and as a multi-page PDF (matplotlib, no Qt or browser needed), so both carry the same text and the
+same figures (Testing/Python/test_report.py compares their text).
+
+Contents: patient / case id, age, sex, WHO grade, date; the sequences as acquired (voxel spacing, slice thickness,
+slices); input-quality warnings; one key-result line; the research probabilities with each task's status in the same
+row (render.task_rows: the one view model); the nomograms (rms style, nomogram.py); a model card per task (intended
+use, training data, validation and its metrics at the cutoff, calibration, validation status; SYNTHETIC models say
+so); the segmentation on the reference sequence's native slice (the slice number a PACS shows: 1-based index in the
+file's slice order, not the 1 mm working grid's) with contours, legend and orientation markers; volumes; warnings,
+processing and inputs."""
 from __future__ import annotations
 
 import base64
 import html
 import io
+import textwrap
 from pathlib import Path
+from typing import List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from .case import SEQUENCE_NAMES
-from .io import atomic_write_text
-from .render import task_rows
+from .io import atomic_write_bytes, atomic_write_text
+from .render import (any_synthetic_model, input_quality_lines, key_result_line, model_card_rows, patient_rows,
+                     sequence_rows, task_rows)
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
+LABEL_NAMES = {1: "necrosis (NCR)", 2: "edema (ED)", 3: "enhancing (ET)"}
+DPI = 100
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     import matplotlib.pyplot as plt
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def overlay_figure(analysis) -> str:
+# --- the segmentation figure on the native slice --------------------------------------------------------------
+
+def _letter(v) -> str:
+    a = int(np.argmax(np.abs(v)))
+    return ("L", "P", "S")[a] if v[a] > 0 else ("R", "A", "I")[a]
+
+
+def display_slice(a2d: np.ndarray, direction, spacing) -> Tuple[np.ndarray, dict, float]:
+    """A native slice (rows j, columns i) turned for radiological display without resampling (transpose / flips
+    only): axial and coronal with the patient's right on the image's left, axial anterior up, coronal / sagittal
+    superior up, sagittal anterior on the left. Returns (array, {left, right, top, bottom: L/R/A/P/S/I}, aspect)."""
+    D = np.asarray(direction, float).reshape(3, 3)
+    plane = int(np.argmax(np.abs(D[:, 2])))  # 2 axial, 1 coronal, 0 sagittal
+    h_axis, h_sign = {2: (0, 1), 1: (0, 1), 0: (1, -1)}[plane]
+    v_axis, v_sign = {2: (1, 1), 1: (2, -1), 0: (2, -1)}[plane]
+    col, row, (sc, sr) = D[:, 0].copy(), D[:, 1].copy(), (float(spacing[0]), float(spacing[1]))
+    a = a2d
+    if abs(col[h_axis]) < abs(row[h_axis]):
+        a, col, row, sc, sr = a.T, row, col, sr, sc
+    if np.sign(col[h_axis]) != h_sign:
+        a, col = a[:, ::-1], -col
+    if np.sign(row[v_axis]) != v_sign:
+        a, row = a[::-1, :], -row
+    return a, {"left": _letter(-col), "right": _letter(col), "top": _letter(-row), "bottom": _letter(row)}, sr / sc
+
+
+def native_slice(analysis) -> dict:
+    """The reference sequence's native slice with the largest tumour area: index (0-based in the file), number as
+    a PACS shows it (1-based), count, slice thickness."""
+    ref = analysis.pre.reference_native
+    lab = sitk.GetArrayFromImage(analysis.label_native)
+    k = int(np.argmax((lab > 0).sum(axis=(1, 2)))) if lab.any() else lab.shape[0] // 2
+    return {"index": k, "number": k + 1, "n": int(lab.shape[0]), "thickness_mm": float(ref.GetSpacing()[2]),
+            "sequence": SEQUENCE_NAMES[analysis.pre.reference]}
+
+
+def overlay_figure(analysis) -> Tuple[str, str]:
+    """(PNG, caption): every sequence on the reference's native slice with the largest tumour area, the labels as
+    contours, a legend and orientation letters on the four edges; the caption names the native slice number."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    # radiological display: LPS array order puts anterior at the top and the patient's right on the image's left
-    lps = lambda img: sitk.DICOMOrient(img, "LPS")  # noqa: E731
-    lab = sitk.GetArrayFromImage(lps(analysis.label))
-    if lab.any():
-        z = int(np.argmax((lab > 0).sum(axis=(1, 2))))
-    else:
-        z = lab.shape[0] // 2
-    seqs = [s for s in ("t1", "t1c", "t2", "flair") if s in analysis.pre.images]
-    fig, axes = plt.subplots(2, len(seqs), figsize=(3.2 * max(2, len(seqs)), 6.6), squeeze=False)
-    rgba = np.zeros(lab.shape[1:] + (4,))
-    for v, c in COLORS.items():
-        rgba[lab[z] == v] = (*c, 0.45)
-    for i, s in enumerate(seqs):
-        a = sitk.GetArrayFromImage(lps(analysis.pre.images[s]))[z]
+    pre = analysis.pre
+    ref = pre.reference_native
+    s = native_slice(analysis)
+    k = s["index"]
+    lab = sitk.GetArrayFromImage(analysis.label_native)[k]
+    seqs = [q for q in ("t1", "t1c", "t2", "flair") if q in pre.images]
+    fig, axes = plt.subplots(1, len(seqs), figsize=(3.0 * max(2, len(seqs)), 3.6), squeeze=False)
+    for i, q in enumerate(seqs):
+        if q == pre.reference and q in analysis.case.images:
+            img = analysis.case.images[q]  # the pixels as acquired
+        else:  # registered to the reference, brought back onto its native grid
+            img = sitk.Resample(pre.images[q], ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        a = sitk.GetArrayFromImage(img)[k].astype(float)
+        a, marks, aspect = display_slice(a, ref.GetDirection(), ref.GetSpacing())
+        lb, _, _ = display_slice(lab, ref.GetDirection(), ref.GetSpacing())
         lo, hi = np.percentile(a[a > 0], (1, 99.5)) if (a > 0).any() else (0, 1)
-        for row in range(2):
-            ax = axes[row, i]
-            ax.imshow(a, cmap="gray", vmin=lo, vmax=hi, origin="upper")
-            if row == 1:
-                ax.imshow(rgba, origin="upper")
-            ax.set_axis_off()
-        axes[0, i].set_title(SEQUENCE_NAMES[s])
-    fig.suptitle(f"axial slice {z} (radiological view: patient's right on the left), red necrosis, green edema, "
-                 "yellow enhancing", fontsize=10)
-    return _png(fig)
+        ax = axes[0, i]
+        ax.imshow(a, cmap="gray", vmin=lo, vmax=hi, origin="upper", aspect=aspect, interpolation="nearest")
+        for v, c in COLORS.items():
+            if (lb == v).any():
+                ax.contour((lb == v).astype(float), levels=[0.5], colors=[c], linewidths=1.2)
+        for where, (x, y, ha, va) in {"left": (0.02, 0.5, "left", "center"), "right": (0.98, 0.5, "right", "center"),
+                                      "top": (0.5, 0.98, "center", "top"),
+                                      "bottom": (0.5, 0.02, "center", "bottom")}.items():
+            ax.text(x, y, marks[where], transform=ax.transAxes, ha=ha, va=va, color="white", fontsize=11,
+                    fontweight="bold", bbox=dict(facecolor="black", alpha=0.6, pad=1, edgecolor="none"))
+        ax.set_axis_off()
+        ax.set_title(f"{SEQUENCE_NAMES[q]}" + (" (reference)" if q == pre.reference else ""), fontsize=9)
+    handles = [Line2D([0], [0], color=c, lw=2, label=LABEL_NAMES[v]) for v, c in COLORS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"{s['sequence']} native slice {s['number']} of {s['n']}", fontsize=10)
+    fig.subplots_adjust(bottom=0.12)
+    caption = (f"{s['sequence']} native slice {s['number']} of {s['n']} (1-based, in the file's slice order as a PACS "
+               f"numbers it; {s['thickness_mm']:g} mm slices): the slice with the largest tumour area. The other "
+               f"sequences are registered to {s['sequence']} and shown on the same slice. Contours: red necrosis, "
+               "green edema, yellow enhancing. Letters on the edges give the patient's orientation (radiological "
+               "view: the patient's right on the image's left).")
+    return _png(fig), caption
 
+
+# --- nomograms ------------------------------------------------------------------------------------------------
 
 def nomogram_figure(task: str, res: dict) -> str:
     """The task's nomogram (rms style: nomogram.draw_nomogram) from its predictions.json block, the case marked;
@@ -78,117 +146,294 @@ def _legacy_points_figure(task: str, res: dict) -> str:
     names = list(pts)
     fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * (len(names) + 1)))
     y = np.arange(len(names) + 1)[::-1]
-    vals = [pts[n] for n in names] + [res["nomogram"]["total_points"]]
+    vals = [min(max(pts[n], 0.0), 100.0) for n in names] + [res["nomogram"]["total_points"]]
     colors = ["#4a7fb0"] * len(names) + ["#b04a4a"]
     ax.barh(y, vals, color=colors)
     ax.set_yticks(y)
     ax.set_yticklabels(names + ["Total points"])
     for yi, v in zip(y, vals):
         ax.text(v, yi, f" {v:.1f}", va="center", fontsize=8)
-    ax.set_xlabel("nomogram points (0-100 per variable)")
+    ax.set_xlabel("nomogram points (0-100 per variable, clipped)")
     ax.set_title(f"{task}: probability {format_probability(res['probability'])} (points only: this predictions "
                  "document has no nomogram axes)", fontsize=9)
     return _png(fig)
+
+
+# --- the blocks -----------------------------------------------------------------------------------------------
+
+Block = Tuple[str, object]  # (kind, content): title, h2, h3, p, warn, synth, kv, table, list, img, small
+
+
+def report_blocks(doc: dict, analysis=None) -> List[Block]:
+    """The report's content once, in order; ``render_report`` (HTML) and ``write_pdf_report`` draw it."""
+    rows = task_rows(doc)
+    case = doc.get("case") or {}
+    b: List[Block] = [("title", f"GliomaRadiogenomics report: case {case.get('id', '?')}"),
+                      ("warn", doc.get("disclaimer", ""))]
+    synthetic_models = any_synthetic_model(doc)
+    if synthetic_models or case.get("synthetic"):
+        b.append(("synth", "SYNTHETIC: " + ("this case is a simulated glioma on template anatomy. "
+                                            if case.get("synthetic") else "")
+                  + ("models marked SYNTHETIC were trained on simulated data and demonstrate the software only."
+                     if synthetic_models else "")))
+    b += [("h2", "Patient and study"), ("kv", patient_rows(doc)),
+          ("h2", "Key result"), ("p", key_result_line(doc)),
+          ("h2", "Input quality")]
+    iq = input_quality_lines(doc)
+    b.append(("list", iq) if iq else ("p", "No input-quality warnings."))
+    seq = sequence_rows(doc)
+    if seq:
+        b += [("h2", "Sequences (as acquired)"),
+              ("table", (["sequence", "voxel spacing", "slice thickness", "slices", "role"], seq))]
+    b += [("h2", "Research probabilities"),
+          ("table", (["task", "probability", "status", "label (at cutoff)", "cutoff", "total points", "model",
+                      "CV AUC (95% CI)"],
+                     [[r.task, r.probability_text, r.status_text, r.label + (f" ({r.reason})" if r.reason else ""),
+                       r.cutoff_text, r.points_text, r.model, r.auc_text] for r in rows]))]
+    notes = [f"{r.task}: {r.status_detail}" for r in rows if r.status_notes]
+    if notes:
+        b.append(("list", notes))
+    if any(r.points_text.endswith("*") or any(r.points_clipped.values()) for r in rows):
+        b.append(("p", "* Points are shown clipped to their axis (0-100 per variable): the case lies outside the "
+                       "range the model was trained on there, so the probability is extrapolated (exact values in "
+                       "predictions.json)."))
+    figs = [(t, doc[t]) for t in doc.get("tasks", []) if (doc.get(t) or {}).get("nomogram")]
+    if figs:
+        b += [("h2", "Nomograms"),
+              ("p", "Read each nomogram from the top: the case's value on each variable's axis (red marker) gives "
+                    "its points on the Points scale; the points add up to the Total points, which map to the "
+                    "Probability below them. The variable with the widest effect spans 0-100 points over its trimmed "
+                    "training range; a value outside an axis is marked 'out of range' beside it.")]
+        b += [("img", (f"nomogram {t}", nomogram_figure(t, r))) for t, r in figs]
+    seg = doc.get("segmentation") or {}
+    vol = seg.get("volumes_ml") or {}
+    b += [("h2", "Segmentation"),
+          ("table", (list(vol), [[f"{v:.1f} mL" for v in vol.values()]])),
+          ("p", "WT whole tumor, TC tumor core, ET enhancing, NCR necrosis, ED edema. "
+                + str((doc.get("features") or {}).get("segmentation") or "Automatic segmentation")
+                + ": review and correct it before relying on the features.")]
+    if analysis is not None:
+        try:
+            png, caption = overlay_figure(analysis)
+            b += [("img", ("segmentation on the native slice", png)), ("p", caption)]
+        except Exception as exc:  # a figure must not break the report
+            b.append(("warn", f"segmentation figure failed: {exc}"))
+    b.append(("h2", "Model cards"))
+    for t in doc.get("tasks", []):
+        b += [("h3", f"{t}"), ("kv", model_card_rows(doc, t))]
+    if doc.get("warnings"):
+        b += [("h2", "Warnings"), ("list", [str(w) for w in doc["warnings"]])]
+    pre = doc.get("preprocessing") or {}
+    feat = doc.get("features") or {}
+    b += [("h2", "Processing"),
+          ("list", [str(s) for s in pre.get("steps") or []]
+           + [f"features: {feat.get('n', '?')} ({feat.get('preset')}, settings {feat.get('settings_hash')}, "
+              f"PyRadiomics {feat.get('pyradiomics_version')})"]),
+          ("h2", "Inputs"), ("list", [f"{k}: {v}" for k, v in (doc.get("inputs") or {}).items()])]
+    sw = doc.get("software") or {}
+    b.append(("small", f"{sw.get('name', '')} {sw.get('version', '')}, {doc.get('created', '')}"))
+    return b
 
 
 def _esc(v) -> str:
     return html.escape(str(v))
 
 
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto}.warn{background:#fff3cd;border:1px solid #e0c060;"
+       "padding:8px}.synth{background:#f8d7da;border:2px solid #c0392b;padding:10px;font-weight:bold}"
+       "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+       "td.status-valid{color:#1e7e34}td.status-flag{color:#b03a2e;font-weight:bold}img{max-width:100%}")
+
+
+def render_html(blocks: List[Block], title: str) -> str:
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title><style>{CSS}</style>"
+           "</head><body>"]
+    for kind, c in blocks:
+        if kind == "title":
+            out.append(f"<h1>{_esc(c)}</h1>")
+        elif kind in ("h2", "h3"):
+            out.append(f"<{kind}>{_esc(c)}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{_esc(c)}</p>")
+        elif kind in ("warn", "synth"):
+            out.append(f"<p class='{kind}'>{_esc(c)}</p>")
+        elif kind == "small":
+            out.append(f"<p><small>{_esc(c)}</small></p>")
+        elif kind == "list":
+            out.append("<ul>" + "".join(f"<li>{_esc(x)}</li>" for x in c) + "</ul>")
+        elif kind == "kv":
+            out.append("<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in c)
+                       + "</table>")
+        elif kind == "table":
+            head, body = c
+            st = head.index("status") if "status" in head else -1
+
+            def td(j, x):
+                cls = (" class='status-valid'" if x == "valid" else " class='status-flag'") if j == st else ""
+                return f"<td{cls}>{_esc(x)}</td>"
+            out.append("<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"
+                       + "".join("<tr>" + "".join(td(j, x) for j, x in enumerate(r)) + "</tr>" for r in body)
+                       + "</table>")
+        elif kind == "img":
+            alt, png = c
+            out.append(f"<p><img alt='{_esc(alt)}' src='data:image/png;base64,{png}'></p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
 def render_report(doc: dict, analysis) -> str:
-    parts = []
-    synthetic_any = any(doc.get(t, {}).get("model", {}).get("synthetic") for t in doc.get("tasks", []))
-    parts.append("<!DOCTYPE html><html><head><meta charset='utf-8'><title>GliomaRadiogenomics report "
-                 f"{_esc(doc['case']['id'])}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
-                 ".warn{background:#fff3cd;border:1px solid #e0c060;padding:8px}.synth{background:#f8d7da;"
-                 "border:2px solid #c0392b;padding:10px;font-weight:bold}table{border-collapse:collapse}"
-                 "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>")
-    parts.append(f"<h1>GliomaRadiogenomics &mdash; case {_esc(doc['case']['id'])}</h1>")
-    parts.append(f"<p class='warn'>{_esc(doc['disclaimer'])}</p>")
-    if synthetic_any or doc["case"].get("synthetic"):
-        parts.append("<p class='synth'>SYNTHETIC: "
-                     + ("this case is a simulated glioma on template anatomy. " if doc["case"].get("synthetic") else "")
-                     + ("the models below were trained on SYNTHETIC data and demonstrate the software only."
-                        if synthetic_any else "") + "</p>")
-    parts.append("<h2>Research probabilities</h2><table><tr><th>task</th><th>probability</th><th>label "
-                 "(at cutoff)</th><th>cutoff</th><th>total points</th><th>model</th><th>trained on</th>"
-                 "<th>synthetic</th><th>CV AUC (95% CI)</th></tr>")
-    for row in task_rows(doc):
-        label = row.label + (f" ({row.reason})" if row.reason else "")
-        parts.append(f"<tr><td>{_esc(row.task)}</td><td>{row.probability_text}</td><td>{_esc(label)}</td>"
-                     f"<td>{row.cutoff_text}</td><td>{row.points_text}</td><td>{_esc(row.model)}</td>"
-                     f"<td>{_esc(row.trained_on)}</td><td>{'YES' if row.synthetic else 'no'}</td>"
-                     f"<td>{_esc(row.auc_text)}</td></tr>")
-    parts.append("</table>")
-    parts.append("<h2>Nomograms</h2><p>Read each nomogram from the top: the case's value on each variable's axis "
-                 "(red marker) gives its points on the Points scale; the points add up to the Total points, which "
-                 "map to the Probability below them. The variable with the widest effect spans 0-100 points over "
-                 "its trimmed training range; a value outside an axis is marked 'out of range' beside it.</p>")
-    for t in doc.get("tasks", []):
-        r = doc[t]
-        if r.get("nomogram"):
-            parts.append(f"<img alt='nomogram {t}' src='data:image/png;base64,{nomogram_figure(t, r)}'>")
-    parts.append("<h2>Segmentation</h2><table><tr>" + "".join(f"<th>{_esc(k)}</th>" for k in doc["segmentation"]["volumes_ml"])
-                 + "</tr><tr>" + "".join(f"<td>{v:.1f} mL</td>" for v in doc["segmentation"]["volumes_ml"].values())
-                 + "</tr></table><p>WT whole tumor, TC tumor core, ET enhancing, NCR necrosis, ED edema. "
-                 "Automatic segmentation: review and correct it before relying on the features.</p>")
-    try:
-        parts.append(f"<img alt='segmentation overlay' src='data:image/png;base64,{overlay_figure(analysis)}'>")
-    except Exception as exc:  # a figure must not break the report
-        parts.append(f"<p class='warn'>overlay figure failed: {_esc(exc)}</p>")
-    if doc.get("warnings"):
-        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{_esc(w)}</li>" for w in doc["warnings"]) + "</ul>")
-    parts.append("<h2>Processing</h2><ul>" + "".join(f"<li>{_esc(s)}</li>" for s in doc["preprocessing"]["steps"])
-                 + f"<li>features: {doc['features']['n']} ({_esc(doc['features'].get('preset'))}, settings "
-                 f"{_esc(doc['features'].get('settings_hash'))}, PyRadiomics {_esc(doc['features'].get('pyradiomics_version'))})</li></ul>")
-    parts.append("<h2>Inputs</h2><ul>" + "".join(f"<li>{_esc(k)}: {_esc(v)}</li>" for k, v in doc["inputs"].items())
-                 + "</ul>")
-    parts.append(f"<p><small>{_esc(doc['software']['name'])} {_esc(doc['software']['version'])}, "
-                 f"{_esc(doc['created'])}</small></p></body></html>")
-    return "\n".join(parts)
+    return render_html(report_blocks(doc, analysis), f"GliomaRadiogenomics report {(doc.get('case') or {}).get('id')}")
 
 
-def write_report(doc: dict, analysis, path) -> Path:
-    return atomic_write_text(Path(path), render_report(doc, analysis))
+def write_report(doc: dict, analysis, path, pdf: bool = True) -> Path:
+    """``report.html`` and, with ``pdf``, ``report.pdf`` beside it: the same blocks (one figure rendering)."""
+    blocks = report_blocks(doc, analysis)
+    title = f"GliomaRadiogenomics report {(doc.get('case') or {}).get('id')}"
+    out = atomic_write_text(Path(path), render_html(blocks, title))
+    if pdf:
+        atomic_write_bytes(Path(path).with_suffix(".pdf"), pdf_bytes(blocks))
+    return out
 
 
-def write_pdf_summary(doc: dict, path) -> Path:
-    """One-page PDF: research probabilities, labels, model provenance (trained on, synthetic) and each task's nomogram
-    points; the disclaimer. Written atomically (matplotlib, no Qt needed)."""
-    import io
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from .io import atomic_write_bytes
-    from .nomogram import case_title, draw_nomogram, format_probability
-    tasks = [t for t in doc.get("tasks", []) if doc.get(t)]
-    heights = [2.0] + [0.5 * (len((doc[t].get("nomogram") or {}).get("axes") or []) + 3) + 0.7
-                       if (doc[t].get("nomogram") or {}).get("axes") else 2.2 for t in tasks]
-    fig = plt.figure(figsize=(8.27, sum(heights)))
-    subs = list(np.atleast_1d(fig.subfigures(len(tasks) + 1, 1, height_ratios=heights)))
-    head = subs[0].subplots()
-    head.axis("off")
-    lines = [f"GliomaRadiogenomics: case {doc['case'].get('case_id', '')}", doc["disclaimer"]]
-    for row in task_rows(doc):
-        lines.append(row.line() + ("  [SYNTHETIC training data: demonstration only]" if row.synthetic else ""))
-    head.text(0, 1, "\n".join(lines), va="top", fontsize=7, wrap=True)
-    for sub, t in zip(subs[1:], tasks):
-        nomo = doc[t].get("nomogram")
-        if not nomo:
-            sub.subplots().axis("off")
-            continue
-        if "axes" in nomo:
-            draw_nomogram(sub, nomo, case_title(t, nomo, bool((doc[t].get("model") or {}).get("synthetic"))))
-            sub.subplots_adjust(left=0.2, right=0.75, hspace=0.0, top=0.88, bottom=0.06)
-            continue
-        ax = sub.subplots()  # a document without nomogram axes: the old points bars
-        items = list(nomo["points"].items())
-        ax.barh([k for k, _ in items], [v for _, v in items], color="#2e86c1")
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("points (0-100)")
-        ax.set_title(f"{t}: total points {nomo['total_points']:.1f} -> probability "
-                     f"{format_probability(doc[t]['probability'])} (no nomogram axes in this document)", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="pdf")
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+# --- PDF: the same blocks on A4 pages ---------------------------------------------------------------------------
+
+class _Pages:
+    W, H, M = 8.27, 11.69, 0.55  # A4 inches, margin
+
+    def __init__(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_pdf import PdfPages
+        self.buf = io.BytesIO()
+        self.pdf = PdfPages(self.buf, metadata={"Title": "GliomaRadiogenomics report"})
+        self.fig = None
+        self.new_page()
+
+    def new_page(self):
+        import matplotlib.pyplot as plt
+        if self.fig is not None:
+            self.pdf.savefig(self.fig)
+            plt.close(self.fig)
+        self.fig = plt.figure(figsize=(self.W, self.H))
+        self.y = self.H - self.M
+
+    def need(self, h):
+        if self.y - h < self.M and self.y < self.H - self.M - 1e-6:
+            self.new_page()
+
+    def text(self, s: str, size=8.0, weight="normal", x=0.0, width=None, color="black", bg=None) -> float:
+        """Wrapped text at the cursor (never split inside a word or at a hyphen); returns its height."""
+        width = width or (self.W - 2 * self.M - x)
+        chars = max(10, int(width * 72 / (size * 0.55)))
+        lines = textwrap.wrap(s, chars, break_long_words=False, break_on_hyphens=False) or [""]
+        lh = size * 1.35 / 72
+        for ln in lines:
+            self.need(lh)
+            self.fig.text((self.M + x) / self.W, (self.y - lh * 0.8) / self.H, ln, fontsize=size,
+                          fontweight=weight, color=color, parse_math=False,
+                          bbox=dict(facecolor=bg, edgecolor="none", pad=1) if bg else None)
+            self.y -= lh
+        return lh * len(lines)
+
+    def gap(self, h=0.08):
+        self.y -= h
+
+    def table(self, head, body, size=7.0):
+        usable = self.W - 2 * self.M
+        cols = [head] + list(body)
+        n = len(head)
+        pad = 0.12  # inches between columns
+        cw = size * 0.62 / 72  # inches per character (generous: a bold header is wider)
+        widest = [max(len(str(r[j])) for r in cols) for j in range(n)]
+        word = [max(len(x) for r in cols for x in (str(r[j]).split() or [""])) * cw + pad for j in range(n)]
+        want = [max(word[j], min(widest[j], 60) * cw + pad) for j in range(n)]
+        extra = max(0.0, usable - sum(word))
+        grow = [want[j] - word[j] for j in range(n)]
+        w = [word[j] + (extra * grow[j] / sum(grow) if sum(grow) > extra and sum(grow) > 0 else grow[j])
+             for j in range(n)]
+        lh = size * 1.35 / 72
+        for i, r in enumerate(cols):
+            wrapped = [textwrap.wrap(str(r[j]), max(4, int((w[j] - pad) / cw)), break_long_words=False,
+                                     break_on_hyphens=False) or [""] for j in range(n)]
+            h = lh * max(len(c) for c in wrapped) + 0.03
+            self.need(h)
+            x = 0.0
+            for j, cell in enumerate(wrapped):
+                for li, ln in enumerate(cell):
+                    self.fig.text((self.M + x) / self.W, (self.y - lh * (li + 0.8)) / self.H, ln, fontsize=size,
+                                  fontweight="bold" if i == 0 else "normal", parse_math=False)
+                x += w[j]
+            self.y -= h
+
+    def image(self, png_b64: str):
+        import matplotlib.image as mpimg
+        a = mpimg.imread(io.BytesIO(base64.b64decode(png_b64)), format="png")
+        h_in, w_in = a.shape[0] / DPI, a.shape[1] / DPI
+        scale = min(1.0, (self.W - 2 * self.M) / w_in, (self.H - 2 * self.M) / h_in)
+        w_in, h_in = w_in * scale, h_in * scale
+        self.need(h_in)
+        ax = self.fig.add_axes([self.M / self.W, (self.y - h_in) / self.H, w_in / self.W, h_in / self.H])
+        ax.imshow(a, interpolation="antialiased")
+        ax.set_axis_off()
+        self.y -= h_in + 0.05
+
+    def close(self) -> bytes:
+        import matplotlib.pyplot as plt
+        self.pdf.savefig(self.fig)
+        plt.close(self.fig)
+        self.pdf.close()
+        return self.buf.getvalue()
+
+
+def pdf_bytes(blocks: List[Block]) -> bytes:
+    pg = _Pages()
+    for kind, c in blocks:
+        if kind == "title":
+            pg.text(c, size=14, weight="bold")
+            pg.gap()
+        elif kind == "h2":
+            pg.gap(0.1)
+            pg.need(0.5)
+            pg.text(c, size=11, weight="bold")
+        elif kind == "h3":
+            pg.need(0.4)
+            pg.text(c, size=9.5, weight="bold")
+        elif kind == "p":
+            pg.text(c)
+            pg.gap(0.04)
+        elif kind == "warn":
+            pg.text(c, bg="#fff3cd")
+            pg.gap()
+        elif kind == "synth":
+            pg.text(c, weight="bold", color="#c0392b")
+            pg.gap()
+        elif kind == "small":
+            pg.text(c, size=6.5, color="#555555")
+        elif kind == "list":
+            for x in c:
+                pg.text("\u2022 " + str(x))  # bullet (the HTML list's marker)
+        elif kind == "kv":
+            for k, v in c:
+                start = pg.y
+                pg.text(str(k), weight="bold", width=1.5)
+                after = pg.y
+                pg.y = start
+                pg.text(str(v), x=1.6)
+                pg.y = min(pg.y, after)
+        elif kind == "table":
+            pg.table(*c)
+            pg.gap()
+        elif kind == "img":
+            pg.image(c[1])
+    return pg.close()
+
+
+def write_pdf_report(doc: dict, path, analysis=None) -> Path:
+    """The report as a PDF: the same blocks as the HTML report (with the segmentation figure when ``analysis``
+    holds the images)."""
+    return atomic_write_bytes(Path(path), pdf_bytes(report_blocks(doc, analysis)))
+
+
+def write_pdf_summary(doc: dict, path, analysis=None) -> Path:
+    """Kept for callers (Slicer Logic, batch): the full report as PDF (write_pdf_report)."""
+    return write_pdf_report(doc, path, analysis)

@@ -9,8 +9,19 @@ bootstrap selection, penalty choice, t-test / LASSO / AIC, fusion, imputation me
 outer training fold. Reported: the pooled out-of-fold AUC per repetition, its mean over repetitions, SD and range,
 and 95 % CIs; clinical baselines (age; age + sex: plain logistic regression) are fitted on the SAME training folds
 and compared pairwise (per-repetition AUC differences; DeLong on the repetition-averaged out-of-fold predictions).
-The final model is then fitted on all cases. The cutoff is the Youden index of the final model's training
-predictions, applied to the (repetition-averaged) out-of-fold predictions.
+The final model is then fitted on all cases; the bundle's cutoff (for new cases) is the Youden index of its training
+predictions. The cross-validated accuracy / sensitivity / specificity / PPV / NPV come from cutoffs chosen INSIDE
+each outer fold (Youden on that fold's training predictions) and applied to its held-out cases
+(``evaluation.at_fold_cutoffs``). Calibration: intercept and slope of the out-of-fold predictions per repetition
+with bootstrap CIs, and a smoothed (spline logistic) curve.
+
+Missing data (``missing_rule`` / ``apply_missing``, learned on the training cases of each fold and of the final
+fit, never on the whole table): an imaging column is dropped when more than ``missing_threshold`` (default 20 %) of
+the training cases miss it, else its missing values take the training median; a clinical variable's missing values
+take the training mean and, when any training case misses it, a 0/1 indicator ``<variable>_missing`` is offered to
+the model. Feature families (sequence + region, e.g. ``T1c_ET``) absent for some cases (empty or too small regions
+give NaN) are counted and stated in the bundle's ``training["missing_data"]`` and the evaluation's warnings. The
+bundle records the imputation values; ``predict`` uses them and names the imputed inputs.
 
 ``sequences`` restricts a training to the MRI sequences named (``restrict_to_sequences``): imaging columns of
 other sequences are dropped, sequence-independent ones (segmentation shape ``mask_``, atlas location ``loc_``,
@@ -33,8 +44,8 @@ from sklearn.model_selection import StratifiedKFold
 from . import __version__
 from .case import SEXES
 from .bundle import SEQ_NAMES, ModelBundle, build_nomogram
-from .evaluation import (cohort_table, compare_repeated, evaluate, figures, repeated_cv_summary, write_report,
-                         youden_cutoff)
+from .evaluation import (at_fold_cutoffs, calibration_summary, cohort_table, compare_repeated, evaluate, figures,
+                         repeated_cv_summary, write_report, youden_cutoff)
 from .io import InputError
 from .models import LiuFusion, WangLasso, _sigmoid, correlation_keep
 
@@ -46,6 +57,7 @@ METHODS = ("st", "mt", "cmt", "atrx-fusion")
 BASELINES = {"age": ("age",), "age + sex": ("age", "sex_male")}  # plain logistic regression, same folds
 NOMOGRAM_NAMES = {"age": "Age (years)", "sex_male": "Sex (male = 1)", "who_grade": "WHO grade",
                   "vasari_score": "VASARI score"}
+NOMOGRAM_NAMES.update({f"{c}_missing": f"{c} not recorded (1 = missing)" for c in CLINICAL})
 # written into each bundle (model files are data): generated from the one sex definition, case.SEXES / sex_male
 ENCODINGS = {"sex_male": {k: (1.0 if v == "M" else 0.0) for k, v in SEXES.items()}}
 
@@ -192,10 +204,90 @@ def drop_correlated(X: np.ndarray, names: List[str], threshold: float = 0.99):
 
 
 def _usable(df: pd.DataFrame, cols: List[str]) -> List[str]:
-    """Imaging columns that are finite for every case and not constant."""
-    X = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    ok = np.isfinite(X).all(0) & (np.nanstd(X, 0) > 1e-12)
+    """Imaging columns with at least one finite value that are not constant (missing values are handled inside
+    the folds by ``missing_rule``)."""
+    if not cols:
+        return []
+    X = np.array(df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float), copy=True)
+    X[~np.isfinite(X)] = np.nan
+    fin = np.isfinite(X).any(0)
+    with np.errstate(all="ignore"):
+        sd = np.where(fin, np.nanstd(np.where(fin, X, 0.0), 0), 0.0)
+    ok = fin & (sd > 1e-12)
     return [c for c, k in zip(cols, ok) if k]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# missing data: learned on training cases only (each outer fold, the final fit)
+# ----------------------------------------------------------------------------------------------------------------
+MISSING_THRESHOLD = 0.20  # an imaging column is dropped when MORE than this fraction of the training cases miss it
+INDICATOR_SUFFIX = "_missing"
+
+
+def feature_family(column: str) -> str:
+    """The family of an imaging column: sequence + region for ours (``T1c_ET``, ``mask_WT``), the prefix for
+    location / VASARI columns, the image type for standard PyRadiomics names (``original``, ``wavelet-LLH``)."""
+    m = re.match(r"^(mask|T1|T1c|T2|FLAIR|t2flair)_([A-Za-z0-9]+)_", column)
+    if m:
+        return f"{m.group(1)}_{m.group(2)}"
+    return column.split("_", 1)[0]
+
+
+def missing_rule(dtr: pd.DataFrame, img_cols: Sequence[str], clinical: Sequence[str],
+                 threshold: float = MISSING_THRESHOLD) -> dict:
+    """What to do with missing values, learned on the training cases ``dtr``: imaging columns kept (missing in at
+    most ``threshold`` of them, not constant on the observed values) with their training medians, columns dropped
+    for missingness (fraction missing), clinical training means, and the clinical variables that get a missing
+    indicator (some but not all training cases miss them)."""
+    X = dtr[list(img_cols)].apply(pd.to_numeric, errors="coerce")
+    X = X.where(np.isfinite(X.to_numpy(float)))
+    frac = X.isna().mean(0)
+    dropped = {c: round(float(frac[c]), 4) for c in img_cols if frac[c] > threshold}
+    med = X.median(0)
+    keep = [c for c in img_cols if c not in dropped and np.isfinite(med[c])
+            and float(X[c].std(ddof=0)) > 1e-12]
+    C = dtr[list(clinical)].apply(pd.to_numeric, errors="coerce") if clinical else pd.DataFrame(index=dtr.index)
+    means = {c: float(C[c].mean()) for c in clinical}
+    indicators = [c for c in clinical if 0 < int(C[c].isna().sum()) < len(C)]
+    return {"threshold": float(threshold), "img_cols": keep, "medians": {c: float(med[c]) for c in keep},
+            "means": means, "indicators": indicators, "dropped_for_missingness": dropped,
+            "n_imputed_values": {c: int(X[c].isna().sum()) for c in keep if X[c].isna().any()},
+            "n_cases": int(len(dtr))}
+
+
+def apply_missing(df: pd.DataFrame, rule: dict, clinical: Sequence[str]) -> pd.DataFrame:
+    """Fill a table's missing values by a rule learned on training cases (``missing_rule``) and add the missing
+    indicators (1 = the variable was missing); the input is not changed."""
+    df = df.copy()
+    for c in rule["indicators"]:
+        df[c + INDICATOR_SUFFIX] = df[c].isna().astype(float)
+    for c in clinical:
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(rule["means"][c])
+    cols = rule["img_cols"]
+    if cols:
+        X = df[cols].apply(pd.to_numeric, errors="coerce")
+        df[cols] = X.where(np.isfinite(X.to_numpy(float))).fillna(rule["medians"])
+    return df
+
+
+def model_clinical(clinical: Sequence[str], rule: dict) -> List[str]:
+    """The clinical columns offered to the model: the variables and their missing indicators."""
+    return list(clinical) + [c + INDICATOR_SUFFIX for c in rule["indicators"]]
+
+
+def absent_families(df: pd.DataFrame, img_cols: Sequence[str]) -> Dict[str, int]:
+    """Per imaging feature family, the number of cases in which ALL its columns are missing (a region empty or too
+    small for its features, a sequence not extracted); families never absent are left out."""
+    fams: Dict[str, List[str]] = {}
+    for c in img_cols:
+        fams.setdefault(feature_family(c), []).append(c)
+    out = {}
+    for f, cols in fams.items():
+        X = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        n = int((~np.isfinite(X)).all(1).sum())
+        if n:
+            out[f] = n
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -224,7 +316,8 @@ def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], 
     out = []
     for t in range(len(labels)):
         m = est.task_model(t)
-        m["groups"] = {f: ("Radiomics score" if f not in CLINICAL else f) for f in m["features"]}
+        m["groups"] = {f: ("Radiomics score" if f not in CLINICAL and f not in clinical else f)
+                       for f in m["features"]}
         sel = est.selection_
         m["info"] = {"method": {"st": "single-task LASSO", "mt": "multi-task LASSO",
                                 "cmt": "collaborative multi-task LASSO"}[method] + " (Wang 2025)",
@@ -249,13 +342,6 @@ def _lp(model: dict, df: pd.DataFrame) -> np.ndarray:
     return model["intercept"] + ((X - model["center"]) / model["scale"]) @ model["coef"]
 
 
-def _impute(df: pd.DataFrame, clinical: List[str], means: Dict[str, float]) -> pd.DataFrame:
-    df = df.copy()
-    for c in clinical:
-        df[c] = df[c].fillna(means[c])
-    return df
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # repeated nested cross-validation
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,21 +363,28 @@ def _logistic_baseline(dtr: pd.DataFrame, dte: pd.DataFrame, label: str, cols: S
 
 def _cv_fold(job, ctx=None) -> dict:
     """One outer fold of one repetition: fit every step on the training part, predict the held-out part."""
-    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang = (ctx if ctx is not None
-                                                                                 else _CV_INPUT["ctx"])
+    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, threshold = (
+        ctx if ctx is not None else _CV_INPUT["ctx"])
     r, f, tr, te = job
     dtr, dte = df.iloc[tr], df.iloc[te]
-    m_tr = {c: float(dtr[c].mean()) for c in clinical}
-    dtr, dte = _impute(dtr, clinical, m_tr), _impute(dte, clinical, m_tr)
-    models = _fit(method, dtr, labels, img_cols, clinical, seed + r, n_bootstrap, n_jobs=1, wang=wang)
-    out = {"r": r, "f": f, "te": te, "p": {}, "n_features": {}, "extra": {}, "baselines": {}}
+    rule = missing_rule(dtr, img_cols, clinical, threshold)  # learned on the training fold only
+    dtr, dte = apply_missing(dtr, rule, clinical), apply_missing(dte, rule, clinical)
+    cols, clin = rule["img_cols"], model_clinical(clinical, rule)
+    models = _fit(method, dtr, labels, cols, clin, seed + r, n_bootstrap, n_jobs=1, wang=wang)
+    out = {"r": r, "f": f, "te": te, "p": {}, "n_features": {}, "extra": {}, "baselines": {}, "cutoff": {},
+           "n_dropped_for_missingness": len(rule["dropped_for_missingness"])}
     for lab, m in zip(labels, models):
         out["p"][lab] = _sigmoid(_lp(m, dte))
         out["n_features"][lab] = len(m["features"])
-        out["baselines"][lab] = {name: _logistic_baseline(dtr, dte, lab, cols) for name, cols in baselines.items()}
+        # the cutoff this fold applies to its held-out cases: Youden on ITS training cases' predictions
+        lab_tr = np.isfinite(dtr[lab].to_numpy(float))
+        out["cutoff"][lab] = youden_cutoff(dtr.loc[lab_tr, lab].astype(int).to_numpy(),
+                                           _sigmoid(_lp(m, dtr[lab_tr])))
+        out["baselines"][lab] = {name: _logistic_baseline(dtr, dte, lab, bcols)
+                                 for name, bcols in baselines.items()}
     if method == "atrx-fusion":
         est = models[0]["extra"]["imaging"]
-        out["extra"]["imaging only"] = _sigmoid(est.imaging_score(dte[img_cols + clinical].to_numpy(float)))
+        out["extra"]["imaging only"] = _sigmoid(est.imaging_score(dte[cols + clin].to_numpy(float)))
         out["extra"]["clinical only"] = _clinical_only(dtr, dte, labels[0], clinical)
     return out
 
@@ -317,14 +410,15 @@ def cv_splits(strata: pd.Series, repeats: int, folds: int, seed: int):
 def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str],
                 strata: pd.Series, *, repeats: int, folds: int, seed: int, n_bootstrap: int,
                 n_jobs: int = 1, baselines: Optional[Dict[str, Sequence[str]]] = None,
-                wang: Optional[dict] = None) -> dict:
+                wang: Optional[dict] = None, missing_threshold: float = MISSING_THRESHOLD) -> dict:
     """Out-of-fold predictions (repeats, n) of the method, its clinical baselines and (Liu) the imaging-only and
-    clinical-only parts, all on the same folds. Outer folds run in ``n_jobs`` processes (the results do not depend
+    clinical-only parts, all on the same folds, and (``cutoffs``, repeats x n) the cutoff each case's fold chose on
+    its training part. Missing values are handled inside each fold (``missing_rule``). Outer folds run in ``n_jobs`` processes (the results do not depend
     on ``n_jobs``: every fold's seed is fixed)."""
     if baselines is None:
         baselines = {k: v for k, v in BASELINES.items() if all(c in df.columns and df[c].notna().any() for c in v)}
     jobs, k = cv_splits(strata, repeats, folds, seed)
-    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang)
+    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, missing_threshold)
     n_jobs = max(1, min(int(n_jobs or 1), len(jobs)))
     if n_jobs > 1:
         import multiprocessing
@@ -340,6 +434,7 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
         results = [_cv_fold(j, ctx) for j in jobs]
     n = len(df)
     P = {lab: np.full((repeats, n), np.nan) for lab in labels}
+    CUT = {lab: np.full((repeats, n), np.nan) for lab in labels}
     B = {lab: {b: np.full((repeats, n), np.nan) for b in baselines} for lab in labels}
     E = {e: np.full((repeats, n), np.nan) for e in (("imaging only", "clinical only") if method == "atrx-fusion" else ())}
     nfeat = {lab: [] for lab in labels}
@@ -347,13 +442,15 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
         r, te = res["r"], res["te"]
         for lab in labels:
             P[lab][r, te] = res["p"][lab]
+            CUT[lab][r, te] = res["cutoff"][lab]
             nfeat[lab].append(res["n_features"][lab])
             for b, v in res["baselines"][lab].items():
                 B[lab][b][r, te] = v
         for e, v in res["extra"].items():
             E[e][r, te] = v
     return {"oof": P, "baselines": B, "extra": E, "n_features": nfeat, "folds": k, "repeats": repeats,
-            "baseline_columns": {b: list(c) for b, c in baselines.items()}}
+            "cutoffs": CUT, "baseline_columns": {b: list(c) for b, c in baselines.items()},
+            "n_dropped_for_missingness_per_fold": [res["n_dropped_for_missingness"] for res in results]}
 
 
 def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, provenance: dict, *, trained_on: str,
@@ -362,7 +459,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                   clinical: Optional[Sequence[str]] = None, seed: int = 0, n_bootstrap: int = 100,
                   outer_folds: int = 5, repeats: int = 10, sequences=None, n_jobs: Optional[int] = None,
                   version: str = "1.0.0", report_path=None, name_prefix: str = "", wang: Optional[dict] = None,
-                  features: Optional[str] = None, id_column: Optional[str] = None, _keep_plot: bool = False):
+                  features: Optional[str] = None, id_column: Optional[str] = None,
+                  missing_threshold: float = MISSING_THRESHOLD, _keep_plot: bool = False):
     """Train, cross-validate (``repeats`` x ``outer_folds`` nested) and package. Returns (bundles, evaluation
     dict); with ``report_path`` (no suffix) also writes <report_path>.html (figures) and <report_path>.json.
     ``sequences`` (e.g. "flair,t1,t1c"): train on those sequences' features and cases only (recorded in the
@@ -372,7 +470,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     skipped. ``wang``: WangLasso parameters over its defaults (e.g. {"loss": "logistic", "alpha": 0.01}).
     Imaging columns: ours and standard PyRadiomics names (``imaging_columns``; ``diagnostics_*`` ignored), or those
     matching the regular expression ``features``; ``id_column`` names the case identifier column (default
-    ``case_id`` when present)."""
+    ``case_id`` when present). ``missing_threshold``: an imaging column is dropped (inside each training fold and
+    for the final fit) when more than this fraction of the training cases miss it, else median-imputed there."""
     labels = list(labels)
     if id_column and id_column != "case_id":
         if id_column not in table.columns:
@@ -387,6 +486,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
         raise InputError("method atrx-fusion takes one label")
     if repeats < 1 or outer_folds < 2:
         raise InputError("repeats must be >= 1 and outer folds >= 2")
+    if not 0.0 <= float(missing_threshold) < 1.0:
+        raise InputError("the missing-data threshold must be a fraction in [0, 1)")
     for lab in labels:
         if lab not in table.columns:
             raise InputError(f"label column '{lab}' is not in the table")
@@ -412,7 +513,7 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                                  clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=outer_folds,
                                  repeats=repeats, sequences=seq_info["sequences"] if seq_info else None,
                                  n_jobs=n_jobs, version=version, name_prefix=name_prefix, wang=wang,
-                                 features=features, _keep_plot=True)
+                                 features=features, missing_threshold=missing_threshold, _keep_plot=True)
                    for i, lab in enumerate(labels)]
         ev = {"tasks": [r[1]["tasks"][0] for r in results]}
         if report_path:
@@ -444,22 +545,51 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     df[img_cols] = df[img_cols].apply(pd.to_numeric, errors="coerce")
     seq_names = seq_info["sequences"] if seq_info else offered_sequences(img_cols)
     provenance = {**provenance, "sequences": seq_names}
-    means = {c: float(df[c].mean()) for c in clinical}
-    dfi = _impute(df, clinical, means)
+    rule = missing_rule(df, img_cols, clinical, missing_threshold)  # the final fit's (all cases are its training)
+    if not rule["img_cols"]:
+        raise InputError(f"no imaging feature column is present in at least {1 - missing_threshold:.0%} of the cases "
+                         f"(missing-data threshold {missing_threshold:.0%})")
+    means = rule["means"]
+    dfi = apply_missing(df, rule, clinical)
+    clinical_final = model_clinical(clinical, rule)
+    absent = absent_families(df, img_cols)
+    missing_data = {
+        "rule": "learned on the training cases (each outer fold; all cases for the final model): imaging column "
+                f"dropped when more than {missing_threshold:.0%} of them miss it, else missing values = training "
+                "median; clinical missing values = training mean, with a 0/1 '<variable>_missing' indicator offered "
+                "to the model when some training cases miss the variable",
+        "threshold": float(missing_threshold),
+        "imaging_columns_dropped_final": rule["dropped_for_missingness"],
+        "imaging_values_imputed_final": rule["n_imputed_values"],
+        "clinical_missing": {c: int(df[c].isna().sum()) for c in clinical if df[c].isna().any()},
+        "indicators_offered": [c + INDICATOR_SUFFIX for c in rule["indicators"]],
+        "families_absent_cases": absent,
+        "n_cases": int(len(df))}
+    warn = [f"feature family {f} absent (all its columns missing) in {n} of {len(df)} cases: "
+            + ("its columns are dropped (missing in more than the threshold)"
+               if all(c in rule["dropped_for_missingness"] for c in img_cols if feature_family(c) == f)
+               else "median-imputed inside the training folds where kept")
+            for f, n in absent.items()]
+    warn += [f"clinical variable {c} missing in {n} of {len(df)} cases: training mean imputed, indicator "
+             f"{c}{INDICATOR_SUFFIX} offered" for c, n in missing_data["clinical_missing"].items()]
+    missing_data["warnings"] = warn
     strat = dfi[labels].fillna(2).astype(int).astype(str).agg("".join, axis=1)
     cv = repeated_cv(method, df, labels, img_cols, clinical, strat, repeats=repeats, folds=outer_folds, seed=seed,
-                     n_bootstrap=n_bootstrap, n_jobs=n_jobs, wang=wang)
-    final = _fit(method, dfi, labels, img_cols, clinical, seed, n_bootstrap, n_jobs=n_jobs, wang=wang)
+                     n_bootstrap=n_bootstrap, n_jobs=n_jobs, wang=wang, missing_threshold=missing_threshold)
+    missing_data["imaging_columns_dropped_per_fold"] = {
+        "mean": round(float(np.mean(cv["n_dropped_for_missingness_per_fold"])), 2),
+        "max": int(np.max(cv["n_dropped_for_missingness_per_fold"]))}
+    final = _fit(method, dfi, labels, rule["img_cols"], clinical_final, seed, n_bootstrap, n_jobs=n_jobs, wang=wang)
     if method == "atrx-fusion":  # Liu's comparison of classifiers on the selected imaging features
         from .models import compare_classifiers
         est = final[0]["extra"]["imaging"]
-        sel = [img_cols[j] for j in est.imaging_["cols"]]
+        sel = [rule["img_cols"][j] for j in est.imaging_["cols"]]
         final[0]["info"]["classifier_comparison_cv_auc"] = compare_classifiers(
             dfi[sel].to_numpy(float), dfi[labels[0]].to_numpy(int), seed=seed)
         final[0]["info"]["classifier_comparison_note"] = ("5-fold CV AUC on the features selected from all cases "
                                                           "(selection not repeated per fold: optimistic, for ranking)")
     design = {"repeats": repeats, "folds": cv["folds"], "n_bootstrap": n_bootstrap, "seed": seed,
-              "n_imaging_columns_offered": len(img_cols), "clinical_offered": clinical, "sequences": seq_names,
+              "n_imaging_columns_offered": len(img_cols), "clinical_offered": clinical_final, "sequences": seq_names,
               "baseline_columns": cv["baseline_columns"]}
     if seq_info:
         design["sequence_restriction"] = seq_info
@@ -473,6 +603,12 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
         compare = ({k2: v[:, keep].mean(0) for k2, v in cv["extra"].items()} if method == "atrx-fusion" else None)
         ev_cv = evaluate(y, p_mean, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method})",
                          compare=compare, seed=seed)
+        ev_cv["cutoff_source"] = ("Youden index on the final model's training predictions applied to the "
+                                  "repetition-averaged out-of-fold probabilities (the bundle's cutoff; figures only: "
+                                  "the cross-validated classification figures are 'at_fold_cutoffs')")
+        ev_cv["at_fold_cutoffs"] = at_fold_cutoffs(y, P, cv["cutoffs"][lab][:, keep])
+        # calibration of each repetition's pooled out-of-fold probabilities (not of their average)
+        ev_cv["calibration_intercept_slope"] = calibration_summary(y, P, n_boot=500, seed=seed)
         ev_train = evaluate(y, p_train, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method}) training", seed=seed)
         rep = {"design": design, "model": repeated_cv_summary(y, P, seed=seed)}
         rep["baselines"] = {b: repeated_cv_summary(y, v[:, keep], seed=seed) for b, v in cv["baselines"][lab].items()}
@@ -482,9 +618,11 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
         rep["n_features_per_fold"] = {"mean": round(float(nf.mean()), 2), "min": int(nf.min()), "max": int(nf.max())}
         rep["n_features_final"] = len(m["features"])
         cutoff = youden_cutoff(y, p_train)
+        imputation = {**{c: v for c, v in rule["medians"].items() if c in m["features"]},
+                      **{c: v for c, v in means.items() if c in m["features"]}}
         bundle = _bundle(m, dfi[keep], tasks[i], method, cutoff, ev_cv, ev_train, rep, provenance, trained_on,
-                         synthetic, intended_use, positive_labels[i], negative_labels[i], lab, means, seed, version,
-                         name_prefix)
+                         synthetic, intended_use, positive_labels[i], negative_labels[i], lab, imputation, seed,
+                         version, name_prefix, missing_data)
         bundles.append(bundle)
         plot_compare = {**(compare or {}), **{b: v[:, keep].mean(0) for b, v in cv["baselines"][lab].items()}}
         task_evals.append({"task": tasks[i], "label": lab, "method": method, "cross_validated": ev_cv,
@@ -494,6 +632,7 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                            "oof_probability_note": "mean over the repetitions of each case's out-of-fold probability",
                            "case_id": dfi.loc[keep, "case_id"].astype(str).tolist() if "case_id" in dfi else None,
                            "training": ev_train, "model": m["info"], "features": m["features"],
+                           "missing_data": missing_data, "warnings": list(missing_data["warnings"]),
                            "cohort": cohort_table(dfi[keep], lab, clinical + m["features"][:10]),
                            "_plot": (y, p_mean, dfi.loc[keep, m["features"]], plot_compare)})
     ev = {"tasks": task_evals}
@@ -517,7 +656,7 @@ def _clinical_only(dtr, dte, label, clinical):
 
 
 def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, rep, provenance, trained_on, synthetic, intended_use, pos,
-            neg, label, means, seed, version, name_prefix) -> ModelBundle:
+            neg, label, imputation, seed, version, name_prefix, missing_data=None) -> ModelBundle:
     feats = list(m["features"])
     if not feats:
         raise InputError(f"{task}: the model kept no feature")
@@ -554,15 +693,21 @@ def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, rep, provenance, train
         "auc_train_apparent": ev_train["auc"], "auprc_cv": ev_cv["auprc"], "brier_cv": ev_cv["brier"],
         "cv_probability": "mean over the repetitions of each case's out-of-fold probability (AUPRC, Brier, "
                           "cutoff metrics)",
-        "cutoff_method": "Youden index on the final model's training predictions",
-        "at_cutoff_cv": {k: v for k, v in ev_cv["at_cutoff"].items() if k != "confusion_matrix"},
+        "cutoff_method": "Youden index on the final model's training predictions (the cutoff applied to new "
+                         "cases); the cross-validated classification figures (at_cutoff_cv) use the cutoff chosen "
+                         "inside each outer training fold, applied to its held-out cases",
+        "at_cutoff_cv": ev_cv["at_fold_cutoffs"],
+        "auc_cv_95ci_repetitions_x_bootstrap": mod.get("auc_95ci_repetitions_x_bootstrap"),
+        "calibration_cv": ev_cv["calibration_intercept_slope"],
     }
     training = {"trained_on": trained_on, "n": int(ev_train["n"]), "n_positive": int(ev_train["n_positive"]),
                 "label_column": label, "date": _dt.date.today().isoformat(),
                 "software": f"glioma-radiogenomics {__version__}", "python": platform.python_version(),
                 "method": m["info"]["method"], "method_details": m["info"], "seed": seed,
                 "sequences": list(provenance.get("sequences") or []), "validation_design": d}
-    clinical = [f for f in feats if f in CLINICAL]
+    if missing_data is not None:
+        training["missing_data"] = missing_data
+    clinical = [f for f in feats if f in CLINICAL or f.endswith(INDICATOR_SUFFIX)]
     return ModelBundle(
         task=task, name=f"{name_prefix}{task}-{method}", version=version, features=feats,
         center=[float(v) for v in center], scale=[float(v) for v in scale], coefficients=[float(v) for v in coef],
@@ -570,7 +715,7 @@ def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, rep, provenance, train
         feature_schema={**provenance, "clinical": clinical, "columns": feats}, training=training, metrics=metrics,
         synthetic=synthetic, positive_label=pos, negative_label=neg, intended_use=intended_use,
         encodings={k: v for k, v in ENCODINGS.items() if k in feats},
-        imputation={k: means[k] for k in clinical if k in means})
+        imputation={k: float(v) for k, v in imputation.items() if k in feats})
 
 
 def _report(path, ev: dict, bundles: List[ModelBundle]) -> None:
@@ -605,12 +750,13 @@ def _repeated_section(t: dict) -> dict:
     rows = []
     for name, v in [(f"{t['task']} ({t['method']})", rep["model"])] + list(rep["baselines"].items()):
         rows.append([name, v["auc_mean"], v["auc_sd"], f"{v['auc_min']}-{v['auc_max']}",
-                     "-".join(map(str, v["auc_95ci_delong"])), "-".join(map(str, v["auc_95ci_bootstrap"] or []))])
+                     "-".join(map(str, v["auc_95ci_delong"])), "-".join(map(str, v["auc_95ci_bootstrap"] or [])),
+                     "-".join(map(str, v.get("auc_95ci_repetitions_x_bootstrap") or []))])
     for c in rep["comparisons"]:
         dl = c["delong_mean_prediction"]
         rows.append([f"difference vs {c['b']}", c["auc_diff_mean"], c["auc_diff_sd"],
                      f"{c['auc_diff_min']}-{c['auc_diff_max']}",
-                     f"better in {c['repetitions_a_better']}/{c['repeats']} repetitions",
+                     f"better in {c['repetitions_a_better']}/{c['repeats']} repetitions", "",
                      f"DeLong (mean prediction) z = {dl['z']}, p = {dl['p']:.3g}"])
     nf = rep["n_features_per_fold"]
     text = (f"{d['repeats']} repetitions x {d['folds']}-fold outer cross-validation, every selection step inside the "
@@ -618,9 +764,13 @@ def _repeated_section(t: dict) -> dict:
             f"{'+'.join(d['sequences']) or 'none'}; {d['n_imaging_columns_offered']} imaging columns offered, clinical "
             f"offered: {', '.join(d['clinical_offered']) or 'none'}; features per fold model {nf['mean']} "
             f"({nf['min']}-{nf['max']}), final model {rep['n_features_final']}. Baselines: logistic regression on "
-            "the same training folds.")
+            "the same training folds; differences: per-repetition spread (SD, range, repetitions won) first, the "
+            "DeLong p-value of the repetition-averaged predictions last. CIs: DeLong and bootstrap = case sampling; "
+            "repetitions x bootstrap = case sampling and the variability of refitting the whole pipeline "
+            "(selection included). " + " ".join(t.get("warnings") or []))
     return {"title": f"{t['task']}: repeated nested cross-validation", "text": text,
-            "table": {"columns": ["model", "AUC mean", "SD", "min-max", "95% CI DeLong", "95% CI bootstrap"],
+            "table": {"columns": ["model", "AUC mean", "SD over repetitions", "min-max", "95% CI DeLong",
+                                  "95% CI bootstrap", "95% CI repetitions x bootstrap"],
                       "rows": rows}}
 
 

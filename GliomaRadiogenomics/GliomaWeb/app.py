@@ -106,11 +106,12 @@ class GliomaWebApp(TrameApp):
                         html.Caption("SYNTHETIC case (simulated glioma): the numbers demonstrate the software only",
                                      v_if="glioma_case_synthetic && glioma_results.length")
                         with html.Tr():
-                            for h in ("task", "probability", "label", "points", "trained on"):
+                            for h in ("task", "probability", "status", "label", "points", "trained on"):
                                 html.Th(h)
                         with html.Tr(v_for="r in glioma_results", key="r.task"):
                             html.Td("{{ r.task }}")
                             html.Td("{{ r.probability }}", classes="glioma-probability")
+                            html.Td("{{ r.status }}", classes="glioma-status", title=("r.status_detail",))
                             html.Td("{{ r.label }}")
                             html.Td("{{ r.points }}")
                             html.Td("{{ r.trained_on }}")
@@ -189,7 +190,8 @@ class GliomaWebApp(TrameApp):
             logic.save_report(self.work / "report.html")
             label = segmentation_node_to_label_image(seg, reference_node(self.nodes))
             write_image(sitk.Cast(label, sitk.sitkUInt8), self.work / "segmentation.nii.gz")
-            rows = [{"task": r.task, "probability": r.probability_text,
+            rows = [{"task": r.task, "probability": r.probability_text, "status": r.status_text,
+                     "status_detail": r.status_detail,
                      "label": r.label + (f" ({r.reason})" if r.reason else ""), "points": r.points_text,
                      "trained_on": r.trained_on_text, "nomogram": r.points_breakdown} for r in task_rows(doc)]
             self.state.glioma_results = rows

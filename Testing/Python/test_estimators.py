@@ -219,7 +219,7 @@ def test_train_and_predict_commands(tmp_path):
                               "--out", str(tmp_path / "pred.csv")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     pred = pd.read_csv(tmp_path / "pred.csv")
-    assert list(pred.columns) == ["case_id", "probability", "label", "total_points"] and len(pred) == 160
+    assert list(pred.columns) == ["case_id", "task", "probability", "label", "total_points", "status", "model", "synthetic", "warnings"] and len(pred) == 160
     # a table without the model's features is refused (even when trusted without a provenance file)
     df.drop(columns=bundle["features"][:1]).to_csv(tmp_path / "bad.csv", index=False)
     r = subprocess.run(cli + ["predict", "--bundle", str(tmp_path / "m_IDH.json"), "--table", str(tmp_path / "bad.csv"),

@@ -166,7 +166,8 @@ def test_missing_age_is_imputed_with_a_warning(clinical_bundle):
 
 def test_predict_table(bundle):
     out = predict_table(bundle, planted_table(10, seed=6))
-    assert list(out.columns) == ["case_id", "probability", "label", "total_points"]
+    assert list(out.columns) == ["case_id", "task", "probability", "label", "total_points", "status", "model",
+                                 "synthetic", "warnings"]
     assert out.probability.between(0, 1).all() and set(out.label) <= {"IDH-mutant", "IDH-wildtype"}
 
 

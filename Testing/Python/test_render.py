@@ -42,7 +42,7 @@ def test_task_rows_format_and_unavailable_task():
     assert not epi.available and epi.probability_text == "n/a" and epi.points_text == "n/a"
     assert epi.cutoff_text == "n/a" and epi.trained_on_text == "SYNTHETIC cohort (SYNTHETIC)"
     lines = summary_lines(_doc())
-    assert lines[0].startswith("IDH: 0.73 (IDH-mutant), 57.2 points; model tcga_lgg_IDH_flair v1.0")
+    assert lines[0].startswith("IDH: 0.73 (IDH-mutant) [valid], 57.2 points; model tcga_lgg_IDH_flair v1.0")
     assert lines[1] == "epilepsy: not available (needs T1c, the case has FLAIR only)"
     assert "Warnings: brain mask by threshold" in lines
     assert any("SYNTHETIC" in line for line in lines[2:]) and lines[-1] == "Research probabilities, not diagnoses."
@@ -71,8 +71,9 @@ def test_slicer_table_node_uses_the_rows(mrml):
     node = predictions_to_table_node(_doc(), mrml.scene)
     t = node.GetTable()
     got = [[t.GetColumn(j).GetValue(i) for j in range(t.GetNumberOfColumns())] for i in range(t.GetNumberOfRows())]
-    assert got[0][:4] == ["IDH", "0.735", "IDH-mutant", "57.2"]
-    assert got[1][1] == "n/a" and "needs T1c" in got[1][2] and got[1][6].startswith("YES")
+    assert got[0][:5] == ["IDH", "0.735", "valid", "IDH-mutant", "57.2"]
+    assert got[1][1] == "n/a" and got[1][2] == "NOT AVAILABLE; SYNTHETIC model"
+    assert "needs T1c" in got[1][3] and got[1][7].startswith("YES") and "needs T1c" in got[1][8]
 
 
 def test_no_second_renderer_in_the_adapters():
