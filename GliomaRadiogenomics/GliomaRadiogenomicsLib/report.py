@@ -204,7 +204,11 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
                     "its points on the Points scale; the points add up to the Total points, which map to the "
                     "Probability below them. The variable with the widest effect spans 0-100 points over its trimmed "
                     "training range; a value outside an axis is marked 'out of range' beside it.")]
-        b += [("img", (f"nomogram {t}", nomogram_figure(t, r))) for t, r in figs]
+        for t, r in figs:
+            try:
+                b.append(("img", (f"nomogram {t}", nomogram_figure(t, r))))
+            except Exception as exc:  # a figure must not break the report
+                b.append(("warn", f"{t}: nomogram figure failed ({type(exc).__name__}: {exc})"))
     seg = doc.get("segmentation") or {}
     vol = seg.get("volumes_ml") or {}
     b += [("h2", "Segmentation"),
