@@ -2,7 +2,9 @@
 
 ROC AUC with 95 % CIs by DeLong (fast algorithm of Sun & Xu 2014) and by 2000 bootstrap resamples; pairwise DeLong
 test of correlated AUCs; the Youden cutoff taken from the TRAINING predictions and applied to the evaluated ones
-(accuracy, sensitivity, specificity, PPV, NPV, confusion matrix); AUPRC; calibration curve and Brier score; decision
+(accuracy, sensitivity, specificity, PPV, NPV, confusion matrix), and in repeated cross-validation each outer fold's
+own training-fold cutoff applied to its held-out cases (``at_fold_cutoffs``); AUPRC; calibration curve (deciles and a
+spline-logistic smoothed curve), calibration intercept and slope with bootstrap CIs, and Brier score; decision
 curve (net benefit) and clinical impact curve; waterfall plot; Pearson heat map of the model's features; cohort
 table (Mann-Whitney U for numbers, chi-square for categories). Repeated cross-validation: the pooled out-of-fold AUC
 per repetition summarised (mean, SD, range, DeLong and bootstrap CIs) and paired comparisons on the same folds.
@@ -111,11 +113,13 @@ def repeated_cv_summary(y, P, n_boot: int = 2000, seed: int = 0, alpha: float = 
     z = stats.norm.ppf(1 - alpha / 2)
     se = math.sqrt(float(np.mean(var)))
     rng = np.random.default_rng(seed)
-    boots = []
+    boots, pooled = [], []
     for _ in range(n_boot):
         i = rng.integers(0, len(y), len(y))
         if 0 < y[i].sum() < len(i):
-            boots.append(float(np.mean(_rank_aucs(y[i], P[:, i]))))
+            a_i = _rank_aucs(y[i], P[:, i])
+            boots.append(float(np.mean(a_i)))
+            pooled.extend(a_i.tolist())
     return {"repeats": int(len(aucs)), "n": int(len(y)), "n_positive": int(y.sum()),
             "auc_mean": round(mean, 4), "auc_sd": round(float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0, 4),
             "auc_min": round(float(aucs.min()), 4), "auc_max": round(float(aucs.max()), 4),
@@ -123,6 +127,18 @@ def repeated_cv_summary(y, P, n_boot: int = 2000, seed: int = 0, alpha: float = 
             "auc_se_delong": round(se, 4),
             "auc_95ci_bootstrap": [round(float(np.quantile(boots, alpha / 2)), 4),
                                    round(float(np.quantile(boots, 1 - alpha / 2)), 4)] if boots else None,
+            # every (repetition, bootstrap resample) AUC pooled: case sampling AND the variability of refitting the
+            # whole pipeline (selection included) on other folds; wider than the interval of the repetition mean
+            "auc_95ci_repetitions_x_bootstrap": [round(float(np.quantile(pooled, alpha / 2)), 4),
+                                                 round(float(np.quantile(pooled, 1 - alpha / 2)), 4)]
+            if pooled else None,
+            "auc_ci_notes": {
+                "auc_sd": "SD over repetitions of the whole pipeline (fold assignment + refitted selection): "
+                          "selection variability, not case sampling",
+                "auc_95ci_delong": "case sampling of one repetition (mean of the repetitions' DeLong variances)",
+                "auc_95ci_bootstrap": "case bootstrap of the repetition-mean AUC (case sampling; fold noise averaged)",
+                "auc_95ci_repetitions_x_bootstrap": "percentile interval over every repetition x case-bootstrap "
+                                                    "AUC: case sampling and pipeline / selection variability"},
             "auc_per_repetition": [round(float(a), 4) for a in aucs],
             "auc_of_mean_prediction": round(float(delong_ci(y, P.mean(0))[0]), 4)}
 
@@ -163,7 +179,8 @@ def at_cutoff(y, p, cutoff) -> Dict[str, object]:
 
     def div(a, b):
         return round(a / b, 4) if b else None
-    return {"cutoff": round(float(cutoff), 4), "accuracy": div(tp + tn, len(y)), "sensitivity": div(tp, tp + fn),
+    c = np.asarray(cutoff, float)  # one cutoff, or one per case (fold-specific cutoffs): their median is shown
+    return {"cutoff": round(float(np.median(c)), 4), "accuracy": div(tp + tn, len(y)), "sensitivity": div(tp, tp + fn),
             "specificity": div(tn, tn + fp), "ppv": div(tp, tp + fp), "npv": div(tn, tn + fn),
             "confusion_matrix": {"tp": tp, "fp": fp, "tn": tn, "fn": fn}}
 
@@ -231,6 +248,141 @@ def cohort_table(df: pd.DataFrame, label: str, columns: Sequence[str]) -> List[d
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# cutoffs chosen inside the training folds, applied out-of-fold
+# ----------------------------------------------------------------------------------------------------------------
+def at_fold_cutoffs(y, P, C) -> dict:
+    """Classification figures of repeated cross-validation when each outer fold's cutoff was chosen on its own
+    training part and applied to its held-out cases: ``P`` (R, n) out-of-fold probabilities, ``C`` (R, n) the cutoff
+    applied to each case in each repetition. Per repetition the pooled out-of-fold classification gives accuracy,
+    sensitivity, specificity, PPV, NPV; reported: their mean, SD and range over repetitions, the confusion matrix
+    summed over repetitions divided by R, and the fold cutoffs (median, range)."""
+    y = np.asarray(y).astype(int)
+    P, C = np.atleast_2d(np.asarray(P, float)), np.atleast_2d(np.asarray(C, float))
+    if P.shape != C.shape or P.shape[1] != len(y):
+        raise ValueError("at_fold_cutoffs: P and C must both be (repetitions, cases)")
+    per = [at_cutoff(y, p, c) for p, c in zip(P, C)]  # at_cutoff compares element-wise: c may be a vector
+    keys = ("accuracy", "sensitivity", "specificity", "ppv", "npv")
+    out = {"repeats": int(P.shape[0]),
+           "cutoff_source": "Youden index on each outer fold's training predictions, applied to that fold's held-out "
+                            "cases"}
+    for k in keys:
+        v = np.array([r[k] for r in per if r[k] is not None], float)
+        out[k] = round(float(v.mean()), 4) if len(v) else None
+        out[k + "_sd"] = round(float(v.std(ddof=1)), 4) if len(v) > 1 else 0.0
+        out[k + "_range"] = [round(float(v.min()), 4), round(float(v.max()), 4)] if len(v) else None
+    cm = {k: round(sum(r["confusion_matrix"][k] for r in per) / len(per), 2) for k in ("tp", "fp", "tn", "fn")}
+    out["confusion_matrix_mean"] = cm
+    cu = np.unique(C[np.isfinite(C)])
+    out["fold_cutoffs"] = {"median": round(float(np.median(cu)), 4), "min": round(float(cu.min()), 4),
+                           "max": round(float(cu.max()), 4), "n": int(len(cu))}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# calibration intercept and slope (logistic recalibration), smoothed calibration curve
+# ----------------------------------------------------------------------------------------------------------------
+def _logit(p, eps: float = 1e-8):
+    p = np.clip(np.asarray(p, float), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def _newton_logistic(Z: np.ndarray, y: np.ndarray, offset=None, max_iter: int = 100, tol: float = 1e-10):
+    """Unpenalised logistic regression by Newton-Raphson: coefficients of the columns of Z (include a column of ones
+    for an intercept), with an optional offset. Returns (beta, converged)."""
+    y = np.asarray(y, float)
+    off = np.zeros(len(y)) if offset is None else np.asarray(offset, float)
+    beta = np.zeros(Z.shape[1])
+    for _ in range(max_iter):
+        eta = off + Z @ beta
+        mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -700, 700)))
+        w = np.maximum(mu * (1 - mu), 1e-12)
+        H = Z.T @ (Z * w[:, None]) + 1e-12 * np.eye(Z.shape[1])
+        step = np.linalg.solve(H, Z.T @ (y - mu))
+        beta = beta + step
+        if np.max(np.abs(step)) < tol:
+            return beta, True
+    return beta, False
+
+
+def calibration_intercept_slope(y, p) -> Dict[str, float]:
+    """Logistic recalibration of probabilities ``p`` (Cox 1958; Steyerberg): slope = coefficient of logit(p) in
+    logit P(y=1) = a + b logit(p); intercept = calibration-in-the-large, a in logit P(y=1) = a + logit(p) (logit(p)
+    as an offset). Ideal: intercept 0, slope 1; slope < 1: predictions too extreme (overfitting)."""
+    y = np.asarray(y, float)
+    lp = _logit(p)
+    one = np.ones((len(y), 1))
+    (a,), ok1 = _newton_logistic(one, y, offset=lp)
+    (_, b), ok2 = _newton_logistic(np.column_stack([one, lp]), y)
+    return {"intercept": float(a), "slope": float(b), "converged": bool(ok1 and ok2)}
+
+
+def rcs_basis(x, knots) -> np.ndarray:
+    """Restricted (natural) cubic spline basis of x (Harrell's parameterisation, without the linear term's
+    intercept): columns x, then k - 2 nonlinear terms, linear beyond the outer knots."""
+    x = np.asarray(x, float)
+    t = np.asarray(knots, float)
+    k = len(t)
+    norm = (t[-1] - t[0]) ** 2
+    cube = lambda u: np.maximum(u, 0.0) ** 3  # noqa: E731
+    cols = [x]
+    for j in range(k - 2):
+        cols.append((cube(x - t[j]) - cube(x - t[k - 2]) * (t[k - 1] - t[j]) / (t[k - 1] - t[k - 2])
+                     + cube(x - t[k - 1]) * (t[k - 2] - t[j]) / (t[k - 1] - t[k - 2])) / norm)
+    return np.column_stack(cols)
+
+
+def smoothed_calibration(y, p, knots: int = 3, grid: int = 50) -> dict:
+    """Smoothed calibration curve: logistic regression of the outcome on a restricted cubic spline of logit(p)
+    (``knots`` knots at Harrell's quantiles: 3 -> 10 / 50 / 90 %), evaluated on ``grid`` predicted probabilities
+    between the 1st and 99th percentiles of ``p``. Returns {"predicted": [...], "observed": [...], "knots": ...}."""
+    y = np.asarray(y, float)
+    lp = _logit(p)
+    qs = {3: (0.10, 0.50, 0.90), 4: (0.05, 0.35, 0.65, 0.95), 5: (0.05, 0.275, 0.50, 0.725, 0.95)}[knots]
+    t = np.unique(np.quantile(lp, qs))
+    B = rcs_basis(lp, t) if len(t) >= 3 else lp[:, None]
+    beta, ok = _newton_logistic(np.column_stack([np.ones(len(y)), B]), y)
+    lo, hi = np.quantile(lp, [0.01, 0.99])
+    g = np.linspace(lo, hi, grid)
+    Bg = rcs_basis(g, t) if len(t) >= 3 else g[:, None]
+    obs = 1.0 / (1.0 + np.exp(-np.clip(beta[0] + Bg @ beta[1:], -700, 700)))
+    return {"predicted": [round(float(v), 5) for v in 1.0 / (1.0 + np.exp(-g))],
+            "observed": [round(float(v), 5) for v in obs], "knots_logit": [round(float(v), 5) for v in t],
+            "method": f"logistic regression on a restricted cubic spline of logit(p), {len(t)} knots",
+            "converged": bool(ok)}
+
+
+def calibration_summary(y, P, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Calibration intercept and slope of out-of-fold probabilities. ``P``: (n,) or (R, n) (one row per
+    repetition of the cross-validation). Estimates: mean over repetitions of each repetition's intercept and slope
+    (pooled out-of-fold predictions of that repetition); SD over repetitions; 95 % CI: percentile interval of the
+    repetition mean over ``n_boot`` case-bootstrap resamples (the same resampled cases in every repetition)."""
+    y = np.asarray(y).astype(int)
+    P = np.atleast_2d(np.asarray(P, float))
+    fits = [calibration_intercept_slope(y, row) for row in P]
+    a = np.array([f["intercept"] for f in fits])
+    b = np.array([f["slope"] for f in fits])
+    rng = np.random.default_rng(seed)
+    ba, bb = [], []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        if not 0 < y[i].sum() < len(i):
+            continue
+        f = [calibration_intercept_slope(y[i], row[i]) for row in P]
+        ba.append(np.mean([x["intercept"] for x in f]))
+        bb.append(np.mean([x["slope"] for x in f]))
+    q = (alpha / 2, 1 - alpha / 2)
+    ci = lambda v: [round(float(x), 4) for x in np.quantile(v, q)] if v else None  # noqa: E731
+    return {"intercept": round(float(a.mean()), 4), "intercept_95ci_bootstrap": ci(ba),
+            "intercept_sd_repetitions": round(float(a.std(ddof=1)), 4) if len(a) > 1 else 0.0,
+            "slope": round(float(b.mean()), 4), "slope_95ci_bootstrap": ci(bb),
+            "slope_sd_repetitions": round(float(b.std(ddof=1)), 4) if len(b) > 1 else 0.0,
+            "repeats": int(P.shape[0]), "n_bootstrap": int(len(ba)),
+            "method": "logistic recalibration of logit(out-of-fold probability): slope = its coefficient, "
+                      "intercept = calibration-in-the-large (logit(p) as offset); per repetition, mean over "
+                      "repetitions, 95 % CI = percentile bootstrap of cases"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the whole evaluation
 # ----------------------------------------------------------------------------------------------------------------
 def evaluate(y, p, p_train=None, y_train=None, name: str = "model", compare: Optional[Dict[str, np.ndarray]] = None,
@@ -247,12 +399,15 @@ def evaluate(y, p, p_train=None, y_train=None, name: str = "model", compare: Opt
     else:
         cutoff, source = youden_cutoff(y, p), "Youden index on the evaluated predictions (optimistic)"
     cal, brier = calibration(y, p)
+    cis = calibration_summary(y, p, n_boot=min(n_boot, 1000), seed=seed) if 0 < y.sum() < len(y) else None
+    smooth = smoothed_calibration(y, p) if 0 < y.sum() < len(y) else None
     out = {"name": name, "n": int(len(y)), "n_positive": int(y.sum()),
            "auc": round(auc, 4), "auc_95ci_delong": [round(lo, 4), round(hi, 4)], "auc_se_delong": round(se, 4),
            "auc_95ci_bootstrap": [round(blo, 4), round(bhi, 4)], "n_bootstrap": n_boot,
            "auprc": round(float(average_precision_score(y, p)), 4), "prevalence": round(float(y.mean()), 4),
            "brier": round(brier, 4), "cutoff_source": source, "at_cutoff": at_cutoff(y, p, cutoff),
            "calibration": [{"predicted": a, "observed": b, "n": c} for a, b, c in cal],
+           "calibration_intercept_slope": cis, "calibration_smoothed": smooth,
            "decision_curve": decision_curve(y, p), "clinical_impact": clinical_impact(y, p)}
     if compare:
         out["delong_tests"] = []
@@ -299,9 +454,16 @@ def figures(y, p, ev: dict, features: Optional[pd.DataFrame] = None, compare: Op
     figs["Precision-recall curve"] = _png(fig)
     fig, ax = plt.subplots(figsize=(4.2, 4))
     cal = ev["calibration"]
-    ax.plot([c["predicted"] for c in cal], [c["observed"] for c in cal], "o-")
+    ax.plot([c["predicted"] for c in cal], [c["observed"] for c in cal], "o", label="deciles")
+    sm = ev.get("calibration_smoothed")
+    if sm:
+        ax.plot(sm["predicted"], sm["observed"], "-", label="smoothed (spline logistic)")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="predicted probability", ylabel="observed fraction", title=f"Calibration: Brier {ev['brier']:.3f}")
+    cis = ev.get("calibration_intercept_slope")
+    sub = (f"\nintercept {cis['intercept']:.2f}, slope {cis['slope']:.2f}" if cis else "")
+    ax.set(xlabel="predicted probability", ylabel="observed fraction",
+           title=f"Calibration: Brier {ev['brier']:.3f}{sub}")
+    ax.legend(fontsize=7)
     figs["Calibration curve"] = _png(fig)
     fig, ax = plt.subplots(figsize=(4.6, 4))
     dc = ev["decision_curve"]
@@ -377,8 +539,19 @@ def write_report(path, title: str, sections: List[dict], card: Optional[dict] = 
         parts.append("<table>")
         for k in ("n", "n_positive", "auc", "auc_95ci_delong", "auc_95ci_bootstrap", "auprc", "brier", "cutoff_source"):
             parts.append(f"<tr><th>{e(k)}</th><td>{e(str(ev.get(k)))}</td></tr>")
+        cis = ev.get("calibration_intercept_slope")
+        if cis:
+            for k in ("intercept", "slope"):
+                parts.append(f"<tr><th>calibration {k}</th><td>{cis[k]} (95% CI "
+                             f"{e('-'.join(map(str, cis[k + '_95ci_bootstrap'] or [])))}, SD over repetitions "
+                             f"{cis[k + '_sd_repetitions']})</td></tr>")
         for k, v in ev["at_cutoff"].items():
             parts.append(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>")
+        folds = ev.get("at_fold_cutoffs")
+        if folds:
+            for k in ("cutoff_source", "accuracy", "sensitivity", "specificity", "ppv", "npv"):
+                v = folds[k] if k == "cutoff_source" else f"{folds[k]} (SD {folds[k + '_sd']} over repetitions)"
+                parts.append(f"<tr><th>fold cutoffs: {e(k)}</th><td>{e(str(v))}</td></tr>")
         parts.append("</table>")
         for t in ev.get("delong_tests", []):
             parts.append(f"<p>DeLong test {e(t['a'])} vs {e(t['b'])}: AUC {t['auc_a']} vs {t['auc_b']}, "

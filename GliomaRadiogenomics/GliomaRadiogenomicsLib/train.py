@@ -241,9 +241,9 @@ def missing_rule(dtr: pd.DataFrame, img_cols: Sequence[str], clinical: Sequence[
     indicator (some but not all training cases miss them)."""
     X = dtr[list(img_cols)].apply(pd.to_numeric, errors="coerce")
     X = X.where(np.isfinite(X.to_numpy(float)))
-    frac = X.isna().mean(0)
+    frac = X.isna().mean(axis=0)
     dropped = {c: round(float(frac[c]), 4) for c in img_cols if frac[c] > threshold}
-    med = X.median(0)
+    med = X.median(axis=0)
     keep = [c for c in img_cols if c not in dropped and np.isfinite(med[c])
             and float(X[c].std(ddof=0)) > 1e-12]
     C = dtr[list(clinical)].apply(pd.to_numeric, errors="coerce") if clinical else pd.DataFrame(index=dtr.index)
