@@ -212,6 +212,7 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
     mask_end = 1.0 - n4_share - atlas_share
     progress.update(mask_start, "brain mask")
     mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub(mask_start, mask_end))
+    progress.update(mask_end, f"brain mask done ({method})")
     pre.brain_mask = mask
     pre.brain_mask_method = method
     check_brain_mask(float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0, method, opt.reference,
