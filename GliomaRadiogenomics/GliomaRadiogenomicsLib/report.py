@@ -343,6 +343,8 @@ class _Pages:
         self.y -= h
 
     def table(self, head, body, size=7.0):
+        if not head:
+            return
         usable = self.W - 2 * self.M
         cols = [head] + list(body)
         n = len(head)
