@@ -153,7 +153,9 @@ class ModelBundle:
         SOFT differences as warnings (segmentation source, brain mask, N4, registration, versions, keys the bundle
         does not record). ``provenance=None`` checks the columns only (the caller vouches for the settings)."""
         cols = set(columns)
-        missing = [f for f in self.features if f not in cols and f not in self.imputation
+        # a clinical variable may be absent (its training mean, with a warning); an imaging column never: its
+        # imputation value (training median) stands in for a missing VALUE of a column the table has
+        missing = [f for f in self.features if f not in cols and not (f in self.imputation and f in _CLINICAL_NAMES)
                    and not _indicator_base(f)]
         if missing:
             shown = ", ".join(missing[:8]) + (f" ... (+{len(missing) - 8} more)" if len(missing) > 8 else "")

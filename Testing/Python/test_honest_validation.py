@@ -167,7 +167,7 @@ def _missing_table(seed=0):
     rng = np.random.default_rng(seed)
     fam = [f"T1c_ET_original_firstorder_F{i}" for i in range(4)]
     for c in fam:
-        df[c] = rng.normal(size=80) + 0.5 * df["label"]
+        df[c] = rng.normal(size=80) + 0.9 * df["label"]
     absent = rng.choice(80, 8, replace=False)  # ET family absent (region empty) in 8 of 80 cases: 10 %
     df.loc[absent, fam] = np.nan
     for c in [f"T2_ET_original_firstorder_G{i}" for i in range(3)]:
@@ -218,5 +218,13 @@ def test_predict_uses_imputation_and_indicator(trained):
     assert res["values"]["age_missing"] == 1.0
     assert b.predict_proba_row(row.iloc[1].to_dict())["values"]["age_missing"] == 0.0
     assert set(et) <= set(res["imputed"])
+    from GliomaRadiogenomicsLib.bundle import FeatureMismatchError
+    from GliomaRadiogenomicsLib.bundle import load_default_bundles
+    shipped = load_default_bundles()[0]
+    img = next(f for f in shipped.features if f not in ("age", "sex_male", "who_grade", "vasari_score"))
+    shipped.imputation[img] = 0.0  # as a bundle trained now records it (training median)
+    with pytest.raises(FeatureMismatchError, match="not offered"):  # a missing VALUE is imputed, a missing COLUMN not
+        shipped.check_features([f for f in shipped.features if f != img])
+    b.check_features([c for c in df.columns if c != "age"] + ["sex_male"])  # absent clinical: training mean
     out = predict_table(b, row)
     assert out["probability"][0] > out["probability"][1]  # missing age pointed to the positive class in training
