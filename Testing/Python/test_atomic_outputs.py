@@ -30,7 +30,7 @@ BATCH = [sys.executable, str(REPO / "GliomaRadiogenomics" / "Batch" / "GliomaBat
 FAST = ["--spacing", "3", "--brain-mask", "threshold", "--backend", "hyperintensity", "--no-register",
         "--workers", "1"]
 RUN_SET = {"predictions.json", "features.csv", "features.provenance.json", "segmentation.nii.gz",
-           "brain_mask.nii.gz", "report.html"}
+           "brain_mask.nii.gz", "report.html", "report.pdf"}
 RNG = random.Random(int(os.environ.get("GLIOMA_KILL_SEED", "20251126")))
 LEFTOVER = re.compile(r"^\..+\.(staging|old|prev|lock)-[0-9]+-[0-9a-f]+$")  # our hidden temporary names
 
@@ -119,7 +119,7 @@ def previous_or_new(folder: Path, previous: dict, names: set, set_name=None) -> 
 
 
 def worker_of(parent: int):
-    """pid of the GliomaRadiogenomicsLib.worker child of ``parent``, or None."""
+    """pid of the worker child of ``parent`` (``<python> .../GliomaRadiogenomicsLib/launch.py worker ...``), or None."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -129,8 +129,9 @@ def worker_of(parent: int):
             if ppid != parent:
                 continue
             with open(f"/proc/{d}/cmdline", "rb") as fh:
-                if b"GliomaRadiogenomicsLib.worker" in fh.read():
-                    return int(d)
+                cmd = fh.read()
+            if b"GliomaRadiogenomicsLib.worker" in cmd or b"launch.py\x00worker" in cmd:
+                return int(d)
         except (OSError, ValueError, IndexError):
             continue
     return None
@@ -340,7 +341,8 @@ def test_batch_killed_while_writing_then_rerun(cohort, tmp_path, bundles_at_spac
     doc = json.loads((out / "synth-0001" / "predictions.json").read_text())
     assert 0 <= doc["IDH"]["probability"] <= 1
     assert pd.read_csv(out / "batch_results.csv").status.tolist() == ["ok"]
-    assert sorted(x.name for x in out.iterdir()) == ["batch_results.csv", "synth-0001"]  # leftovers cleaned
+    # leftovers cleaned (the Parquet rows beside the CSV are part of the batch's results)
+    assert sorted(x.name for x in out.iterdir()) == ["batch_results.csv", "batch_results.parquet", "synth-0001"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -384,7 +386,7 @@ def test_unwritable_or_file_outputs_are_clear_errors(cohort, tmp_path):
     case = cohort / "synth-0000"
     r = run(CLI + ["run", "--case-dir", case, "--out", a_file] + FAST, timeout=120)
     assert r.returncode == 2 and f"output folder {a_file} is an existing file, not a folder" in r.stderr, r.stderr
-    r = run(CLI + ["segment", "--case-dir", case, "--out", a_file / "sub"] + FAST, timeout=120)
+    r = run(CLI + ["segment", "--case-dir", case, "--out", a_file / "sub"] + FAST[:-2], timeout=120)
     assert r.returncode == 2 and f"{a_file} is a file" in r.stderr, r.stderr
     r = run(CLI + ["demo", "--out", "/proc/no/such/folder"] + FAST, timeout=120)
     assert r.returncode == 2 and "/proc/no/such/folder" in r.stderr and "cannot write" in r.stderr, r.stderr
