@@ -6,7 +6,6 @@ core inputs; all science is in GliomaRadiogenomicsLib (pip-installable, no Slice
 import os
 
 import slicer
-import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -134,21 +133,10 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             self.initializeParameterNode()
 
     def initializeParameterNode(self):
-        self.setParameterNode(self.widgets.wrap(GliomaRadiogenomicsParameterNode, self.logic.getParameterNode()))
-        p = self._parameterNode
-        for seq, node in self.widgets.auto_assigned(slicer.mrmlScene, self.widgets.volumes_from_parameters(p)).items():
-            if getattr(p, seq) is None and node is not None:
-                setattr(p, seq, node)
+        self.widgets.initialize_parameter_node(self, GliomaRadiogenomicsParameterNode)
 
     def setParameterNode(self, inputParameterNode):
-        if self._parameterNode is not None:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode is not None:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-            self.onParameterNodeModified()
+        self.widgets.set_parameter_node(self, inputParameterNode)
 
     def onParameterNodeModified(self, caller=None, event=None):
         p = self._parameterNode

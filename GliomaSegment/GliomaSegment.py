@@ -7,7 +7,6 @@ Lifecycle as Slicer's scripted-module template: singleton parameter node, scene-
 cleanup, GUI bound to the parameter node (the inputs are read from it). Loads without the science packages: they
 are installed on first use (GliomaMRML.install)."""
 import slicer
-import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -100,21 +99,10 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self):
-        self.setParameterNode(self.widgets.wrap(GliomaSegmentParameterNode, self.logic.getParameterNode()))
-        p = self._parameterNode
-        for seq, node in self.widgets.auto_assigned(slicer.mrmlScene, self.widgets.volumes_from_parameters(p)).items():
-            if getattr(p, seq) is None and node is not None:
-                setattr(p, seq, node)
+        self.widgets.initialize_parameter_node(self, GliomaSegmentParameterNode)
 
     def setParameterNode(self, inputParameterNode):
-        if self._parameterNode is not None:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode is not None:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
-            self.onParameterNodeModified()
+        self.widgets.set_parameter_node(self, inputParameterNode)
 
     def onParameterNodeModified(self, caller=None, event=None):
         p = self._parameterNode

@@ -231,16 +231,7 @@ def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
         name = row["title"]
         if case and case.get("out_of_range"):
             name += " - OUT OF RANGE" + (f" ({case['range_text']})" if case.get("range_text") else "")
-        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
-        series.SetAndObserveTableNodeID(node.GetID())
-        series.SetXColumnName("x")
-        series.SetYColumnName("y")
-        series.SetLabelColumnName("label")
-        series.SetPlotType(series.PlotTypeScatter)
-        series.SetMarkerStyle(series.MarkerStylePlus)
-        series.SetLineStyle(series.LineStyleSolid)
-        series.SetColor(0.1, 0.1, 0.1)
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        _scatter_series(scene, chart, node, name, "Plus", "Solid", (0.1, 0.1, 0.1))
         if case:
             x = min(max(case["points"], lo), hi)
             if row["key"] == "total points":
@@ -259,17 +250,7 @@ def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
         for x, y, p, t, o in case_rows:
             xs.InsertNextValue(x); ys.InsertNextValue(y); pos.InsertNextValue(p); lab.InsertNextValue(t)
             out.InsertNextValue(o)
-        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", "This case")
-        series.SetAndObserveTableNodeID(node.GetID())
-        series.SetXColumnName("x")
-        series.SetYColumnName("y")
-        series.SetLabelColumnName("label")
-        series.SetPlotType(series.PlotTypeScatter)
-        series.SetMarkerStyle(series.MarkerStyleDiamond)
-        series.SetMarkerSize(12)
-        series.SetLineStyle(series.LineStyleNone)
-        series.SetColor(0.75, 0.22, 0.17)
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        _scatter_series(scene, chart, node, "This case", "Diamond", "None", (0.75, 0.22, 0.17)).SetMarkerSize(12)
     chart.SetXAxisTitle(f"points (Total points / Probability rows: total points x 100 / {total_max:.1f})")
     chart.SetYAxisTitle("")
     chart.SetLegendVisibility(True)
@@ -278,6 +259,21 @@ def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
     chart.SetYAxisRangeAuto(False)
     chart.SetYAxisRange(-0.7, len(rs) - 0.3)
     return chart
+
+
+def _scatter_series(scene, chart, table_node, name: str, marker: str, line: str, color):
+    """A scatter plot series of ``table_node``'s x / y columns (labels from its 'label' column) added to ``chart``."""
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+    series.SetAndObserveTableNodeID(table_node.GetID())
+    series.SetXColumnName("x")
+    series.SetYColumnName("y")
+    series.SetLabelColumnName("label")
+    series.SetPlotType(series.PlotTypeScatter)
+    series.SetMarkerStyle(getattr(series, f"MarkerStyle{marker}"))
+    series.SetLineStyle(getattr(series, f"LineStyle{line}"))
+    series.SetColor(*color)
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    return series
 
 
 def _points_bars(block: dict, task: str, scene, chart):

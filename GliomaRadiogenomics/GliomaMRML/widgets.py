@@ -111,3 +111,28 @@ def auto_assigned(scene, current: dict) -> dict:
     """T1 / T1c / T2 / FLAIR of the scene recognised by name; the volumes already chosen are kept."""
     from .logic import assign_volumes_by_name
     return assign_volumes_by_name(scene, current)
+
+
+def set_parameter_node(widget, node) -> None:
+    """The scripted-module template's setParameterNode, shared by the three module widgets: disconnect the GUI and
+    the observer of the previous parameter node, connect them to ``node`` (None: none) and refresh."""
+    import vtk
+    if widget._parameterNode is not None:
+        widget._parameterNode.disconnectGui(widget._parameterNodeGuiTag)
+        widget.removeObserver(widget._parameterNode, vtk.vtkCommand.ModifiedEvent, widget.onParameterNodeModified)
+    widget._parameterNode = node
+    if node is not None:
+        widget._parameterNodeGuiTag = node.connectGui(widget.ui)
+        widget.addObserver(node, vtk.vtkCommand.ModifiedEvent, widget.onParameterNodeModified)
+        widget.onParameterNodeModified()
+
+
+def initialize_parameter_node(widget, node_class) -> None:
+    """The module's singleton parameter node wrapped in ``node_class``; empty volume slots filled with the scene's
+    volumes whose names the core recognises."""
+    import slicer
+    widget.setParameterNode(wrap(node_class, widget.logic.getParameterNode()))
+    p = widget._parameterNode
+    for seq, node in auto_assigned(slicer.mrmlScene, volumes_from_parameters(p)).items():
+        if getattr(p, seq) is None and node is not None:
+            setattr(p, seq, node)

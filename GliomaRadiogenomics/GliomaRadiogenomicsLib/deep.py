@@ -30,51 +30,12 @@ class WeightsError(RuntimeError):
     pass
 
 
-def build_resnet34(num_classes: int = 1000):
-    """ResNet34 with torchvision's module names (conv1, bn1, layer1..4, fc; BasicBlock with downsample.0/1)."""
-    import torch.nn as nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None
-            if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            idt = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return self.relu(out + idt)
-
-    class ResNet34(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            cin = 64
-            for i, (cout, n, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=1):
-                blocks = []
-                for b in range(n):
-                    blocks.append(BasicBlock(cin, cout, stride if b == 0 else 1))
-                    cin = cout
-                setattr(self, f"layer{i}", nn.Sequential(*blocks))
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(512, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(self.avgpool(x).flatten(1))
-
-    return ResNet34()
+def build_resnet34(num_classes: int = 1000, in_channels: int = 3):
+    """ResNet34 with torchvision's module names (conv1, bn1, layer1..4, fc; BasicBlock with downsample.0/1): the
+    one ResNet34 of the package (``choi.ResNet34``, which also serves Choi 2021's classifier), so that a torchvision
+    state dict loads into it."""
+    from .choi import ResNet34
+    return ResNet34(in_channels=in_channels, num_classes=num_classes)
 
 
 def sha256_of(path: Path) -> str:
