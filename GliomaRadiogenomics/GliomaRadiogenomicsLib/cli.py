@@ -406,7 +406,7 @@ def cmd_train(args) -> int:
                                     n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
                                     sequences=args.sequences, n_jobs=args.jobs,
                                     wang={"loss": args.loss, "alpha": args.alpha}, features=args.features,
-                                    id_column=args.id_column,
+                                    id_column=args.id_column, missing_threshold=args.missing_threshold,
                                     report_path=out.with_name(out.stem + ".evaluation"))
     except InputError as exc:  # the table does not fit the request (label column, sequences, no usable feature)
         raise InputError(f"{table_path}: {exc}") from None
@@ -556,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "on the 0/1 labels as the authors' code (default), or our L1-logistic variant")
     p.add_argument("--alpha", type=float, default=0.001, help="st/mt/cmt: the fixed LASSO penalty of every selection "
                    "round (default 0.001 as the paper; the authors' script also runs 0.01 and 0.1)")
+    p.add_argument("--missing-threshold", type=float, default=0.2, metavar="FRACTION",
+                   help="an imaging column is dropped when more than this fraction of the training cases miss it "
+                   "(decided inside each training fold); below it, missing values get the training median "
+                   "(default 0.2)")
     p.add_argument("--bootstrap", type=int, default=100, help="bootstrap rounds of the selection (default 100)")
     p.add_argument("--repeats", type=int, default=10, help="repetitions of the outer cross-validation, each with a "
                    "different shuffle (default 10)")

@@ -228,3 +228,25 @@ def test_predict_uses_imputation_and_indicator(trained):
     b.check_features([c for c in df.columns if c != "age"] + ["sex_male"])  # absent clinical: training mean
     out = predict_table(b, row)
     assert out["probability"][0] > out["probability"][1]  # missing age pointed to the positive class in training
+
+
+def test_cli_missing_threshold_reaches_training(tmp_path):
+    """`train --missing-threshold`: every imaging column misses 30 % of the cases; at 0.1 none may be used (clear
+    input error naming the threshold, exit 2), and a value outside [0, 1) is refused."""
+    import subprocess
+    rng = np.random.default_rng(0)
+    n = 40
+    df = pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "IDH": rng.integers(0, 2, n),
+                       "age": rng.normal(45, 10, n)})
+    for j in range(5):
+        v = rng.normal(size=n)
+        v[rng.permutation(n)[:12]] = np.nan
+        df[f"FLAIR_WT_original_firstorder_F{j}"] = v
+    table = tmp_path / "t.csv"
+    df.to_csv(table, index=False)
+    cli = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "train", "--table", str(table), "--label", "IDH",
+           "--method", "st", "--out", str(tmp_path / "m.json"), "--repeats", "1", "--bootstrap", "5"]
+    r = subprocess.run(cli + ["--missing-threshold", "0.1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "missing-data threshold 10%" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run(cli + ["--missing-threshold", "1.5"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "fraction in [0, 1)" in r.stderr, r.stderr[-2000:]
