@@ -16,7 +16,6 @@ import argparse
 import gzip
 import json
 import os
-import pickle
 import re
 import shutil
 import struct
@@ -137,14 +136,16 @@ def _write_dicom(img: sitk.Image, folder: Path, description: str) -> List[Path]:
     return out
 
 
-class _Payload:
-    """Pickles to a call of os.system: what a hostile 'model file' does when unpickled. Never unpickled here."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+def _hostile_pickle_bytes(marker: Path, protocol: int) -> bytes:
+    """The bytes of a pickle that calls os.system("touch MARKER") when unpickled: what a hostile 'model file' holds.
+    Written opcode by opcode (GLOBAL os.system, the argument, TUPLE, REDUCE, STOP), so that nothing here imports
+    or runs the pickle machinery; the bundle loader must refuse these bytes unread."""
+    cmd = f"touch {marker}".encode()
+    if protocol == 0:   # text protocol: c<module>\n<name>\n ( S'<arg>' \n t R .
+        return b"cos\nsystem\n(S'" + cmd + b"'\ntR."
+    # binary protocols: PROTO n, GLOBAL, SHORT_BINUNICODE / BINUNICODE <arg>, TUPLE1, REDUCE, STOP
+    arg = (b"\x8c" + bytes([len(cmd)]) + cmd) if len(cmd) < 256 else (b"X" + len(cmd).to_bytes(4, "little") + cmd)
+    return b"\x80" + bytes([protocol]) + b"cos\nsystem\n" + arg + b"\x85R."
 
 
 def build(root, source: Optional[Source] = None) -> List[BadCase]:
@@ -616,10 +617,10 @@ def build(root, source: Optional[Source] = None) -> List[BadCase]:
 
     # hostile test inputs: pickled files that the bundle loader must REFUSE (nothing here or there unpickles them;
     # the marker file proves no code ran). The product never reads pickle / joblib.
-    bundle_case("bundle_pickle", "a pickled model (protocol 4) calling os.system", pickle.dumps(_Payload(marker), 4),
+    bundle_case("bundle_pickle", "a pickled model (protocol 4) calling os.system", _hostile_pickle_bytes(marker, 4),
                 "a Python pickle \\(or a zipped pickle\\), not a JSON model bundle: pickles are never loaded",
                 must_not_exist=[str(marker)])
-    bundle_case("bundle_pickle_v0", "a protocol-0 (text) pickle calling os.system", pickle.dumps(_Payload(marker), 0),
+    bundle_case("bundle_pickle_v0", "a protocol-0 (text) pickle calling os.system", _hostile_pickle_bytes(marker, 0),
                 "a Python pickle", must_not_exist=[str(marker)])
     bundle_case("bundle_not_json", "a bundle that is not JSON", '{"format": "glioma-radiogenomics-model-bundle", ',
                 "not valid JSON \\(Expecting property name enclosed in double quotes at line 1\\)")
