@@ -76,6 +76,66 @@ def segmentation_provenance(segmentation_node, label) -> dict:
     return segmentation_origin(json.loads(raw) if raw else None, label)
 
 
+KEPT_ATTRIBUTE = "GliomaRadiogenomics.KeptPreprocessing"      # JSON: transforms, input digests, options (kept.py)
+KEPT_LABEL_ROLE = "GliomaRadiogenomics.WorkingGridLabel"       # hidden label map: the labels on the working grid
+KEPT_MASK_ROLE = "GliomaRadiogenomics.WorkingGridBrainMask"    # hidden label map: the brain mask on the working grid
+
+
+def keep_with_node(segmentation_node, kept) -> None:
+    """Keep a run's working-grid labels, brain mask and preprocessing record (kept.Kept) with the segmentation
+    node: two hidden label map volumes referenced from it and an attribute (all saved with the scene). A later
+    prediction on the node, unchanged, uses exactly these labels and skips registration and brain extraction
+    (kept_from_node); edited, only the edited voxels change."""
+    import json
+    from .convert import sitk_to_volume_node
+    if segmentation_node is None or kept is None or kept.work_label is None:
+        return
+    scene = segmentation_node.GetScene()
+    for role, img, what in ((KEPT_LABEL_ROLE, kept.work_label, "working-grid labels"),
+                            (KEPT_MASK_ROLE, kept.brain_mask, "working-grid brain mask")):
+        old = segmentation_node.GetNodeReference(role)
+        if img is None:
+            segmentation_node.RemoveNodeReferenceIDs(role)
+        else:  # a new node: a copy of this segmentation node (a backup, an edited copy) keeps the old one
+            node = sitk_to_volume_node(img, scene, f"{segmentation_node.GetName()} {what}",
+                                       class_name="vtkMRMLLabelMapVolumeNode")
+            node.SetHideFromEditors(True)
+            node.SetAttribute("GliomaRadiogenomics.KeptFor", segmentation_node.GetID())
+            segmentation_node.SetNodeReferenceID(role, node.GetID())
+        if old is not None and not _referenced(scene, old, role):
+            scene.RemoveNode(old)
+    segmentation_node.SetAttribute(KEPT_ATTRIBUTE, json.dumps(kept.preprocessing))
+
+
+def _referenced(scene, node, role) -> bool:
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+        ref = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode").GetNodeReference(role)
+        if ref is not None and ref.GetID() == node.GetID():
+            return True
+    return False
+
+
+def kept_from_node(segmentation_node):
+    """The working-grid labels, brain mask and preprocessing kept with a segmentation node (kept.Kept), or None."""
+    import json
+    from GliomaRadiogenomicsLib.kept import FORMAT, Kept
+    if segmentation_node is None:
+        return None
+    label_node = segmentation_node.GetNodeReference(KEPT_LABEL_ROLE)
+    if label_node is None or label_node.GetImageData() is None:
+        return None
+    mask_node = segmentation_node.GetNodeReference(KEPT_MASK_ROLE)
+    raw = segmentation_node.GetAttribute(KEPT_ATTRIBUTE)
+    try:
+        record = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        record = None
+    mask = volume_node_to_sitk(mask_node) if mask_node is not None and mask_node.GetImageData() is not None else None
+    return Kept(volume_node_to_sitk(label_node), mask, record, f"segmentation node '{segmentation_node.GetName()}'")
+
+
 def remember_inputs(segmentation_node, nodes: Dict[str, object]) -> None:
     """Record on the segmentation node which input volumes it belongs to (an MRML attribute: saved with the scene)."""
     if segmentation_node is not None:
@@ -158,6 +218,7 @@ class GliomaSegmentLogic:
         node = label_image_to_segmentation_node(native, self.scene, "Glioma segmentation", nodes[pre.reference],
                                                 segmentation_node)
         remember_automatic_segmentation(node, seg_backend, nodes[pre.reference])
+        keep_with_node(node, seg.kept)  # "Run again" / Predict reuse the working-grid labels and preprocessing
         return node
 
     def start(self, nodes: Dict[str, object], out_dir, backend: Optional[str] = None, brain_mask: str = "auto",
@@ -187,6 +248,8 @@ class GliomaSegmentLogic:
         record = out / "segmentation.provenance.json"
         if record.is_file():
             node.SetAttribute(SOURCE_ATTRIBUTE, record.read_text())
+        from GliomaRadiogenomicsLib.kept import Kept
+        keep_with_node(node, Kept.beside(out / "segmentation.nii.gz"))
         remember_inputs(node, nodes)
         return node
 
@@ -236,9 +299,12 @@ class GliomaPredictLogic:
             analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95))
         else:
             label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
+            # the working-grid labels and preprocessing kept with the node: unchanged, the same answer as the run
+            # that made it (no registration, no brain extraction); edited, only the edited voxels change
             analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95), label=label,  # the one run path
                                           label_source=f"segmentation node '{segmentation_node.GetName()}'",
-                                          label_provenance=segmentation_provenance(segmentation_node, label))
+                                          label_provenance=segmentation_provenance(segmentation_node, label),
+                                          kept=kept_from_node(segmentation_node))
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
         charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
@@ -372,6 +438,9 @@ def start_run(scene, nodes: Dict[str, object], out_dir, clinical: Optional[dict]
         # automatic / edited / given travels with the file (cli.segmentation_origin)
         (out / "inputs" / "segmentation.provenance.json").write_text(json.dumps(segmentation_provenance(
             segmentation_node, label)))
+        kept = kept_from_node(segmentation_node)  # the working-grid labels and preprocessing travel with it
+        if kept is not None and kept.preprocessing is not None:
+            kept.write(out / "inputs", "segmentation")
         args += ["--segmentation", str(path)]
     for key, flag in (("age", "--age"), ("sex", "--sex"), ("who_grade", "--who-grade"),
                       ("vasari_score", "--vasari-score")):
@@ -415,8 +484,13 @@ class GliomaRadiogenomicsLogic:
         from GliomaRadiogenomicsLib.io import read_image
         out = Path(out_dir)
         if segmentation_node is None:
+            from GliomaRadiogenomicsLib.kept import Kept
             segmentation_node = label_image_to_segmentation_node(read_image(out / "segmentation.nii.gz", "segmentation"),
                                                                  self.scene, "Glioma segmentation", reference_node)
+            record = out / "segmentation.provenance.json"
+            if record.is_file():
+                segmentation_node.SetAttribute(SOURCE_ATTRIBUTE, record.read_text())
+            keep_with_node(segmentation_node, Kept.beside(out / "segmentation.nii.gz"))
         if nodes is not None:
             remember_inputs(segmentation_node, nodes)
         doc, table, charts = self.predict_logic.finish(out)
@@ -445,5 +519,6 @@ class GliomaRadiogenomicsLogic:
             label = segmentation_node_to_label_image(segmentation_node, ref)
             segmentation_node.SetAttribute(SOURCE_ATTRIBUTE, json.dumps(segmentation_origin_record(
                 analysis.features.provenance, label)))
+            keep_with_node(segmentation_node, analysis.kept)
         remember_inputs(segmentation_node, nodes)
         return segmentation_node, doc, table, charts

@@ -31,6 +31,7 @@ def _preprocess_options(args):
     from .preprocess import PreprocessOptions
     return PreprocessOptions(reference=args.reference, spacing=args.spacing, brain_mask=args.brain_mask,
                              register=not args.no_register, device=args.device, n4=args.n4,
+                             n4_segmentation=bool(getattr(args, "n4_segmentation", False)),
                              orientation=args.orientation, atlas=args.atlas)
 
 
@@ -162,21 +163,23 @@ def cmd_demo(args) -> int:
 
 def cmd_run(args) -> int:
     from .io import read_image
+    from .kept import Kept
     from .pipeline import case_roi, run_case
 
     check_output_folder(args.out)  # before the images are read
     case = _load_case_from_args(args)
-    label, source, origin = None, "", None
+    label, source, origin, kept = None, "", None, None
     if args.segmentation and args.segmentation.lower() == "case":
         label, source = case_roi(case)
     elif args.segmentation:
         label, source = read_image(args.segmentation, "segmentation", label=True), f"file {args.segmentation}"
         origin = segmentation_origin(args.segmentation, label)
+        kept = Kept.beside(args.segmentation)  # a run's own output: its working-grid labels and preprocessing
     _print_messages(case)
     out = Path(args.out)
     prev = PreviousOutputs(out, args.keep_previous, "predictions.json")
     doc = run_case(case, out, _options(args), _progress(args), label=label, label_source=source,
-                   keep_previous=args.keep_previous, label_provenance=origin)
+                   keep_previous=args.keep_previous, label_provenance=origin, kept=kept)
     print_summary(doc, out, previous=prev.line())
     return 0
 
@@ -208,8 +211,7 @@ def cmd_segment(args) -> int:
     """Preprocess + segment only: segmentation.nii.gz and brain_mask.nii.gz on the reference's native grid."""
     import time
     from .io import atomic_write_json, output_set, read_image, write_image
-    from .pipeline import segment_case
-    from .provenance import segmentation_origin_record
+    from .pipeline import segment_case, write_kept
     from .regions import as_brats_label, dice_per_region, region_volumes_ml
     from .segment import get_backend
     import SimpleITK as sitk
@@ -233,7 +235,8 @@ def cmd_segment(args) -> int:
         write_image(native, out / "segmentation.nii.gz")
         write_image(pre.to_native(pre.brain_mask), out / "brain_mask.nii.gz")
         # travels with the file: `run --segmentation <this file>` records it as automatic (or edited, once changed)
-        atomic_write_json(out / "segmentation.provenance.json", segmentation_origin_record(seg.provenance, native))
+        # and uses the kept working-grid labels and preprocessing (kept.py)
+        write_kept(out, seg, native, seg.provenance)
         info = {"case": case.case_id, "backend": backend.name, "sequences": case.sequence_list(),
                 "volumes_ml": region_volumes_ml(label), "provenance": seg.provenance,
                 "steps": pre.steps, "warnings": pre.warnings,
@@ -481,7 +484,10 @@ def _add_segment_args(p):
     p.add_argument("--unet-folds", help="lgg-unet2d fold models to use, comma-separated (default: all five)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="for the networks (deepbet, nnU-Net); falls back to CPU without CUDA")
-    p.add_argument("--n4", action="store_true", help="N4 bias-field correction")
+    p.add_argument("--n4", action="store_true", help="N4 bias-field correction of the images the features are "
+                   "computed on (the segmentation sees the images without it unless --n4-segmentation)")
+    p.add_argument("--n4-segmentation", action="store_true", help="with --n4: the segmentation also sees the "
+                   "N4-corrected images")
     p.add_argument("--orientation", help="reorient the working grid (e.g. RAS, LPS)")
     p.add_argument("--atlas", choices=["mni152", "sri24"], help="also register affinely to an atlas")
     p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")

@@ -189,7 +189,9 @@ SET_FORMAT = "glioma-radiogenomics output set"
 #: names this package writes into an output folder (run, demo, segment, batch). In a folder without a manifest
 #: (written before output sets existed) files with these names count as earlier outputs of ours.
 OUTPUT_NAMES = frozenset({"predictions.json", "features.csv", "features.provenance.json", "segmentation.nii.gz",
-                          "brain_mask.nii.gz", "report.html", "segmentation.json", "summary.pdf", "error.txt"})
+                          "brain_mask.nii.gz", "report.html", "segmentation.json", "summary.pdf", "error.txt",
+                          "segmentation.provenance.json", "segmentation.work.nii.gz",
+                          "segmentation.brain_mask.work.nii.gz", "segmentation.preprocessing.json"})
 #: the traceback of a failed run (cli.main): part of whatever the folder held before, never of a user's own files
 RUN_LOGS = frozenset({"error.log"})
 MIN_FREE_MB = 8.0   # the outputs of one case take 1-5 MB (report.html with its figures is the largest)

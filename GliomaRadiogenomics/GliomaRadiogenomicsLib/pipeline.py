@@ -2,7 +2,9 @@
 
 ``analyze_case`` runs the image stages and returns plain data (no files). ``run_case`` adds the model bundles and
 writes the outputs (predictions.json, features.csv, features.provenance.json, segmentation.nii.gz,
-brain_mask.nii.gz, report.html) as one output set (``io.output_set``): they are written into a staging folder and
+brain_mask.nii.gz, report.html, and what is kept with the segmentation: segmentation.provenance.json,
+segmentation.work.nii.gz, segmentation.brain_mask.work.nii.gz, segmentation.preprocessing.json; see kept.py) as one
+output set (``io.output_set``): they are written into a staging folder and
 put in place together at the end, so the output folder holds the previous complete set or the new one, never a mix.
 The previous set is removed, or kept as one dated copy ``<out>.previous-<timestamp>`` with ``keep_previous``; other
 files in the output folder are left alone.
@@ -20,6 +22,7 @@ import SimpleITK as sitk
 from .case import Case
 from .features import FeatureResult, extract_features, load_preset
 from .io import atomic_write_json, atomic_write_text, output_set, write_image
+from .kept import Kept, label_on_working_grid
 from .preprocess import PreprocessedCase, PreprocessOptions, preprocess
 from .progress import Progress, null_progress
 from .regions import as_brats_label, region_volumes_ml
@@ -49,6 +52,16 @@ class CaseAnalysis:
     volumes_ml: Dict[str, float]
     timings: Dict[str, float]
     warnings: List[str]
+    segmented: Optional[Segmented] = None
+
+    @property
+    def kept(self) -> Optional[Kept]:
+        """What this run keeps with its segmentation (kept.py)."""
+        return self.segmented.kept if self.segmented is not None else None
+
+    @property
+    def segmentation_provenance(self) -> dict:
+        return self.segmented.provenance if self.segmented is not None else {}
 
     def feature_row(self) -> Dict[str, object]:
         row = {"case_id": self.case.case_id}
@@ -71,6 +84,17 @@ class Segmented:
     source: str                            # "automatic: <backend>" or "user-supplied segmentation (...)"
     provenance: dict                       # segmentation_source / backend / version (features' provenance)
     timings: Dict[str, float]
+    inputs: Optional[tuple] = None         # (case, PreprocessOptions): what ``kept`` is made from
+
+    @property
+    def kept(self) -> Optional[Kept]:
+        """The working-grid labels and the preprocessing to keep with the outputs (kept.py); made on first use."""
+        if self.inputs is None:
+            return None
+        if getattr(self, "_kept", None) is None:
+            case, popt = self.inputs
+            self._kept = Kept.from_run(case, popt, self.pre, self.label)
+        return self._kept
 
     @property
     def native(self) -> sitk.Image:
@@ -83,11 +107,17 @@ class Segmented:
 
 def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
                  label: Optional[sitk.Image] = None, label_source: str = "",
-                 label_provenance: Optional[dict] = None, backend=None) -> Segmented:
+                 label_provenance: Optional[dict] = None, backend=None, kept: Optional[Kept] = None) -> Segmented:
     """The one "preprocess then segment" path, used by ``analyze_case`` (hence ``run`` / ``extract`` / batch), the
     ``segment`` command and the Slicer / web segment logic. ``label`` (native reference grid or working grid; BraTS
     labels or a binary whole-tumor mask) replaces automatic segmentation (an edited or given ROI; checked before the
-    image work); otherwise ``options.backend`` (or a ready ``backend`` object) runs on the preprocessed case."""
+    image work); otherwise ``options.backend`` (or a ready ``backend`` object) runs on the preprocessed case (without
+    N4 unless ``n4_segmentation``).
+
+    ``kept`` (kept.Kept: what a previous run kept with ``label``): its transforms and brain mask are reused when the
+    inputs and options are the same, and its working-grid labels replace the native ``label`` when that is the kept
+    one (unchanged: exactly the same labels; edited: only the edited voxels change); see kept.label_on_working_grid.
+    The provenance's ``segmentation_grid`` says which happened."""
     from .checks import check_segmentation
     from .provenance import backend_provenance
     opt = options or PipelineOptions()
@@ -101,26 +131,35 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
         backend = get_backend(opt.backend, **opt.backend_options)
     timings = {}
     t = time.perf_counter()
-    pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.8))
+    reuse, why_not = (kept.reusable_preprocessing(case, opt.preprocess) if kept is not None
+                      else (None, "no kept preprocessing"))
+    pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.8), reuse=reuse)
+    if kept is not None and reuse is None:
+        pre.steps.append(f"kept preprocessing not reused: {why_not}")
     pre.steps.extend(label_notes)
     pre.warnings.extend(label_warnings)
     timings["preprocess_s"] = time.perf_counter() - t
     t = time.perf_counter()
     if label is None:
         progress.update(0.8, f"tumor segmentation ({backend.name})")
-        lab = backend.segment(pre, progress.sub(0.8, 1.0))
+        lab = backend.segment(pre.for_segmentation(opt.preprocess.n4_segmentation), progress.sub(0.8, 1.0))
         source = f"automatic: {backend.name}"
         prov = {"segmentation_source": "automatic", **backend_provenance(backend)}
+        if opt.preprocess.n4:
+            prov["n4_segmentation"] = bool(opt.preprocess.n4_segmentation)
     else:
         label, note = as_brats_label(label, "user-supplied segmentation")
-        lab = sitk.Resample(label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        lab, grid_statement = label_on_working_grid(label, pre, kept, case)
         source = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
-        prov = {"segmentation_source": "given", **(label_provenance or {})}
+        prov = {"segmentation_source": "given", **(label_provenance or {}), "segmentation_grid": grid_statement}
         if note:
             pre.steps.append(note)
+        pre.steps.append(f"segmentation on the working grid: {grid_statement}")
+    if pre.reused:
+        prov["preprocessing"] = "reused: rigid transforms and brain mask kept with the segmentation"
     pre.steps.append(f"segmentation: {source}")
     timings["segmentation_s"] = time.perf_counter() - t
-    return Segmented(pre, lab, source, prov, timings)
+    return Segmented(pre, lab, source, prov, timings, (case, opt.preprocess))
 
 
 def case_roi(case: Case):
@@ -134,18 +173,19 @@ def case_roi(case: Case):
 
 def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
                  label: Optional[sitk.Image] = None, label_source: str = "",
-                 label_provenance: Optional[dict] = None) -> CaseAnalysis:
+                 label_provenance: Optional[dict] = None, kept: Optional[Kept] = None) -> CaseAnalysis:
     """Image stages. ``label`` (native reference grid or working grid; BraTS labels or a binary whole-tumor mask)
     skips automatic segmentation (edited ROI); ``label_source`` says where it came from (provenance);
     ``label_provenance`` (optional) its structured origin, e.g. ``{"segmentation_source": "edited",
-    "segmentation_backend": ...}`` (default ``{"segmentation_source": "given"}``)."""
+    "segmentation_backend": ...}`` (default ``{"segmentation_source": "given"}``); ``kept`` what a previous run kept
+    with ``label`` (segment_case). ``CaseAnalysis.kept`` is what this run keeps."""
     from .checks import check_preset_sequences
     from .provenance import feature_provenance, software_versions, torch_used
     opt = options or PipelineOptions()
     # checked before the image work: the preset (and the sequences it needs); segment_case checks the user's ROI
     preset = load_preset(opt.preset)
     check_preset_sequences(preset, case)
-    seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance)
+    seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance, kept=kept)
     pre, lab, seg_source, seg_prov = seg.pre, seg.label, seg.source, seg.provenance
     timings = dict(seg.timings)
     native = pre.to_native(lab)
@@ -180,6 +220,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     feats.provenance["segmentation"] = seg_source
     feats.provenance.update(seg_prov)
     feats.provenance["n4"] = bool(opt.preprocess.n4)
+    if opt.preprocess.n4:
+        feats.provenance["n4_segmentation"] = bool(opt.preprocess.n4_segmentation)
     feats.provenance["registration"] = "rigid (Mattes MI)" if opt.preprocess.register else "none (headers trusted)"
     if volumes["WT"] > 0 and (opt.location or auto_vasari):
         feats.provenance["atlas"] = opt.preprocess.atlas or "mni152"
@@ -187,7 +229,7 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.provenance.update(software_versions(torch_used=True))
     timings["features_s"] = time.perf_counter() - t
     warnings.extend(feats.warnings)
-    return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings)
+    return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings, seg)
 
 
 def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, float]:
@@ -221,7 +263,7 @@ def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
 
 def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
                   label: Optional[sitk.Image] = None, label_source: str = "", label_provenance: Optional[dict] = None,
-                  bundles=None):
+                  bundles=None, kept: Optional[Kept] = None):
     """The one run path without files: model bundles (``bundles`` objects, else ``options.bundles`` paths, else the
     shipped defaults; loaded and validated first, so a broken bundle fails before minutes of image work), the
     options they need, ``analyze_case`` and ``predict_case``. Returns (CaseAnalysis, predictions document).
@@ -233,7 +275,7 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     if bundles is None:
         bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
     opt = options_for_bundles(opt, bundles)
-    analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance)
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance, kept)
     progress.update(0.95, "models: " + ", ".join(b.task for b in bundles))
     doc = predict_case(analysis, bundles)
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
@@ -243,22 +285,43 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
 
 def run_case(case: Case, out_dir, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
              label: Optional[sitk.Image] = None, label_source: str = "", keep_previous: int = 0,
-             label_provenance: Optional[dict] = None) -> dict:
+             label_provenance: Optional[dict] = None, kept: Optional[Kept] = None) -> dict:
     """Run everything and write the outputs as one set (see the module docstring; ``keep_previous``: keep at most
-    this many dated copies of previous sets). The output folder is checked first (InputError: an existing file,
+    this many dated copies of previous sets; ``kept``: what a previous run kept with ``label``, kept.py). The output folder is checked first (InputError: an existing file,
     not writable, disk full). Returns the predictions document (also in predictions.json)."""
     with output_set(out_dir, keep_previous=keep_previous) as staging:
-        return _run_case_into(staging, case, options, progress, label, label_source, label_provenance)
+        return _run_case_into(staging, case, options, progress, label, label_source, label_provenance, kept)
+
+
+def segmentation_record(segmentation_provenance: dict, native: sitk.Image) -> dict:
+    """What travels with a written segmentation (``<name>.provenance.json``, an MRML attribute): an automatic one
+    with the digest of its labels (fed back unchanged it stays automatic, changed it becomes edited); an edited or
+    given one as it is."""
+    from .provenance import segmentation_origin_record
+    if segmentation_provenance.get("segmentation_source") == "automatic":
+        return segmentation_origin_record(segmentation_provenance, native)
+    return {k: v for k, v in segmentation_provenance.items() if k.startswith("segmentation_backend")} | {
+        "segmentation_source": segmentation_provenance.get("segmentation_source", "given")}
+
+
+def write_kept(out: Path, analysis_or_segmented, native: sitk.Image, provenance: dict) -> None:
+    """segmentation.provenance.json and the kept working-grid labels and preprocessing (kept.py) into ``out``."""
+    atomic_write_json(out / "segmentation.provenance.json", segmentation_record(provenance, native))
+    if analysis_or_segmented.kept is not None:
+        analysis_or_segmented.kept.write(out, "segmentation")
 
 
 def _run_case_into(out: Path, case: Case, options: Optional[PipelineOptions], progress: Progress,
-                   label: Optional[sitk.Image], label_source: str, label_provenance: Optional[dict] = None) -> dict:
+                   label: Optional[sitk.Image], label_source: str, label_provenance: Optional[dict] = None,
+                   kept: Optional[Kept] = None) -> dict:
     from .report import write_report
 
     t0 = time.perf_counter()
-    analysis, doc = evaluate_case(case, options, progress.sub(0.0, 0.96), label, label_source, label_provenance)
+    analysis, doc = evaluate_case(case, options, progress.sub(0.0, 0.96), label, label_source, label_provenance,
+                                  kept=kept)
     progress.update(0.96, "writing outputs")
     write_image(analysis.label_native, out / "segmentation.nii.gz")
+    write_kept(out, analysis, analysis.label_native, analysis.segmentation_provenance)
     write_image(analysis.pre.to_native(analysis.pre.brain_mask), out / "brain_mask.nii.gz")
     row = analysis.feature_row()
     table = pd.DataFrame([row])

@@ -24,7 +24,8 @@ class PreprocessOptions:
     spacing: float = 1.0            # working grid spacing in mm (isotropic)
     register: bool = True
     orientation: Optional[str] = None  # e.g. "LPS" or "RAS": reorient the working grid (sitk.DICOMOrient codes)
-    n4: bool = False                # N4 bias-field correction (on a shrunken copy: full resolution takes minutes)
+    n4: bool = False                # N4 bias-field correction of the feature images (on a shrunken copy)
+    n4_segmentation: bool = False   # also segment the N4-corrected images (default: segmentation sees them without)
     n4_shrink: int = 4
     n4_iterations: int = 30
     atlas: Optional[str] = None     # "mni152" | "sri24": affine registration to the atlas (inverse kept)
@@ -45,6 +46,9 @@ class PreprocessedCase:
     brain_mask: Optional[sitk.Image] = None       # uint8, working grid
     brain_mask_method: str = ""
     atlas_registration: Optional[object] = None   # atlas.AtlasRegistration when PreprocessOptions.atlas is set
+    brain_mask_warnings: List[str] = field(default_factory=list)
+    uncorrected: Optional[Dict[str, sitk.Image]] = None  # the images before N4 (segmentation input unless asked)
+    reused: bool = False                          # transforms and brain mask kept from a previous run
     steps: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
 
@@ -58,6 +62,12 @@ class PreprocessedCase:
 
     def array(self, seq: str) -> np.ndarray:
         return sitk.GetArrayFromImage(self.images[seq])
+
+    def for_segmentation(self, n4_segmentation: bool = False) -> "PreprocessedCase":
+        """The case the segmentation backend sees: without N4 (``uncorrected``) unless ``n4_segmentation``."""
+        if self.uncorrected is None or n4_segmentation:
+            return self
+        return dataclasses.replace(self, images=dict(self.uncorrected))
 
     def to_native(self, label: sitk.Image) -> sitk.Image:
         """Bring a working-grid label map back onto the reference sequence's native grid (nearest neighbour)."""
@@ -142,8 +152,11 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, 
 
 
 def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
-               progress: Progress = null_progress) -> PreprocessedCase:
-    """Co-register all sequences to the reference, resample to the working grid, compute the brain mask."""
+               progress: Progress = null_progress, reuse=None) -> PreprocessedCase:
+    """Co-register all sequences to the reference, resample to the working grid, compute the brain mask.
+
+    ``reuse`` (kept.ReusedPreprocessing, from a previous run on the same inputs with the same options): its rigid
+    transforms and brain mask are used instead of registering and extracting the brain again (stated in steps)."""
     from .brainmask import compute_brain_mask
     from .checks import (check_brain_mask, check_coverage, check_sequence_images, check_working_grid, coverage,
                          head_mask)
@@ -172,9 +185,24 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                      f"({'x'.join(map(str, grid.GetSize()))})")
     others = [s for s in SEQUENCES if s in case.images and s != opt.reference]
     n = len(others) + 2
+    if reuse is not None and (reuse.brain_mask.GetSize() != grid.GetSize() or set(reuse.transforms) != set(case.images)):
+        pre.steps.append("kept preprocessing not used: its brain mask or transforms do not fit this working grid")
+        reuse = None
+    if reuse is not None:
+        pre.reused = True
+        pre.steps.append("preprocessing reused: the rigid transforms and the brain mask kept with the segmentation "
+                         "(same input images by SHA-256, same options): no registration, no brain extraction")
     for i, seq in enumerate([opt.reference] + others):
         img = case.images[seq]
-        if seq == opt.reference or not opt.register:
+        if reuse is not None:
+            tx = reuse.transforms[seq]
+            if seq in reuse.registration_metric:
+                pre.registration_metric[seq] = float(reuse.registration_metric[seq])
+                pre.steps.append(f"{seq}: rigid registration to {opt.reference} (kept), Mattes MI "
+                                 f"{pre.registration_metric[seq]:.3f}")
+            elif seq != opt.reference:
+                pre.steps.append(f"{seq}: no registration (kept)")
+        elif seq == opt.reference or not opt.register:
             tx = sitk.Transform()
             if seq != opt.reference:
                 pre.steps.append(f"{seq}: no registration (physical headers trusted)")
@@ -211,18 +239,27 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
     mask_start = (n - 1) / n * (1.0 - n4_share - atlas_share)
     mask_end = 1.0 - n4_share - atlas_share
     progress.update(mask_start, "brain mask")
-    mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub(mask_start, mask_end))
+    if reuse is not None:
+        mask = sitk.Cast(reuse.brain_mask, sitk.sitkUInt8)
+        mask.CopyInformation(grid)
+        method, warns = reuse.brain_mask_method, list(reuse.brain_mask_warnings)
+    else:
+        mask, method, warns = compute_brain_mask(pre, opt.brain_mask, opt.device, progress.sub(mask_start, mask_end))
     progress.update(mask_end, f"brain mask done ({method})")
     pre.brain_mask = mask
     pre.brain_mask_method = method
+    pre.brain_mask_warnings = list(warns)
     check_brain_mask(float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0, method, opt.reference,
                      case.paths.get(opt.reference) or f"the {opt.reference} image")
     if opt.n4:
+        pre.uncorrected = None if opt.n4_segmentation else dict(pre.images)
         for i, seq in enumerate(list(pre.images)):
             progress.update(mask_end + n4_share * i / len(pre.images), f"N4 bias correction: {seq}")
             pre.images[seq] = n4_correct(pre.images[seq], mask, opt.n4_shrink, opt.n4_iterations)
         pre.steps.append(f"N4 bias-field correction (shrink {opt.n4_shrink}, {opt.n4_iterations} iterations/level, "
-                         "inside the brain mask)")
+                         "inside the brain mask) of the feature images; " + (
+                             "the segmentation sees the corrected images too (n4_segmentation)" if opt.n4_segmentation
+                             else "the segmentation sees the images without it"))
     pre.warnings.extend(warns)
     vol = float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0
     pre.steps.append(f"brain mask: {method} ({vol:.0f} mL)")

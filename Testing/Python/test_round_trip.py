@@ -1,0 +1,179 @@
+"""One answer everywhere (issue 18 item 1), on a real TCGA-LGG case (../shared/data; skipped with a reason when
+absent): a run's own segmentation fed back (CLI `run --segmentation`, the Slicer / web Predict on the segment logic's
+node) reproduces the run exactly, because the working-grid labels and the preprocessing are kept with it (kept.py);
+an edit on the native grid changes only the working-grid voxels under it; N4 leaves the segmentation alone unless
+asked. One CLI run is shared by the module; one lgg-unet2d fold network keeps it fast (the path is under test)."""
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+pytestmark = pytest.mark.realdata
+CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
+CASE = "TCGA-CS-4942"        # FLAIR + T1 + T1c, 6.5 mm FLAIR slices (working grid 1 mm)
+FAST = ["--workers", "1", "--unet-folds", "0"]
+
+
+def _cli(*args):
+    p = subprocess.run(CLI + list(args), capture_output=True, encoding="utf-8", errors="replace", timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def _features(out):
+    row = pd.read_csv(out / "features.csv").iloc[0]
+    return {k: v for k, v in row.items() if isinstance(v, (int, float, np.number)) and k not in ("age",)}
+
+
+def _probabilities(doc):
+    return {t: doc[t]["probability"] for t in doc["tasks"]}
+
+
+def _assert_same_features(a: dict, b: dict):
+    assert set(a) == set(b)
+    x = {k: np.nan if a[k] is None else float(a[k]) for k in a}
+    y = {k: np.nan if b[k] is None else float(b[k]) for k in b}
+    differ = [k for k in x if not (np.isnan(x[k]) and np.isnan(y[k])) and not abs(x[k] - y[k]) <= 1e-9]
+    assert not differ, f"{len(differ)} of {len(a)} features differ, e.g. {differ[:5]}"
+
+
+@pytest.fixture(scope="module")
+def case_dir(shared_data):
+    c = shared_data / "cohorts" / "tcga-lgg" / "cases" / CASE
+    if not c.is_dir():
+        pytest.skip(f"{c} absent: the real-data round-trip tests are skipped")
+    return c
+
+
+@pytest.fixture(scope="module")
+def first_run(case_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("round_trip") / "first"
+    _cli("run", "--case-dir", str(case_dir), "--out", str(out), *FAST)
+    return out
+
+
+def test_own_output_fed_back_gives_the_same_answer(case_dir, first_run, tmp_path):
+    for name in ("segmentation.work.nii.gz", "segmentation.brain_mask.work.nii.gz", "segmentation.preprocessing.json",
+                 "segmentation.provenance.json"):
+        assert (first_run / name).is_file(), name          # kept in the output set
+    assert set(json.loads((first_run / ".complete.json").read_text())["files"]) >= {"segmentation.work.nii.gz"}
+    out = tmp_path / "again"
+    _cli("run", "--case-dir", str(case_dir), "--segmentation", str(first_run / "segmentation.nii.gz"), "--out",
+         str(out), *FAST)
+    _assert_same_features(_features(first_run), _features(out))
+    a, b = (json.loads((d / "predictions.json").read_text()) for d in (first_run, out))
+    assert _probabilities(a) == _probabilities(b)
+    assert a["segmentation"]["volumes_ml"] == b["segmentation"]["volumes_ml"]
+    prov = json.loads((out / "features.provenance.json").read_text())
+    assert prov["segmentation_grid"] == "working grid kept"
+    assert prov["segmentation_source"] == "automatic"       # the digest beside the file: untouched
+    assert prov["preprocessing"].startswith("reused")        # no registration, no brain extraction
+    # the same working-grid labels and native segmentation again
+    for name in ("segmentation.work.nii.gz", "segmentation.nii.gz"):
+        x, y = (sitk.GetArrayFromImage(sitk.ReadImage(str(d / name))) for d in (first_run, out))
+        assert np.array_equal(x, y), name
+    assert b["timings_s"]["preprocess_s"] < a["timings_s"]["preprocess_s"] / 3
+
+
+def _case_and_options(case_dir, **pre):
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    return load_case_folder(case_dir), PipelineOptions(preprocess=PreprocessOptions(**pre),
+                                                       backend_options={"unet_folds": "0"})
+
+
+def test_an_edit_changes_only_the_voxels_under_it(case_dir, first_run, tmp_path):
+    """Erase a few tumour voxels of the native segmentation (what the Segment Editor does): the working-grid labels
+    change only where their nearest native voxel was erased; everything else is the kept labels."""
+    from GliomaRadiogenomicsLib.cli import segmentation_origin
+    from GliomaRadiogenomicsLib.kept import Kept
+    from GliomaRadiogenomicsLib.pipeline import segment_case
+    edit = tmp_path / "edit"
+    shutil.copytree(first_run, edit)
+    native = sitk.ReadImage(str(edit / "segmentation.nii.gz"))
+    arr = sitk.GetArrayFromImage(native)
+    tumour = np.argwhere(arr > 0)
+    erased = tumour[:40]                                       # 40 native voxels (each 0.94 x 0.94 x 6.5 mm)
+    arr[tuple(erased.T)] = 0
+    edited = sitk.GetImageFromArray(arr)
+    edited.CopyInformation(native)
+    sitk.WriteImage(edited, str(edit / "segmentation.nii.gz"))
+    assert segmentation_origin(edit / "segmentation.nii.gz", edited)["segmentation_source"] == "edited"
+
+    case, opt = _case_and_options(case_dir)
+    kept = Kept.beside(edit / "segmentation.nii.gz")
+    seg = segment_case(case, opt, label=edited, label_source="edited", kept=kept)
+    assert seg.provenance["segmentation_grid"].startswith("edited on native grid: 40 native voxels changed")
+    assert seg.pre.reused
+    before = sitk.GetArrayFromImage(kept.work_label)
+    after = sitk.GetArrayFromImage(seg.label)
+    changed = np.argwhere(before != after)
+    assert len(changed) > 0
+    # every working-grid voxel: its nearest native voxel (physical coordinates, independent of kept.py)
+    grid = seg.pre.grid
+    D, sp, org = (np.array(grid.GetDirection()).reshape(3, 3), np.array(grid.GetSpacing()), np.array(grid.GetOrigin()))
+    Dn, spn, orgn = (np.array(native.GetDirection()).reshape(3, 3), np.array(native.GetSpacing()),
+                     np.array(native.GetOrigin()))
+
+    def nearest_native(kji):
+        """Each voxel's nearest native voxel(s): two where a coordinate falls on a tie between native voxels
+        (ITK's resampler may round either way there)."""
+        phys = org + (D @ (kji[:, ::-1] * sp).T).T
+        c = (np.linalg.inv(Dn) @ (phys - orgn).T).T / spn
+        up, down = np.floor(c + 0.5).astype(int), np.floor(c).astype(int)
+        tie = np.abs(c - np.floor(c) - 0.5) < 1e-6
+        out = []
+        for u, d, t in zip(up, down, tie):
+            out.append({tuple(np.where(np.array(pick), d, u)[::-1]) for pick in itertools.product(*[(0, 1) if x else (0,)
+                                                                                             for x in t])})
+        return out
+    erased_set = {tuple(v) for v in erased}
+    assert all(cands & erased_set for cands in nearest_native(changed))       # nothing else changed
+    labelled = np.argwhere(before > 0)
+    cands = nearest_native(labelled)
+    under = np.array([c <= erased_set for c in cands])                        # surely under an erased voxel
+    apart = np.array([not (c & erased_set) for c in cands])                   # surely not
+    assert under.any() and (after[tuple(labelled[under].T)] == 0).all()      # the erased ones are erased
+    assert (after[tuple(labelled[apart].T)] == before[tuple(labelled[apart].T)]).all()
+
+
+def test_n4_leaves_the_segmentation_alone_unless_asked(case_dir, first_run):
+    from GliomaRadiogenomicsLib.kept import Kept
+    from GliomaRadiogenomicsLib.pipeline import segment_case
+    case, opt = _case_and_options(case_dir, n4=True)
+    kept = Kept.beside(first_run / "segmentation.nii.gz")  # the same transforms and brain mask (N4 comes after)
+    seg = segment_case(case, opt, kept=kept)
+    assert seg.pre.reused and seg.provenance["n4_segmentation"] is False
+    assert np.array_equal(sitk.GetArrayFromImage(seg.label), sitk.GetArrayFromImage(kept.work_label))
+    ref = seg.pre.reference
+    corrected, plain = seg.pre.images[ref], seg.pre.for_segmentation(False).images[ref]
+    assert not np.array_equal(sitk.GetArrayViewFromImage(corrected), sitk.GetArrayViewFromImage(plain))  # features
+    assert seg.pre.for_segmentation(True).images[ref] is corrected                  # --n4-segmentation
+    assert any("segmentation sees the images without it" in s for s in seg.pre.steps)
+
+
+def test_slicer_and_web_predict_on_the_unedited_segmentation_equal_the_cli(mrml, case_dir, first_run):
+    """The web app's Segment then Predict (and Slicer's "Run again"): the segment logic keeps the working-grid labels
+    and preprocessing with the node; the predict logic on the unedited node gives the CLI run's features and
+    probabilities, without registering or extracting the brain again."""
+    from GliomaMRML.logic import GliomaPredictLogic, GliomaSegmentLogic, kept_from_node, load_case_folder_into_scene
+    nodes, clinical, case_id = load_case_folder_into_scene(mrml.scene, case_dir)
+    seg = GliomaSegmentLogic(mrml.scene).segment(nodes, backend_options={"unet_folds": "0"})
+    assert kept_from_node(seg) is not None
+    logic = GliomaPredictLogic(mrml.scene)
+    doc, _, _ = logic.predict(nodes, seg, clinical)
+    cli_doc = json.loads((first_run / "predictions.json").read_text())
+    assert _probabilities(doc) == _probabilities(cli_doc)
+    analysis = logic.last_analysis
+    assert analysis.pre.reused and analysis.segmentation_provenance["segmentation_grid"] == "working grid kept"
+    assert analysis.features.provenance["segmentation_source"] == "automatic"
+    cli = _features(first_run)
+    mine = {k: v for k, v in analysis.feature_row().items() if k in cli}
+    _assert_same_features(cli, mine)
