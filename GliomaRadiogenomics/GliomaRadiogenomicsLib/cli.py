@@ -437,7 +437,8 @@ def cmd_web(args) -> int:
     from .bundle import load_bundle
     for b in args.bundle or []:  # a broken bundle fails now (exit 2), not at the first Predict
         load_bundle(b)
-    serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle)
+    serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle,
+          backend=args.backend)
     return 0
 
 
@@ -588,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
+    from .segment import BACKENDS
+    p.add_argument("--backend", default="auto", choices=sorted(BACKENDS), help="the segmentation model selected at "
+                   "start (the page's selector changes it; default auto)")
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")

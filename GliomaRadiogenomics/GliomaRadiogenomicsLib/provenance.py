@@ -94,7 +94,9 @@ def feature_provenance(preset, pre) -> dict:
 def backend_provenance(backend) -> dict:
     """``segmentation_backend`` and ``segmentation_backend_version`` of an automatic segmentation backend that ran."""
     from . import __version__
-    name = getattr(backend, "chosen", None) or getattr(backend, "name", str(backend))
+    chosen = getattr(backend, "chosen", None)
+    backend = getattr(backend, "picked", None) or backend   # auto: the backend it ran
+    name = chosen or getattr(backend, "chosen", None) or getattr(backend, "name", str(backend))
     name = str(name).replace("auto: ", "")
     version = f"weight-free (glioma-radiogenomics {__version__})"
     if name == "lgg-unet2d":
@@ -154,7 +156,7 @@ def segmentation_origin(record: Optional[dict], label) -> dict:
 
 
 def torch_used(options, backend_name: str = "", brain_mask_method: str = "") -> bool:
-    return (backend_name in ("lgg-unet2d", "nnunet") or brain_mask_method in ("deepbet", "hdbet")
+    return (backend_name in ("lgg-unet2d", "nnunet", "brats17") or brain_mask_method in ("deepbet", "hdbet")
             or bool(getattr(options, "deep_weights", None)))
 
 
@@ -300,15 +302,18 @@ def options_hash(options, extra: Optional[dict] = None) -> str:
     import radiomics
     d["software"] = {k: v for k, v in software_versions().items() if k == "glioma_radiogenomics_version"}
     d["software"]["pyradiomics_version"] = str(radiomics.__version__)
-    if opt.backend == "auto":  # auto picks lgg-unet2d once its weights and torch are installed: other results
-        from . import unet2d
+    if opt.backend == "auto":  # auto picks brats17 / lgg-unet2d once their weights and torch are installed
+        from . import brats17, unet2d
         from .segment import torch_available
-        weights = (opt.backend_options or {}).get("weights_dir")
+        bo = opt.backend_options or {}
+        weights = bo.get("weights_dir")
         d["auto_lgg_unet2d"] = bool(unet2d.weights_available(weights) and torch_available())
         if d["auto_lgg_unet2d"]:
             d["auto_weights"] = backend_provenance(type("B", (), {"name": "lgg-unet2d", "weights_dir": weights,
-                                                                  "folds": (opt.backend_options or {}).get(
-                                                                      "unet_folds", "")})())
+                                                                  "folds": bo.get("unet_folds", "")})())
+        b17 = bo.get("brats17_weights")
+        if brats17.weights_available(b17) and torch_available():
+            d["auto_brats17"] = brats17.weights_digest(b17)
     if extra:
         d["extra"] = _jsonable(extra)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

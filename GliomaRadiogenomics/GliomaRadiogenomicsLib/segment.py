@@ -3,9 +3,10 @@
 ``SegmentationBackend.segment(pre) -> sitk.Image`` returns a BraTS label map on the working grid
 (0 background, 1 necrosis, 2 edema / non-enhancing T2-FLAIR hyperintensity, 3 enhancing tumor).
 
-The default backend (``"auto"``) uses ``"lgg-unet2d"`` (a 2D U-Net on FLAIR trained on 64 real TCGA-LGG patients,
-unet2d.py; whole tumor, with the weight-free necrosis / enhancement labels inside it) when its weights are installed,
-torch is importable and the case has a FLAIR, and otherwise ``"hyperintensity"``; the choice and its reason are
+The default backend (``"auto"``) uses ``"brats17"`` (below) when the case has FLAIR, T1, T1c and T2 and its weights
+and torch are installed; else ``"lgg-unet2d"`` (a 2D U-Net on FLAIR trained on 64 real TCGA-LGG patients, unet2d.py;
+whole tumor, with the weight-free necrosis / enhancement labels inside it) when its weights are installed, torch is
+importable and the case has a FLAIR, and otherwise ``"hyperintensity"``; the choice and its reason are
 recorded in ``pre.steps``. ``"hyperintensity"`` needs no weights and runs in seconds on a CPU: robust z-scores of
 FLAIR and T2 against normal brain, hysteresis region growing from the most abnormal voxels, T1c-minus-T1 enhancement
 inside the lesion, necrosis as the non-enhancing core enclosed by enhancement. It is a transparent baseline, not a
@@ -534,35 +535,68 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-class AutoBackend(SegmentationBackend):
-    """Default: lgg-unet2d when its weights are installed, torch is importable and the case has FLAIR; otherwise the
-    weight-free hyperintensity backend. The choice and its reason go to ``pre.steps`` (and predictions.json)."""
-    name = "auto"
-    description = "Default: lgg-unet2d (FLAIR U-Net, whole tumor) when possible, else hyperintensity"
+# Native slice spacing (mm) above which the automatic choice runs brats17's axial networks only: the sagittal and
+# coronal networks see thick axial slices interpolated along their in-plane axes, unlike their 1 mm training data
+# (TCGA-FG-6692, 5.5 mm: the 3-view fusion lost the tumor core; docs/segmentation-quality.md).
+AUTO_BRATS17_THICK_MM = 2.5
 
-    def __init__(self, unet_folds: str = "", device: str = "auto", weights_dir=None, should_cancel=None,
-                 timeout_s=None):
+
+class AutoBackend(SegmentationBackend):
+    """Default, per case: ``brats17`` (the BraTS 2017 cascade: whole tumor, core, enhancing) when the case has FLAIR,
+    T1, T1c and T2, its weights are installed and torch is importable (3-view fusion on thin-slice input, the axial
+    networks only when the reference sequence's native slices are thicker than ``AUTO_BRATS17_THICK_MM``); else
+    ``lgg-unet2d`` when the case has FLAIR and its weights are installed; else the weight-free ``hyperintensity``.
+    Measured side by side in docs/segmentation-quality.md (BraTS-example WT Dice: brats17 0.972, hyperintensity
+    0.919, lgg-unet2d 0.418; TCGA-LGG, no T2: lgg-unet2d out-of-fold 0.79). The choice and its reason go to
+    ``pre.steps`` (and predictions.json)."""
+    name = "auto"
+    description = ("Default: brats17 (BraTS 2017 cascade) when FLAIR, T1, T1c and T2 are all present; else "
+                   "lgg-unet2d (FLAIR U-Net, whole tumor); else hyperintensity")
+
+    def __init__(self, unet_folds: str = "", device: str = "auto", weights_dir=None, brats17_weights=None,
+                 should_cancel=None, timeout_s=None):
         self.unet_folds, self.device, self.weights_dir = unet_folds, device, weights_dir
+        self.brats17_weights = brats17_weights
         self.should_cancel, self.timeout_s = should_cancel, timeout_s
         self.chosen = None
 
     def choose(self, pre):
-        from . import unet2d
-        if "flair" not in pre.images:
-            return HyperintensityBackend(), "the case has no FLAIR (lgg-unet2d needs it)"
+        from . import brats17, unet2d
+        have = set(pre.images)
+        why_not = ""
+        if set(brats17.CHANNELS) <= have:
+            if not torch_available():
+                why_not = "brats17 not used: torch is not installed"
+            elif not brats17.weights_available(self.brats17_weights):
+                why_not = "brats17 not used: its weights are not installed"
+            else:
+                thick = max(pre.reference_native.GetSpacing())
+                views = "all" if thick <= AUTO_BRATS17_THICK_MM else "axial"
+                b = Brats17Backend(self.brats17_weights, self.device, views=views, should_cancel=self.should_cancel,
+                                   timeout_s=self.timeout_s)
+                return b, ("FLAIR, T1, T1c and T2 present and weights installed; "
+                           + (f"{'3-view fusion' if views == 'all' else 'axial networks only'}: the "
+                              f"{pre.reference.upper()} slices are {thick:.1f} mm "
+                              f"({'<=' if views == 'all' else '>'} {AUTO_BRATS17_THICK_MM} mm)"))
+        else:
+            why_not = "brats17 needs FLAIR, T1, T1c and T2"
+        if "flair" not in have:
+            return HyperintensityBackend(), f"the case has no FLAIR (lgg-unet2d needs it; {why_not})"
         if not unet2d.weights_available(self.weights_dir):
-            return HyperintensityBackend(), "lgg-unet2d weights are not installed"
+            return HyperintensityBackend(), f"lgg-unet2d weights are not installed ({why_not})"
         if not torch_available():
             return HyperintensityBackend(), "torch is not installed (pip install the 'brain' extra)"
         b = LggUnet2dBackend(self.weights_dir, self.unet_folds, self.device, should_cancel=self.should_cancel,
                              timeout_s=self.timeout_s)
-        return b, f"FLAIR present and weights installed (fold(s) {b.folds})"
+        return b, f"FLAIR present and weights installed (fold(s) {b.folds}); {why_not}"
 
     def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
         backend, reason = self.choose(pre)
         self.chosen = backend.name
+        self.picked = backend
         pre.steps.append(f"segmentation backend: auto -> {backend.name} ({reason})")
         label = backend.segment(pre, progress)
+        self.chosen = getattr(backend, "chosen", None) or backend.name
         self.name = f"auto: {backend.name}"   # what the pipeline records as the automatic segmentation source
         return label
 

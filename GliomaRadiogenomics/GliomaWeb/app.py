@@ -43,8 +43,9 @@ def model_items(nodes=None) -> list:
 
 class GliomaWebApp(TrameApp):
     def __init__(self, server=None, case_dir: Optional[str] = None, work_dir: Optional[str] = None,
-                 spacing: float = 1.0, brain_mask: str = "auto", bundles=None):
+                 spacing: float = 1.0, brain_mask: str = "auto", bundles=None, backend: str = "auto"):
         super().__init__(server)
+        self.default_backend = backend or "auto"  # the model selected at start (the user can change it)
         self.bundles = list(bundles or []) or None  # model bundle files (None: the shipped default bundles)
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
@@ -71,7 +72,7 @@ class GliomaWebApp(TrameApp):
         s.glioma_seg_url = ""
         s.glioma_volume_loaded = False
         s.glioma_models = model_items()
-        s.glioma_backend = "auto"
+        s.glioma_backend = self.default_backend
         self._build_panel()
         if case_dir:
             self.load_case(case_dir)
@@ -144,6 +145,8 @@ class GliomaWebApp(TrameApp):
             self.state.glioma_models = model_items(self.nodes)  # availability for this case's sequences
             if any(i["value"] == self.state.glioma_backend and i["disabled"] for i in self.state.glioma_models):
                 self.state.glioma_backend = "auto"
+            elif self.state.glioma_backend == "auto" and self.default_backend != "auto":
+                self.state.glioma_backend = self.default_backend
             self.state.glioma_status = f"case {case_id} loaded (FLAIR shown). {DISCLAIMER}"
         except Exception as exc:  # shown to the user, the server keeps running
             self.state.glioma_status = f"could not load {folder}: {exc}"

@@ -105,7 +105,9 @@ def predicted(mrml, scene_case, bundles_at_spacing):
     from GliomaMRML.logic import GliomaPredictLogic, GliomaSegmentLogic
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
     opts = PreprocessOptions(spacing=2.0, brain_mask="threshold")
-    seg = GliomaSegmentLogic(mrml.scene).segment(scene_case, preprocess_options=opts)
+    # the weight-free model: these tests are about the Slicer logic, not the network (auto would run the BraTS 2017
+    # cascade on this 4-sequence case: a minute of CPU; brats17 and the auto choice have their own tests)
+    seg = GliomaSegmentLogic(mrml.scene).segment(scene_case, backend="hyperintensity", preprocess_options=opts)
     logic = GliomaPredictLogic(mrml.scene)
     doc, table, charts = logic.predict(scene_case, seg, {"age": 61, "sex": "F"}, preprocess_options=opts,
                                        synthetic_case=True, bundles=bundles_at_spacing(2.0))
@@ -194,7 +196,8 @@ def test_background_run_keeps_polling_and_loads_outputs(mrml, scene_case, tmp_pa
     logic = GliomaRadiogenomicsLogic(mrml.scene)
     out = tmp_path / "run"
     job = logic.start(scene_case, out, {"age": 50, "sex": "M"},
-                      extra_args=["--spacing", "2", "--brain-mask", "threshold", "--workers", "1"] +
+                      extra_args=["--spacing", "2", "--brain-mask", "threshold", "--workers", "1",
+                                  "--backend", "hyperintensity"] +
                       [a for b in bundles_at_spacing(2.0) for a in ("--bundle", b)])
     seen, slowest = [], 0.0
     while True:
@@ -268,7 +271,7 @@ def test_batch_script_on_two_cases_with_one_failure(tmp_path, bundles_at_spacing
     script = Path(__file__).resolve().parents[2] / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py"
     out = tmp_path / "out"
     cmd = [sys.executable, str(script), "--input", str(cohort), "--output", str(out), "--spacing", "3",
-           "--brain-mask", "threshold"] + [a for b in bundles_at_spacing(3.0) for a in ("--bundle", b)]
+           "--brain-mask", "threshold", "--backend", "hyperintensity"] + [a for b in bundles_at_spacing(3.0) for a in ("--bundle", b)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 1, r.stderr[-2000:]  # one case failed
     res = pd.read_csv(out / "batch_results.csv").set_index("case")

@@ -38,4 +38,8 @@ def test_run_on_raw_tcga_case(shared_data, tmp_path):
     inside = float((brain & (lab > 0)).sum()) / float((lab > 0).sum())
     assert inside > 0.98, f"only {inside:.1%} of the tumor inside the brain mask"
     assert 1.0 < doc["segmentation"]["volumes_ml"]["WT"] < 400
+    # the default segmentation on this 4-sequence case is the BraTS 2017 cascade; 5.5 mm FLAIR slices: axial only
+    steps = " ".join(doc["preprocessing"].get("steps", []))
+    assert "auto -> brats17" in steps and "axial networks only" in steps, steps[-2000:]
+    assert "WNet -> TNet -> ENet (axial view only)" in steps
     assert 1000 < brain.sum() * np.prod(flair.GetSpacing()) / 1000 < 2200

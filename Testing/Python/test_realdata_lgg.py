@@ -12,7 +12,7 @@ from GliomaRadiogenomicsLib.predict import validate_predictions
 
 pytestmark = pytest.mark.realdata
 CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
-THREE_SEQUENCES = "TCGA-CS-4942"     # FLAIR + T1 + T1c
+THREE_SEQUENCES = "TCGA-CS-4942"     # FLAIR + T1 + T1c (conftest.LGG_THREE_SEQUENCES)
 TWO_SEQUENCES = "TCGA-FG-7634"       # FLAIR + T1
 FLAIR_ONLY = "TCGA-HT-7877"
 
@@ -55,12 +55,13 @@ def test_case_folder_discovery_sets_the_mask_aside(cohort):
 
 
 @pytest.mark.slow
-def test_three_sequence_case_runs_end_to_end(cohort, tmp_path):
-    doc, p = _run(cohort / THREE_SEQUENCES, tmp_path / "out")
+def test_three_sequence_case_runs_end_to_end(lgg_three_sequence_run):
+    _, out, _ = lgg_three_sequence_run      # the default run of THREE_SEQUENCES (shared with test_round_trip)
+    doc = json.loads((out / "predictions.json").read_text())
     validate_predictions(doc)
     assert set(doc["inputs"]) == {"T1", "T1c", "FLAIR"}
     assert doc["features"]["sequences"] == ["T1", "T1c", "FLAIR"]
-    cols = pd.read_csv(tmp_path / "out" / "features.csv").columns
+    cols = pd.read_csv(out / "features.csv").columns
     assert not any(c.startswith("T2_") for c in cols) and any(c.startswith("FLAIR_WT_") for c in cols)
     for t in ("IDH", "epilepsy", "ATRX"):
         r = doc[t]

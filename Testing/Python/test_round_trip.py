@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 pytestmark = pytest.mark.realdata
 CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
-CASE = "TCGA-CS-4942"        # FLAIR + T1 + T1c, 6.5 mm FLAIR slices (working grid 1 mm)
+CASE = "TCGA-CS-4942"        # FLAIR + T1 + T1c, 6.5 mm FLAIR slices (working grid 1 mm); conftest.LGG_THREE_SEQUENCES
 FAST = ["--workers", "1", "--unet-folds", "0"]
 
 
@@ -44,18 +44,14 @@ def _assert_same_features(a: dict, b: dict):
 
 
 @pytest.fixture(scope="module")
-def case_dir(shared_data):
-    c = shared_data / "cohorts" / "tcga-lgg" / "cases" / CASE
-    if not c.is_dir():
-        pytest.skip(f"{c} absent: the real-data round-trip tests are skipped")
-    return c
+def case_dir(lgg_three_sequence_run):
+    return lgg_three_sequence_run[0]
 
 
 @pytest.fixture(scope="module")
-def first_run(case_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("round_trip") / "first"
-    _cli("run", "--case-dir", str(case_dir), "--out", str(out), *FAST)
-    return out
+def first_run(lgg_three_sequence_run):
+    """`run --case-dir CASE --workers 1 --unet-folds 0` (conftest: shared with test_realdata_lgg)."""
+    return lgg_three_sequence_run[1]
 
 
 def test_own_output_fed_back_gives_the_same_answer(case_dir, first_run, tmp_path):

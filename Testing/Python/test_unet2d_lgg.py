@@ -97,14 +97,30 @@ def test_auto_is_default_and_falls_back(small_pre, tmp_path):
                                 small_pre.images["t1c"], "t1c", {}, brain_mask=small_pre.brain_mask)
     b, reason = AutoBackend().choose(no_flair)
     assert b.name == "hyperintensity" and "no FLAIR" in reason
-    b, reason = AutoBackend(weights_dir=tmp_path).choose(small_pre)
+    # all four sequences: the BraTS 2017 cascade, 3-view on thin native slices, axial networks only on thick ones
+    import GliomaRadiogenomicsLib.segment as seg_mod
+    b, reason = AutoBackend().choose(small_pre)   # this demo's FLAIR has 3 mm slices
+    assert b.name == "brats17" and b.views == "axial" and "3.0 mm" in reason, reason
+    for z, views in ((1.0, "all"), (seg_mod.AUTO_BRATS17_THICK_MM, "all"), (seg_mod.AUTO_BRATS17_THICK_MM + 0.5, "axial")):
+        native = sitk.Image([20, 20, 10], sitk.sitkFloat32)
+        native.SetSpacing((0.9, 0.9, z))
+        pre = PreprocessedCase("t", dict(small_pre.images), native, "flair", {}, brain_mask=small_pre.brain_mask)
+        b, reason = AutoBackend().choose(pre)
+        assert b.name == "brats17" and b.views == views, (z, reason)
+        assert ("3-view fusion" if views == "all" else "axial networks only") in reason
+    # without T2 (or without the cascade's weights): lgg-unet2d, and the reason says why not brats17
+    no_t2 = PreprocessedCase("n", {k: v for k, v in small_pre.images.items() if k != "t2"},
+                             small_pre.reference_native, "flair", {}, brain_mask=small_pre.brain_mask)
+    b, reason = AutoBackend().choose(no_t2)
+    assert b.name == "lgg-unet2d" and "brats17 needs FLAIR, T1, T1c and T2" in reason, reason
+    b, reason = AutoBackend(brats17_weights=tmp_path).choose(small_pre)
+    assert b.name == "lgg-unet2d" and "brats17 not used: its weights are not installed" in reason, reason
+    b, reason = AutoBackend(weights_dir=tmp_path, brats17_weights=tmp_path).choose(small_pre)
     assert b.name == "hyperintensity" and "not installed" in reason
-    b, reason = AutoBackend().choose(small_pre)
-    assert b.name == "lgg-unet2d"
     # the no-weights fallback runs and records its choice
     pre = PreprocessedCase("y", dict(small_pre.images), small_pre.reference_native, "flair", {},
                            brain_mask=small_pre.brain_mask)
-    auto = AutoBackend(weights_dir=tmp_path)
+    auto = AutoBackend(weights_dir=tmp_path, brats17_weights=tmp_path)
     lab = sitk.GetArrayFromImage(auto.segment(pre))
     assert (lab > 0).any() and any("auto -> hyperintensity" in s for s in pre.steps)
     from GliomaRadiogenomicsLib.io import InputError

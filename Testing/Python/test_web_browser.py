@@ -26,12 +26,14 @@ pytestmark = pytest.mark.skipif(chromium_path() is None,
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundles_at_spacing):
     """The app at 2 mm with test copies of the shipped bundles declared at 2 mm (the shipped ones record 1 mm and
-    would refuse every task: no probability to see change)."""
+    would refuse every task: no probability to see change). The weight-free segmentation model is selected at start
+    (`web --backend`): this test is about the page, not the network (the default auto would run the BraTS 2017
+    cascade on the 4-sequence demo, minutes on a CPU; brats17 has its own tests)."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("web") / "server.log", "w")
     env = dict(os.environ, VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow")
     proc = subprocess.Popen([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "web", "--port", str(port),
-                             "--spacing", "2", "--brain-mask", "threshold"] +
+                             "--spacing", "2", "--brain-mask", "threshold", "--backend", "hyperintensity"] +
                             [a for b in bundles_at_spacing(2.0) for a in ("--bundle", b)], stdout=log, stderr=subprocess.STDOUT,
                             env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
