@@ -48,8 +48,12 @@ demo: $(STAMP)
 # Strict skips (Testing/Python/conftest.py): a skip not on the allow-list fails the run (an extra installed above that
 # does not import, real data skipped while ../shared/data exists). GLIOMA_STRICT_SKIPS=0 turns it off.
 GLIOMA_STRICT_SKIPS ?= 1
+# Two pytest-xdist workers, one test file each at a time (--dist loadfile keeps a file's module fixtures on one
+# worker): the suite is largely single-threaded Python, subprocesses and waits, so 2 workers fill 2 cores (and the
+# tiny nnU-Net training overlaps other files). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: $(TEST_STAMP)
-	GLIOMA_STRICT_SKIPS=$(GLIOMA_STRICT_SKIPS) $(PY) -m pytest $(PYTEST_ARGS)
+	GLIOMA_STRICT_SKIPS=$(GLIOMA_STRICT_SKIPS) $(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # Rebuild the shipped default model bundles from a freshly generated synthetic cohort (slow: ~1 h on 2 cores).
 bundles: $(STAMP)
