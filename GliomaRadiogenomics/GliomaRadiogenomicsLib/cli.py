@@ -20,10 +20,14 @@ def _backend_options(args) -> dict:
     if args.backend == "nnunet":
         return {"model_folder": args.nnunet_model, "device": args.device, "folds": args.nnunet_folds or ""}
     if args.backend in ("auto", "lgg-unet2d"):
-        return {"unet_folds" if args.backend == "auto" else "folds": getattr(args, "unet_folds", None) or "",
-                "device": args.device}
+        d = {"unet_folds" if args.backend == "auto" else "folds": getattr(args, "unet_folds", None) or "",
+             "device": args.device}
+        if args.backend == "auto" and (getattr(args, "brats17_views", None) or "auto") != "auto":
+            d["brats17_views"] = args.brats17_views
+        return d
     if args.backend == "brats17":
-        return {"device": args.device}
+        return {"device": args.device, "views": getattr(args, "brats17_views", None) or "auto",
+                "substitute_t2": getattr(args, "substitute_t2", None)}
     return {}
 
 
@@ -483,8 +487,16 @@ def _add_segment_args(p):
     p.add_argument("--nnunet-model", help="nnU-Net v2 trained model folder (with --backend nnunet)")
     p.add_argument("--nnunet-folds", help="comma-separated folds (default: all in the folder)")
     p.add_argument("--unet-folds", help="lgg-unet2d fold models to use, comma-separated (default: all five)")
+    p.add_argument("--brats17-views", default="auto", choices=["auto", "all", "axial"], help="brats17 (and auto "
+                   "when it runs brats17): all = the published 3-view fusion, axial = the axial networks only (3x "
+                   "faster), auto = all when the reference's native slices are <= 2.5 mm thick, else axial "
+                   "(default auto)")
+    p.add_argument("--substitute-t2", choices=["flair"], help="brats17 on a case without T2: feed the FLAIR as the "
+                   "T2 channel (measured on 4 TCGA-LGG patients only, docs/segmentation-quality.md; default: fall "
+                   "back to the weight-free backend, stated in predictions.json)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="for the networks (deepbet, nnU-Net); falls back to CPU without CUDA")
+                   help="for the networks (deepbet, HD-BET, lgg-unet2d, brats17, nnU-Net); falls back to CPU without "
+                        "CUDA")
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction of the images the features are "
                    "computed on (the segmentation sees the images without it unless --n4-segmentation)")
     p.add_argument("--n4-segmentation", action="store_true", help="with --n4: the segmentation also sees the "

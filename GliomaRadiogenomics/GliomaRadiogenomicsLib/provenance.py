@@ -115,7 +115,7 @@ def backend_provenance(backend) -> dict:
         from . import brats17
         try:
             version = (f"weights {brats17.weights_digest(getattr(backend, 'weights_dir', None))} (digest of "
-                       f"SHA256SUMS), views {getattr(backend, 'views', 'all')}"
+                       f"SHA256SUMS), views {getattr(backend, 'views_used', None) or getattr(backend, 'views', 'all')}"
                        f"{', FLAIR as T2' if getattr(backend, 'substitute_t2', None) else ''}")
         except OSError as exc:
             version = f"weights unknown ({exc})"

@@ -239,9 +239,19 @@ def read_manifest_sums(path: PathLike) -> Dict[str, dict]:
     return out
 
 
-def load_registry(path: PathLike = REGISTRY_FILE, schema_file: PathLike = SCHEMA_FILE) -> Dict[str, Model]:
-    """id -> Model, in the file's order; a missing, unreadable or invalid file is a RegistryError naming it."""
-    p = Path(path)
+REGISTRY_ENV = "GLIOMA_MODEL_REGISTRY"   # another registry file (e.g. a site's, with url-sourced weights)
+
+
+def registry_file() -> Path:
+    """The registry in use: $GLIOMA_MODEL_REGISTRY when set, else the package's segmentation_models.json."""
+    env = os.environ.get(REGISTRY_ENV, "").strip()
+    return Path(env).expanduser() if env else REGISTRY_FILE
+
+
+def load_registry(path: Optional[PathLike] = None, schema_file: PathLike = SCHEMA_FILE) -> Dict[str, Model]:
+    """id -> Model, in the file's order (``path`` default: ``registry_file()``); a missing, unreadable or invalid
+    file is a RegistryError naming it."""
+    p = Path(path) if path is not None else registry_file()
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -255,7 +265,7 @@ def load_registry(path: PathLike = REGISTRY_FILE, schema_file: PathLike = SCHEMA
 def get_model(model_id: str, registry: Optional[Dict[str, Model]] = None) -> Model:
     reg = load_registry() if registry is None else registry
     if model_id not in reg:
-        raise InputError(f"unknown segmentation model '{model_id}'; the registry ({REGISTRY_FILE.name}) lists: "
+        raise InputError(f"unknown segmentation model '{model_id}'; the registry ({registry_file().name}) lists: "
                          f"{', '.join(reg)}")
     return reg[model_id]
 
@@ -407,6 +417,18 @@ def resolve_weights(model: Union[str, Model], local_path: Optional[PathLike] = N
     if problems:
         raise WeightsUnavailable(f"{m.id}: weights missing or damaged: " + "; ".join(problems))
     return d
+
+
+def weights_for_backend(model_id: str, progress=None) -> Optional[Path]:
+    """The weights folder a backend uses when it is given none: None for a bundled model (the backend's own package
+    folder, checked by the backend at load), else ``resolve_weights`` with downloading on: a ``url`` model is
+    fetched into the cache on first use (progress to ``progress``, a ``progress.Progress``; SHA-256 checked; a
+    clear WeightsUnavailable offline), a ``local`` one must be given its folder."""
+    m = get_model(model_id)
+    if m.source in ("bundled", "none"):
+        return None
+    cb = progress_callback(progress) if progress is not None else None
+    return resolve_weights(m, download=True, progress=cb)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -30,6 +30,19 @@ from .progress import Progress, null_progress
 LABELS = {1: "necrosis", 2: "edema", 3: "enhancing"}
 
 
+def _download_progress(model_id: str) -> Progress:
+    """Progress of a first-use weights download: lines on stderr, every 10 % (the backend is built before the run's
+    progress exists)."""
+    import sys
+    last = [-1]
+
+    def cb(fraction: float, message: str) -> None:
+        if int(fraction * 10) != last[0]:
+            last[0] = int(fraction * 10)
+            print(f"{model_id} weights: {message} ({fraction:.0%})", file=sys.stderr, flush=True)
+    return Progress(cb)
+
+
 class SegmentationBackend:
     name = "base"
     description = ""
@@ -385,6 +398,9 @@ class LggUnet2dBackend(SegmentationBackend):
                  min_fraction: float = 0.1, flip: bool = False, brain_clip: bool = False, core: bool = True,
                  should_cancel=None, timeout_s=None):
         from . import unet2d
+        if weights_dir is None:   # the registry's source: bundled (the package folder) or downloaded on first use
+            from .registry import weights_for_backend
+            weights_dir = weights_for_backend("lgg-unet2d", _download_progress("lgg-unet2d"))
         self.weights_dir = weights_dir
         if not unet2d.weights_available(weights_dir):
             from .io import InputError
@@ -457,7 +473,9 @@ class Brats17Backend(SegmentationBackend):
     channels flair, t1, t1c, t2 and the brain mask on an LPS 1 mm grid (a reorientation of the working grid;
     resampled when the working grid is not 1 mm) -> label map back on the working grid (nearest neighbour). Labels:
     1 necrosis / non-enhancing core, 2 edema, 3 enhancing. ``views="all"`` is the published 3-view fusion,
-    ``"axial"`` runs the axial networks only (3x faster). A case lacking one of the four sequences falls back to the
+    ``"axial"`` runs the axial networks only (3x faster), ``"auto"`` (default) picks ``"all"`` when the reference
+    sequence's native slices are at most ``AUTO_BRATS17_THICK_MM`` thick and ``"axial"`` otherwise (thick-slice
+    clinical input: the sagittal / coronal networks see interpolated slices; docs/segmentation-quality.md). A case lacking one of the four sequences falls back to the
     weight-free ``hyperintensity`` backend, said in ``pre.steps`` / ``pre.warnings`` (and so in predictions.json);
     ``substitute_t2="flair"`` instead feeds the FLAIR as the T2 channel when only T2 is missing (measured on
     TCGA-LGG: docs/segmentation-quality.md)."""
@@ -466,15 +484,19 @@ class Brats17Backend(SegmentationBackend):
                    "whole tumor, core, enhancing; subprocess, CPU or CUDA")
     needs_weights = True
 
-    def __init__(self, weights_dir=None, device: str = "auto", views: str = "all", substitute_t2: str | None = None,
+    def __init__(self, weights_dir=None, device: str = "auto", views: str = "auto", substitute_t2: str | None = None,
                  seed: int = 0, should_cancel=None, timeout_s=None):
         from . import brats17
-        if views not in ("all", "axial"):
-            raise InputError(f"brats17: views must be 'all' or 'axial', not '{views}'")
+        if views not in ("auto", "all", "axial"):
+            raise InputError(f"brats17: views must be 'auto', 'all' or 'axial', not '{views}'")
         if substitute_t2 not in (None, "", "flair"):
             raise InputError(f"brats17: substitute_t2 can only be 'flair', not '{substitute_t2}'")
+        import os
+        if weights_dir is None and not os.environ.get(brats17.WEIGHTS_ENV, "").strip():
+            from .registry import weights_for_backend   # bundled, or downloaded on first use (registry source)
+            weights_dir = weights_for_backend("brats17", _download_progress("brats17"))
         self.weights_dir = brats17.weights_dir(weights_dir)
-        if not brats17.weights_available(self.weights_dir, brats17.VIEWS if views == "all" else ("axial",)):
+        if not brats17.weights_available(self.weights_dir, ("axial",) if views == "axial" else brats17.VIEWS):
             raise InputError(f"brats17: weights not found in {self.weights_dir} (nine msnet_*.npz files and "
                              f"SHA256SUMS; or set ${brats17.WEIGHTS_ENV}; see docs/segmentation.md)")
         self.device, self.views, self.substitute_t2, self.seed = device, views, substitute_t2 or None, seed
@@ -505,6 +527,10 @@ class Brats17Backend(SegmentationBackend):
             return HyperintensityBackend().segment(pre, progress)
         if pre.brain_mask is None:
             raise InputError("brats17 needs a brain mask (skull-stripped input): preprocess with a brain mask method")
+        views, why = brats17_views(pre, self.views)
+        self.views_used = views
+        if why:
+            pre.steps.append(f"brats17: {why}")
         images, mask = brats17.network_images({s: pre.images[source[s]] for s in brats17.CHANNELS}, pre.brain_mask)
         with tempfile.TemporaryDirectory(prefix="gr-brats17-") as tmp:
             files = []
@@ -514,14 +540,14 @@ class Brats17Backend(SegmentationBackend):
             fmask, fout = str(Path(tmp) / "brain.nii.gz"), str(Path(tmp) / "label.nii.gz")
             sitk.WriteImage(mask, fmask)
             args = ["brats17", "--channels", *files, "--mask", fmask, "--output", fout, "--device", self.device,
-                    "--views", self.views, "--seed", str(self.seed), "--weights", str(self.weights_dir)]
+                    "--views", views, "--seed", str(self.seed), "--weights", str(self.weights_dir)]
             info = run_worker(args, progress.sub(0.0, 0.98), should_cancel=self.should_cancel,
                               timeout_s=self.timeout_s)
             net_label = sitk.ReadImage(fout)
         label = sitk.Resample(net_label, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         arr = sitk.GetArrayFromImage(label)
         pre.steps.append(
-            f"brats17: WNet -> TNet -> ENet ({'3-view fusion' if self.views == 'all' else 'axial view only'}) on "
+            f"brats17: WNet -> TNet -> ENet ({'3-view fusion' if views == 'all' else 'axial view only'}) on "
             f"{info['device']}, {info['seconds']:.0f} s; test-time batch-statistics BN; LPS 1 mm network grid "
             f"{images['flair'].GetSize()}, labels back on the working grid (nearest); "
             f"voxels WT {int((arr > 0).sum())}, TC {int(np.isin(arr, (1, 3)).sum())}, ET {int((arr == 3).sum())}")
@@ -541,6 +567,18 @@ def torch_available() -> bool:
 AUTO_BRATS17_THICK_MM = 2.5
 
 
+def brats17_views(pre, views: str = "auto"):
+    """(views, reason) for the BraTS 2017 cascade on this case: ``views`` unless ``"auto"``, which is ``"all"`` (the
+    published 3-view fusion) when the reference sequence's native slices are at most ``AUTO_BRATS17_THICK_MM`` thick
+    and ``"axial"`` otherwise; the reason is empty for an explicit choice."""
+    if views != "auto":
+        return views, ""
+    thick = max(pre.reference_native.GetSpacing())
+    chosen = "all" if thick <= AUTO_BRATS17_THICK_MM else "axial"
+    return chosen, (f"{'3-view fusion' if chosen == 'all' else 'axial networks only'}: the {pre.reference.upper()} "
+                    f"slices are {thick:.1f} mm ({'<=' if chosen == 'all' else '>'} {AUTO_BRATS17_THICK_MM} mm)")
+
+
 class AutoBackend(SegmentationBackend):
     """Default, per case: ``brats17`` (the BraTS 2017 cascade: whole tumor, core, enhancing) when the case has FLAIR,
     T1, T1c and T2, its weights are installed and torch is importable (3-view fusion on thin-slice input, the axial
@@ -554,9 +592,9 @@ class AutoBackend(SegmentationBackend):
                    "lgg-unet2d (FLAIR U-Net, whole tumor); else hyperintensity")
 
     def __init__(self, unet_folds: str = "", device: str = "auto", weights_dir=None, brats17_weights=None,
-                 should_cancel=None, timeout_s=None):
+                 brats17_views: str = "auto", should_cancel=None, timeout_s=None):
         self.unet_folds, self.device, self.weights_dir = unet_folds, device, weights_dir
-        self.brats17_weights = brats17_weights
+        self.brats17_weights, self.brats17_views = brats17_weights, brats17_views
         self.should_cancel, self.timeout_s = should_cancel, timeout_s
         self.chosen = None
 
@@ -570,14 +608,11 @@ class AutoBackend(SegmentationBackend):
             elif not brats17.weights_available(self.brats17_weights):
                 why_not = "brats17 not used: its weights are not installed"
             else:
-                thick = max(pre.reference_native.GetSpacing())
-                views = "all" if thick <= AUTO_BRATS17_THICK_MM else "axial"
+                views, why = brats17_views(pre, self.brats17_views)
+                why = why or f"views {views} (asked)"
                 b = Brats17Backend(self.brats17_weights, self.device, views=views, should_cancel=self.should_cancel,
                                    timeout_s=self.timeout_s)
-                return b, ("FLAIR, T1, T1c and T2 present and weights installed; "
-                           + (f"{'3-view fusion' if views == 'all' else 'axial networks only'}: the "
-                              f"{pre.reference.upper()} slices are {thick:.1f} mm "
-                              f"({'<=' if views == 'all' else '>'} {AUTO_BRATS17_THICK_MM} mm)"))
+                return b, f"FLAIR, T1, T1c and T2 present and weights installed; {why}"
         else:
             why_not = "brats17 needs FLAIR, T1, T1c and T2"
         if "flair" not in have:

@@ -250,26 +250,36 @@ def test_postprocessing_rules():
 # The backend (worker subprocess) on real and synthetic cases
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.mark.realdata
-def test_backend_on_brats_example_axial(weights, shared_data):
-    from GliomaRadiogenomicsLib.case import load_case_folder
-    from GliomaRadiogenomicsLib.io import read_image
-    from GliomaRadiogenomicsLib.pipeline import PipelineOptions, segment_case
-    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
-    from GliomaRadiogenomicsLib.regions import dice_per_region
+def test_segment_command_brats17_on_brats_example_axial(weights, shared_data, tmp_path):
+    """`glioma-radiogenomics segment --backend brats17` through the CLI (worker subprocess, JSON progress lines) on
+    BraTS-example, against its reference; the axial networks (3x faster than the 3-view fusion: the fusion itself is
+    checked on a small volume by test_three_view_fusion_is_the_mean_of_the_views)."""
+    import json
+    import os
+    import subprocess
+    import sys
     c = shared_data / "cases" / "BraTS-example"
-    opts = PipelineOptions(PreprocessOptions(register=False), "brats17",
-                           {"weights_dir": weights, "device": "cpu", "views": "axial"})
-    seg = segment_case(load_case_folder(c), opts)
-    pre, lab, native = seg.as_tuple()
-    ref = sitk.Resample(read_image(c / "reference_seg_algorithm.nii.gz"), native, sitk.Transform(),
-                        sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    arr = sitk.GetArrayFromImage(native)
-    d = dice_per_region(arr, sitk.GetArrayFromImage(ref))
+    out = tmp_path / "seg"
+    env = dict(os.environ, **{brats17.WEIGHTS_ENV: str(weights)})
+    p = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "segment", "--case-dir", str(c),
+                        "--backend", "brats17", "--brats17-views", "axial", "--no-register", "--device", "cpu",
+                        "--reference-seg", str(c / "reference_seg_algorithm.nii.gz"), "--json-progress",
+                        "--out", str(out)], capture_output=True, encoding="utf-8", errors="replace", timeout=900,
+                       env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    info = json.loads((out / "segmentation.json").read_text())
+    d = info["dice"]
     assert all(d[k] >= FLOORS[k] for k in FLOORS), d
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentation.nii.gz")))
     assert set(np.unique(arr)) <= {0, 1, 2, 3}
-    assert any(s.startswith("brats17: WNet -> TNet -> ENet (axial view only)") for s in pre.steps), pre.steps
-    assert seg.provenance["segmentation_backend"] == "brats17"
-    assert "views axial" in seg.provenance["segmentation_backend_version"]
+    assert any(s.startswith("brats17: WNet -> TNet -> ENet (axial view only)") for s in info["steps"]), info["steps"]
+    assert info["provenance"]["segmentation_backend"] == "brats17"
+    assert "views axial" in info["provenance"]["segmentation_backend_version"]
+    # JSON progress lines: the brats17 stage reports, and the fraction never goes back
+    lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{") and '"progress"' in x]
+    fractions = [x["progress"] for x in lines]
+    assert any("brats17" in (x.get("message") or "") for x in lines), lines[-5:]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
 
 
 def test_missing_sequence_falls_back_to_the_weight_free_backend(weights, small_demo_case):
@@ -308,3 +318,43 @@ def test_docs_reproduce_the_weights_licence(weights):
     notice = (weights / "LICENSE.txt").read_text().strip()
     assert notice.startswith("Copyright (c) 2017-2018, University College London")
     assert notice in (REPO / "docs" / "segmentation.md").read_text(encoding="utf-8")
+
+
+def test_three_view_fusion_is_the_mean_of_the_views(weights):
+    """The published 3-view fusion on a small volume with the real TNet weights: each view's input is the volume
+    transposed into that view and its output transposed back (the two permutations are inverses, with distinct axis
+    lengths so a swapped axis cannot pass), and the fused probability is the mean of the three views' (the noise
+    windows of the last batch drawn from one generator in the same order)."""
+    vol = np.random.default_rng(3).standard_normal((4, 12, 30, 36)).astype(np.float32)
+    for v in brats17.VIEWS:
+        there = np.transpose(vol, brats17._TO_VIEW[v])
+        assert np.array_equal(np.transpose(there, brats17._FROM_VIEW[v]), vol), v
+    assert np.transpose(vol, brats17._TO_VIEW["sagittal"]).shape == (4, 36, 12, 30)   # slices along x
+    assert np.transpose(vol, brats17._TO_VIEW["coronal"]).shape == (4, 30, 12, 36)    # slices along y
+    nets = {("tc", v): brats17.load_network("tc", v, weights, "cpu") for v in brats17.VIEWS}
+    fused = brats17.predict_task(nets, "tc", vol, brats17.VIEWS, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    single = [brats17.predict_task(nets, "tc", vol, [v], rng) for v in brats17.VIEWS]
+    assert fused.shape == vol.shape[1:]
+    np.testing.assert_allclose(fused, np.mean(single, axis=0), rtol=0, atol=1e-6)
+    assert not np.allclose(single[0], single[1], atol=1e-3)   # the views do differ: the mean is not trivial
+
+
+def test_backend_on_cuda_equals_cpu(weights, small_demo_case):
+    """The worker on CUDA (where this machine has a GPU; skipped otherwise): the same labels as on the CPU from the
+    same preprocessed case, up to a few voxels (test-time batch statistics in float32 on either device)."""
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine: the CUDA path of brats17 is not exercised here")
+    from GliomaRadiogenomicsLib.case import Case
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
+    from GliomaRadiogenomicsLib.segment import get_backend
+    pre = preprocess(Case("demo", dict(small_demo_case.images), required=("flair",)),
+                     PreprocessOptions(spacing=2.0, brain_mask="threshold", register=False))
+    labels = {}
+    for device in ("cpu", "cuda"):
+        b = get_backend("brats17", weights_dir=weights, device=device, views="axial")
+        labels[device] = sitk.GetArrayFromImage(b.segment(pre))
+        assert any(f"on {device}" in s for s in pre.steps if s.startswith("brats17: WNet")), pre.steps
+    differ = int((labels["cpu"] != labels["cuda"]).sum())
+    assert differ <= max(20, 0.001 * int((labels["cpu"] > 0).sum())), differ

@@ -442,3 +442,40 @@ def test_web_app_model_items_come_from_the_registry():
     for mid in reg:
         assert by_id[mid]["title"].startswith(reg[mid].title)
         assert by_id[mid]["disabled"] == (registry.available(mid).state not in ("ready", "download"))
+
+
+def test_a_url_sourced_brats17_is_downloaded_on_first_use_by_the_backend(tmp_path, cache, monkeypatch):
+    """A site registry ($GLIOMA_MODEL_REGISTRY) that sources the BraTS 2017 cascade from a URL (here a local HTTP
+    server on 127.0.0.1 serving the real weights): building the backend downloads the files into the cache once
+    (SHA-256 checked), the networks then load from there; a second backend reuses the cache; with the server gone
+    and an empty cache the backend refuses with a message naming the URL."""
+    from GliomaRadiogenomicsLib import brats17
+    from GliomaRadiogenomicsLib.segment import get_backend
+    src = brats17.WEIGHTS_DIR
+    server = _Server(src)
+    try:
+        doc = _doc()
+        entry = next(m for m in doc["models"] if m["id"] == "brats17")
+        files = [dict(f, url=f"{server.url}/{f['name']}") for f in entry["weights"]["files"]]
+        sums = (src / "SHA256SUMS").read_bytes()
+        files.append({"name": "SHA256SUMS", "bytes": len(sums), "sha256": hashlib.sha256(sums).hexdigest(),
+                      "url": f"{server.url}/SHA256SUMS"})
+        entry["weights"] = {"source": "url", "files": files}
+        entry["size_bytes"] = sum(x["bytes"] for x in files)
+        f = tmp_path / "site-registry.json"
+        f.write_text(json.dumps(doc))
+        monkeypatch.setenv(registry.REGISTRY_ENV, str(f))
+        monkeypatch.delenv(brats17.WEIGHTS_ENV, raising=False)
+        b = get_backend("brats17", device="cpu", views="axial")
+        assert Path(b.weights_dir).is_relative_to(cache), b.weights_dir
+        assert brats17.weights_available(b.weights_dir)
+        assert all(server.counts.get(f"/{x['name']}") == 1 for x in files), server.counts
+        net = brats17.load_network("tc", "axial", b.weights_dir, "cpu")   # SHA-256 checked against SHA256SUMS
+        assert net is not None
+        get_backend("brats17", device="cpu", views="axial")               # cached: nothing downloaded again
+        assert all(server.counts.get(f"/{x['name']}") == 1 for x in files), server.counts
+    finally:
+        server.close()
+    monkeypatch.setenv("GLIOMA_MODEL_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(registry.WeightsUnavailable, match="127.0.0.1"):
+        get_backend("brats17", device="cpu", views="axial")
