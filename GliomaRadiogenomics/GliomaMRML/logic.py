@@ -203,14 +203,31 @@ class GliomaSegmentLogic:
                 reference: str = "flair", progress: Progress = null_progress, segmentation_node=None,
                 preprocess_options=None, backend_options: Optional[dict] = None):
         """Preprocess + segment; the result lands on the reference volume's grid as a segmentation node."""
+        compute = self.prepare(nodes, backend, brain_mask, reference, preprocess_options, backend_options)
+        return self.land(nodes, compute(progress), segmentation_node)
+
+    def prepare(self, nodes: Dict[str, object], backend: Optional[str] = None, brain_mask: str = "auto",
+                reference: str = "flair", preprocess_options=None, backend_options: Optional[dict] = None):
+        """``segment`` in three steps for a caller that keeps MRML on one thread (the web app): this step reads the
+        scene and returns ``compute(progress)``, which touches no MRML / VTK object (a worker thread may run it);
+        ``land(nodes, compute(progress))`` puts its result into the scene."""
         from GliomaRadiogenomicsLib.pipeline import PipelineOptions, segment_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND, get_backend
         case = case_from_nodes(nodes)
         opts = preprocess_options or PreprocessOptions(reference=reference, brain_mask=brain_mask)
         seg_backend = get_backend(backend or DEFAULT_BACKEND, **(backend_options or {}))
-        seg = segment_case(case, PipelineOptions(preprocess=opts), progress, backend=seg_backend)  # the one path
-        pre, native = seg.pre, seg.native
+
+        def compute(progress: Progress = null_progress):
+            seg = segment_case(case, PipelineOptions(preprocess=opts), progress, backend=seg_backend)  # the one path
+            seg.kept  # made here (digests of the images), not in land
+            return seg_backend, seg, seg.native
+        return compute
+
+    def land(self, nodes: Dict[str, object], computed, segmentation_node=None):
+        """The result of ``prepare``'s ``compute`` as a segmentation node (see ``segment``)."""
+        seg_backend, seg, native = computed
+        pre = seg.pre
         if segmentation_node is not None:
             # never lose a user's edits: keep a copy of the existing segmentation node
             copy = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", segmentation_node.GetName() + " (backup)")
@@ -283,28 +300,43 @@ class GliomaPredictLogic:
 
     def predict(self, nodes: Dict[str, object], segmentation_node, clinical: Optional[dict] = None,
                 preset: str = "wang2025", reference: str = "flair", bundles=None, progress: Progress = null_progress,
-                preprocess_options=None, synthetic_case: bool = False, backend: Optional[str] = None):
+                preprocess_options=None, synthetic_case: bool = False, backend: Optional[str] = None,
+                case_id: Optional[str] = None):
         """Features inside the (possibly edited) segmentation -> predictions table and nomogram charts.
         ``segmentation_node`` None: automatic segmentation inside the same pass (``backend``; one preprocessing),
         the result available as ``self.last_analysis.label_native``."""
+        compute = self.prepare(nodes, segmentation_node, clinical, preset, reference, bundles, preprocess_options,
+                               synthetic_case, backend, case_id)
+        return self.land(compute(progress.sub(0, 0.95)), progress)
+
+    def prepare(self, nodes: Dict[str, object], segmentation_node, clinical: Optional[dict] = None,
+                preset: str = "wang2025", reference: str = "flair", bundles=None, preprocess_options=None,
+                synthetic_case: bool = False, backend: Optional[str] = None, case_id: Optional[str] = None):
+        """``predict`` in three steps for a caller that keeps MRML on one thread (the web app): this step reads the
+        scene (volumes, the segmentation's labels and what is kept with it) and returns ``compute(progress)`` ->
+        (analysis, document), which touches no MRML / VTK object (a worker thread may run it); ``land(computed)``
+        makes the table and chart nodes."""
         from GliomaRadiogenomicsLib.pipeline import PipelineOptions, evaluate_case
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
-        case = case_from_nodes(nodes, clinical)
+        case = case_from_nodes(nodes, clinical, **({"case_id": case_id} if case_id else {}))
         case.synthetic = synthetic_case
         popt = preprocess_options or PreprocessOptions(reference=reference)
         opt = PipelineOptions(preprocess=popt, preset=preset, feature_workers=1, bundles=list(bundles or []) or None,
                               backend=backend or DEFAULT_BACKEND)
         if segmentation_node is None:
-            analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95))
-        else:
-            label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
-            # the working-grid labels and preprocessing kept with the node: unchanged, the same answer as the run
-            # that made it (no registration, no brain extraction); edited, only the edited voxels change
-            analysis, doc = evaluate_case(case, opt, progress.sub(0, 0.95), label=label,  # the one run path
-                                          label_source=f"segmentation node '{segmentation_node.GetName()}'",
-                                          label_provenance=segmentation_provenance(segmentation_node, label),
-                                          kept=kept_from_node(segmentation_node))
+            return lambda progress=null_progress: evaluate_case(case, opt, progress)
+        label = segmentation_node_to_label_image(segmentation_node, reference_node(nodes, popt.reference))
+        # the working-grid labels and preprocessing kept with the node: unchanged, the same answer as the run
+        # that made it (no registration, no brain extraction); edited, only the edited voxels change
+        given = dict(label=label, label_source=f"segmentation node '{segmentation_node.GetName()}'",
+                     label_provenance=segmentation_provenance(segmentation_node, label),
+                     kept=kept_from_node(segmentation_node))
+        return lambda progress=null_progress: evaluate_case(case, opt, progress, **given)  # the one run path
+
+    def land(self, computed, progress: Progress = null_progress):
+        """The result of ``prepare``'s ``compute`` -> (document, predictions table, nomogram charts)."""
+        analysis, doc = computed
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
         charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
@@ -399,7 +431,13 @@ class JobSlot:
 
 
 def clinical_from_parameters(age: int = 0, sex: str = "", who_grade: str = "", vasari: str = "") -> dict:
-    """Parameter-node values (0 / 'not given' = not given) -> the core's clinical dict."""
+    """Parameter-node or web-form values (0 / '' / 'not given' = not given) -> the core's clinical dict (checked by
+    case.normalize_clinical when a Case is made). An age typed as text is read as a number."""
+    if isinstance(age, str):
+        try:
+            age = float(age) if age.strip() else 0
+        except ValueError:
+            raise ValueError(f"age '{age}' is not a number of years") from None
     out = {"age": age if age and age > 0 else None, "sex": sex if sex in ("M", "F") else None}
     if str(who_grade) in ("2", "3", "4"):
         out["who_grade"] = int(who_grade)

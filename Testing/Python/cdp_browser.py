@@ -96,6 +96,26 @@ class Browser:
                   "buttons": buttons, "clickCount": 1 if kind != "mouseMoved" else 0}
         self.call("Input.dispatchMouseEvent", params)
 
+    def type_text(self, selector, text):
+        """Focus the element, select its content and type ``text`` as keyboard input (v-model sees input events)."""
+        if not self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return false; "
+                       "e.focus(); if (e.select) e.select(); return true; })()"):
+            return False
+        self.call("Input.insertText", {"text": text})
+        return True
+
+    def rect(self, selector):
+        """The element's bounding box (x, y, width, height) in CSS pixels, or None."""
+        r = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null; "
+                    "const b = e.getBoundingClientRect(); return [b.x, b.y, b.width, b.height]; })()")
+        return tuple(r) if r else None
+
+    def press(self, x, y):
+        """A left click at (x, y) with real mouse events (mousedown / mouseup)."""
+        self.mouse("mouseMoved", x, y)
+        self.mouse("mousePressed", x, y, buttons=1)
+        self.mouse("mouseReleased", x, y)
+
     def screenshot(self, path):
         data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
         Path(path).write_bytes(base64.b64decode(data))

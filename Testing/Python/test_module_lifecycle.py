@@ -46,6 +46,13 @@ def test_clinical_from_parameters():
     assert clinical_from_parameters(0, "not given", "not given", "") == {"age": None, "sex": None}
     assert clinical_from_parameters(58, "F", "3", " auto ") == {"age": 58, "sex": "F", "who_grade": 3,
                                                                 "vasari_score": "auto"}
+    # the web form's text fields: an age typed as text, empty fields = not given
+    assert clinical_from_parameters("47", "M", "2", "12") == {"age": 47.0, "sex": "M", "who_grade": 2,
+                                                              "vasari_score": "12"}
+    assert clinical_from_parameters("", "", "", "") == {"age": None, "sex": None}
+    import pytest
+    with pytest.raises(ValueError, match="age 'forty'"):
+        clinical_from_parameters("forty")
 
 
 def _wait(job, timeout=600):
