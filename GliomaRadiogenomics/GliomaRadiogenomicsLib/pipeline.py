@@ -81,7 +81,7 @@ class Segmented:
     """The result of the one "preprocess then segment" path (``segment_case``)."""
     pre: PreprocessedCase
     label: sitk.Image                      # BraTS labels on the working grid
-    source: str                            # "automatic: <backend>" or "user-supplied segmentation (...)"
+    source: str                            # "automatic: <backend>" or given_segmentation_text(...)
     provenance: dict                       # segmentation_source / backend / version (features' provenance)
     timings: Dict[str, float]
     inputs: Optional[tuple] = None         # (case, PreprocessOptions): what ``kept`` is made from
@@ -150,8 +150,8 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     else:
         label, note = as_brats_label(label, "user-supplied segmentation")
         lab, grid_statement = label_on_working_grid(label, pre, kept, case)
-        source = "user-supplied segmentation" + (f" ({label_source})" if label_source else "")
         prov = {"segmentation_source": "given", **(label_provenance or {}), "segmentation_grid": grid_statement}
+        source = given_segmentation_text(prov, label_source)
         if note:
             pre.steps.append(note)
         pre.steps.append(f"segmentation on the working grid: {grid_statement}")
@@ -160,6 +160,19 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     pre.steps.append(f"segmentation: {source}")
     timings["segmentation_s"] = time.perf_counter() - t
     return Segmented(pre, lab, source, prov, timings, (case, opt.preprocess))
+
+
+def given_segmentation_text(provenance: dict, label_source: str = "") -> str:
+    """How a given ROI is named in steps, the report and the panels: an automatic segmentation handed back unedited
+    (its digest still matches) or edited stays "automatic" with its backend; anything else is user-supplied."""
+    origin = provenance.get("segmentation_source", "given")
+    backend = provenance.get("segmentation_backend") or "backend unknown"
+    where = f" ({label_source})" if label_source else ""
+    if origin == "automatic":
+        return f"automatic segmentation ({backend}), reviewed without edits{where}"
+    if origin == "edited":
+        return f"automatic segmentation ({backend}), edited by the user{where}"
+    return f"user-supplied segmentation{where}"
 
 
 def case_roi(case: Case):

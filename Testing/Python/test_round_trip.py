@@ -69,6 +69,9 @@ def test_own_output_fed_back_gives_the_same_answer(case_dir, first_run, tmp_path
     prov = json.loads((out / "features.provenance.json").read_text())
     assert prov["segmentation_grid"] == "working grid kept"
     assert prov["segmentation_source"] == "automatic"       # the digest beside the file: untouched
+    # named as what it is in steps and the report: the automatic segmentation, reviewed (not "user-supplied")
+    assert prov["segmentation"].startswith("automatic segmentation (lgg-unet2d), reviewed without edits"), \
+        prov["segmentation"]
     assert prov["preprocessing"].startswith("reused")        # no registration, no brain extraction
     # the same working-grid labels and native segmentation again
     for name in ("segmentation.work.nii.gz", "segmentation.nii.gz"):
