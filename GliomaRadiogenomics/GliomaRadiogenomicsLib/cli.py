@@ -378,6 +378,10 @@ def cmd_train(args) -> int:
     import pandas as pd
     from .train import train_bundles
 
+    if args.method == "cox-lasso":  # Shim 2021 Cox-LASSO risk score (survival.py)
+        return _train_cox(args)
+    if not args.label:
+        raise InputError(f"train --method {args.method} needs --label (a 0/1 column)")
     if args.method == "choi-hybrid":  # Choi 2021 CNN + hybrid logistic (choi.py)
         from .choi import cli_train
         return cli_train(args)
@@ -429,6 +433,50 @@ def cmd_train(args) -> int:
                "repeats": args.repeats, "sequences": {b.task: b.feature_schema.get("sequences") for b in bundles},
                "features": {b.task: len(b.features) for b in bundles}, "warnings": warnings}
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _train_cox(args) -> int:
+    """train --method cox-lasso --time COL --event COL: survival bundle (JSON) + evaluation report."""
+    from .io import atomic_write_json
+    from .survival import train_cox_bundle
+    if not args.time or not args.event:
+        raise InputError("train --method cox-lasso needs --time COL (follow-up time) and --event COL (1 = event)")
+    table_path = Path(args.table)
+    if not table_path.exists():
+        raise InputError(f"feature table not found: {table_path}")
+    table = read_table(table_path)
+    prov, side, table_warning = read_table_provenance(table_path)
+    warnings = [table_warning] if table_warning else []
+    if prov is None:
+        warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle does NOT record the "
+                        "extraction settings")
+        prov = {"provenance": "not recorded: trained from a table without a provenance file"}
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    out = Path(args.out)
+    clinical = [] if args.clinical is None else [c for c in args.clinical.split(",") if c]
+    times = [float(t) for t in args.times.split(",")] if args.times else None
+    try:
+        bundle, ev = train_cox_bundle(table, args.time, args.event, prov,
+                                      trained_on=args.trained_on or f"{table_path.name} ({len(table)} rows)",
+                                      synthetic=args.synthetic, intended_use=args.intended_use, clinical=clinical,
+                                      seed=args.seed, repeats=args.repeats, folds=args.folds,
+                                      inner_folds=args.inner_folds, features=args.features, id_column=args.id_column,
+                                      missing_threshold=args.missing_threshold, times=times,
+                                      report_path=out.with_name(out.stem + ".evaluation"))
+    except InputError as exc:
+        raise InputError(f"{table_path}: {exc}") from None
+    bundle["training"]["warnings"] = warnings
+    atomic_write_json(out, bundle)
+    m = bundle["metrics"]
+    print(json.dumps({"bundle": str(out), "report": str(out.with_name(out.stem + ".evaluation.html")),
+                      "cindex_cv": [m["cindex_cv"], m["cindex_cv_95ci_bootstrap"]], "cindex_cv_sd": m["cindex_cv_sd"],
+                      "td_auc_cv": dict(zip(map(str, m["td_auc_times"]), m["td_auc_cv"] or [])),
+                      "logrank_p_cv_median": m["logrank_p_cv_median"],
+                      "baselines_cindex_cv": {k: v["cindex"] for k, v in m["baselines_cv"].items()},
+                      "features": len(bundle["features"]), "synthetic": bundle["synthetic"],
+                      "warnings": warnings}, indent=1))
     return 0
 
 
@@ -549,11 +597,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train model bundle(s) from a feature table (Wang st/mt/cmt, Liu atrx-fusion)")
     p.add_argument("--table", required=True, help="feature table (CSV; <table>.provenance.json beside it is copied "
                    "into the bundle; without it the bundle cannot check settings: a warning)")
-    p.add_argument("--label", required=True, help="0/1 label column")
+    p.add_argument("--label", help="0/1 label column (every method but cox-lasso)")
     p.add_argument("--label2", help="second label (mt, cmt; st trains both separately)")
-    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid"],
+    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid", "cox-lasso"],
                    help="Wang 2025 single-task / multi-task / collaborative multi-task LASSO, Liu 2024 ATRX fusion, "
-                   "Choi 2021 hybrid IDH (default cmt; docs/models.md)")
+                   "Choi 2021 hybrid IDH, Shim 2021 Cox-LASSO risk score (default cmt; docs/models.md)")
+    p.add_argument("--time", help="cox-lasso: follow-up time column (days to death or last follow-up)")
+    p.add_argument("--event", help="cox-lasso: event column (1 = death / event, 0 = censored)")
+    p.add_argument("--inner-folds", type=int, default=10, help="cox-lasso: inner CV folds choosing the penalty "
+                   "(default 10 as cv.glmnet in Shim 2021)")
+    p.add_argument("--times", help="cox-lasso: comma-separated times of the time-dependent AUC and the bundle's "
+                   "baseline survival (default: quartiles of the event times)")
     p.add_argument("--choi-cnn", help="choi-hybrid: out-of-fold CNN probabilities (scripts/train_choi_cnn.py JSON)")
     p.add_argument("--choi-data", help="choi-hybrid: choi_slices.npz (scripts/prepare_choi_data.py); runs the CNN CV")
     p.add_argument("--choi-variant", default="t1c+mask", help="choi-hybrid: CNN input variant (default t1c+mask)")
