@@ -77,10 +77,24 @@ def pytest_runtest_makereport(item, call):
                            "install the missing extra (make test), or fix the real-data path / the test")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector):
-    outcome = yield
-    _judge_skip(outcome.get_result())  # a whole module skipped at import (importorskip): fails the session below
+def pytest_collectreport(report):
+    # a whole module skipped at import (importorskip): fails the session below. This hook runs in the process that
+    # reports (the only one without xdist; the controller too under `make test`'s xdist workers, which forward
+    # skipped collection reports), so the controller's exit status sees it
+    _judge_skip(report)
+
+
+# Files that take minutes (the tiny nnU-Net training, the browser, real cases through the CLI) go first: with
+# `make test`'s two xdist workers (--dist loadfile) the long ones then overlap each other and the many short files
+# fill the gaps at the end. A stable sort: the order inside each group stays pytest's.
+HEAVY_FIRST = ("test_nnunet_backend.py", "test_web_browser.py", "test_realdata.py", "test_mrml.py",
+               "test_realdata_lgg.py", "test_round_trip.py", "test_dependencies.py", "test_brats17.py",
+               "test_unet2d_lgg.py", "test_segmentation_quality.py", "test_one_path.py", "test_atomic_outputs.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda it: rank.get(Path(str(it.fspath)).name, len(HEAVY_FIRST)))
 
 
 def pytest_sessionfinish(session, exitstatus):
