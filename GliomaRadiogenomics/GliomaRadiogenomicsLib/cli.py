@@ -480,9 +480,23 @@ def _train_cox(args) -> int:
     return 0
 
 
+def _import_web_app():
+    """GliomaWeb (installed beside the core, or Web/ of a checkout run with the module folder on PYTHONPATH)."""
+    import importlib.util
+    if importlib.util.find_spec("GliomaWeb") is None:
+        checkout = Path(__file__).resolve().parents[2] / "Web"
+        if (checkout / "GliomaWeb" / "__init__.py").is_file():
+            sys.path.append(str(checkout))
+        else:
+            raise InputError("the web app (package GliomaWeb) is not installed: pip install -c constraints.txt "
+                             "'glioma-radiogenomics[web]'")
+    from GliomaWeb.app import serve
+    return serve
+
+
 def cmd_web(args) -> int:
     try:
-        from GliomaWeb.app import serve
+        serve = _import_web_app()
     except ImportError as exc:
         raise InputError(f"the web app needs trame-slicer ({exc}): pip install -c constraints.txt "
                          "'trame-slicer[standalone]==2.0.0' (or make test)") from None

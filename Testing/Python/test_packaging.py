@@ -129,3 +129,32 @@ def test_every_ui_parameter_is_a_parameter_node_field(module, ui):
     xml.dom.minidom.parse(str(REPO / ui))  # well-formed
     names = set(re.findall(r'SlicerParameterName" stdset="0"><string>([A-Za-z]+)<', (REPO / ui).read_text()))
     assert names and names <= fields, names - fields
+
+
+def test_pyproject_packages_every_package_folder_and_the_web_app_sits_outside_the_modules():
+    """The wheel (pyproject.toml) maps each package to its folder: the core and GliomaMRML in the Slicer module folder
+    (the modules import them from there), GliomaWeb (trame-slicer, not part of the extension) in Web/. test_wheel.py
+    builds and installs it."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        from pip._vendor import tomli as tomllib
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())
+    st = cfg["tool"]["setuptools"]
+    dirs = st["package-dir"]
+    assert set(st["packages"]) == set(dirs) == {"GliomaRadiogenomicsLib", "GliomaMRML", "GliomaWeb"}
+    for pkg, d in dirs.items():
+        assert (REPO / d / "__init__.py").is_file(), d
+        subs = [p.parent for p in (REPO / d).rglob("__init__.py") if p.parent != REPO / d]
+        assert not subs, f"{subs}: subpackages must be listed in pyproject.toml's packages / package-dir"
+    top = {p.parent for f in ("GliomaRadiogenomics", "Web") for p in (REPO / f).glob("*/__init__.py")}
+    assert top == {REPO / d for d in dirs.values()}, "a package folder the wheel does not ship"
+    assert dirs["GliomaWeb"] == "Web/GliomaWeb"
+    for module in ("GliomaRadiogenomics", "GliomaSegment", "GliomaPredict"):
+        assert not list((REPO / module).rglob("GliomaWeb")), f"the web app is back inside the {module} module folder"
+    scripts = cfg["project"]["scripts"]
+    assert scripts["glioma-radiogenomics"] == "GliomaRadiogenomicsLib.cli:main"
+    assert scripts["glioma-radiogenomics-batch"] == "GliomaMRML.batch:cli"
+    # the Slicer --python-script entry stays a thin caller of the packaged batch module
+    entry = (REPO / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py").read_text()
+    assert "from GliomaMRML.batch import" in entry and "def run_batch" not in entry

@@ -83,7 +83,7 @@ def test_no_second_renderer_in_the_adapters():
     for path in [REPO / "GliomaRadiogenomics/GliomaRadiogenomicsLib/cli.py",
                  REPO / "GliomaRadiogenomics/GliomaRadiogenomicsLib/report.py",
                  REPO / "GliomaRadiogenomics/GliomaMRML/convert.py",
-                 REPO / "GliomaRadiogenomics/GliomaWeb/app.py",
+                 REPO / "Web/GliomaWeb/app.py",
                  REPO / "GliomaPredict/GliomaPredict.py"]:
         src = path.read_text(encoding="utf-8")
         # the nomogram chart titles format the probability of one task inside a figure; the tables / lines may not
