@@ -89,7 +89,8 @@ def pytest_collectreport(report):
 # fill the gaps at the end. A stable sort: the order inside each group stays pytest's.
 HEAVY_FIRST = ("test_nnunet_backend.py", "test_web_browser.py", "test_realdata.py", "test_mrml.py",
                "test_realdata_lgg.py", "test_round_trip.py", "test_dependencies.py", "test_brats17.py",
-               "test_unet2d_lgg.py", "test_segmentation_quality.py", "test_one_path.py", "test_atomic_outputs.py")
+               "test_unet2d_lgg.py", "test_wheel.py", "test_segmentation_quality.py", "test_one_path.py",
+               "test_atomic_outputs.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
