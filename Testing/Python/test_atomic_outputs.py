@@ -30,7 +30,10 @@ BATCH = [sys.executable, str(REPO / "GliomaRadiogenomics" / "Batch" / "GliomaBat
 FAST = ["--spacing", "3", "--brain-mask", "threshold", "--backend", "hyperintensity", "--no-register",
         "--workers", "1"]
 RUN_SET = {"predictions.json", "features.csv", "features.provenance.json", "segmentation.nii.gz",
-           "brain_mask.nii.gz", "report.html", "report.pdf"}
+           "brain_mask.nii.gz", "report.html", "report.pdf",
+           # kept with the segmentation for `run --segmentation` / re-prediction (kept.py): part of the same set
+           "segmentation.provenance.json", "segmentation.work.nii.gz", "segmentation.brain_mask.work.nii.gz",
+           "segmentation.preprocessing.json"}
 RNG = random.Random(int(os.environ.get("GLIOMA_KILL_SEED", "20251126")))
 LEFTOVER = re.compile(r"^\..+\.(staging|old|prev|lock)-[0-9]+-[0-9a-f]+$")  # our hidden temporary names
 
