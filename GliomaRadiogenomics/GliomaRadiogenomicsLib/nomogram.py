@@ -72,31 +72,30 @@ def _decimals(step: float) -> int:
 
 def nice_ticks(lo: float, hi: float, target: int = 6, integer: bool = False) -> List[float]:
     """Readable tick values inside [lo, hi]: multiples of 1, 2, 2.5 or 5 x 10^k, at most ``target`` + 1 of them;
-    whole numbers only when ``integer``. None fits: the two ends themselves."""
+    whole numbers only when ``integer``; at least two where a finer readable step gives two (one label alone does
+    not make a scale: age 18-75 on a short axis gets 25 / 50 / 75, not 50 alone). None fits: the two ends."""
     lo, hi = float(min(lo, hi)), float(max(lo, hi))
     span = hi - lo
     if not math.isfinite(span) or span <= 0:
         return [lo]
     mag = 10.0 ** math.floor(math.log10(span / target))
-    step = None
-    for e in (mag, mag * 10):
-        for m in (1, 2, 2.5, 5):
-            s = m * e
-            if integer and (s < 1 or abs(s - round(s)) > 1e-9):
-                continue
-            if span / s <= target + 1e-9:
-                step = s
-                break
-        if step:
-            break
-    step = step or 10 * mag
-    d = _decimals(step)
-    first = math.ceil(lo / step - 1e-9)
-    ticks = []
-    k = first
-    while k * step <= hi + 1e-9 * max(1.0, abs(hi)):
-        ticks.append(round(k * step, d) + 0.0)
-        k += 1
+    steps = [m * e for e in (mag / 10, mag, mag * 10) for m in (1, 2, 2.5, 5)]
+    steps = [s for s in steps if not (integer and (s < 1 or abs(s - round(s)) > 1e-9))]
+
+    def ticks_of(step: float) -> List[float]:
+        d = _decimals(step)
+        k, out = math.ceil(lo / step - 1e-9), []
+        while k * step <= hi + 1e-9 * max(1.0, abs(hi)):
+            out.append(round(k * step, d) + 0.0)
+            k += 1
+        return out
+    i = next((j for j, s in enumerate(steps) if span / s <= target + 1e-9), None)
+    if i is None:
+        return [lo, hi]
+    ticks = ticks_of(steps[i])
+    while len(ticks) < 2 and i > 0 and len(ticks_of(steps[i - 1])) <= max(target, 2) + 1:
+        i -= 1
+        ticks = ticks_of(steps[i])
     return ticks or [lo, hi]
 
 

@@ -98,7 +98,8 @@ def test_nice_ticks_are_readable():
     assert nice_ticks(-3.17, 2.86, target=6) == [-2, 0, 2]
     assert nice_ticks(0.31, 0.88, target=5) == [0.4, 0.6, 0.8]
     assert nice_ticks(0, 138.97, target=8, integer=True) == [0, 20, 40, 60, 80, 100, 120]
-    assert nice_ticks(-0.37, 0.2, target=2) == [0.0]
+    assert nice_ticks(-0.37, 0.2, target=2) == [-0.25, 0.0]      # two labels at least: a scale, not a point
+    assert nice_ticks(18, 75, target=2, integer=True) == [25, 50, 75]   # a short age axis (was 50 alone)
 
 
 # ------------------------------------------------------------------------------------------------ points

@@ -80,3 +80,23 @@ def test_workflow_logic_run_preprocesses_once_and_records_an_automatic_segmentat
     assert segmentation_provenance(seg, label)["segmentation_source"] == "automatic"
     assert doc["features"]["segmentation_source"] == "automatic"
     assert doc["segmentation"]["volumes_ml"]["WT"] > 0 and table.GetTable().GetNumberOfRows() == len(doc["tasks"])
+
+
+def test_a_mask_on_another_grid_is_resampled_once_and_the_grid_is_stated(small_demo_dir):
+    """A given ROI on a grid that is neither the native reference grid nor kept with a run (here the automatic
+    native mask resampled to 3 mm): one nearest-neighbour resampling onto the working grid, the two grids named in
+    the provenance; the labels equal a single direct resampling."""
+    case = load_case_folder(small_demo_dir)
+    seg = segment_case(case, FAST)
+    other = sitk.Image(seg.native)
+    ref = sitk.Image([int(round(n * s / 3.0)) for n, s in zip(other.GetSize(), other.GetSpacing())], sitk.sitkUInt8)
+    ref.SetSpacing((3.0, 3.0, 3.0))
+    ref.SetOrigin(other.GetOrigin())
+    ref.SetDirection(other.GetDirection())
+    other = sitk.Resample(other, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    given = segment_case(load_case_folder(small_demo_dir), FAST, label=other, label_source="a 3 mm mask")
+    stated = given.provenance["segmentation_grid"]
+    assert stated.startswith("resampled once from") and "3 x 3 x 3" in stated.replace("3.0", "3"), stated
+    direct = sitk.Resample(other, given.pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    assert np.array_equal(sitk.GetArrayFromImage(given.label) > 0, sitk.GetArrayFromImage(direct) > 0)
+    assert given.source.startswith("user-supplied segmentation (a 3 mm mask)")
