@@ -385,14 +385,9 @@ def cmd_train(args) -> int:
     if args.method == "choi-hybrid":  # Choi 2021 CNN + hybrid logistic (choi.py)
         from .choi import cli_train
         return cli_train(args)
-    table_path = Path(args.table)
-    if not table_path.exists():
-        raise InputError(f"feature table not found: {table_path}")
-    table = read_table(table_path)
-    prov, side, table_warning = read_table_provenance(table_path)
-    warnings = [table_warning] if table_warning else []
-    if table_warning:
-        print(f"WARNING: {table_warning}", file=sys.stderr)
+    table_path, table, prov, side, warnings = _training_table(args.table)
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
     if prov is None:  # trained anyway (e.g. a published table), but the bundle says so and every prediction warns
         warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle(s) do NOT record the "
                         "extraction settings (preset, spacing, normalisation, segmentation, ...) and cannot refuse "
@@ -436,18 +431,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _training_table(path):
+    """(path, table, provenance or None, provenance file path, [warning]) of a training table; InputError if absent."""
+    table_path = Path(path)
+    if not table_path.exists():
+        raise InputError(f"feature table not found: {table_path}")
+    table = read_table(table_path)
+    prov, side, table_warning = read_table_provenance(table_path)
+    return table_path, table, prov, side, ([table_warning] if table_warning else [])
+
+
 def _train_cox(args) -> int:
     """train --method cox-lasso --time COL --event COL: survival bundle (JSON) + evaluation report."""
     from .io import atomic_write_json
     from .survival import train_cox_bundle
     if not args.time or not args.event:
         raise InputError("train --method cox-lasso needs --time COL (follow-up time) and --event COL (1 = event)")
-    table_path = Path(args.table)
-    if not table_path.exists():
-        raise InputError(f"feature table not found: {table_path}")
-    table = read_table(table_path)
-    prov, side, table_warning = read_table_provenance(table_path)
-    warnings = [table_warning] if table_warning else []
+    table_path, table, prov, side, warnings = _training_table(args.table)
     if prov is None:
         warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle does NOT record the "
                         "extraction settings")
