@@ -100,7 +100,9 @@ def test_rerun_replaces_the_previous_outputs_as_one_set(demo_run, tmp_path):
     assert lines and all(0 <= x["progress"] <= 1 for x in lines)
     doc = json.loads((out / "predictions.json").read_text())
     assert doc["case"]["clinical"]["age"] == 58
-    assert any("user-supplied segmentation" in s for s in doc["preprocessing"]["steps"])
+    # the run's own, unedited segmentation given back: named as the automatic one it is (its digest matches)
+    assert any("automatic segmentation (" in s and "reviewed without edits" in s
+               for s in doc["preprocessing"]["steps"]), doc["preprocessing"]["steps"]
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
