@@ -50,10 +50,12 @@ demo: $(STAMP)
 GLIOMA_STRICT_SKIPS ?= 1
 # Two pytest-xdist workers, one test file each at a time (--dist loadfile keeps a file's module fixtures on one
 # worker): the suite is largely single-threaded Python, subprocesses and waits, so 2 workers fill 2 cores (and the
-# tiny nnU-Net training overlaps other files). PYTEST_WORKERS=0 runs in one process.
+# tiny nnU-Net training overlaps other files). --no-loadscope-reorder keeps conftest's order (the minutes-long files
+# first); xdist's default sorts files by their number of tests, which sent the long few-test files last.
+# PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: $(TEST_STAMP)
-	GLIOMA_STRICT_SKIPS=$(GLIOMA_STRICT_SKIPS) $(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	GLIOMA_STRICT_SKIPS=$(GLIOMA_STRICT_SKIPS) $(PY) -m pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 # Rebuild the shipped default model bundles from a freshly generated synthetic cohort (slow: ~1 h on 2 cores).
 bundles: $(STAMP)
