@@ -423,12 +423,25 @@ def weights_for_backend(model_id: str, progress=None) -> Optional[Path]:
     """The weights folder a backend uses when it is given none: None for a bundled model (the backend's own package
     folder, checked by the backend at load), else ``resolve_weights`` with downloading on: a ``url`` model is
     fetched into the cache on first use (progress to ``progress``, a ``progress.Progress``; SHA-256 checked; a
-    clear WeightsUnavailable offline), a ``local`` one must be given its folder."""
+    clear WeightsUnavailable offline; without ``progress``, a line on stderr every 10 %: the backend is built before a
+    run's progress exists), a ``local`` one must be given its folder."""
     m = get_model(model_id)
     if m.source in ("bundled", "none"):
         return None
-    cb = progress_callback(progress) if progress is not None else None
-    return resolve_weights(m, download=True, progress=cb)
+    return resolve_weights(m, download=True, progress=progress_callback(progress) if progress is not None
+                           else _stderr_every_tenth(model_id))
+
+
+def _stderr_every_tenth(model_id: str) -> ProgressCallback:
+    import sys
+    last = [-1]
+
+    def cb(done: int, total: Optional[int], message: str) -> None:
+        tenth = int(10 * done / total) if total else 0
+        if tenth != last[0]:
+            last[0] = tenth
+            print(f"{model_id} weights: {message}", file=sys.stderr, flush=True)
+    return cb
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -30,19 +30,6 @@ from .progress import Progress, null_progress
 LABELS = {1: "necrosis", 2: "edema", 3: "enhancing"}
 
 
-def _download_progress(model_id: str) -> Progress:
-    """Progress of a first-use weights download: lines on stderr, every 10 % (the backend is built before the run's
-    progress exists)."""
-    import sys
-    last = [-1]
-
-    def cb(fraction: float, message: str) -> None:
-        if int(fraction * 10) != last[0]:
-            last[0] = int(fraction * 10)
-            print(f"{model_id} weights: {message} ({fraction:.0%})", file=sys.stderr, flush=True)
-    return Progress(cb)
-
-
 class SegmentationBackend:
     name = "base"
     description = ""
@@ -400,7 +387,7 @@ class LggUnet2dBackend(SegmentationBackend):
         from . import unet2d
         if weights_dir is None:   # the registry's source: bundled (the package folder) or downloaded on first use
             from .registry import weights_for_backend
-            weights_dir = weights_for_backend("lgg-unet2d", _download_progress("lgg-unet2d"))
+            weights_dir = weights_for_backend("lgg-unet2d")
         self.weights_dir = weights_dir
         if not unet2d.weights_available(weights_dir):
             from .io import InputError
@@ -494,7 +481,7 @@ class Brats17Backend(SegmentationBackend):
         import os
         if weights_dir is None and not os.environ.get(brats17.WEIGHTS_ENV, "").strip():
             from .registry import weights_for_backend   # bundled, or downloaded on first use (registry source)
-            weights_dir = weights_for_backend("brats17", _download_progress("brats17"))
+            weights_dir = weights_for_backend("brats17")
         self.weights_dir = brats17.weights_dir(weights_dir)
         if not brats17.weights_available(self.weights_dir, ("axial",) if views == "axial" else brats17.VIEWS):
             raise InputError(f"brats17: weights not found in {self.weights_dir} (nine msnet_*.npz files and "

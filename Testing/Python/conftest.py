@@ -132,17 +132,23 @@ def lgg_three_sequence_run(shared_data, tmp_path_factory):
     """One default `run --case-dir` of the real TCGA-LGG case TCGA-CS-4942 (FLAIR + T1 + T1c; one lgg-unet2d fold
     network: the path is under test, not the ensemble), shared by the end-to-end and the round-trip tests (a minute
     of CPU each time). Returns (case folder, output folder, completed process)."""
-    import subprocess
-    import sys
     case = shared_data / "cohorts" / "tcga-lgg" / "cases" / LGG_THREE_SEQUENCES
     if not case.is_dir():
         pytest.skip(f"{case} absent: the TCGA-LGG real-data tests are skipped")
     out = tmp_path_factory.mktemp("lgg_run") / "out"
-    p = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "run", "--case-dir", str(case), "--out",
-                        str(out), "--workers", "1", "--unet-folds", "0"], capture_output=True, encoding="utf-8",
-                       errors="replace", timeout=1200)
+    return case, out, run_lgg_case(case, out)
+
+
+def run_lgg_case(case_dir, out, *extra):
+    """`run --case-dir` of a TCGA-LGG case with one lgg-unet2d fold network (these tests check the path, not the
+    five-fold ensemble) and one feature worker; asserts success, returns the completed process."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "run", "--case-dir", str(case_dir),
+                        "--out", str(out), "--workers", "1", "--unet-folds", "0", *extra], capture_output=True,
+                       encoding="utf-8", errors="replace", timeout=1200)
     assert p.returncode == 0, p.stderr[-3000:]
-    return case, out, p
+    return p
 
 
 @pytest.fixture(scope="session")

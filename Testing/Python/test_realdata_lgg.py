@@ -2,16 +2,14 @@
 the source ships them (flair / t1 / t1c + flair_abnormality mask, no T2, some FLAIR-only) through the default
 command line path."""
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
+from conftest import run_lgg_case
 from GliomaRadiogenomicsLib.predict import validate_predictions
 
 pytestmark = pytest.mark.realdata
-CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
 THREE_SEQUENCES = "TCGA-CS-4942"     # FLAIR + T1 + T1c (conftest.LGG_THREE_SEQUENCES)
 TWO_SEQUENCES = "TCGA-FG-7634"       # FLAIR + T1
 FLAIR_ONLY = "TCGA-HT-7877"
@@ -36,10 +34,7 @@ def cohort(shared_data):
 
 
 def _run(case_dir, out, *extra):
-    # one lgg-unet2d fold network (not the five-fold ensemble): these tests check the path, not the ensemble
-    p = subprocess.run(CLI + ["run", "--case-dir", str(case_dir), "--out", str(out), "--workers", "1", "--unet-folds", "0", *extra],
-                       capture_output=True, encoding="utf-8", errors="replace", timeout=1200)
-    assert p.returncode == 0, p.stderr[-3000:]
+    p = run_lgg_case(case_dir, out, *extra)
     return json.loads((out / "predictions.json").read_text()), p
 
 
