@@ -413,10 +413,12 @@ def _damaged_dicom_files(series) -> List[str]:
 # ------------------------------------------------------------------------------------------------------------
 # user segmentations
 # ------------------------------------------------------------------------------------------------------------
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-4))
+def same_grid(a: sitk.Image, b: sitk.Image, spacing_tol: float = 1e-4, origin_tol: float = 1e-3,
+              direction_tol: float = 1e-4) -> bool:
+    """Same voxel grid (size, spacing, origin, direction) within the tolerances (mm; direction cosines)."""
+    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=spacing_tol)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=origin_tol)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=direction_tol))
 
 
 def check_segmentation(label: sitk.Image, reference: sitk.Image, where: str, reference_name: str):
@@ -444,7 +446,7 @@ def check_segmentation(label: sitk.Image, reference: sitk.Image, where: str, ref
         raise InputError(f"{where}: the segmentation holds only {n} labelled voxel(s) ({ml:.3g} mL): too small for a "
                          f"tumor ROI (at least {MIN_ROI_VOXELS} voxels and {MIN_ROI_ML:g} mL needed for radiomic "
                          "features)")
-    if _same_grid(label, reference):
+    if same_grid(label, reference):
         return brats, notes, []
     rb, lb = _bounds(reference), _bounds(label)
     overlap = np.minimum(rb[1], lb[1]) - np.maximum(rb[0], lb[0])

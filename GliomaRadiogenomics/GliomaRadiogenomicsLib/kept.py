@@ -57,10 +57,10 @@ def grid_description(img: sitk.Image) -> str:
                                         " x ".join(f"{s:.4g}" for s in img.GetSpacing())))
 
 
-def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
-    return (a.GetSize() == b.GetSize() and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6))
+def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    """Exactly the kept grid (tighter than checks.same_grid's user-input tolerance)."""
+    from .checks import same_grid as within
+    return within(a, b, spacing_tol=1e-4, origin_tol=1e-4, direction_tol=1e-6)
 
 
 # ---- transforms as JSON (exact: Python floats round-trip through JSON) ------------------------------------------
