@@ -207,6 +207,12 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help="name=channels@family;... (see the docstring)")
     ap.add_argument("--repeats", type=int, default=3, help="CV repetitions (the first N of the stored folds)")
+    ap.add_argument("--repetitions", default="",
+                    help="comma list of stored repetitions to run instead of the first --repeats (e.g. 3,4): "
+                    "several processes can share a GPU, one repetition each; seeds depend on the repetition and "
+                    "fold only, so the split changes nothing (join the outputs with --merge)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="join choi_cnn_oof.json files of disjoint repetitions into OUT/choi_cnn_oof.json and exit")
     ap.add_argument("--epochs", type=int, default=30, help="maximum epochs (the inner CV picks the count)")
     ap.add_argument("--inner-folds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -222,6 +228,8 @@ def main(argv=None) -> int:
                     "or .safetensors); never downloaded")
     ap.add_argument("--resnet34-sha256", help="its SHA-256 (required with --resnet34-weights)")
     a = ap.parse_args(argv)
+    if a.merge:
+        return merge_outputs([Path(p) for p in a.merge], Path(a.out))
     t_start = time.perf_counter()
     dev = torch.device(a.device)
     if dev.type == "cuda":
@@ -257,8 +265,18 @@ def main(argv=None) -> int:
               f"{reps} repetition(s) x {int(Fo.max()) + 1} folds", flush=True)
     jobs = []
     max_reps = max(c[3].shape[0] for c in cohorts.values())
-    order = ([(variants[0], r) for r in range(max_reps)] if a.order == "priority" else [])
-    for r in range(max_reps):  # the (other) variants interleaved: each gets repetition r before any gets r + 1
+    rep_ids = list(range(max_reps))
+    if a.repetitions:
+        rep_ids = [int(t) for t in a.repetitions.split(",") if t.strip()]
+        if not a.max_cases:  # every stored repetition addressable, not only the first --repeats
+            for name, (idx, Xt, y, Fo, n_img) in cohorts.items():
+                cohorts[name] = (idx, Xt, y, data.folds[res["variants"][name]["family"]][:, idx], n_img)
+        stored = min(c[3].shape[0] for c in cohorts.values())
+        bad = [r for r in rep_ids if not 0 <= r < stored]
+        if bad:
+            raise SystemExit(f"--repetitions {bad}: only repetitions 0-{stored - 1} are available")
+    order = ([(variants[0], r) for r in rep_ids] if a.order == "priority" else [])
+    for r in rep_ids:  # the (other) variants interleaved: each gets repetition r before any gets r + 1
         order += [(v, r) for v in variants if a.order == "interleaved" or v is not variants[0]]
     for v, r in order:
         Fo = cohorts[v["name"]][3]
@@ -301,16 +319,50 @@ def main(argv=None) -> int:
     res["stopped"] = stopped
     res["seconds"] = round(time.perf_counter() - t_start, 1)
     res["seconds_per_fold_mean"] = round(float(np.mean(fold_seconds)), 2) if fold_seconds else None
-    for name, v in res["variants"].items():
-        aucs = [rep["auc"] for rep in v["repetitions"].values() if rep.get("complete")]
-        v["auc_per_repetition"] = aucs
-        v["auc_mean"] = round(float(np.mean(aucs)), 4) if aucs else None
-        print(f"{name}: complete repetitions {len(aucs)}, AUC per repetition {aucs}, mean {v['auc_mean']}",
-              flush=True)
+    summarise(res)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(res))
     os.replace(tmp, path)
     print(f"-> {path} ({res['seconds']:.0f} s)", flush=True)
+    return 0
+
+
+def summarise(res: dict) -> None:
+    for name, v in res["variants"].items():
+        aucs = [rep["auc"] for _, rep in sorted(v["repetitions"].items(), key=lambda kv: int(kv[0]))
+                if rep.get("complete")]
+        v["auc_per_repetition"] = aucs
+        v["auc_mean"] = round(float(np.mean(aucs)), 4) if aucs else None
+        print(f"{name}: complete repetitions {len(aucs)}, AUC per repetition {aucs}, mean {v['auc_mean']}",
+              flush=True)
+
+
+def merge_outputs(paths, out: Path) -> int:
+    """One choi_cnn_oof.json from runs of disjoint repetitions (same data, variants and settings)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    res = parts[0]
+    for p, part in zip(paths[1:], parts[1:]):
+        for name, v in part["variants"].items():
+            tgt = res["variants"].setdefault(name, v)
+            if tgt is v:
+                continue
+            if tgt["case_ids"] != v["case_ids"]:
+                raise SystemExit(f"{p}: variant {name} has other cases than {paths[0]}")
+            clash = set(tgt["repetitions"]) & set(v["repetitions"])
+            if clash:
+                raise SystemExit(f"{p}: repetition(s) {sorted(clash)} of {name} are also in an earlier file")
+            tgt["repetitions"].update(v["repetitions"])
+    res["merged_from"] = [{"file": str(p), "seconds": part.get("seconds"), "stopped": part.get("stopped"),
+                           "repetitions": part["config"].get("repetitions")} for p, part in zip(paths, parts)]
+    res["seconds"] = max(part.get("seconds") or 0 for part in parts)
+    res["stopped"] = "; ".join(s for s in (part.get("stopped") for part in parts) if s) or None
+    summarise(res)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "choi_cnn_oof.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res))
+    os.replace(tmp, path)
+    print(f"-> {path} (merged {len(paths)} files)", flush=True)
     return 0
 
 
