@@ -80,8 +80,7 @@ def main(argv=None) -> int:
     res["cnn_device"], res["cnn_init"] = cnn.get("device"), cnn.get("init")
     res["cnn_seconds_per_fold"] = cnn.get("seconds_per_fold_mean")
     res["caveat"] = (f"{len(reps)} complete repetition(s), fewer than the >= {ISSUE_REPEATS} the issue asks (the GPU "
-                     "time ran out): indicative figures only")
-    atomic_write_json(a.out, res)
+                     "time ran out): indicative figures only") if len(reps) < ISSUE_REPEATS else None
 
     print(f"Choi 2021 hybrid, variant {a.variant} ({'+'.join(res['channels'])}, {res['family']} family): "
           f"{res['n']} cases ({res['n_positive']} IDH-mutant); CNN on {res['cnn_device']} ({res['cnn_init']})")
@@ -106,9 +105,23 @@ def main(argv=None) -> int:
         d = np.array(res["hybrid"]["per_repetition"]) - np.array(res["lasso_st"]["per_repetition"])
         print(f"hybrid - LASSO st per repetition: {np.round(d, 4).tolist()} (mean {d.mean():+.4f}); hybrid - age: "
               f"{np.round(np.array(res['hybrid']['per_repetition']) - res['age']['per_repetition'], 4).tolist()}")
+    res["paired"] = {}
+    for model in ("cnn", "hybrid"):
+        for ref, vals in (("lasso_st", (res.get("lasso_st") or {}).get("per_repetition")),
+                          ("age", res["age"]["per_repetition"])):
+            if not vals:
+                continue
+            d = np.array(res[model]["per_repetition"]) - np.array(vals)
+            res["paired"][f"{model}-{ref}"] = {"mean": round(float(d.mean()), 4), "sd": round(float(d.std(ddof=1)), 4)
+                                               if len(d) > 1 else None, "repetitions_better": int((d > 0).sum()),
+                                               "repetitions": int(len(d))}
+            print(f"{model} - {ref}: mean {d.mean():+.4f} (SD {d.std(ddof=1) if len(d) > 1 else 0:.4f}), better in "
+                  f"{int((d > 0).sum())} of {len(d)} repetitions")
     print(f"features kept per fold (incl. cnn_logit): "
           f"{[len(f) for r in res['features_per_fold'].values() for f in r.values()]}")
-    print(f"NOTE: {res['caveat']}")
+    if res["caveat"]:
+        print(f"NOTE: {res['caveat']}")
+    atomic_write_json(a.out, res)
     print(f"-> {a.out}")
     return 0
 
