@@ -9,7 +9,7 @@ Last line: wt_dice_brats_example=<x> default_backend_seconds=<s>
 
     python Testing/benchmarks/bench_segmentation.py --compare [--backends hyperintensity,lgg-unet2d,brats17]
            [--views axial,all] [--sets brats,tcga,cohort,phantoms] [--every 8] [--phantoms 2]
-           [--substitute-t2 flair] [--device cpu|cuda] [--brats17-weights DIR]
+           [--substitute-t2 flair] [--device cpu|cuda] [--brats17-weights DIR] [--cohort-views axial] [--markdown FILE]
 One row per case x backend: WT / TC / ET Dice and the backend's seconds (preprocessing once per case, not counted):
 BraTS-example against its reference segmentation; TCGA-FG-6692 (raw clinical, no reference): plausibility (WT / TC /
 ET volume in mL, fraction of the whole tumor inside the brain mask); the TCGA-LGG cohort (every N-th patient; no T2:
@@ -91,11 +91,12 @@ def _compare_sets(a):
     return out
 
 
-def _backend_runs(a):
+def _backend_runs(a, set_name=""):
     runs = []
     for b in a.backends.split(","):
         if b == "brats17":
-            for v in a.views.split(","):
+            views = a.cohort_views if set_name == "TCGA-LGG" and a.cohort_views else a.views
+            for v in views.split(","):
                 kw = {"device": a.device, "views": v, "substitute_t2": a.substitute_t2 or None}
                 if a.brats17_weights:
                     kw["weights_dir"] = a.brats17_weights
@@ -111,6 +112,7 @@ def compare(a) -> int:
     import numpy as np
     from GliomaRadiogenomicsLib.regions import region_mask
     rows = []
+    t_all = time.perf_counter()
     print(f"{'set':22s} {'case':16s} {'backend':24s} {'WT':>6s} {'TC':>6s} {'ET':>6s} {'seconds':>8s}  note", flush=True)
     for set_name, case_id, load, popt, ref_loader in _compare_sets(a):
         try:
@@ -121,7 +123,7 @@ def compare(a) -> int:
         ref = _ref_on(ref_loader(), pre0.grid) if ref_loader else None
         brain = sitk.GetArrayFromImage(pre0.brain_mask) > 0
         vox_ml = float(np.prod(pre0.grid.GetSpacing())) / 1000.0
-        for label_name, name, kw in _backend_runs(a):
+        for label_name, name, kw in _backend_runs(a, set_name):
             pre = copy.copy(pre0)
             pre.steps, pre.warnings = list(pre0.steps), list(pre0.warnings)
             try:
@@ -149,7 +151,7 @@ def compare(a) -> int:
             else:
                 d = dice_per_region(lab, ref)
                 vals = (d["WT"], d["TC"], d["ET"])
-            rows.append((set_name, case_id, label_name, vals, sec))
+            rows.append((set_name, case_id, label_name, vals, sec, note))
             print(f"{set_name:22s} {case_id:16s} {label_name:24s} {vals[0]:6.3f} {vals[1]:6.3f} {vals[2]:6.3f} "
                   f"{sec:8.1f}  {note}", flush=True)
     print("\nmean per set and backend (Dice; TCGA-FG-6692: volumes in mL)")
@@ -163,7 +165,43 @@ def compare(a) -> int:
             m = [float(np.nanmean(c)) if np.isfinite(c).any() else float("nan") for c in vals.T]
             print(f"{set_name:22s} {label_name:24s} {len(sel):3d} {m[0]:6.3f} {m[1]:6.3f} {m[2]:6.3f} "
                   f"{np.mean([r[4] for r in sel]):7.1f}", flush=True)
+            rows.append((set_name, f"mean (n = {len(sel)})", label_name, m, float(np.mean([r[4] for r in sel])),
+                         "mean"))
+    if a.markdown:
+        write_markdown(a, rows, time.perf_counter() - t_all)
     return 0
+
+
+def write_markdown(a, rows, seconds_total: float) -> None:
+    """The run's table as markdown (written atomically), for docs/segmentation-quality.md."""
+    import os
+    import platform
+
+    def f(v, vol):
+        if v != v:  # NaN: region not measured
+            return ""
+        return f"{v:.1f} mL" if vol else f"{v:.3f}"
+
+    lines = [f"<!-- bench_segmentation.py --compare, one run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"device {a.device}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load average "
+             f"at the end {os.getloadavg()[0]:.1f}, {seconds_total / 60:.0f} min in all; options: backends "
+             f"{a.backends}, views {a.views}, cohort views {a.cohort_views or a.views}, every {a.every}, phantoms "
+             f"{a.phantoms}, substitute T2 {a.substitute_t2} -->",
+             "| set | case | backend | WT | TC | ET | seconds | note |", "|---|---|---|---|---|---|---|---|"]
+    last_set = last_case = None
+    for set_name, case_id, label_name, vals, sec, note in sorted(
+            rows, key=lambda r: ([r[0] for r in rows].index(r[0]), r[5] == "mean")):
+        vol = set_name == "TCGA-FG-6692"
+        bold = case_id.startswith("mean")
+        cells = [f(v, vol) for v in vals]
+        lines.append(f"| {set_name if set_name != last_set else ''} | {case_id if case_id != last_case else ''} | "
+                     f"{label_name} | " + " | ".join(f"**{c}**" if bold and c else c for c in cells)
+                     + f" | {sec:.0f} | {'' if note == 'mean' else note} |")
+        last_set, last_case = set_name, case_id
+    tmp = Path(a.markdown).with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(a.markdown)
+    print(f"-> {a.markdown}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -177,6 +215,10 @@ def main(argv=None) -> int:
     ap.add_argument("--views", default="axial,all", help="brats17 views, comma-separated runs (axial, all)")
     ap.add_argument("--sets", default="brats,tcga,cohort,phantoms")
     ap.add_argument("--every", type=int, default=8, help="TCGA-LGG cohort: every N-th patient")
+    ap.add_argument("--cohort-views", default="axial",
+                    help="brats17 views on the TCGA-LGG cohort (its slices are 1.6-7.3 mm thick, so the product's "
+                    "auto rule runs the axial networks there); empty: the same as --views")
+    ap.add_argument("--markdown", help="also write the table (every row and the means) as markdown to this file")
     ap.add_argument("--phantoms", type=int, default=2)
     ap.add_argument("--substitute-t2", choices=["flair"], help="brats17 on cases without T2: FLAIR as the T2 channel")
     ap.add_argument("--brats17-weights", help="brats17 weights folder (default: $GLIOMA_BRATS17_WEIGHTS or the package)")
