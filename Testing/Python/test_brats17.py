@@ -108,19 +108,24 @@ def _tf_of(y):
 
 def _layer_errors(net, arrays, scope):
     """Max abs difference port vs NumPy for: block1_1 (4 -> 32, channel-padded residual), block3_2 (dilation 2),
-    fuse1 (inter-slice 3x1x1 valid), downsample1 (stride 2 SAME), pred_up2_1 (deconvolution)."""
+    fuse1 (inter-slice 3x1x1 valid), downsample1 (stride 2 SAME; ENet, which downsamples once: downsample2),
+    pred_up2_1 (deconvolution), final_pred (14 -> 2 classes)."""
+    down = "downsample1" if net.twice else "downsample2"
     rng = np.random.default_rng(7)
     x4 = rng.standard_normal((2, 5, 12, 10, 4))
     x32 = rng.standard_normal((2, 5, 12, 10, 32))
+    x14 = rng.standard_normal((2, 5, 12, 10, 14))
     cases = {
         "block1_1": (lambda: net.block(_torch_of(x4), "block1_1"), lambda: np_block(arrays, scope, "block1_1", x4, 1)),
         "block3_2": (lambda: net.block(_torch_of(x32), "block3_2"),
                      lambda: np_block(arrays, scope, "block3_2", x32, 2)),
         "fuse1": (lambda: net.conv_bn_prelu(_torch_of(x32), "fuse1"),
                   lambda: np_conv_bn_prelu(arrays, scope, "fuse1", x32, padding="VALID")),
-        "downsample1": (lambda: net.conv_bn_prelu(_torch_of(x32), "downsample1"),
-                        lambda: np_conv_bn_prelu(arrays, scope, "downsample1", x32, stride=(1, 2, 2))),
+        down: (lambda: net.conv_bn_prelu(_torch_of(x32), down),
+               lambda: np_conv_bn_prelu(arrays, scope, down, x32, stride=(1, 2, 2))),
         "pred_up2_1": (lambda: net.up(_torch_of(x32), "pred_up2_1"), lambda: np_up(arrays, scope, "pred_up2_1", x32)),
+        "final_pred": (lambda: net._conv_inplane(_torch_of(x14), "final_pred/w"),
+                       lambda: np_conv(x14, arrays[f"{scope}/final_pred/w"])),
     }
     errs = {}
     for k, (port, ref) in cases.items():
@@ -141,12 +146,14 @@ def _arrays(weights, task="wt", view="axial"):
     return brats17.read_npz_checked(weights / f, sums[f], task, view)
 
 
-def test_port_matches_numpy_reference_layer_by_layer(weights):
-    arrays = _arrays(weights)
-    scope = brats17.network_scope("wt", "axial")
-    net = brats17.MSNet("wt", "axial", arrays)
-    errs = _layer_errors(net, arrays, scope)
-    assert max(errs.values()) < 1e-4, errs
+@pytest.mark.parametrize("view", brats17.VIEWS)
+@pytest.mark.parametrize("task", brats17.TASKS)
+def test_port_matches_numpy_reference_layer_by_layer(weights, task, view):
+    """Each of the nine shipped networks (WNet / TNet / ENet x axial / sagittal / coronal), its own weights."""
+    arrays = _arrays(weights, task, view)
+    net = brats17.MSNet(task, view, arrays)
+    errs = _layer_errors(net, arrays, brats17.network_scope(task, view))
+    assert len(errs) == 6 and max(errs.values()) < 1e-4, errs
 
 
 @pytest.mark.parametrize("perm", [(4, 3, 0, 2, 1), (3, 4, 0, 1, 2)], ids=["h-w swapped", "in-out swapped"])
