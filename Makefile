@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) -e ".[brain,nnunet,hdbet,slicer,web,cohort,survival,test]"
+	$(PIP) -e ".[brain,nnunet,hdbet,slicer,web,cohort,survival,recurrence,test]"
 	# browser tests drive Debian's chromium (no browser download); installed here when we may (root + apt)
 	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && \

@@ -98,6 +98,9 @@ class ModelBundle:
         where = source or "model bundle"
         if not isinstance(d, Mapping):
             raise BundleError(f"{where}: not a JSON object")
+        if d.get("format") == "glioma-radiogenomics-recurrence-bundle":  # recurrence.RECURRENCE_FORMAT
+            raise BundleError(f"{where}: a recurrence-pattern bundle (MLP on rCBV features, Shim 2021), not a "
+                              "logistic model bundle: apply it with recurrence.predict_recurrence")
         if d.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{where}: not a GliomaRadiogenomics model bundle (format '{d.get('format')}')")
         if d.get("schema_version") != SCHEMA_VERSION:
@@ -366,6 +369,12 @@ def check_bundle_schema(d: Mapping, where: str) -> None:
 
 def load_bundle(path) -> ModelBundle:
     """A bundle JSON file. Never unpickles: a pickle (or any binary file) is refused before parsing."""
+    return ModelBundle.from_dict(read_bundle_json(path), str(path))
+
+
+def read_bundle_json(path):
+    """The parsed JSON of a bundle file (any bundle kind); a folder, a pickle or any binary file is refused before
+    parsing (BundleError)."""
     p = Path(path)
     if not p.exists():
         raise BundleError(f"model bundle not found: {p}")
@@ -385,7 +394,7 @@ def load_bundle(path) -> ModelBundle:
         d = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BundleError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return ModelBundle.from_dict(d, str(p))
+    return d
 
 
 def default_bundle_paths() -> List[Path]:

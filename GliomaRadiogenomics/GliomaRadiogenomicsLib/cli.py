@@ -385,6 +385,8 @@ def cmd_train(args) -> int:
     if args.method == "choi-hybrid":  # Choi 2021 CNN + hybrid logistic (choi.py)
         from .choi import cli_train
         return cli_train(args)
+    if args.method == "shim-recurrence":  # Shim 2021 recurrence pattern: SVM-RFE + SMOTE + MLP (recurrence.py)
+        return _train_recurrence(args)
     table_path, table, prov, side, warnings = _training_table(args.table)
     for w in warnings:
         print(f"WARNING: {w}", file=sys.stderr)
@@ -441,6 +443,43 @@ def _training_table(path):
     return table_path, table, prov, side, ([table_warning] if table_warning else [])
 
 
+def _train_recurrence(args) -> int:
+    """train --method shim-recurrence --label COL: recurrence-pattern bundle (JSON, MLP weights as arrays) + report."""
+    from .io import atomic_write_json
+    from .recurrence import train_recurrence_bundle
+    table_path, table, prov, side, warnings = _training_table(args.table)
+    if prov is None:
+        warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle does NOT record the "
+                        "extraction settings (it still requires rCBV features when predicting)")
+        prov = {"provenance": "not recorded: trained from a table without a provenance file"}
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    try:
+        grid = [int(k) for k in str(args.n_features).split(",") if k.strip()]
+    except ValueError:
+        raise InputError(f"--n-features: integers separated by commas, not '{args.n_features}'") from None
+    out = Path(args.out)
+    try:
+        bundle, ev = train_recurrence_bundle(
+            table, args.label, prov, trained_on=args.trained_on or f"{table_path.name} ({len(table)} rows)",
+            synthetic=args.synthetic, intended_use=args.intended_use, seed=args.seed, repeats=args.repeats,
+            folds=args.folds, features=args.features, id_column=args.id_column,
+            missing_threshold=args.missing_threshold,
+            params={"n_features": grid[0] if len(grid) == 1 else tuple(grid), "inner_folds": args.inner_folds or 3},
+            report_path=out.with_name(out.stem + ".evaluation"))
+    except InputError as exc:
+        raise InputError(f"{table_path}: {exc}") from None
+    bundle["training"]["warnings"] = warnings
+    atomic_write_json(out, bundle)
+    m = bundle["metrics"]
+    print(json.dumps({"bundle": str(out), "report": str(out.with_name(out.stem + ".evaluation.html")),
+                      "auc_cv": [m["auc_cv"], m["auc_cv_95ci"]], "auc_cv_sd": m["auc_cv_sd"],
+                      "classifiers_auc_cv": {k: v["auc"] for k, v in m["classifiers_cv"].items()},
+                      "features": len(bundle["features"]), "synthetic": bundle["synthetic"],
+                      "warnings": warnings}, indent=1))
+    return 0
+
+
 def _train_cox(args) -> int:
     """train --method cox-lasso --time COL --event COL: survival bundle (JSON) + evaluation report."""
     from .io import atomic_write_json
@@ -462,7 +501,8 @@ def _train_cox(args) -> int:
                                       trained_on=args.trained_on or f"{table_path.name} ({len(table)} rows)",
                                       synthetic=args.synthetic, intended_use=args.intended_use, clinical=clinical,
                                       seed=args.seed, repeats=args.repeats, folds=args.folds,
-                                      inner_folds=args.inner_folds, features=args.features, id_column=args.id_column,
+                                      inner_folds=args.inner_folds or 10, features=args.features,
+                                      id_column=args.id_column,
                                       missing_threshold=args.missing_threshold, times=times,
                                       report_path=out.with_name(out.stem + ".evaluation"))
     except InputError as exc:
@@ -613,13 +653,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "into the bundle; without it the bundle cannot check settings: a warning)")
     p.add_argument("--label", help="0/1 label column (every method but cox-lasso)")
     p.add_argument("--label2", help="second label (mt, cmt; st trains both separately)")
-    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid", "cox-lasso"],
+    p.add_argument("--method", default="cmt", choices=["st", "mt", "cmt", "atrx-fusion", "choi-hybrid", "cox-lasso",
+                                                       "shim-recurrence"],
                    help="Wang 2025 single-task / multi-task / collaborative multi-task LASSO, Liu 2024 ATRX fusion, "
-                   "Choi 2021 hybrid IDH, Shim 2021 Cox-LASSO risk score (default cmt; docs/models.md)")
+                   "Choi 2021 hybrid IDH, Shim 2021 Cox-LASSO risk score, Shim 2021 recurrence pattern (MLP on rCBV "
+                   "features, --label 1 = distant / 0 = local) (default cmt; docs/models.md)")
     p.add_argument("--time", help="cox-lasso: follow-up time column (days to death or last follow-up)")
     p.add_argument("--event", help="cox-lasso: event column (1 = death / event, 0 = censored)")
-    p.add_argument("--inner-folds", type=int, default=10, help="cox-lasso: inner CV folds choosing the penalty "
-                   "(default 10 as cv.glmnet in Shim 2021)")
+    p.add_argument("--inner-folds", type=int, default=None, help="cox-lasso: inner CV folds choosing the penalty "
+                   "(default 10 as cv.glmnet in Shim 2021); shim-recurrence: inner CV folds choosing the number of "
+                   "SVM-RFE features (default 3)")
+    p.add_argument("--n-features", default="8,16,32", help="shim-recurrence: features kept by SVM-RFE, one number "
+                   "(the paper: 32) or a comma-separated grid chosen by the inner CV (default 8,16,32)")
     p.add_argument("--times", help="cox-lasso: comma-separated times of the time-dependent AUC and the bundle's "
                    "baseline survival (default: quartiles of the event times)")
     p.add_argument("--choi-cnn", help="choi-hybrid: out-of-fold CNN probabilities (scripts/train_choi_cnn.py JSON)")
