@@ -307,6 +307,36 @@ def test_missing_sequence_falls_back_to_the_weight_free_backend(weights, small_d
     assert sitk.GetArrayFromImage(lab).any()   # the weight-free backend did segment
 
 
+@pytest.mark.parametrize("command", ["run", "segment"])
+def test_missing_sequence_fallback_is_stated_in_the_output_json(weights, small_demo_dir, bundles_at_spacing, tmp_path,
+                                                                command):
+    """`run` / `segment --backend brats17` through the CLI on a case given without T2: predictions.json (run) or
+    segmentation.json (segment) states that brats17 fell back to the weight-free hyperintensity backend and why
+    (the missing sequence named), in the steps, the warnings and the segmentation provenance."""
+    import json
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / "out"
+    seqs = [a for s in ("flair", "t1", "t1c") for a in (f"--{s}", str(small_demo_dir / f"{s}.nii.gz"))]
+    extra = ["--workers", "1", *[a for b in bundles_at_spacing(2.0) for a in ("--bundle", b)]] if command == "run" else []
+    p = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", command, *seqs, "--backend", "brats17",
+                        "--spacing", "2", "--brain-mask", "threshold", "--no-register", "--out", str(out), *extra],
+                       capture_output=True, encoding="utf-8", errors="replace", timeout=600,
+                       env=dict(os.environ, **{brats17.WEIGHTS_ENV: str(weights)}))
+    assert p.returncode == 0, p.stderr[-3000:]
+    doc = json.loads((out / ("predictions.json" if command == "run" else "segmentation.json")).read_text())
+    steps = doc["preprocessing"]["steps"] if command == "run" else doc["steps"]
+    reason = "brats17 needs FLAIR, T1, T1c and T2; this case lacks T2"
+    assert any(s.startswith("segmentation backend: brats17 -> hyperintensity (") and reason in s for s in steps), steps
+    assert any(reason in w and "hyperintensity" in w for w in doc["warnings"]), doc["warnings"]
+    prov = doc["features"] if command == "run" else doc["provenance"]
+    assert prov["segmentation_backend"] == "hyperintensity", prov
+    source = prov["segmentation"] if command == "run" else doc["backend"]
+    assert "brats17 -> hyperintensity (fallback)" in source, source
+    assert json.loads((out / "segmentation.provenance.json").read_text())["segmentation_backend"] == "hyperintensity"
+
+
 def test_cancel_stops_the_worker(weights, small_demo_case):
     from GliomaRadiogenomicsLib.case import Case
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
