@@ -443,17 +443,43 @@ def _training_table(path):
     return table_path, table, prov, side, ([table_warning] if table_warning else [])
 
 
-def _train_recurrence(args) -> int:
-    """train --method shim-recurrence --label COL: recurrence-pattern bundle (JSON, MLP weights as arrays) + report."""
-    from .io import atomic_write_json
-    from .recurrence import train_recurrence_bundle
-    table_path, table, prov, side, warnings = _training_table(args.table)
+def _json_bundle_table(path, note: str = ""):
+    """(path, table, provenance, warnings) of the training table of a JSON bundle (cox-lasso, shim-recurrence): a
+    table without a provenance file gets a warning and a placeholder provenance; the warnings are printed."""
+    table_path, table, prov, side, warnings = _training_table(path)
     if prov is None:
         warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle does NOT record the "
-                        "extraction settings (it still requires rCBV features when predicting)")
+                        "extraction settings" + note)
         prov = {"provenance": "not recorded: trained from a table without a provenance file"}
     for w in warnings:
         print(f"WARNING: {w}", file=sys.stderr)
+    return table_path, table, prov, warnings
+
+
+def _save_json_bundle(out: Path, bundle: dict, warnings: List[str], summary: dict) -> int:
+    """Write a JSON bundle (its training warnings added) and print the summary of the training."""
+    from .io import atomic_write_json
+    bundle["training"]["warnings"] = warnings
+    atomic_write_json(out, bundle)
+    print(json.dumps({"bundle": str(out), "report": str(out.with_name(out.stem + ".evaluation.html")), **summary,
+                      "features": len(bundle["features"]), "synthetic": bundle["synthetic"],
+                      "warnings": warnings}, indent=1))
+    return 0
+
+
+def _json_bundle_kwargs(args, table_path: Path, table, out: Path) -> dict:
+    """The keyword arguments the JSON-bundle trainers (cox-lasso, shim-recurrence) share."""
+    return {"trained_on": args.trained_on or f"{table_path.name} ({len(table)} rows)", "synthetic": args.synthetic,
+            "intended_use": args.intended_use, "seed": args.seed, "repeats": args.repeats, "folds": args.folds,
+            "features": args.features, "id_column": args.id_column, "missing_threshold": args.missing_threshold,
+            "report_path": out.with_name(out.stem + ".evaluation")}
+
+
+def _train_recurrence(args) -> int:
+    """train --method shim-recurrence --label COL: recurrence-pattern bundle (JSON, MLP weights as arrays) + report."""
+    from .recurrence import train_recurrence_bundle
+    table_path, table, prov, warnings = _json_bundle_table(args.table, " (it still requires rCBV features when "
+                                                                       "predicting)")
     try:
         grid = [int(k) for k in str(args.n_features).split(",") if k.strip()]
     except ValueError:
@@ -461,63 +487,37 @@ def _train_recurrence(args) -> int:
     out = Path(args.out)
     try:
         bundle, ev = train_recurrence_bundle(
-            table, args.label, prov, trained_on=args.trained_on or f"{table_path.name} ({len(table)} rows)",
-            synthetic=args.synthetic, intended_use=args.intended_use, seed=args.seed, repeats=args.repeats,
-            folds=args.folds, features=args.features, id_column=args.id_column,
-            missing_threshold=args.missing_threshold,
-            params={"n_features": grid[0] if len(grid) == 1 else tuple(grid), "inner_folds": args.inner_folds or 3},
-            report_path=out.with_name(out.stem + ".evaluation"))
+            table, args.label, prov, **_json_bundle_kwargs(args, table_path, table, out),
+            params={"n_features": grid[0] if len(grid) == 1 else tuple(grid), "inner_folds": args.inner_folds or 3})
     except InputError as exc:
         raise InputError(f"{table_path}: {exc}") from None
-    bundle["training"]["warnings"] = warnings
-    atomic_write_json(out, bundle)
     m = bundle["metrics"]
-    print(json.dumps({"bundle": str(out), "report": str(out.with_name(out.stem + ".evaluation.html")),
-                      "auc_cv": [m["auc_cv"], m["auc_cv_95ci"]], "auc_cv_sd": m["auc_cv_sd"],
-                      "classifiers_auc_cv": {k: v["auc"] for k, v in m["classifiers_cv"].items()},
-                      "features": len(bundle["features"]), "synthetic": bundle["synthetic"],
-                      "warnings": warnings}, indent=1))
-    return 0
+    return _save_json_bundle(out, bundle, warnings, {
+        "auc_cv": [m["auc_cv"], m["auc_cv_95ci"]], "auc_cv_sd": m["auc_cv_sd"],
+        "classifiers_auc_cv": {k: v["auc"] for k, v in m["classifiers_cv"].items()}})
 
 
 def _train_cox(args) -> int:
     """train --method cox-lasso --time COL --event COL: survival bundle (JSON) + evaluation report."""
-    from .io import atomic_write_json
     from .survival import train_cox_bundle
     if not args.time or not args.event:
         raise InputError("train --method cox-lasso needs --time COL (follow-up time) and --event COL (1 = event)")
-    table_path, table, prov, side, warnings = _training_table(args.table)
-    if prov is None:
-        warnings.append(f"{table_path}: no provenance file {side.name} beside it: the bundle does NOT record the "
-                        "extraction settings")
-        prov = {"provenance": "not recorded: trained from a table without a provenance file"}
-    for w in warnings:
-        print(f"WARNING: {w}", file=sys.stderr)
+    table_path, table, prov, warnings = _json_bundle_table(args.table)
     out = Path(args.out)
     clinical = [] if args.clinical is None else [c for c in args.clinical.split(",") if c]
     times = [float(t) for t in args.times.split(",")] if args.times else None
     try:
-        bundle, ev = train_cox_bundle(table, args.time, args.event, prov,
-                                      trained_on=args.trained_on or f"{table_path.name} ({len(table)} rows)",
-                                      synthetic=args.synthetic, intended_use=args.intended_use, clinical=clinical,
-                                      seed=args.seed, repeats=args.repeats, folds=args.folds,
-                                      inner_folds=args.inner_folds or 10, features=args.features,
-                                      id_column=args.id_column,
-                                      missing_threshold=args.missing_threshold, times=times,
-                                      report_path=out.with_name(out.stem + ".evaluation"))
+        bundle, ev = train_cox_bundle(table, args.time, args.event, prov, clinical=clinical,
+                                      inner_folds=args.inner_folds or 10, times=times,
+                                      **_json_bundle_kwargs(args, table_path, table, out))
     except InputError as exc:
         raise InputError(f"{table_path}: {exc}") from None
-    bundle["training"]["warnings"] = warnings
-    atomic_write_json(out, bundle)
     m = bundle["metrics"]
-    print(json.dumps({"bundle": str(out), "report": str(out.with_name(out.stem + ".evaluation.html")),
-                      "cindex_cv": [m["cindex_cv"], m["cindex_cv_95ci_bootstrap"]], "cindex_cv_sd": m["cindex_cv_sd"],
-                      "td_auc_cv": dict(zip(map(str, m["td_auc_times"]), m["td_auc_cv"] or [])),
-                      "logrank_p_cv_median": m["logrank_p_cv_median"],
-                      "baselines_cindex_cv": {k: v["cindex"] for k, v in m["baselines_cv"].items()},
-                      "features": len(bundle["features"]), "synthetic": bundle["synthetic"],
-                      "warnings": warnings}, indent=1))
-    return 0
+    return _save_json_bundle(out, bundle, warnings, {
+        "cindex_cv": [m["cindex_cv"], m["cindex_cv_95ci_bootstrap"]], "cindex_cv_sd": m["cindex_cv_sd"],
+        "td_auc_cv": dict(zip(map(str, m["td_auc_times"]), m["td_auc_cv"] or [])),
+        "logrank_p_cv_median": m["logrank_p_cv_median"],
+        "baselines_cindex_cv": {k: v["cindex"] for k, v in m["baselines_cv"].items()}})
 
 
 def _import_web_app():
