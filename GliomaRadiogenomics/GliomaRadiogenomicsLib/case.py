@@ -1,4 +1,5 @@
-"""A case: the MRI sequences of one patient (any subset of T1, T1c, T2, FLAIR) plus clinical variables.
+"""A case: the MRI sequences of one patient (any subset of T1, T1c, T2, FLAIR; optionally a DSC-perfusion CBV
+map) plus clinical variables.
 
 Missing sequences are a normal case: the whole tumor needs FLAIR (or T2), the enhancing / necrotic regions need
 T1c; presets extract features from the sequences present and model bundles that need an absent sequence are not
@@ -16,7 +17,7 @@ import SimpleITK as sitk
 
 from .inputs import DicomSeries, label_values, read_any, scan_case_folder
 from .io import InputError, read_image
-from .sequences import SEQUENCE_NAMES, SEQUENCES
+from .sequences import IMAGE_KEYS, SEQUENCE_NAMES, SEQUENCES  # noqa: F401 (SEQUENCES re-exported)
 CLINICAL_KEYS = ("age", "sex", "who_grade", "vasari_score")
 SEXES = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}
 
@@ -34,7 +35,7 @@ class Case:
     messages: List[str] = field(default_factory=list)  # discovery notes (missing sequences, masks set aside)
 
     def __post_init__(self):
-        unknown = [s for s in self.images if s not in SEQUENCES]
+        unknown = [s for s in self.images if s not in IMAGE_KEYS]
         if unknown:
             raise InputError(f"case {self.case_id}: unknown sequence key(s) {', '.join(unknown)}")
         if self.required is None:
@@ -50,8 +51,8 @@ class Case:
 
     @property
     def sequences(self) -> List[str]:
-        """The sequences present, in canonical order (t1, t1c, t2, flair)."""
-        return [s for s in SEQUENCES if s in self.images]
+        """The images present, in canonical order (t1, t1c, t2, flair, cbv)."""
+        return [s for s in IMAGE_KEYS if s in self.images]
 
     def sequence_list(self) -> str:
         return "+".join(SEQUENCE_NAMES[s] for s in self.sequences)
@@ -105,10 +106,11 @@ def normalize_clinical(clinical: dict, where: str = "clinical data") -> dict:
 
 def load_case(paths: Dict[str, os.PathLike], case_id: Optional[str] = None, clinical: Optional[dict] = None,
               ground_truth: Optional[os.PathLike] = None, preloaded: Optional[Dict[str, sitk.Image]] = None) -> Case:
-    """Read the sequences given (any subset with FLAIR or T2) from NIfTI / NRRD files or DICOM series. Errors name
-    the file and the problem. ``preloaded`` maps a file path to an image already read (case-folder discovery)."""
+    """Read the sequences given (any subset with FLAIR or T2; ``cbv``: an optional CBV / rCBV map) from NIfTI / NRRD
+    files or DICOM series. Errors name the file and the problem. ``preloaded`` maps a file path to an image already
+    read (case-folder discovery)."""
     images, str_paths = {}, {}
-    given = {s: paths[s] for s in SEQUENCES if paths.get(s) is not None}
+    given = {s: paths[s] for s in IMAGE_KEYS if paths.get(s) is not None}
     if not given.keys() & {"flair", "t2"}:
         raise InputError("no FLAIR or T2 image given: the whole tumor needs FLAIR (or T2); give --flair FILE "
                          "(or --case-dir DIR)")

@@ -470,8 +470,23 @@ def check_segmentation(label: sitk.Image, reference: sitk.Image, where: str, ref
 
 def check_preset_sequences(preset, case) -> None:
     """A preset that extracts features from none of the case's sequences: refused before the image work."""
+    why = preset_inputs_missing(preset, case.images)
+    if why:
+        raise InputError(why)
+
+
+def preset_inputs_missing(preset, images, derive: bool = True) -> Optional[str]:
+    """Why a preset cannot run on these images (keys of a case's or a preprocessed case's images), or None. A preset
+    on a derived image (rCBV) needs its input (a CBV map): the message names it; no other sequence replaces it.
+    ``derive``: a derived image counts as present when its input is (before the pipeline computes it)."""
     from .case import SEQUENCE_NAMES
-    if not [s for s in preset.sequences if s in case.images]:
-        raise InputError(f"preset {preset.name} ({preset.source}) needs one of "
-                         f"{', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}; the case has "
-                         f"{', '.join(SEQUENCE_NAMES[s] for s in case.sequences)}")
+    from .sequences import DERIVED, IMAGE_KEYS
+    if [s for s in preset.sequences if s in images or (derive and DERIVED.get(s) in images)]:
+        return None
+    have = ", ".join(SEQUENCE_NAMES[s] for s in IMAGE_KEYS if s in images) or "none"
+    if set(preset.sequences) <= {"rcbv", "cbv"}:
+        return (f"preset {preset.name} ({preset.source}) needs a DSC-perfusion CBV map (its features are computed on "
+                f"rCBV, CBV normalised to contralateral white matter); the case has {have} and no CBV: give --cbv FILE "
+                "(or a cbv / rcbv file in the case folder). No other sequence is used instead.")
+    return (f"preset {preset.name} ({preset.source}) needs one of "
+            f"{', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}; the case has {have}")

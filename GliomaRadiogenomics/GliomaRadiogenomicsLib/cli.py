@@ -86,7 +86,7 @@ def _load_case_from_args(args):
     from .case import load_case, load_case_folder
     clinical = {"age": getattr(args, "age", None), "sex": getattr(args, "sex", None),
                 "who_grade": getattr(args, "who_grade", None), "vasari_score": getattr(args, "vasari_score", None)}
-    given = {"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair}
+    given = {"t1": args.t1, "t1c": args.t1c, "t2": args.t2, "flair": args.flair, "cbv": getattr(args, "cbv", None)}
     if args.case_dir:
         case = load_case_folder(args.case_dir, clinical, overrides=given)
         if args.case_id:
@@ -553,6 +553,9 @@ def _add_case_args(p):
                    "or scanner names; or DICOM series, assigned from their tags); --t1 etc. override")
     for s in ("t1", "t1c", "t2", "flair"):
         p.add_argument(f"--{s}", help=f"{s.upper()} image: NIfTI / NRRD file or DICOM series folder")
+    p.add_argument("--cbv", help="optional DSC-perfusion CBV (or rCBV) map: NIfTI / NRRD file or DICOM series folder; "
+                   "registered to the reference (rigid, mutual information) and normalised to contralateral white "
+                   "matter (rCBV) for the shim2021 preset (docs/features.md)")
     p.add_argument("--case-id", help="case identifier for the outputs and the report (default: the case folder's "
                    "name, or the FLAIR / first image's file name)")
 

@@ -386,9 +386,9 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
     provenance = feature_provenance(preset, pre)
     present = [s for s in preset.sequences if s in pre.images]
     if not present:
+        from .checks import preset_inputs_missing
         from .io import InputError
-        raise InputError(f"preset {preset.name} needs one of {', '.join(SEQUENCE_NAMES[s] for s in preset.sequences)}"
-                         f"; the case has {', '.join(SEQUENCE_NAMES[s] for s in pre.images)}")
+        raise InputError(preset_inputs_missing(preset, pre.images, derive=False))
     absent = [s for s in preset.sequences if s not in pre.images]
     provenance["sequences"] = [SEQUENCE_NAMES[s] for s in present]
     if absent:  # features of the sequences present; same settings (hash) as the full preset

@@ -5,6 +5,10 @@ TR / TE / TI). The user can override any assignment.
 Missing sequences are normal (real clinical cases often lack one): a case needs FLAIR or T2 for the whole tumor;
 T1c is needed only for the enhancing / necrotic regions. An ambiguous sequence is a clear error.
 
+A DSC-perfusion CBV (or rCBV) map is an optional fifth image (key ``cbv``): files named cbv, rcbv, nrcbv, rCBV_map,
+perfusion_cbv, dsc_cbv, rBV ...; DICOM series whose description or ImageType says CBV / rCBV / rBV. The raw DSC time
+series (perf, dsc, ep2d_perf without CBV in the name) and other parameter maps (CBF, MTT, Ktrans, ADC) are not taken.
+
 Label maps are never taken for a sequence: files whose names mark a mask / seg / label / abnormality / ROI, and
 files whose voxels hold only a few integer values, are set aside as *mask candidates* (offered to the user as the
 reference segmentation or as the ROI).
@@ -18,7 +22,7 @@ from typing import Dict, List, Optional
 
 import SimpleITK as sitk
 
-from .sequences import SEQUENCE_NAMES, SEQUENCES
+from .sequences import IMAGE_KEYS, SEQUENCE_NAMES, SEQUENCES
 from .io import IMAGE_SUFFIXES, InputError
 
 # Patterns on lower-cased names with separators normalised to '_'. Order matters: T1c before T1, FLAIR before T2.
@@ -32,6 +36,8 @@ NAME_PATTERNS = {
 }
 # names of label maps (never a sequence; offered as reference / ROI)
 MASK_NAME = re.compile(r"(seg|label|mask|abnormal|lesion|annot|truth|reference|(^|_)roi(_|$)|(^|_)gt(_|$)|voi)")
+# a CBV / rCBV map (DSC perfusion): checked before OTHER_NAME (which sets the other perfusion images aside)
+CBV_NAME = re.compile(r"cbv|(?<![a-z0-9])n?r?bv(?![a-z0-9])|blood_?volume")
 # other images that are not one of the four sequences
 OTHER_NAME = re.compile(r"(dwi|adc|perf|dsc|cbv|swi|localizer|scout)")
 LABEL_MAX_VALUES = 16   # a volume of integer voxels with at most this many distinct values is a label map
@@ -48,7 +54,11 @@ def _norm(name: str) -> str:
 def classify_name(name: str) -> Optional[str]:
     """Sequence key for a file or series name, or None. 'sub-01_ce-gd_T1w' -> 't1c', 'BraTS_flair' -> 'flair'."""
     n = _norm(name)
-    if MASK_NAME.search(n) or OTHER_NAME.search(n):
+    if MASK_NAME.search(n):
+        return None
+    if CBV_NAME.search(n):
+        return "cbv"
+    if OTHER_NAME.search(n):
         return None
     if re.search(r"ce_?gd|ce_?gad", n) and "t1" in n:  # BIDS: sub-01_ce-gadolinium_T1w
         return "t1c"
@@ -105,6 +115,8 @@ def find_dicom_series(folder: Path) -> List[DicomSeries]:
 def classify_dicom(series: DicomSeries) -> Optional[str]:
     """From SeriesDescription / ProtocolName first, then contrast agent and TR / TE / TI."""
     t = series.tags
+    if CBV_NAME.search(_norm(t.get("0008|0008", "").replace("\\", "_"))):  # ImageType, e.g. DERIVED\PRIMARY\RCBV
+        return "cbv"
     for key in ("0008|103e", "0018|1030"):  # SeriesDescription, ProtocolName
         seq = classify_name(t.get(key, ""))
         if seq:
@@ -175,7 +187,7 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
     overrides = {k: v for k, v in (overrides or {}).items() if v}
-    found: Dict[str, List[object]] = {s: [] for s in SEQUENCES}
+    found: Dict[str, List[object]] = {s: [] for s in IMAGE_KEYS}
     masks: List[Path] = []
     messages: List[str] = []
     images: Dict[str, sitk.Image] = {}
@@ -205,13 +217,13 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
             continue
         images[str(p)] = img
         found[seq].append(p)
-    if not any(found.values()):  # no image named like a sequence: DICOM series (a mask file may sit beside)
+    if not any(found[s] for s in SEQUENCES):  # no image named like a sequence: DICOM series (a mask file may sit beside)
         for series in find_dicom_series(folder):
             seq = classify_dicom(series)
             if seq:
                 found[seq].append(series)
     chosen: Dict[str, object] = {}
-    for seq in SEQUENCES:
+    for seq in IMAGE_KEYS:
         if overrides.get(seq):
             chosen[seq] = Path(overrides[seq])
             continue

@@ -208,6 +208,13 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         warnings.append("no tumor found by the segmentation: features and predictions are not meaningful; "
                         "draw or correct the tumor ROI and run again")
     t = time.perf_counter()
+    rcbv_record = None
+    if "cbv" in pre.images and volumes["WT"] > 0:  # rCBV (perfusion.py): needs the tumour's side
+        from .perfusion import rcbv_image
+        pre.images["rcbv"], rcbv_record = rcbv_image(pre, lab)
+        pre.steps.append(f"rCBV: CBV / {rcbv_record['mean_cbv']:g} (mean CBV of {rcbv_record['volume_ml']:g} mL "
+                         f"contralateral normal-appearing white matter, {rcbv_record['wm_sequence']} WM, tumour on "
+                         f"the {rcbv_record['tumour_side']})")
     if volumes["WT"] > 0:
         feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
     else:
@@ -230,6 +237,10 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.provenance["vasari_score"] = "automatic (vasari.py)" if score is not None else "missing"
         if score is None:
             feats.warnings.append("automatic VASARI score missing (no tumor or no atlas)")
+    if rcbv_record is not None:
+        from .perfusion import REFERENCE_REGION
+        feats.provenance["rcbv_normalization"] = REFERENCE_REGION
+        feats.provenance["rcbv_reference"] = rcbv_record
     feats.provenance["segmentation"] = seg_source
     feats.provenance.update(seg_prov)
     feats.provenance["n4"] = bool(opt.preprocess.n4)

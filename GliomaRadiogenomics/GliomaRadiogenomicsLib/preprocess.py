@@ -3,6 +3,13 @@
 The working grid has the reference sequence's orientation and field of view with isotropic spacing (1 mm by
 default), so that thick-slice clinical inputs (e.g. TCGA's 5.5 mm slices) are analysed on the same grid as 3D
 acquisitions. Results go back to the reference sequence's native grid at the end (``to_native``).
+
+A DSC-perfusion CBV map (``cbv``, optional) is brought onto the working grid like a sequence, from its own source
+geometry: when it shares its voxel grid with a structural sequence of the case (a map exported on that series' grid,
+same session), that sequence's transform is used (a low-resolution, low-contrast map registers less reliably than
+the anatomy it was resampled to); otherwise it is registered rigidly (6 DOF, Mattes mutual information, the
+same-session scanner header as the starting point). It is kept out of the brain mask, the segmentation and N4 (a
+quantitative map); rCBV normalisation comes later, once the tumour is known (perfusion.py).
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .case import Case, SEQUENCES
+from .sequences import IMAGE_KEYS, PERFUSION
 from .progress import Progress, null_progress
 
 
@@ -116,8 +124,12 @@ def n4_correct(img: sitk.Image, mask: Optional[sitk.Image] = None, shrink: int =
     return sitk.Cast(img / sitk.Exp(log_field), sitk.sitkFloat32)
 
 
-def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, seed: int = 1):
+def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, seed: int = 1,
+                   initial: str = "geometry"):
     """Rigid (6 DOF) registration by Mattes mutual information, multi-resolution.
+
+    ``initial``: "geometry" (the two fields of view centred on each other) or "header" (the scanner coordinates as
+    they are: a same-session map whose field of view need not be centred on the reference's, e.g. a DSC slab).
 
     Returns (transform fixed->moving physical, metric). The result is checked against the scanner-header
     alignment (identity): if registration did not improve mutual information, the header alignment is kept
@@ -125,8 +137,12 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, 
     """
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
     moving_f = sitk.Cast(moving, sitk.sitkFloat32)
-    init = sitk.CenteredTransformInitializer(fixed_f, moving_f, sitk.Euler3DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    if initial == "header":
+        init = sitk.Euler3DTransform()
+        init.SetCenter(moving_f.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in moving_f.GetSize()]))
+    else:
+        init = sitk.CenteredTransformInitializer(fixed_f, moving_f, sitk.Euler3DTransform(),
+                                                 sitk.CenteredTransformInitializerFilter.GEOMETRY)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
@@ -149,6 +165,12 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, 
     if header <= found:
         return sitk.Euler3DTransform(), header
     return tx, found
+
+
+def shared_grid(case: Case, seq: str) -> Optional[str]:
+    """The structural sequence whose voxel grid ``seq`` (a perfusion map) shares, if any (same session)."""
+    from .checks import same_grid
+    return next((s for s in SEQUENCES if s in case.images and same_grid(case.images[s], case.images[seq])), None)
 
 
 def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
@@ -183,7 +205,7 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
         pre.warnings.append(fallback_note)
     pre.steps.append(f"working grid: {opt.reference} field of view at {opt.spacing:g} mm isotropic "
                      f"({'x'.join(map(str, grid.GetSize()))})")
-    others = [s for s in SEQUENCES if s in case.images and s != opt.reference]
+    others = [s for s in IMAGE_KEYS if s in case.images and s != opt.reference]  # CBV last
     n = len(others) + 2
     if reuse is not None and (reuse.brain_mask.GetSize() != grid.GetSize() or set(reuse.transforms) != set(case.images)):
         pre.steps.append("kept preprocessing not used: its brain mask or transforms do not fit this working grid")
@@ -192,6 +214,7 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
         pre.reused = True
         pre.steps.append("preprocessing reused: the rigid transforms and the brain mask kept with the segmentation "
                          "(same input images by SHA-256, same options): no registration, no brain extraction")
+    perfusion: Dict[str, sitk.Image] = {}   # added to pre.images after the brain mask and N4
     for i, seq in enumerate([opt.reference] + others):
         img = case.images[seq]
         if reuse is not None:
@@ -206,11 +229,17 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
             tx = sitk.Transform()
             if seq != opt.reference:
                 pre.steps.append(f"{seq}: no registration (physical headers trusted)")
+        elif seq in PERFUSION and shared_grid(case, seq):
+            src = shared_grid(case, seq)
+            tx = pre.transforms[src]
+            pre.steps.append(f"{seq}: shares the {src} voxel grid (same session): the {src} transform to "
+                             f"{opt.reference} is used, no registration of its own")
         else:
             progress.update(i / n * (1.0 - (0.15 if opt.n4 else 0.0) - (0.05 if opt.atlas else 0.0)),
                             f"registering {seq} to {opt.reference} (rigid, mutual information)")
             try:
-                tx, metric = register_rigid(ref_native, img, opt.registration_samples, opt.seed)
+                tx, metric = register_rigid(ref_native, img, opt.registration_samples, opt.seed,
+                                            "header" if seq in PERFUSION else "geometry")
             except RuntimeError as exc:  # e.g. too few voxels of the moving image inside the reference
                 from .case import SEQUENCE_NAMES as N
                 from .io import InputError
@@ -226,6 +255,12 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
         arr = sitk.GetArrayViewFromImage(res)
         if float(arr.min()) < 0:
             res = sitk.Maximum(res, 0.0)
+        if seq in PERFUSION:  # a DSC slab may cover part of the head: checked on the tumour and WM (perfusion.py)
+            perfusion[seq] = res
+            frac = coverage(img, grid, tx, head)
+            if frac < 0.5:
+                pre.warnings.append(f"{seq}: the map covers {100 * frac:.0f} % of the {opt.reference} head")
+            continue
         pre.images[seq] = res
         if seq == opt.reference:
             head = head_mask(res)
@@ -260,6 +295,7 @@ def preprocess(case: Case, options: Optional[PreprocessOptions] = None,
                          "inside the brain mask) of the feature images; " + (
                              "the segmentation sees the corrected images too (n4_segmentation)" if opt.n4_segmentation
                              else "the segmentation sees the images without it"))
+    pre.images.update(perfusion)
     pre.warnings.extend(warns)
     vol = float(sitk.GetArrayViewFromImage(mask).sum()) * opt.spacing ** 3 / 1000.0
     pre.steps.append(f"brain mask: {method} ({vol:.0f} mL)")

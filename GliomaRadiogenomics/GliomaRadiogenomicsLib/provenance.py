@@ -26,6 +26,8 @@ HARD_KEYS: Dict[str, Tuple[str, str]] = {
     "normalization": ("intensity normalisation", "re-extract the features with the preset the model was trained "
                       "on ({preset}), which normalises with '{want}'"),
     "spacing_mm": ("working-grid spacing in mm", "re-run with --spacing {want}"),
+    "rcbv_normalization": ("rCBV normalisation (reference region, perfusion.py)", "re-extract the features with the "
+                           "version of this software whose rCBV normalisation the model was trained with ('{want}')"),
     "pyradiomics_major": ("PyRadiomics major version", "extract with PyRadiomics {want}.x, as the model was trained, "
                           "or retrain the model"),
 }
@@ -53,6 +55,7 @@ CHECKED = ("preset", "settings_hash", "normalization", "spacing_mm", "pyradiomic
 VERSION_KEYS = ("pyradiomics_version", "simpleitk_version", "numpy_version", "torch_version",
                 "glioma_radiogenomics_version")
 MIXED = "mixed: "
+PER_CASE = ("rcbv_reference",)   # one case's numbers (rCBV reference region volume, mean CBV): not merged for tables
 
 
 # ------------------------------------------------------------------------------------------------ recording
@@ -169,7 +172,7 @@ def merge(provenances: Iterable[Optional[dict]]) -> Optional[dict]:
         return None
     keys: List[str] = []
     for p in provs:
-        keys += [k for k in p if k not in keys]
+        keys += [k for k in p if k not in keys and k not in PER_CASE]
     out = {}
     for k in keys:
         if k == "sequences":

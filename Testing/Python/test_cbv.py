@@ -1,0 +1,173 @@
+"""DSC perfusion input (issue 17 item 3): a CBV map as an optional fifth image, registered to the reference and
+normalised to contralateral normal-appearing white matter (rCBV); the shim2021 preset on rCBV in CE / NE.
+
+The phantom: the SYNTHETIC case of synthetic.py (3 mm template, native T1 / T1c / T2 / FLAIR) plus a CBV map drawn
+from the same truth: CBV = 1 in white matter, 2.5 in grey matter, 0 in CSF, 2 in the enhancing tumour (label 3),
+1.2 in the non-enhancing region (label 2), 0.3 in necrosis; times an arbitrary scanner scale (37), on a coarse grid
+(3 x 3 x 5 mm) and moved by a known rigid transform (4-5 degrees, 4-6 mm), so that registration has work to do."""
+import copy
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from radiomics import featureextractor
+
+from GliomaRadiogenomicsLib import synthetic as S
+from GliomaRadiogenomicsLib.io import InputError, read_image
+
+CBV_SCALE = 37.0
+TRUE_CBV = {"wm": 1.0, "gm": 2.5, 1: 0.3, 2: 1.2, 3: 2.0}
+SPEC = S.TumorSpec(center_mm=(-30.0, -28.0, 14.0), radius_mm=22.0, necrosis_fraction=0.2, enhancing_thickness=0.5,
+                   edema_factor=1.8, seed=5)
+
+
+def cbv_truth(anatomy, label):
+    tissue = anatomy.wm * TRUE_CBV["wm"] + anatomy.gm * TRUE_CBV["gm"]
+    cbv = np.where(label == 0, tissue, 0.0)
+    for value in (1, 2, 3):
+        cbv[label == value] = TRUE_CBV[value]
+    return cbv.astype(np.float32)
+
+
+def cbv_motion(center):
+    t = sitk.Euler3DTransform()
+    t.SetCenter(tuple(float(c) for c in center))
+    t.SetRotation(*np.deg2rad([4.0, -3.0, 5.0]).tolist())
+    t.SetTranslation((5.0, -4.0, 6.0))
+    return t
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    """A case folder: flair / t1 / t1c / t2, cbv.nii.gz, a decoy cbv_mask.nii.gz, the truth label.nii.gz (FLAIR
+    grid); returns (folder, CBV motion transform)."""
+    an = S.load_anatomy(3)
+    truth, label = S.simulate_truth(SPEC, an)
+    rng = np.random.default_rng(3)
+    images, lab_nat, icv = S.acquire(truth, label, an, rng, {k: (3.0, 3.0, 3.0) for k in S.DEFAULT_SPACING})
+    d = tmp_path_factory.mktemp("cbv_case")
+    S.SyntheticCase("cbv-phantom", images, lab_nat, icv).save(d)
+    (d / "brain_mask.nii.gz").unlink()
+    src = sitk.GetImageFromArray(cbv_truth(an, label))
+    src.CopyInformation(an.reference)
+    ref = images["flair"]
+    center = ref.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in ref.GetSize()])
+    motion = cbv_motion(center)
+    grid = sitk.Image([int(np.ceil(n * s / t)) for n, s, t in zip(ref.GetSize(), ref.GetSpacing(), (3, 3, 5))],
+                      sitk.sitkFloat32)
+    grid.SetSpacing((3.0, 3.0, 5.0))
+    grid.SetOrigin(ref.GetOrigin())
+    grid.SetDirection(ref.GetDirection())
+    cbv = sitk.Resample(src, grid, motion, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    a = sitk.GetArrayFromImage(cbv) * CBV_SCALE
+    a = np.clip(a + rng.normal(0, 0.02 * CBV_SCALE, a.shape) * (a > 0), 0, None).astype(np.float32)
+    out = sitk.GetImageFromArray(a)
+    out.CopyInformation(cbv)
+    sitk.WriteImage(out, str(d / "cbv.nii.gz"))
+    decoy = sitk.Cast(out > CBV_SCALE * 1.5, sitk.sitkUInt8)   # a label map named like the CBV: never an image
+    sitk.WriteImage(decoy, str(d / "cbv_mask.nii.gz"))
+    return d, motion
+
+
+@pytest.fixture(scope="module")
+def analysis(phantom_dir):
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    d, _ = phantom_dir
+    case = load_case_folder(d)
+    opt = PipelineOptions(preprocess=PreprocessOptions(spacing=3.0, brain_mask="threshold"), preset="shim2021",
+                          feature_workers=1)
+    return analyze_case(case, opt, label=read_image(d / "label.nii.gz", "truth", label=True), label_source="truth")
+
+
+def test_case_folder_finds_cbv_and_sets_the_cbv_mask_aside(phantom_dir):
+    from GliomaRadiogenomicsLib.inputs import classify_name, scan_case_folder
+    d, _ = phantom_dir
+    found = scan_case_folder(d)
+    assert found.sequences["cbv"] == d / "cbv.nii.gz"
+    assert d / "cbv_mask.nii.gz" in found.masks and d / "label.nii.gz" in found.masks
+    assert [classify_name(n) for n in ("rCBV.nii.gz", "nrCBV_map.nrrd", "perfusion_CBV.nii", "dsc-cbv.nii.gz",
+                                       "relCBV.nii.gz")] == ["cbv"] * 5
+    assert [classify_name(n) for n in ("cbv_mask.nii.gz", "rcbv_seg.nii.gz", "ep2d_perf.nii.gz", "dsc.nii.gz",
+                                       "cbf.nii.gz", "brain_volume.nii.gz")] == [None] * 6
+
+
+def test_cli_cbv_argument_is_read(phantom_dir, tmp_path):
+    from GliomaRadiogenomicsLib.cli import _load_case_from_args, build_parser
+    d, _ = phantom_dir
+    args = build_parser().parse_args(["run", "--flair", str(d / "flair.nii.gz"), "--cbv", str(d / "cbv.nii.gz"),
+                                      "--out", str(tmp_path / "o")])
+    case = _load_case_from_args(args)
+    assert case.sequences == ["flair", "cbv"] and case.paths["cbv"] == str((d / "cbv.nii.gz").resolve())
+    with pytest.raises(InputError, match="label map"):  # the decoy mask given as the CBV map
+        _load_case_from_args(build_parser().parse_args(["run", "--flair", str(d / "flair.nii.gz"), "--cbv",
+                                                        str(d / "cbv_mask.nii.gz"), "--out", str(tmp_path / "o")]))
+
+
+def test_cbv_is_registered_within_a_voxel(analysis, phantom_dir):
+    """The registration's transform (reference -> CBV) against the known motion: every brain voxel lands within
+    a working-grid voxel (3 mm) of where it belongs, 1 mm on average."""
+    _, motion = phantom_dir
+    pre = analysis.pre
+    tx, truth = pre.transforms["cbv"], motion.GetInverse()
+    brain = np.argwhere(sitk.GetArrayViewFromImage(pre.brain_mask) > 0)[::50]
+    pts = [pre.grid.TransformIndexToPhysicalPoint([int(i) for i in p[::-1]]) for p in brain]
+    err = np.array([np.linalg.norm(np.subtract(tx.TransformPoint(p), truth.TransformPoint(p))) for p in pts])
+    assert err.max() < 3.0 and err.mean() < 1.0, (err.mean(), err.max())
+    assert any("cbv: rigid registration to flair" in s for s in pre.steps)
+
+
+def test_rcbv_is_one_in_contralateral_white_matter(analysis):
+    """rCBV divides by the contralateral normal-appearing WM: the scanner scale is gone (reference mean ~ 37 x 1),
+    the enhancing tumour reads ~2 and the provenance records the normalisation."""
+    from GliomaRadiogenomicsLib.perfusion import REFERENCE_REGION, reference_region
+    pre, lab = analysis.pre, analysis.label
+    rec = analysis.features.provenance["rcbv_reference"]
+    assert analysis.features.provenance["rcbv_normalization"] == REFERENCE_REGION
+    assert rec["tumour_side"] == "right"  # centre x = -30 mm (LPS): the patient's right
+    assert rec["volume_ml"] > 20 and rec["wm_sequence"] == "t1"
+    ref, _ = reference_region(pre, lab)
+    an = S.load_anatomy(3)
+    wm_img = sitk.GetImageFromArray(an.wm)
+    wm_img.CopyInformation(an.reference)
+    wm = sitk.GetArrayFromImage(sitk.Resample(wm_img, pre.grid, sitk.Transform(), sitk.sitkLinear, 0.0))
+    assert wm[ref].mean() > 0.85, wm[ref].mean()   # the region is white matter (ICBM152 probability)
+    # the scanner scale is gone: WM = 1 in the phantom, + grey-matter partial volume of the 5 mm CBV slices
+    assert 0.95 < rec["mean_cbv"] / CBV_SCALE < 1.3, rec
+    rcbv = pre.array("rcbv")
+    assert abs(rcbv[ref].mean() - 1.0) < 1e-6
+    et = sitk.GetArrayViewFromImage(lab) == 3
+    et_cbv = np.median(rcbv[et]) * rec["mean_cbv"] / CBV_SCALE   # back to the phantom's units: ET = 2
+    assert abs(et_cbv - 2.0) < 0.25 and np.median(rcbv[et]) > 1.3, (et_cbv, np.median(rcbv[et]))
+
+
+def test_shim2021_on_rcbv_equals_pyradiomics(analysis):
+    """The shim2021 preset's values (CE = label 3, NE = label 2) equal plain PyRadiomics execute() on the same
+    whole rCBV image and region masks, 1e-9 relative."""
+    from GliomaRadiogenomicsLib.features import expected_columns, load_preset
+    from GliomaRadiogenomicsLib.regions import region_image
+    preset = load_preset("shim2021")
+    ours = analysis.features.values
+    assert analysis.features.provenance["sequences"] == ["rCBV"]
+    ref = {}
+    for region in ("CE", "NE"):
+        mask = region_image(analysis.label, region)
+        r = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(preset.params)).execute(
+            analysis.pre.images["rcbv"], mask)
+        for k, v in r.items():
+            if not k.startswith("diagnostics_"):
+                ref[f"mask_{region}_{k}" if "_shape_" in k else f"rCBV_{region}_{k}"] = float(v)
+    assert set(ours) == set(ref) == set(expected_columns(preset)) and len(ref) == 2 * 851
+    worst = max(abs(ours[k] - v) / max(abs(v), 1e-12) for k, v in ref.items())
+    assert worst <= 1e-9, worst
+    assert ours["rCBV_CE_original_firstorder_Median"] > ours["rCBV_NE_original_firstorder_Median"] + 0.3
+
+
+def test_without_cbv_the_shim_preset_names_the_missing_map(phantom_dir):
+    from GliomaRadiogenomicsLib.case import load_case
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case
+    d, _ = phantom_dir
+    case = load_case({s: d / f"{s}.nii.gz" for s in ("t1", "t1c", "t2", "flair")})
+    with pytest.raises(InputError, match=r"needs a DSC-perfusion CBV map .* no CBV: give --cbv FILE"):
+        analyze_case(case, PipelineOptions(preset="shim2021"))
