@@ -350,6 +350,48 @@ def test_cancel_stops_the_worker(weights, small_demo_case):
         b.segment(pre)
 
 
+def test_cancel_mid_run_ends_the_worker_tree_and_commits_nothing(weights, small_demo_case, bundles_at_spacing,
+                                                                 tmp_path):
+    """Cancel while the worker subprocess runs the cascade (after its JSON progress line of the WNet stage, the
+    networks loaded), through run_case (the CLI's pipeline entry): Cancelled (not a worker failure) within seconds,
+    the worker's whole process tree gone, its label file and temporary folder removed, and no output set committed
+    (the output folder never appears)."""
+    import time
+    import psutil
+    from GliomaRadiogenomicsLib.case import Case
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions, run_case
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    from GliomaRadiogenomicsLib.progress import Cancelled, Progress
+    messages, asked = [], {}
+
+    def should_cancel():
+        if not any(m.startswith("brats17: whole tumor (WNet)") for m in messages):
+            return False
+        if not asked:   # the first poll after the stage began: what runs now, and where it would write
+            procs = psutil.Process().children(recursive=True)
+            cmds = [p.cmdline() for p in procs]
+            asked.update(t=time.monotonic(), procs=procs, messages=list(messages),
+                         outputs=[c[c.index("--output") + 1] for c in cmds if "brats17" in c and "--output" in c])
+        return True
+
+    opts = PipelineOptions(PreprocessOptions(spacing=2.0, brain_mask="threshold", register=False), "brats17",
+                           {"weights_dir": weights, "device": "cpu", "views": "axial", "should_cancel": should_cancel},
+                           bundles=bundles_at_spacing(2.0))
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled, match="cancelled: worker 'brats17' stopped"):
+        run_case(Case("demo", dict(small_demo_case.images), required=("flair",)), out, opts,
+                 Progress(lambda f, m: messages.append(m)))
+    waited = time.monotonic() - asked["t"]
+    assert waited < 10, f"{waited:.1f} s from the cancel to Cancelled"
+    assert asked["messages"][-1] == "brats17: whole tumor (WNet), 1 view(s)", asked["messages"]   # mid-run
+    assert asked["procs"] and len(asked["outputs"]) == 1, asked
+    gone, alive = psutil.wait_procs(asked["procs"], timeout=5)
+    assert not alive, alive
+    label = Path(asked["outputs"][0])
+    assert not label.exists() and not label.parent.exists(), label
+    assert not out.exists() and list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
 def test_docs_reproduce_the_weights_licence(weights):
     """BSD-3 requires the notice in the documentation of a binary redistribution."""
     notice = (weights / "LICENSE.txt").read_text().strip()
