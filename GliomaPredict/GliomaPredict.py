@@ -30,6 +30,7 @@ class GliomaPredictParameterNode:
     t1c: vtkMRMLScalarVolumeNode
     t2: vtkMRMLScalarVolumeNode
     flair: vtkMRMLScalarVolumeNode
+    cbv: vtkMRMLScalarVolumeNode      # optional DSC-perfusion CBV map (rCBV: the shim2021 preset)
     segmentation: vtkMRMLSegmentationNode
     preset: str = "wang2025"
     bundles: str = ""

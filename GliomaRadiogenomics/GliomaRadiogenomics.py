@@ -68,6 +68,7 @@ class GliomaRadiogenomicsParameterNode:
     t1c: vtkMRMLScalarVolumeNode
     t2: vtkMRMLScalarVolumeNode
     flair: vtkMRMLScalarVolumeNode
+    cbv: vtkMRMLScalarVolumeNode      # optional DSC-perfusion CBV map (rCBV: the shim2021 preset)
     age: int = 0
     sex: str = "not given"
     whoGrade: str = "not given"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from GliomaRadiogenomicsLib.case import SEQUENCES, Case
+from GliomaRadiogenomicsLib.case import IMAGE_KEYS, Case
 from GliomaRadiogenomicsLib.progress import Progress, null_progress
 
 from .convert import (contributions_to_table_node, label_image_to_segmentation_node, nomogram_to_plot_nodes,
@@ -16,8 +16,8 @@ from .convert import (contributions_to_table_node, label_image_to_segmentation_n
 
 
 def case_from_nodes(nodes: Dict[str, object], clinical: Optional[dict] = None, case_id: str = "slicer-case") -> Case:
-    """The selected volumes (any subset with FLAIR or T2; None = not selected) as a core Case."""
-    present = [s for s in SEQUENCES if nodes.get(s) is not None]
+    """The selected volumes (any subset with FLAIR or T2, optionally a CBV map; None = not selected) as a core Case."""
+    present = [s for s in IMAGE_KEYS if nodes.get(s) is not None]
     if not {"flair", "t2"} & set(present):
         raise ValueError("select a FLAIR (or T2) volume: the whole tumor needs it (T1, T1c are optional)")
     images = {s: volume_node_to_sitk(nodes[s]) for s in present}
@@ -44,7 +44,7 @@ def input_volumes_signature(nodes: Dict[str, object]) -> str:
     import hashlib
     import SimpleITK as sitk
     h = hashlib.sha256()
-    for s in SEQUENCES:
+    for s in IMAGE_KEYS:
         if nodes.get(s) is None:
             continue
         img = volume_node_to_sitk(nodes[s])
@@ -157,10 +157,10 @@ def segmentation_for_run(scene, segmentation_node, nodes: Dict[str, object]):
 
 
 def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -> Dict[str, object]:
-    """T1 / T1c / T2 / FLAIR volume nodes of the scene recognised by name (the core's file-name rules: plain, BraTS,
-    BIDS, scanner names); volumes already chosen in ``current`` are kept."""
+    """T1 / T1c / T2 / FLAIR (and CBV) volume nodes of the scene recognised by name (the core's file-name rules: plain,
+    BraTS, BIDS, scanner names); volumes already chosen in ``current`` are kept."""
     from GliomaRadiogenomicsLib.inputs import classify_name
-    out = {s: (current or {}).get(s) for s in SEQUENCES}
+    out = {s: (current or {}).get(s) for s in IMAGE_KEYS}
     taken = {n.GetID() for n in out.values() if n is not None}
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
         node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
@@ -175,13 +175,13 @@ def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -
 
 def load_case_folder_into_scene(scene, folder) -> tuple:
     """A case folder (NIfTI / NRRD named by sequence, BraTS, BIDS, scanner names, or DICOM series) -> volume nodes
-    named t1 / t1c / t2 / flair (None for a sequence the folder lacks), plus the clinical data of its case.json. A
+    named t1 / t1c / t2 / flair / cbv (None for an image the folder lacks), plus the clinical data of its case.json. A
     mask file of the folder becomes a segmentation node "<case> case-folder mask (...)" (reference or ROI)."""
     from GliomaRadiogenomicsLib.case import load_case_folder
     from .convert import sitk_to_volume_node
     case = load_case_folder(folder)
     nodes = {s: (sitk_to_volume_node(case.images[s], scene, f"{case.case_id} {s}") if s in case.images else None)
-             for s in SEQUENCES}
+             for s in IMAGE_KEYS}
     if case.mask_path:  # offered as the reference (Dice) or as the ROI: a segmentation node, never a volume
         from GliomaRadiogenomicsLib.io import read_image
         from GliomaRadiogenomicsLib.regions import as_brats_label

@@ -1,11 +1,12 @@
 """Qt helpers shared by the three module widgets (desktop Slicer only; the logic lives in logic.py)."""
 from __future__ import annotations
 
-SEQUENCE_KEYS = ("t1", "t1c", "t2", "flair")
+from GliomaRadiogenomicsLib.sequences import IMAGE_KEYS as SEQUENCE_KEYS  # t1, t1c, t2, flair, cbv
 
 
 def selected_volumes(ui) -> dict:
-    return {s: getattr(ui, f"{s}Selector").currentNode() for s in SEQUENCE_KEYS}
+    """The selectors' volumes (a module without a CBV selector has no "cbv" key)."""
+    return {s: getattr(ui, f"{s}Selector").currentNode() for s in SEQUENCE_KEYS if hasattr(ui, f"{s}Selector")}
 
 
 def clinical_from_ui(ui) -> dict:
@@ -24,8 +25,8 @@ def auto_assign_volumes(ui, scene) -> None:
     from .logic import assign_volumes_by_name
     chosen = assign_volumes_by_name(scene, selected_volumes(ui))
     for seq, node in chosen.items():
-        sel = getattr(ui, f"{seq}Selector")
-        if sel.currentNode() is None and node is not None:
+        sel = getattr(ui, f"{seq}Selector", None)
+        if sel is not None and sel.currentNode() is None and node is not None:
             sel.setCurrentNode(node)
 
 
@@ -50,8 +51,9 @@ def open_segment_editor(segmentation_node, source_volume_node) -> None:
 
 
 def volumes_from_parameters(p) -> dict:
-    """The inputs as the GUI has bound them to the parameter node (never read back from the Qt widgets)."""
-    return {s: getattr(p, s) for s in SEQUENCE_KEYS}
+    """The inputs as the GUI has bound them to the parameter node (never read back from the Qt widgets); the CBV map
+    only where the module has a CBV slot."""
+    return {s: getattr(p, s) for s in SEQUENCE_KEYS if s != "cbv" or hasattr(p, s)}
 
 
 def volume_ids(p) -> tuple:
@@ -134,5 +136,5 @@ def initialize_parameter_node(widget, node_class) -> None:
     widget.setParameterNode(wrap(node_class, widget.logic.getParameterNode()))
     p = widget._parameterNode
     for seq, node in auto_assigned(slicer.mrmlScene, volumes_from_parameters(p)).items():
-        if getattr(p, seq) is None and node is not None:
+        if hasattr(p, seq) and getattr(p, seq) is None and node is not None:
             setattr(p, seq, node)

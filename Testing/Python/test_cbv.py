@@ -171,3 +171,17 @@ def test_without_cbv_the_shim_preset_names_the_missing_map(phantom_dir):
     case = load_case({s: d / f"{s}.nii.gz" for s in ("t1", "t1c", "t2", "flair")})
     with pytest.raises(InputError, match=r"needs a DSC-perfusion CBV map .* no CBV: give --cbv FILE"):
         analyze_case(case, PipelineOptions(preset="shim2021"))
+
+
+def test_slicer_logic_takes_the_cbv_map(mrml, phantom_dir):
+    """The Slicer modules (GliomaMRML logic, real MRML): the case folder's CBV map becomes a volume node, is
+    recognised by name for the CBV selector, and reaches the core case."""
+    from GliomaMRML.logic import assign_volumes_by_name, case_from_nodes, load_case_folder_into_scene
+    d, _ = phantom_dir
+    nodes, _, case_id = load_case_folder_into_scene(mrml.scene, d)
+    assert nodes["cbv"] is not None and nodes["cbv"].GetName() == f"{case_id} cbv"
+    assert assign_volumes_by_name(mrml.scene, {"cbv": None})["cbv"] is not None
+    case = case_from_nodes(nodes)
+    assert case.sequences == ["t1", "t1c", "t2", "flair", "cbv"]
+    assert np.allclose(sitk.GetArrayViewFromImage(case.images["cbv"]),
+                       sitk.GetArrayViewFromImage(sitk.ReadImage(str(d / "cbv.nii.gz"))), atol=1e-4)

@@ -237,9 +237,10 @@ def test_assign_and_load_case_folder(mrml, small_demo_dir):
     from GliomaMRML.logic import assign_volumes_by_name, load_case_folder_into_scene
     scene = mrml.scene
     nodes, clinical, case_id = load_case_folder_into_scene(scene, small_demo_dir)
-    assert set(nodes) == {"t1", "t1c", "t2", "flair"} and clinical.get("age") is not None
+    assert set(nodes) == {"t1", "t1c", "t2", "flair", "cbv"} and clinical.get("age") is not None
+    assert nodes["cbv"] is None   # the demo case has no CBV map (test_cbv.py: one that has)
     assigned = assign_volumes_by_name(scene, {"t1": None, "t1c": None, "t2": None, "flair": None})
-    assert all(assigned[s] is not None for s in nodes)
+    assert all(assigned[s] is not None for s in ("t1", "t1c", "t2", "flair"))
     assert assigned["t1c"].GetName().endswith("t1c") and assigned["t2"].GetName().endswith("t2")
     keep = assign_volumes_by_name(scene, {"t1": nodes["t2"]})  # a user's choice is kept
     assert keep["t1"] is nodes["t2"]
