@@ -153,8 +153,14 @@ def scores(model, Z) -> np.ndarray:
 
 
 def _fit_head(kind: str, Z, y, seed: int, smote: bool, k_neighbors: int, clf_params: dict):
+    """SMOTE (training data) + one classifier. The MLP trains for a fixed ``max_iter`` epochs (the paper trained a
+    fixed number of epochs): scikit-learn's 'not converged' warning is expected and silenced."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
     Zs, ys, n_syn = oversample(Z, y, k_neighbors, seed) if smote else (Z, y, 0)
-    return make_classifier(kind, seed, **clf_params).fit(Zs, ys), n_syn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return make_classifier(kind, seed, **clf_params).fit(Zs, ys), n_syn
 
 
 class ShimRecurrence(BaseEstimator, ClassifierMixin):
@@ -318,7 +324,7 @@ def recurrence_bundle_dict(est: ShimRecurrence, *, name: str, version: str, labe
             "training": {**training, "software": f"glioma-radiogenomics {__version__}",
                          "python": platform.python_version(), "date": _dt.date.today().isoformat()},
             "metrics": metrics, "synthetic": bool(synthetic), "intended_use": intended_use,
-            "card": {"model": f"{name} {version}" + (" [SYNTHETIC]" if synthetic else ""),
+            "card": {"model": f"{name} {version}",
                      "method": "SVM-RFE + SMOTE + MLP recurrence pattern (Shim 2021)",
                      "trained on": training.get("trained_on"), "n (positive)": f"{training.get('n')} "
                                                                                f"({training.get('n_positive')})",
