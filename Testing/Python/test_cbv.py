@@ -93,6 +93,35 @@ def test_case_folder_finds_cbv_and_sets_the_cbv_mask_aside(phantom_dir):
                                        "cbf.nii.gz", "brain_volume.nii.gz")] == [None] * 6
 
 
+def test_dicom_cbv_series_is_recognised():
+    """DICOM discovery: a series described as rCBV, or with CBV in its ImageType, is the CBV map; the raw DSC series
+    is not (and not a T1 either)."""
+    from pathlib import Path
+    from GliomaRadiogenomicsLib.inputs import DicomSeries, classify_dicom
+
+    def series(description, image_type="ORIGINAL\\PRIMARY\\M", te="35", tr="1500"):
+        return DicomSeries(Path("."), "1.2.3", [], description, {"0008|103e": description, "0008|0008": image_type,
+                                                                  "0018|0081": te, "0018|0080": tr})
+    assert classify_dicom(series("rCBV leakage corrected")) == "cbv"
+    assert classify_dicom(series("Perfusion_Weighted", "DERIVED\\PRIMARY\\RCBV")) == "cbv"
+    assert classify_dicom(series("ep2d_perf")) is None
+    assert classify_dicom(series("t1_mprage", te="3")) == "t1"
+
+
+def test_cbv_on_a_structural_grid_uses_that_sequences_transform(phantom_dir):
+    """A CBV map exported on the T1's voxel grid (same session) is not registered on its own: the T1's transform."""
+    from GliomaRadiogenomicsLib.case import load_case
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
+    d, _ = phantom_dir
+    case = load_case({"flair": d / "flair.nii.gz", "t1": d / "t1.nii.gz", "cbv": d / "cbv.nii.gz"})
+    t1 = case.images["t1"]
+    case.images["cbv"] = sitk.Resample(case.images["cbv"], t1, sitk.Transform(), sitk.sitkLinear, 0.0)
+    pre = preprocess(case, PreprocessOptions(spacing=3.0, brain_mask="threshold"))
+    assert pre.transforms["cbv"] is pre.transforms["t1"] and "cbv" not in pre.registration_metric
+    assert any(s.startswith("cbv: shares the t1 voxel grid") for s in pre.steps)
+    assert "cbv" in pre.images and "cbv" not in (pre.uncorrected or {})
+
+
 def test_cli_cbv_argument_is_read(phantom_dir, tmp_path):
     from GliomaRadiogenomicsLib.cli import _load_case_from_args, build_parser
     d, _ = phantom_dir
