@@ -76,8 +76,15 @@ def native_slice(analysis) -> dict:
 
 
 def overlay_figure(analysis) -> Tuple[str, str]:
-    """(PNG, caption): every sequence on the reference's native slice with the largest tumour area, the labels as
-    contours, a legend and orientation letters on the four edges; the caption names the native slice number."""
+    """(PNG, caption) of ``draw_overlay``: what the report embeds."""
+    fig, caption = draw_overlay(analysis)
+    return _png(fig), caption
+
+
+def draw_overlay(analysis):
+    """(matplotlib figure, caption): every sequence on the reference's native slice with the largest tumour area,
+    the labels as contours, a legend and orientation letters on the four edges; the caption names the native slice
+    number."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,7 +127,7 @@ def overlay_figure(analysis) -> Tuple[str, str]:
                f"sequences are registered to {s['sequence']} and shown on the same slice. Contours: red necrosis, "
                "green edema, yellow enhancing. Letters on the edges give the patient's orientation (radiological "
                "view: the patient's right on the image's left).")
-    return _png(fig), caption
+    return fig, caption
 
 
 # --- nomograms ------------------------------------------------------------------------------------------------
