@@ -4,7 +4,8 @@ One server for this module (trame state is shared by all sessions of a server). 
 (its case id from the folder), segment in the background (progress bar moving, buttons disabled), fill the clinical
 fields (age, sex, WHO grade), predict on the unedited segmentation: the probabilities equal those of the CLI's `run`
 on the same case folder with the same options and clinical values, the preprocessing kept by Segment is reused, the
-results card shows each task's probability with its status, the warnings, the nomogram and the model card. Then
+results card shows each task's probability with its status, the warnings, the nomogram and the model card; the
+report is written as the CLI writes it, report.html and report.pdf with the same text. Then
 paint a stroke with trame-slicer's Paint effect and predict again: the probabilities and the tumor volume change
 with the ROI; change the age and predict again: the models using age change, the one without age does not.
 Screenshots of every step (the panel, its nomogram and model card, the report) go to $GLIOMA_TEST_OUTPUT/web
@@ -215,6 +216,16 @@ def test_workflow_paint_changes_the_prediction(server, browser, bundles_at_spaci
     report_url = b.js("document.querySelector('#glioma-report').getAttribute('href')")
     report = urllib.request.urlopen(base + report_url, timeout=30).read().decode()
     assert "SYNTHETIC" in report and case_id in report
+    # report.pdf beside it, as the CLI's run writes it: the same text as report.html (the check of
+    # test_report_status), and the key-result line the CLI's own report.pdf has
+    from test_report_status import html_text, pdf_text, squeeze
+    pdf_url = b.js("document.querySelector('#glioma-report-pdf').getAttribute('href')")
+    (tmp_path / "web-report.pdf").write_bytes(urllib.request.urlopen(base + pdf_url, timeout=30).read())
+    web_pdf = squeeze(pdf_text(tmp_path / "web-report.pdf"))
+    assert web_pdf == squeeze(html_text(report))
+    from GliomaRadiogenomicsLib.render import key_result_line
+    key = squeeze(key_result_line(doc1))
+    assert key in web_pdf and key in squeeze(pdf_text(tmp_path / "cli" / "report.pdf"))
     seg_url = b.js("document.querySelector('#glioma-seg-download').getAttribute('href')")
     assert len(urllib.request.urlopen(base + seg_url, timeout=30).read()) > 100
 

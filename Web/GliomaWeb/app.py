@@ -8,8 +8,9 @@ works; the case id comes from the folder) -> clinical fields (age, sex, WHO grad
 folder's case.json) -> Segment (necrosis / edema / enhancing segments, editable with trame-slicer's paint, erase,
 threshold, islands, undo; the views jump to the lesion, the 3D view shows the tumour's surface, not the head) ->
 Predict (on the segmentation as edited, reusing the registration and brain mask kept by Segment) -> the results
-card: per task the probability with its status in one row, warnings, the nomogram and the model card; report,
-predictions.json and the edited segmentation downloadable.
+card: per task the probability with its status in one row, warnings, the nomogram and the model card; the report
+(report.html and report.pdf, written by the CLI run's report.write_report), predictions.json and the edited
+segmentation downloadable.
 
 Segment and Predict run in the background: the scene is read and written on the server's loop (MRML / VTK are not
 thread-safe) by the Logic's ``prepare`` / ``land`` steps, the core's work (SimpleITK, PyRadiomics, models, report
@@ -242,6 +243,8 @@ class GliomaWebApp(TrameApp):
                 with html.Div(classes="mt-1"):
                     html.A("report.html", href=("glioma_report_url",), target="_blank", v_if="glioma_report_url",
                            id="glioma-report", classes="mr-3")
+                    html.A("report.pdf", href=("glioma_report_url.replace('report.html', 'report.pdf')",),
+                           target="_blank", v_if="glioma_report_url", id="glioma-report-pdf", classes="mr-3")
                     html.A("predictions.json", href=("glioma_json_url",), target="_blank", v_if="glioma_json_url",
                            id="glioma-json", classes="mr-3")
                     html.A("segmentation.nii.gz", href=("glioma_seg_url",), v_if="glioma_seg_url",
@@ -460,8 +463,8 @@ class GliomaWebApp(TrameApp):
 
         def compute_all(progress):  # worker thread: the core only (features, models, report, figures)
             analysis, doc = compute(progress.sub(0.0, 0.85))
-            progress.update(0.86, "report")
-            write_report(doc, analysis, work / "report.html", pdf=False)
+            progress.update(0.86, "report (HTML and PDF)")
+            write_report(doc, analysis, work / "report.html")  # the CLI run's report.html + report.pdf
             atomic_write_json(work / "predictions.json", doc)
             write_image(sitk.Cast(label, sitk.sitkUInt8), work / "segmentation.nii.gz")
             progress.update(0.95, "nomograms and model cards")
