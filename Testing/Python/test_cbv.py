@@ -150,13 +150,15 @@ def test_cbv_is_registered_within_a_voxel(analysis, phantom_dir):
 def test_rcbv_is_one_in_contralateral_white_matter(analysis):
     """rCBV divides by the contralateral normal-appearing WM: the scanner scale is gone (reference mean ~ 37 x 1),
     the enhancing tumour reads ~2 and the provenance records the normalisation."""
-    from GliomaRadiogenomicsLib.perfusion import REFERENCE_REGION, reference_region
+    from GliomaRadiogenomicsLib.perfusion import REFERENCE_REGION, _physical_x, reference_region
     pre, lab = analysis.pre, analysis.label
     rec = analysis.features.provenance["rcbv_reference"]
     assert analysis.features.provenance["rcbv_normalization"] == REFERENCE_REGION
     assert rec["tumour_side"] == "right"  # centre x = -30 mm (LPS): the patient's right
     assert rec["volume_ml"] > 20 and rec["wm_sequence"] == "t1"
     ref, _ = reference_region(pre, lab)
+    x = _physical_x(pre.grid)
+    assert (x[ref] > rec["midline_x_mm"] + 5).all()   # the patient's left (+x in LPS): contralateral to the tumour
     an = S.load_anatomy(3)
     wm_img = sitk.GetImageFromArray(an.wm)
     wm_img.CopyInformation(an.reference)
