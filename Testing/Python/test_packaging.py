@@ -158,3 +158,36 @@ def test_pyproject_packages_every_package_folder_and_the_web_app_sits_outside_th
     # the Slicer --python-script entry stays a thin caller of the packaged batch module
     entry = (REPO / "GliomaRadiogenomics" / "Batch" / "GliomaBatch.py").read_text()
     assert "from GliomaMRML.batch import" in entry and "def run_batch" not in entry
+
+
+def test_every_referenced_screenshot_and_icon_exists():
+    """The catalog's icon and screenshots (EXTENSION_ICONURL, EXTENSION_SCREENSHOTURLS: raw.githubusercontent addresses
+    of this repository's main branch; and any Resources/ path the catalog entry names) are files of the repository:
+    PNGs of a plausible size (scripts/make_screenshots.py makes the screenshots from a real case's rendering)."""
+    import struct
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    home = re.search(r'set\(EXTENSION_HOMEPAGE "https://github.com/([^"]+)"\)', cmake).group(1)
+    raw = f"https://raw.githubusercontent.com/{home}/main/"
+    urls = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]+)"\)', cmake).group(1).split()
+    shots = [u[len(raw):] for u in urls]
+    assert urls and all(u.startswith(raw) for u in urls), urls
+    assert all(s.startswith("Resources/Screenshots/") for s in shots), shots
+    icon = re.search(r'set\(EXTENSION_ICONURL "([^"]+)"\)', cmake).group(1)
+    assert icon.startswith(raw)
+    entry = (REPO / "ExtensionsIndex" / "GliomaRadiogenomics.json").read_text()
+    named = re.findall(r"Resources/[\w/.-]+", entry)
+    for rel, (lo_px, lo_bytes, hi_bytes) in ([(s, (600, 20_000, 500_000)) for s in shots]
+                                             + [(icon[len(raw):], (64, 100, 200_000))]
+                                             + [(n, (64, 100, 500_000)) for n in named]):
+        p = REPO / rel
+        assert p.is_file(), f"{rel} is referenced but not in the repository"
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{rel}: not a PNG"
+        width, height = struct.unpack(">II", data[16:24])
+        assert lo_px <= width <= 4000 and lo_px / 2 <= height <= 4000, f"{rel}: {width} x {height} pixels"
+        assert lo_bytes < len(data) <= hi_bytes, f"{rel}: {len(data)} bytes"
+    from PIL import Image  # decodes the whole image: not a truncated or corrupt file
+    for rel in shots:
+        with Image.open(REPO / rel) as im:
+            im.load()
+            assert len(set(im.convert("RGB").getdata())) > 64, f"{rel}: nearly blank"
