@@ -33,14 +33,17 @@ class Browser:
              f"--user-data-dir={self.profile}", f"--remote-debugging-port={self.port}",
              f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
+        for _ in range(300):  # 60 s: a loaded machine starts it slowly
             try:
                 targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list").read())
                 page = next(t for t in targets if t["type"] == "page")
                 break
             except Exception:
                 time.sleep(0.2)
-        else:
+        else:  # no browser left behind
+            self.proc.kill()
+            self.proc.wait(10)
+            shutil.rmtree(self.profile, ignore_errors=True)
             raise RuntimeError("chromium did not start")
         self.loop = asyncio.new_event_loop()
         self._id = 0
