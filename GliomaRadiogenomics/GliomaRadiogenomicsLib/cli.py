@@ -309,7 +309,8 @@ def cmd_predict(args) -> int:
     from .io import atomic_write_json, atomic_write_text
     from .predict import predict_table
 
-    bundle = load_bundle(args.bundle)
+    kind = _json_bundle_kind(args.bundle)
+    bundle = load_bundle(args.bundle) if kind is None else None
     table = read_table(args.table)
     prov, side, table_warning = read_table_provenance(args.table)
     warnings = [table_warning] if table_warning else []  # printed with the others at the end
@@ -321,7 +322,12 @@ def cmd_predict(args) -> int:
                              "it), or pass --trust-table to predict anyway (recorded in the output)")
         warnings.append(f"{args.table}: no provenance file ({side.name}); --trust-table: the extraction settings "
                         "were NOT checked against the model's")
-    res = predict_table(bundle, table, prov, id_column=args.id_column or "case_id")
+    if kind is None:
+        res = predict_table(bundle, table, prov, id_column=args.id_column or "case_id")
+        name, trained_on, synthetic = bundle.name, bundle.training.get("trained_on"), bundle.synthetic
+    else:  # Shim 2021: recurrence pattern (MLP on rCBV) or Cox-LASSO risk score
+        res, name, trained_on, synthetic = _predict_json_bundle(kind, args.bundle, table, prov,
+                                                                args.id_column or "case_id")
     warnings += res.attrs.get("warnings", [])
     atomic_write_text(args.out, res.to_csv(index=False))
     out = Path(args.out)
@@ -331,10 +337,58 @@ def cmd_predict(args) -> int:
                        "trusted_without_provenance": prov is None, "warnings": warnings})
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"{len(res)} prediction(s) -> {args.out} (model {bundle.name}, trained on {bundle.training.get('trained_on')}"
-          f"{', SYNTHETIC' if bundle.synthetic else ''})" + (f"; {len(warnings)} warning(s) in "
-                                                            f"{out.stem}.warnings.json" if warnings else ""))
+    print(f"{len(res)} prediction(s) -> {args.out} (model {name}, trained on {trained_on}"
+          f"{', SYNTHETIC' if synthetic else ''})" + (f"; {len(warnings)} warning(s) in "
+                                                      f"{out.stem}.warnings.json" if warnings else ""))
     return 0
+
+
+def _json_bundle_kind(path):
+    """'recurrence' / 'survival' for the Shim 2021 JSON bundles, None for a logistic model bundle (or anything
+    else: load_bundle then says what is wrong with it)."""
+    from .bundle import read_bundle_json
+    from .recurrence import RECURRENCE_FORMAT
+    from .survival import SURVIVAL_FORMAT
+    try:
+        fmt = (read_bundle_json(path) or {}).get("format")
+    except Exception:  # unreadable: load_bundle gives the clear message
+        return None
+    return {RECURRENCE_FORMAT: "recurrence", SURVIVAL_FORMAT: "survival"}.get(fmt)
+
+
+def _predict_json_bundle(kind, path, table, prov, id_column):
+    """(predictions, model name, trained on, synthetic) of a recurrence or survival bundle over a feature table."""
+    import pandas as pd
+    from .bundle import FeatureMismatchError
+    from .provenance import compare
+    if kind == "recurrence":
+        from .recurrence import load_recurrence_bundle, predict_recurrence
+        b = load_recurrence_bundle(path)
+        res = predict_recurrence(b, table, prov)
+    else:
+        from .survival import bundle_risk, load_survival_bundle
+        b = load_survival_bundle(path)
+        missing = [f for f in b["features"] if f not in table.columns]
+        if missing:
+            raise FeatureMismatchError(f"model '{b['name']}' needs {len(missing)} feature(s) that were not offered: "
+                                       f"{', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+        warns = [f"model '{b['name']}': no provenance: the features were NOT checked against the model's"] \
+            if prov is None else []
+        if prov is not None:
+            hard, soft = compare(b["name"], b["feature_schema"], prov)
+            if hard:
+                raise FeatureMismatchError(f"model '{b['name']}' refuses these features: " + "; ".join(hard))
+            warns += soft
+        rows = []
+        for _, r in table.iterrows():
+            risk = bundle_risk(b, {f: pd.to_numeric(r[f], errors="coerce") for f in b["features"]})
+            rows.append({"risk_score": risk["risk_score"], "risk_group": risk["risk_group"],
+                         "imputed": ";".join(risk["imputed"]), "synthetic_model": b["synthetic"], "model": b["name"]})
+        res = pd.DataFrame(rows)
+        if id_column in table.columns:
+            res.insert(0, id_column, table[id_column].astype(str).to_numpy())
+        res.attrs["warnings"] = warns
+    return res, b["name"], b["training"].get("trained_on"), b["synthetic"]
 
 
 def read_table(path):

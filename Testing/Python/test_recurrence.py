@@ -4,6 +4,7 @@ folds only, MLP vs SVM vs LR on identical folds, Shapley explanations, the JSON 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from GliomaRadiogenomicsLib import recurrence as R
@@ -154,3 +155,24 @@ def test_cli_refuses_a_table_not_from_rcbv(tmp_path, capsys):
     rc = main(["train", "--method", "shim-recurrence", "--table", str(tmp_path / "t.csv"), "--label", LABEL,
                "--out", str(tmp_path / "r.json"), "--repeats", "1", "--folds", "3", "--n-features", "4"])
     assert rc == 2 and "rCBV" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+
+
+def test_cli_predict_applies_the_recurrence_bundle(trained, tmp_path, capsys):
+    """`predict --bundle <recurrence bundle>`: the CLI's probabilities are the bundle's numpy MLP on the table (the
+    same numbers as predict_recurrence), marked synthetic; a table from T1c is refused with exit 2."""
+    from GliomaRadiogenomicsLib.cli import main
+    rc, d, df, prov = trained
+    df.head(5).to_csv(tmp_path / "new.csv", index=False)
+    (tmp_path / "new.provenance.json").write_text(json.dumps(prov))
+    assert main(["predict", "--bundle", str(d / "rec.json"), "--table", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    got = pd.read_csv(tmp_path / "p.csv")
+    b = R.load_recurrence_bundle(d / "rec.json")
+    Z = (df[b["features"]].head(5).to_numpy(float) - b["center"]) / np.asarray(b["scale"])
+    assert np.allclose(got["probability"], R.mlp_forward(b["mlp"], Z), atol=1e-12)
+    assert got["case_id"].astype(str).tolist() == df["case_id"].head(5).astype(str).tolist()
+    assert got["synthetic_model"].all() and "SYNTHETIC" in capsys.readouterr().out
+    (tmp_path / "new.provenance.json").write_text(json.dumps({**prov, "sequences": ["T1c"]}))
+    assert main(["predict", "--bundle", str(d / "rec.json"), "--table", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "q.csv")]) == 2
+    assert "rCBV" in capsys.readouterr().err and not (tmp_path / "q.csv").exists()

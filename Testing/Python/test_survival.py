@@ -130,6 +130,20 @@ def test_cli_train_cox_lasso_writes_a_json_bundle_that_loads(tmp_path):
     ev = json.loads((tmp_path / "os.evaluation.json").read_text())
     assert ev["model"]["n"] == 80 and (tmp_path / "os.evaluation.html").exists()
     assert "pickle" not in out.read_text()
+    # `predict --bundle` applies it: risk score and group per row, as bundle_risk, marked synthetic
+    df.drop(columns=["os_days", "death"]).head(6).to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", "--bundle", str(out), "--table", str(tmp_path / "new.csv"), "--trust-table",
+                 "--out", str(tmp_path / "risk.csv")]) == 0
+    got = pd.read_csv(tmp_path / "risk.csv")
+    want = [S.bundle_risk(b, df.iloc[i].to_dict()) for i in range(6)]
+    assert np.allclose(got["risk_score"], [w["risk_score"] for w in want], atol=1e-12)
+    assert got["risk_group"].tolist() == [w["risk_group"] for w in want] and got["synthetic_model"].all()
+    assert got["case_id"].tolist() == df["case_id"].head(6).tolist()
+    assert main(["predict", "--bundle", str(out), "--table", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "r2.csv")]) == 2  # no provenance file and not --trust-table
+    df.drop(columns=[b["features"][0], "os_days", "death"]).to_csv(tmp_path / "less.csv", index=False)
+    assert main(["predict", "--bundle", str(out), "--table", str(tmp_path / "less.csv"), "--trust-table",
+                 "--out", str(tmp_path / "r3.csv")]) == 2 and not (tmp_path / "r3.csv").exists()
     # input errors: no --time, a bundle of another kind
     assert main(argv[:5] + argv[7:]) == 2
     bad = tmp_path / "bad.json"
