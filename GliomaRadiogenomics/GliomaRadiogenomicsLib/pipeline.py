@@ -209,7 +209,9 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
                         "draw or correct the tumor ROI and run again")
     t = time.perf_counter()
     rcbv_record = None
-    if "cbv" in pre.images and volumes["WT"] > 0:  # rCBV (perfusion.py): needs the tumour's side
+    if "cbv" in pre.images and "rcbv" not in preset.sequences:
+        pre.steps.append(f"CBV map registered but not used: preset {preset.name} does not use rCBV (shim2021 does)")
+    elif "cbv" in pre.images and volumes["WT"] > 0:  # rCBV (perfusion.py): needs the tumour's side
         from .perfusion import rcbv_image
         pre.images["rcbv"], rcbv_record = rcbv_image(pre, lab)
         pre.steps.append(f"rCBV: CBV / {rcbv_record['mean_cbv']:g} (mean CBV of {rcbv_record['volume_ml']:g} mL "
