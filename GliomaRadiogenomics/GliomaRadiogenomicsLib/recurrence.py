@@ -464,8 +464,13 @@ def synthetic_recurrence_table(n: int = 160, seed: int = 0, prevalence: float = 
     df.insert(0, label, y)
     df.insert(0, "case_id", [f"SYN-REC-{i:04d}" for i in range(n)])
     df["synthetic"] = True
-    prov = {"preset": "shim2021", "sequences": ["rCBV"], "regions": ["CE", "NE"],
-            "normalization": "rCBV (CBV / contralateral normal-appearing white matter)", "synthetic": True,
+    from .features import load_preset
+    from .perfusion import REFERENCE_REGION
+    # the provenance keys of real shim2021 features (pipeline.analyze_case): the preset's own (preset, settings hash,
+    # PyRadiomics version, normalization 'none') and the rCBV definition, so that a model trained here applies to
+    # features extracted from a real rCBV map and refuses others
+    prov = {**load_preset("shim2021").provenance(), "rcbv_normalization": REFERENCE_REGION,
+            "sequences": ["rCBV"], "regions": ["CE", "NE"], "synthetic": True,
             "source": f"recurrence.synthetic_recurrence_table(n={n}, seed={seed}, prevalence={prevalence}, "
                       f"effect={effect}): SYNTHETIC features, no images",
             "planted_features": [f for f, _ in PLANTED]}

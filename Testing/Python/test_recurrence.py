@@ -176,3 +176,20 @@ def test_cli_predict_applies_the_recurrence_bundle(trained, tmp_path, capsys):
     assert main(["predict", "--bundle", str(d / "rec.json"), "--table", str(tmp_path / "new.csv"),
                  "--out", str(tmp_path / "q.csv")]) == 2
     assert "rCBV" in capsys.readouterr().err and not (tmp_path / "q.csv").exists()
+
+
+def test_a_bundle_from_the_synthetic_table_accepts_real_shim2021_provenance(trained):
+    """The synthetic table carries the provenance keys that real rCBV features get (pipeline: the shim2021 preset's
+    own keys + perfusion.REFERENCE_REGION), so its bundle applies to a real rCBV extraction; another rCBV definition
+    or another preset is refused."""
+    from GliomaRadiogenomicsLib.features import load_preset
+    from GliomaRadiogenomicsLib.perfusion import REFERENCE_REGION
+    rc, d, df, _ = trained
+    b = R.load_recurrence_bundle(d / "rec.json")
+    real = {**load_preset("shim2021").provenance(), "rcbv_normalization": REFERENCE_REGION, "sequences": ["rCBV"],
+            "spacing_mm": 1.0, "segmentation_source": "automatic"}
+    assert R.check_recurrence_features(b, df.columns, real) is not None  # accepted (soft warnings at most)
+    with pytest.raises(FeatureMismatchError, match="rCBV normalisation"):
+        R.check_recurrence_features(b, df.columns, {**real, "rcbv_normalization": "rcbv-v0: another region"})
+    with pytest.raises(FeatureMismatchError, match="preset"):
+        R.check_recurrence_features(b, df.columns, {**real, **load_preset("wang2025").provenance()})
