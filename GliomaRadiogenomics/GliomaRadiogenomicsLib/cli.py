@@ -128,6 +128,10 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
         if row.points:
             w(f"          points: {row.points_breakdown}\n")
         w(f"          trained on: {row.trained_on_text}\n")
+    if doc.get("shim2021"):
+        from .shim import summary_lines
+        for line in summary_lines(doc["shim2021"]):
+            w(line + "\n")
     w(key_result_line(doc) + "\n")
     for q in input_quality_lines(doc):
         w(f"input quality: {q}\n")
@@ -309,7 +313,8 @@ def cmd_predict(args) -> int:
     from .io import atomic_write_json, atomic_write_text
     from .predict import predict_table
 
-    kind = _json_bundle_kind(args.bundle)
+    from .shim import apply_json_bundle, json_bundle_kind, load_json_bundle
+    kind = json_bundle_kind(args.bundle)
     bundle = load_bundle(args.bundle) if kind is None else None
     table = read_table(args.table)
     prov, side, table_warning = read_table_provenance(args.table)
@@ -326,8 +331,9 @@ def cmd_predict(args) -> int:
         res = predict_table(bundle, table, prov, id_column=args.id_column or "case_id")
         name, trained_on, synthetic = bundle.name, bundle.training.get("trained_on"), bundle.synthetic
     else:  # Shim 2021: recurrence pattern (MLP on rCBV) or Cox-LASSO risk score
-        res, name, trained_on, synthetic = _predict_json_bundle(kind, args.bundle, table, prov,
-                                                                args.id_column or "case_id")
+        kind, b = load_json_bundle(args.bundle)
+        res = apply_json_bundle(kind, b, table, prov, args.id_column or "case_id")
+        name, trained_on, synthetic = b["name"], b["training"].get("trained_on"), b["synthetic"]
     warnings += res.attrs.get("warnings", [])
     atomic_write_text(args.out, res.to_csv(index=False))
     out = Path(args.out)
@@ -341,54 +347,6 @@ def cmd_predict(args) -> int:
           f"{', SYNTHETIC' if synthetic else ''})" + (f"; {len(warnings)} warning(s) in "
                                                       f"{out.stem}.warnings.json" if warnings else ""))
     return 0
-
-
-def _json_bundle_kind(path):
-    """'recurrence' / 'survival' for the Shim 2021 JSON bundles, None for a logistic model bundle (or anything
-    else: load_bundle then says what is wrong with it)."""
-    from .bundle import read_bundle_json
-    from .recurrence import RECURRENCE_FORMAT
-    from .survival import SURVIVAL_FORMAT
-    try:
-        fmt = (read_bundle_json(path) or {}).get("format")
-    except Exception:  # unreadable: load_bundle gives the clear message
-        return None
-    return {RECURRENCE_FORMAT: "recurrence", SURVIVAL_FORMAT: "survival"}.get(fmt)
-
-
-def _predict_json_bundle(kind, path, table, prov, id_column):
-    """(predictions, model name, trained on, synthetic) of a recurrence or survival bundle over a feature table."""
-    import pandas as pd
-    from .bundle import FeatureMismatchError
-    from .provenance import compare
-    if kind == "recurrence":
-        from .recurrence import load_recurrence_bundle, predict_recurrence
-        b = load_recurrence_bundle(path)
-        res = predict_recurrence(b, table, prov)
-    else:
-        from .survival import bundle_risk, load_survival_bundle
-        b = load_survival_bundle(path)
-        missing = [f for f in b["features"] if f not in table.columns]
-        if missing:
-            raise FeatureMismatchError(f"model '{b['name']}' needs {len(missing)} feature(s) that were not offered: "
-                                       f"{', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
-        warns = [f"model '{b['name']}': no provenance: the features were NOT checked against the model's"] \
-            if prov is None else []
-        if prov is not None:
-            hard, soft = compare(b["name"], b["feature_schema"], prov)
-            if hard:
-                raise FeatureMismatchError(f"model '{b['name']}' refuses these features: " + "; ".join(hard))
-            warns += soft
-        rows = []
-        for _, r in table.iterrows():
-            risk = bundle_risk(b, {f: pd.to_numeric(r[f], errors="coerce") for f in b["features"]})
-            rows.append({"risk_score": risk["risk_score"], "risk_group": risk["risk_group"],
-                         "imputed": ";".join(risk["imputed"]), "synthetic_model": b["synthetic"], "model": b["name"]})
-        res = pd.DataFrame(rows)
-        if id_column in table.columns:
-            res.insert(0, id_column, table[id_column].astype(str).to_numpy())
-        res.attrs["warnings"] = warns
-    return res, b["name"], b["training"].get("trained_on"), b["synthetic"]
 
 
 def read_table(path):
@@ -521,9 +479,12 @@ def _save_json_bundle(out: Path, bundle: dict, warnings: List[str], summary: dic
     return 0
 
 
-def _json_bundle_kwargs(args, table_path: Path, table, out: Path) -> dict:
-    """The keyword arguments the JSON-bundle trainers (cox-lasso, shim-recurrence) share."""
-    return {"trained_on": args.trained_on or f"{table_path.name} ({len(table)} rows)", "synthetic": args.synthetic,
+def _json_bundle_kwargs(args, table_path: Path, table, out: Path, prov: Optional[dict] = None) -> dict:
+    """The keyword arguments the JSON-bundle trainers (cox-lasso, shim-recurrence) share. The bundle is SYNTHETIC
+    with --synthetic, or when the table's provenance or its ``synthetic`` column says so."""
+    synthetic = bool(args.synthetic or (prov or {}).get("synthetic") is True or (
+        "synthetic" in table.columns and table["synthetic"].astype(str).str.lower().eq("true").all()))
+    return {"trained_on": args.trained_on or f"{table_path.name} ({len(table)} rows)", "synthetic": synthetic,
             "intended_use": args.intended_use, "seed": args.seed, "repeats": args.repeats, "folds": args.folds,
             "features": args.features, "id_column": args.id_column, "missing_threshold": args.missing_threshold,
             "report_path": out.with_name(out.stem + ".evaluation")}
@@ -541,7 +502,7 @@ def _train_recurrence(args) -> int:
     out = Path(args.out)
     try:
         bundle, ev = train_recurrence_bundle(
-            table, args.label, prov, **_json_bundle_kwargs(args, table_path, table, out),
+            table, args.label, prov, **_json_bundle_kwargs(args, table_path, table, out, prov),
             params={"n_features": grid[0] if len(grid) == 1 else tuple(grid), "inner_folds": args.inner_folds or 3})
     except InputError as exc:
         raise InputError(f"{table_path}: {exc}") from None
@@ -563,7 +524,7 @@ def _train_cox(args) -> int:
     try:
         bundle, ev = train_cox_bundle(table, args.time, args.event, prov, clinical=clinical,
                                       inner_folds=args.inner_folds or 10, times=times,
-                                      **_json_bundle_kwargs(args, table_path, table, out))
+                                      **_json_bundle_kwargs(args, table_path, table, out, prov))
     except InputError as exc:
         raise InputError(f"{table_path}: {exc}") from None
     m = bundle["metrics"]
@@ -671,7 +632,8 @@ def _add_segment_args(p):
 
 def _add_feature_args(p):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
-    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
+    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
+                   "Shim 2021 recurrence / Cox-LASSO survival bundles too (applied when the case has a CBV map)")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
     p.add_argument("--location", action="store_true",
                    help="add atlas location percentages (Choi 2021), automatic VASARI features and the T2-FLAIR "
@@ -770,7 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
-    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles)")
+    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
+                   "Shim 2021 recurrence / Cox-LASSO survival bundles too (applied when the case has a CBV map)")
     from .segment import BACKENDS
     p.add_argument("--backend", default="auto", choices=sorted(BACKENDS), help="the segmentation model selected at "
                    "start (the page's selector changes it; default auto)")

@@ -296,14 +296,24 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     ``run_case`` (CLI, batch) writes its result; the Slicer / web predict logic puts it into the scene."""
     from .bundle import load_bundle, load_default_bundles
     from .predict import predict_case
+    from .shim import json_bundle_kind, load_json_bundle
     opt = options or PipelineOptions()
     t0 = time.perf_counter()
+    # Shim 2021 bundles (recurrence pattern, Cox-LASSO risk score: their own JSON formats) among the given ones
+    shim_paths = [p for p in (opt.bundles or []) if json_bundle_kind(p)]
+    shim_bundles = [load_json_bundle(p) for p in shim_paths]
     if bundles is None:
-        bundles = [load_bundle(p) for p in opt.bundles] if opt.bundles else load_default_bundles()
+        bundles = ([load_bundle(p) for p in opt.bundles if p not in shim_paths] if opt.bundles
+                   else load_default_bundles())
     opt = options_for_bundles(opt, bundles)
     analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance, kept)
-    progress.update(0.95, "models: " + ", ".join(b.task for b in bundles))
+    progress.update(0.95, "models: " + ", ".join([b.task for b in bundles]
+                                                  + [b.get("task", k) for k, b in shim_bundles]))
     doc = predict_case(analysis, bundles)
+    if shim_bundles:
+        from .shim import case_predictions
+        doc["shim2021"], shim_warnings = case_predictions(analysis, shim_bundles)
+        doc["warnings"] = list(dict.fromkeys(doc.get("warnings", []) + shim_warnings))
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
     doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)
     return analysis, doc

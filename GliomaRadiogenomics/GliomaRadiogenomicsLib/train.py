@@ -50,7 +50,7 @@ from .io import InputError
 from .models import LiuFusion, WangLasso, _sigmoid, correlation_keep
 
 CLINICAL = ("age", "sex_male", "who_grade", "vasari_score")
-IMAGING_PREFIXES = ("mask_", "T1_", "T1c_", "T2_", "FLAIR_", "loc_", "vasari_F", "t2flair_")
+IMAGING_PREFIXES = ("mask_", "T1_", "T1c_", "T2_", "FLAIR_", "rCBV_", "loc_", "vasari_F", "t2flair_")
 SEQUENCE_PREFIXES = {"t1": "T1_", "t1c": "T1c_", "t2": "T2_", "flair": "FLAIR_"}
 SEQUENCE_FREE_PREFIXES = ("mask_", "loc_", "vasari_F")  # from the segmentation and the atlas, no MRI intensities
 METHODS = ("st", "mt", "cmt", "atrx-fusion")

@@ -216,3 +216,67 @@ def test_slicer_logic_takes_the_cbv_map(mrml, phantom_dir):
     assert case.sequences == ["t1", "t1c", "t2", "flair", "cbv"]
     assert np.allclose(sitk.GetArrayViewFromImage(case.images["cbv"]),
                        sitk.GetArrayViewFromImage(sitk.ReadImage(str(d / "cbv.nii.gz"))), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def shim_bundles(tmp_path_factory):
+    """A recurrence bundle and a Cox-LASSO survival bundle trained by the CLI on SYNTHETIC rCBV feature tables whose
+    columns and provenance are those of real shim2021 rCBV features (recurrence.synthetic_recurrence_table)."""
+    import json
+    from GliomaRadiogenomicsLib import recurrence as R
+    from GliomaRadiogenomicsLib.cli import main
+    d = tmp_path_factory.mktemp("shim_bundles")
+    df, prov = R.synthetic_recurrence_table(n=80, seed=4, effect=1.5)
+    df.to_csv(d / "rec.csv", index=False)
+    (d / "rec.provenance.json").write_text(json.dumps(prov))
+    assert main(["train", "--method", "shim-recurrence", "--table", str(d / "rec.csv"), "--label", "distant_recurrence", "--out", str(d / "rec.json"),
+                 "--repeats", "1", "--folds", "3", "--n-features", "4", "--inner-folds", "2"]) == 0
+    rng = np.random.default_rng(2)
+    risk = df[R.PLANTED[0][0]].to_numpy()
+    t = rng.exponential(1000 * np.exp(-(risk - risk.mean()) / risk.std()))
+    os_df = df.drop(columns=[c for c in df.columns if c not in ("case_id",) and not c.startswith("rCBV_")])
+    os_df["os_days"], os_df["death"] = t.round(1), (rng.random(len(t)) < 0.7).astype(int)
+    os_df.to_csv(d / "os.csv", index=False)
+    (d / "os.provenance.json").write_text(json.dumps(prov))
+    assert main(["train", "--method", "cox-lasso", "--table", str(d / "os.csv"), "--time", "os_days", "--event",
+                 "death", "--repeats", "1", "--folds", "3", "--inner-folds", "3", "--out", str(d / "os.json")]) == 0
+    return d / "rec.json", d / "os.json"
+
+
+def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysis, shim_bundles, tmp_path, capsys):
+    """`run --bundle rec.json --bundle os.json` with the default preset (wang2025): the run extracts the shim2021
+    rCBV features once more and applies both bundles; the numbers equal the bundles applied to the shim2021-preset
+    analysis of the same case (the reference path); marked SYNTHETIC. Without a CBV map: not computed, with the
+    reason, never a substitute."""
+    import json
+    import shutil
+
+    import pandas as pd
+    from GliomaRadiogenomicsLib import recurrence as R
+    from GliomaRadiogenomicsLib import survival as SV
+    from GliomaRadiogenomicsLib.cli import main
+    d, _ = phantom_dir
+    rec, os_ = shim_bundles
+    common = ["--segmentation", str(d / "label.nii.gz"), "--spacing", "3", "--brain-mask", "threshold",
+              "--bundle", str(rec), "--bundle", str(os_)]
+    assert main(["run", "--case-dir", str(d), "--out", str(tmp_path / "with")] + common) == 0
+    doc = json.loads((tmp_path / "with" / "predictions.json").read_text())
+    got = {e["kind"]: e for e in doc["shim2021"]}
+    table = pd.DataFrame([analysis.features.values])
+    want_p = R.predict_recurrence(R.load_recurrence_bundle(rec), table, analysis.features.provenance)
+    assert abs(got["recurrence"]["probability"] - want_p["probability"][0]) < 1e-9
+    want_r = SV.bundle_risk(SV.load_survival_bundle(os_), analysis.features.values)
+    assert abs(got["survival"]["risk_score"] - want_r["risk_score"]) < 1e-9
+    assert got["survival"]["risk_group"] == want_r["risk_group"]
+    assert all(e["synthetic"] and not e.get("reason") for e in got.values())
+    out = capsys.readouterr().out
+    assert "recurrence pattern (Shim 2021): probability" in out and "[SYNTHETIC-trained]" in out
+    # the same case without its CBV map
+    nocbv = tmp_path / "nocbv"
+    shutil.copytree(d, nocbv, ignore=shutil.ignore_patterns("cbv*"))
+    assert main(["run", "--case-dir", str(nocbv), "--out", str(tmp_path / "without")]
+                + [str(nocbv / "label.nii.gz") if a == str(d / "label.nii.gz") else a for a in common]) == 0
+    doc = json.loads((tmp_path / "without" / "predictions.json").read_text())
+    assert len(doc["shim2021"]) == 2
+    for e in doc["shim2021"]:
+        assert "CBV map" in e["reason"] and e.get("probability") is None and e.get("risk_score") is None

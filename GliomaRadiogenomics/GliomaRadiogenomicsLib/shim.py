@@ -1,0 +1,162 @@
+"""Shim 2021 tasks at prediction time: the recurrence pattern (``recurrence.py``, MLP on rCBV features) and the
+Cox-LASSO risk score (``survival.py``). Both come as JSON bundles of their own formats; this module tells them from
+the logistic model bundles (``bundle.py``), applies them to a feature table (``predict --bundle``) and to one case
+of the run path (``run --bundle``, when the case has a CBV map).
+
+At run time the Shim tasks need rCBV features of the shim2021 preset. When the run's preset is another one (the
+default wang2025 for IDH / epilepsy / ATRX), they are extracted once more from the same preprocessed case and
+segmentation, with the shim2021 preset, on rCBV (perfusion.py); their provenance is the run's (segmentation,
+registration, N4) with the shim2021 preset's keys and the rCBV definition. Without a CBV map each Shim task is
+listed as unavailable with the reason (no T1c substitute).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import pandas as pd
+
+NO_CBV = ("needs a CBV map (DSC perfusion: --cbv FILE, or cbv.nii.gz in the case folder); without it the Shim 2021 "
+          "tasks are not computed (no T1c substitute)")
+
+
+def json_bundle_kind(path) -> Optional[str]:
+    """'recurrence' / 'survival' for the Shim 2021 JSON bundles, None for anything else (a logistic model bundle,
+    or a broken file: ``bundle.load_bundle`` then says what is wrong with it)."""
+    from .bundle import read_bundle_json
+    from .recurrence import RECURRENCE_FORMAT
+    from .survival import SURVIVAL_FORMAT
+    try:
+        d = read_bundle_json(path)
+    except Exception:  # unreadable or refused: load_bundle gives the clear message
+        return None
+    fmt = d.get("format") if isinstance(d, dict) else None
+    return {RECURRENCE_FORMAT: "recurrence", SURVIVAL_FORMAT: "survival"}.get(fmt)
+
+
+def load_json_bundle(path) -> Tuple[str, dict]:
+    """(kind, checked bundle) of a Shim 2021 JSON bundle; BundleError for anything else."""
+    from .bundle import BundleError
+    kind = json_bundle_kind(path)
+    if kind == "recurrence":
+        from .recurrence import load_recurrence_bundle
+        return kind, load_recurrence_bundle(path)
+    if kind == "survival":
+        from .survival import load_survival_bundle
+        return kind, load_survival_bundle(path)
+    raise BundleError(f"{path}: not a Shim 2021 recurrence or survival bundle")
+
+
+def apply_json_bundle(kind: str, b: dict, table: pd.DataFrame, prov: Optional[dict],
+                      id_column: str = "case_id") -> pd.DataFrame:
+    """Predictions of a recurrence bundle (probability, label, top Shapley contributions) or a survival bundle (risk
+    score and group) per row; FeatureMismatchError where the features are missing or made differently; the soft
+    provenance differences in ``attrs["warnings"]``."""
+    if kind == "recurrence":
+        from .recurrence import predict_recurrence
+        return predict_recurrence(b, table, prov)
+    from .bundle import FeatureMismatchError
+    from .provenance import compare
+    from .survival import bundle_risk
+    missing = [f for f in b["features"] if f not in table.columns]
+    if missing:
+        raise FeatureMismatchError(f"model '{b['name']}' needs {len(missing)} feature(s) that were not offered: "
+                                   f"{', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+    warns = [] if prov is not None else [f"model '{b['name']}': no provenance: the features were NOT checked "
+                                         "against the model's"]
+    if prov is not None:
+        hard, soft = compare(b["name"], b["feature_schema"], prov)
+        if hard:
+            raise FeatureMismatchError(f"model '{b['name']}' refuses these features: " + "; ".join(hard))
+        warns += soft
+    rows = []
+    for _, r in table.iterrows():
+        risk = bundle_risk(b, {f: pd.to_numeric(r[f], errors="coerce") for f in b["features"]})
+        rows.append({"risk_score": risk["risk_score"], "risk_group": risk["risk_group"],
+                     "imputed": ";".join(risk["imputed"]), "synthetic_model": b["synthetic"], "model": b["name"]})
+    res = pd.DataFrame(rows)
+    if id_column in table.columns:
+        res.insert(0, id_column, table[id_column].astype(str).to_numpy())
+    res.attrs["warnings"] = warns
+    return res
+
+
+def _shim_features(analysis):
+    """(values, provenance) of the shim2021 preset on rCBV for an analysed case (features.extract_features on the
+    run's preprocessed case and segmentation; rCBV made here when the run's preset did not need it)."""
+    from .features import extract_features, load_preset
+    from .perfusion import REFERENCE_REGION, rcbv_image
+    if analysis.features.provenance.get("preset") == "shim2021":
+        return analysis.features.values, analysis.features.provenance
+    pre = analysis.pre
+    record = analysis.features.provenance.get("rcbv_reference")
+    if "rcbv" not in pre.images:
+        pre.images["rcbv"], record = rcbv_image(pre, analysis.label)
+        pre.steps.append(f"rCBV for the Shim 2021 bundles: CBV / {record['mean_cbv']:g} (mean CBV of "
+                         f"{record['volume_ml']:g} mL contralateral normal-appearing white matter)")
+    f = extract_features(pre, analysis.label, load_preset("shim2021"))
+    prov = {**analysis.features.provenance, **f.provenance, "rcbv_normalization": REFERENCE_REGION,
+            "rcbv_reference": record}
+    return f.values, prov
+
+
+def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[dict], List[str]]:
+    """One entry per Shim 2021 bundle for an analysed case (predictions.json ``shim2021``): probability and label
+    (recurrence) or risk score and group (survival), the model, what it was trained on and whether it is
+    SYNTHETIC; ``None`` and the reason where the case has no CBV map, no tumour or features the model refuses."""
+    from .io import InputError
+    out, warnings = [], []
+    table = prov = None
+    reason = None
+    if "cbv" not in analysis.pre.images:
+        reason = NO_CBV
+    elif analysis.volumes_ml.get("WT", 0) <= 0:
+        reason = "no tumour segmented: no rCBV features"
+    else:
+        values, prov = _shim_features(analysis)
+        table = pd.DataFrame([values])
+    for kind, b in bundles:
+        e = {"task": b.get("task", kind), "kind": kind, "model": b["name"], "version": b.get("version"),
+             "trained_on": b["training"].get("trained_on"), "synthetic": bool(b["synthetic"]),
+             "intended_use": b.get("intended_use")}
+        if kind == "recurrence":
+            e.update(probability=None, label=None)
+        else:
+            e.update(risk_score=None, risk_group=None)
+        if table is None:
+            e["reason"] = reason
+        else:
+            try:
+                r = apply_json_bundle(kind, b, table, prov)
+            except InputError as exc:  # FeatureMismatchError: the model refuses these features
+                e["reason"] = str(exc)
+            else:
+                row = r.iloc[0].to_dict()
+                if kind == "recurrence":
+                    e.update(probability=float(row["probability"]), label=row["label"], cutoff=b["cutoff"],
+                             top_shapley=row.get("top_shapley"), imputed=row.get("imputed") or "")
+                else:
+                    e.update(risk_score=float(row["risk_score"]), risk_group=row["risk_group"],
+                             risk_group_cutoff=b["risk_group_cutoff"], imputed=row.get("imputed") or "")
+                warnings += r.attrs.get("warnings", [])
+        if e["synthetic"]:
+            warnings.append(f"{e['task']} model '{b['name']}' trained on SYNTHETIC data: demonstration only")
+        if e.get("reason"):
+            warnings.append(f"{e['task']}: not computed: {e['reason']}")
+        out.append(e)
+    return out, warnings
+
+
+def summary_lines(entries: List[dict]) -> List[str]:
+    """The run summary's lines for the Shim 2021 tasks (CLI)."""
+    lines = []
+    for e in entries:
+        syn = " [SYNTHETIC-trained]" if e["synthetic"] else ""
+        if e.get("reason"):
+            value = f"not computed: {e['reason']}"
+        elif e["kind"] == "recurrence":
+            value = f"probability {e['probability']:.3f}, {e['label']} (cutoff {e['cutoff']:g})"
+        else:
+            value = (f"risk score {e['risk_score']:+.3f}, {e['risk_group']} risk (training median "
+                     f"{e['risk_group_cutoff']:+.3f})")
+        lines.append(f"{e['task']} (Shim 2021): {value}; model {e['model']}{syn}, trained on {e['trained_on']}")
+    return lines
