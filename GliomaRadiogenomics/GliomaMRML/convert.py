@@ -155,7 +155,7 @@ def predictions_to_table_node(doc: dict, scene, node=None):
     """predictions.json -> table node: task, probability, status (render.task_rows: valid / extrapolated / out of
     intended use / imputed inputs / SYNTHETIC model / not available, the same words as the report and the CLI),
     label, total points (clipped to the axis, * when the case is off it), model, trained on, synthetic, and the
-    status' reasons."""
+    status' reasons; then the Shim 2021 tasks of the document (render.shim_rows), one row each."""
     import vtk
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLTableNode", "Glioma predictions")
@@ -167,11 +167,17 @@ def predictions_to_table_node(doc: dict, scene, node=None):
         a = vtk.vtkStringArray()
         a.SetName(c)
         table.AddColumn(a)
-    from GliomaRadiogenomicsLib.render import task_rows
-    for r in task_rows(doc):
-        row = [r.task, r.probability_text, r.status_text, r.label + (f" ({r.reason})" if r.reason else ""),
-               r.points_text, r.model, r.trained_on, "YES (demonstration only)" if r.synthetic else "no",
-               "; ".join(r.status_notes)]
+    from GliomaRadiogenomicsLib.render import shim_rows, task_rows
+
+    def tail(r):  # model, trained on, synthetic, status details: the same for both kinds of row
+        return [r.model, r.trained_on, "YES (demonstration only)" if r.synthetic else "no", "; ".join(r.status_notes)]
+    rows = [[r.task, r.probability_text, r.status_text, r.label + (f" ({r.reason})" if r.reason else ""),
+             r.points_text] + tail(r) for r in task_rows(doc)]
+    # the Shim 2021 tasks (CBV map): the probability / risk score in the same column, no nomogram points
+    rows += [[f"{r.task} (Shim 2021)", r.value_text, r.status_text,
+              f"{r.label} ({r.cutoff_text})" if r.available else f"not computed ({r.reason})", "n/a"] + tail(r)
+             for r in shim_rows(doc)]
+    for row in rows:
         i = table.InsertNextBlankRow()
         for j, v in enumerate(row):
             table.GetColumn(j).SetValue(i, str(v))

@@ -112,7 +112,7 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
     w(f"GliomaRadiogenomics  case {doc['case']['id']}" + ("  [SYNTHETIC CASE]" if doc["case"].get("synthetic") else "") + "\n")
     vol = doc["segmentation"]["volumes_ml"]
     w("tumor volumes (mL): " + ", ".join(f"{k} {v:.1f}" for k, v in vol.items()) + "\n")
-    from .render import SYNTHETIC_MODELS_NOTE, input_quality_lines, key_result_line, task_rows
+    from .render import SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines, key_result_line, task_rows
     rows = task_rows(doc)
     w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  {'status':<34} model\n")
     for row in rows:
@@ -136,7 +136,7 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
     for q in input_quality_lines(doc):
         w(f"input quality: {q}\n")
     w(doc["disclaimer"] + "\n")
-    if any(row.synthetic for row in rows):
+    if any_synthetic_model(doc):
         w(SYNTHETIC_MODELS_NOTE + "\n")
     if doc.get("warnings"):
         w(f"{len(doc['warnings'])} warning(s) in predictions.json\n")
@@ -556,8 +556,12 @@ def cmd_web(args) -> int:
         raise InputError(f"the web app needs trame-slicer ({exc}): pip install -c constraints.txt "
                          "'trame-slicer[standalone]==2.0.0' (or make test)") from None
     from .bundle import load_bundle
+    from .shim import json_bundle_kind, load_json_bundle
     for b in args.bundle or []:  # a broken bundle fails now (exit 2), not at the first Predict
-        load_bundle(b)
+        if json_bundle_kind(b):  # a Shim 2021 bundle: evaluate_case applies it (shim.case_predictions)
+            load_json_bundle(b)
+        else:
+            load_bundle(b)
     serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle,
           backend=args.backend)
     return 0

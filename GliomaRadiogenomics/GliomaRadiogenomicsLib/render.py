@@ -10,6 +10,10 @@ The status of a task is decided here, once (``task_status``): ``not available``,
 replaced by its training value), ``synthetic model``, or ``valid`` when none applies. Every screen shows it in the
 same row as the probability. Nomogram points are shown clipped to their axis (0-100 per variable) with a flag,
 never as -229 points; the exact value stays in predictions.json.
+
+The Shim 2021 tasks of a run with a CBV map (predictions.json ``shim2021``: recurrence-pattern probability,
+Cox-LASSO risk group) have their own rows (``shim_rows``: the result, ``not computed`` with the reason, SYNTHETIC
+model, what the model was trained on) shown by the same screens; a document without ``shim2021`` shows none.
 """
 from __future__ import annotations
 
@@ -19,26 +23,13 @@ from typing import Dict, List, Optional
 SYNTHETIC_MODELS_NOTE = "The default models were trained on SYNTHETIC data: the numbers demonstrate the software only."
 
 
-@dataclass
-class TaskRow:
-    task: str
-    available: bool
-    probability: Optional[float]
-    probability_text: str          # "0.734" or "n/a"
-    label: str                     # label at the cutoff, or "not available (...)"
-    cutoff_text: str
-    points_text: str               # total nomogram points "57.3" or "n/a"
-    points: Dict[str, float]       # per-variable points
-    model: str                     # "<name> v<version>"
+class _StatusShown:
+    """What every row shows the same way: its statuses (codes of STATUS_WORDS, most serious first) with their
+    reasons, and what its model was trained on."""
+    statuses: List[str]
+    status_notes: List[str]
     trained_on: str
     synthetic: bool
-    auc_text: str                  # "0.75 (0.58-0.93)" or "n/a"
-    reason: str = ""               # why the task is not available (missing sequence, ...)
-    warnings: List[str] = field(default_factory=list)
-    statuses: List[str] = field(default_factory=list)   # codes of STATUS_ORDER, most serious first; ["valid"]
-    status_notes: List[str] = field(default_factory=list)  # why each status other than valid applies
-    points_clipped: Dict[str, bool] = field(default_factory=dict)  # per-variable points shown clipped to the axis
-    max_points: float = 100.0
 
     @property
     def status(self) -> str:
@@ -58,6 +49,28 @@ class TaskRow:
     @property
     def trained_on_text(self) -> str:
         return self.trained_on + (" (SYNTHETIC)" if self.synthetic else "")
+
+
+@dataclass
+class TaskRow(_StatusShown):
+    task: str
+    available: bool
+    probability: Optional[float]
+    probability_text: str          # "0.734" or "n/a"
+    label: str                     # label at the cutoff, or "not available (...)"
+    cutoff_text: str
+    points_text: str               # total nomogram points "57.3" or "n/a"
+    points: Dict[str, float]       # per-variable points
+    model: str                     # "<name> v<version>"
+    trained_on: str
+    synthetic: bool
+    auc_text: str                  # "0.75 (0.58-0.93)" or "n/a"
+    reason: str = ""               # why the task is not available (missing sequence, ...)
+    warnings: List[str] = field(default_factory=list)
+    statuses: List[str] = field(default_factory=list)   # codes of STATUS_ORDER, most serious first; ["valid"]
+    status_notes: List[str] = field(default_factory=list)  # why each status other than valid applies
+    points_clipped: Dict[str, bool] = field(default_factory=dict)  # per-variable points shown clipped to the axis
+    max_points: float = 100.0
 
     @property
     def points_breakdown(self) -> str:
@@ -80,7 +93,8 @@ class TaskRow:
 STATUS_ORDER = ("not available", "out of intended use", "extrapolated", "imputed inputs", "synthetic model", "valid")
 STATUS_WORDS = {"not available": "NOT AVAILABLE", "out of intended use": "OUT OF INTENDED USE",
                 "extrapolated": "EXTRAPOLATED", "imputed inputs": "imputed inputs",
-                "synthetic model": "SYNTHETIC model", "valid": "valid"}
+                "synthetic model": "SYNTHETIC model", "valid": "valid",
+                "not computed": "NOT COMPUTED"}  # the last: a Shim 2021 task without its CBV map (ShimRow)
 _INTENDED_USE_WORDS = "out of its intended use"
 
 
@@ -160,13 +174,93 @@ def task_rows(doc: dict) -> List[TaskRow]:
     return rows
 
 
+# --- the Shim 2021 tasks (predictions.json "shim2021": shim.case_predictions) ------------------------------------
+
+SHIM_TITLE = "Shim 2021 tasks (DSC perfusion)"
+
+
+@dataclass
+class ShimRow(_StatusShown):
+    """One Shim 2021 entry as every screen shows it: a recurrence-pattern probability with its label, or a
+    Cox-LASSO risk score with its risk group; or not computed, with the reason."""
+    task: str
+    kind: str                      # 'recurrence' | 'survival'
+    available: bool
+    value_text: str                # "probability 0.734" / "risk score +0.123" / "not computed"
+    label: str                     # the label at the cutoff / "high risk" / "" when not computed
+    cutoff_text: str               # "cutoff 0.5" / "training median +0.123" / ""
+    model: str                     # "<name> v<version>"
+    trained_on: str
+    synthetic: bool
+    reason: str = ""
+    statuses: List[str] = field(default_factory=list)   # not computed / imputed inputs / synthetic model / valid
+    status_notes: List[str] = field(default_factory=list)
+
+    @property
+    def result_text(self) -> str:
+        """"probability 0.734, distant (cutoff 0.5)" / "risk score +0.123, high risk (training median +0.050)" /
+        "not computed: <reason>"."""
+        if not self.available:
+            return f"not computed: {self.reason}"
+        return f"{self.value_text}, {self.label} ({self.cutoff_text})"
+
+    def line(self) -> str:
+        """The CLI summary's / status label's line."""
+        syn = " [SYNTHETIC-trained]" if self.synthetic else ""
+        return (f"{self.task} (Shim 2021): {self.result_text} [{self.status_text}]; model {self.model}{syn}, "
+                f"trained on {self.trained_on}")
+
+
+def shim_rows(doc: dict) -> List[ShimRow]:
+    """One row per Shim 2021 entry of the document (none when it has no ``shim2021``)."""
+    rows = []
+    for e in doc.get("shim2021") or []:
+        rec = e.get("kind") == "recurrence"
+        value = e.get("probability") if rec else e.get("risk_score")
+        available = value is not None and not e.get("reason")
+        statuses, notes = [], []
+        if not available:
+            statuses.append("not computed")
+            notes.append(str(e.get("reason") or "no value"))
+        if available and e.get("imputed"):
+            statuses.append("imputed inputs")
+            notes.append(f"imputed (training value): {str(e['imputed']).replace(';', ', ')}")
+        if e.get("synthetic"):
+            statuses.append("synthetic model")
+            notes.append("trained on SYNTHETIC data: demonstration only")
+        if not available:
+            value_text, label, cutoff = "not computed", "", ""
+        elif rec:
+            value_text, label = f"probability {float(value):.3f}", str(e.get("label"))
+            cutoff = f"cutoff {float(e['cutoff']):g}" if e.get("cutoff") is not None else "cutoff n/a"
+        else:
+            value_text, label = f"risk score {float(value):+.3f}", f"{e.get('risk_group')} risk"
+            cut = e.get("risk_group_cutoff")
+            cutoff = f"training median {float(cut):+.3f}" if cut is not None else "training median n/a"
+        rows.append(ShimRow(task=str(e.get("task") or e.get("kind")), kind=str(e.get("kind")), available=available,
+                            value_text=value_text, label=label, cutoff_text=cutoff,
+                            model=f"{e.get('model', '?')} v{e.get('version') or '?'}",
+                            trained_on=str(e.get("trained_on") or "not stated"), synthetic=bool(e.get("synthetic")),
+                            reason=str(e.get("reason") or ""), statuses=statuses or ["valid"], status_notes=notes))
+    return rows
+
+
+def shim_table(doc: dict):
+    """(header, rows) of the Shim 2021 table (report); None when the document has none."""
+    rows = shim_rows(doc)
+    if not rows:
+        return None
+    return (["task", "result", "status", "model", "trained on"],
+            [[r.task, r.result_text, r.status_text, r.model, r.trained_on_text] for r in rows])
+
+
 def any_synthetic_model(doc: dict) -> bool:
-    return any(row.synthetic for row in task_rows(doc))
+    return any(row.synthetic for row in task_rows(doc)) or any(row.synthetic for row in shim_rows(doc))
 
 
 def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
     """Plain-text lines: one per task, the warnings, the SYNTHETIC notes and the disclaimer."""
-    lines = [row.line(digits) for row in task_rows(doc)]
+    lines = [row.line(digits) for row in task_rows(doc)] + [row.line() for row in shim_rows(doc)]
     if doc.get("warnings"):
         lines.append("Warnings: " + "; ".join(str(w) for w in doc["warnings"]))
     if any_synthetic_model(doc):
@@ -228,6 +322,9 @@ def key_result_line(doc: dict) -> str:
     for r in task_rows(doc):
         parts.append(f"{r.task} not available" if not r.available else
                      f"{r.task} {format_probability(r.probability)} ({r.label}, {r.status_text})")
+    for r in shim_rows(doc):
+        parts.append(f"{r.task} not computed" if not r.available else
+                     f"{r.task} {r.value_text} ({r.label}, {r.status_text})")
     wt = (doc.get("segmentation") or {}).get("volumes_ml", {}).get("WT")
     return ("Key result: " + "; ".join(parts) + (f"; whole tumour {wt:.1f} mL" if wt is not None else "")
             + ". Research probabilities, not diagnoses.")

@@ -23,8 +23,8 @@ import SimpleITK as sitk
 
 from .case import SEQUENCE_NAMES
 from .io import atomic_write_bytes, atomic_write_text
-from .render import (any_synthetic_model, input_quality_lines, key_result_line, model_card_rows, patient_rows,
-                     sequence_rows, task_rows)
+from .render import (SHIM_TITLE, any_synthetic_model, input_quality_lines, key_result_line, model_card_rows,
+                     patient_rows, sequence_rows, shim_table, task_rows)
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
 LABEL_NAMES = {1: "necrosis (NCR)", 2: "edema (ED)", 3: "enhancing (ET)"}
@@ -204,6 +204,12 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
         b.append(("p", "* Points are shown clipped to their axis (0-100 per variable): the case lies outside the "
                        "range the model was trained on there, so the probability is extrapolated (exact values in "
                        "predictions.json)."))
+    shim = shim_table(doc)
+    if shim:
+        b += [("h3", SHIM_TITLE), ("table", shim),
+              ("p", "From the CBV map (rCBV features of the shim2021 preset): a recurrence-pattern probability and a "
+                    "Cox-LASSO risk group. Research outputs, not diagnoses; a model marked SYNTHETIC demonstrates "
+                    "the software only.")]
     figs = [(t, doc[t]) for t in doc.get("tasks", []) if (doc.get(t) or {}).get("nomogram")]
     if figs:
         b += [("h2", "Nomograms"),

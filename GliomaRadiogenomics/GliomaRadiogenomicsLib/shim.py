@@ -147,16 +147,6 @@ def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[di
 
 
 def summary_lines(entries: List[dict]) -> List[str]:
-    """The run summary's lines for the Shim 2021 tasks (CLI)."""
-    lines = []
-    for e in entries:
-        syn = " [SYNTHETIC-trained]" if e["synthetic"] else ""
-        if e.get("reason"):
-            value = f"not computed: {e['reason']}"
-        elif e["kind"] == "recurrence":
-            value = f"probability {e['probability']:.3f}, {e['label']} (cutoff {e['cutoff']:g})"
-        else:
-            value = (f"risk score {e['risk_score']:+.3f}, {e['risk_group']} risk (training median "
-                     f"{e['risk_group_cutoff']:+.3f})")
-        lines.append(f"{e['task']} (Shim 2021): {value}; model {e['model']}{syn}, trained on {e['trained_on']}")
-    return lines
+    """The run summary's lines for the Shim 2021 tasks (CLI): render.shim_rows, the one view model."""
+    from .render import shim_rows
+    return [r.line() for r in shim_rows({"shim2021": entries})]

@@ -271,6 +271,8 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
     assert all(e["synthetic"] and not e.get("reason") for e in got.values())
     out = capsys.readouterr().out
     assert "recurrence pattern (Shim 2021): probability" in out and "[SYNTHETIC-trained]" in out
+    page = (tmp_path / "with" / "report.html").read_text()  # the report's Shim table (render.shim_rows)
+    assert "Shim 2021 tasks (DSC perfusion)" in page and "SYNTHETIC model" in page and "risk score " in page
     # the same case without its CBV map
     nocbv = tmp_path / "nocbv"
     shutil.copytree(d, nocbv, ignore=shutil.ignore_patterns("cbv*"))
@@ -280,3 +282,4 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
     assert len(doc["shim2021"]) == 2
     for e in doc["shim2021"]:
         assert "CBV map" in e["reason"] and e.get("probability") is None and e.get("risk_score") is None
+    assert "not computed: needs a CBV map" in (tmp_path / "without" / "report.html").read_text()

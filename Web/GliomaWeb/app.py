@@ -61,7 +61,7 @@ def result_card(doc: dict) -> dict:
     """The results card's state from a predictions document, through the one renderer (render.py: rows, statuses,
     model cards; report.nomogram_figure: the report's nomogram figure). Pure: runs in the worker thread."""
     from GliomaRadiogenomicsLib.render import (SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines,
-                                               key_result_line, model_card_rows, task_rows)
+                                               key_result_line, model_card_rows, shim_rows, task_rows)
     from GliomaRadiogenomicsLib.report import nomogram_figure
     rows = []
     for r in task_rows(doc):
@@ -82,7 +82,11 @@ def result_card(doc: dict) -> dict:
         synthetic.append("this case is a simulated glioma on template anatomy")
     if any_synthetic_model(doc):
         synthetic.append(SYNTHETIC_MODELS_NOTE[0].lower() + SYNTHETIC_MODELS_NOTE[1:].rstrip("."))
-    return {"rows": rows, "key_result": key_result_line(doc),
+    shim = [{"task": r.task, "result": r.result_text, "status": r.status_text,
+             "status_color": STATUS_COLORS.get(r.status, "#9e9e9e"),  # not computed: grey
+             "status_detail": r.status_detail, "model": r.model, "trained_on": r.trained_on_text}
+            for r in shim_rows(doc)]  # the Shim 2021 tasks (CBV map), when the run had their bundles
+    return {"rows": rows, "shim": shim, "key_result": key_result_line(doc),
             "synthetic": ("SYNTHETIC: " + "; ".join(synthetic) + ".") if synthetic else "",
             "warnings": input_quality_lines(doc) + [str(w) for w in doc.get("warnings") or []]}
 
@@ -136,6 +140,7 @@ class GliomaWebApp(TrameApp):
         s.glioma_who_grade = ""
         s.glioma_vasari = ""
         s.glioma_results = []
+        s.glioma_shim = []
         s.glioma_key_result = ""
         s.glioma_synthetic = ""
         s.glioma_warnings = []
@@ -217,7 +222,9 @@ class GliomaWebApp(TrameApp):
                         classes="mt-2")
 
     def _results_card(self):
-        with VCard(classes="ma-2", id="glioma-results-card", v_show=("glioma_results.length",), density="compact"):
+        from GliomaRadiogenomicsLib.render import SHIM_TITLE
+        with VCard(classes="ma-2", id="glioma-results-card", v_show=("glioma_results.length || glioma_shim.length",),
+                   density="compact"):
             VCardTitle("Results", classes="text-subtitle-1")
             with VCardText():
                 html.Div("{{ glioma_synthetic }}", v_if="glioma_synthetic", id="glioma-synthetic",
@@ -235,6 +242,17 @@ class GliomaWebApp(TrameApp):
                                 style=("{color: r.status_color}",))
                         html.Td("{{ r.label }} ({{ r.cutoff }})")
                         html.Td("{{ r.points }}")
+                with html.Div(v_if="glioma_shim.length", id="glioma-shim", classes="mt-2"):
+                    html.Div(SHIM_TITLE, classes="text-caption font-weight-bold")
+                    with html.Table(classes="glioma-table", style="font-size: 12px; width: 100%"):
+                        with html.Tr():
+                            for h in ("task", "result", "status", "model (trained on)"):
+                                html.Th(h)
+                        with html.Tr(v_for="r in glioma_shim", key="r.task", classes="glioma-shim-row"):
+                            html.Td("{{ r.task }}")
+                            html.Td("{{ r.result }}", classes="font-weight-bold")
+                            html.Td("{{ r.status }}", title=("r.status_detail",), style=("{color: r.status_color}",))
+                            html.Td("{{ r.model }} ({{ r.trained_on }})")
                 with html.Div(v_if="glioma_warnings.length", id="glioma-warnings", classes="mt-2"):
                     html.Div("Warnings", classes="text-caption font-weight-bold text-orange")
                     with html.Ul(style="font-size: 11px; padding-left: 16px"):
@@ -374,6 +392,7 @@ class GliomaWebApp(TrameApp):
     def _clear_results(self):
         s = self.state
         s.glioma_results, s.glioma_warnings, s.glioma_key_result, s.glioma_synthetic = [], [], "", ""
+        s.glioma_shim = []
         s.glioma_reuse, s.glioma_report_url, s.glioma_json_url, s.glioma_seg_url = "", "", "", ""
 
     def load_demo(self):
@@ -475,7 +494,7 @@ class GliomaWebApp(TrameApp):
             logic.land((analysis, doc))
             self.n_predictions += 1
             s = self.state
-            s.glioma_results, s.glioma_warnings = card["rows"], card["warnings"]
+            s.glioma_results, s.glioma_warnings, s.glioma_shim = card["rows"], card["warnings"], card["shim"]
             s.glioma_key_result, s.glioma_synthetic = card["key_result"], card["synthetic"]
             s.glioma_task = 0
             stamp = f"?run={self.n_predictions}"  # a new address per run: no stale browser cache
@@ -491,7 +510,8 @@ class GliomaWebApp(TrameApp):
             s.glioma_reuse = (f"Segmentation {prov.get('segmentation_source', 'given')}"
                               + (f" ({prov['segmentation_backend']})" if prov.get("segmentation_backend") else "")
                               + f"; {reuse}; working grid: {prov.get('segmentation_grid', 'n/a')}; {seconds:.0f} s.")
-            summary = "; ".join(f"{r['task']} {r['probability']} [{r['status']}]" for r in card["rows"])
+            summary = "; ".join([f"{r['task']} {r['probability']} [{r['status']}]" for r in card["rows"]]
+                                + [f"{r['task']} {r['result']} [{r['status']}]" for r in card["shim"]])
             wt = (doc.get("segmentation") or {}).get("volumes_ml", {}).get("WT", float("nan"))
             s.glioma_status = (f"predictions ready (run {self.n_predictions}, case {self.case_id}, WT {wt:.1f} mL, "
                                f"{reuse.split(':')[0]}): {summary}. {DISCLAIMER}")
