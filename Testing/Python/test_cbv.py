@@ -283,3 +283,41 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
     for e in doc["shim2021"]:
         assert "CBV map" in e["reason"] and e.get("probability") is None and e.get("risk_score") is None
     assert "not computed: needs a CBV map" in (tmp_path / "without" / "report.html").read_text()
+
+
+def test_slicer_predict_logic_puts_the_shim_rows_into_the_scene(mrml, phantom_dir, shim_bundles):
+    """GliomaPredict's logic (real MRML): the Shim bundle paths go through evaluate_case like a run's --bundle, and
+    the predictions table node gets a row per Shim task (render.shim_rows) with the SYNTHETIC mark."""
+    from GliomaMRML.convert import label_image_to_segmentation_node
+    from GliomaMRML.logic import GliomaPredictLogic, load_case_folder_into_scene, reference_node
+    from GliomaRadiogenomicsLib.io import read_image
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    d, _ = phantom_dir
+    nodes, clinical, _ = load_case_folder_into_scene(mrml.scene, d)
+    seg = label_image_to_segmentation_node(read_image(d / "label.nii.gz", "label", label=True), mrml.scene,
+                                           "phantom truth", reference_node(nodes))
+    logic = GliomaPredictLogic(mrml.scene)
+    doc, table, _ = logic.predict(nodes, seg, clinical, bundles=list(shim_bundles),
+                                  preprocess_options=PreprocessOptions(spacing=3.0, brain_mask="threshold"))
+    assert [e["kind"] for e in doc["shim2021"]] == ["recurrence", "survival"]
+    t = table.GetTable()
+    rows = [[t.GetColumn(j).GetValue(i) for j in range(t.GetNumberOfColumns())] for i in range(t.GetNumberOfRows())]
+    shim = [r for r in rows if r[0].endswith("(Shim 2021)")]
+    assert len(shim) == 2 and shim[0][1].startswith("probability ") and shim[1][1].startswith("risk score ")
+    assert all("SYNTHETIC model" in r[2] and r[7].startswith("YES") for r in shim)
+
+
+def test_web_takes_shim_bundles(shim_bundles, tmp_path, monkeypatch):
+    """`web --bundle rec.json --bundle os.json`: the Shim bundles pass the upfront check (shim.load_json_bundle)
+    and reach the app, which hands them to evaluate_case; a broken bundle still fails before the server starts.
+    Only the server start is replaced (it would block)."""
+    from GliomaRadiogenomicsLib import cli
+    served = {}
+    monkeypatch.setattr(cli, "_import_web_app", lambda: lambda case, port, **kw: served.update(kw))
+    assert cli.main(["web", "--bundle", str(shim_bundles[0]), "--bundle", str(shim_bundles[1])]) == 0
+    assert served["bundles"] == [str(shim_bundles[0]), str(shim_bundles[1])]
+    broken = tmp_path / "broken.json"
+    from GliomaRadiogenomicsLib.recurrence import RECURRENCE_FORMAT
+    broken.write_text(f'{{"format": "{RECURRENCE_FORMAT}"}}')  # a recurrence bundle without its model
+    served.clear()
+    assert cli.main(["web", "--bundle", str(broken)]) == 2 and not served
