@@ -248,7 +248,7 @@ class GliomaWebApp(TrameApp):
                         with html.Tr():
                             for h in ("task", "result", "status", "model (trained on)"):
                                 html.Th(h)
-                        with html.Tr(v_for="r in glioma_shim", key="r.task", classes="glioma-shim-row"):
+                        with html.Tr(v_for="r in glioma_shim", key="r.task + r.model", classes="glioma-shim-row"):
                             html.Td("{{ r.task }}")
                             html.Td("{{ r.result }}", classes="font-weight-bold")
                             html.Td("{{ r.status }}", title=("r.status_detail",), style=("{color: r.status_color}",))
