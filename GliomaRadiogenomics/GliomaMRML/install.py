@@ -52,7 +52,15 @@ def install(plan, log: Callable[[str], None] = print) -> Optional[str]:
             return ("PyTorch is needed (deep segmentation and skull stripping). Install the 'PyTorch' extension from "
                     "the Extensions Manager, restart Slicer and open this module again.")
         log(f"installing {plan.torch} through the PyTorch extension (CPU or CUDA build for this computer)")
-        if logic.installTorch(askConfirmation=False, torchVersionRequirement=plan.torch[len("torch"):]) is None:
+        try:
+            torch_module = logic.installTorch(askConfirmation=False,
+                                              torchVersionRequirement=plan.torch[len("torch"):])
+        except Exception as exc:  # PyTorchUtils raises when pip fails (offline, no matching build, ...)
+            detail = "\n".join(str(x) for x in (exc, getattr(exc, "output", None), getattr(exc, "stderr", None)) if x)
+            return D.offline_message(detail, check_index=True) or (
+                f"PyTorch could not be installed by the PyTorch extension ({type(exc).__name__}: "
+                f"{str(exc).strip()[:300]}); see the Python console.")
+        if torch_module is None:
             return "PyTorch could not be installed by the PyTorch extension (see the Python console)."
         importlib.invalidate_caches()
         plan = D.plan(in_slicer=True)  # torch is now installed: protected like numpy for the next steps

@@ -274,3 +274,28 @@ def test_first_use_in_a_fresh_venv_installs_the_rest_and_runs_the_demo(tmp_path)
     assert doc["segmentation"]["volumes_ml"]["WT"] > 0 and set(doc["tasks"]) == {"IDH", "epilepsy", "ATRX"}
     assert (out / "report.html").is_file() and (out / "features.csv").is_file()
     print("fresh-venv first use: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+
+
+@pytest.mark.parametrize("failure, expect", [
+    ("Could not fetch URL https://download.pytorch.org/whl/cpu/torch/: There was a problem confirming the ssl "
+     "certificate: Max retries exceeded with url (NewConnectionError)", "cannot be reached"),
+    ("no matching distribution for torch==2.13.0 on this platform", "could not be installed by the PyTorch extension"),
+])
+def test_first_use_install_turns_a_pytorch_extension_failure_into_a_message(monkeypatch, failure, expect):
+    """GliomaMRML.install.install with torch missing: the PyTorch extension's installTorch raising (as SlicerPyTorch
+    does when pip fails) gives the offline message or a one-line reason, never a traceback in the module's setup.
+    PyTorchUtils is a stand-in here: it belongs to the PyTorch Slicer extension, which cannot be installed here."""
+    import types
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "GliomaRadiogenomics"))
+    from GliomaMRML import install as I
+
+    class Logic:
+        def installTorch(self, askConfirmation=False, torchVersionRequirement=""):
+            raise subprocess.CalledProcessError(1, ["pip", "install", "torch"], output=failure)
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=Logic))
+    monkeypatch.setattr(D, "index_reachable", lambda *a, **k: False)
+    p = D.plan(SLICER_LIKE, in_slicer=True)
+    assert p.torch  # torch is to be installed first
+    msg = I.install(p, log=lambda m: None)
+    assert msg and expect in msg and "Traceback" not in msg
