@@ -88,6 +88,52 @@ def _case_and_options(case_dir, **pre):
                                                        backend_options={"unet_folds": "0"})
 
 
+def _erase_native_voxels(folder, n=40):
+    """Erase ``n`` tumour voxels of ``folder``/segmentation.nii.gz in place (what the Segment Editor's eraser does on
+    the native grid) -> (the edited native image, the erased voxel indices (k, j, i))."""
+    native = sitk.ReadImage(str(folder / "segmentation.nii.gz"))
+    arr = sitk.GetArrayFromImage(native)
+    erased = np.argwhere(arr > 0)[:n]                          # each native voxel 0.94 x 0.94 x 6.5 mm
+    arr[tuple(erased.T)] = 0
+    edited = sitk.GetImageFromArray(arr)
+    edited.CopyInformation(native)
+    sitk.WriteImage(edited, str(folder / "segmentation.nii.gz"))
+    return edited, erased
+
+
+def _nearest_native(grid, native, kji):
+    """Each working-grid voxel's nearest native voxel(s), from physical coordinates (independent of kept.py): two
+    where a coordinate falls on a tie between native voxels (ITK's resampler may round either way there)."""
+    D, sp, org = (np.array(grid.GetDirection()).reshape(3, 3), np.array(grid.GetSpacing()), np.array(grid.GetOrigin()))
+    Dn, spn, orgn = (np.array(native.GetDirection()).reshape(3, 3), np.array(native.GetSpacing()),
+                     np.array(native.GetOrigin()))
+    phys = org + (D @ (kji[:, ::-1] * sp).T).T
+    c = (np.linalg.inv(Dn) @ (phys - orgn).T).T / spn
+    up, down = np.floor(c + 0.5).astype(int), np.floor(c).astype(int)
+    tie = np.abs(c - np.floor(c) - 0.5) < 1e-6
+    return [{tuple(np.where(np.array(pick), d, u)[::-1]) for pick in itertools.product(*[(0, 1) if x else (0,)
+                                                                                         for x in t])}
+            for u, d, t in zip(up, down, tie)]
+
+
+def _assert_changed_only_under(before: sitk.Image, after: sitk.Image, native: sitk.Image, erased):
+    """``after`` (working-grid labels) differs from ``before`` only where the nearest native voxel was erased; the
+    working-grid voxels surely under an erased native voxel are erased, those surely apart are unchanged."""
+    from GliomaRadiogenomicsLib.kept import same_grid
+    assert same_grid(before, after)
+    b, a = sitk.GetArrayFromImage(before), sitk.GetArrayFromImage(after)
+    changed = np.argwhere(b != a)
+    assert len(changed) > 0
+    erased_set = {tuple(v) for v in erased}
+    assert all(cands & erased_set for cands in _nearest_native(before, native, changed))   # nothing else changed
+    labelled = np.argwhere(b > 0)
+    cands = _nearest_native(before, native, labelled)
+    under = np.array([c <= erased_set for c in cands])                        # surely under an erased voxel
+    apart = np.array([not (c & erased_set) for c in cands])                   # surely not
+    assert under.any() and (a[tuple(labelled[under].T)] == 0).all()          # the erased ones are erased
+    assert (a[tuple(labelled[apart].T)] == b[tuple(labelled[apart].T)]).all()
+
+
 def test_an_edit_changes_only_the_voxels_under_it(case_dir, first_run, tmp_path):
     """Erase a few tumour voxels of the native segmentation (what the Segment Editor does): the working-grid labels
     change only where their nearest native voxel was erased; everything else is the kept labels."""
@@ -96,14 +142,7 @@ def test_an_edit_changes_only_the_voxels_under_it(case_dir, first_run, tmp_path)
     from GliomaRadiogenomicsLib.pipeline import segment_case
     edit = tmp_path / "edit"
     shutil.copytree(first_run, edit)
-    native = sitk.ReadImage(str(edit / "segmentation.nii.gz"))
-    arr = sitk.GetArrayFromImage(native)
-    tumour = np.argwhere(arr > 0)
-    erased = tumour[:40]                                       # 40 native voxels (each 0.94 x 0.94 x 6.5 mm)
-    arr[tuple(erased.T)] = 0
-    edited = sitk.GetImageFromArray(arr)
-    edited.CopyInformation(native)
-    sitk.WriteImage(edited, str(edit / "segmentation.nii.gz"))
+    edited, erased = _erase_native_voxels(edit)
     assert segmentation_origin(edit / "segmentation.nii.gz", edited)["segmentation_source"] == "edited"
 
     case, opt = _case_and_options(case_dir)
@@ -111,36 +150,36 @@ def test_an_edit_changes_only_the_voxels_under_it(case_dir, first_run, tmp_path)
     seg = segment_case(case, opt, label=edited, label_source="edited", kept=kept)
     assert seg.provenance["segmentation_grid"].startswith("edited on native grid: 40 native voxels changed")
     assert seg.pre.reused
-    before = sitk.GetArrayFromImage(kept.work_label)
-    after = sitk.GetArrayFromImage(seg.label)
-    changed = np.argwhere(before != after)
-    assert len(changed) > 0
-    # every working-grid voxel: its nearest native voxel (physical coordinates, independent of kept.py)
-    grid = seg.pre.grid
-    D, sp, org = (np.array(grid.GetDirection()).reshape(3, 3), np.array(grid.GetSpacing()), np.array(grid.GetOrigin()))
-    Dn, spn, orgn = (np.array(native.GetDirection()).reshape(3, 3), np.array(native.GetSpacing()),
-                     np.array(native.GetOrigin()))
+    _assert_changed_only_under(kept.work_label, seg.label, edited, erased)
 
-    def nearest_native(kji):
-        """Each voxel's nearest native voxel(s): two where a coordinate falls on a tie between native voxels
-        (ITK's resampler may round either way there)."""
-        phys = org + (D @ (kji[:, ::-1] * sp).T).T
-        c = (np.linalg.inv(Dn) @ (phys - orgn).T).T / spn
-        up, down = np.floor(c + 0.5).astype(int), np.floor(c).astype(int)
-        tie = np.abs(c - np.floor(c) - 0.5) < 1e-6
-        out = []
-        for u, d, t in zip(up, down, tie):
-            out.append({tuple(np.where(np.array(pick), d, u)[::-1]) for pick in itertools.product(*[(0, 1) if x else (0,)
-                                                                                             for x in t])})
-        return out
-    erased_set = {tuple(v) for v in erased}
-    assert all(cands & erased_set for cands in nearest_native(changed))       # nothing else changed
-    labelled = np.argwhere(before > 0)
-    cands = nearest_native(labelled)
-    under = np.array([c <= erased_set for c in cands])                        # surely under an erased voxel
-    apart = np.array([not (c & erased_set) for c in cands])                   # surely not
-    assert under.any() and (after[tuple(labelled[under].T)] == 0).all()      # the erased ones are erased
-    assert (after[tuple(labelled[apart].T)] == before[tuple(labelled[apart].T)]).all()
+
+def test_cli_run_on_an_edited_segmentation_changes_only_what_the_edit_touches(case_dir, first_run, tmp_path):
+    """The same edit through the CLI (`run --segmentation <the edited native file>`, its kept files beside it): the
+    working-grid labels the run keeps (what its features saw) differ from the first run's only under the erased
+    native voxels, the preprocessing is reused, and the features move."""
+    edit = tmp_path / "edit"
+    shutil.copytree(first_run, edit)
+    edited, erased = _erase_native_voxels(edit)
+    out = tmp_path / "edited-run"
+    _cli("run", "--case-dir", str(case_dir), "--segmentation", str(edit / "segmentation.nii.gz"), "--out", str(out),
+         *FAST)
+    prov = json.loads((out / "features.provenance.json").read_text())
+    assert prov["segmentation_grid"].startswith("edited on native grid: 40 native voxels changed"), \
+        prov["segmentation_grid"]
+    assert prov["segmentation_source"] == "edited" and prov["preprocessing"].startswith("reused")
+    before, after = (sitk.ReadImage(str(d / "segmentation.work.nii.gz")) for d in (first_run, out))
+    _assert_changed_only_under(before, after, edited, erased)
+    a, b = _features(first_run), _features(out)
+    assert set(a) == set(b)
+    moved = [k for k in a if not (pd.isna(a[k]) and pd.isna(b[k])) and not abs(float(a[k]) - float(b[k])) <= 1e-9]
+    assert moved, "an edit of 40 tumour voxels moved no feature"
+    # the native segmentation written (the working-grid labels brought back to native) is the edited one, but for
+    # native voxels next to an erased one: a 0.94 mm native voxel may take the label of a 1 mm working voxel whose
+    # nearest native voxel is its neighbour, so the edit's border can move by one native voxel, never further
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "segmentation.nii.gz")))
+    differ = np.argwhere(written != sitk.GetArrayFromImage(edited))
+    print(f"edited run: {len(differ)} native voxels differ from the edited input, {len(erased)} erased")
+    assert all((np.abs(erased - v).max(axis=1) <= 1).any() for v in differ), "the native output moved away from the edit"
 
 
 def test_n4_leaves_the_segmentation_alone_unless_asked(case_dir, first_run):
@@ -176,3 +215,41 @@ def test_slicer_and_web_predict_on_the_unedited_segmentation_equal_the_cli(mrml,
     cli = _features(first_run)
     mine = {k: v for k, v in analysis.feature_row().items() if k in cli}
     _assert_same_features(cli, mine)
+
+
+def test_slicer_run_again_without_edits_equals_the_cli(mrml, case_dir, first_run, tmp_path):
+    """Slicer's "Run again" (GliomaRadiogenomicsWidget.onRun / onJobDone; the Qt widget cannot run here, these are the
+    Logic calls it makes, in its order): the CLI run's outputs loaded into a real MRML scene as the module loads a
+    finished run (Logic.finish: segmentation node with its kept working-grid labels and preprocessing), then
+    Logic.start with that segmentation, unedited: the child process gets the volumes, the segmentation and the kept
+    files in its inputs/ folder and runs `run`; its features equal the CLI run's to 1e-9, its probabilities are the
+    same, and it neither registers nor extracts the brain again."""
+    import time
+    from GliomaMRML.logic import GliomaRadiogenomicsLogic, kept_from_node, load_case_folder_into_scene, reference_node
+    nodes, clinical, _ = load_case_folder_into_scene(mrml.scene, case_dir)
+    logic = GliomaRadiogenomicsLogic(mrml.scene)
+    seg, _, _, _ = logic.finish(first_run, reference_node(nodes), None, nodes=nodes)      # after the first run
+    assert kept_from_node(seg) is not None
+    out = tmp_path / "run-again"
+    t = time.perf_counter()
+    job = logic.start(nodes, out, clinical, segmentation_node=seg, extra_args=FAST, python=sys.executable)
+    assert logic.run_segmentation is seg
+    for name in ("segmentation.nrrd", "segmentation.work.nii.gz", "segmentation.brain_mask.work.nii.gz",
+                 "segmentation.preprocessing.json", "segmentation.provenance.json"):
+        assert (out / "inputs" / name).is_file(), name        # what the child process is given
+    st = job.wait(timeout=1200)
+    assert st.returncode == 0 and st.error is None, st.error
+    print(f"Slicer run again: {time.perf_counter() - t:.1f} s")
+    prov = json.loads((out / "features.provenance.json").read_text())
+    assert prov["segmentation_grid"] == "working grid kept", prov["segmentation_grid"]
+    assert prov["segmentation_source"] == "automatic" and prov["preprocessing"].startswith("reused")
+    _assert_same_features(_features(first_run), _features(out))
+    a, b = (json.loads((d / "predictions.json").read_text()) for d in (first_run, out))
+    assert _probabilities(a) == _probabilities(b)
+    assert a["segmentation"]["volumes_ml"] == b["segmentation"]["volumes_ml"]
+    for name in ("segmentation.work.nii.gz", "segmentation.nii.gz"):
+        x, y = (sitk.GetArrayFromImage(sitk.ReadImage(str(d / name))) for d in (first_run, out))
+        assert np.array_equal(x, y), name
+    # and the finished run loads back onto the same node (the user's segmentation is not duplicated)
+    seg2, doc2, _, _ = logic.finish(out, reference_node(nodes), logic.run_segmentation, nodes=nodes)
+    assert seg2 is seg and _probabilities(doc2) == _probabilities(a)
