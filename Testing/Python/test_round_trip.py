@@ -88,15 +88,20 @@ def _case_and_options(case_dir, **pre):
                                                        backend_options={"unet_folds": "0"})
 
 
-def _erase_native_voxels(folder, n=40):
-    """Erase ``n`` tumour voxels of ``folder``/segmentation.nii.gz in place (what the Segment Editor's eraser does on
-    the native grid) -> (the edited native image, the erased voxel indices (k, j, i))."""
-    native = sitk.ReadImage(str(folder / "segmentation.nii.gz"))
+def _erase_native_voxels(native: sitk.Image, n=40):
+    """Erase the first ``n`` tumour voxels of a native segmentation (what the Segment Editor's eraser does on the
+    native grid) -> (the edited native image, the erased voxel indices (k, j, i))."""
     arr = sitk.GetArrayFromImage(native)
     erased = np.argwhere(arr > 0)[:n]                          # each native voxel 0.94 x 0.94 x 6.5 mm
     arr[tuple(erased.T)] = 0
     edited = sitk.GetImageFromArray(arr)
     edited.CopyInformation(native)
+    return edited, erased
+
+
+def _edit_in_place(folder, n=40):
+    """``folder``/segmentation.nii.gz edited in place (_erase_native_voxels)."""
+    edited, erased = _erase_native_voxels(sitk.ReadImage(str(folder / "segmentation.nii.gz")), n)
     sitk.WriteImage(edited, str(folder / "segmentation.nii.gz"))
     return edited, erased
 
@@ -142,7 +147,7 @@ def test_an_edit_changes_only_the_voxels_under_it(case_dir, first_run, tmp_path)
     from GliomaRadiogenomicsLib.pipeline import segment_case
     edit = tmp_path / "edit"
     shutil.copytree(first_run, edit)
-    edited, erased = _erase_native_voxels(edit)
+    edited, erased = _edit_in_place(edit)
     assert segmentation_origin(edit / "segmentation.nii.gz", edited)["segmentation_source"] == "edited"
 
     case, opt = _case_and_options(case_dir)
@@ -159,7 +164,7 @@ def test_cli_run_on_an_edited_segmentation_changes_only_what_the_edit_touches(ca
     native voxels, the preprocessing is reused, and the features move."""
     edit = tmp_path / "edit"
     shutil.copytree(first_run, edit)
-    edited, erased = _erase_native_voxels(edit)
+    edited, erased = _edit_in_place(edit)
     out = tmp_path / "edited-run"
     _cli("run", "--case-dir", str(case_dir), "--segmentation", str(edit / "segmentation.nii.gz"), "--out", str(out),
          *FAST)
@@ -253,3 +258,33 @@ def test_slicer_run_again_without_edits_equals_the_cli(mrml, case_dir, first_run
     # and the finished run loads back onto the same node (the user's segmentation is not duplicated)
     seg2, doc2, _, _ = logic.finish(out, reference_node(nodes), logic.run_segmentation, nodes=nodes)
     assert seg2 is seg and _probabilities(doc2) == _probabilities(a)
+
+
+def test_slicer_predict_on_an_edited_node_changes_only_what_the_edit_touches(mrml, case_dir, first_run):
+    """The same edit on the segmentation node (the CLI run loaded as the module loads a finished run, then 40 native
+    voxels erased on the node itself, its kept labels and preprocessing left with it): the Predict logic (the web
+    app's Predict, Slicer's Predict module) uses the kept working-grid labels but for the voxels under the edit,
+    reuses the preprocessing, and the features move."""
+    from GliomaMRML.convert import label_image_to_segmentation_node, segmentation_node_to_label_image
+    from GliomaMRML.logic import GliomaPredictLogic, GliomaRadiogenomicsLogic, kept_from_node, \
+        load_case_folder_into_scene, reference_node
+    nodes, clinical, _ = load_case_folder_into_scene(mrml.scene, case_dir)
+    ref = reference_node(nodes)
+    seg, _, _, _ = GliomaRadiogenomicsLogic(mrml.scene).finish(first_run, ref, None, nodes=nodes)
+    kept = kept_from_node(seg)
+    edited, erased = _erase_native_voxels(segmentation_node_to_label_image(seg, ref))
+    label_image_to_segmentation_node(edited, mrml.scene, seg.GetName(), ref, node=seg)   # the edit, on the node
+    assert np.array_equal(sitk.GetArrayFromImage(segmentation_node_to_label_image(seg, ref)),
+                          sitk.GetArrayFromImage(edited))
+    logic = GliomaPredictLogic(mrml.scene)
+    logic.predict(nodes, seg, clinical)
+    analysis = logic.last_analysis
+    grid = analysis.segmentation_provenance["segmentation_grid"]
+    assert grid.startswith("edited on native grid: 40 native voxels changed"), grid
+    assert analysis.pre.reused and analysis.features.provenance["segmentation_source"] == "edited"
+    _assert_changed_only_under(kept.work_label, analysis.label, edited, erased)
+    cli = _features(first_run)
+    mine = {k: v for k, v in analysis.feature_row().items() if k in cli}
+    moved = [k for k in cli if not (pd.isna(cli[k]) and pd.isna(mine[k])) and
+             not abs(float(cli[k]) - float(mine[k])) <= 1e-9]
+    assert moved, "an edit of 40 tumour voxels moved no feature"
