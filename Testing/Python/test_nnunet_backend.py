@@ -25,7 +25,7 @@ MODEL = WORK / "results" / "Dataset501_GliomaSyntheticTiny" / "nnUNetTrainer__nn
 def tiny_model():
     if not (MODEL / "fold_0" / "checkpoint_final.pth").exists():
         p = subprocess.run([sys.executable, str(REPO / "scripts" / "train_tiny_nnunet.py"), "--work", str(WORK),
-                            "--cases", "16", "--epochs", "30", "--iterations", "20"],
+                            "--cases", "16", "--epochs", "15", "--iterations", "20"],
                            capture_output=True, encoding="utf-8", errors="replace", timeout=3000)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return MODEL
