@@ -104,8 +104,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if ids != self._volumeIds:
             self._volumeIds = ids
             # a new input selection: a segmentation made for other volumes (the previous patient) is deselected
-            from GliomaMRML.logic import segmentation_for_run
-            if p.segmentation is not None and segmentation_for_run(
+            from GliomaMRML.logic import segmentation_for_inputs
+            if p.segmentation is not None and segmentation_for_inputs(
                     slicer.mrmlScene, p.segmentation, self.widgets.volumes_from_parameters(p)) is None:
                 p.segmentation = None
                 self.ui.statusLabel.text = "new input volumes: select or make their segmentation"

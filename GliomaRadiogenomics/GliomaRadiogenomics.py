@@ -144,11 +144,10 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         ids = self.widgets.volume_ids(p)
         if ids != self._volumeIds:
             self._volumeIds = ids
-            # a new input selection: the previous patient's segmentation is not this run's (it stays in the scene)
-            from GliomaMRML.logic import segmentation_for_run
-            if self.segmentation is not None and segmentation_for_run(
-                    slicer.mrmlScene, self.segmentation, self.widgets.volumes_from_parameters(p)) is None:
-                self.segmentation = None
+            # a new input selection: the previous patient's segmentation is not this run's (hidden, kept in the scene)
+            from GliomaMRML.logic import segmentation_for_inputs
+            self.segmentation = segmentation_for_inputs(slicer.mrmlScene, self.segmentation,
+                                                        self.widgets.volumes_from_parameters(p))
         self.ui.runButton.enabled = not self.runner.running and (p.flair is not None or p.t2 is not None)
         self.ui.editButton.enabled = self.segmentation is not None
 

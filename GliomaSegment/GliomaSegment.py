@@ -111,6 +111,7 @@ class GliomaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._volumeIds = ids
             self.refreshModels()
             if self.segmentation is not None and self.logic_segmentation_for(p) is None:
+                self.segmentation.SetDisplayVisibility(False)  # the previous patient's: hidden, kept in the scene
                 self.segmentation = None
         self.ui.runButton.enabled = (not self.runner.running and
                                      (p.flair is not None or p.t2 is not None))

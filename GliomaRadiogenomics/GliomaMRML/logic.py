@@ -142,6 +142,18 @@ def remember_inputs(segmentation_node, nodes: Dict[str, object]) -> None:
         segmentation_node.SetAttribute(INPUTS_ATTRIBUTE, input_volumes_signature(nodes))
 
 
+def segmentation_for_inputs(scene, segmentation_node, nodes: Dict[str, object]):
+    """A new input selection in a module: ``segmentation_node`` when it was made for ``nodes`` (``segmentation_for_run``),
+    else None, and then the previous patient's segmentation is hidden from the views: kept in the scene, never
+    deleted (it is the user's data; showing it again is one click in the Data module)."""
+    if segmentation_node is None:
+        return None
+    keep = segmentation_for_run(scene, segmentation_node, nodes)
+    if keep is None:
+        segmentation_node.SetDisplayVisibility(False)
+    return keep
+
+
 def segmentation_for_run(scene, segmentation_node, nodes: Dict[str, object]):
     """The segmentation a new run of ``nodes`` may use, or None (the run segments again).
 

@@ -121,6 +121,12 @@ def test_predict_refuses_the_previous_patients_segmentation(mrml, volumes, tmp_p
     with pytest.raises(ValueError, match="made for other input volumes"):
         GliomaPredictLogic(mrml.scene).start(other, seg, tmp_path / "p")
     assert mrml.scene.IsNodePresent(seg)
+    # what the modules do on a new input selection: the same patient keeps it (shown), another patient's is hidden
+    from GliomaMRML.logic import segmentation_for_inputs
+    seg.SetDisplayVisibility(True)
+    assert segmentation_for_inputs(mrml.scene, seg, volumes) is seg and seg.GetDisplayVisibility()
+    assert segmentation_for_inputs(mrml.scene, seg, other) is None and not seg.GetDisplayVisibility()
+    assert mrml.scene.IsNodePresent(seg) and seg.GetSegmentation().GetNumberOfSegments() > 0
 
 
 def test_logic_run_preprocesses_once(mrml, volumes, monkeypatch, bundles_at_spacing):
