@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -107,7 +109,23 @@ def _mi(fixed: sitk.Image, moving: sitk.Image, tx: sitk.Transform) -> float:
     r.SetMetricSamplingStrategy(r.NONE)
     r.SetInterpolator(sitk.sitkLinear)
     r.SetInitialTransform(tx)
-    return float(r.MetricEvaluate(fixed, moving))
+    with _one_thread():  # reproducible to the last bit (register_rigid)
+        return float(r.MetricEvaluate(fixed, moving))
+
+
+_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_thread():
+    """SimpleITK's global default number of threads set to 1 for the block (restored after; one block at a time)."""
+    with _THREADS_LOCK:
+        before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def n4_correct(img: sitk.Image, mask: Optional[sitk.Image] = None, shrink: int = 4, iterations: int = 30) -> sitk.Image:
@@ -158,7 +176,12 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, 
     reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(init, inPlace=False)
-    tx = reg.Execute(fixed_f, moving_f)
+    # one thread: the metric's per-thread partial sums are added in a scheduling-dependent order, so with several
+    # threads two runs on the same images differ at 1e-12 in the transform and at 1e-6 in a probability (a fresh
+    # CLI run and the web app's Segment then disagreed); one thread gives the same transform every time.
+    # ImageRegistrationMethod.SetNumberOfThreads does not reach the metric's threader: the global default does
+    with _one_thread():
+        tx = reg.Execute(fixed_f, moving_f)
     fixed_half = sitk.BinShrink(fixed_f, [2, 2, 1 if fixed_f.GetSpacing()[2] > 2.5 else 2])
     found = _mi(fixed_half, moving_f, tx)
     header = _mi(fixed_half, moving_f, sitk.Euler3DTransform())
