@@ -440,8 +440,6 @@ class WangLasso(BaseEstimator, ClassifierMixin):
         job = (Z, Y, float(self.alpha), self.loss, want_st, want_mt, combine)
         n_jobs = max(1, min(int(self.n_jobs or 1), self.n_bootstrap))
         if n_jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
             _ROUND_INPUT["job"] = job  # inherited by the forked workers
             try:
                 from .parallel import process_pool  # any start method: spawned workers get the job once each

@@ -421,8 +421,6 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
     ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, missing_threshold)
     n_jobs = max(1, min(int(n_jobs or 1), len(jobs)))
     if n_jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
         _CV_INPUT["ctx"] = ctx  # inherited by the forked workers
         try:
             from .parallel import process_pool  # any start method: spawned workers get ctx once each
