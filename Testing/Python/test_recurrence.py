@@ -141,8 +141,8 @@ def test_bundle_round_trip_applies_and_refuses(trained, tmp_path):
         R.predict_recurrence(b, df.drop(columns=[b["features"][0]]), prov)
     with pytest.raises(BundleError, match="recurrence-pattern bundle"):
         load_bundle(d / "rec.json")
-    import pickle
-    (tmp_path / "p.json").write_bytes(pickle.dumps(b))
+    # the bytes of a pickle stream (protocol 4: PROTO, BININT1 1, STOP), written literally: nothing is pickled here
+    (tmp_path / "p.json").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(BundleError, match="pickle"):
         R.load_recurrence_bundle(tmp_path / "p.json")
 
