@@ -373,11 +373,9 @@ def check_recurrence_features(bundle: dict, columns: Sequence[str], provenance: 
     """Refuse (FeatureMismatchError) a feature set without the bundle's features, or whose provenance does not say
     the features come from rCBV, or differs in a hard setting; returns the soft differences as warnings."""
     from .bundle import FeatureMismatchError
-    from .provenance import compare
-    missing = [f for f in bundle["features"] if f not in set(columns)]
-    if missing:
-        raise FeatureMismatchError(f"model '{bundle['name']}' needs {len(missing)} rCBV feature(s) that were not "
-                                   f"offered: {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+    from .shim import check_offered
+    schema = {k: v for k, v in bundle["feature_schema"].items() if k != "sequences"}
+    check_offered(bundle, columns, None, schema, "rCBV ")  # a missing feature is named first
     if provenance is None:
         return [f"model '{bundle['name']}': no provenance: the features were NOT checked to come from rCBV"]
     if not _offers_cbv(provenance):
@@ -385,11 +383,7 @@ def check_recurrence_features(bundle: dict, columns: Sequence[str], provenance: 
                                    f"map (sequence {CBV_SEQUENCE}); the offered ones come from "
                                    f"{', '.join(map(str, provenance.get('sequences') or [])) or 'unrecorded sequences'}"
                                    ". No T1c substitute.")
-    schema = {k: v for k, v in bundle["feature_schema"].items() if k != "sequences"}
-    hard, soft = compare(bundle["name"], schema, provenance)
-    if hard:
-        raise FeatureMismatchError(f"model '{bundle['name']}' refuses these features: " + "; ".join(hard))
-    return soft
+    return check_offered(bundle, columns, provenance, schema, "rCBV ")
 
 
 def predict_recurrence(bundle: dict, table: pd.DataFrame, provenance: Optional[dict] = None,

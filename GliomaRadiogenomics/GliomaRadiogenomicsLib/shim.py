@@ -46,6 +46,24 @@ def load_json_bundle(path) -> Tuple[str, dict]:
     raise BundleError(f"{path}: not a Shim 2021 recurrence or survival bundle")
 
 
+def check_offered(b: dict, columns, prov: Optional[dict], schema: dict, what: str = "") -> List[str]:
+    """The checks every JSON bundle makes on offered features: FeatureMismatchError for a missing feature or a hard
+    provenance difference against ``schema``; returns the soft differences (or the no-provenance warning).
+    ``what`` names the feature kind in the message (e.g. 'rCBV ')."""
+    from .bundle import FeatureMismatchError
+    from .provenance import compare
+    missing = [f for f in b["features"] if f not in set(columns)]
+    if missing:
+        raise FeatureMismatchError(f"model '{b['name']}' needs {len(missing)} {what}feature(s) that were not "
+                                   f"offered: {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+    if prov is None:
+        return [f"model '{b['name']}': no provenance: the features were NOT checked against the model's"]
+    hard, soft = compare(b["name"], schema, prov)
+    if hard:
+        raise FeatureMismatchError(f"model '{b['name']}' refuses these features: " + "; ".join(hard))
+    return soft
+
+
 def apply_json_bundle(kind: str, b: dict, table: pd.DataFrame, prov: Optional[dict],
                       id_column: str = "case_id") -> pd.DataFrame:
     """Predictions of a recurrence bundle (probability, label, top Shapley contributions) or a survival bundle (risk
@@ -54,20 +72,8 @@ def apply_json_bundle(kind: str, b: dict, table: pd.DataFrame, prov: Optional[di
     if kind == "recurrence":
         from .recurrence import predict_recurrence
         return predict_recurrence(b, table, prov)
-    from .bundle import FeatureMismatchError
-    from .provenance import compare
     from .survival import bundle_risk
-    missing = [f for f in b["features"] if f not in table.columns]
-    if missing:
-        raise FeatureMismatchError(f"model '{b['name']}' needs {len(missing)} feature(s) that were not offered: "
-                                   f"{', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
-    warns = [] if prov is not None else [f"model '{b['name']}': no provenance: the features were NOT checked "
-                                         "against the model's"]
-    if prov is not None:
-        hard, soft = compare(b["name"], b["feature_schema"], prov)
-        if hard:
-            raise FeatureMismatchError(f"model '{b['name']}' refuses these features: " + "; ".join(hard))
-        warns += soft
+    warns = check_offered(b, table.columns, prov, b["feature_schema"])
     rows = []
     for _, r in table.iterrows():
         risk = bundle_risk(b, {f: pd.to_numeric(r[f], errors="coerce") for f in b["features"]})
