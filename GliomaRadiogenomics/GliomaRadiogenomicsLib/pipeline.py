@@ -133,7 +133,14 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     t = time.perf_counter()
     reuse, why_not = (kept.reusable_preprocessing(case, opt.preprocess) if kept is not None
                       else (None, "no kept preprocessing"))
-    pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.8), reuse=reuse)
+    # a backend whose network needs only the case as loaded starts now and runs while the case is preprocessed
+    early = label is None and bool(getattr(backend, "start_early", lambda *a: False)(case, opt.preprocess))
+    try:
+        pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.8), reuse=reuse)
+    except BaseException:
+        if early:
+            backend.cancel_early()
+        raise
     if kept is not None and reuse is None:
         pre.steps.append(f"kept preprocessing not reused: {why_not}")
     pre.steps.extend(label_notes)

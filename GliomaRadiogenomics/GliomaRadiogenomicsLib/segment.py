@@ -38,6 +38,47 @@ class SegmentationBackend:
     def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def start_early(self, case, preprocess_options) -> bool:
+        """Start what needs only the case as loaded while the pipeline preprocesses it (False: nothing started)."""
+        return False
+
+    def cancel_early(self) -> None:
+        """Stop what ``start_early`` started (the pipeline calls it when preprocessing fails or is cancelled)."""
+
+
+class _InBackground:
+    """``fn(cancelled)`` in a thread (it waits on a worker subprocess, so the GIL is free for the caller); ``wait``
+    returns its result or raises its error; ``cancel`` makes ``cancelled()`` true (run_worker then kills the worker's
+    process tree) and waits for the thread."""
+
+    def __init__(self, fn):
+        import threading
+        self._stop = threading.Event()
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="gr-early-segmentation")
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn(self._stop.is_set)
+        except BaseException as exc:  # re-raised by wait() in the caller's thread
+            self.error = exc
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self.thread.join()
+
+    def wait(self, should_cancel=None):
+        from .progress import Cancelled
+        while self.thread.is_alive():
+            if should_cancel is not None and should_cancel():
+                self.cancel()
+                raise Cancelled("cancelled: segmentation stopped")
+            self.thread.join(0.05)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
 
 def _components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     lab, n = ndi.label(mask)
@@ -399,27 +440,82 @@ class LggUnet2dBackend(SegmentationBackend):
         self.brain_clip, self.core = brain_clip, core
         self.should_cancel, self.timeout_s = should_cancel, timeout_s
 
-    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+    _early = None
+
+    def _predict(self, flair: sitk.Image, grid: sitk.Image, progress: Progress, should_cancel):
+        """The fold ensemble in the worker subprocess: FLAIR -> probability array on ``grid``."""
         import tempfile
         from pathlib import Path
         from .worker import run_worker
-        if "flair" not in pre.images:
-            raise InputError("the lgg-unet2d backend needs a FLAIR image")
-        # the FLAIR as acquired when it is the reference (its own slices), else the registered working-grid FLAIR
-        flair = pre.reference_native if pre.reference == "flair" else pre.images["flair"]
         with tempfile.TemporaryDirectory(prefix="gr-unet2d-") as tmp:
             fin, ftarget, fout = (str(Path(tmp) / n) for n in ("flair.nii.gz", "grid.nii.gz", "prob.nii.gz"))
             sitk.WriteImage(sitk.Cast(flair, sitk.sitkFloat32), fin)
-            sitk.WriteImage(self._grid_only(pre.grid), ftarget, True)
+            sitk.WriteImage(self._grid_only(grid), ftarget, True)
             args = ["unet2d", "--input", fin, "--target", ftarget, "--output", fout, "--device", self.device,
                     "--folds", self.folds]
             if self.weights_dir:
                 args += ["--weights", str(self.weights_dir)]
             if self.flip:
                 args.append("--flip")
-            info = run_worker(args, progress.sub(0.0, 0.95), should_cancel=self.should_cancel,
-                              timeout_s=self.timeout_s)
-            prob = sitk.GetArrayFromImage(sitk.ReadImage(fout))
+            info = run_worker(args, progress, should_cancel=should_cancel, timeout_s=self.timeout_s)
+            return info, sitk.GetArrayFromImage(sitk.ReadImage(fout))
+
+    def start_early(self, case, preprocess_options) -> bool:
+        """With the FLAIR as the reference (the default), the network needs only the FLAIR as acquired and the
+        working grid, both known before registration and brain extraction: its worker starts now and runs while the
+        pipeline preprocesses the case (segment() then takes its result when the preprocessed case has exactly
+        these inputs, and otherwise cancels it and runs again). Same inputs, same worker: the same probabilities."""
+        from .preprocess import working_grid
+        self.cancel_early()
+        popt = preprocess_options
+        if popt.reference != "flair" or "flair" not in case.images or popt.orientation:
+            return False
+        flair = case.images["flair"]
+        try:
+            grid = working_grid(flair, popt.spacing)
+        except Exception:  # preprocessing reports a bad grid with its own message
+            return False
+        user_cancel = self.should_cancel
+
+        def run(cancelled):
+            stop = (lambda: cancelled() or bool(user_cancel())) if user_cancel else cancelled
+            return self._predict(flair, grid, null_progress, stop)
+        self._early = (_InBackground(run), flair, grid)
+        return True
+
+    def cancel_early(self) -> None:
+        if self._early is not None:
+            self._early[0].cancel()
+            self._early = None
+
+    def _take_early(self, pre, flair):
+        """The early job when it was started on these very inputs (else cancelled; None)."""
+        if self._early is None:
+            return None
+        job, e_flair, e_grid = self._early
+        self._early = None
+        g = pre.grid
+        if (e_flair is flair and e_grid.GetSize() == g.GetSize() and e_grid.GetSpacing() == g.GetSpacing()
+                and e_grid.GetOrigin() == g.GetOrigin() and e_grid.GetDirection() == g.GetDirection()):
+            return job
+        job.cancel()
+        return None
+
+    def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
+        if "flair" not in pre.images:
+            self.cancel_early()
+            raise InputError("the lgg-unet2d backend needs a FLAIR image")
+        # the FLAIR as acquired when it is the reference (its own slices), else the registered working-grid FLAIR
+        flair = pre.reference_native if pre.reference == "flair" else pre.images["flair"]
+        job = self._take_early(pre, flair)
+        if job is not None:
+            progress.update(0.0, "lgg-unet2d: waiting for the network (started while the case was preprocessed)")
+            info, prob = job.wait(self.should_cancel)
+            pre.steps.append("lgg-unet2d: the network ran in its worker while the case was preprocessed (its inputs, "
+                             "the FLAIR as acquired and the working grid, are known before registration)")
+            progress.update(0.95, "lgg-unet2d: probabilities received")
+        else:
+            info, prob = self._predict(flair, pre.grid, progress.sub(0.0, 0.95), self.should_cancel)
         wt = prob >= self.threshold
         if wt.any():
             wt = keep_large_components(wt, self.min_fraction)
@@ -612,8 +708,42 @@ class AutoBackend(SegmentationBackend):
                              timeout_s=self.timeout_s)
         return b, f"FLAIR present and weights installed (fold(s) {b.folds}); {why_not}"
 
+    _early = None
+
+    def start_early(self, case, preprocess_options) -> bool:
+        """When the choice is already lgg-unet2d from the sequences the case has (no brats17: not all four
+        sequences or no brats17 weights), start it early (LggUnet2dBackend.start_early)."""
+        from . import brats17
+        self.cancel_early()
+        have = set(case.images)
+        if set(brats17.CHANNELS) <= have and brats17.weights_available(self.brats17_weights) and torch_available():
+            return False  # brats17 needs the registered channels and the brain mask
+        try:
+            from . import unet2d
+            if "flair" not in have or not unet2d.weights_available(self.weights_dir) or not torch_available():
+                return False
+            b = LggUnet2dBackend(self.weights_dir, self.unet_folds, self.device, should_cancel=self.should_cancel,
+                                 timeout_s=self.timeout_s)
+        except Exception:  # segment() reports it
+            return False
+        if b.start_early(case, preprocess_options):
+            self._early = b
+            return True
+        return False
+
+    def cancel_early(self) -> None:
+        if self._early is not None:
+            self._early.cancel_early()
+            self._early = None
+
     def segment(self, pre, progress: Progress = null_progress) -> sitk.Image:
         backend, reason = self.choose(pre)
+        early, self._early = self._early, None
+        if early is not None:
+            if isinstance(backend, LggUnet2dBackend):
+                backend = early  # same settings; it holds the job started on this case
+            else:
+                early.cancel_early()
         self.chosen = backend.name
         self.picked = backend
         pre.steps.append(f"segmentation backend: auto -> {backend.name} ({reason})")

@@ -206,3 +206,74 @@ def test_2d_weights_expanded_to_25d_give_the_same_probabilities(tmp_path):
     (d / "manifest.json").write_text(json.dumps(bad))
     with pytest.raises(unet2d.WeightsError, match="does not match context"):
         unet2d.load_models(d, "0")
+
+
+def _demo_without_t2(small_demo_dir):
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    case = load_case_folder(small_demo_dir)
+    case.images.pop("t2")
+    case.paths.pop("t2", None)
+    return case
+
+
+def _fast_options():
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    return PipelineOptions(preprocess=PreprocessOptions(spacing=2.0, brain_mask="threshold"),
+                           backend_options={"unet_folds": "0", "device": "cpu"})
+
+
+def test_network_runs_while_the_case_is_preprocessed_with_the_same_labels(small_demo_dir, monkeypatch):
+    """Default backend on a case without T2 (-> lgg-unet2d): its worker starts before registration and brain
+    extraction (it needs only the FLAIR as acquired and the working grid) and is running while the case is
+    preprocessed; the labels equal those of the sequential path (early start switched off), voxel for voxel."""
+    from GliomaRadiogenomicsLib import pipeline, worker
+    from GliomaRadiogenomicsLib.segment import LggUnet2dBackend
+    events = []
+    real_worker, real_pre = worker.run_worker, pipeline.preprocess
+
+    def logged_worker(*a, **k):
+        return real_worker(*a, on_start=lambda p: events.append("worker started"), **k)
+
+    def logged_pre(*a, **k):
+        events.append("preprocess started")
+        out = real_pre(*a, **k)
+        events.append("preprocess done")
+        return out
+    monkeypatch.setattr(worker, "run_worker", logged_worker)
+    monkeypatch.setattr(pipeline, "preprocess", logged_pre)
+    case = _demo_without_t2(small_demo_dir)
+    early = pipeline.segment_case(case, _fast_options())
+    assert events.index("worker started") < events.index("preprocess done"), events
+    assert any("while the case was preprocessed" in s for s in early.pre.steps)
+    monkeypatch.setattr(LggUnet2dBackend, "start_early", lambda self, *a: False)
+    events.clear()
+    plain = pipeline.segment_case(case, _fast_options())
+    assert events == ["preprocess started", "preprocess done", "worker started"]
+    assert not any("while the case was preprocessed" in s for s in plain.pre.steps)
+    a, b = sitk.GetArrayFromImage(early.label), sitk.GetArrayFromImage(plain.label)
+    assert (a > 0).sum() > 100 and np.array_equal(a, b)
+
+
+def test_early_network_is_stopped_when_preprocessing_fails(small_demo_dir, monkeypatch):
+    """Preprocessing that fails (here an injected error, raised once the early worker is running: a controlled
+    failure point, the worker and its process are real) leaves no worker process and no thread behind."""
+    import threading
+    import time
+    from GliomaRadiogenomicsLib import pipeline, worker
+    from GliomaRadiogenomicsLib.io import InputError
+    procs = []
+    real_worker = worker.run_worker
+    monkeypatch.setattr(worker, "run_worker", lambda *a, **k: real_worker(*a, on_start=procs.append, **k))
+
+    def failing(*a, **k):
+        t0 = time.monotonic()
+        while not procs and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        raise InputError("T1: injected preprocessing failure")
+    monkeypatch.setattr(pipeline, "preprocess", failing)
+    with pytest.raises(InputError, match="injected"):
+        pipeline.segment_case(_demo_without_t2(small_demo_dir), _fast_options())
+    assert len(procs) == 1
+    assert procs[0].poll() is not None  # the worker's process is gone, not left computing
+    assert not [t for t in threading.enumerate() if t.name == "gr-early-segmentation"]
