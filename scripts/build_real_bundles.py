@@ -63,6 +63,11 @@ INTENDED = ("RESEARCH USE ONLY: a research probability, not a diagnosis. Trained
             "scanners, other grades or automatic segmentations. {extra}")
 
 
+# what run_extraction's `extract --case-roi --location` (PipelineOptions defaults) records in a current provenance
+EXTRACTION_PROVENANCE = {"spacing_mm": 1.0, "n4": False, "reference": "FLAIR", "registration": "rigid (Mattes MI)",
+                         "segmentation_source": "given", "atlas": "mni152"}
+
+
 def run_extraction(cases: Path, table: Path, jobs: int) -> None:
     cmd = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "extract", "--cases", str(cases), "--out", str(table),
            "--case-roi", "--location", "--jobs", str(jobs)]
@@ -77,6 +82,15 @@ def load_table(table: Path, labels_csv: Path) -> tuple[pd.DataFrame, dict]:
     prov_path = table.with_name(table.stem + ".provenance.json")
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
     prov.pop("table_sha256", None)  # the extracted table's bytes, before the labels are joined
+    # a table extracted before the pipeline recorded its options in the provenance: the options of this script's
+    # own extraction (run_extraction) fill the keys it lacks, and the bundle says so (provenance_note)
+    added = [k for k in EXTRACTION_PROVENANCE if k not in prov]
+    if added:
+        prov.update({k: EXTRACTION_PROVENANCE[k] for k in added})
+        prov["provenance_note"] = (f"{', '.join(added)}: not recorded in {prov_path.name}; taken from the options of "
+                                   "this script's extraction (`extract --case-roi --location`: default 1 mm working "
+                                   "grid, FLAIR reference, rigid registration, no N4, the case-folder ROI, MNI152 "
+                                   "atlas), which made the table")
     lab = pd.read_csv(labels_csv)
     lab = lab.rename(columns={"IDH_mutant": "IDH", "ATRX_mutant": "ATRX", "seizure_history": "epilepsy"})
     lab["who_grade"] = lab["tumor_grade"].map({"G2": 2.0, "G3": 3.0})
