@@ -66,42 +66,19 @@ def family_folds(df, sequences: str, repeats: int, folds: int, seed: int, label:
 
 
 def resample_128(img, interpolator):
-    """The volume resampled to GRID^3 voxels spanning the same field of view (edges aligned)."""
-    import SimpleITK as sitk
-    size = np.array(img.GetSize(), float)
-    sp_in = np.array(img.GetSpacing(), float)
-    sp = size * sp_in / choi.GRID
-    D = np.array(img.GetDirection()).reshape(3, 3)
-    origin = np.array(img.GetOrigin()) + D @ ((sp - sp_in) / 2.0)
-    out = sitk.Resample(img, [choi.GRID] * 3, sitk.Transform(), interpolator, origin.tolist(), sp.tolist(),
-                        img.GetDirection(), 0.0, img.GetPixelID())
-    return out, sp
+    """The volume resampled to GRID^3 voxels spanning the same field of view (edges aligned): choi.resample_grid."""
+    return choi.resample_grid(img, interpolator, choi.GRID)
 
 
 def case_slices(case_dir: Path):
-    """(5, 3, 128, 128) uint8 [t1c, flair, mask], available (3,), norm (3, 2), slice indices, facts."""
+    """(5, 3, 128, 128) uint8 [t1c, flair, mask], available (3,), norm (3, 2), slice indices, facts: the case
+    folder's files through choi.volume_slices (the definition the run-time Choi bundle applies too)."""
     import SimpleITK as sitk
-    mask, sp = resample_128(sitk.ReadImage(str(case_dir / "flair_abnormality.nii.gz")), sitk.sitkNearestNeighbor)
-    m = sitk.GetArrayFromImage(mask) > 0
-    idx = choi.select_slices(m)
-    out = np.zeros((len(idx), len(CHANNELS), choi.GRID, choi.GRID), np.uint8)
-    avail = np.zeros(len(CHANNELS), bool)
-    norm = np.zeros((len(CHANNELS), 2), np.float32)
-    out[:, 2] = m[idx]
-    avail[2] = True
-    norm[2] = (0.0, 1.0)
-    for j, seq in enumerate(CHANNELS[:2]):
-        p = case_dir / f"{seq}.nii.gz"
-        if not p.is_file():
-            continue
-        im, _ = resample_128(sitk.Cast(sitk.ReadImage(str(p)), sitk.sitkFloat32), sitk.sitkLinear)
-        a = sitk.GetArrayFromImage(im)
-        fg = a[a > 0]
-        norm[j] = (float(fg.mean()), float(fg.std()))
-        out[:, j] = np.clip(np.round(a[idx]), 0, 255).astype(np.uint8)
-        avail[j] = True
-    facts = {"slices": idx, "center": idx[2], "spacing_mm": [round(float(s), 4) for s in sp],
-             "max_area_px": int(m[idx[2]].sum())}
+    images = {seq: sitk.ReadImage(str(case_dir / f"{seq}.nii.gz")) for seq in CHANNELS[:2]
+              if (case_dir / f"{seq}.nii.gz").is_file()}
+    out, avail, norm, facts = choi.volume_slices(images, sitk.ReadImage(str(case_dir / "flair_abnormality.nii.gz")),
+                                                 CHANNELS, choi.GRID, "uint8")
+    facts.pop("clipped_fraction", None)
     return out, avail, norm, facts
 
 

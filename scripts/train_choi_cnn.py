@@ -23,6 +23,9 @@ first variant, then the others interleaved by repetition, so that a time budget 
     python scripts/train_choi_cnn.py --data build/choi-data/choi_slices.npz --out OUT --device cuda \
         --repeats 3 --time-budget-s 280
     python scripts/train_choi_cnn.py --device cpu --epochs 1 --max-cases 8 --repeats 1 --out /tmp/choi-smoke  # smoke
+With --final (or --final-only) each variant's FINAL network is also trained on all its cases (the same epoch rule:
+an inner CV on all of them) and saved as OUT/choi_cnn_final_<variant>.pt (torch.save(state_dict)) with
+OUT/choi_cnn_final.json (epochs, SHA-256, channels, grid, quantisation): the run-time Choi bundle's CNN.
 """
 from __future__ import annotations
 
@@ -167,10 +170,9 @@ def choose_epoch(auc_curve: np.ndarray) -> int:
     return int(np.argmax(sm)) + 1
 
 
-def run_fold(Xt: torch.Tensor, y: np.ndarray, tr: np.ndarray, te: np.ndarray, a, seed: int, n_img: int,
-             init_state=None) -> dict:
-    """One outer fold: inner CV (epoch choice + training-case probabilities), then the outer network."""
-    t0 = time.perf_counter()
+def inner_cv(Xt: torch.Tensor, y: np.ndarray, tr: np.ndarray, a, seed: int, n_img: int, init_state=None):
+    """The epoch rule on the training cases ``tr``: an inner stratified CV whose networks are scored after every
+    epoch; (epoch count, inner folds, inner AUC curve, the training cases' inner out-of-fold probabilities at it)."""
     ytr = y[tr]
     k_in = int(max(2, min(a.inner_folds, np.bincount(ytr.astype(int), minlength=2).min())))
     inner = C.stratified_folds(ytr, k_in, seed)
@@ -182,11 +184,41 @@ def run_fold(Xt: torch.Tensor, y: np.ndarray, tr: np.ndarray, te: np.ndarray, a,
     case_in = P_in.mean(2)  # (epochs, n_train): patient = mean of its slices
     auc_curve = [C.auc(ytr, case_in[e]) for e in range(a.epochs)]
     e_star = choose_epoch(auc_curve)
-    model, _ = train_net(Xt[tr], ytr, a, seed * 10 + 9, n_img, e_star, init_state)
+    return e_star, k_in, auc_curve, case_in[e_star - 1]
+
+
+def run_fold(Xt: torch.Tensor, y: np.ndarray, tr: np.ndarray, te: np.ndarray, a, seed: int, n_img: int,
+             init_state=None) -> dict:
+    """One outer fold: inner CV (epoch choice + training-case probabilities), then the outer network."""
+    t0 = time.perf_counter()
+    e_star, k_in, auc_curve, train_prob = inner_cv(Xt, y, tr, a, seed, n_img, init_state)
+    model, _ = train_net(Xt[tr], y[tr], a, seed * 10 + 9, n_img, e_star, init_state)
     p_slices = predict_cases(model, Xt[te], Xt.device.type == "cuda")
     return {"epochs_selected": e_star, "inner_folds": k_in, "inner_auc_curve": [round(v, 4) for v in auc_curve],
-            "train_cnn_prob": case_in[e_star - 1], "test_slices": p_slices, "test_prob": p_slices.mean(1),
+            "train_cnn_prob": train_prob, "test_slices": p_slices, "test_prob": p_slices.mean(1),
             "seconds": time.perf_counter() - t0}
+
+
+FINAL_SEED = 999_983
+
+
+def final_network(name: str, Xt: torch.Tensor, y: np.ndarray, a, n_img: int, init_state, out: Path) -> dict:
+    """The FINAL network of a variant (the run-time Choi bundle's): the CV's epoch rule (``inner_cv``) on ALL the
+    cases, then one network on all of them for that many epochs; its state dict (float32, CPU) -> torch.save."""
+    t0 = time.perf_counter()
+    everyone = np.arange(len(y))
+    seed = a.seed + FINAL_SEED
+    e_star, k_in, auc_curve, _ = inner_cv(Xt, y, everyone, a, seed, n_img, init_state)
+    model, _ = train_net(Xt, y, a, seed * 10 + 9, n_img, e_star, init_state)
+    state = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
+    path = out / f"choi_cnn_final_{name}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return {"weights": path.name, "sha256": C.sha256_file(path), "epochs": e_star, "inner_folds": k_in,
+            "inner_auc_curve": [round(v, 4) for v in auc_curve], "n": int(len(y)), "n_positive": int(y.sum()),
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def subset_for_smoke(y: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -227,6 +259,10 @@ def main(argv=None) -> int:
     ap.add_argument("--resnet34-weights", help="local ResNet34 state dict (.pth via torch.load(weights_only=True), "
                     "or .safetensors); never downloaded")
     ap.add_argument("--resnet34-sha256", help="its SHA-256 (required with --resnet34-weights)")
+    ap.add_argument("--final", action="store_true", help="also train each variant's FINAL network on all its cases "
+                    "(the CV's epoch rule on all of them): OUT/choi_cnn_final_<variant>.pt + choi_cnn_final.json, "
+                    "what `train --method choi-hybrid` makes the run-time bundle from")
+    ap.add_argument("--final-only", action="store_true", help="the final networks only (no cross-validation)")
     a = ap.parse_args(argv)
     if a.merge:
         return merge_outputs([Path(p) for p in a.merge], Path(a.out))
@@ -234,6 +270,8 @@ def main(argv=None) -> int:
     dev = torch.device(a.device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    else:  # denormal floats (tiny gradients of a network trained from scratch) slow the CPU kernels 10-fold
+        torch.set_flush_denormal(True)
     init_state = None
     if a.resnet34_weights:
         init_state = C.load_state_dict_checked(a.resnet34_weights, a.resnet34_sha256 or "")
@@ -247,7 +285,7 @@ def main(argv=None) -> int:
            "torch": torch.__version__, "init": ("ResNet34 weights " + Path(a.resnet34_weights).name + " sha256 "
                                                 + str(a.resnet34_sha256)) if a.resnet34_weights else "from scratch",
            "variants": {}}
-    cohorts = {}
+    cohorts, finals = {}, {}
     for v in variants:
         idx, X, y, Fo = data.cohort(v["family"], v["channels"])
         if a.max_cases:
@@ -258,11 +296,27 @@ def main(argv=None) -> int:
         n_img = sum(c != "mask" for c in v["channels"])
         Xt = torch.from_numpy(X).to(dev)
         cohorts[v["name"]] = (idx, Xt, y, Fo[:reps], n_img)
+        if a.final or a.final_only:
+            finals[v["name"]] = {"variant": v["name"], "channels": v["channels"], "family": v["family"],
+                                 "grid": int(X.shape[-1]), "case_ids": [data.case_ids[i] for i in idx],
+                                 "quantisation": "uint8" if data.images.dtype == np.uint8 else "none"}
         res["variants"][v["name"]] = {"channels": v["channels"], "family": v["family"],
                                       "case_ids": [data.case_ids[i] for i in idx], "y": [int(t) for t in y],
                                       "n": int(len(y)), "n_positive": int(y.sum()), "repetitions": {}}
         print(f"{v['name']}: {len(y)} cases ({int(y.sum())} IDH-mutant), channels {v['channels']}, "
               f"{reps} repetition(s) x {int(Fo.max()) + 1} folds", flush=True)
+    if finals:
+        for name, rec in finals.items():
+            idx, Xt, y, Fo, n_img = cohorts[name]
+            rec.update(final_network(name, Xt, y, a, n_img, init_state, out), init=res["init"], device=res["device"],
+                       torch=torch.__version__)
+            print(f"final network {name}: {rec['n']} cases, {rec['epochs']} epoch(s) (inner AUC curve "
+                  f"{rec['inner_auc_curve']}), {rec['seconds']:.1f}s -> {out / rec['weights']}", flush=True)
+        tmp = out / "choi_cnn_final.tmp"
+        tmp.write_text(json.dumps({"data": str(a.data), "config": res["config"], "variants": finals}))
+        os.replace(tmp, out / "choi_cnn_final.json")
+        if a.final_only:
+            return 0
     jobs = []
     max_reps = max(c[3].shape[0] for c in cohorts.values())
     rep_ids = list(range(max_reps))

@@ -174,7 +174,7 @@ def predictions_to_table_node(doc: dict, scene, node=None):
     rows = [[r.task, r.probability_text, r.status_text, r.label + (f" ({r.reason})" if r.reason else ""),
              r.points_text] + tail(r) for r in task_rows(doc)]
     # the Shim 2021 tasks (CBV map): the probability / risk score in the same column, no nomogram points
-    rows += [[f"{r.task} (Shim 2021)", r.value_text, r.status_text,
+    rows += [[f"{r.task} ({r.paper})", r.value_text, r.status_text,
               f"{r.label} ({r.cutoff_text})" if r.available else f"not computed ({r.reason})", "n/a"] + tail(r)
              for r in shim_rows(doc)]
     for row in rows:

@@ -101,6 +101,9 @@ class ModelBundle:
         if d.get("format") == "glioma-radiogenomics-recurrence-bundle":  # recurrence.RECURRENCE_FORMAT
             raise BundleError(f"{where}: a recurrence-pattern bundle (MLP on rCBV features, Shim 2021), not a "
                               "logistic model bundle: apply it with recurrence.predict_recurrence")
+        if d.get("format") == "glioma-radiogenomics-choi-hybrid-bundle":  # choi.CHOI_FORMAT
+            raise BundleError(f"{where}: a Choi 2021 hybrid IDH bundle (CNN + logistic), not a logistic model "
+                              "bundle: apply it with `predict --cases` or `run --bundle`")
         if d.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{where}: not a GliomaRadiogenomics model bundle (format '{d.get('format')}')")
         if d.get("schema_version") != SCHEMA_VERSION:

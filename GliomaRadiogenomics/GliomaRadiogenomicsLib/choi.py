@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -213,6 +213,63 @@ def adapt_resnet34_state(model, state: Dict[str, "torch.Tensor"], where: str = "
 # ----------------------------------------------------------------------------------------------------------------
 # network input
 # ----------------------------------------------------------------------------------------------------------------
+def resample_grid(img, interpolator, grid: int = GRID):
+    """The volume resampled to ``grid``^3 voxels spanning the same field of view (edges aligned); (image, spacing)."""
+    import SimpleITK as sitk
+    size = np.array(img.GetSize(), float)
+    sp_in = np.array(img.GetSpacing(), float)
+    sp = size * sp_in / grid
+    D = np.array(img.GetDirection()).reshape(3, 3)
+    origin = np.array(img.GetOrigin()) + D @ ((sp - sp_in) / 2.0)
+    out = sitk.Resample(img, [int(grid)] * 3, sitk.Transform(), interpolator, origin.tolist(), sp.tolist(),
+                        img.GetDirection(), 0.0, img.GetPixelID())
+    return out, sp
+
+
+def volume_slices(images: Dict[str, object], mask, channels: Sequence[str] = ("t1c", "flair", "mask"),
+                  grid: int = GRID, quantisation: str = "uint8"):
+    """The CNN's slices of one case, the ONE definition for the training data (scripts/prepare_choi_data.py) and
+    the run-time bundle (``case_input``): each volume (SimpleITK; ``images``: sequence -> image or None, ``mask``:
+    the tumour label map, > 0 = tumour) resampled to ``grid``^3 over its field of view (linear / nearest
+    neighbour); the axial slices of ``select_slices`` on the resampled mask. ``quantisation`` 'uint8' stores the
+    image channels rounded and clipped to 0-255 (the 8-bit TCGA sources), 'none' as float32. Returns
+    (slices (S, C, grid, grid), available (C,), norm (C, 2): each image's 3-D foreground (> 0) mean and SD for the
+    z-scoring of ``network_input``, facts)."""
+    import SimpleITK as sitk
+    if quantisation not in ("uint8", "none"):
+        raise ValueError(f"quantisation '{quantisation}': 'uint8' or 'none'")
+    m_img, sp = resample_grid(mask, sitk.sitkNearestNeighbor, grid)
+    m = sitk.GetArrayFromImage(m_img) > 0
+    idx = select_slices(m)
+    out = np.zeros((len(idx), len(channels), grid, grid), np.uint8 if quantisation == "uint8" else np.float32)
+    avail = np.zeros(len(channels), bool)
+    norm = np.zeros((len(channels), 2), np.float32)
+    clipped = {}
+    for j, seq in enumerate(channels):
+        if seq == "mask":
+            out[:, j] = m[idx]
+            avail[j] = True
+            norm[j] = (0.0, 1.0)
+            continue
+        img = images.get(seq)
+        if img is None:
+            continue
+        im, _ = resample_grid(sitk.Cast(img, sitk.sitkFloat32), sitk.sitkLinear, grid)
+        a = sitk.GetArrayFromImage(im)
+        fg = a[a > 0]
+        norm[j] = (float(fg.mean()), float(fg.std())) if fg.size else (0.0, 1.0)
+        if quantisation == "uint8":
+            sl = a[idx]
+            clipped[seq] = float(np.mean(sl > 255.5))
+            out[:, j] = np.clip(np.round(sl), 0, 255).astype(np.uint8)
+        else:
+            out[:, j] = a[idx]
+        avail[j] = True
+    facts = {"slices": idx, "center": idx[len(idx) // 2], "spacing_mm": [round(float(s), 4) for s in sp],
+             "max_area_px": int(m[idx[len(idx) // 2]].sum()), "clipped_fraction": clipped}
+    return out, avail, norm, facts
+
+
 def network_input(slices_u8: np.ndarray, channel_names: Sequence[str], norm: np.ndarray, use: Sequence[str]):
     """(S, C_stored, H, W) uint8 slices -> (S, len(use), H, W) float32: image channels z-scored with the case's
     3-D foreground mean / SD (``norm``: (C_stored, 2)), the mask channel 0 / 1."""
@@ -427,6 +484,7 @@ def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column
             "cnn": _m("auc_cnn"), "hybrid": _m("auc_hybrid"), **({"age": _m("auc_age")} if age is not None else {}),
             "features_per_fold": {r: res[r]["features_per_fold"] for r in res},
             "final_hybrid": {"features": final.features_, "center": final.center_.round(6).tolist(),
+                             "means": [round(float(final.means_[final.names_.index(f)]), 6) for f in final.features_],
                              "scale": final.scale_.round(6).tolist(), "coef": final.coef_.round(6).tolist(),
                              "intercept": round(final.intercept_, 6), "C": C, "ttest_alpha": alpha,
                              "cnn_input": "mean over the complete repetitions of each case's out-of-fold CNN "
@@ -434,29 +492,280 @@ def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column
             "oof_hybrid": {r: [round(float(p), 6) for p in res[r]["p_hybrid"]] for r in res}, "case_ids": ids}
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# the run-time bundle: JSON + the final CNN's state dict (SHA-256 checked), applied by `predict` and `run`
+# ----------------------------------------------------------------------------------------------------------------
+CHOI_FORMAT = "glioma-radiogenomics-choi-hybrid-bundle"
+CHOI_SCHEMA_VERSION = 1
+CHOI_INTENDED_USE = ("Research probability of an IDH mutation (Choi 2021 hybrid: CNN + shape + loci + age), not a "
+                     "diagnosis; not validated for clinical use")
+CHOI_LABELS = ("IDH-wildtype", "IDH-mutant")
+_CNN_CACHE: Dict[str, object] = {}
+
+
+def _bundle_error(msg: str):
+    from .bundle import BundleError
+    return BundleError(msg)
+
+
+def load_choi_bundle(path) -> dict:
+    """Read and check a Choi hybrid bundle (JSON) and its CNN weights file (beside it, named in ``cnn.weights``):
+    BundleError naming the file when a key is missing, the weights file is absent or its SHA-256 differs from the
+    bundle's. The returned dict carries the weights' path as ``_weights_path`` (not part of the file)."""
+    from .bundle import read_bundle_json
+    path = Path(path)
+    d = read_bundle_json(path)
+    if not isinstance(d, dict) or d.get("format") != CHOI_FORMAT:
+        raise _bundle_error(f"{path}: not a Choi 2021 hybrid bundle (format "
+                            f"'{d.get('format') if isinstance(d, dict) else None}')")
+    if d.get("schema_version") != CHOI_SCHEMA_VERSION:
+        raise _bundle_error(f"{path}: Choi bundle schema version {d.get('schema_version')} is not supported")
+    for k in ("name", "task", "cnn", "input", "hybrid", "cutoff", "synthetic", "training", "metrics",
+              "intended_use"):
+        if k not in d:
+            raise _bundle_error(f"{path}: missing key '{k}'")
+    h = d["hybrid"]
+    n = len(h.get("features", []))
+    if not n or h["features"][0] != "cnn_logit" or any(len(h.get(k, [])) != n for k in ("center", "scale", "coef",
+                                                                                         "means")):
+        raise _bundle_error(f"{path}: hybrid features / center / scale / coef / means do not match")
+    w = path.parent / str(d["cnn"].get("weights", ""))
+    if not d["cnn"].get("weights") or not w.is_file():
+        raise _bundle_error(f"{w}: the CNN weights file of the Choi bundle {path.name} is missing (it must lie "
+                            "beside the bundle)")
+    digest = sha256_file(w)
+    if digest != str(d["cnn"].get("sha256", "")).lower():
+        raise _bundle_error(f"{w}: SHA-256 {digest[:12]}... differs from the one recorded in {path.name} "
+                            f"({str(d['cnn'].get('sha256'))[:12]}...): the weights file was altered or replaced; "
+                            "refusing to load it")
+    return {**d, "_weights_path": str(w)}
+
+
+def load_cnn(b: dict):
+    """The bundle's ResNet34 in eval mode on the CPU, its state dict loaded with ``torch.load(weights_only=True)``
+    after the SHA-256 check (cached per digest)."""
+    key = b["cnn"]["sha256"]
+    if key not in _CNN_CACHE:
+        try:
+            state = load_state_dict_checked(b["_weights_path"], key)
+        except WeightsError as exc:
+            raise _bundle_error(str(exc)) from None
+        model = ResNet34(int(b["cnn"]["in_channels"]), 1, tuple(b["cnn"].get("blocks", RESNET34_LAYERS)))
+        model.load_state_dict(state)
+        _CNN_CACHE[key] = model.eval()
+    return _CNN_CACHE[key]
+
+
+def cnn_probability(model, x: np.ndarray) -> Tuple[float, List[float]]:
+    """(patient probability = mean over the slices, per-slice probabilities) for (S, C, H, W) float32 input."""
+    with torch.no_grad():
+        p = torch.sigmoid(model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).squeeze(1)).double().numpy()
+    return float(p.mean()), [float(v) for v in p]
+
+
+def hybrid_probability(h: dict, cnn_prob: float, values: Mapping[str, object]) -> Tuple[float, List[str]]:
+    """(probability, imputed features) of the bundle's hybrid logistic part: x = [logit(CNN probability)] + the
+    features' values (a missing / non-numeric value takes the training mean, named in ``imputed``);
+    p = 1 / (1 + exp(-(intercept + sum(coef * (x - center) / scale))))."""
+    x, imputed = [float(logit(cnn_prob))], []
+    for f, mean in zip(h["features"][1:], h["means"][1:]):
+        try:
+            v = float(values.get(f))
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not np.isfinite(v):
+            v = float(mean)
+            imputed.append(f)
+        x.append(v)
+    z = (np.asarray(x) - np.asarray(h["center"], float)) / np.asarray(h["scale"], float)
+    eta = float(h["intercept"]) + float(z @ np.asarray(h["coef"], float))
+    return 1.0 / (1.0 + np.exp(-eta)), imputed
+
+
+def image_features(b: dict) -> List[str]:
+    """The hybrid's features that come from the images (shape, loci), i.e. all but the CNN and the clinical ones."""
+    return [f for f in b["hybrid"]["features"][1:] if f not in HYBRID_CLINICAL]
+
+
+def case_input(b: dict, images: Mapping[str, object], mask) -> Tuple[np.ndarray, dict]:
+    """The CNN input of one case as the bundle's training data were made (``volume_slices`` with the bundle's
+    channels, grid and quantisation, then ``network_input``); InputError when the case lacks a sequence the
+    variant needs (never imputed) or has no tumour."""
+    from .io import InputError
+    inp = b["input"]
+    chans = list(inp["channels"])
+    lacking = [c for c in chans if c != "mask" and images.get(c) is None]
+    if lacking:
+        raise InputError(f"needs {', '.join(c.upper() for c in lacking)} (input variant {inp.get('variant')}: "
+                         f"{'+'.join(chans)}); a missing sequence is not imputed")
+    try:
+        sl, _, norm, facts = volume_slices(images, mask, chans, int(inp["grid"]), inp.get("quantisation", "uint8"))
+    except ValueError as exc:  # an empty tumour mask
+        raise InputError(f"no CNN input: {exc}") from None
+    return network_input(sl, chans, norm, chans), facts
+
+
+def predict_entry(b: dict, images: Mapping[str, object], mask, values: Mapping[str, object],
+                  prov: Optional[dict]) -> Tuple[dict, List[str]]:
+    """One case: the CNN probability (mean over the slices), then the hybrid probability and label at the cutoff;
+    probability None and the reason where a sequence is missing, the tumour is empty or the shape / loci features
+    are missing or made differently (shim.check_offered against the bundle's ``feature_schema``)."""
+    from .io import InputError
+    from .shim import check_offered
+    e = {"task": b["task"], "kind": "choi", "paper": "Choi 2021", "model": b["name"], "version": b.get("version"),
+         "trained_on": b["training"].get("trained_on"), "synthetic": bool(b["synthetic"]),
+         "intended_use": b.get("intended_use"), "probability": None, "label": None, "cutoff": b["cutoff"]}
+    warnings: List[str] = []
+    try:
+        warnings += check_offered({"name": b["name"], "features": image_features(b)}, list(values), prov,
+                                  b.get("feature_schema") or {})
+        x, facts = case_input(b, images, mask)
+    except InputError as exc:
+        e["reason"] = str(exc)
+        return e, warnings
+    q, per_slice = cnn_probability(load_cnn(b), x)
+    p, imputed = hybrid_probability(b["hybrid"], q, values)
+    e.update(probability=p, label=CHOI_LABELS[int(p >= b["cutoff"])], cnn_probability=q,
+             cnn_slice_probabilities=per_slice, slices=facts["slices"], imputed=";".join(imputed))
+    clipped = {k: v for k, v in facts.get("clipped_fraction", {}).items() if v > 0}
+    if clipped:
+        warnings.append(f"model '{b['name']}': " + ", ".join(f"{100 * v:.1f} % of the {k.upper()} slice voxels"
+                                                             for k, v in clipped.items())
+                        + " above 255 clipped, as the model's 8-bit training images were")
+    return e, warnings
+
+
+def read_case_folder_images(folder: Path, channels: Sequence[str]):
+    """(images by sequence, tumour mask) of a case folder (inputs.scan_case_folder: the sequences and the one mask
+    file); InputError naming the folder when it has no mask."""
+    import SimpleITK as sitk
+    from .inputs import scan_case_folder
+    from .io import InputError
+    files = scan_case_folder(folder)
+    if files.mask is None:
+        raise InputError(f"{folder}: no tumour mask file (names with mask, seg, label, abnormality or ROI) for the "
+                         "Choi CNN's slices")
+    images = {}
+    for c in channels:
+        src = files.sequences.get(c)
+        if c != "mask" and src is not None:
+            images[c] = files.images.get(c) or sitk.ReadImage(str(src))
+    return images, sitk.ReadImage(str(files.mask))
+
+
+def predict_table_cases(b: dict, table, cases: Path, prov: Optional[dict], id_column: str = "case_id"):
+    """`predict --bundle <choi bundle> --table T --cases DIR`: one row per table row, its images and tumour mask
+    from the case folder DIR/<case id>; the table gives the shape / loci features and age."""
+    import pandas as pd
+    from .io import InputError
+    if id_column not in table.columns:
+        raise InputError(f"the table has no '{id_column}' column naming each row's case folder under {cases}")
+    rows, warnings = [], []
+    for _, r in table.iterrows():
+        cid = str(r[id_column])
+        folder = Path(cases) / cid
+        if not folder.is_dir():
+            raise InputError(f"{folder}: case folder not found (--cases DIR holds one folder per case id)")
+        images, mask = read_case_folder_images(folder, b["input"]["channels"])
+        e, w = predict_entry(b, images, mask, r.to_dict(), prov)
+        warnings += w
+        rows.append({id_column: cid, "task": e["task"], "probability": e["probability"], "label": e["label"],
+                     "cnn_probability": e.get("cnn_probability"), "imputed": e.get("imputed", ""),
+                     "reason": e.get("reason", ""), "synthetic_model": e["synthetic"], "model": e["model"]})
+    res = pd.DataFrame(rows)
+    res.attrs["warnings"] = list(dict.fromkeys(warnings))
+    return res
+
+
+def case_predictions(analysis, b: dict) -> Tuple[dict, List[str]]:
+    """The run path (`run --bundle <choi bundle>`): the case's preprocessed images and its segmentation (whole
+    tumour = label > 0, working grid) with the run's features and clinical values."""
+    values = analysis.feature_row()
+    return predict_entry(b, analysis.pre.images, analysis.label, values, analysis.features.provenance)
+
+
+def build_bundle(res: dict, final: dict, weights_name: str, *, table: str, cnn_data: str, synthetic: bool,
+                 feature_schema: Optional[dict], version: str, evaluation: str, trained_on: Optional[str] = None,
+                 intended_use: Optional[str] = None) -> dict:
+    """The bundle's JSON from the evaluation (``hybrid_cv`` result) and the final CNN's record (train_choi_cnn.py
+    --final)."""
+    import datetime as _dt
+    fh = res["final_hybrid"]
+    n, npos = int(final["n"]), int(final["n_positive"])
+    trained_on = trained_on or f"{Path(table).name}: {n} cases ({npos} IDH-mutant)"
+    if synthetic and "SYNTHETIC" not in trained_on:
+        trained_on += " (SYNTHETIC)"
+    return {
+        "format": CHOI_FORMAT, "schema_version": CHOI_SCHEMA_VERSION, "kind": "choi-hybrid",
+        "name": f"choi2021-hybrid-IDH-{res['variant']}" + ("-SYNTHETIC" if synthetic else ""), "task": "IDH",
+        "version": version, "method": "Choi 2021 model 2 (Neuro-Oncology 23:304): 2D ResNet34 on the maximum tumour "
+        "slice +-2, +-4 (patient = mean of the slices), then a logistic regression on the CNN logit + t-test-"
+        "selected 3D shape / loci features + age (choi.py)",
+        "intended_use": CHOI_INTENDED_USE + (f". {intended_use}" if intended_use else ""), "synthetic": bool(synthetic), "cutoff": 0.5, "labels": list(CHOI_LABELS),
+        "cnn": {"weights": weights_name, "sha256": final["sha256"], "format": "torch.save(state_dict), loaded with "
+                "torch.load(weights_only=True) after the SHA-256 check", "architecture": "ResNet34",
+                "blocks": list(RESNET34_LAYERS), "in_channels": len(final["channels"]), "outputs": 1,
+                "epochs": final["epochs"], "epoch_rule": "inner stratified CV on all training cases, earliest "
+                "maximum of the 3-epoch moving average of the inner AUC (the CV's rule)",
+                "inner_auc_curve": final.get("inner_auc_curve"), "init": final.get("init"),
+                "device": final.get("device"), "seconds": final.get("seconds")},
+        "input": {"variant": res["variant"], "channels": list(final["channels"]), "grid": int(final["grid"]),
+                  "slice_offsets": list(SLICE_OFFSETS), "quantisation": final["quantisation"],
+                  "slice_rule": "the axial slice with the largest tumour area on the resampled mask and the slices "
+                  "at the offsets (clipped to the volume)",
+                  "resample": "each volume to grid^3 voxels over its field of view (images linear, mask nearest "
+                  "neighbour)", "normalisation": "image channels z-scored with the volume's foreground (> 0) mean "
+                  "and SD; mask channel 0 / 1", "mask": "tumour = label > 0 (whole tumour)",
+                  "aggregate": "patient probability = mean of the slice probabilities"},
+        "hybrid": {"features": list(fh["features"]), "center": fh["center"], "scale": fh["scale"],
+                   "coef": fh["coef"], "intercept": fh["intercept"], "means": fh["means"], "C": fh["C"],
+                   "ttest_alpha": fh["ttest_alpha"], "cnn_input": "logit of the CNN probability clipped to "
+                   "[1e-4, 1 - 1e-4]; fitted on " + fh["cnn_input"],
+                   "formula": "p = 1 / (1 + exp(-(intercept + sum(coef * (x - center) / scale)))); a missing "
+                   "value takes the training mean (named as imputed)"},
+        "features": image_features({"hybrid": fh}), "feature_schema": feature_schema or {},
+        "metrics": {"validation": f"repeated nested CV, {len(res['repetitions'])} complete repetition(s), "
+                    "out-of-fold AUC (the CNN's folds; the hybrid refitted inside each fold)",
+                    "auc_cv_cnn": res["cnn"], "auc_cv_hybrid": res["hybrid"], "auc_cv_age": res.get("age"),
+                    "n": res["n"], "n_positive": res["n_positive"], "evaluation": evaluation},
+        "training": {"n": n, "n_positive": npos, "trained_on": trained_on, "table": table, "cnn_data": cnn_data,
+                     "synthetic": bool(synthetic), "date": _dt.date.today().isoformat()},
+    }
+
+
 def cli_train(args) -> int:
     """`glioma-radiogenomics train --method choi-hybrid`: the hybrid's cross-validation (and the final hybrid logistic
     part) from the CNN's out-of-fold probabilities: ``--choi-cnn`` (a scripts/train_choi_cnn.py JSON, e.g. from a
-    GPU), or ``--choi-data`` (the arrays of scripts/prepare_choi_data.py): the CNN CV is then run here first, in a
-    subprocess, on ``--choi-device`` (source checkout only). Writes one JSON evaluation (``--out``): per-repetition
-    AUCs of the CNN, the hybrid and age alone on identical folds, and the final hybrid's coefficients. It is NOT a
-    run-time model bundle (no CNN weights of a final network are part of it)."""
+    GPU) and / or ``--choi-data`` (the arrays of scripts/prepare_choi_data.py; the CNN CV is run here first, in a
+    subprocess, on ``--choi-device`` (source checkout only), unless ``--choi-cnn`` gives it). Writes the
+    cross-validated evaluation (``--out``: per-repetition AUCs of the CNN, the hybrid and age alone on identical
+    folds, the final hybrid's coefficients). With ``--choi-data`` the FINAL CNN is also trained on all the variant's
+    cases (the CV's epoch rule) and the run-time bundle is written beside it: ``<out stem>.bundle.json`` + the
+    weights ``<out stem>.bundle.cnn.pt`` (its SHA-256 in the bundle), applied by `predict --cases` and
+    `run --bundle`."""
     import json
+    import shutil
     import subprocess
     import sys
 
-    from .cli import read_table
+    from . import __version__
+    from .cli import _json_bundle_kwargs, read_table, read_table_provenance
     from .io import InputError, atomic_write_json, check_output_folder
 
     out = Path(args.out)
     check_output_folder(out.parent if str(out.parent) else Path("."))
-    if bool(args.choi_cnn) == bool(args.choi_data):
-        raise InputError("--method choi-hybrid needs exactly one of --choi-cnn (out-of-fold CNN JSON of "
-                         "scripts/train_choi_cnn.py) or --choi-data (choi_slices.npz of scripts/prepare_choi_data.py)")
+    if not args.choi_cnn and not args.choi_data:
+        raise InputError("--method choi-hybrid needs --choi-cnn (out-of-fold CNN JSON of scripts/train_choi_cnn.py) "
+                         "and / or --choi-data (choi_slices.npz of scripts/prepare_choi_data.py; needed for the "
+                         "final CNN and the run-time bundle)")
     table = read_table(args.table)
+    prov, _, _ = read_table_provenance(args.table)
     id_col = getattr(args, "id_column", None) or "case_id"
     if id_col not in table.columns:
         raise InputError(f"{args.table}: no '{id_col}' column to join the CNN's cases on")
+    kw = _json_bundle_kwargs(args, Path(args.table), table, out, prov)  # synthetic, trained_on, intended use
+    cnn_dir = out.with_name(out.stem + ".cnn")
+    final = None
     if args.choi_data:
         data = Path(args.choi_data)
         script = Path(__file__).resolve().parents[2] / "scripts" / "train_choi_cnn.py"
@@ -466,10 +775,10 @@ def cli_train(args) -> int:
             raise InputError(f"{script} not found: running the CNN needs a source checkout; give --choi-cnn instead")
         if args.choi_variant not in VARIANTS:
             raise InputError(f"--choi-variant {args.choi_variant}: one of {', '.join(VARIANTS)} with --choi-data")
-        cnn_dir = out.with_name(out.stem + ".cnn")
         cmd = [sys.executable, str(script), "--data", str(data), "--out", str(cnn_dir), "--variants",
                f"{args.choi_variant}={VARIANTS[args.choi_variant]}", "--repeats", str(args.repeats),
-               "--epochs", str(args.choi_epochs), "--seed", str(args.seed)]
+               "--epochs", str(args.choi_epochs), "--seed", str(args.seed),
+               "--final-only" if args.choi_cnn else "--final"]
         if args.choi_device:
             cmd += ["--device", args.choi_device]
         if args.choi_max_cases:
@@ -479,23 +788,39 @@ def cli_train(args) -> int:
         print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
         r = subprocess.run(cmd)
         if r.returncode != 0:
-            raise InputError(f"the CNN cross-validation failed (exit {r.returncode}): {' '.join(cmd)}")
-        cnn_path = cnn_dir / "choi_cnn_oof.json"
-    else:
-        cnn_path = Path(args.choi_cnn)
-        if not cnn_path.is_file():
-            raise InputError(f"{cnn_path}: CNN out-of-fold file not found")
+            raise InputError(f"the CNN training failed (exit {r.returncode}): {' '.join(cmd)}")
+        final = json.loads((cnn_dir / "choi_cnn_final.json").read_text())["variants"][args.choi_variant]
+    cnn_path = Path(args.choi_cnn) if args.choi_cnn else cnn_dir / "choi_cnn_oof.json"
+    if not cnn_path.is_file():
+        raise InputError(f"{cnn_path}: CNN out-of-fold file not found")
     try:
         cnn = json.loads(cnn_path.read_text())
         res = hybrid_cv(cnn, args.choi_variant, table, args.label, id_col)
     except (ValueError, KeyError, json.JSONDecodeError) as exc:
         raise InputError(f"{cnn_path}: {exc}") from None
-    res = {"what": "Choi 2021 hybrid IDH model (issue 17): cross-validated evaluation + final hybrid logistic part; "
-                   "not a run-time bundle (research use only, not a diagnosis)",
+    if final is not None and final["case_ids"] != res["case_ids"]:
+        raise InputError(f"{cnn_path} and {args.choi_data}: the final CNN's cases are not the cross-validated ones "
+                         f"(variant {args.choi_variant}): use the data file the CV ran on")
+    bundle_path = out.with_name(out.stem + ".bundle.json")
+    res = {"what": "Choi 2021 hybrid IDH model (issue 17): cross-validated evaluation + final hybrid logistic part "
+                   "(research use only, not a diagnosis); the run-time bundle (final CNN) is "
+                   + (bundle_path.name if final else "not made: it needs --choi-data"),
            "table": str(args.table), "cnn_file": str(cnn_path), "cnn_device": cnn.get("device"),
-           "cnn_init": cnn.get("init"), "synthetic": bool(args.synthetic), **res}
+           "cnn_init": cnn.get("init"), "synthetic": kw["synthetic"], **res}
     atomic_write_json(out, res)
-    print(json.dumps({"evaluation": str(out), "variant": res["variant"], "n": res["n"],
-                      "repetitions": res["repetitions"], "auc_cnn": res["cnn"], "auc_hybrid": res["hybrid"],
-                      "auc_age": res.get("age"), "final_features": res["final_hybrid"]["features"]}, indent=1))
+    summary = {"evaluation": str(out), "variant": res["variant"], "n": res["n"], "repetitions": res["repetitions"],
+               "auc_cnn": res["cnn"], "auc_hybrid": res["hybrid"], "auc_age": res.get("age"),
+               "final_features": res["final_hybrid"]["features"], "bundle": None}
+    if final is not None:
+        weights = bundle_path.with_name(bundle_path.stem + ".cnn.pt")
+        shutil.copyfile(cnn_dir / final["weights"], weights)
+        if sha256_file(weights) != final["sha256"]:
+            raise InputError(f"{weights}: the copied CNN weights differ from {cnn_dir / final['weights']}")
+        bundle = build_bundle(res, final, weights.name, table=str(args.table), cnn_data=str(args.choi_data),
+                              synthetic=kw["synthetic"], feature_schema=prov, version=__version__,
+                              evaluation=out.name, trained_on=args.trained_on, intended_use=args.intended_use)
+        atomic_write_json(bundle_path, bundle)
+        summary.update(bundle=str(bundle_path), weights=str(weights), cnn_epochs=final["epochs"],
+                       synthetic=bundle["synthetic"])
+    print(json.dumps(summary, indent=1))
     return 0

@@ -330,6 +330,14 @@ def cmd_predict(args) -> int:
     if kind is None:
         res = predict_table(bundle, table, prov, id_column=args.id_column or "case_id")
         name, trained_on, synthetic = bundle.name, bundle.training.get("trained_on"), bundle.synthetic
+    elif kind == "choi":  # Choi 2021 hybrid IDH: the CNN on each case folder's images + the table's shape / age
+        from .choi import predict_table_cases
+        kind, b = load_json_bundle(args.bundle)
+        if not args.cases:
+            raise InputError(f"{args.bundle} is a Choi 2021 hybrid bundle: its CNN needs each case's images and "
+                             "tumour mask: give --cases DIR (one folder per case id of the table)")
+        res = predict_table_cases(b, table, Path(args.cases), prov, args.id_column or "case_id")
+        name, trained_on, synthetic = b["name"], b["training"].get("trained_on"), b["synthetic"]
     else:  # Shim 2021: recurrence pattern (MLP on rCBV) or Cox-LASSO risk score
         kind, b = load_json_bundle(args.bundle)
         res = apply_json_bundle(kind, b, table, prov, args.id_column or "case_id")
@@ -637,7 +645,8 @@ def _add_segment_args(p):
 def _add_feature_args(p):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
-                   "Shim 2021 recurrence / Cox-LASSO survival bundles too (applied when the case has a CBV map)")
+                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and Choi 2021 "
+                   "hybrid IDH bundles too")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
     p.add_argument("--location", action="store_true",
                    help="add atlas location percentages (Choi 2021), automatic VASARI features and the T2-FLAIR "
@@ -737,7 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
-                   "Shim 2021 recurrence / Cox-LASSO survival bundles too (applied when the case has a CBV map)")
+                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and Choi 2021 "
+                   "hybrid IDH bundles too")
     from .segment import BACKENDS
     p.add_argument("--backend", default="auto", choices=sorted(BACKENDS), help="the segmentation model selected at "
                    "start (the page's selector changes it; default auto)")
@@ -789,6 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", help="case identifier column copied to the output (default: case_id)")
     p.add_argument("--trust-table", action="store_true", help="predict from a table without a provenance file "
                    "(the extraction settings are then not checked; said in the output)")
+    p.add_argument("--cases", help="Choi 2021 hybrid bundle: folder of case folders (one per case id of the table) "
+                   "with the images and the tumour mask its CNN reads (docs/choi.md)")
     p.set_defaults(func=cmd_predict)
     return ap
 

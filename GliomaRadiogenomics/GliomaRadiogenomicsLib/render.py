@@ -13,7 +13,9 @@ never as -229 points; the exact value stays in predictions.json.
 
 The Shim 2021 tasks of a run with a CBV map (predictions.json ``shim2021``: recurrence-pattern probability,
 Cox-LASSO risk group) have their own rows (``shim_rows``: the result, ``not computed`` with the reason, SYNTHETIC
-model, what the model was trained on) shown by the same screens; a document without ``shim2021`` shows none.
+model, what the model was trained on) shown by the same screens; a document without ``shim2021`` shows none. A Choi
+2021 hybrid IDH bundle given to `run` (choi.py, kind 'choi') has its entry in the same list and is shown the same
+way (a probability and its label at the cutoff), named with its paper (``ShimRow.paper``).
 """
 from __future__ import annotations
 
@@ -184,7 +186,7 @@ class ShimRow(_StatusShown):
     """One Shim 2021 entry as every screen shows it: a recurrence-pattern probability with its label, or a
     Cox-LASSO risk score with its risk group; or not computed, with the reason."""
     task: str
-    kind: str                      # 'recurrence' | 'survival'
+    kind: str                      # 'recurrence' | 'survival' | 'choi' (Choi 2021 hybrid IDH, also a probability)
     available: bool
     value_text: str                # "probability 0.734" / "risk score +0.123" / "not computed"
     label: str                     # the label at the cutoff / "high risk" / "" when not computed
@@ -195,6 +197,7 @@ class ShimRow(_StatusShown):
     reason: str = ""
     statuses: List[str] = field(default_factory=list)   # not computed / imputed inputs / synthetic model / valid
     status_notes: List[str] = field(default_factory=list)
+    paper: str = "Shim 2021"       # the method's paper, shown beside the task
 
     @property
     def result_text(self) -> str:
@@ -207,7 +210,7 @@ class ShimRow(_StatusShown):
     def line(self) -> str:
         """The CLI summary's / status label's line."""
         syn = " [SYNTHETIC-trained]" if self.synthetic else ""
-        return (f"{self.task} (Shim 2021): {self.result_text} [{self.status_text}]; model {self.model}{syn}, "
+        return (f"{self.task} ({self.paper}): {self.result_text} [{self.status_text}]; model {self.model}{syn}, "
                 f"trained on {self.trained_on}")
 
 
@@ -215,7 +218,7 @@ def shim_rows(doc: dict) -> List[ShimRow]:
     """One row per Shim 2021 entry of the document (none when it has no ``shim2021``)."""
     rows = []
     for e in doc.get("shim2021") or []:
-        rec = e.get("kind") == "recurrence"
+        rec = e.get("kind") in ("recurrence", "choi")  # a probability with its label at the cutoff
         value = e.get("probability") if rec else e.get("risk_score")
         available = value is not None and not e.get("reason")
         statuses, notes = [], []
@@ -241,8 +244,15 @@ def shim_rows(doc: dict) -> List[ShimRow]:
                             value_text=value_text, label=label, cutoff_text=cutoff,
                             model=f"{e.get('model', '?')} v{e.get('version') or '?'}",
                             trained_on=str(e.get("trained_on") or "not stated"), synthetic=bool(e.get("synthetic")),
-                            reason=str(e.get("reason") or ""), statuses=statuses or ["valid"], status_notes=notes))
+                            reason=str(e.get("reason") or ""), statuses=statuses or ["valid"], status_notes=notes,
+                            paper=str(e.get("paper") or "Shim 2021")))
     return rows
+
+
+def shim_title(doc: dict) -> str:
+    """The heading of the JSON-bundle tasks: SHIM_TITLE when they are all Shim 2021's, else the papers named."""
+    papers = sorted({r.paper for r in shim_rows(doc)})
+    return SHIM_TITLE if set(papers) <= {"Shim 2021"} else f"Further tasks ({', '.join(papers)})"
 
 
 def shim_table(doc: dict):

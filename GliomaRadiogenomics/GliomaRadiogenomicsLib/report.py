@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from .case import SEQUENCE_NAMES
 from .io import atomic_write_bytes, atomic_write_text
 from .render import (SHIM_TITLE, any_synthetic_model, input_quality_lines, key_result_line, model_card_rows,
-                     patient_rows, sequence_rows, shim_table, task_rows)
+                     patient_rows, sequence_rows, shim_table, shim_title, task_rows)
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
 LABEL_NAMES = {1: "necrosis (NCR)", 2: "edema (ED)", 3: "enhancing (ET)"}
@@ -206,10 +206,11 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
                        "predictions.json)."))
     shim = shim_table(doc)
     if shim:
-        b += [("h3", SHIM_TITLE), ("table", shim),
+        b += [("h3", shim_title(doc)), ("table", shim),
               ("p", "From the CBV map (rCBV features of the shim2021 preset): a recurrence-pattern probability and a "
-                    "Cox-LASSO risk group. Research outputs, not diagnoses; a model marked SYNTHETIC demonstrates "
-                    "the software only.")]
+                    "Cox-LASSO risk group" + ("; Choi 2021: an IDH probability from a CNN on the tumour slices + "
+                                              "shape / loci / age" if shim_title(doc) != SHIM_TITLE else "")
+                    + ". Research outputs, not diagnoses; a model marked SYNTHETIC demonstrates the software only.")]
     figs = [(t, doc[t]) for t in doc.get("tasks", []) if (doc.get(t) or {}).get("nomogram")]
     if figs:
         b += [("h2", "Nomograms"),

@@ -20,9 +20,11 @@ NO_CBV = ("needs a CBV map (DSC perfusion: --cbv FILE, or cbv.nii.gz in the case
 
 
 def json_bundle_kind(path) -> Optional[str]:
-    """'recurrence' / 'survival' for the Shim 2021 JSON bundles, None for anything else (a logistic model bundle,
-    or a broken file: ``bundle.load_bundle`` then says what is wrong with it)."""
+    """'recurrence' / 'survival' for the Shim 2021 JSON bundles, 'choi' for the Choi 2021 hybrid IDH bundle (JSON +
+    CNN weights, choi.py), None for anything else (a logistic model bundle, or a broken file: ``bundle.load_bundle``
+    then says what is wrong with it)."""
     from .bundle import read_bundle_json
+    from .choi import CHOI_FORMAT
     from .recurrence import RECURRENCE_FORMAT
     from .survival import SURVIVAL_FORMAT
     try:
@@ -30,11 +32,12 @@ def json_bundle_kind(path) -> Optional[str]:
     except Exception:  # unreadable or refused: load_bundle gives the clear message
         return None
     fmt = d.get("format") if isinstance(d, dict) else None
-    return {RECURRENCE_FORMAT: "recurrence", SURVIVAL_FORMAT: "survival"}.get(fmt)
+    return {RECURRENCE_FORMAT: "recurrence", SURVIVAL_FORMAT: "survival", CHOI_FORMAT: "choi"}.get(fmt)
 
 
 def load_json_bundle(path) -> Tuple[str, dict]:
-    """(kind, checked bundle) of a Shim 2021 JSON bundle; BundleError for anything else."""
+    """(kind, checked bundle) of a JSON bundle of its own format (Shim 2021 recurrence / survival, Choi 2021 hybrid:
+    its weights file's SHA-256 checked here); BundleError for anything else."""
     from .bundle import BundleError
     kind = json_bundle_kind(path)
     if kind == "recurrence":
@@ -43,7 +46,10 @@ def load_json_bundle(path) -> Tuple[str, dict]:
     if kind == "survival":
         from .survival import load_survival_bundle
         return kind, load_survival_bundle(path)
-    raise BundleError(f"{path}: not a Shim 2021 recurrence or survival bundle")
+    if kind == "choi":
+        from .choi import load_choi_bundle
+        return kind, load_choi_bundle(path)
+    raise BundleError(f"{path}: not a Shim 2021 recurrence or survival bundle, nor a Choi 2021 hybrid bundle")
 
 
 def check_offered(b: dict, columns, prov: Optional[dict], schema: dict, what: str = "") -> List[str]:
@@ -106,9 +112,10 @@ def _shim_features(analysis):
 
 
 def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[dict], List[str]]:
-    """One entry per Shim 2021 bundle for an analysed case (predictions.json ``shim2021``): probability and label
-    (recurrence) or risk score and group (survival), the model, what it was trained on and whether it is
-    SYNTHETIC; ``None`` and the reason where the case has no CBV map, no tumour or features the model refuses."""
+    """One entry per JSON bundle for an analysed case (predictions.json ``shim2021``): probability and label
+    (recurrence; Choi 2021 hybrid IDH, kind 'choi': choi.case_predictions, no CBV needed) or risk score and group
+    (survival), the model, what it was trained on and whether it is SYNTHETIC; ``None`` and the reason where the
+    case has no CBV map, no tumour or features the model refuses (Choi: a sequence its input variant needs)."""
     from .io import InputError
     out, warnings = [], []
     table = prov = None
@@ -117,10 +124,17 @@ def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[di
         reason = NO_CBV
     elif analysis.volumes_ml.get("WT", 0) <= 0:
         reason = "no tumour segmented: no rCBV features"
-    else:
+    elif any(kind != "choi" for kind, _ in bundles):
         values, prov = _shim_features(analysis)
         table = pd.DataFrame([values])
     for kind, b in bundles:
+        if kind == "choi":  # Choi 2021 hybrid IDH: CNN on the case's images + shape / loci / age
+            from .choi import case_predictions as choi_case
+            e, w = choi_case(analysis, b)
+            warnings += w
+            _entry_warnings(e, b, warnings)
+            out.append(e)
+            continue
         e = {"task": b.get("task", kind), "kind": kind, "model": b["name"], "version": b.get("version"),
              "trained_on": b["training"].get("trained_on"), "synthetic": bool(b["synthetic"]),
              "intended_use": b.get("intended_use")}
@@ -144,12 +158,17 @@ def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[di
                     e.update(risk_score=float(row["risk_score"]), risk_group=row["risk_group"],
                              risk_group_cutoff=b["risk_group_cutoff"], imputed=row.get("imputed") or "")
                 warnings += r.attrs.get("warnings", [])
-        if e["synthetic"]:
-            warnings.append(f"{e['task']} model '{b['name']}' trained on SYNTHETIC data: demonstration only")
-        if e.get("reason"):
-            warnings.append(f"{e['task']}: not computed: {e['reason']}")
+        _entry_warnings(e, b, warnings)
         out.append(e)
     return out, warnings
+
+
+def _entry_warnings(e: dict, b: dict, warnings: List[str]) -> None:
+    """The run's warnings of one entry: a SYNTHETIC model, a task not computed (with the reason)."""
+    if e["synthetic"]:
+        warnings.append(f"{e['task']} model '{b['name']}' trained on SYNTHETIC data: demonstration only")
+    if e.get("reason"):
+        warnings.append(f"{e['task']}: not computed: {e['reason']}")
 
 
 def summary_lines(entries: List[dict]) -> List[str]:

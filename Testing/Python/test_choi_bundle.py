@@ -1,0 +1,215 @@
+"""Choi 2021 hybrid IDH through the CLI (issue 17): `train --method choi-hybrid --choi-data` trains the FINAL CNN and
+writes the run-time bundle (JSON + torch state dict, SHA-256 in the bundle); `predict --bundle --cases` and
+`run --bundle` apply it, and their probability equals a recomputation by hand from the bundle (the CNN's forward
+pass with torch on the case's slices + the logistic formula). A tampered weights file is refused with its name; a
+case without the sequence the input variant needs gets no probability and the reason. Tiny SYNTHETIC cohort
+(12 cases, 32 x 32 slices, 2 epochs): about a minute on the CPU."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+sitk = pytest.importorskip("SimpleITK")
+
+from GliomaRadiogenomicsLib import choi  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "GliomaRadiogenomics"), "OMP_NUM_THREADS": "2"}
+CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
+GRID = 32
+CHANNELS = ("t1c", "flair", "mask")
+VOLUME = "mask_WT_original_shape_VoxelVolume"
+SHAPE_PRESET = """glioma_radiogenomics:
+  name: choi-test-shape
+  sequences: [t1c, flair]
+  regions: [WT]
+  normalization: zscore
+imageType:
+  Original: {}
+featureClass:
+  shape:
+"""
+
+
+def _image(a, dtype=sitk.sitkFloat32):
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing((2.0, 2.0, 2.0))
+    return sitk.Cast(img, dtype)
+
+
+def write_case(folder: Path, mutant: int, rng, with_t1c: bool = True) -> float:
+    """A SYNTHETIC case folder (t1c, flair, flair_abnormality; 40 x 40 x 24 voxels of 2 mm) with the planted
+    signal: IDH-mutant tumours are dark on T1c and larger, wildtype ones enhance (bright) and are smaller.
+    Returns the tumour volume (mm^3). 2-mm voxels: 80 x 80 x 48 mm, large enough for `run`."""
+    z, y, x = np.mgrid[:24, :40, :40]
+    brain = ((z - 12) / 11.0) ** 2 + ((y - 20) / 18.0) ** 2 + ((x - 20) / 18.0) ** 2 <= 1
+    r = rng.uniform(6, 7.5) if mutant else rng.uniform(3.5, 5)
+    c = rng.uniform([10, 15, 15], [14, 25, 25])
+    tumour = ((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= r * r) & brain
+    t1c = np.where(brain, 110 + 8 * rng.standard_normal(brain.shape), 0)
+    t1c[tumour] = (55 if mutant else 215) + 8 * rng.standard_normal(tumour.sum())
+    flair = np.where(brain, 90 + 8 * rng.standard_normal(brain.shape), 0)
+    flair[tumour] = 190 + 8 * rng.standard_normal(tumour.sum())
+    folder.mkdir(parents=True)
+    if with_t1c:
+        sitk.WriteImage(_image(np.clip(t1c, 1, 250) * brain), str(folder / "t1c.nii.gz"))
+    sitk.WriteImage(_image(np.clip(flair, 1, 250) * brain), str(folder / "flair.nii.gz"))
+    sitk.WriteImage(_image(tumour.astype(np.uint8), sitk.sitkUInt8), str(folder / "flair_abnormality.nii.gz"))
+    return float(tumour.sum()) * 8.0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """12 SYNTHETIC cases -> choi_slices.npz (choi.volume_slices, grid 32) -> `train --method choi-hybrid`."""
+    d = tmp_path_factory.mktemp("choi")
+    rng = np.random.default_rng(17)
+    y = np.array([1, 0] * 6)
+    ids = [f"S{i:02d}" for i in range(len(y))]
+    rows, X, A, N = [], [], [], []
+    for cid, t in zip(ids, y):
+        vol = write_case(d / "cases" / cid, t, rng)
+        rows.append({"case_id": cid, "IDH": int(t), "age": round(float(rng.uniform(30, 70)), 1), VOLUME: vol})
+        images, mask = choi.read_case_folder_images(d / "cases" / cid, CHANNELS)
+        x, av, nm, _ = choi.volume_slices(images, mask, CHANNELS, GRID, "uint8")
+        X.append(x), A.append(av), N.append(nm)
+    table = pd.DataFrame(rows)
+    table.to_csv(d / "t.csv", index=False)
+    np.savez_compressed(d / "choi_slices.npz", images=np.stack(X), available=np.stack(A), norm=np.stack(N),
+                        case_ids=np.array(ids), y=y.astype(float), channels=np.array(CHANNELS),
+                        **{"folds_flair-t1-t1c": choi.stratified_folds(y, 2, 3)[None]})
+    r = subprocess.run(CLI + ["train", "--method", "choi-hybrid", "--table", str(d / "t.csv"), "--label", "IDH",
+                              "--out", str(d / "choi.json"), "--choi-data", str(d / "choi_slices.npz"),
+                              "--choi-epochs", "2", "--choi-device", "cpu", "--repeats", "1", "--synthetic"],
+                       capture_output=True, text=True, timeout=900, cwd=REPO, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return d, table, d / "choi.bundle.json"
+
+
+def by_hand(bundle_path: Path, images: dict, mask, values: dict) -> float:
+    """The bundle's probability recomputed without predict_entry: weights via torch.load(weights_only=True), the
+    ResNet34's forward pass on the case's slices (choi.case_input), the mean over the slices, then the logistic
+    formula written out."""
+    b = json.loads(bundle_path.read_text())
+    net = choi.ResNet34(b["cnn"]["in_channels"], 1)
+    net.load_state_dict(torch.load(bundle_path.parent / b["cnn"]["weights"], weights_only=True))
+    x, _ = choi.case_input(b, images, mask)
+    with torch.no_grad():
+        q = float(torch.sigmoid(net.eval()(torch.from_numpy(x))).mean())
+    h = b["hybrid"]
+    q = min(max(q, 1e-4), 1 - 1e-4)
+    xs = [np.log(q / (1 - q))] + [float(values[f]) for f in h["features"][1:]]
+    eta = h["intercept"] + sum(c * (v - m) / s for c, v, m, s in zip(h["coef"], xs, h["center"], h["scale"]))
+    return 1 / (1 + np.exp(-eta))
+
+
+def test_train_writes_the_bundle_and_the_final_cnn(trained):
+    d, table, bp = trained
+    b = json.loads(bp.read_text())
+    w = bp.parent / b["cnn"]["weights"]
+    assert b["format"] == choi.CHOI_FORMAT and b["kind"] == "choi-hybrid" and b["task"] == "IDH"
+    assert w.name == "choi.bundle.cnn.pt" and b["cnn"]["sha256"] == choi.sha256_file(w)
+    assert b["input"]["channels"] == ["t1c", "mask"] and b["input"]["grid"] == GRID
+    assert b["input"]["quantisation"] == "uint8" and b["input"]["slice_offsets"] == list(choi.SLICE_OFFSETS)
+    assert b["cnn"]["in_channels"] == 2 and 1 <= b["cnn"]["epochs"] <= 2
+    assert b["synthetic"] is True and "SYNTHETIC" in b["name"] and "SYNTHETIC" in b["training"]["trained_on"]
+    assert b["training"]["n"] == 12 and b["training"]["n_positive"] == 6
+    assert "not a diagnosis" in b["intended_use"]
+    h = b["hybrid"]
+    assert h["features"][0] == "cnn_logit" and VOLUME in h["features"]  # the planted volume signal is selected
+    assert len(h["coef"]) == len(h["center"]) == len(h["scale"]) == len(h["means"]) == len(h["features"])
+    ev = json.loads((d / "choi.json").read_text())
+    assert b["metrics"]["auc_cv_hybrid"] == ev["hybrid"] and ev["final_hybrid"]["coef"] == h["coef"]
+    assert b["metrics"]["auc_cv_hybrid"]["mean"] > 0.8  # the planted signal is recovered out of fold
+    # the state dict loads with weights_only=True into the bundle's architecture
+    state = torch.load(w, weights_only=True)
+    choi.ResNet34(2, 1).load_state_dict(state)
+    from GliomaRadiogenomicsLib.shim import json_bundle_kind
+    assert json_bundle_kind(bp) == "choi"
+
+
+def test_predict_cli_equals_the_bundle_by_hand(trained, tmp_path):
+    d, table, bp = trained
+    # the case input of the run-time path is the training data's exactly (the same slices, normalised the same)
+    data = np.load(d / "choi_slices.npz")
+    images, mask = choi.read_case_folder_images(d / "cases" / "S03", CHANNELS)
+    x, _ = choi.case_input(json.loads(bp.read_text()), images, mask)
+    assert np.array_equal(x, choi.network_input(data["images"][3], list(CHANNELS), data["norm"][3], ["t1c", "mask"]))
+    table.head(4).to_csv(tmp_path / "new.csv", index=False)
+    r = subprocess.run(CLI + ["predict", "--bundle", str(bp), "--table", str(tmp_path / "new.csv"), "--cases",
+                              str(d / "cases"), "--trust-table", "--out", str(tmp_path / "p.csv")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = pd.read_csv(tmp_path / "p.csv")
+    assert got["case_id"].tolist() == table["case_id"].head(4).tolist() and got["synthetic_model"].all()
+    assert "SYNTHETIC" in r.stdout
+    for _, row in got.iterrows():
+        images, mask = choi.read_case_folder_images(d / "cases" / row["case_id"], CHANNELS)
+        want = by_hand(bp, images, mask, table.set_index("case_id").loc[row["case_id"]].to_dict())
+        assert abs(row["probability"] - want) <= 1e-6, (row["case_id"], row["probability"], want)
+        assert row["label"] == ("IDH-mutant" if want >= 0.5 else "IDH-wildtype")
+    # without --cases the CNN has no images: a clear error
+    r = subprocess.run(CLI + ["predict", "--bundle", str(bp), "--table", str(tmp_path / "new.csv"), "--trust-table",
+                              "--out", str(tmp_path / "q.csv")], capture_output=True, text=True, timeout=300,
+                       cwd=REPO, env=ENV)
+    assert r.returncode == 2 and "--cases" in r.stderr
+
+
+def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
+    d, table, bp = trained
+    (tmp_path / "shape.yaml").write_text(SHAPE_PRESET)
+    case = d / "cases" / "S04"
+    out = tmp_path / "run"
+    r = subprocess.run(CLI + ["run", "--case-dir", str(case), "--segmentation", "case", "--no-register",
+                              "--spacing", "2", "--brain-mask", "nonzero", "--preset", str(tmp_path / "shape.yaml"), "--bundle",
+                              str(bp), "--age", "47", "--workers", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=REPO, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((out / "predictions.json").read_text())
+    (e,) = [e for e in doc["shim2021"] if e["kind"] == "choi"]
+    assert e["model"] == json.loads(bp.read_text())["name"] and e["synthetic"] is True and not e.get("reason")
+    assert e["paper"] == "Choi 2021" and "SYNTHETIC" in e["trained_on"]
+    feats = pd.read_csv(out / "features.csv").iloc[0].to_dict()
+    images, mask = choi.read_case_folder_images(case, CHANNELS)
+    want = by_hand(bp, images, mask, {**feats, "age": 47.0})
+    assert abs(e["probability"] - want) <= 1e-6, (e["probability"], want)
+    assert "IDH (Choi 2021): probability" in r.stdout and "SYNTHETIC" in r.stdout
+
+
+def test_tampered_or_missing_weights_are_refused_with_the_file_named(trained, tmp_path):
+    d, table, bp = trained
+    b = json.loads(bp.read_text())
+    (tmp_path / "b.json").write_text(bp.read_text())
+    raw = bytearray((bp.parent / b["cnn"]["weights"]).read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one byte changed
+    (tmp_path / b["cnn"]["weights"]).write_bytes(bytes(raw))
+    table.head(1).to_csv(tmp_path / "new.csv", index=False)
+    args = ["predict", "--bundle", str(tmp_path / "b.json"), "--table", str(tmp_path / "new.csv"), "--cases",
+            str(d / "cases"), "--trust-table", "--out", str(tmp_path / "p.csv")]
+    r = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV)
+    assert r.returncode == 2 and "SHA-256" in r.stderr and b["cnn"]["weights"] in r.stderr, r.stderr
+    assert not (tmp_path / "p.csv").exists()
+    from GliomaRadiogenomicsLib.bundle import BundleError
+    (tmp_path / b["cnn"]["weights"]).unlink()
+    with pytest.raises(BundleError, match=f"{b['cnn']['weights']}.*missing"):
+        choi.load_choi_bundle(tmp_path / "b.json")
+
+
+def test_a_case_without_the_variants_sequence_gets_no_probability(trained, tmp_path):
+    d, table, bp = trained
+    write_case(tmp_path / "cases" / "N01", 1, np.random.default_rng(5), with_t1c=False)
+    pd.DataFrame([{"case_id": "N01", "age": 40.0, VOLUME: 900.0}]).to_csv(tmp_path / "n.csv", index=False)
+    r = subprocess.run(CLI + ["predict", "--bundle", str(bp), "--table", str(tmp_path / "n.csv"), "--cases",
+                              str(tmp_path / "cases"), "--trust-table", "--out", str(tmp_path / "p.csv")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = pd.read_csv(tmp_path / "p.csv").iloc[0]
+    assert pd.isna(got["probability"]) and pd.isna(got["cnn_probability"]) and pd.isna(got["label"])
+    assert "needs T1C" in got["reason"] and "not imputed" in got["reason"]
