@@ -400,6 +400,22 @@ def read_bundle_json(path):
     return d
 
 
+def read_format_json(path, fmt: str, version: int, keys, what: str) -> dict:
+    """A JSON bundle of its own format (recurrence, Choi hybrid): parsed by ``read_bundle_json`` (a pickle or binary
+    file refused before parsing), then its format, schema version and required keys checked; BundleError naming the
+    file. ``what`` names the kind in the messages."""
+    d = read_bundle_json(path)
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise BundleError(f"{path}: not a GliomaRadiogenomics {what} bundle (format "
+                          f"'{d.get('format') if isinstance(d, dict) else None}')")
+    if d.get("schema_version") != version:
+        raise BundleError(f"{path}: {what} bundle schema version {d.get('schema_version')} is not supported")
+    for k in keys:
+        if k not in d:
+            raise BundleError(f"{path}: missing key '{k}'")
+    return d
+
+
 def default_bundle_paths() -> List[Path]:
     """The shipped default bundles: ``resources/models/defaults.json`` lists, per task, a family of bundle files
     (one per sequence subset; ``select_bundles`` picks per case). Without it: default_<task>.json."""

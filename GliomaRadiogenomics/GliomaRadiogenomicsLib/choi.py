@@ -512,18 +512,11 @@ def load_choi_bundle(path) -> dict:
     """Read and check a Choi hybrid bundle (JSON) and its CNN weights file (beside it, named in ``cnn.weights``):
     BundleError naming the file when a key is missing, the weights file is absent or its SHA-256 differs from the
     bundle's. The returned dict carries the weights' path as ``_weights_path`` (not part of the file)."""
-    from .bundle import read_bundle_json
+    from .bundle import read_format_json
     path = Path(path)
-    d = read_bundle_json(path)
-    if not isinstance(d, dict) or d.get("format") != CHOI_FORMAT:
-        raise _bundle_error(f"{path}: not a Choi 2021 hybrid bundle (format "
-                            f"'{d.get('format') if isinstance(d, dict) else None}')")
-    if d.get("schema_version") != CHOI_SCHEMA_VERSION:
-        raise _bundle_error(f"{path}: Choi bundle schema version {d.get('schema_version')} is not supported")
-    for k in ("name", "task", "cnn", "input", "hybrid", "cutoff", "synthetic", "training", "metrics",
-              "intended_use"):
-        if k not in d:
-            raise _bundle_error(f"{path}: missing key '{k}'")
+    d = read_format_json(path, CHOI_FORMAT, CHOI_SCHEMA_VERSION, ("name", "task", "cnn", "input", "hybrid", "cutoff",
+                                                                  "synthetic", "training", "metrics", "intended_use"),
+                         "Choi 2021 hybrid")
     h = d["hybrid"]
     n = len(h.get("features", []))
     if not n or h["features"][0] != "cnn_logit" or any(len(h.get(k, [])) != n for k in ("center", "scale", "coef",
@@ -701,7 +694,8 @@ def build_bundle(res: dict, final: dict, weights_name: str, *, table: str, cnn_d
         "version": version, "method": "Choi 2021 model 2 (Neuro-Oncology 23:304): 2D ResNet34 on the maximum tumour "
         "slice +-2, +-4 (patient = mean of the slices), then a logistic regression on the CNN logit + t-test-"
         "selected 3D shape / loci features + age (choi.py)",
-        "intended_use": CHOI_INTENDED_USE + (f". {intended_use}" if intended_use else ""), "synthetic": bool(synthetic), "cutoff": 0.5, "labels": list(CHOI_LABELS),
+        "intended_use": CHOI_INTENDED_USE + (f". {intended_use}" if intended_use else ""),
+        "synthetic": bool(synthetic), "cutoff": 0.5, "labels": list(CHOI_LABELS),
         "cnn": {"weights": weights_name, "sha256": final["sha256"], "format": "torch.save(state_dict), loaded with "
                 "torch.load(weights_only=True) after the SHA-256 check", "architecture": "ResNet34",
                 "blocks": list(RESNET34_LAYERS), "in_channels": len(final["channels"]), "outputs": 1,

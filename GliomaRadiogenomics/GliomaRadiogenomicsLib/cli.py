@@ -645,8 +645,8 @@ def _add_segment_args(p):
 def _add_feature_args(p):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
-                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and Choi 2021 "
-                   "hybrid IDH bundles too")
+                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and "
+                   "Choi 2021 hybrid IDH bundles too")
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
     p.add_argument("--location", action="store_true",
                    help="add atlas location percentages (Choi 2021), automatic VASARI features and the T2-FLAIR "
@@ -746,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
-                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and Choi 2021 "
-                   "hybrid IDH bundles too")
+                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and "
+                   "Choi 2021 hybrid IDH bundles too")
     from .segment import BACKENDS
     p.add_argument("--backend", default="auto", choices=sorted(BACKENDS), help="the segmentation model selected at "
                    "start (the page's selector changes it; default auto)")

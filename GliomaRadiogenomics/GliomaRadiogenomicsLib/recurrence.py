@@ -335,17 +335,10 @@ def recurrence_bundle_dict(est: ShimRecurrence, *, name: str, version: str, labe
 
 def load_recurrence_bundle(path) -> dict:
     """Read and check a recurrence bundle (JSON only: a pickle is refused before parsing, as ``bundle.load_bundle``)."""
-    from .bundle import BundleError, read_bundle_json
-    d = read_bundle_json(path)
-    if not isinstance(d, dict) or d.get("format") != RECURRENCE_FORMAT:
-        raise BundleError(f"{path}: not a GliomaRadiogenomics recurrence bundle (format "
-                          f"'{d.get('format') if isinstance(d, dict) else None}')")
-    if d.get("schema_version") != RECURRENCE_SCHEMA_VERSION:
-        raise BundleError(f"{path}: recurrence bundle schema version {d.get('schema_version')} is not supported")
-    for k in ("features", "center", "scale", "mlp", "cutoff", "feature_schema", "synthetic", "training", "metrics",
-              "intended_use", "explanation"):
-        if k not in d:
-            raise BundleError(f"{path}: missing key '{k}'")
+    from .bundle import BundleError, read_format_json
+    d = read_format_json(path, RECURRENCE_FORMAT, RECURRENCE_SCHEMA_VERSION,
+                         ("features", "center", "scale", "mlp", "cutoff", "feature_schema", "synthetic", "training",
+                          "metrics", "intended_use", "explanation"), "recurrence")
     n = len(d["features"])
     if len(d["center"]) != n or len(d["scale"]) != n:
         raise BundleError(f"{path}: center / scale do not match the {n} features")

@@ -239,11 +239,15 @@ def test_train_choi_hybrid_cli_smoke_on_real_cases(tmp_path):
     assert res["n"] == 8 and res["repetitions"] == [0] and res["offered"] == ["age"]
     assert res["case_ids"] == ids and len(res["oof_hybrid"]["0"]) == 8
     assert all(0 <= v <= 1 for v in res["cnn"]["per_repetition"] + res["hybrid"]["per_repetition"])
-    assert res["final_hybrid"]["features"][0] == "cnn_logit" and "not a run-time bundle" in res["what"]
+    assert res["final_hybrid"]["features"][0] == "cnn_logit" and "choi.bundle.json" in res["what"]
     assert (tmp_path / "choi.cnn" / "choi_cnn_oof.json").is_file()
-    # exactly one CNN source
+    # --choi-data also trains the final CNN: the run-time bundle + its weights (test_choi_bundle.py applies one)
+    b = json.loads((tmp_path / "choi.bundle.json").read_text())
+    assert b["cnn"]["sha256"] == choi.sha256_file(tmp_path / "choi.bundle.cnn.pt") and b["input"]["grid"] == 128
+    assert b["synthetic"] is False and b["training"]["n"] == 8
+    # a CNN source is needed
     r = subprocess.run([sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "train", "--method", "choi-hybrid",
                         "--table", str(table), "--label", "IDH", "--out", str(out)], capture_output=True, text=True,
                        timeout=120, cwd=REPO, env={**__import__("os").environ,
                                                    "PYTHONPATH": str(REPO / "GliomaRadiogenomics")})
-    assert r.returncode != 0 and "exactly one of --choi-cnn" in r.stderr
+    assert r.returncode != 0 and "needs --choi-cnn" in r.stderr

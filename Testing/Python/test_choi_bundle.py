@@ -168,8 +168,8 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     case = d / "cases" / "S04"
     out = tmp_path / "run"
     r = subprocess.run(CLI + ["run", "--case-dir", str(case), "--segmentation", "case", "--no-register",
-                              "--spacing", "2", "--brain-mask", "nonzero", "--preset", str(tmp_path / "shape.yaml"), "--bundle",
-                              str(bp), "--age", "47", "--workers", "1", "--out", str(out)],
+                              "--spacing", "2", "--brain-mask", "nonzero", "--preset", str(tmp_path / "shape.yaml"),
+                              "--bundle", str(bp), "--age", "47", "--workers", "1", "--out", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=REPO, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads((out / "predictions.json").read_text())
