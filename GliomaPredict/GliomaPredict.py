@@ -116,8 +116,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         import tempfile
         with slicer.util.tryWithErrorDisplay("Prediction could not start.", waitCursor=True):
             p = self._parameterNode
-            from GliomaMRML.logic import clinical_from_parameters
-            bundles = [b.strip() for b in p.bundles.split(";") if b.strip()] or None
+            from GliomaMRML.logic import bundle_paths, clinical_from_parameters
+            bundles = bundle_paths(p.bundles)
             self.out_dir = tempfile.mkdtemp(prefix="glioma-predict-")
             self.runner.start(self.logic.start(self.widgets.volumes_from_parameters(p), p.segmentation, self.out_dir,
                                                clinical_from_parameters(p.age, p.sex), p.preset, bundles))

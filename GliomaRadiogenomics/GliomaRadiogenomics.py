@@ -73,6 +73,7 @@ class GliomaRadiogenomicsParameterNode:
     sex: str = "not given"
     whoGrade: str = "not given"
     vasari: str = ""
+    bundles: str = ""                 # model bundle files separated by ; (empty: the shipped default bundles)
     outputFolder: str = ""
 
 
@@ -171,7 +172,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         """Starts the pipeline in a background process; a timer polls it so the GUI stays responsive."""
         import tempfile
         with slicer.util.tryWithErrorDisplay("Could not start the glioma analysis.", waitCursor=True):
-            from GliomaMRML.logic import clinical_from_parameters
+            from GliomaMRML.logic import bundle_paths, clinical_from_parameters
             p = self._parameterNode
             self.nodes = self.widgets.volumes_from_parameters(p)
             self.out_dir = p.outputFolder or tempfile.mkdtemp(prefix="glioma-")
@@ -179,7 +180,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             # previous patient's segmentation is never sent with the next patient (it stays in the scene)
             job = self.logic.start(self.nodes, self.out_dir, clinical_from_parameters(p.age, p.sex, p.whoGrade,
                                                                                       p.vasari),
-                                   segmentation_node=self.segmentation)
+                                   segmentation_node=self.segmentation, bundles=bundle_paths(p.bundles))
             self.runner.start(job)
             if self.segmentation is not None and self.logic.run_segmentation is None:
                 self.ui.statusLabel.text = "new input volumes: segmenting again (the previous segmentation is kept)"
@@ -196,7 +197,9 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
-        self.ui.statusLabel.text = "done: research probabilities in the table; report.html in " + self.out_dir
+        from GliomaRadiogenomicsLib.render import shim_lines
+        self.ui.statusLabel.text = "\n".join(["done: research probabilities in the table; report.html in "
+                                              + self.out_dir] + shim_lines(doc))
         self.onParameterNodeModified()
 
     def onEdit(self):

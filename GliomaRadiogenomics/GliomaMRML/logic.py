@@ -185,15 +185,23 @@ def assign_volumes_by_name(scene, current: Optional[Dict[str, object]] = None) -
     return out
 
 
-def load_case_folder_into_scene(scene, folder) -> tuple:
+SOURCE_PATH_ATTRIBUTE = "GliomaRadiogenomics.SourcePath"  # on a volume node loaded from a case folder: its file
+
+
+def load_case_folder_into_scene(scene, folder, overrides: Optional[Dict[str, str]] = None) -> tuple:
     """A case folder (NIfTI / NRRD named by sequence, BraTS, BIDS, scanner names, or DICOM series) -> volume nodes
-    named t1 / t1c / t2 / flair / cbv (None for an image the folder lacks), plus the clinical data of its case.json. A
-    mask file of the folder becomes a segmentation node "<case> case-folder mask (...)" (reference or ROI)."""
+    named t1 / t1c / t2 / flair / cbv (None for an image the folder lacks; each records its file in
+    SOURCE_PATH_ATTRIBUTE), plus the clinical data of its case.json. ``overrides`` (sequence key -> file) replace the
+    folder's, as `run --case-dir DIR --cbv FILE` does (the same checks). A mask file of the folder becomes a
+    segmentation node "<case> case-folder mask (...)" (reference or ROI)."""
     from GliomaRadiogenomicsLib.case import load_case_folder
     from .convert import sitk_to_volume_node
-    case = load_case_folder(folder)
+    case = load_case_folder(folder, overrides=overrides)
     nodes = {s: (sitk_to_volume_node(case.images[s], scene, f"{case.case_id} {s}") if s in case.images else None)
              for s in IMAGE_KEYS}
+    for s, node in nodes.items():
+        if node is not None:
+            node.SetAttribute(SOURCE_PATH_ATTRIBUTE, str(case.paths.get(s, "")))
     if case.mask_path:  # offered as the reference (Dice) or as the ROI: a segmentation node, never a volume
         from GliomaRadiogenomicsLib.io import read_image
         from GliomaRadiogenomicsLib.regions import as_brats_label
@@ -366,7 +374,7 @@ class GliomaPredictLogic:
         if segmentation_for_run(self.scene, segmentation_node, nodes) is None:
             raise ValueError(f"segmentation '{segmentation_node.GetName()}' was made for other input volumes (another "
                              "patient, or volumes changed since): segment these volumes first")
-        args = ["--preset", preset] + [a for b in (bundles or []) for a in ("--bundle", str(b))] + list(extra_args)
+        args = ["--preset", preset] + bundle_args(bundles) + list(extra_args)
         return start_run(self.scene, nodes, out_dir, clinical, segmentation_node, args, python, "prediction")
 
     def finish(self, out_dir):
@@ -458,6 +466,17 @@ def clinical_from_parameters(age: int = 0, sex: str = "", who_grade: str = "", v
     return out
 
 
+def bundle_paths(text: str) -> Optional[List[str]]:
+    """A module's "Model bundles" field ("a.json; b.json": logistic bundles, Shim 2021 recurrence / Cox-LASSO and
+    Choi 2021 hybrid bundles) -> the paths, or None (empty: the shipped default bundles)."""
+    return [b.strip() for b in str(text or "").split(";") if b.strip()] or None
+
+
+def bundle_args(bundles) -> List[str]:
+    """The bundles as `run` arguments (--bundle FILE, repeated): the child process applies them as `run --bundle`."""
+    return [a for b in (bundles or []) for a in ("--bundle", str(b))]
+
+
 def _write_inputs(nodes: Dict[str, object], out: Path, clinical: Optional[dict] = None):
     """The selected volumes as NRRD files under ``out/inputs`` -> (case, command-line arguments)."""
     import SimpleITK as sitk
@@ -519,14 +538,18 @@ class GliomaRadiogenomicsLogic:
         return parameter_node(self.scene, "GliomaRadiogenomics")
 
     def start(self, nodes: Dict[str, object], out_dir, clinical: Optional[dict] = None, segmentation_node=None,
-              extra_args=(), python: Optional[str] = None):
-        """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process.
+              extra_args=(), python: Optional[str] = None, bundles=None):
+        """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process;
+        ``bundles`` (model bundle files; None: the shipped default bundles) go to it as `run --bundle`, Shim 2021 and
+        Choi 2021 bundles included (their tasks land in predictions.json ``shim2021``; the CBV map, when selected, is
+        written with the other volumes).
 
         ``segmentation_node`` is passed on only when it belongs to these volumes (segmentation_for_run): the previous
         patient's segmentation never reaches the next patient's run. The one passed on is ``self.run_segmentation``:
         give it to ``finish``."""
         segmentation_node = self.run_segmentation = segmentation_for_run(self.scene, segmentation_node, nodes)
-        return start_run(self.scene, nodes, out_dir, clinical, segmentation_node, extra_args, python, "workflow")
+        return start_run(self.scene, nodes, out_dir, clinical, segmentation_node,
+                         bundle_args(bundles) + list(extra_args), python, "workflow")
 
     def finish(self, out_dir, reference_node, segmentation_node=None, nodes: Optional[Dict[str, object]] = None):
         """Load a finished run's outputs: segmentation (a new node unless the user's own was used), the predictions

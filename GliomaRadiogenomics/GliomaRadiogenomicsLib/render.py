@@ -179,6 +179,8 @@ def task_rows(doc: dict) -> List[TaskRow]:
 # --- the Shim 2021 tasks (predictions.json "shim2021": shim.case_predictions) ------------------------------------
 
 SHIM_TITLE = "Shim 2021 tasks (DSC perfusion)"
+CHOI_TITLE = "Choi 2021 hybrid IDH (CNN on the tumour slices + shape / loci / age)"
+PAPER_TITLES = {"Shim 2021": SHIM_TITLE, "Choi 2021": CHOI_TITLE}
 
 
 @dataclass
@@ -198,6 +200,7 @@ class ShimRow(_StatusShown):
     statuses: List[str] = field(default_factory=list)   # not computed / imputed inputs / synthetic model / valid
     status_notes: List[str] = field(default_factory=list)
     paper: str = "Shim 2021"       # the method's paper, shown beside the task
+    card: List[tuple] = field(default_factory=list)     # the model card's (field, value) rows (shim_card_rows)
 
     @property
     def result_text(self) -> str:
@@ -245,14 +248,100 @@ def shim_rows(doc: dict) -> List[ShimRow]:
                             model=f"{e.get('model', '?')} v{e.get('version') or '?'}",
                             trained_on=str(e.get("trained_on") or "not stated"), synthetic=bool(e.get("synthetic")),
                             reason=str(e.get("reason") or ""), statuses=statuses or ["valid"], status_notes=notes,
-                            paper=str(e.get("paper") or "Shim 2021")))
+                            paper=str(e.get("paper") or "Shim 2021"), card=shim_card_rows(e)))
     return rows
 
 
 def shim_title(doc: dict) -> str:
-    """The heading of the JSON-bundle tasks: SHIM_TITLE when they are all Shim 2021's, else the papers named."""
+    """The heading of the JSON-bundle tasks (predictions.json ``shim2021``), the one definition every screen shows
+    (report, CLI summary, Slicer status, web card): the paper's title when every row is of one paper (SHIM_TITLE,
+    CHOI_TITLE), else "Further tasks (Choi 2021, Shim 2021)"; "" when the document has none."""
     papers = sorted({r.paper for r in shim_rows(doc)})
-    return SHIM_TITLE if set(papers) <= {"Shim 2021"} else f"Further tasks ({', '.join(papers)})"
+    if not papers:
+        return ""
+    if len(papers) == 1:
+        return PAPER_TITLES.get(papers[0], f"{papers[0]} tasks")
+    return f"Further tasks ({', '.join(papers)})"
+
+
+def shim_note(doc: dict) -> str:
+    """The sentence under the heading: what the tasks present are computed from (by kind)."""
+    kinds = {str(e.get("kind")) for e in doc.get("shim2021") or []}
+    parts = []
+    shim = [w for k, w in (("recurrence", "a recurrence-pattern probability"), ("survival", "a Cox-LASSO risk group"))
+            if k in kinds]
+    if shim:
+        parts.append("Shim 2021, from the CBV map (rCBV features of the shim2021 preset): " + " and ".join(shim))
+    if "choi" in kinds:
+        parts.append("Choi 2021: an IDH probability from a CNN on the tumour slices + shape / loci / age")
+    return ("; ".join(parts) + ". " if parts else "") + ("Research outputs, not diagnoses; a model marked SYNTHETIC "
+                                                         "demonstrates the software only.")
+
+
+def _ci_text(value, ci, digits: int = 2, how: str = "") -> str:
+    """"0.83 (95% CI 0.75-0.91, DeLong)" / "0.83 (no CI recorded)" / "not recorded"."""
+    if value is None:
+        return "not recorded"
+    if ci and len(ci) == 2 and None not in ci:
+        return f"{_num(value, digits)} (95% CI {_num(ci[0], digits)}-{_num(ci[1], digits)}" + \
+            (f", {how})" if how else ")")
+    return f"{_num(value, digits)} (no CI recorded)"
+
+
+def _at_cutoff_text(at: dict, cutoff) -> str:
+    return (f"cutoff {_num(at.get('cutoff', cutoff), 3)}: sensitivity {_num(at.get('sensitivity'))}, specificity "
+            f"{_num(at.get('specificity'))}, PPV {_num(at.get('ppv'))}, NPV {_num(at.get('npv'))}")
+
+
+def _card_model_row(name, version, synthetic) -> tuple:
+    return ("Model", f"{name or '?'} v{version or '?'}" + ("  [SYNTHETIC: demonstration only]" if synthetic else ""))
+
+
+def _card_status_row(synthetic, recorded) -> tuple:
+    """The card's last row: SYNTHETIC says so; else the recorded validation status, or internal CV only."""
+    if synthetic:
+        return ("Validation status", "SYNTHETIC: trained and validated on simulated data only; not validated on "
+                                     "patients")
+    return ("Validation status", str(recorded or "internal cross-validation only; no external validation recorded: "
+                                     "validate on your own data before use"))
+
+
+def shim_card_rows(e: dict) -> List[tuple]:
+    """(field, value) pairs of the model card of one ``shim2021`` entry, from what its bundle records (the entry's
+    ``card``, shim.entry_card): model, method, intended use, training data, validation; the CV AUC with its CI
+    (recurrence pattern; Choi 2021: the hybrid's, beside the CNN alone and age alone) and the metrics at the cutoff,
+    or the C-index with its CI, time-dependent AUC, log-rank test and risk-group rule (Cox-LASSO); the validation
+    status. A SYNTHETIC model says so."""
+    c = e.get("card") or {}
+    kind = e.get("kind")
+    n = c.get("n")
+    count = ("" if n is None else f"; {n} cases" + (f" ({c['events']} events)" if c.get("events") is not None else
+                                                     f" ({c['n_positive']} positive)" if c.get("n_positive") is not None
+                                                     else ""))
+    rows = [_card_model_row(e.get("model"), e.get("version"), e.get("synthetic")),
+            ("Method", str(c.get("method") or e.get("paper") or "Shim 2021")),
+            ("Intended use", str(e.get("intended_use") or "not stated")),
+            ("Training data", str(e.get("trained_on") or "not stated") + count),
+            ("Validation", str(c.get("validation") or "not stated"))]
+    if kind == "survival":
+        rows.append(("C-index (95% CI)", _ci_text(c.get("cindex_cv"), c.get("cindex_cv_95ci"), how="case bootstrap")))
+        td = c.get("td_auc") or {}
+        rows.append(("Time-dependent AUC", ", ".join(f"{_num(v)} at {float(t):g} days" for t, v in td.items()
+                                                    if v is not None) or "not recorded"))
+        if c.get("logrank_p_cv_median") is not None:
+            rows.append(("Log-rank test (CV)", f"median p {c['logrank_p_cv_median']:.3g} (risk groups out of fold)"))
+        rows.append(("Risk groups", str(c.get("risk_group_rule") or "at the training median")))
+    else:
+        rows.append(("AUC (95% CI)", _ci_text(c.get("auc_cv"), c.get("auc_cv_95ci"), how=c.get("auc_cv_95ci_method"))
+                     + (f"; mean of {len(c['auc_cv_per_repetition'])} repetition(s)"
+                        if c.get("auc_cv_per_repetition") else "")))
+        if kind == "choi":
+            rows.append(("Compared (CV AUC)", f"CNN alone {_num(c.get('auc_cv_cnn'))}, age alone "
+                                              f"{_num(c.get('auc_cv_age'))}"))
+        rows.append(("At the cutoff", _at_cutoff_text(c["at_cutoff"], e.get("cutoff")) if c.get("at_cutoff") else
+                     "sensitivity / specificity / PPV / NPV not recorded in this model"))
+    rows.append(_card_status_row(e.get("synthetic"), c.get("validation_status")))
+    return rows
 
 
 def shim_table(doc: dict):
@@ -264,13 +353,20 @@ def shim_table(doc: dict):
             [[r.task, r.result_text, r.status_text, r.model, r.trained_on_text] for r in rows])
 
 
+def shim_lines(doc: dict) -> List[str]:
+    """The JSON-bundle tasks as plain-text lines (CLI summary, Slicer status label): the heading (shim_title), then
+    one line per row; none when the document has none."""
+    rows = shim_rows(doc)
+    return [shim_title(doc) + ":"] + [r.line() for r in rows] if rows else []
+
+
 def any_synthetic_model(doc: dict) -> bool:
     return any(row.synthetic for row in task_rows(doc)) or any(row.synthetic for row in shim_rows(doc))
 
 
 def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
     """Plain-text lines: one per task, the warnings, the SYNTHETIC notes and the disclaimer."""
-    lines = [row.line(digits) for row in task_rows(doc)] + [row.line() for row in shim_rows(doc)]
+    lines = [row.line(digits) for row in task_rows(doc)] + shim_lines(doc)
     if doc.get("warnings"):
         lines.append("Warnings: " + "; ".join(str(w) for w in doc["warnings"]))
     if any_synthetic_model(doc):
@@ -348,17 +444,14 @@ def model_card_rows(doc: dict, task: str) -> List[tuple]:
     m = r.get("model") or {}
     met = m.get("metrics") or {}
     at = met.get("at_cutoff_cv") or {}
-    rows = [("Model", f"{m.get('name', '?')} v{m.get('version', '?')}"
-             + ("  [SYNTHETIC: demonstration only]" if m.get("synthetic") else "")),
+    rows = [_card_model_row(m.get("name"), m.get("version"), m.get("synthetic")),
             ("Intended use", str(m.get("intended_use") or "not stated")),
             ("Training data", str(m.get("trained_on") or "not stated")
              + (f"; sequences {'+'.join(m['sequences'])}" if m.get("sequences") else "")),
             ("Validation", str(met.get("auc_cv_method") or "not stated")),
             ("AUC (95% CI)", _auc_text(met))]
     if at:
-        rows.append(("At the cutoff", f"cutoff {_num(at.get('cutoff', r.get('cutoff')), 3)}: sensitivity "
-                     f"{_num(at.get('sensitivity'))}, specificity {_num(at.get('specificity'))}, PPV "
-                     f"{_num(at.get('ppv'))}, NPV {_num(at.get('npv'))}"))
+        rows.append(("At the cutoff", _at_cutoff_text(at, r.get("cutoff"))))
     else:
         rows.append(("At the cutoff", "sensitivity / specificity / PPV / NPV not recorded in this model"))
     cal = []
@@ -368,10 +461,5 @@ def model_card_rows(doc: dict, task: str) -> List[tuple]:
     if isinstance(cis, dict) and cis.get("slope") is not None:
         cal.append(f"calibration intercept {_num(cis.get('intercept'))}, slope {_num(cis.get('slope'))}")
     rows.append(("Calibration", ", ".join(cal) or "not recorded"))
-    if m.get("synthetic"):
-        status = "SYNTHETIC: trained and validated on simulated data only; not validated on patients"
-    else:
-        status = str(met.get("validation_status") or "internal cross-validation only; no external validation "
-                     "recorded: validate on your own data before use")
-    rows.append(("Validation status", status))
+    rows.append(_card_status_row(m.get("synthetic"), met.get("validation_status")))
     return rows

@@ -6,7 +6,8 @@ Contents: patient / case id, age, sex, WHO grade, date; the sequences as acquire
 slices); input-quality warnings; one key-result line; the research probabilities with each task's status in the same
 row (render.task_rows: the one view model); the nomograms (rms style, nomogram.py); a model card per task (intended
 use, training data, validation and its metrics at the cutoff, calibration, validation status; SYNTHETIC models say
-so); the segmentation on the reference sequence's native slice (the slice number a PACS shows: 1-based index in the
+so), also for the Shim 2021 / Choi 2021 bundles' tasks (render.shim_card_rows: CV AUC or C-index with its CI); the
+segmentation on the reference sequence's native slice (the slice number a PACS shows: 1-based index in the
 file's slice order, not the 1 mm working grid's) with contours, legend and orientation markers; volumes; warnings,
 processing and inputs."""
 from __future__ import annotations
@@ -23,8 +24,8 @@ import SimpleITK as sitk
 
 from .case import SEQUENCE_NAMES
 from .io import atomic_write_bytes, atomic_write_text
-from .render import (SHIM_TITLE, any_synthetic_model, input_quality_lines, key_result_line, model_card_rows,
-                     patient_rows, sequence_rows, shim_table, shim_title, task_rows)
+from .render import (any_synthetic_model, input_quality_lines, key_result_line, model_card_rows, patient_rows,
+                     sequence_rows, shim_note, shim_rows, shim_table, shim_title, task_rows)
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
 LABEL_NAMES = {1: "necrosis (NCR)", 2: "edema (ED)", 3: "enhancing (ET)"}
@@ -206,11 +207,7 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
                        "predictions.json)."))
     shim = shim_table(doc)
     if shim:
-        b += [("h3", shim_title(doc)), ("table", shim),
-              ("p", "From the CBV map (rCBV features of the shim2021 preset): a recurrence-pattern probability and a "
-                    "Cox-LASSO risk group" + ("; Choi 2021: an IDH probability from a CNN on the tumour slices + "
-                                              "shape / loci / age" if shim_title(doc) != SHIM_TITLE else "")
-                    + ". Research outputs, not diagnoses; a model marked SYNTHETIC demonstrates the software only.")]
+        b += [("h3", shim_title(doc)), ("table", shim), ("p", shim_note(doc))]
     figs = [(t, doc[t]) for t in doc.get("tasks", []) if (doc.get(t) or {}).get("nomogram")]
     if figs:
         b += [("h2", "Nomograms"),
@@ -239,6 +236,8 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
     b.append(("h2", "Model cards"))
     for t in doc.get("tasks", []):
         b += [("h3", f"{t}"), ("kv", model_card_rows(doc, t))]
+    for r in shim_rows(doc):  # the JSON-bundle tasks (Shim 2021, Choi 2021): from what their bundles record
+        b += [("h3", f"{r.task} ({r.paper})"), ("kv", r.card)]
     if doc.get("warnings"):
         b += [("h2", "Warnings"), ("list", [str(w) for w in doc["warnings"]])]
     pre = doc.get("preprocessing") or {}

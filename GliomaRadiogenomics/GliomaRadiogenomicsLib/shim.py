@@ -131,13 +131,14 @@ def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[di
         if kind == "choi":  # Choi 2021 hybrid IDH: CNN on the case's images + shape / loci / age
             from .choi import case_predictions as choi_case
             e, w = choi_case(analysis, b)
+            e["card"] = entry_card(kind, b)
             warnings += w
             _entry_warnings(e, b, warnings)
             out.append(e)
             continue
         e = {"task": b.get("task", kind), "kind": kind, "model": b["name"], "version": b.get("version"),
              "trained_on": b["training"].get("trained_on"), "synthetic": bool(b["synthetic"]),
-             "intended_use": b.get("intended_use")}
+             "intended_use": b.get("intended_use"), "card": entry_card(kind, b)}
         if kind == "recurrence":
             e.update(probability=None, label=None)
         else:
@@ -171,7 +172,35 @@ def _entry_warnings(e: dict, b: dict, warnings: List[str]) -> None:
         warnings.append(f"{e['task']}: not computed: {e['reason']}")
 
 
+def entry_card(kind: str, b: dict) -> dict:
+    """What the model card of a ``shim2021`` entry shows (render.shim_card_rows), from what its bundle records:
+    method, validation, cases; the CV AUC with its 95% CI and the metrics at the cutoff (recurrence), the hybrid's
+    CV AUC beside the CNN alone and age alone (Choi 2021: repetitions, no CI recorded), or the C-index with its CI,
+    the time-dependent AUC, the log-rank test and the risk-group rule (Cox-LASSO). Keys the bundle lacks are left
+    out."""
+    m, t = b.get("metrics") or {}, b.get("training") or {}
+    card = {"method": (b.get("card") or {}).get("method") or b.get("method") or t.get("method"),
+            "validation": "; ".join(str(v) for v in (m.get("validation"), m.get("method")) if v) or None,
+            "validation_status": m.get("validation_status"), "n": t.get("n", m.get("n"))}
+    if kind == "survival":
+        card.update(events=t.get("events"), cindex_cv=m.get("cindex_cv"),
+                    cindex_cv_95ci=m.get("cindex_cv_95ci_bootstrap"),
+                    td_auc=dict(zip(map(str, m.get("td_auc_times") or []), m.get("td_auc_cv") or [])) or None,
+                    logrank_p_cv_median=m.get("logrank_p_cv_median"), risk_group_rule=b.get("risk_group_rule"))
+    elif kind == "recurrence":
+        card.update(n_positive=t.get("n_positive"), auc_cv=m.get("auc_cv"), auc_cv_95ci=m.get("auc_cv_95ci"),
+                    auc_cv_95ci_method="DeLong", at_cutoff=m.get(f"at_cutoff_{b.get('cutoff', 0.5):g}_mean_oof"))
+    else:  # choi: the hybrid's out-of-fold AUC per repetition
+        hybrid = m.get("auc_cv_hybrid") or {}
+        card.update(n_positive=t.get("n_positive", m.get("n_positive")), auc_cv=hybrid.get("mean"),
+                    auc_cv_per_repetition=hybrid.get("per_repetition"),
+                    auc_cv_cnn=(m.get("auc_cv_cnn") or {}).get("mean"),
+                    auc_cv_age=(m.get("auc_cv_age") or {}).get("mean"))
+    return {k: v for k, v in card.items() if v is not None}
+
+
 def summary_lines(entries: List[dict]) -> List[str]:
-    """The run summary's lines for the Shim 2021 tasks (CLI): render.shim_rows, the one view model."""
-    from .render import shim_rows
-    return [r.line() for r in shim_rows({"shim2021": entries})]
+    """The run summary's lines for the JSON-bundle tasks (CLI): render.shim_lines (the heading, then a line per
+    row), the one view model."""
+    from .render import shim_lines
+    return shim_lines({"shim2021": entries})

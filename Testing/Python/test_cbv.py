@@ -273,6 +273,18 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
     assert "recurrence pattern (Shim 2021): probability" in out and "[SYNTHETIC-trained]" in out
     page = (tmp_path / "with" / "report.html").read_text()  # the report's Shim table (render.shim_rows)
     assert "Shim 2021 tasks (DSC perfusion)" in page and "SYNTHETIC model" in page and "risk score " in page
+    # the model cards of both tasks, from what their bundles record (render.shim_card_rows)
+    import html
+    rec_b, os_b = R.load_recurrence_bundle(rec), SV.load_survival_bundle(os_)
+    cards = page[page.index("Model cards</h2>"):]
+    ci = os_b["metrics"]["cindex_cv_95ci_bootstrap"]
+    assert (f"<th>C-index (95% CI)</th><td>{os_b['metrics']['cindex_cv']:.2f} (95% CI {ci[0]:.2f}-{ci[1]:.2f}, "
+            "case bootstrap)</td>") in cards
+    ci = rec_b["metrics"]["auc_cv_95ci"]
+    assert f"<th>AUC (95% CI)</th><td>{rec_b['metrics']['auc_cv']:.2f} (95% CI {ci[0]:.2f}-{ci[1]:.2f}, DeLong)" \
+        in cards
+    assert f"<th>Intended use</th><td>{html.escape(rec_b['intended_use'])}</td>" in cards
+    assert cards.count("[SYNTHETIC: demonstration only]") >= 2
     # the same case without its CBV map
     nocbv = tmp_path / "nocbv"
     shutil.copytree(d, nocbv, ignore=shutil.ignore_patterns("cbv*"))
@@ -321,3 +333,87 @@ def test_web_takes_shim_bundles(shim_bundles, tmp_path, monkeypatch):
     broken.write_text(f'{{"format": "{RECURRENCE_FORMAT}"}}')  # a recurrence bundle without its model
     served.clear()
     assert cli.main(["web", "--bundle", str(broken)]) == 2 and not served
+
+
+def _shim_kinds_computed(doc) -> list:
+    return [e["kind"] for e in doc["shim2021"] if not e.get("reason")]
+
+
+def test_slicer_workflow_logic_passes_the_bundles_and_the_cbv_map(mrml, phantom_dir, shim_bundles, tmp_path):
+    """The workflow module (GliomaRadiogenomics): its parameter node's "Model bundles" field (bundle_paths: files
+    separated by ;) goes through GliomaRadiogenomicsLogic.start to the child `run` as --bundle, with the CBV volume
+    node written beside the other volumes (--cbv): the Shim 2021 tasks are computed and land in the table node."""
+    from GliomaMRML.convert import label_image_to_segmentation_node
+    from GliomaMRML.logic import GliomaRadiogenomicsLogic, bundle_paths, load_case_folder_into_scene, reference_node
+    from GliomaRadiogenomicsLib.io import read_image
+    d, _ = phantom_dir
+    nodes, clinical, _ = load_case_folder_into_scene(mrml.scene, d)
+    seg = label_image_to_segmentation_node(read_image(d / "label.nii.gz", "label", label=True), mrml.scene,
+                                           "phantom truth", reference_node(nodes))
+    logic = GliomaRadiogenomicsLogic(mrml.scene)
+    assert bundle_paths(" ; ") is None
+    job = logic.start(nodes, tmp_path / "wf", clinical, segmentation_node=seg,
+                      bundles=bundle_paths(f" {shim_bundles[0]} ;{shim_bundles[1]}; "),
+                      extra_args=["--spacing", "3", "--brain-mask", "threshold", "--workers", "1"])
+    st = job.wait(timeout=600)
+    assert st.returncode == 0 and st.error is None, st.error
+    assert (tmp_path / "wf" / "inputs" / "cbv.nrrd").is_file()
+    _, doc, table, _ = logic.finish(tmp_path / "wf", reference_node(nodes), logic.run_segmentation, nodes=nodes)
+    assert _shim_kinds_computed(doc) == ["recurrence", "survival"]
+    t = table.GetTable()
+    tasks = [t.GetColumn(0).GetValue(i) for i in range(t.GetNumberOfRows())]
+    assert tasks[-2:] == ["recurrence pattern (Shim 2021)", "overall survival (Shim 2021)"]
+
+
+def test_web_app_takes_a_cbv_map_file_and_shows_the_shim_rows(phantom_dir, analysis, shim_bundles, tmp_path):
+    """The web app (trame-slicer in this process: its own Load and Predict, no browser): a case folder without a
+    CBV map plus the CBV field -> the map reaches the core run (evaluate_case) and the Shim 2021 rows have numbers,
+    equal to the bundles applied to the shim2021 analysis of the same case; the same folder without the field ->
+    the rows say why they are not computed."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
+    import asyncio
+    import shutil
+
+    import pandas as pd
+    from trame.app import get_server
+    from GliomaMRML.convert import label_image_to_segmentation_node
+    from GliomaMRML.logic import reference_node
+    from GliomaRadiogenomicsLib import recurrence as R
+    from GliomaRadiogenomicsLib.render import shim_rows
+    from GliomaWeb.app import GliomaWebApp
+    d, _ = phantom_dir
+    case = tmp_path / "case"
+    shutil.copytree(d, case, ignore=shutil.ignore_patterns("cbv*"))
+    app = GliomaWebApp(get_server("glioma-web-cbv", client_type="vue3"), work_dir=tmp_path / "web", spacing=3.0,
+                       brain_mask="threshold", bundles=[str(b) for b in shim_bundles])
+
+    def predict():
+        app.segmentation = label_image_to_segmentation_node(read_image(case / "label.nii.gz", "label", label=True),
+                                                            app.scene, "phantom truth", reference_node(app.nodes))
+        app.last_document = None
+
+        async def drive():
+            app.predict()
+            await asyncio.sleep(0.1)
+            while app.state.glioma_busy:
+                await asyncio.sleep(0.2)
+        asyncio.run(drive())
+        assert app.last_document is not None, app.state.glioma_status
+        return app.last_document
+
+    app.state.glioma_cbv_path = str(d / "cbv.nii.gz")
+    app.load_case(str(case))
+    assert app.nodes["cbv"] is not None and app.state.glioma_cbv_path == "", app.state.glioma_status
+    assert app.state.glioma_sequences == "Sequences: T1, T1c, T2, FLAIR; CBV map: cbv.nii.gz"
+    doc = predict()
+    assert _shim_kinds_computed(doc) == ["recurrence", "survival"]
+    want = R.predict_recurrence(R.load_recurrence_bundle(shim_bundles[0]), pd.DataFrame([analysis.features.values]),
+                                analysis.features.provenance)
+    assert abs(doc["shim2021"][0]["probability"] - want["probability"][0]) < 1e-6
+    assert [r["result"] for r in app.state.glioma_shim] == [r.result_text for r in shim_rows(doc)]
+    assert app.state.glioma_shim_title == "Shim 2021 tasks (DSC perfusion)"
+    app.load_case(str(case))  # the CBV field was for that load only
+    assert app.nodes["cbv"] is None and "no CBV map" in app.state.glioma_sequences
+    doc = predict()
+    assert _shim_kinds_computed(doc) == [] and all("needs a CBV map" in e["reason"] for e in doc["shim2021"])
+    assert all(r["result"].startswith("not computed: needs a CBV map") for r in app.state.glioma_shim)

@@ -181,6 +181,12 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     want = by_hand(bp, images, mask, {**feats, "age": 47.0})
     assert abs(e["probability"] - want) <= 1e-6, (e["probability"], want)
     assert "IDH (Choi 2021): probability" in r.stdout and "SYNTHETIC" in r.stdout
+    # the report: the Choi heading (render.shim_title) and the model card from what the bundle records
+    page = (out / "report.html").read_text()
+    auc = json.loads(bp.read_text())["metrics"]["auc_cv_hybrid"]
+    assert "<h3>Choi 2021 hybrid IDH (CNN on the tumour slices + shape / loci / age)</h3>" in page
+    assert (f"<th>AUC (95% CI)</th><td>{auc['mean']:.2f} (no CI recorded); mean of {len(auc['per_repetition'])} "
+            "repetition(s)</td>") in page
 
 
 def test_tampered_or_missing_weights_are_refused_with_the_file_named(trained, tmp_path):

@@ -6,10 +6,12 @@ shows nothing more. The end-to-end run (real bundles, real CBV phantom) is in te
 from __future__ import annotations
 
 import copy
+import io
+from pathlib import Path
 
 import pytest
 
-from GliomaRadiogenomicsLib.render import key_result_line, shim_rows, summary_lines
+from GliomaRadiogenomicsLib.render import key_result_line, shim_lines, shim_rows, shim_title, summary_lines
 from test_report_status import html_text, pdf_text, squeeze, status_doc
 
 NO_CBV = "needs a CBV map (DSC perfusion: --cbv FILE)"
@@ -46,7 +48,10 @@ def test_shim_rows_texts_and_lines():
             "rec-mlp v0.1 [SYNTHETIC-trained], trained on 80 SYNTHETIC cases") in lines
     assert f"recurrence pattern (Shim 2021): not computed: {NO_CBV} [NOT COMPUTED; SYNTHETIC model]; model rec-2 v? " \
            "[SYNTHETIC-trained], trained on 80 SYNTHETIC cases" in lines
-    assert shim.summary_lines(shim_doc()["shim2021"]) == [r.line() for r in shim_rows(shim_doc())]  # one definition
+    assert shim.summary_lines(shim_doc()["shim2021"]) == shim_lines(shim_doc())  # one definition
+    assert shim_lines(shim_doc()) == ["Shim 2021 tasks (DSC perfusion):"] + [r.line() for r in shim_rows(shim_doc())]
+    at = lines.index("Shim 2021 tasks (DSC perfusion):")  # the Slicer status label's lines: heading, then rows
+    assert lines[at:at + 4] == shim_lines(shim_doc())
     key = key_result_line(shim_doc())
     assert "recurrence pattern probability 0.734 (distant, SYNTHETIC model)" in key
     assert "overall survival risk score +0.123 (high risk, imputed inputs)" in key
@@ -102,3 +107,90 @@ def test_web_results_card_has_the_shim_rows():
     assert card["shim"][2]["result"] == f"not computed: {NO_CBV}"
     assert card["synthetic"].startswith("SYNTHETIC")
     assert result_card({**doc, "shim2021": []})["shim"] == []
+
+
+# --- the heading and the model cards of the JSON-bundle tasks ----------------------------------------------------
+
+def choi_entry(**kw):
+    from GliomaRadiogenomicsLib.shim import entry_card
+    bundle = {"method": "Choi 2021 model 2: ResNet34 + hybrid logistic", "cutoff": 0.5,
+              "metrics": {"validation": "repeated nested CV, 2 complete repetition(s), out-of-fold AUC",
+                          "auc_cv_hybrid": {"per_repetition": [0.81, 0.85], "mean": 0.83},
+                          "auc_cv_cnn": {"mean": 0.77}, "auc_cv_age": {"mean": 0.64}, "n": 60, "n_positive": 25},
+              "training": {"n": 60, "n_positive": 25, "trained_on": "TCGA-LGG 60 cases"}}
+    return {"task": "IDH", "kind": "choi", "paper": "Choi 2021", "model": "choi2021-hybrid-IDH-flair",
+            "version": "1.0", "trained_on": "TCGA-LGG 60 cases", "synthetic": False,
+            "intended_use": "research: IDH status of adult diffuse glioma", "probability": 0.61, "label": "IDH-mutant",
+            "cutoff": 0.5, "card": entry_card("choi", bundle), **kw}
+
+
+def survival_entry():
+    from GliomaRadiogenomicsLib.shim import entry_card
+    bundle = {"card": {"method": "Cox-LASSO radiomic risk score (Shim 2021)"},
+              "risk_group_rule": "high risk when the risk score exceeds the TRAINING median (Shim 2021)",
+              "metrics": {"cindex_cv": 0.684, "cindex_cv_95ci_bootstrap": [0.61, 0.75], "td_auc_times": [365, 730],
+                          "td_auc_cv": [0.71, 0.69], "logrank_p_cv_median": 0.0123,
+                          "validation": "internal (repeated nested CV) only"},
+              "training": {"n": 120, "events": 61, "trained_on": "UCSF 120 patients"}}
+    return {**shim_doc()["shim2021"][1], "card": entry_card("survival", bundle)}
+
+
+def test_the_heading_is_one_definition_for_every_screen():
+    """render.shim_title is the heading of the JSON-bundle tasks: the report's, the CLI summary's, the Slicer status
+    label's (render.summary_lines) and the web card's; a Choi 2021 row alone is not called a Shim 2021 task. No
+    screen spells the heading itself."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
+    from GliomaRadiogenomicsLib.cli import print_summary
+    from GliomaRadiogenomicsLib.render import CHOI_TITLE, SHIM_TITLE
+    from GliomaRadiogenomicsLib.report import render_report
+    from GliomaWeb.app import result_card
+    from test_render import REPO
+    choi_only = {**status_doc(), "shim2021": [choi_entry()]}
+    both = {**status_doc(), "shim2021": shim_doc()["shim2021"] + [choi_entry()]}
+    assert shim_title(shim_doc()) == SHIM_TITLE and shim_title(choi_only) == CHOI_TITLE
+    assert shim_title(both) == "Further tasks (Choi 2021, Shim 2021)" and shim_title(status_doc()) == ""
+    for doc in (shim_doc(), choi_only, both):
+        title = shim_title(doc)
+        for t in doc["tasks"]:  # the card's nomogram figures are not what this test is about
+            doc[t] = {**copy.deepcopy(doc[t]), "nomogram": None}
+        assert f"<h3>{title}</h3>" in render_report(doc, analysis=None)
+        buf = io.StringIO()
+        print_summary(doc, Path("out"), stream=buf)
+        assert f"\n{title}:\n" in buf.getvalue()
+        assert f"{title}:" in summary_lines(doc)
+        assert result_card(doc)["shim_title"] == title
+    assert "Shim 2021 tasks" not in render_report(choi_only, analysis=None)
+    lib = "GliomaRadiogenomics/GliomaRadiogenomicsLib/"
+    for path in (lib + "report.py", lib + "cli.py", "Web/GliomaWeb/app.py", "GliomaRadiogenomics/GliomaMRML/convert.py",
+                 "GliomaRadiogenomics/GliomaRadiogenomics.py", "GliomaPredict/GliomaPredict.py"):
+        src = (REPO / path).read_text()
+        assert "Further tasks" not in src and "SHIM_TITLE" not in src and "tasks (DSC perfusion)" not in src, path
+
+
+def test_report_and_web_show_the_model_cards_of_the_bundle_tasks():
+    """The model card of each shim2021 entry (render.shim_card_rows, from what its bundle records: shim.entry_card):
+    intended use, training data, SYNTHETIC, CV AUC with its CI / the C-index with its CI for Cox; in the HTML report
+    under Model cards and in the web card, the same rows."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
+    from GliomaRadiogenomicsLib.report import render_report
+    from GliomaWeb.app import result_card
+    doc = shim_doc()
+    doc["shim2021"] = [doc["shim2021"][0], survival_entry(), choi_entry()]
+    for t in doc["tasks"]:
+        doc[t] = {**copy.deepcopy(doc[t]), "nomogram": None}
+    page = render_report(doc, analysis=None)
+    cards = page[page.index("Model cards</h2>"):]
+    assert "<h3>overall survival (Shim 2021)</h3>" in cards and "<h3>IDH (Choi 2021)</h3>" in cards
+    for row in ("<th>C-index (95% CI)</th><td>0.68 (95% CI 0.61-0.75, case bootstrap)</td>",
+                "<th>Time-dependent AUC</th><td>0.71 at 365 days, 0.69 at 730 days</td>",
+                "<th>Training data</th><td>UCSF 120 patients; 120 cases (61 events)</td>",
+                "<th>Intended use</th><td>research: IDH status of adult diffuse glioma</td>",
+                "<th>AUC (95% CI)</th><td>0.83 (no CI recorded); mean of 2 repetition(s)</td>",
+                "<th>Compared (CV AUC)</th><td>CNN alone 0.77, age alone 0.64</td>",
+                "<th>Model</th><td>rec-mlp v0.1  [SYNTHETIC: demonstration only]</td>",
+                "<th>Validation status</th><td>SYNTHETIC: trained and validated on simulated data only; not "
+                "validated on patients</td>"):
+        assert row in cards, row
+    web = result_card(doc)["shim"]
+    assert [dict(r["model_card"]) for r in web] == [dict(r.card) for r in shim_rows(doc)]
+    assert dict(web[1]["model_card"])["C-index (95% CI)"] == "0.68 (95% CI 0.61-0.75, case bootstrap)"

@@ -153,6 +153,8 @@ def test_workflow_paint_changes_the_prediction(server, browser, bundles_at_spaci
     case_dir = b.js("document.querySelector('#glioma-case-dir').value")
     case_id = json.loads((Path(case_dir) / "case.json").read_text())["case_id"]
     assert case_id in b.js("document.querySelector('#glioma-case-id').innerText"), "the case id is not the folder's"
+    assert b.js("document.querySelector('#glioma-cbv') !== null && document.querySelector('#glioma-sequences')"
+                ".innerText") == "Sequences: T1, T1c, T2, FLAIR; no CBV map (the Shim 2021 tasks need one)"
     # the CLI on the same folder, options and clinical values, beside the web app (compared after Predict)
     clinical = ["--age", "47", "--sex", "F", "--who-grade", "2"]
     cli = _cli_run(case_dir, tmp_path / "cli", bundles_at_spacing(2.0), clinical)

@@ -4,9 +4,11 @@ server-side, the same Logic as the desktop modules (GliomaMRML.logic), a Glioma 
     glioma-radiogenomics web [--case DIR] [--port N]      # serves on 127.0.0.1
 
 Workflow: load a case (server folder or the built-in SYNTHETIC demo case; trame-slicer's own upload button also
-works; the case id comes from the folder) -> clinical fields (age, sex, WHO grade, VASARI; prefilled from the
-folder's case.json) -> Segment (necrosis / edema / enhancing segments, editable with trame-slicer's paint, erase,
-threshold, islands, undo; the views jump to the lesion, the 3D view shows the tumour's surface, not the head) ->
+works; the case id comes from the folder; an optional DSC-perfusion CBV map found in the folder, or given as a file
+on the server in the CBV field, for the Shim 2021 bundles of `web --bundle`) -> clinical fields (age, sex, WHO
+grade, VASARI; prefilled from the folder's case.json) -> Segment (necrosis / edema / enhancing segments, editable
+with trame-slicer's paint, erase, threshold, islands, undo; the views jump to the lesion, the 3D view shows the
+tumour's surface, not the head) ->
 Predict (on the segmentation as edited, reusing the registration and brain mask kept by Segment) -> the results
 card: per task the probability with its status in one row, warnings, the nomogram and the model card; the report
 (report.html and report.pdf, written by the CLI run's report.write_report), predictions.json and the edited
@@ -61,7 +63,8 @@ def result_card(doc: dict) -> dict:
     """The results card's state from a predictions document, through the one renderer (render.py: rows, statuses,
     model cards; report.nomogram_figure: the report's nomogram figure). Pure: runs in the worker thread."""
     from GliomaRadiogenomicsLib.render import (SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines,
-                                               key_result_line, model_card_rows, shim_rows, task_rows)
+                                               key_result_line, model_card_rows, shim_rows, shim_title,
+                                               task_rows)
     from GliomaRadiogenomicsLib.report import nomogram_figure
     rows = []
     for r in task_rows(doc):
@@ -84,11 +87,34 @@ def result_card(doc: dict) -> dict:
         synthetic.append(SYNTHETIC_MODELS_NOTE[0].lower() + SYNTHETIC_MODELS_NOTE[1:].rstrip("."))
     shim = [{"task": r.task, "result": r.result_text, "status": r.status_text,
              "status_color": STATUS_COLORS.get(r.status, "#9e9e9e"),  # not computed: grey
-             "status_detail": r.status_detail, "model": r.model, "trained_on": r.trained_on_text}
-            for r in shim_rows(doc)]  # the Shim 2021 tasks (CBV map), when the run had their bundles
-    return {"rows": rows, "shim": shim, "key_result": key_result_line(doc),
+             "status_detail": r.status_detail, "model": r.model, "trained_on": r.trained_on_text,
+             "paper": r.paper, "model_card": [[k, v] for k, v in r.card]}
+            for r in shim_rows(doc)]  # the Shim 2021 / Choi 2021 tasks, when the run had their bundles
+    return {"rows": rows, "shim": shim, "shim_title": shim_title(doc), "key_result": key_result_line(doc),
             "synthetic": ("SYNTHETIC: " + "; ".join(synthetic) + ".") if synthetic else "",
             "warnings": input_quality_lines(doc) + [str(w) for w in doc.get("warnings") or []]}
+
+
+def sequences_line(nodes) -> str:
+    """The loaded case's images in one line, the CBV map with its file: "Sequences: T1, T1c, T2, FLAIR; CBV map:
+    cbv.nii.gz" or "...; no CBV map (the Shim 2021 tasks need one)"."""
+    from GliomaMRML.logic import SOURCE_PATH_ATTRIBUTE
+    from GliomaRadiogenomicsLib.sequences import SEQUENCE_NAMES
+    seqs = [SEQUENCE_NAMES[k] for k, n in (nodes or {}).items() if n is not None and k != "cbv"]
+    cbv = (nodes or {}).get("cbv")
+    where = (cbv.GetAttribute(SOURCE_PATH_ATTRIBUTE) or cbv.GetName()) if cbv is not None else ""
+    where = where if where.startswith("DICOM") else Path(where).name
+    return "Sequences: " + ", ".join(seqs) + (f"; CBV map: {where}" if cbv is not None else
+                                               "; no CBV map (the Shim 2021 tasks need one)")
+
+
+def _model_card_table(rows: str) -> None:
+    """A model card's (field, value) rows (the state expression ``rows``) as a two-column table."""
+    with html.Table(classes="glioma-model-card", style="width: 100%"):
+        with html.Tr(v_for=f"kv in {rows}", key="kv[0]"):
+            html.Td("{{ kv[0] }}", style="vertical-align: top; padding-right: 6px; white-space: nowrap; "
+                                         "font-weight: 500")
+            html.Td("{{ kv[1] }}")
 
 
 def lesion_center_ras(label) -> Optional[tuple]:
@@ -141,6 +167,9 @@ class GliomaWebApp(TrameApp):
         s.glioma_vasari = ""
         s.glioma_results = []
         s.glioma_shim = []
+        s.glioma_shim_title = ""
+        s.glioma_cbv_path = ""  # optional CBV map file for the next Load (else the case folder's, if any)
+        s.glioma_sequences = ""
         s.glioma_key_result = ""
         s.glioma_synthetic = ""
         s.glioma_warnings = []
@@ -204,6 +233,11 @@ class GliomaWebApp(TrameApp):
                     with VCol(cols=3):
                         VBtn("Load", click=lambda: self.load_case(self.state.glioma_case_dir), size="small",
                              id="glioma-load", disabled=("glioma_busy",), classes="mt-1")
+                VTextField(v_model=("glioma_cbv_path",), label="CBV map on the server (optional, DSC perfusion)",
+                           placeholder="empty: the case folder's CBV map, if any", density="compact",
+                           id="glioma-cbv", hide_details=True, classes="mt-1", persistent_placeholder=True)
+                html.Div("{{ glioma_sequences }}", v_if="glioma_sequences", id="glioma-sequences",
+                         classes="text-caption mt-1")
                 with VRow(dense=True, classes="mt-1"):
                     with VCol(cols=6):
                         VTextField(v_model=("glioma_age",), label="Age (years)", type="number", density="compact",
@@ -222,7 +256,6 @@ class GliomaWebApp(TrameApp):
                         classes="mt-2")
 
     def _results_card(self):
-        from GliomaRadiogenomicsLib.render import SHIM_TITLE
         with VCard(classes="ma-2", id="glioma-results-card", v_show=("glioma_results.length || glioma_shim.length",),
                    density="compact"):
             VCardTitle("Results", classes="text-subtitle-1")
@@ -243,7 +276,8 @@ class GliomaWebApp(TrameApp):
                         html.Td("{{ r.label }} ({{ r.cutoff }})")
                         html.Td("{{ r.points }}")
                 with html.Div(v_if="glioma_shim.length", id="glioma-shim", classes="mt-2"):
-                    html.Div(SHIM_TITLE, classes="text-caption font-weight-bold")
+                    html.Div("{{ glioma_shim_title }}", classes="text-caption font-weight-bold",
+                             id="glioma-shim-title")
                     with html.Table(classes="glioma-table", style="font-size: 12px; width: 100%"):
                         with html.Tr():
                             for h in ("task", "result", "status", "model (trained on)"):
@@ -253,6 +287,10 @@ class GliomaWebApp(TrameApp):
                             html.Td("{{ r.result }}", classes="font-weight-bold")
                             html.Td("{{ r.status }}", title=("r.status_detail",), style=("{color: r.status_color}",))
                             html.Td("{{ r.model }} ({{ r.trained_on }})")
+                    with html.Details(v_for="r in glioma_shim", key="'card-' + r.task + r.model",
+                                      classes="glioma-shim-card", style="font-size: 11px"):
+                        html.Summary("Model card: {{ r.task }} ({{ r.paper }})")
+                        _model_card_table("r.model_card")
                 with html.Div(v_if="glioma_warnings.length", id="glioma-warnings", classes="mt-2"):
                     html.Div("Warnings", classes="text-caption font-weight-bold text-orange")
                     with html.Ul(style="font-size: 11px; padding-left: 16px"):
@@ -278,11 +316,7 @@ class GliomaWebApp(TrameApp):
                              alt=("'nomogram ' + r.task",), style="width: 100%; background: white")
                     html.Div("Points per variable (0-100 each): {{ r.nomogram }}", v_if="!r.nomogram_png")
                     html.Div("Model card", classes="font-weight-bold mt-1")
-                    with html.Table(classes="glioma-model-card", style="width: 100%"):
-                        with html.Tr(v_for="kv in r.model_card", key="kv[0]"):
-                            html.Td("{{ kv[0] }}", style="vertical-align: top; padding-right: 6px; "
-                                                         "white-space: nowrap; font-weight: 500")
-                            html.Td("{{ kv[1] }}")
+                    _model_card_table("r.model_card")
                 html.Div(DISCLAIMER, classes="text-caption mt-2")
 
     # ------------------------------------------------------------------ background jobs
@@ -364,22 +398,29 @@ class GliomaWebApp(TrameApp):
         return clinical_from_parameters(s.glioma_age or 0, s.glioma_sex or "", s.glioma_who_grade or "",
                                         s.glioma_vasari or "")
 
-    def load_case(self, folder: str):
+    def load_case(self, folder: str, cbv: Optional[str] = None):
+        """Load a case folder (its sequences, CBV map, mask and case.json; case-folder discovery as `run --case-dir`).
+        ``cbv`` (default: the panel's CBV field) gives the CBV map as a file, as `run --case-dir DIR --cbv FILE`: it
+        replaces the folder's; the field is emptied once the case is loaded (it belongs to this case only)."""
         from GliomaMRML.logic import load_case_folder_into_scene
         if self._refuse_if_busy():
             return
+        cbv = (self.state.glioma_cbv_path if cbv is None else cbv) or ""
         try:
             self.scene.Clear()  # before preloading: the Paint effect needs a clean scene
-            self.nodes, self.clinical, self.case_id = load_case_folder_into_scene(self.scene, folder)
+            self.nodes, self.clinical, self.case_id = load_case_folder_into_scene(
+                self.scene, folder, overrides={"cbv": cbv.strip()} if cbv.strip() else None)
             self.segmentation = None
             self.last_document = None
             s = self.state
             s.glioma_case_id = self.case_id
             s.glioma_case_dir = str(folder)
             s.glioma_case_synthetic = False
+            s.glioma_cbv_path = ""
             self._clear_results()
             self._clinical_to_fields(self.clinical)
             self._show(self.nodes)
+            s.glioma_sequences = sequences_line(self.nodes)
             s.glioma_models = model_items(self.nodes)  # availability for this case's sequences
             if any(i["value"] == s.glioma_backend and i["disabled"] for i in s.glioma_models):
                 s.glioma_backend = "auto"
@@ -387,12 +428,13 @@ class GliomaWebApp(TrameApp):
                 s.glioma_backend = self.default_backend
             s.glioma_status = f"case {self.case_id} loaded (FLAIR shown). {DISCLAIMER}"
         except Exception as exc:  # shown to the user, the server keeps running
-            self.state.glioma_status = f"could not load {folder}: {exc}"
+            self.state.glioma_status = f"could not load {folder}" + (f" with the CBV map {cbv}" if cbv else "") + \
+                f": {exc}"
 
     def _clear_results(self):
         s = self.state
         s.glioma_results, s.glioma_warnings, s.glioma_key_result, s.glioma_synthetic = [], [], "", ""
-        s.glioma_shim = []
+        s.glioma_shim, s.glioma_shim_title = [], ""
         s.glioma_reuse, s.glioma_report_url, s.glioma_json_url, s.glioma_seg_url = "", "", "", ""
 
     def load_demo(self):
@@ -402,7 +444,7 @@ class GliomaWebApp(TrameApp):
         if not (folder / "flair.nii.gz").exists():
             from GliomaRadiogenomicsLib.synthetic import make_demo_case
             make_demo_case(downsample=2).save(folder)
-        self.load_case(str(folder))
+        self.load_case(str(folder), cbv="")  # the demo case has no CBV map
         self.state.glioma_case_synthetic = True
         self.state.glioma_status = f"SYNTHETIC demo case {self.case_id} loaded. " + DISCLAIMER
 
@@ -495,6 +537,7 @@ class GliomaWebApp(TrameApp):
             self.n_predictions += 1
             s = self.state
             s.glioma_results, s.glioma_warnings, s.glioma_shim = card["rows"], card["warnings"], card["shim"]
+            s.glioma_shim_title = card["shim_title"]
             s.glioma_key_result, s.glioma_synthetic = card["key_result"], card["synthetic"]
             s.glioma_task = 0
             stamp = f"?run={self.n_predictions}"  # a new address per run: no stale browser cache
