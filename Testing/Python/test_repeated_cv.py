@@ -206,8 +206,13 @@ def test_shipped_real_bundle_card_and_recorded_oof_auc(path):
     y, p = lab.loc[t["case_id"], col].to_numpy(float), np.asarray(t["oof_probability"], float)
     assert len(y) == b.training["n"] and int(y.sum()) == b.training["n_positive"]
     assert _auc(y, p) == pytest.approx(t["repeated_cv"]["model"]["auc_of_mean_prediction"], abs=1e-3)
-    assert abs(_auc(y, p) - b.metrics["auc_cv"]) < 0.05  # averaged predictions vs mean of per-repetition AUCs
-    assert t["repeated_cv"]["model"]["auc_mean"] == b.metrics["auc_cv"]
+    # the headline AUC is the mean of the per-repetition AUCs, not the AUC of the repetition-averaged predictions:
+    # averaging ten models whose selected features differ is an ensemble, and scores higher than any one of them
+    # would (IDH FLAIR, 2026-11-27: 0.808 averaged vs 0.723 mean of repetitions), so it is recorded but not shown
+    m = t["repeated_cv"]["model"]
+    assert m["auc_mean"] == b.metrics["auc_cv"]
+    assert np.mean(m["auc_per_repetition"]) == pytest.approx(b.metrics["auc_cv"], abs=1e-4)
+    assert m["auc_min"] <= b.metrics["auc_cv"] <= m["auc_max"] and len(m["auc_per_repetition"]) == m["repeats"]
 
 
 def test_training_table_sex_uses_the_one_encoder():
