@@ -7,6 +7,7 @@ the per-stage time of one case. Each mode starts from an empty output folder (no
 Usage: python Testing/benchmarks/bench_cohort.py [--cases ../shared/data/cohorts/tcga-lgg/cases] [--n 4]
        [--workers 2] [--modes sequential,jobs,local,cluster] [--no-case-roi] [--preset wang2025]
        [--compare TABLE] [--whole-case K] [--keep DIR]
+Every mode's table is compared with the sequential mode's of the same run (when it ran first).
 --compare TABLE: each mode's table must equal TABLE (same rows, same columns, values to 1e-12), e.g. the sequential
 table of `make real-bundles` (build/tcga-lgg/features.csv) against a 64-case `--modes local` run.
 --whole-case K: files to probabilities as `run --case-dir` does it (default options and bundles: automatic
@@ -160,6 +161,9 @@ def main(argv=None) -> int:
                   f" s_per_case={wall / max(1, s['n_ok']):.1f}{extra}", flush=True)
             if a.compare:
                 print(f"{mode:10s} " + compare_tables(out, Path(a.compare)), flush=True)
+            if mode != "sequential" and (work / "sequential" / "features.csv").is_file():
+                print(f"{mode:10s} vs sequential: " + compare_tables(out, work / "sequential" / "features.csv"),
+                      flush=True)
         if a.stages and folders:
             st = one_case_stages(folders[0], opt)
             print("stages of " + folders[0].name + ": " + " ".join(f"{k}={v:.1f}s" for k, v in st.items())
