@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ def demo_run(tmp_path_factory, bundles_at_spacing):
     return out, p
 
 
+SHIPPED_DEFAULTS = json.loads((Path(__import__("GliomaRadiogenomicsLib").__file__).parent / "resources" / "models"
+                               / "defaults.json").read_text())["tasks"]
+
 def test_demo_writes_all_outputs(demo_run):
     out, p = demo_run
     for f in ("predictions.json", "features.csv", "segmentation.nii.gz", "brain_mask.nii.gz", "report.html",
@@ -35,9 +39,12 @@ def test_demo_writes_all_outputs(demo_run):
     for t in doc["tasks"]:
         r = doc[t]
         assert 0.0 <= r["probability"] <= 1.0
-        # test copies of the shipped defaults (real TCGA-LGG families) declared at 2 mm: marked synthetic
+        # test copies of the shipped defaults declared at 2 mm: marked synthetic, and saying what the shipped
+        # default was trained on (real TCGA-LGG families; the SYNTHETIC cohort where no real model qualified)
         assert r["model"]["name"].endswith("(test copy declared at 2 mm)") and r["model"]["synthetic"] is True
-        assert "TEST FIXTURE" in r["model"]["trained_on"] and "TCGA-LGG" in r["model"]["trained_on"]
+        real = SHIPPED_DEFAULTS[t][0].startswith("tcga_lgg_")
+        assert "TEST FIXTURE" in r["model"]["trained_on"]
+        assert ("TCGA-LGG" if real else "SYNTHETIC cases") in r["model"]["trained_on"], (t, r["model"]["trained_on"])
         assert r["nomogram"]["points"] and r["label"]
     assert doc["case"]["synthetic"] is True
     assert doc["segmentation"]["volumes_ml"]["WT"] > 20
