@@ -445,6 +445,41 @@ def hybrid_repetition(rep: dict, y: np.ndarray, X: np.ndarray, names: Sequence[s
     return out
 
 
+HYBRID_TITLES = {"cnn_logit": "CNN (logit)", "age": "Age"}
+
+
+def hybrid_nomogram(h: Mapping, X_train: np.ndarray) -> dict:
+    """The hybrid's nomogram (rms style, nomogram.geometry_from_training, as the logistic bundles'): one variable per
+    feature (CNN logit, the kept shape / loci columns, age), trimmed ranges of ``X_train`` (training cases x
+    ``h['features']``, missing values as the fit imputed them), from the stored (rounded) coefficients / centering.
+    Returns the nomogram dict with its ``variables`` (name, features, c_min, c_max, axis)."""
+    from .nomogram import geometry_from_training
+    groups = {HYBRID_TITLES.get(f, f): [f] for f in h["features"]}
+    variables, nomo = geometry_from_training(list(h["features"]), h["coef"], h["center"], h["scale"],
+                                             float(h["intercept"]), X_train, groups, {"age": "years"})
+    return {**nomo, "variables": variables}
+
+
+def hybrid_model_bundle(b: Mapping):
+    """The bundle's hybrid logistic part as a bundle.ModelBundle (its nomogram from the bundle's ``nomogram`` block),
+    so that a case's points and nomogram block come from the logistic path's code (ModelBundle.predict_proba_row,
+    nomogram.case_nomogram); None for a bundle saved without a nomogram."""
+    from .bundle import ModelBundle, NomogramVariable
+    if not b.get("nomogram"):
+        return None
+    h = b["hybrid"]
+    nomo = {k: v for k, v in b["nomogram"].items() if k != "variables"}
+    return ModelBundle(task=b["task"], name=b["name"], version=str(b.get("version")), features=list(h["features"]),
+                       center=list(h["center"]), scale=list(h["scale"]), coefficients=list(h["coef"]),
+                       intercept=float(h["intercept"]), cutoff=float(b["cutoff"]),
+                       variables=[NomogramVariable(**v) for v in b["nomogram"]["variables"]], nomogram=nomo,
+                       feature_schema=b.get("feature_schema") or {}, training=b.get("training") or {},
+                       metrics=b.get("metrics") or {}, synthetic=bool(b["synthetic"]),
+                       positive_label=CHOI_LABELS[1], negative_label=CHOI_LABELS[0],
+                       intended_use=str(b.get("intended_use")),
+                       imputation=dict(zip(h["features"][1:], map(float, h["means"][1:]))))
+
+
 def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column: str = "case_id",
               C: float = 1.0, alpha: float = 0.05) -> dict:
     """The hybrid on every COMPLETE repetition of ``variant`` in a train_choi_cnn.py JSON, with the feature
@@ -474,7 +509,12 @@ def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column
         raise ValueError(f"variant '{variant}': no complete CV repetition in the CNN file")
     res = {r: hybrid_repetition(rep, y, X, names, age, C, alpha) for r, rep in reps.items()}
     mean_oof = np.mean([[np.nan if p is None else p for p in reps[r]["oof"]] for r in reps], 0)
-    final = HybridLogistic(C, alpha).fit(np.column_stack([logit(mean_oof), X]), y, ["cnn_logit"] + names)
+    X_final = np.column_stack([logit(mean_oof), X])
+    final = HybridLogistic(C, alpha).fit(X_final, y, ["cnn_logit"] + names)
+    fh = {"features": final.features_, "center": final.center_.round(6).tolist(),
+          "scale": final.scale_.round(6).tolist(), "coef": final.coef_.round(6).tolist(),
+          "intercept": round(final.intercept_, 6)}
+    X_train = np.where(np.isfinite(X_final), X_final, final.means_)[:, final.cols_]  # as the fit saw them
 
     def _m(key):
         vals = [round(res[r][key], 4) for r in res]
@@ -483,12 +523,12 @@ def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column
             "n_positive": int(y.sum()), "repetitions": [int(r) for r in res], "offered": names,
             "cnn": _m("auc_cnn"), "hybrid": _m("auc_hybrid"), **({"age": _m("auc_age")} if age is not None else {}),
             "features_per_fold": {r: res[r]["features_per_fold"] for r in res},
-            "final_hybrid": {"features": final.features_, "center": final.center_.round(6).tolist(),
+            "final_hybrid": {**fh,
                              "means": [round(float(final.means_[final.names_.index(f)]), 6) for f in final.features_],
-                             "scale": final.scale_.round(6).tolist(), "coef": final.coef_.round(6).tolist(),
-                             "intercept": round(final.intercept_, 6), "C": C, "ttest_alpha": alpha,
+                             "C": C, "ttest_alpha": alpha,
                              "cnn_input": "mean over the complete repetitions of each case's out-of-fold CNN "
-                                          "probability, as logit"},
+                                          "probability, as logit",
+                             "nomogram": hybrid_nomogram(fh, X_train)},
             "oof_hybrid": {r: [round(float(p), 6) for p in res[r]["p_hybrid"]] for r in res}, "case_ids": ids}
 
 
@@ -531,6 +571,19 @@ def load_choi_bundle(path) -> dict:
         raise _bundle_error(f"{w}: SHA-256 {digest[:12]}... differs from the one recorded in {path.name} "
                             f"({str(d['cnn'].get('sha256'))[:12]}...): the weights file was altered or replaced; "
                             "refusing to load it")
+    if d.get("nomogram") is not None:
+        from .nomogram import check_geometry
+        nomo = d["nomogram"]
+        vs = nomo.get("variables") if isinstance(nomo, Mapping) else None
+        problem = "the nomogram block has no variables" if not isinstance(vs, list) else None
+        if problem is None and sorted(f for v in vs for f in v.get("features", [])) != sorted(h["features"]):
+            problem = "the nomogram variables do not cover the hybrid's features exactly once"
+        try:
+            problem = problem or check_geometry(nomo, vs)
+        except (KeyError, TypeError, AttributeError) as exc:
+            problem = f"unreadable nomogram ({type(exc).__name__}: {exc})"
+        if problem:
+            raise _bundle_error(f"{path}: {problem}")
     return {**d, "_weights_path": str(w)}
 
 
@@ -620,6 +673,15 @@ def predict_entry(b: dict, images: Mapping[str, object], mask, values: Mapping[s
     p, imputed = hybrid_probability(b["hybrid"], q, values)
     e.update(probability=p, label=CHOI_LABELS[int(p >= b["cutoff"])], cnn_probability=q,
              cnn_slice_probabilities=per_slice, slices=facts["slices"], imputed=";".join(imputed))
+    mb = hybrid_model_bundle(b)
+    if mb is not None:  # the case on the hybrid's nomogram, by the logistic bundles' code (predict.predict_one)
+        from .nomogram import case_nomogram
+        row = {"cnn_logit": float(logit(q))}
+        for f in b["hybrid"]["features"][1:]:
+            row[f] = float("nan") if f in imputed else float(values.get(f))
+        r = mb.predict_proba_row(row)
+        e["nomogram"] = case_nomogram(mb, r, r["imputed"])
+        warnings += [w for w in r["warnings"] if "outside the nomogram" in w]
     clipped = {k: v for k, v in facts.get("clipped_fraction", {}).items() if v > 0}
     if clipped:
         warnings.append(f"model '{b['name']}': " + ", ".join(f"{100 * v:.1f} % of the {k.upper()} slice voxels"
@@ -717,6 +779,7 @@ def build_bundle(res: dict, final: dict, weights_name: str, *, table: str, cnn_d
                    "[1e-4, 1 - 1e-4]; fitted on " + fh["cnn_input"],
                    "formula": "p = 1 / (1 + exp(-(intercept + sum(coef * (x - center) / scale)))); a missing "
                    "value takes the training mean (named as imputed)"},
+        "nomogram": fh.get("nomogram"),  # rms-style, nomogram.geometry_from_training (hybrid_nomogram)
         "features": image_features({"hybrid": fh}), "feature_schema": feature_schema or {},
         "metrics": {"validation": f"repeated nested CV, {len(res['repetitions'])} complete repetition(s), "
                     "out-of-fold AUC (the CNN's folds; the hybrid refitted inside each fold)",

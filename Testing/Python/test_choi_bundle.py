@@ -180,6 +180,9 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     images, mask = choi.read_case_folder_images(case, CHANNELS)
     want = by_hand(bp, images, mask, {**feats, "age": 47.0})
     assert abs(e["probability"] - want) <= 1e-6, (e["probability"], want)
+    nomo = json.loads(bp.read_text())["nomogram"]  # the case's nomogram block in its predictions.json entry
+    assert list(e["nomogram"]["points"]) == [v["name"] for v in nomo["variables"]]
+    assert e["nomogram"]["probability"] == pytest.approx(e["probability"], abs=1e-9)
     assert "IDH (Choi 2021): probability" in r.stdout and "SYNTHETIC" in r.stdout
     # the report: the Choi heading (render.shim_title) and the model card from what the bundle records
     page = (out / "report.html").read_text()
@@ -219,3 +222,36 @@ def test_a_case_without_the_variants_sequence_gets_no_probability(trained, tmp_p
     got = pd.read_csv(tmp_path / "p.csv").iloc[0]
     assert pd.isna(got["probability"]) and pd.isna(got["cnn_probability"]) and pd.isna(got["label"])
     assert "needs T1C" in got["reason"] and "not imputed" in got["reason"]
+
+
+def test_the_case_on_the_hybrids_nomogram(trained):
+    """Issue 17: the bundle's nomogram (nomogram.geometry_from_training on the hybrid's coefficients / centering /
+    training ranges) and the case's block in its predictions.json entry (case_predictions -> predict_entry, through
+    ModelBundle.predict_proba_row + nomogram.case_nomogram, the logistic path's code)."""
+    from GliomaRadiogenomicsLib.nomogram import check_geometry
+    d, table, bp = trained
+    b = choi.load_choi_bundle(bp)
+    h, nomo = b["hybrid"], b["nomogram"]
+    assert check_geometry(nomo, nomo["variables"]) is None and nomo["style"]
+    assert [v["features"] for v in nomo["variables"]] == [[f] for f in h["features"]]  # CNN logit, shape, age
+    images, mask = choi.read_case_folder_images(d / "cases" / "S05", CHANNELS)
+    values = table.set_index("case_id").loc["S05"].to_dict()
+    e, _ = choi.predict_entry(b, images, mask, values, None)
+    n = e["nomogram"]
+    lp0, lpp = n["lp_at_zero_points"], n["lp_per_point"]
+    assert (lp0, lpp) == (nomo["lp_at_zero_points"], nomo["lp_per_point"])
+    # per variable: the points nomogram.py's axis gives the case's value (c = offset + slope * value, from c_min)
+    x = {"cnn_logit": float(choi.logit(e["cnn_probability"])), **{f: float(values[f]) for f in h["features"][1:]}}
+    exact = {}
+    for v, ax in zip(nomo["variables"], n["axes"]):
+        assert ax["name"] == v["name"] and ax["case"]["value"] == pytest.approx(x[ax["feature"]], abs=1e-9)
+        exact[v["name"]] = (ax["offset"] + ax["slope"] * x[ax["feature"]] - v["c_min"]) / lpp
+        assert n["points"][v["name"]] == ax["case"]["points"] == round(exact[v["name"]], 2)
+    assert n["total_points"] == pytest.approx(sum(n["points"].values()), abs=1e-9)
+    # exact points -> probability: the entry's probability to 1e-6
+    assert abs(1 / (1 + np.exp(-(lp0 + lpp * sum(exact.values())))) - e["probability"]) <= 1e-6
+    # the entry's total points (points rounded to 0.01, as the logistic bundles print them) through the nomogram's
+    # own scale: the probability up to that rounding
+    tol = 0.005 * len(exact) * lpp * 0.25 + 1e-9
+    assert abs(1 / (1 + np.exp(-(lp0 + lpp * n["total_points"]))) - e["probability"]) <= tol
+    assert n["probability"] == pytest.approx(e["probability"], abs=1e-12)
