@@ -348,10 +348,11 @@ def log_images_on_box(image: sitk.Image, lo, hi, **kwargs):
     we run the same passes in the same order and crop along j right after each pass. Every voxel of the box goes
     through the same float operations as in the whole-image filter, and the terms are summed as ITK does (term /
     spacing[d]^2 added in double to a float32 image): bit-identical (tested against getLoGImage)."""
+    from radiomics import imageoperations
     size = np.array(image.GetSize())
     spacing = np.array(image.GetSpacing())
-    if np.min(size) < 4:
-        logging.getLogger("radiomics.imageoperations").warning("Image too small to apply LoG filter, size: %s", size)
+    if np.min(size) < 4:  # PyRadiomics warns and yields nothing
+        yield from imageoperations.getLoGImage(image, None, **kwargs)
         return
     lo_xyz, hi_xyz = np.asarray(lo)[::-1], np.asarray(hi)[::-1]
 
@@ -363,7 +364,7 @@ def log_images_on_box(image: sitk.Image, lo, hi, **kwargs):
     for sigma in kwargs.get("sigma", []):
         if not sigma > 0.0 or not np.all(size >= np.ceil(sigma / spacing) + 1):
             # PyRadiomics warns and skips this sigma; its own generator says why
-            yield from imageoperations_log(image, dict(kwargs, sigma=[sigma]))
+            yield from imageoperations.getLoGImage(image, None, **dict(kwargs, sigma=[sigma]))
             continue
         total, ref = np.zeros(tuple(int(v) for v in np.asarray(hi) - lo), np.float32), None
         for d in range(3):
@@ -384,11 +385,6 @@ def log_images_on_box(image: sitk.Image, lo, hi, **kwargs):
         out = sitk.GetImageFromArray(total)
         out.CopyInformation(ref)
         yield out, "log-sigma-%s-mm-3D" % (str(sigma).replace(".", "-")), kwargs
-
-
-def imageoperations_log(image, kwargs):
-    from radiomics import imageoperations
-    yield from imageoperations.getLoGImage(image, None, **kwargs)
 
 
 def _shape_job(args):
