@@ -682,14 +682,20 @@ class AutoBackend(SegmentationBackend):
         self.chosen = None
 
     def choose(self, pre):
+        return self.choose_for(set(pre.images), pre)
+
+    def choose_for(self, have, pre=None):
+        """The choice from the sequences a case has; ``pre`` (the preprocessed case) is needed only to pick
+        brats17's views: without it a brats17 choice is (None, reason)."""
         from . import brats17, unet2d
-        have = set(pre.images)
         why_not = ""
         if set(brats17.CHANNELS) <= have:
             if not torch_available():
                 why_not = "brats17 not used: torch is not installed"
             elif not brats17.weights_available(self.brats17_weights):
                 why_not = "brats17 not used: its weights are not installed"
+            elif pre is None:
+                return None, "brats17: its views are chosen on the preprocessed case"
             else:
                 views, why = brats17_views(pre, self.brats17_views)
                 why = why or f"views {views} (asked)"
@@ -713,19 +719,13 @@ class AutoBackend(SegmentationBackend):
     def start_early(self, case, preprocess_options) -> bool:
         """When the choice is already lgg-unet2d from the sequences the case has (no brats17: not all four
         sequences or no brats17 weights), start it early (LggUnet2dBackend.start_early)."""
-        from . import brats17
         self.cancel_early()
-        have = set(case.images)
-        if set(brats17.CHANNELS) <= have and brats17.weights_available(self.brats17_weights) and torch_available():
-            return False  # brats17 needs the registered channels and the brain mask
         try:
-            from . import unet2d
-            if "flair" not in have or not unet2d.weights_available(self.weights_dir) or not torch_available():
-                return False
-            b = LggUnet2dBackend(self.weights_dir, self.unet_folds, self.device, should_cancel=self.should_cancel,
-                                 timeout_s=self.timeout_s)
+            b, _ = self.choose_for(set(case.images))
         except Exception:  # segment() reports it
             return False
+        if not isinstance(b, LggUnet2dBackend):
+            return False  # brats17 needs the registered channels and the brain mask; hyperintensity has no network
         if b.start_early(case, preprocess_options):
             self._early = b
             return True
