@@ -119,14 +119,23 @@ def _run_watched(b, button, done_text, timeout=400):
 
 
 def _choose(b, field, title):
-    """Pick ``title`` in a Vuetify select by mouse: open its menu, click the item."""
+    """Pick ``title`` in a Vuetify select by mouse: open its menu, click the item. The previous select's menu may
+    still be fading out (its items still count as an active overlay), so wait for it to go, then wait for this
+    select's own item, and press again if the first press fell on the closing overlay."""
+    items = "Array.from(document.querySelectorAll('.v-overlay--active .v-list-item'))"
+    b.wait_for(f"{items}.length === 0", 10)
     x, y, w, h = b.rect(f"#{field}")
-    b.press(x + w / 2, y + h / 2)
-    b.wait_for("document.querySelectorAll('.v-overlay--active .v-list-item').length > 0", 10)
-    assert b.js(f"""(() => {{ const it = Array.from(document.querySelectorAll('.v-overlay--active .v-list-item'))
-                     .find(e => e.innerText.trim() === {json.dumps(title)}); if (!it) return false; it.click();
-                     return true; }})()""")
-    b.wait_for("document.querySelectorAll('.v-overlay--active .v-list-item').length === 0", 10)
+    for attempt in range(3):
+        b.press(x + w / 2, y + h / 2)
+        try:
+            b.wait_for(f"{items}.some(e => e.innerText.trim() === {json.dumps(title)})", 5)
+            break
+        except TimeoutError:
+            if attempt == 2:
+                raise
+    assert b.js(f"""(() => {{ const it = {items}.find(e => e.innerText.trim() === {json.dumps(title)});
+                     if (!it) return false; it.click(); return true; }})()""")
+    b.wait_for(f"{items}.length === 0", 10)
 
 
 def _document(base, b):
