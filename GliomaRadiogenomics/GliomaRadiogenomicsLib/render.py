@@ -436,6 +436,39 @@ def key_result_line(doc: dict) -> str:
             + ". Research probabilities, not diagnoses.")
 
 
+def _model_at_cutoff_text(at: dict, cutoff) -> str:
+    """A bundle's cross-validated metrics at the cutoff, said as what they are: ``at_cutoff_cv`` of bundles trained
+    by train.py holds the mean over repetitions of sensitivity / specificity / PPV / NPV at the cutoff chosen inside
+    each outer training fold (its ``fold_cutoffs``), not at the final model's cutoff (the one applied to this case);
+    an ``at_cutoff_cv`` with its own ``cutoff`` (older bundles) was measured at that cutoff."""
+    if at.get("cutoff") is not None or not (at.get("fold_cutoffs") or at.get("cutoff_source")):
+        return _at_cutoff_text(at, cutoff)
+    fc = at.get("fold_cutoffs") or {}
+    where = "at cutoffs chosen in each training fold"
+    if fc.get("median") is not None:
+        where += f" (median {_num(fc['median'], 3)}, range {_num(fc.get('min'), 3)}-{_num(fc.get('max'), 3)})"
+    metrics = (f"sensitivity {_num(at.get('sensitivity'))}, specificity {_num(at.get('specificity'))}, PPV "
+               f"{_num(at.get('ppv'))}, NPV {_num(at.get('npv'))}")
+    final = f"; final model's cutoff {_num(cutoff, 3)} (applied to this case)" if cutoff is not None else ""
+    return f"{where}: {metrics}{final}"
+
+
+def _calibration_texts(met: dict) -> List[str]:
+    """Calibration intercept and slope of the out-of-fold predictions with their 95% CIs: ``calibration_cv``
+    (train.py), else ``calibration_intercept_slope`` (older bundles); [] when neither is recorded."""
+    cis = met.get("calibration_cv") or met.get("calibration_intercept_slope") or {}
+    if not isinstance(cis, dict) or cis.get("slope") is None:
+        return []
+
+    def one(name):  # "to" between the CI's ends: an intercept's are often negative
+        v, ci = cis.get(name), cis.get(f"{name}_95ci_bootstrap") or cis.get(f"{name}_95ci")
+        if v is None:
+            return "not recorded"
+        return _num(v) + (f" (95% CI {_num(ci[0])} to {_num(ci[1])})" if ci and len(ci) == 2 and None not in ci
+                          else " (no CI recorded)")
+    return [f"calibration intercept {one('intercept')}", f"slope {one('slope')} (ideal: intercept 0, slope 1)"]
+
+
 def model_card_rows(doc: dict, task: str) -> List[tuple]:
     """(field, value) pairs of the task's model card: intended use, training data, validation and its metrics at
     the cutoff (sensitivity / specificity / PPV / NPV, out of fold where the bundle holds them), calibration,
@@ -451,15 +484,13 @@ def model_card_rows(doc: dict, task: str) -> List[tuple]:
             ("Validation", str(met.get("auc_cv_method") or "not stated")),
             ("AUC (95% CI)", _auc_text(met))]
     if at:
-        rows.append(("At the cutoff", _at_cutoff_text(at, r.get("cutoff"))))
+        rows.append(("At the cutoff", _model_at_cutoff_text(at, r.get("cutoff"))))
     else:
         rows.append(("At the cutoff", "sensitivity / specificity / PPV / NPV not recorded in this model"))
     cal = []
     if met.get("brier_cv") is not None:
         cal.append(f"Brier score {_num(met['brier_cv'], 3)}")
-    cis = met.get("calibration_intercept_slope") or {}
-    if isinstance(cis, dict) and cis.get("slope") is not None:
-        cal.append(f"calibration intercept {_num(cis.get('intercept'))}, slope {_num(cis.get('slope'))}")
+    cal += _calibration_texts(met)
     rows.append(("Calibration", ", ".join(cal) or "not recorded"))
     rows.append(_card_status_row(m.get("synthetic"), met.get("validation_status")))
     return rows

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -204,6 +205,51 @@ def test_report_holds_what_a_clinician_files(analysed):
     # every task's status sits in its row
     for r in task_rows(doc):
         assert f"{r.task} {r.probability_text} {r.status_text}" in text
+
+
+REAL_BUNDLE = "tcga_lgg_ATRX_flair-t1-t1c.json"   # a shipped bundle trained on real TCGA-LGG cases (train.py)
+
+
+def real_bundle():
+    from importlib import resources
+    from GliomaRadiogenomicsLib.bundle import load_bundle
+    return load_bundle(Path(str(resources.files("GliomaRadiogenomicsLib") / "resources" / "models" / REAL_BUNDLE)))
+
+
+def card_texts(b) -> dict:
+    """What the model card of bundle ``b`` must say, from what the bundle records (train.py): the calibration
+    intercept and slope with their bootstrap CIs (metrics["calibration_cv"]) and the metrics at the cutoff said to be
+    measured at the cutoffs chosen in each training fold, beside the final model's cutoff."""
+    cal, at = b.metrics["calibration_cv"], b.metrics["at_cutoff_cv"]
+    ci = lambda k: f"{cal[k]:.2f} (95% CI {cal[k + '_95ci_bootstrap'][0]:.2f} to {cal[k + '_95ci_bootstrap'][1]:.2f})"
+    return {"Calibration": f"calibration intercept {ci('intercept')}, slope {ci('slope')}",
+            "At the cutoff": (f"at cutoffs chosen in each training fold (median {at['fold_cutoffs']['median']:.3f}"
+                              f", range {at['fold_cutoffs']['min']:.3f}-{at['fold_cutoffs']['max']:.3f}): "
+                              f"sensitivity {at['sensitivity']:.2f}, specificity {at['specificity']:.2f}, PPV "
+                              f"{at['ppv']:.2f}, NPV {at['npv']:.2f}; final model's cutoff {b.cutoff:.3f}")}
+
+
+def test_model_card_of_a_real_bundle_shows_its_calibration_and_where_its_cutoff_metrics_come_from():
+    """A shipped real bundle stores its calibration under metrics["calibration_cv"] and its cross-validated metrics
+    at the cutoffs chosen inside each training fold (at_cutoff_cv.fold_cutoffs), not at the final model's cutoff:
+    the card says both as recorded. An older bundle (calibration_intercept_slope, at_cutoff_cv at its own cutoff)
+    still shows them."""
+    from GliomaRadiogenomicsLib.render import model_card_rows
+    b = real_bundle()
+    assert not b.synthetic
+    doc = {"tasks": [b.task], b.task: {"probability": 0.3, "cutoff": b.cutoff, "model": b.model_card()}}
+    rows = dict(model_card_rows(doc, b.task))
+    for field, want in card_texts(b).items():
+        assert want in rows[field], (field, rows[field])
+    assert rows["Calibration"].startswith(f"Brier score {b.metrics['brier_cv']:.3f}")
+    old = copy.deepcopy(doc)
+    met = old[b.task]["model"]["metrics"]
+    met["calibration_intercept_slope"] = {"intercept": 0.12, "slope": 0.9}
+    del met["calibration_cv"]
+    met["at_cutoff_cv"] = {"cutoff": 0.42, "sensitivity": 0.7, "specificity": 0.6, "ppv": 0.5, "npv": 0.8}
+    rows = dict(model_card_rows(old, b.task))
+    assert "calibration intercept 0.12 (no CI recorded), slope 0.90 (no CI recorded)" in rows["Calibration"]
+    assert rows["At the cutoff"] == "cutoff 0.420: sensitivity 0.70, specificity 0.60, PPV 0.50, NPV 0.80"
 
 
 def test_native_display_orientation_letters():
