@@ -404,6 +404,25 @@ def rows(block: Mapping) -> List[dict]:
     return out
 
 
+def case_marker_text(row: Mapping) -> str:
+    """The label over the case's marker on one ``rows()`` row: its points clipped to the row's axis, as the text and
+    HTML show them (render.task_rows: "0.0*", "(clipped: off axis)"); beyond the axis (or its value outside the
+    training range) flagged, e.g. "75 (beyond the axis: 0.0 pts, extrapolated)", never as -15.6 points (the exact
+    value stays in predictions.json)."""
+    case = row["case"]
+    lo, hi = row["range"]
+    raw = float(case["points"])
+    pts = min(max(raw, lo), hi)
+    beyond = bool(case.get("out_of_range")) or not lo - 1e-6 <= raw <= hi + 1e-6
+    if row["key"] == "probability":
+        return f"probability {case['label']}"
+    if row["key"] == "total points":
+        return f"{pts:.1f} points" + (" (beyond the axis, extrapolated)" if beyond else "")
+    if beyond:
+        return f"{case['label']} (beyond the axis: {pts:.1f} pts, extrapolated)"
+    return f"{case['label']}: {pts:.1f} pts"
+
+
 def draw_nomogram(fig, block: Mapping, title: str = ""):
     """Draw a nomogram block (predictions.json's, or bundle_nomogram) into a matplotlib Figure / SubFigure: one
     row per axis (gid 'nomogram-row:<key>'), ticks at the JSON's positions labelled with its values; the case's
@@ -433,13 +452,8 @@ def draw_nomogram(fig, block: Mapping, title: str = ""):
             out = bool(case.get("out_of_range"))
             ax.plot([x], [0.35], marker=(">" if case["points"] > hi else "<") if out else "v", color="#c0392b",
                     markersize=7, gid="nomogram-case", clip_on=False)
-            if r["key"] in ("total points", "probability"):
-                txt = (f"{case['label']} points" if r["key"] == "total points" else f"probability {case['label']}")
-            elif out:
-                txt = f"{case['label']} (extrapolated: {case['points']:.1f} pts)"
-            else:
-                txt = f"{case['label']}: {case['points']:.1f} pts"
-            ax.text(x, 0.62, txt, ha="center", va="bottom", fontsize=7, color="#c0392b")
+            ax.text(x, 0.62, case_marker_text(r), ha="center", va="bottom", fontsize=7, color="#c0392b",
+                    gid="nomogram-case-label")
             if out:  # beside the axis, after its right end
                 ax.text(hi + 0.015 * width, 0.0, "out of range" + (f" ({case['range_text']})"
                                                                      if case.get("range_text") else ""),

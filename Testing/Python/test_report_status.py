@@ -99,6 +99,22 @@ def test_points_beyond_the_axis_are_never_shown():
     assert re.search(r"^ATRX\s+0\.300\s+neg\s+\S+\s+OUT OF INTENDED USE; imputed inputs; SYNTHETIC model", text, re.M)
     assert "<td>epilepsy</td><td>0.800</td><td class='status-flag'>EXTRAPOLATED</td>" in page
     assert "<td>IDH</td><td>0.200</td><td class='status-valid'>valid</td>" in page
+    # the nomogram figure (report, web card) labels the case's marks the same way: a real bundle's nomogram with an
+    # age of 95 years (84.6 points below its Age axis, the total below 0): clipped, flagged, no negative points
+    from GliomaRadiogenomicsLib.nomogram import case_nomogram, nomogram_figure
+    b = real_bundle()
+    values = dict(zip(b.features, b.center), age=95, sex_male=0)
+    block = case_nomogram(b, b.predict_proba_row(values))
+    age = next(a for a in block["axes"] if a["name"] == "Age (years)")
+    assert age["case"]["points"] < -10 and age["case"]["out_of_range"] and block["total_points"] < 0   # the setup
+    fig = nomogram_figure(block)
+    labels = {ax.get_gid(): [t.get_text() for t in ax.texts if t.get_gid() == "nomogram-case-label"]
+              for ax in fig.axes}
+    assert labels["nomogram-row:Age (years)"] == ["95 (beyond the axis: 0.0 pts, extrapolated)"], labels
+    assert labels["nomogram-row:total points"] == ["0.0 points (beyond the axis, extrapolated)"], labels
+    assert labels["nomogram-row:Sex (male = 1)"] == [f"F: {block['points']['Sex (male = 1)']:.1f} pts"], labels
+    drawn = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert not any(re.search(r"-\d", t) for t in drawn), drawn
 
 
 def test_slicer_table_shows_the_status_in_the_row(mrml):
@@ -216,17 +232,18 @@ def real_bundle():
     return load_bundle(Path(str(resources.files("GliomaRadiogenomicsLib") / "resources" / "models" / REAL_BUNDLE)))
 
 
-def card_texts(b) -> dict:
-    """What the model card of bundle ``b`` must say, from what the bundle records (train.py): the calibration
-    intercept and slope with their bootstrap CIs (metrics["calibration_cv"]) and the metrics at the cutoff said to be
-    measured at the cutoffs chosen in each training fold, beside the final model's cutoff."""
-    cal, at = b.metrics["calibration_cv"], b.metrics["at_cutoff_cv"]
+def card_texts(metrics: dict, cutoff: float) -> dict:
+    """What the model card of a bundle trained by train.py must say, from what it records (its ``metrics`` and
+    ``cutoff``): the calibration intercept and slope with their bootstrap CIs (metrics["calibration_cv"]) and the
+    metrics at the cutoff said to be measured at the cutoffs chosen in each training fold, beside the final model's
+    cutoff. Also used by the real-case report and web card tests."""
+    cal, at = metrics["calibration_cv"], metrics["at_cutoff_cv"]
     ci = lambda k: f"{cal[k]:.2f} (95% CI {cal[k + '_95ci_bootstrap'][0]:.2f} to {cal[k + '_95ci_bootstrap'][1]:.2f})"
     return {"Calibration": f"calibration intercept {ci('intercept')}, slope {ci('slope')}",
             "At the cutoff": (f"at cutoffs chosen in each training fold (median {at['fold_cutoffs']['median']:.3f}"
                               f", range {at['fold_cutoffs']['min']:.3f}-{at['fold_cutoffs']['max']:.3f}): "
                               f"sensitivity {at['sensitivity']:.2f}, specificity {at['specificity']:.2f}, PPV "
-                              f"{at['ppv']:.2f}, NPV {at['npv']:.2f}; final model's cutoff {b.cutoff:.3f}")}
+                              f"{at['ppv']:.2f}, NPV {at['npv']:.2f}; final model's cutoff {cutoff:.3f}")}
 
 
 def test_model_card_of_a_real_bundle_shows_its_calibration_and_where_its_cutoff_metrics_come_from():
@@ -239,7 +256,7 @@ def test_model_card_of_a_real_bundle_shows_its_calibration_and_where_its_cutoff_
     assert not b.synthetic
     doc = {"tasks": [b.task], b.task: {"probability": 0.3, "cutoff": b.cutoff, "model": b.model_card()}}
     rows = dict(model_card_rows(doc, b.task))
-    for field, want in card_texts(b).items():
+    for field, want in card_texts(b.metrics, b.cutoff).items():
         assert want in rows[field], (field, rows[field])
     assert rows["Calibration"].startswith(f"Brier score {b.metrics['brier_cv']:.3f}")
     old = copy.deepcopy(doc)
