@@ -3,8 +3,9 @@ server-side, the same Logic as the desktop modules (GliomaMRML.logic), a Glioma 
 
     glioma-radiogenomics web [--case DIR] [--port N]      # serves on 127.0.0.1
 
-Workflow: load a case (server folder or the built-in SYNTHETIC demo case; trame-slicer's own upload button also
-works; the case id comes from the folder; an optional DSC-perfusion CBV map found in the folder, or given as a file
+Workflow: load a case (server folder, the built-in SYNTHETIC demo case, or files uploaded with trame-slicer's
+Open Files / Open Directory buttons, written into a fresh case folder on the server: upload.py; the case id comes
+from the folder or its case.json; an optional DSC-perfusion CBV map found in the folder, or given as a file
 on the server in the CBV field, for the Shim 2021 bundles of `web --bundle`) -> clinical fields (age, sex, WHO
 grade, VASARI; prefilled from the folder's case.json) -> Segment (necrosis / edema / enhancing segments, editable
 with trame-slicer's paint, erase, threshold, islands, undo; the views jump to the lesion, the 3D view shows the
@@ -143,6 +144,11 @@ class GliomaWebApp(TrameApp):
         self._logic = SegmentationAppLogic(self.server, self.slicer_app)
         self._ui = SegmentationAppUI(self.server, self._logic.layout_manager)
         self._logic.set_ui(self._ui)
+        # trame-slicer's Open Files / Open Directory buttons: the files become a case folder (upload.py) loaded like
+        # the others, instead of trame-slicer's loader (bare volumes in a temporary folder, not a case)
+        uploads = self._ui.load_volume_items_buttons.on_load_volume
+        uploads.disconnect(self._logic._load_files_logic._load_volume_files)
+        uploads.connect(self.load_upload)
         from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
         self.preprocess_options = PreprocessOptions(spacing=spacing, brain_mask=brain_mask)
         self.nodes = None
@@ -430,6 +436,28 @@ class GliomaWebApp(TrameApp):
         except Exception as exc:  # shown to the user, the server keeps running
             self.state.glioma_status = f"could not load {folder}" + (f" with the CBV map {cbv}" if cbv else "") + \
                 f": {exc}"
+
+    def load_upload(self, files: list) -> None:
+        """Files uploaded through the browser (trame file dicts) -> a fresh case folder under ``<work>/uploads``
+        (written atomically and checked by upload.write_uploaded_case), then loaded as a case folder (load_case).
+        A refused upload names the file and keeps the case already loaded."""
+        import shutil
+        from .upload import write_uploaded_case
+        if self._refuse_if_busy():
+            return
+        try:
+            up = write_uploaded_case(files, self.work / "uploads")
+        except Exception as exc:  # shown to the user, the server keeps running
+            self.state.glioma_status = f"upload refused: {exc}"
+            return
+        self.load_case(str(up.folder), cbv="")  # the upload's own CBV map, if it holds one
+        if self.state.glioma_case_dir != str(up.folder):  # load_case said why in the status line
+            shutil.rmtree(up.folder, ignore_errors=True)
+            return
+        notes = up.messages + ([f"not recognised as a sequence (ignored): {', '.join(up.unused)}"] if up.unused
+                               else [])
+        self.state.glioma_status = (f"uploaded case {self.case_id} loaded ({len(up.files)} files: "
+                                    f"{', '.join(up.files)})" + "".join(f"; {n}" for n in notes) + f". {DISCLAIMER}")
 
     def _clear_results(self):
         s = self.state
