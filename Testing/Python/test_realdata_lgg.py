@@ -72,6 +72,17 @@ def test_three_sequence_case_runs_end_to_end(lgg_three_sequence_run):
     for t, b in fam.items():   # the family member trained on exactly this subset is the one chosen
         assert doc[t]["model"]["name"] == b.name
     assert doc["segmentation"]["volumes_ml"]["WT"] > 1.0
+    # the report's model cards of the real models: calibration with its CIs and the metrics at the cutoffs chosen in
+    # each training fold beside the final model's cutoff, as the bundles record them (train.py)
+    import html
+    from test_report_status import card_texts
+    page = html.unescape((out / "report.html").read_text())
+    real = [t for t in doc["tasks"] if doc[t]["probability"] is not None and not doc[t]["model"]["synthetic"]
+            and "calibration_cv" in doc[t]["model"]["metrics"]]
+    assert real
+    for t in real:
+        for want in card_texts(doc[t]["model"]["metrics"], doc[t]["cutoff"]).values():
+            assert want in page, (t, want)
 
 
 @pytest.mark.slow

@@ -222,6 +222,65 @@ def test_slicer_and_web_predict_on_the_unedited_segmentation_equal_the_cli(mrml,
     _assert_same_features(cli, mine)
 
 
+def test_web_app_segment_and_predict_on_the_real_case_equal_the_cli(case_dir, first_run, tmp_path):
+    """The web app itself (Web/GliomaWeb/app.py, driven in this process through its handlers, its state and its
+    background jobs on an asyncio loop, as test_web_upload drives it; no browser): load the case folder, Segment
+    (the CLI run's model: auto with one lgg-unet2d fold, `--unet-folds 0`), Predict with the clinical fields
+    case.json prefilled (the CLI run's clinical values): the predictions.json it serves has the CLI run's
+    probabilities and volumes, its features equal the CLI's to 1e-9, and Predict reused Segment's preprocessing. Its
+    results card shows the real bundles' model cards (calibration, metrics at the cutoffs of the training folds)."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
+    import asyncio
+    import time
+    from trame.app import get_server
+    from GliomaWeb.app import GliomaWebApp
+    from test_report_status import card_texts
+
+    def run_job(action):
+        async def drive():
+            action()
+            await asyncio.sleep(0.1)
+            while app.state.glioma_busy:
+                await asyncio.sleep(0.2)
+        asyncio.run(drive())
+
+    t0 = time.perf_counter()
+    app = GliomaWebApp(get_server("glioma-web-round-trip", client_type="vue3"), work_dir=tmp_path / "web",
+                       backend_options={"unet_folds": "0"})
+    cli_doc = json.loads((first_run / "predictions.json").read_text())
+    s = app.state
+    app.load_case(str(case_dir))
+    assert app.case_id == cli_doc["case"]["id"] == CASE and s.glioma_volume_loaded, s.glioma_status
+    assert (s.glioma_age, s.glioma_sex) == ("44", "F"), (s.glioma_age, s.glioma_sex)   # from case.json
+    t1 = time.perf_counter()
+    run_job(app.segment)
+    assert "segmentation ready" in s.glioma_status and "lgg-unet2d" in s.glioma_status, s.glioma_status
+    t2 = time.perf_counter()
+    run_job(app.predict)
+    assert app.last_document is not None, s.glioma_status
+    t3 = time.perf_counter()
+    doc = json.loads((app.work / "predictions.json").read_text())      # what the page links to
+    assert doc["case"]["clinical"] == cli_doc["case"]["clinical"]
+    assert _probabilities(doc) == _probabilities(cli_doc)
+    assert doc["segmentation"]["volumes_ml"] == cli_doc["segmentation"]["volumes_ml"]
+    analysis = app.last_analysis
+    assert analysis.pre.reused and analysis.segmentation_provenance["segmentation_grid"] == "working grid kept"
+    assert analysis.features.provenance["segmentation_source"] == "automatic"
+    assert s.glioma_reuse.startswith("Segmentation automatic (lgg-unet2d); preprocessing reused from Segment"), \
+        s.glioma_reuse
+    cli = _features(first_run)
+    _assert_same_features(cli, {k: v for k, v in analysis.feature_row().items() if k in cli})
+    # the results card: each real model's card as its bundle records it
+    cards = {r["task"]: dict(r["model_card"]) for r in s.glioma_results}
+    real = [t for t in doc["tasks"] if doc[t]["probability"] is not None and not doc[t]["model"]["synthetic"]
+            and "calibration_cv" in doc[t]["model"]["metrics"]]
+    assert real, "no real model with a recorded calibration was applied"
+    for t in real:
+        for field, want in card_texts(doc[t]["model"]["metrics"], doc[t]["cutoff"]).items():
+            assert want in cards[t][field], (t, field, cards[t][field])
+    print(f"web round trip: app {t1 - t0:.1f} s + load, Segment {t2 - t1:.1f} s, Predict {t3 - t2:.1f} s")
+
+
 def test_slicer_run_again_without_edits_equals_the_cli(mrml, case_dir, first_run, tmp_path):
     """Slicer's "Run again" (GliomaRadiogenomicsWidget.onRun / onJobDone; the Qt widget cannot run here, these are the
     Logic calls it makes, in its order): the CLI run's outputs loaded into a real MRML scene as the module loads a

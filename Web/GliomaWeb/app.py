@@ -131,9 +131,12 @@ def lesion_center_ras(label) -> Optional[tuple]:
 
 class GliomaWebApp(TrameApp):
     def __init__(self, server=None, case_dir: Optional[str] = None, work_dir: Optional[str] = None,
-                 spacing: float = 1.0, brain_mask: str = "auto", bundles=None, backend: str = "auto"):
+                 spacing: float = 1.0, brain_mask: str = "auto", bundles=None, backend: str = "auto",
+                 backend_options: Optional[dict] = None):
         super().__init__(server)
         self.default_backend = backend or "auto"  # the model selected at start (the user can change it)
+        # options of that model (as the CLI's, e.g. {"unet_folds": "0"} = `--unet-folds 0`), used while it is selected
+        self.backend_options = dict(backend_options or {})
         self.bundles = list(bundles or []) or None  # model bundle files (None: the shipped default bundles)
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
@@ -157,6 +160,7 @@ class GliomaWebApp(TrameApp):
         self.segmentation = None
         self.n_predictions = 0
         self.last_document = None
+        self.last_analysis = None  # the last Predict's analysis (features, preprocessing, provenance)
         self._progress = (0.0, "")
         s = self.state
         s.trame__title = "Glioma Radiogenomics (web)"
@@ -417,7 +421,7 @@ class GliomaWebApp(TrameApp):
             self.nodes, self.clinical, self.case_id = load_case_folder_into_scene(
                 self.scene, folder, overrides={"cbv": cbv.strip()} if cbv.strip() else None)
             self.segmentation = None
-            self.last_document = None
+            self.last_document = self.last_analysis = None
             s = self.state
             s.glioma_case_id = self.case_id
             s.glioma_case_dir = str(folder)
@@ -482,8 +486,9 @@ class GliomaWebApp(TrameApp):
             return
         try:
             logic = GliomaSegmentLogic(self.scene)
-            compute = logic.prepare(self.nodes, backend=self.state.glioma_backend,
-                                    preprocess_options=self.preprocess_options)
+            backend = self.state.glioma_backend
+            compute = logic.prepare(self.nodes, backend=backend, preprocess_options=self.preprocess_options,
+                                    backend_options=self.backend_options if backend == self.default_backend else None)
         except Exception as exc:
             self.state.glioma_status = f"segmentation failed: {exc}"
             return
@@ -586,7 +591,7 @@ class GliomaWebApp(TrameApp):
             wt = (doc.get("segmentation") or {}).get("volumes_ml", {}).get("WT", float("nan"))
             s.glioma_status = (f"predictions ready (run {self.n_predictions}, case {self.case_id}, WT {wt:.1f} mL, "
                                f"{reuse.split(':')[0]}): {summary}. {DISCLAIMER}")
-            self.last_document = doc
+            self.last_document, self.last_analysis = doc, analysis
         self._start_job("Predict", compute_all, land)
 
 
