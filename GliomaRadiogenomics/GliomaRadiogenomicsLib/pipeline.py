@@ -285,11 +285,22 @@ def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, floa
 ATLAS_FEATURE_PREFIXES = ("loc_", "vasari_", "t2flair_")
 
 
+def bundle_features(bundle) -> List[str]:
+    """The feature names a model bundle reads: a logistic bundle's (``bundle.ModelBundle.features``) or a JSON
+    bundle's (Shim 2021 recurrence / survival, Choi 2021 hybrid: a ``(kind, dict)`` of ``shim.load_json_bundle``, its
+    ``features`` list)."""
+    if isinstance(bundle, tuple):
+        bundle = bundle[1]
+    return list(bundle["features"] if isinstance(bundle, dict) else bundle.features)
+
+
 def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
     """The options the bundles need: atlas location / VASARI / mismatch features are computed when a bundle uses
-    them (they are off by default: one more registration)."""
+    them (they are off by default: one more registration). ``bundles``: logistic and JSON bundles alike (one rule,
+    ``bundle_features``), so `run --bundle choi.json` gets its ``loc_WT_*`` features without --location."""
     import dataclasses
-    if not options.location and any(f.startswith(ATLAS_FEATURE_PREFIXES) for b in bundles for f in b.features):
+    if not options.location and any(f.startswith(ATLAS_FEATURE_PREFIXES) for b in bundles
+                                    for f in bundle_features(b)):
         return dataclasses.replace(options, location=True)
     return options
 
@@ -312,7 +323,7 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     if bundles is None:
         bundles = ([load_bundle(p) for p in opt.bundles if p not in shim_paths] if opt.bundles
                    else load_default_bundles())
-    opt = options_for_bundles(opt, bundles)
+    opt = options_for_bundles(opt, list(bundles) + shim_bundles)  # the JSON bundles' features too
     analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance, kept)
     progress.update(0.95, "models: " + ", ".join([b.task for b in bundles]
                                                   + [b.get("task", k) for k, b in shim_bundles]))

@@ -94,9 +94,11 @@ def apply_json_bundle(kind: str, b: dict, table: pd.DataFrame, prov: Optional[di
 
 def _shim_features(analysis):
     """(values, provenance) of the shim2021 preset on rCBV for an analysed case (features.extract_features on the
-    run's preprocessed case and segmentation; rCBV made here when the run's preset did not need it)."""
+    run's preprocessed case and segmentation; rCBV made here when the run's preset did not need it), with the run's
+    atlas features (loc_ / vasari_ / t2flair_, computed when a bundle needs them: pipeline.options_for_bundles)."""
     from .features import extract_features, load_preset
     from .perfusion import REFERENCE_REGION, rcbv_image
+    from .pipeline import ATLAS_FEATURE_PREFIXES
     if analysis.features.provenance.get("preset") == "shim2021":
         return analysis.features.values, analysis.features.provenance
     pre = analysis.pre
@@ -108,7 +110,8 @@ def _shim_features(analysis):
     f = extract_features(pre, analysis.label, load_preset("shim2021"))
     prov = {**analysis.features.provenance, **f.provenance, "rcbv_normalization": REFERENCE_REGION,
             "rcbv_reference": record}
-    return f.values, prov
+    atlas = {k: v for k, v in analysis.features.values.items() if k.startswith(ATLAS_FEATURE_PREFIXES)}
+    return {**atlas, **f.values}, prov
 
 
 def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[dict], List[str]]:
