@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """Arrays for the Choi 2021 CNN (issue 17) from the TCGA-LGG cohort (../shared/data/cohorts/tcga-lgg).
 
-Per case, as the paper's methods say (choi.py): each volume (T1c, FLAIR, the manual FLAIR-abnormality mask) is
-resampled to a 128 x 128 x 128 grid over its field of view (linear / nearest neighbour); the axial slice with the
-largest tumour area and the slices +-2, +-4 from it are kept (``choi.select_slices``). Stored as uint8 (the source
-images are 8-bit), with each channel's 3-D foreground (voxels > 0) mean and SD for the z-scoring the training
-script applies. No T2 exists in this cohort: the training script drops that channel (the paper's ablation).
+Per case, as the paper's methods say (choi.py): each volume of the channel set (``--channels``, default
+t1c,t2,flair,mask: the paper's T1c + T2, our FLAIR, and the manual FLAIR-abnormality mask; read from the case
+folder's ``<sequence>.nii.gz`` files and ``flair_abnormality.nii.gz``) is resampled to a 128 x 128 x 128 grid over
+its field of view (linear / nearest neighbour); the axial slice with the largest tumour area and the slices +-2, +-4
+from it are kept (``choi.select_slices``). Stored as uint8 (the source images are 8-bit), with each channel's 3-D
+foreground (voxels > 0) mean and SD for the z-scoring the training script applies. A sequence a case lacks (T2 in
+the whole TCGA-LGG cohort) is stored as zeros with ``available`` False for that case and channel: the training
+script refuses a variant that needs it for a case (the sequence is dropped from the variant, as in the paper's
+ablation with fewer sequences; never substituted).
 
 The outer folds are those of our LASSO models (``train.cv_splits`` on the same table, case order, strata and seed
 as ``scripts/build_real_bundles.py`` / ``train.train_bundles``), per sequence family:
@@ -16,7 +20,8 @@ so the CNN's out-of-fold probabilities line up with the radiomics models' repeti
 Output (under build/, never committed): <out>/choi_slices.npz + choi_slices.json (meta). Needs SimpleITK and the
 feature table of `make real-bundles` (build/tcga-lgg/features.csv).
 
-    python scripts/prepare_choi_data.py [--cohort ../shared/data/cohorts/tcga-lgg] [--out build/choi-data]
+    python scripts/prepare_choi_data.py [--cohort ../shared/data/cohorts/tcga-lgg] [--out build/choi-data] \
+        [--channels t1c,t2,flair,mask]
 """
 from __future__ import annotations
 
@@ -34,7 +39,9 @@ sys.path.insert(0, str(ROOT / "GliomaRadiogenomics"))
 
 from GliomaRadiogenomicsLib import choi  # noqa: E402
 
-CHANNELS = ("t1c", "flair", "mask")
+IMAGE_CHANNELS = ("t1", "t1c", "t2", "flair")   # <sequence>.nii.gz in the case folder
+MASK_FILE = "flair_abnormality.nii.gz"           # the tumour mask channel ("mask")
+CHANNELS = ("t1c", "t2", "flair", "mask")        # default: the paper's T1c + T2, FLAIR, the mask
 FAMILIES = {"flair-t1-t1c": "flair,t1,t1c", "flair": "flair"}
 
 
@@ -70,14 +77,30 @@ def resample_128(img, interpolator):
     return choi.resample_grid(img, interpolator, choi.GRID)
 
 
-def case_slices(case_dir: Path):
-    """(5, 3, 128, 128) uint8 [t1c, flair, mask], available (3,), norm (3, 2), slice indices, facts: the case
-    folder's files through choi.volume_slices (the definition the run-time Choi bundle applies too)."""
+def parse_channels(spec: str) -> tuple:
+    """'t1c,t2,flair,mask' -> ('t1c', 't2', 'flair', 'mask'); SystemExit naming an unknown or repeated channel, or a
+    set without an image channel."""
+    chans = tuple(c.strip().lower() for c in str(spec).split(",") if c.strip())
+    bad = [c for c in chans if c not in IMAGE_CHANNELS + ("mask",)]
+    if bad:
+        raise SystemExit(f"--channels: unknown channel(s) {', '.join(bad)}; choose from "
+                         f"{', '.join(IMAGE_CHANNELS + ('mask',))}")
+    if len(set(chans)) != len(chans):
+        raise SystemExit(f"--channels {spec}: a channel is repeated")
+    if not any(c in IMAGE_CHANNELS for c in chans):
+        raise SystemExit(f"--channels {spec}: needs at least one image channel ({', '.join(IMAGE_CHANNELS)})")
+    return chans
+
+
+def case_slices(case_dir: Path, channels=CHANNELS):
+    """(5, C, 128, 128) uint8 in ``channels`` order, available (C,), norm (C, 2), facts: the case folder's
+    ``<sequence>.nii.gz`` files and its mask through choi.volume_slices (the definition the run-time Choi bundle
+    applies too). A sequence the folder lacks: zeros, available False (choi.volume_slices)."""
     import SimpleITK as sitk
-    images = {seq: sitk.ReadImage(str(case_dir / f"{seq}.nii.gz")) for seq in CHANNELS[:2]
-              if (case_dir / f"{seq}.nii.gz").is_file()}
-    out, avail, norm, facts = choi.volume_slices(images, sitk.ReadImage(str(case_dir / "flair_abnormality.nii.gz")),
-                                                 CHANNELS, choi.GRID, "uint8")
+    images = {seq: sitk.ReadImage(str(case_dir / f"{seq}.nii.gz")) for seq in channels
+              if seq != "mask" and (case_dir / f"{seq}.nii.gz").is_file()}
+    out, avail, norm, facts = choi.volume_slices(images, sitk.ReadImage(str(case_dir / MASK_FILE)),
+                                                 tuple(channels), choi.GRID, "uint8")
     facts.pop("clipped_fraction", None)
     return out, avail, norm, facts
 
@@ -91,7 +114,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=2025)
+    ap.add_argument("--channels", default=",".join(CHANNELS),
+                    help="the stored channels, in order (default %(default)s): sequences among "
+                         f"{', '.join(IMAGE_CHANNELS)} and 'mask'; a sequence a case lacks is zeros + available False")
     a = ap.parse_args(argv)
+    channels = parse_channels(a.channels)
     cohort, table = Path(a.cohort), Path(a.table)
     if not (cohort / "labels.csv").is_file():
         raise SystemExit(f"{cohort}: no labels.csv (the TCGA-LGG cohort lives in ../shared/data/cohorts/tcga-lgg)")
@@ -103,13 +130,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     X, A, N, facts = [], [], [], {}
     for cid in ids:
-        x, av, nm, f = case_slices(cohort / "cases" / cid)
+        x, av, nm, f = case_slices(cohort / "cases" / cid, channels)
         X.append(x), A.append(av), N.append(nm)
         facts[cid] = f
         print(f"{cid}: slices {f['slices']} (max area {f['max_area_px']} px), channels "
-              f"{'+'.join(c for c, v in zip(CHANNELS, av) if v)}", flush=True)
+              f"{'+'.join(c for c, v in zip(channels, av) if v)}", flush=True)
     arrays = {"images": np.stack(X), "available": np.stack(A), "norm": np.stack(N), "case_ids": np.array(ids),
-              "y": y, "channels": np.array(CHANNELS), "slice_index": np.array([facts[c]["slices"] for c in ids])}
+              "y": y, "channels": np.array(channels), "slice_index": np.array([facts[c]["slices"] for c in ids])}
     fold_info = {}
     for fam, seqs in FAMILIES.items():
         fam_ids, F, k = family_folds(df, seqs, a.repeats, a.folds, a.seed)
@@ -125,7 +152,8 @@ def main(argv=None) -> int:
     tmp = out / "choi_slices.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     tmp.replace(out / "choi_slices.npz")
-    meta = {"cohort": str(cohort), "table": str(table), "n_cases": len(ids), "channels": list(CHANNELS),
+    meta = {"cohort": str(cohort), "table": str(table), "n_cases": len(ids), "channels": list(channels),
+            "cases_with_channel": {c: int(n) for c, n in zip(channels, arrays["available"].sum(0))},
             "grid": choi.GRID, "offsets": list(choi.SLICE_OFFSETS), "repeats": a.repeats, "seed": a.seed,
             "families": fold_info, "label": "IDH (labels.csv IDH_mutant)", "cases": facts,
             "fold_rule": "train.cv_splits(strata = IDH, repeats, folds, seed) on the family's table rows, as "

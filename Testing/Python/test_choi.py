@@ -58,9 +58,10 @@ def test_slice_selection_against_numpy_on_a_real_case():
     src = sitk.GetArrayFromImage(img) > 0
     z_src = int(np.argmax(src.reshape(src.shape[0], -1).sum(1)))
     assert abs((c + 0.5) * sp[2] - (z_src + 0.5) * img.GetSpacing()[2]) <= img.GetSpacing()[2]
-    x, avail, norm, facts = prep.case_slices(case)
-    assert x.shape == (5, 3, 128, 128) and x.dtype == np.uint8 and avail.all()
-    assert facts["slices"] == expected and np.array_equal(x[:, 2] > 0, m[expected])
+    x, avail, norm, facts = prep.case_slices(case)  # default channels t1c, t2, flair, mask; TCGA-LGG has no T2
+    assert x.shape == (5, 4, 128, 128) and x.dtype == np.uint8 and avail.tolist() == [True, False, True, True]
+    assert not x[:, 1].any()  # the missing T2: zeros, flagged unavailable
+    assert facts["slices"] == expected and np.array_equal(x[:, 3] > 0, m[expected])
 
 
 def test_select_slices_clips_at_the_volume_edge_and_refuses_an_empty_mask():
