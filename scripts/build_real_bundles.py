@@ -10,10 +10,15 @@
      flair-t1-t1c  FLAIR + T1 + T1c features (+ segmentation shape, atlas location, VASARI), cases with all three;
      flair         FLAIR features (+ shape, location, VASARI), every case;
    per family: IDH and epilepsy by Wang 2025 single-task (st) and collaborative multi-task (cmt, IDH + epilepsy)
-   LASSO, the better of the two per task by repeated nested CV; ATRX by Liu 2024 fusion on the IDH-mutant subset
-   (Liu's population; clinical age + sex, no WHO grade: a pre-operative model), with two report-only sensitivity
-   analyses on the flair-t1-t1c family (all cases; + WHO grade; 5 CV repetitions). Age and sex are offered to every model; age-only and age + sex logistic
-   baselines are evaluated on the same folds;
+   LASSO on ONE shared fold assignment (train.shared_fold_assignment: the family's cases with an IDH or epilepsy
+   label, stratified on IDH x epilepsy; st and cmt hold every case out in the same fold of every repetition), the
+   better of the two per task by repeated nested-CV mean AUC; ATRX by Liu 2024 on the IDH-mutant subset (Liu's
+   population; Student's t-test; fused clinical variables age + sex (+ VASARI score when the table has one), no WHO
+   grade: a pre-operative model): the fusion ships only when its repeated-CV mean AUC is higher than that of its own
+   imaging model alone (Liu's imaging model, whose linear predictor is the imaging score) on the same folds, else
+   the imaging model ships (method atrx-imaging); two report-only sensitivity analyses on the flair-t1-t1c family
+   (all cases; + WHO grade; 5 CV repetitions). Age and sex are offered to every model; age-only and age + sex
+   logistic baselines are evaluated on the same folds;
 4. a bundle ships (GliomaRadiogenomicsLib/resources/models/tcga_lgg_<task>_<family>.json) only where the lower
    95 % CI bound of its repeated-CV AUC is above 0.5; defaults.json then lists, per task, the real family where one
    qualifies, else the synthetic default_<task>.json. Evaluation reports go to docs/real-data/.
@@ -45,6 +50,8 @@ TASKS = {"IDH": ("IDH-mutant", "IDH-wildtype"), "epilepsy": ("glioma-associated 
                                                              "no seizure history"),
          "ATRX": ("ATRX-mutant", "ATRX-wildtype")}
 CLINICAL = ["age", "sex_male"]
+# Liu 2024's fused variables: age, sex, VASARI score (vasari_score is skipped when the table has none); no WHO grade
+ATRX_CLINICAL = ["age", "sex_male", "vasari_score"]
 SOURCE = ("TCGA-LGG (The Cancer Genome Atlas low-grade glioma collection, The Cancer Imaging Archive; images "
           "licensed CC BY 3.0), via the public 'LGG segmentation' dataset of Buda et al. 2019 (manual FLAIR "
           "abnormality masks drawn by radiologists; not ours); labels: TCGA mutation (IDH1/IDH2, ATRX) and clinical "
@@ -120,7 +127,7 @@ def strip_labels(report: Path) -> None:
 
 
 def train(df, prov, label, method, family, seqs, n_bootstrap, repeats, folds, jobs, reports, seed, clinical,
-          subset=None, tag=""):
+          subset=None, tag="", fold_assignment=None, imaging_bundle=False):
     from GliomaRadiogenomicsLib.train import train_bundles
     labels = [label] if method != "cmt" else ["IDH", "epilepsy"]
     data = df if subset is None else df[subset(df)]
@@ -133,7 +140,8 @@ def train(df, prov, label, method, family, seqs, n_bootstrap, repeats, folds, jo
         synthetic=False, intended_use=INTENDED.format(extra=extra).strip(),
         tasks=labels, positive_labels=[TASKS[t][0] for t in labels], negative_labels=[TASKS[t][1] for t in labels],
         clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=folds, repeats=repeats, sequences=seqs,
-        n_jobs=jobs, report_path=reports / name, name_prefix="tcga-lgg-")
+        n_jobs=jobs, report_path=reports / name, name_prefix="tcga-lgg-", liu={"ttest": "student"},
+        fold_assignment=fold_assignment, imaging_bundle=imaging_bundle)
     seconds = time.perf_counter() - t0
     strip_labels(reports / f"{name}.json")
     print(f"[{seconds:6.0f}s] {name}: " + "; ".join(
@@ -142,6 +150,37 @@ def train(df, prov, label, method, family, seqs, n_bootstrap, repeats, folds, jo
         f"{b.metrics['baselines_cv'].get('age + sex', {}).get('auc')}, {len(b.features)} features" for b in bundles),
         flush=True)
     return [(b, name, seconds) for b in bundles]
+
+
+def method_of(b) -> str:
+    """atrx-imaging for Liu's imaging model alone (bundle name ...-atrx-imaging), else atrx-fusion."""
+    return "atrx-imaging" if b.name.endswith("-atrx-imaging") else "atrx-fusion"
+
+
+def choose(task, cands):
+    """The candidate that ships for a task and family, and the selection text. ``cands``: [(bundle, row)].
+    ATRX: Liu's fusion only when its repeated-CV mean AUC is higher than its imaging model's on the SAME folds
+    (paired, per repetition: metrics['fusion_vs_imaging_cv']), else the imaging model. Other tasks: the method
+    with the best repeated-CV mean AUC (st and cmt on one shared fold assignment)."""
+    by_method = {row["method"]: (b, row) for b, row in cands}
+    if task == "ATRX" and {"atrx-fusion", "atrx-imaging"} <= set(by_method):
+        fi = by_method["atrx-fusion"][0].metrics["fusion_vs_imaging_cv"]
+        fusion = fi["auc_diff_mean"] > 0
+        b, row = by_method["atrx-fusion" if fusion else "atrx-imaging"]
+        comparison = {"rule": "the fusion ships only when its repeated-CV mean AUC is higher than its imaging "
+                              "model's (imaging score alone) on the same folds; otherwise the imaging model ships",
+                      "shipped": row["method"], **fi}
+        text = (f"{row['method']} shipped: fusion {fi['auc_fusion_mean']} vs imaging score alone "
+                f"{fi['auc_imaging_mean']} (repeated-CV mean AUC, same folds; difference fusion - imaging "
+                f"{fi['auc_diff_mean']:+.4f}, SD {fi['auc_diff_sd']}, fusion better in "
+                f"{fi['repetitions_fusion_better']}/{fi['repeats']} repetitions, DeLong p (repetition-averaged "
+                f"predictions) {fi['delong_p_mean_prediction']:.3g}); rule: the fusion only when its mean AUC is "
+                "higher, else the imaging model (Liu 2024's imaging score)")
+        return b, row, text, comparison
+    b, row = max(cands, key=lambda c: c[1]["auc_mean"])
+    text = (f"{row['method']} chosen among {', '.join(c[1]['method'] for c in cands)} by repeated nested-CV mean "
+            "AUC on one shared fold assignment (the choice itself is made on the same CV: mildly optimistic)")
+    return b, row, text, None
 
 
 def summary_row(b, report, family, method, seconds, note=""):
@@ -238,35 +277,47 @@ def main(argv=None):
     idh_mutant = lambda d: d["IDH"] == 1  # noqa: E731
     t_all = time.perf_counter()
     rows, candidates = [], {}
+    from GliomaRadiogenomicsLib.train import restrict_to_sequences, shared_fold_assignment
+    atrx_clinical = [c for c in ATRX_CLINICAL if c in df.columns and df[c].notna().any()]
     for family in [f for f in a.families.split(",") if f]:
         seqs = FAMILIES[family]
         trained = []
+        # one fold assignment for st (IDH, epilepsy) and cmt: the same outer folds for the methods compared
+        folds = shared_fold_assignment(restrict_to_sequences(df, seqs)[0], ["IDH", "epilepsy"], repeats=a.repeats,
+                                       folds=a.folds, seed=a.seed)
         for label, method in (("IDH", "st"), ("epilepsy", "st"), ("IDH", "cmt")):
             trained += [(b, n, s, method, "") for b, n, s in
-                        train(df, prov, label, method, family, seqs, clinical=CLINICAL, **common)]
-        trained += [(b, n, s, "atrx-fusion", "IDH-mutant subset (Liu 2024 population); age + sex") for b, n, s in
-                    train(df, prov, "ATRX", "atrx-fusion", family, seqs, clinical=CLINICAL, subset=idh_mutant,
-                          **common)]
+                        train(df, prov, label, method, family, seqs, clinical=CLINICAL, fold_assignment=folds,
+                              **common)]
+        atrx_note = f"IDH-mutant subset (Liu 2024 population); {' + '.join(atrx_clinical)}"
+        trained += [(b, n, s, method_of(b), atrx_note + ("; imaging model alone (imaging score)"
+                                                         if method_of(b) == "atrx-imaging" else ""))
+                    for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs, clinical=atrx_clinical,
+                                         subset=idh_mutant, imaging_bundle=True, **common)]
         if family in a.sensitivity_families.split(","):
             sens = {**common, "repeats": a.sensitivity_repeats}
             trained += [(b, n, s, "atrx-fusion", "sensitivity, not shipped: all cases (IDH-wildtype included)")
-                        for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs, clinical=CLINICAL,
+                        for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs, clinical=atrx_clinical,
                                              tag="-all-cases", **sens)]
             trained += [(b, n, s, "atrx-fusion", "sensitivity, not shipped: + WHO grade (post-operative)")
                         for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs,
-                                             clinical=CLINICAL + ["who_grade"], subset=idh_mutant, tag="-grade",
+                                             clinical=atrx_clinical + ["who_grade"], subset=idh_mutant, tag="-grade",
                                              **sens)]
         for b, name, seconds, method, note in trained:
             if note.startswith("sensitivity"):  # numbers (JSON) only: keeps docs/real-data small
                 (reports / f"{name}.html").unlink(missing_ok=True)
             rows.append(summary_row(b, f"{name}.html", family, method, seconds, note))
-            b.save(work / f"{name}_{b.task}.json")
+            b.save(work / f"{name}_{b.task}{'_imaging' if b.name.endswith('-atrx-imaging') else ''}.json")
             if not note.startswith("sensitivity"):
                 candidates.setdefault((b.task, family), []).append((b, rows[-1]))
-    # per task and family: st vs cmt chosen by the repeated-CV mean AUC (never by apparent fit); ship if CI > 0.5
-    shipped = {}
+    # per task and family: st vs cmt chosen by the repeated-CV mean AUC on shared folds (never by apparent fit);
+    # ATRX: the fusion only when it beats its imaging score on the same folds; ship if CI > 0.5
+    shipped, atrx_rule = {}, {}
     for (task, family), cands in candidates.items():
-        b, row = max(cands, key=lambda c: c[1]["auc_mean"])
+        b, row, selection, comparison = choose(task, cands)
+        if comparison is not None:
+            atrx_rule[family] = {**comparison, "report": row["report"]}
+            row["fusion_vs_imaging"] = comparison
         row["chosen"] = True
         others = [c[1] for c in cands if c[1] is not row]
         for o in others:
@@ -282,9 +333,9 @@ def main(argv=None):
                                     f"; 8-bit slice-resized source images, nominal geometry, manual FLAIR ROI")
         b.training["data_card"] = card(b, family, rows_note)
         b.training["evaluation_report"] = f"{reports.as_posix()}/{Path(row['report']).stem}.json"
-        b.training["selection"] = (f"{row['method']} chosen among "
-                                   f"{', '.join(c[1]['method'] for c in cands)} by repeated nested-CV mean AUC "
-                                   f"(the choice itself is made on the same CV: mildly optimistic)")
+        b.training["selection"] = selection
+        if comparison is not None:
+            b.training["selection_comparison"] = comparison
         b.name = f"tcga-lgg-{task}-{family}"
         path = models / f"tcga_lgg_{task}_{family}.json"
         b.save(path)
@@ -307,7 +358,11 @@ def main(argv=None):
     atomic_write_json(reports / "tcga_lgg_results.json", {
         "cohort": "TCGA-LGG (../shared/data/cohorts/tcga-lgg)", "n_cases": int(len(df)),
         "design": {"repeats": a.repeats, "folds": a.folds, "n_bootstrap": a.bootstrap, "seed": a.seed,
-                   "jobs": a.jobs, "clinical_offered": CLINICAL},
+                   "jobs": a.jobs, "clinical_offered": CLINICAL, "atrx_clinical_fused": atrx_clinical,
+                   "atrx_ttest": "student",
+                   "folds_note": "IDH / epilepsy: st and cmt on one shared fold assignment per family "
+                                 "(stratified on IDH x epilepsy); ATRX: fusion and imaging model on the same folds"},
+        "atrx_fusion_vs_imaging": atrx_rule,
         "caveats": CAVEATS, "source": SOURCE, "rows": rows, "defaults": registry["tasks"],
         "training_seconds_total": round(total, 1)})
     from GliomaRadiogenomicsLib.io import atomic_write_text

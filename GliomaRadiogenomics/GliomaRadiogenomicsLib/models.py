@@ -661,25 +661,42 @@ def backward_aic(Z: np.ndarray, y: np.ndarray, fit=None) -> List[int]:
     return idx
 
 
-class LiuFusion(BaseEstimator, ClassifierMixin):
-    """Liu 2024 ATRX fusion model. ``fit(X, y, feature_names)``: radiomic/deep columns + clinical columns."""
+LIU_TTESTS = {"student": "Student's t-test (pooled variance; Liu 2024's independent-samples t-test)",
+              "welch": "Welch's t-test (unequal variances)"}
 
-    def __init__(self, clinical: Sequence[str] = ("age", "sex_male", "who_grade", "vasari_score"),
+
+class LiuFusion(BaseEstimator, ClassifierMixin):
+    """Liu 2024 ATRX fusion model. ``fit(X, y, feature_names)``: radiomic/deep columns + clinical columns.
+    ``clinical``: the clinical columns fused with the imaging score (default age, sex and VASARI score as Liu's
+    pre-operative variables; WHO grade is post-operative and only fused when named). ``ttest``: the univariate
+    filter, ``"student"`` (default, Liu's independent-samples t-test) or ``"welch"``."""
+
+    def __init__(self, clinical: Sequence[str] = ("age", "sex_male", "vasari_score"),
                  p_threshold: float = 0.05, cv_folds: int = 10, max_stepwise: int = 20, alphas=None,
-                 random_state: int = 0):
+                 random_state: int = 0, ttest: str = "student"):
         self.clinical = clinical
         self.p_threshold = p_threshold
         self.cv_folds = cv_folds
         self.max_stepwise = max_stepwise
         self.alphas = alphas
         self.random_state = random_state
+        self.ttest = ttest
 
-    def _imaging(self, X, y):
+    def ttest_filter(self, X, y):
+        """Indices of the columns whose two-sample t-test (``ttest``: Student or Welch) gives p < ``p_threshold``
+        (the single smallest p when none does), and every column's p-value."""
         from scipy.stats import ttest_ind
-        p = ttest_ind(X[y == 1], X[y == 0], equal_var=False).pvalue
+        if self.ttest not in LIU_TTESTS:
+            raise ValueError(f"ttest must be one of {', '.join(LIU_TTESTS)}, not {self.ttest!r}")
+        X, y = np.asarray(X, float), np.asarray(y, float)
+        p = ttest_ind(X[y == 1], X[y == 0], equal_var=self.ttest == "student").pvalue
         cand = np.flatnonzero(np.nan_to_num(p, nan=1.0) < self.p_threshold)
         if not len(cand):
             cand = np.array([int(np.nanargmin(p))])
+        return cand, p
+
+    def _imaging(self, X, y):
+        cand, _ = self.ttest_filter(X, y)
         mean, sd = X[:, cand].mean(0), X[:, cand].std(0)
         sd[sd == 0] = 1
         Z = (X[:, cand] - mean) / sd
@@ -737,7 +754,21 @@ class LiuFusion(BaseEstimator, ClassifierMixin):
         return self
 
     def imaging_score(self, X) -> np.ndarray:
+        """The imaging model's linear predictor (Liu's imaging score, "Rad-score"); sigmoid of it = the imaging
+        model's probability."""
         return self._score(self.imaging_, np.asarray(X, float)[:, self.imaging_cols_])
+
+    def imaging_linear_model(self) -> dict:
+        """The imaging model alone (logistic regression on the t-test / LASSO / AIC features: Liu's "imaging
+        model", whose linear predictor is the imaging score) over the original columns, for a bundle whose one
+        nomogram axis is the imaging score."""
+        im = self.imaging_
+        feats = [str(self.feature_names_in_[self.imaging_cols_[c]]) for c in im["cols"]]
+        return {"features": feats, "center": np.asarray(im["center"], float), "scale": np.asarray(im["scale"], float),
+                "coef": np.asarray(im["coef"], float), "intercept": float(im["intercept"]),
+                "groups": {f: "Imaging score" for f in feats},
+                "imaging": {"n_ttest": im["n_ttest"], "n_lasso": im["n_lasso"], "n_final": int(len(im["cols"])),
+                            "alpha": im["alpha"]}}
 
     def decision_function(self, X) -> np.ndarray:
         X = np.asarray(X, float)

@@ -2,7 +2,12 @@
 
 ``train_bundles(table, labels, method)``:
   st / mt / cmt  Wang 2025 (one bundle per label; mt and cmt need two labels, st trains each label on its own);
-  atrx-fusion    Liu 2024 (one label: imaging score + age + sex + WHO grade + VASARI score).
+  atrx-fusion    Liu 2024 (one label: imaging score + age + sex + VASARI score; WHO grade only when named in
+                 ``clinical``: it is post-operative). Student's t-test by default (``liu={"ttest": "welch"}``);
+                 the imaging model alone (the imaging score) is evaluated on the same folds, paired per repetition
+                 (``repeated_cv["fusion_vs_imaging"]``), and ``imaging_bundle=True`` also packages it.
+Folds: ``fold_assignment`` (``shared_fold_assignment``: one assignment of case_ids to folds per repetition) gives
+every method trained on a table the same outer folds (st and cmt compared on identical folds).
 Performance is estimated by REPEATED nested cross-validation: ``repeats`` repetitions (default 10) of a stratified
 ``outer_folds``-fold (5) outer split, each repetition with a different shuffle; every step (correlation filter,
 bootstrap selection, penalty choice, t-test / LASSO / AIC, fusion, imputation means) is repeated inside each
@@ -50,6 +55,8 @@ from .io import InputError
 from .models import LiuFusion, WangLasso, _sigmoid, correlation_keep
 
 CLINICAL = ("age", "sex_male", "who_grade", "vasari_score")
+# Liu 2024 fused age, sex and VASARI score with the imaging score; WHO grade (post-operative) only when asked for
+LIU_DEFAULT_CLINICAL = ("age", "sex_male", "vasari_score")
 IMAGING_PREFIXES = ("mask_", "T1_", "T1c_", "T2_", "FLAIR_", "rCBV_", "loc_", "vasari_F", "t2flair_")
 SEQUENCE_PREFIXES = {"t1": "T1_", "t1c": "T1c_", "t2": "T2_", "flair": "FLAIR_"}
 SEQUENCE_FREE_PREFIXES = ("mask_", "loc_", "vasari_F")  # from the segmentation and the atlas, no MRI intensities
@@ -297,16 +304,22 @@ WANG_DEFAULT_CLINICAL = ("age", "sex_male")  # Wang 2025: "Age and gender were a
 
 
 def _fit(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str], seed: int,
-         n_bootstrap: int, n_jobs: Optional[int] = None, wang: Optional[dict] = None):
+         n_bootstrap: int, n_jobs: Optional[int] = None, wang: Optional[dict] = None, liu: Optional[dict] = None):
     """Returns a list (one per label) of linear models {features, center, scale, coef, intercept, groups, info}.
-    ``wang``: WangLasso parameters (loss, alpha, ...) over its defaults (the authors' procedure)."""
+    ``wang``: WangLasso parameters (loss, alpha, ...) over its defaults (the authors' procedure); ``liu``:
+    LiuFusion parameters (``ttest``, ...)."""
     if method == "atrx-fusion":
+        from .models import LIU_TTESTS
         cols = img_cols + clinical
         y = df[labels[0]].to_numpy(float)
-        est = LiuFusion(clinical=tuple(clinical), random_state=seed).fit(df[cols].to_numpy(float), y, cols)
+        est = LiuFusion(clinical=tuple(clinical), random_state=seed, **(liu or {})).fit(df[cols].to_numpy(float), y,
+                                                                                         cols)
         lm = est.linear_model()
-        lm["info"] = {"method": "Liu 2024 fusion", **lm.pop("imaging")}
-        lm["extra"] = {"imaging": est}
+        ttest = {"ttest": est.ttest, "ttest_description": LIU_TTESTS[est.ttest], "ttest_p_threshold": est.p_threshold}
+        lm["info"] = {"method": "Liu 2024 fusion", **lm.pop("imaging"), **ttest, "fused_clinical": list(clinical)}
+        img = est.imaging_linear_model()
+        img["info"] = {"method": "Liu 2024 imaging model (imaging score alone)", **img.pop("imaging"), **ttest}
+        lm["extra"] = {"imaging": est, "imaging_model": img}
         return [lm]
     X = df[img_cols + clinical].to_numpy(float)
     Y = df[labels].to_numpy(float)
@@ -363,15 +376,16 @@ def _logistic_baseline(dtr: pd.DataFrame, dte: pd.DataFrame, label: str, cols: S
 
 def _cv_fold(job, ctx=None) -> dict:
     """One outer fold of one repetition: fit every step on the training part, predict the held-out part."""
-    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, threshold = (
+    method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, threshold, liu = (
         ctx if ctx is not None else _CV_INPUT["ctx"])
     r, f, tr, te = job
     dtr, dte = df.iloc[tr], df.iloc[te]
     rule = missing_rule(dtr, img_cols, clinical, threshold)  # learned on the training fold only
     dtr, dte = apply_missing(dtr, rule, clinical), apply_missing(dte, rule, clinical)
     cols, clin = rule["img_cols"], model_clinical(clinical, rule)
-    models = _fit(method, dtr, labels, cols, clin, seed + r, n_bootstrap, n_jobs=1, wang=wang)
+    models = _fit(method, dtr, labels, cols, clin, seed + r, n_bootstrap, n_jobs=1, wang=wang, liu=liu)
     out = {"r": r, "f": f, "te": te, "p": {}, "n_features": {}, "extra": {}, "baselines": {}, "cutoff": {},
+           "extra_cutoff": {},
            "n_dropped_for_missingness": len(rule["dropped_for_missingness"])}
     for lab, m in zip(labels, models):
         out["p"][lab] = _sigmoid(_lp(m, dte))
@@ -386,6 +400,10 @@ def _cv_fold(job, ctx=None) -> dict:
         est = models[0]["extra"]["imaging"]
         out["extra"]["imaging only"] = _sigmoid(est.imaging_score(dte[cols + clin].to_numpy(float)))
         out["extra"]["clinical only"] = _clinical_only(dtr, dte, labels[0], clinical)
+        # the imaging model's own cutoff (Youden on this training fold), for its cross-validated classification
+        out["n_features_imaging"] = int(len(est.imaging_["cols"]))
+        out["extra_cutoff"]["imaging only"] = youden_cutoff(
+            dtr[labels[0]].astype(int).to_numpy(), _sigmoid(est.imaging_score(dtr[cols + clin].to_numpy(float))))
     return out
 
 
@@ -398,27 +416,88 @@ def _init_worker():
     _one_blas_thread()
 
 
-def cv_splits(strata: pd.Series, repeats: int, folds: int, seed: int):
+def cv_splits(strata: pd.Series, repeats: int, folds: int, seed: int, k: Optional[int] = None):
     """(repetition, fold, train index, test index) for every outer fold: repetition r shuffles with seed + 1 + r
-    (repetition 0 is the single cross-validation of earlier versions)."""
-    k = max(2, int(min(folds, strata.value_counts().min())))
-    return [(r, f, tr, te) for r in range(repeats)
-            for f, (tr, te) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed + 1 + r)
-                                         .split(np.zeros(len(strata)), strata))], k
+    (repetition 0 is the single cross-validation of earlier versions). ``k`` (default: ``folds`` capped by the
+    smallest stratum) overrides the number of folds."""
+    import warnings
+    k = max(2, int(min(folds, strata.value_counts().min()))) if k is None else int(k)
+    with warnings.catch_warnings():  # a stratum smaller than k (joint strata of two labels): spread as it can be
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return [(r, f, tr, te) for r in range(repeats)
+                for f, (tr, te) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed + 1 + r)
+                                             .split(np.zeros(len(strata)), strata))], k
+
+
+def label_strata(df: pd.DataFrame, labels: Sequence[str]) -> pd.Series:
+    """The outer folds' strata: the labels' joint values, a missing label as its own value (``"1"``, ``"02"``)."""
+    return df[list(labels)].apply(pd.to_numeric, errors="coerce").fillna(2).astype(int).astype(str).agg("".join,
+                                                                                                        axis=1)
+
+
+def label_folds(df: pd.DataFrame, labels: Sequence[str], folds: int) -> int:
+    """The number of outer folds: ``folds`` capped by the smaller class of each label (never by a joint stratum,
+    which with two labels and missing values can hold one case and would silently cut the CV to 2 folds)."""
+    k = folds
+    for lab in labels:
+        counts = pd.to_numeric(df[lab], errors="coerce").dropna().value_counts()
+        k = min(k, int(counts.min()) if len(counts) else k)
+    return max(2, int(k))
+
+
+def shared_fold_assignment(table: pd.DataFrame, labels: Sequence[str], *, repeats: int, folds: int,
+                           seed: int) -> pd.DataFrame:
+    """One outer-fold assignment for every method trained on ``table`` (rows: ``case_id``; column r: the fold of
+    the case in repetition r): stratified on the labels' joint values, ``label_folds`` folds, repetition r shuffled
+    with seed + 1 + r. Pass it as ``train_bundles(fold_assignment=...)`` to st (each label), mt and cmt: each method
+    uses the assignment of its own cases, so a case is held out in the same fold by every method and the methods'
+    repeated-CV AUCs are compared on identical folds. Cases without any of the labels are left out."""
+    if "case_id" not in table.columns:
+        raise InputError("a shared fold assignment needs a case_id column")
+    df = table[table[list(labels)].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)].reset_index(drop=True)
+    if df["case_id"].astype(str).duplicated().any():
+        raise InputError("a shared fold assignment needs unique case_id values")
+    jobs, _ = cv_splits(label_strata(df, labels), repeats, folds, seed, k=label_folds(df, labels, folds))
+    out = np.full((len(df), repeats), -1, dtype=int)
+    for r, f, tr, te in jobs:
+        out[te, r] = f
+    return pd.DataFrame(out, index=pd.Index(df["case_id"].astype(str), name="case_id"))
+
+
+def splits_from_assignment(case_ids: Sequence[str], assignment: pd.DataFrame, repeats: int):
+    """(repetition, fold, train index, test index) for the rows ``case_ids`` from a ``shared_fold_assignment``."""
+    ids = pd.Index([str(c) for c in case_ids])
+    missing = ids.difference(assignment.index)
+    if len(missing):
+        raise InputError(f"fold assignment: {len(missing)} case(s) not assigned ({', '.join(missing[:3])})")
+    if assignment.shape[1] < repeats:
+        raise InputError(f"fold assignment has {assignment.shape[1]} repetitions, {repeats} asked for")
+    A = assignment.loc[ids].to_numpy(int)
+    k = int(A.max()) + 1
+    jobs = []
+    for r in range(repeats):
+        for f in range(k):
+            te = np.flatnonzero(A[:, r] == f)
+            if len(te):
+                jobs.append((r, f, np.flatnonzero(A[:, r] != f), te))
+    return jobs, k
 
 
 def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List[str], clinical: List[str],
                 strata: pd.Series, *, repeats: int, folds: int, seed: int, n_bootstrap: int,
                 n_jobs: int = 1, baselines: Optional[Dict[str, Sequence[str]]] = None,
-                wang: Optional[dict] = None, missing_threshold: float = MISSING_THRESHOLD) -> dict:
+                wang: Optional[dict] = None, missing_threshold: float = MISSING_THRESHOLD,
+                liu: Optional[dict] = None, splits=None) -> dict:
     """Out-of-fold predictions (repeats, n) of the method, its clinical baselines and (Liu) the imaging-only and
     clinical-only parts, all on the same folds, and (``cutoffs``, repeats x n) the cutoff each case's fold chose on
-    its training part. Missing values are handled inside each fold (``missing_rule``). Outer folds run in ``n_jobs`` processes (the results do not depend
-    on ``n_jobs``: every fold's seed is fixed)."""
+    its training part (``extra_cutoffs``: the imaging-only model's). Missing values are handled inside each fold
+    (``missing_rule``). Outer folds run in ``n_jobs`` processes (the results do not depend on ``n_jobs``: every
+    fold's seed is fixed). ``splits``: (jobs, k) from ``splits_from_assignment`` instead of ``cv_splits(strata)``;
+    ``fold`` (repeats x n): each case's outer fold per repetition."""
     if baselines is None:
         baselines = {k: v for k, v in BASELINES.items() if all(c in df.columns and df[c].notna().any() for c in v)}
-    jobs, k = cv_splits(strata, repeats, folds, seed)
-    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, missing_threshold)
+    jobs, k = splits if splits is not None else cv_splits(strata, repeats, folds, seed)
+    ctx = (method, df, labels, img_cols, clinical, baselines, seed, n_bootstrap, wang, missing_threshold, liu)
     n_jobs = max(1, min(int(n_jobs or 1), len(jobs)))
     if n_jobs > 1:
         _CV_INPUT["ctx"] = ctx  # inherited by the forked workers
@@ -435,9 +514,15 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
     CUT = {lab: np.full((repeats, n), np.nan) for lab in labels}
     B = {lab: {b: np.full((repeats, n), np.nan) for b in baselines} for lab in labels}
     E = {e: np.full((repeats, n), np.nan) for e in (("imaging only", "clinical only") if method == "atrx-fusion" else ())}
+    ECUT = {e: np.full((repeats, n), np.nan) for e in (("imaging only",) if method == "atrx-fusion" else ())}
+    FOLD = np.full((repeats, n), -1, dtype=int)
     nfeat = {lab: [] for lab in labels}
+    nfeat_imaging = [res["n_features_imaging"] for res in results if "n_features_imaging" in res]
     for res in results:
         r, te = res["r"], res["te"]
+        FOLD[r, te] = res["f"]
+        for e, v in res.get("extra_cutoff", {}).items():
+            ECUT[e][r, te] = v
         for lab in labels:
             P[lab][r, te] = res["p"][lab]
             CUT[lab][r, te] = res["cutoff"][lab]
@@ -447,7 +532,7 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
         for e, v in res["extra"].items():
             E[e][r, te] = v
     return {"oof": P, "baselines": B, "extra": E, "n_features": nfeat, "folds": k, "repeats": repeats,
-            "cutoffs": CUT, "baseline_columns": {b: list(c) for b, c in baselines.items()},
+            "cutoffs": CUT, "extra_cutoffs": ECUT, "fold": FOLD, "n_features_imaging": nfeat_imaging, "baseline_columns": {b: list(c) for b, c in baselines.items()},
             "n_dropped_for_missingness_per_fold": [res["n_dropped_for_missingness"] for res in results]}
 
 
@@ -458,14 +543,20 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                   outer_folds: int = 5, repeats: int = 10, sequences=None, n_jobs: Optional[int] = None,
                   version: str = "1.0.0", report_path=None, name_prefix: str = "", wang: Optional[dict] = None,
                   features: Optional[str] = None, id_column: Optional[str] = None,
-                  missing_threshold: float = MISSING_THRESHOLD, _keep_plot: bool = False):
+                  missing_threshold: float = MISSING_THRESHOLD, liu: Optional[dict] = None,
+                  fold_assignment: Optional[pd.DataFrame] = None, imaging_bundle: bool = False,
+                  _keep_plot: bool = False):
     """Train, cross-validate (``repeats`` x ``outer_folds`` nested) and package. Returns (bundles, evaluation
     dict); with ``report_path`` (no suffix) also writes <report_path>.html (figures) and <report_path>.json.
     ``sequences`` (e.g. "flair,t1,t1c"): train on those sequences' features and cases only (recorded in the
     bundle). ``n_jobs`` processes (default: CPUs, at most 4) run the outer folds and the final bootstrap.
-    ``clinical`` (default: age and sex_male for st / mt / cmt as in Wang 2025, age, sex_male, who_grade and
-    vasari_score for atrx-fusion) are offered to the selection like any feature; those absent from the table are
-    skipped. ``wang``: WangLasso parameters over its defaults (e.g. {"loss": "logistic", "alpha": 0.01}).
+    ``clinical`` (default: age and sex_male for st / mt / cmt as in Wang 2025; age, sex_male and vasari_score for
+    atrx-fusion as Liu 2024's pre-operative variables, WHO grade only when named) are offered to the selection like
+    any feature; those absent from the table are skipped. ``wang``: WangLasso parameters over its defaults (e.g.
+    {"loss": "logistic", "alpha": 0.01}); ``liu``: LiuFusion parameters (e.g. {"ttest": "welch"}; default Student).
+    ``fold_assignment`` (``shared_fold_assignment``, needs ``case_id``): the outer folds of every repetition, shared
+    with the other methods trained on the same cases. ``imaging_bundle`` (atrx-fusion): also return the imaging
+    model alone (Liu's imaging score) as a second bundle (method ``atrx-imaging``), evaluated on the same folds.
     Imaging columns: ours and standard PyRadiomics names (``imaging_columns``; ``diagnostics_*`` ignored), or those
     matching the regular expression ``features``; ``id_column`` names the case identifier column (default
     ``case_id`` when present). ``missing_threshold``: an imaging column is dropped (inside each training fold and
@@ -511,7 +602,8 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                                  clinical=clinical, seed=seed, n_bootstrap=n_bootstrap, outer_folds=outer_folds,
                                  repeats=repeats, sequences=seq_info["sequences"] if seq_info else None,
                                  n_jobs=n_jobs, version=version, name_prefix=name_prefix, wang=wang,
-                                 features=features, missing_threshold=missing_threshold, _keep_plot=True)
+                                 features=features, missing_threshold=missing_threshold,
+                                 fold_assignment=fold_assignment, _keep_plot=True)
                    for i, lab in enumerate(labels)]
         ev = {"tasks": [r[1]["tasks"][0] for r in results]}
         if report_path:
@@ -524,7 +616,7 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     negative_labels = list(negative_labels or [f"{t} negative" for t in tasks])
     df = add_derived_columns(table)
     df = df[df[labels].notna().any(axis=1) if method in ("mt", "cmt") else df[labels[0]].notna()].reset_index(drop=True)
-    default_clinical = list(CLINICAL) if method == "atrx-fusion" else list(WANG_DEFAULT_CLINICAL)
+    default_clinical = list(LIU_DEFAULT_CLINICAL) if method == "atrx-fusion" else list(WANG_DEFAULT_CLINICAL)
     clinical = [c for c in (clinical if clinical is not None else default_clinical) if c in df.columns
                 and df[c].notna().any()]
     exclude = set(labels) | set(clinical) | set(CLINICAL) | {"case_id", "sex", id_column or "case_id"}
@@ -571,13 +663,21 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     warn += [f"clinical variable {c} missing in {n} of {len(df)} cases: training mean imputed, indicator "
              f"{c}{INDICATOR_SUFFIX} offered" for c, n in missing_data["clinical_missing"].items()]
     missing_data["warnings"] = warn
-    strat = dfi[labels].fillna(2).astype(int).astype(str).agg("".join, axis=1)
+    strat = label_strata(dfi, labels)
+    if fold_assignment is not None:  # the folds shared with the other methods compared on these cases
+        if "case_id" not in dfi.columns:
+            raise InputError("a fold assignment needs a case_id column")
+        splits = splits_from_assignment(dfi["case_id"].astype(str), fold_assignment, repeats)
+    else:  # stratified on the labels; the number of folds capped by each label's smaller class
+        splits = cv_splits(strat, repeats, outer_folds, seed, k=label_folds(dfi, labels, outer_folds))
     cv = repeated_cv(method, df, labels, img_cols, clinical, strat, repeats=repeats, folds=outer_folds, seed=seed,
-                     n_bootstrap=n_bootstrap, n_jobs=n_jobs, wang=wang, missing_threshold=missing_threshold)
+                     n_bootstrap=n_bootstrap, n_jobs=n_jobs, wang=wang, missing_threshold=missing_threshold,
+                     liu=liu, splits=splits)
     missing_data["imaging_columns_dropped_per_fold"] = {
         "mean": round(float(np.mean(cv["n_dropped_for_missingness_per_fold"])), 2),
         "max": int(np.max(cv["n_dropped_for_missingness_per_fold"]))}
-    final = _fit(method, dfi, labels, rule["img_cols"], clinical_final, seed, n_bootstrap, n_jobs=n_jobs, wang=wang)
+    final = _fit(method, dfi, labels, rule["img_cols"], clinical_final, seed, n_bootstrap, n_jobs=n_jobs, wang=wang,
+                 liu=liu)
     if method == "atrx-fusion":  # Liu's comparison of classifiers on the selected imaging features
         from .models import compare_classifiers
         est = final[0]["extra"]["imaging"]
@@ -592,38 +692,55 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
     if seq_info:
         design["sequence_restriction"] = seq_info
     bundles, task_evals = [], []
-    for i, (lab, m) in enumerate(zip(labels, final)):
+    fold_note = ("shared fold assignment (the same outer folds as the other methods trained on these cases)"
+                 if fold_assignment is not None else "stratified on " + " x ".join(labels))
+    design["fold_assignment"] = fold_note
+
+    def package(i, lab, m, P_all, CUT_all, meth, compare_all, paired):
+        """One bundle and its evaluation entry from a model's final fit ``m`` and its out-of-fold predictions."""
         keep = np.isfinite(dfi[lab].to_numpy(float))
         y = dfi.loc[keep, lab].astype(int).to_numpy()
-        P = cv["oof"][lab][:, keep]
+        P = P_all[:, keep]
         p_mean = P.mean(0)
         p_train = _sigmoid(_lp(m, dfi[keep]))
-        compare = ({k2: v[:, keep].mean(0) for k2, v in cv["extra"].items()} if method == "atrx-fusion" else None)
-        ev_cv = evaluate(y, p_mean, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method})",
+        compare = {k2: v[:, keep].mean(0) for k2, v in compare_all.items()} if compare_all else None
+        ev_cv = evaluate(y, p_mean, p_train=p_train, y_train=y, name=f"{tasks[i]} ({meth})",
                          compare=compare, seed=seed)
         ev_cv["cutoff_source"] = ("Youden index on the final model's training predictions applied to the "
                                   "repetition-averaged out-of-fold probabilities (the bundle's cutoff; figures only: "
                                   "the cross-validated classification figures are 'at_fold_cutoffs')")
-        ev_cv["at_fold_cutoffs"] = at_fold_cutoffs(y, P, cv["cutoffs"][lab][:, keep])
+        ev_cv["at_fold_cutoffs"] = at_fold_cutoffs(y, P, CUT_all[:, keep])
         # calibration of each repetition's pooled out-of-fold probabilities (not of their average)
         ev_cv["calibration_intercept_slope"] = calibration_summary(y, P, n_boot=500, seed=seed)
-        ev_train = evaluate(y, p_train, p_train=p_train, y_train=y, name=f"{tasks[i]} ({method}) training", seed=seed)
+        ev_train = evaluate(y, p_train, p_train=p_train, y_train=y, name=f"{tasks[i]} ({meth}) training", seed=seed)
         rep = {"design": design, "model": repeated_cv_summary(y, P, seed=seed)}
         rep["baselines"] = {b: repeated_cv_summary(y, v[:, keep], seed=seed) for b, v in cv["baselines"][lab].items()}
-        rep["comparisons"] = [compare_repeated(y, P, v[:, keep], f"{tasks[i]} ({method})", b)
+        rep["comparisons"] = [compare_repeated(y, P, v[:, keep], f"{tasks[i]} ({meth})", b)
                               for b, v in cv["baselines"][lab].items()]
-        nf = np.asarray(cv["n_features"][lab])
+        if paired is not None:  # Liu: the fusion and its imaging model alone, per repetition on the same folds
+            F, I = paired[0][:, keep], paired[1][:, keep]
+            fi = compare_repeated(y, F, I, "fusion", "imaging only")
+            fi["auc_fusion_per_repetition"] = repeated_cv_summary(y, F, seed=seed)["auc_per_repetition"]
+            fi["auc_imaging_per_repetition"] = repeated_cv_summary(y, I, seed=seed)["auc_per_repetition"]
+            fi["auc_fusion_mean"] = round(float(np.mean(fi["auc_fusion_per_repetition"])), 4)
+            fi["auc_imaging_mean"] = round(float(np.mean(fi["auc_imaging_per_repetition"])), 4)
+            fi["note"] = ("paired: both models' out-of-fold predictions come from the same outer folds of every "
+                          "repetition (the imaging model is the one fitted inside each fusion fit); auc_diff = "
+                          "fusion - imaging per repetition")
+            rep["fusion_vs_imaging"] = fi
+        nf = np.asarray(cv["n_features"][lab] if meth == method else cv["n_features_imaging"])
         rep["n_features_per_fold"] = {"mean": round(float(nf.mean()), 2), "min": int(nf.min()), "max": int(nf.max())}
         rep["n_features_final"] = len(m["features"])
+        rep["fold"] = cv["fold"][:, keep].tolist()  # each case's outer fold per repetition (case order: case_id)
         cutoff = youden_cutoff(y, p_train)
         imputation = {**{c: v for c, v in rule["medians"].items() if c in m["features"]},
                       **{c: v for c, v in means.items() if c in m["features"]}}
-        bundle = _bundle(m, dfi[keep], tasks[i], method, cutoff, ev_cv, ev_train, rep, provenance, trained_on,
+        bundle = _bundle(m, dfi[keep], tasks[i], meth, cutoff, ev_cv, ev_train, rep, provenance, trained_on,
                          synthetic, intended_use, positive_labels[i], negative_labels[i], lab, imputation, seed,
                          version, name_prefix, missing_data)
         bundles.append(bundle)
         plot_compare = {**(compare or {}), **{b: v[:, keep].mean(0) for b, v in cv["baselines"][lab].items()}}
-        task_evals.append({"task": tasks[i], "label": lab, "method": method, "cross_validated": ev_cv,
+        task_evals.append({"task": tasks[i], "label": lab, "method": meth, "cross_validated": ev_cv,
                            "repeated_cv": rep,
                            "oof_probability": [round(float(v), 6) for v in p_mean],
                            "label_values": [int(v) for v in y],
@@ -633,6 +750,16 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
                            "missing_data": missing_data, "warnings": list(missing_data["warnings"]),
                            "cohort": cohort_table(dfi[keep], lab, clinical + m["features"][:10]),
                            "_plot": (y, p_mean, dfi.loc[keep, m["features"]], plot_compare)})
+
+    for i, (lab, m) in enumerate(zip(labels, final)):
+        if method != "atrx-fusion":
+            package(i, lab, m, cv["oof"][lab], cv["cutoffs"][lab], method, None, None)
+            continue
+        F, I = cv["oof"][lab], cv["extra"]["imaging only"]
+        package(i, lab, m, F, cv["cutoffs"][lab], method, cv["extra"], (F, I))
+        if imaging_bundle:  # Liu's imaging model alone (the imaging score), same folds, same final fit
+            package(i, lab, m["extra"]["imaging_model"], I, cv["extra_cutoffs"]["imaging only"], "atrx-imaging",
+                    {"fusion": F, "clinical only": cv["extra"]["clinical only"]}, (F, I))
     ev = {"tasks": task_evals}
     if report_path:
         _report(report_path, ev, bundles)
@@ -698,6 +825,14 @@ def _bundle(m, df, task, method, cutoff, ev_cv, ev_train, rep, provenance, train
         "auc_cv_95ci_repetitions_x_bootstrap": mod.get("auc_95ci_repetitions_x_bootstrap"),
         "calibration_cv": ev_cv["calibration_intercept_slope"],
     }
+    if rep.get("fusion_vs_imaging"):  # Liu: the fusion against its imaging model alone, same folds, per repetition
+        fi = rep["fusion_vs_imaging"]
+        metrics["fusion_vs_imaging_cv"] = {
+            "auc_fusion_mean": fi["auc_fusion_mean"], "auc_imaging_mean": fi["auc_imaging_mean"],
+            "auc_diff_mean": fi["auc_diff_mean"], "auc_diff_sd": fi["auc_diff_sd"],
+            "auc_diff_range": [fi["auc_diff_min"], fi["auc_diff_max"]],
+            "repetitions_fusion_better": fi["repetitions_a_better"], "repeats": fi["repeats"],
+            "delong_p_mean_prediction": fi["delong_mean_prediction"]["p"], "note": fi["note"]}
     training = {"trained_on": trained_on, "n": int(ev_train["n"]), "n_positive": int(ev_train["n_positive"]),
                 "label_column": label, "date": _dt.date.today().isoformat(),
                 "software": f"glioma-radiogenomics {__version__}", "python": platform.python_version(),
