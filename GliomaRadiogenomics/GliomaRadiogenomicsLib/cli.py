@@ -433,7 +433,8 @@ def cmd_train(args) -> int:
                                     intended_use=args.intended_use, clinical=clinical, seed=args.seed,
                                     n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
                                     sequences=args.sequences, n_jobs=args.jobs,
-                                    wang={"loss": args.loss, "alpha": args.alpha}, features=args.features,
+                                    wang={"loss": args.loss, "alpha": args.alpha}, liu={"ttest": args.ttest},
+                                    features=args.features,
                                     id_column=args.id_column, missing_threshold=args.missing_threshold,
                                     report_path=out.with_name(out.stem + ".evaluation"))
     except InputError as exc:  # the table does not fit the request (label column, sequences, no usable feature)
@@ -710,8 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle JSON; with two labels <out>_<label>.json; the "
                    "evaluation report goes to <out>.evaluation.html / .json")
     p.add_argument("--clinical", help="comma-separated clinical columns offered to the model (default: age,sex_male "
-                   "for st/mt/cmt as in Wang 2025, age,sex_male,who_grade,vasari_score for atrx-fusion; those absent "
-                   "from the table are skipped; '' offers none)")
+                   "for st/mt/cmt as in Wang 2025, age,sex_male,vasari_score for atrx-fusion as Liu 2024's "
+                   "pre-operative variables; WHO grade is post-operative and only used when named, e.g. "
+                   "age,sex_male,vasari_score,who_grade; those absent from the table are skipped; '' offers none)")
     p.add_argument("--features", help="regular expression (re.search) selecting the imaging feature columns, for "
                    "names other than ours (T1c_WT_..., mask_...) and standard PyRadiomics ones (original_..., "
                    "log-sigma-..., wavelet-..., square..., ...; diagnostics_* are never features)")
@@ -720,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "on the 0/1 labels as the authors' code (default), or our L1-logistic variant")
     p.add_argument("--alpha", type=float, default=0.001, help="st/mt/cmt: the fixed LASSO penalty of every selection "
                    "round (default 0.001 as the paper; the authors' script also runs 0.01 and 0.1)")
+    p.add_argument("--ttest", choices=["student", "welch"], default="student", help="atrx-fusion: the t-test "
+                   "filter before the LASSO, Student's (pooled variance, Liu 2024; default) or Welch's (unequal "
+                   "variances); recorded in the bundle's method_details")
     p.add_argument("--missing-threshold", type=float, default=0.2, metavar="FRACTION",
                    help="an imaging column is dropped when more than this fraction of the training cases miss it "
                    "(decided inside each training fold); below it, missing values get the training median "
