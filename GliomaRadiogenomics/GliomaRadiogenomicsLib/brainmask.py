@@ -21,6 +21,9 @@ from scipy import ndimage as ndi
 from .io import InputError
 
 METHODS = ("auto", "nonzero", "deepbet", "hdbet", "threshold")
+THRESHOLD_ON_HEAD = ("brain mask by the classical threshold method on images that are not skull-stripped: it can keep "
+                     "the scalp, skull base and orbits, and an automatic segmentation can follow them there (bright "
+                     "fat on FLAIR / T1c): review the segmentation; deepbet or hdbet (--brain-mask) extract the brain")
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -136,6 +139,8 @@ def compute_brain_mask(pre, method: str = "auto", device: str = "auto",
         arr = _network_mask("hdbet", pre, device, progress, ["--mode", "fast"])
     else:
         arr = threshold_mask(pre)
+        if method == "auto" or not looks_skull_stripped(pre):  # auto: it did not look skull-stripped
+            warnings.append(THRESHOLD_ON_HEAD)
     # an empty or tiny mask is refused by preprocess (checks.check_brain_mask), naming the reference file
     img = sitk.GetImageFromArray(arr.astype(np.uint8))
     img.CopyInformation(pre.grid)

@@ -124,7 +124,8 @@ def sequence_info(case, pre=None) -> Dict[str, dict]:
 
 def input_quality(case, pre) -> List[str]:
     """Input-quality warnings a reader must see beside the results: thick slices resampled to the working grid
-    ("FLAIR 5.5 mm slices resampled to 1 mm"), strongly anisotropic voxels."""
+    ("FLAIR 5.5 mm slices resampled to 1 mm"), strongly anisotropic voxels, a doubtful brain mask (brainmask.py's
+    warnings, a volume outside the adult range)."""
     grid = _grid_spacing(pre)
     notes = []
     for name, info in sequence_info(case, pre).items():
@@ -134,6 +135,10 @@ def input_quality(case, pre) -> List[str]:
                          "the slices is interpolated, shape and texture features are less reliable")
         elif max(sp) > 2.5 * min(sp):
             notes.append(f"{name} voxels {' x '.join(format_mm(v) for v in sp)} mm are strongly anisotropic")
+    # the brain mask's own warnings (a threshold mask on a head that is not skull-stripped) and its volume check
+    # (preprocess): the automatic segmentation is confined to the mask, so these belong beside the results
+    notes += [str(w) for w in getattr(pre, "brain_mask_warnings", None) or []]
+    notes += [str(w) for w in getattr(pre, "warnings", None) or [] if str(w).startswith("brain mask volume")]
     return notes
 
 

@@ -178,6 +178,17 @@ def test_legend_and_orientation_letters_are_drawn(figure):
             assert white >= 5 and dark >= 5, f"{ax.get_title()}: letter {k} not drawn ({white} white, {dark} dark)"
 
 
+def test_threshold_mask_on_the_raw_head_is_an_input_quality_warning(real_report):
+    """This fixture's weight-free path (threshold brain mask on the head as acquired, not skull-stripped) lets the
+    segmentation reach the scalp fat and the orbits (the screenshot): the report says so under Input quality."""
+    from GliomaRadiogenomicsLib.brainmask import THRESHOLD_ON_HEAD
+    _, _, doc, out = real_report
+    assert THRESHOLD_ON_HEAD in doc["input_quality"]
+    import html
+    page = html.unescape(out.read_text())
+    assert page.index(THRESHOLD_ON_HEAD) < page.index("Sequences (as acquired)")
+
+
 def test_report_page_screenshot(real_report):
     """The report as a clinician opens it, in chromium: the figure loads (its natural size is the PNG's)."""
     from cdp_browser import Browser, chromium_path

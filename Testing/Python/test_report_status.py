@@ -221,6 +221,34 @@ def test_report_holds_what_a_clinician_files(analysed):
     # every task's status sits in its row
     for r in task_rows(doc):
         assert f"{r.task} {r.probability_text} {r.status_text}" in text
+    # the demo head has a scalp: the threshold brain mask is said to be doubtful under Input quality, beside the
+    # results, not only in the warnings at the end
+    from GliomaRadiogenomicsLib.brainmask import THRESHOLD_ON_HEAD
+    assert THRESHOLD_ON_HEAD in doc["input_quality"]
+    assert THRESHOLD_ON_HEAD in text[text.index("Input quality"):text.index("Sequences (as acquired)")]
+
+
+def test_threshold_brain_mask_is_a_quality_warning_only_on_a_head_not_skull_stripped(tmp_path):
+    """The classical threshold mask keeps the scalp of a head that is not skull-stripped (TCGA-FG-6692 as acquired:
+    2323 mL, the weight-free segmentation then 220.9 mL mostly on scalp fat and orbits): an input-quality warning
+    says so. The same images skull-stripped (the demo's intracranial mask, eroded by one voxel, applied) get none."""
+    import SimpleITK as sitk
+    from GliomaRadiogenomicsLib.brainmask import THRESHOLD_ON_HEAD, compute_brain_mask
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from GliomaRadiogenomicsLib.predict import input_quality
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions, preprocess
+    from GliomaRadiogenomicsLib.synthetic import make_demo_case
+    demo = make_demo_case(downsample=4)
+    demo.save(tmp_path)
+    case = load_case_folder(tmp_path)
+    pre = preprocess(case, PreprocessOptions(spacing=4.0, brain_mask="threshold", register=False))
+    assert THRESHOLD_ON_HEAD in pre.brain_mask_warnings and THRESHOLD_ON_HEAD in input_quality(case, pre)
+    icv = sitk.BinaryErode(sitk.Resample(demo.brain_mask, pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                         sitk.sitkUInt8), [1, 1, 1])
+    for seq in list(pre.images):
+        pre.images[seq] = sitk.Mask(pre.images[seq], icv)
+    mask, method, warnings = compute_brain_mask(pre, "threshold")
+    assert method == "threshold" and THRESHOLD_ON_HEAD not in warnings, warnings
 
 
 REAL_BUNDLE = "tcga_lgg_ATRX_flair-t1-t1c.json"   # a shipped bundle trained on real TCGA-LGG cases (train.py)
