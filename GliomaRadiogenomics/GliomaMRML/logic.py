@@ -541,8 +541,8 @@ class GliomaRadiogenomicsLogic:
               extra_args=(), python: Optional[str] = None, bundles=None):
         """Write the scene's volumes (and the edited segmentation, if any) and start the pipeline in a child process;
         ``bundles`` (model bundle files; None: the shipped default bundles) go to it as `run --bundle`, Shim 2021 and
-        Choi 2021 bundles included (their tasks land in predictions.json ``shim2021``; the CBV map, when selected, is
-        written with the other volumes).
+        Choi 2021 bundles included (their tasks land in predictions.json ``bundle_tasks``; the CBV map, when
+        selected, is written with the other volumes).
 
         ``segmentation_node`` is passed on only when it belongs to these volumes (segmentation_for_run): the previous
         patient's segmentation never reaches the next patient's run. The one passed on is ``self.run_segmentation``:

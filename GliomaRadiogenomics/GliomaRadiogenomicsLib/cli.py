@@ -112,7 +112,8 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
     w(f"GliomaRadiogenomics  case {doc['case']['id']}" + ("  [SYNTHETIC CASE]" if doc["case"].get("synthetic") else "") + "\n")
     vol = doc["segmentation"]["volumes_ml"]
     w("tumor volumes (mL): " + ", ".join(f"{k} {v:.1f}" for k, v in vol.items()) + "\n")
-    from .render import SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines, key_result_line, task_rows
+    from .render import (SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines, key_result_line, shim_lines,
+                         task_rows)
     rows = task_rows(doc)
     w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  {'status':<34} model\n")
     for row in rows:
@@ -128,10 +129,8 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
         if row.points:
             w(f"          points: {row.points_breakdown}\n")
         w(f"          trained on: {row.trained_on_text}\n")
-    if doc.get("shim2021"):
-        from .shim import summary_lines
-        for line in summary_lines(doc["shim2021"]):
-            w(line + "\n")
+    for line in shim_lines(doc):  # the JSON-bundle tasks (render.bundle_task_entries), when the run had any
+        w(line + "\n")
     w(key_result_line(doc) + "\n")
     for q in input_quality_lines(doc):
         w(f"input quality: {q}\n")

@@ -329,8 +329,9 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
                                                   + [b.get("task", k) for k, b in shim_bundles]))
     doc = predict_case(analysis, bundles)
     if shim_bundles:
+        from .render import BUNDLE_TASKS_KEY
         from .shim import case_predictions
-        doc["shim2021"], shim_warnings = case_predictions(analysis, shim_bundles)
+        doc[BUNDLE_TASKS_KEY], shim_warnings = case_predictions(analysis, shim_bundles)
         doc["warnings"] = list(dict.fromkeys(doc.get("warnings", []) + shim_warnings))
     doc["timings_s"] = {k: round(v, 2) for k, v in analysis.timings.items()}
     doc["timings_s"]["total_s"] = round(time.perf_counter() - t0, 2)

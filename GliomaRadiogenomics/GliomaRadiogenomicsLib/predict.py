@@ -14,6 +14,10 @@ from .bundle import FeatureMismatchError, ModelBundle, select_bundles
 from .case import SEQUENCE_NAMES, sex_male
 from .nomogram import case_nomogram
 
+# 2: the JSON-bundle tasks' list is "bundle_tasks" (render.BUNDLE_TASKS_KEY); version 1 called it "shim2021",
+# which render.bundle_task_entries still reads
+SCHEMA_VERSION = 2
+
 DISCLAIMER = ("Research probabilities from statistical models, not diagnoses. They must not guide treatment "
               "without histopathological and molecular confirmation.")
 
@@ -81,7 +85,7 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
         warnings.extend(res["warnings"])
         tasks[b.task] = res
     doc = {
-        "schema": "glioma-radiogenomics-predictions", "schema_version": 1,
+        "schema": "glioma-radiogenomics-predictions", "schema_version": SCHEMA_VERSION,
         "case": {"id": case.case_id, "synthetic": bool(case.synthetic), "clinical": case.clinical},
         "inputs": {SEQUENCE_NAMES[s]: case.paths.get(s, "(in memory)") for s in case.images},
         "sequences": sequence_info(case, analysis.pre),
@@ -184,7 +188,8 @@ class SchemaError(ValueError):
 
 
 def validate_predictions(doc: dict) -> None:
-    """Check a predictions document against schema v1 (see docs/predictions-schema.md). Raises SchemaError."""
+    """Check a predictions document (schema version 2, or 1: see docs/predictions-schema.md). Raises
+    SchemaError."""
     def need(cond, msg):
         if not cond:
             raise SchemaError(msg)

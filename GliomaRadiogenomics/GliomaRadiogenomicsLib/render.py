@@ -11,11 +11,12 @@ replaced by its training value), ``synthetic model``, or ``valid`` when none app
 same row as the probability. Nomogram points are shown clipped to their axis (0-100 per variable) with a flag,
 never as -229 points; the exact value stays in predictions.json.
 
-The Shim 2021 tasks of a run with a CBV map (predictions.json ``shim2021``: recurrence-pattern probability,
-Cox-LASSO risk group) have their own rows (``shim_rows``: the result, ``not computed`` with the reason, SYNTHETIC
-model, what the model was trained on) shown by the same screens; a document without ``shim2021`` shows none. A Choi
-2021 hybrid IDH bundle given to `run` (choi.py, kind 'choi') has its entry in the same list and is shown the same
-way (a probability and its label at the cutoff), named with its paper (``ShimRow.paper``).
+The JSON-bundle tasks (predictions.json ``bundle_tasks``, read by ``bundle_task_entries``; ``shim2021`` in documents
+of schema version 1): the Shim 2021 tasks of a run with a CBV map (recurrence-pattern probability, Cox-LASSO risk
+group) have their own rows (``shim_rows``: the result, ``not computed`` with the reason, SYNTHETIC model, what the
+model was trained on) shown by the same screens; a document without the list shows none. A Choi 2021 hybrid IDH
+bundle given to `run` (choi.py, kind 'choi') has its entry in the same list and is shown the same way (a
+probability and its label at the cutoff), named with its paper (``ShimRow.paper``).
 """
 from __future__ import annotations
 
@@ -176,7 +177,20 @@ def task_rows(doc: dict) -> List[TaskRow]:
     return rows
 
 
-# --- the Shim 2021 tasks (predictions.json "shim2021": shim.case_predictions) ------------------------------------
+# --- the JSON-bundle tasks (predictions.json "bundle_tasks": shim.case_predictions) ------------------------------
+
+BUNDLE_TASKS_KEY = "bundle_tasks"      # predictions.json schema version 2 (pipeline.evaluate_case writes it)
+LEGACY_BUNDLE_TASKS_KEY = "shim2021"   # the same list in documents of schema version 1
+
+
+def bundle_task_entries(doc: dict) -> List[dict]:
+    """The JSON-bundle task entries of a predictions document (Shim 2021 recurrence / survival, Choi 2021 hybrid
+    IDH): its ``bundle_tasks`` list, or the ``shim2021`` list of a document written before the key was renamed
+    (schema version 1); [] when it has neither. Every reader takes the entries from here."""
+    if BUNDLE_TASKS_KEY in doc:
+        return list(doc[BUNDLE_TASKS_KEY] or [])
+    return list(doc.get(LEGACY_BUNDLE_TASKS_KEY) or [])
+
 
 SHIM_TITLE = "Shim 2021 tasks (DSC perfusion)"
 CHOI_TITLE = "Choi 2021 hybrid IDH (CNN on the tumour slices + shape / loci / age)"
@@ -218,9 +232,9 @@ class ShimRow(_StatusShown):
 
 
 def shim_rows(doc: dict) -> List[ShimRow]:
-    """One row per Shim 2021 entry of the document (none when it has no ``shim2021``)."""
+    """One row per JSON-bundle task entry of the document (bundle_task_entries; none when it has none)."""
     rows = []
-    for e in doc.get("shim2021") or []:
+    for e in bundle_task_entries(doc):
         rec = e.get("kind") in ("recurrence", "choi")  # a probability with its label at the cutoff
         value = e.get("probability") if rec else e.get("risk_score")
         available = value is not None and not e.get("reason")
@@ -253,7 +267,7 @@ def shim_rows(doc: dict) -> List[ShimRow]:
 
 
 def shim_title(doc: dict) -> str:
-    """The heading of the JSON-bundle tasks (predictions.json ``shim2021``), the one definition every screen shows
+    """The heading of the JSON-bundle tasks (predictions.json ``bundle_tasks``), the one definition every screen shows
     (report, CLI summary, Slicer status, web card): the paper's title when every row is of one paper (SHIM_TITLE,
     CHOI_TITLE), else "Further tasks (Choi 2021, Shim 2021)"; "" when the document has none."""
     papers = sorted({r.paper for r in shim_rows(doc)})
@@ -266,7 +280,7 @@ def shim_title(doc: dict) -> str:
 
 def shim_note(doc: dict) -> str:
     """The sentence under the heading: what the tasks present are computed from (by kind)."""
-    kinds = {str(e.get("kind")) for e in doc.get("shim2021") or []}
+    kinds = {str(e.get("kind")) for e in bundle_task_entries(doc)}
     parts = []
     shim = [w for k, w in (("recurrence", "a recurrence-pattern probability"), ("survival", "a Cox-LASSO risk group"))
             if k in kinds]
@@ -307,7 +321,7 @@ def _card_status_row(synthetic, recorded) -> tuple:
 
 
 def shim_card_rows(e: dict) -> List[tuple]:
-    """(field, value) pairs of the model card of one ``shim2021`` entry, from what its bundle records (the entry's
+    """(field, value) pairs of the model card of one ``bundle_tasks`` entry, from what its bundle records (the entry's
     ``card``, shim.entry_card): model, method, intended use, training data, validation; the CV AUC with its CI
     (recurrence pattern; Choi 2021: the hybrid's, beside the CNN alone and age alone) and the metrics at the cutoff,
     or the C-index with its CI, time-dependent AUC, log-rank test and risk-group rule (Cox-LASSO); the validation

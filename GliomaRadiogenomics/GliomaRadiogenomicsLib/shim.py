@@ -115,7 +115,7 @@ def _shim_features(analysis):
 
 
 def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[dict], List[str]]:
-    """One entry per JSON bundle for an analysed case (predictions.json ``shim2021``): probability and label
+    """One entry per JSON bundle for an analysed case (predictions.json ``bundle_tasks``): probability and label
     (recurrence; Choi 2021 hybrid IDH, kind 'choi': choi.case_predictions, no CBV needed) or risk score and group
     (survival), the model, what it was trained on and whether it is SYNTHETIC; ``None`` and the reason where the
     case has no CBV map, no tumour or features the model refuses (Choi: a sequence its input variant needs)."""
@@ -176,7 +176,7 @@ def _entry_warnings(e: dict, b: dict, warnings: List[str]) -> None:
 
 
 def entry_card(kind: str, b: dict) -> dict:
-    """What the model card of a ``shim2021`` entry shows (render.shim_card_rows), from what its bundle records:
+    """What the model card of a ``bundle_tasks`` entry shows (render.shim_card_rows), from what its bundle records:
     method, validation, cases; the CV AUC with its 95% CI and the metrics at the cutoff (recurrence), the hybrid's
     CV AUC beside the CNN alone and age alone (Choi 2021: repetitions, no CI recorded), or the C-index with its CI,
     the time-dependent AUC, the log-rank test and the risk-group rule (Cox-LASSO). Keys the bundle lacks are left
@@ -205,5 +205,5 @@ def entry_card(kind: str, b: dict) -> dict:
 def summary_lines(entries: List[dict]) -> List[str]:
     """The run summary's lines for the JSON-bundle tasks (CLI): render.shim_lines (the heading, then a line per
     row), the one view model."""
-    from .render import shim_lines
-    return shim_lines({"shim2021": entries})
+    from .render import BUNDLE_TASKS_KEY, shim_lines
+    return shim_lines({BUNDLE_TASKS_KEY: entries})

@@ -261,7 +261,8 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
               "--bundle", str(rec), "--bundle", str(os_)]
     assert main(["run", "--case-dir", str(d), "--out", str(tmp_path / "with")] + common) == 0
     doc = json.loads((tmp_path / "with" / "predictions.json").read_text())
-    got = {e["kind"]: e for e in doc["shim2021"]}
+    assert doc["schema_version"] == 2 and "shim2021" not in doc  # the list's key since schema version 2
+    got = {e["kind"]: e for e in doc["bundle_tasks"]}
     table = pd.DataFrame([analysis.features.values])
     want_p = R.predict_recurrence(R.load_recurrence_bundle(rec), table, analysis.features.provenance)
     assert abs(got["recurrence"]["probability"] - want_p["probability"][0]) < 1e-9
@@ -291,8 +292,8 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
     assert main(["run", "--case-dir", str(nocbv), "--out", str(tmp_path / "without")]
                 + [str(nocbv / "label.nii.gz") if a == str(d / "label.nii.gz") else a for a in common]) == 0
     doc = json.loads((tmp_path / "without" / "predictions.json").read_text())
-    assert len(doc["shim2021"]) == 2
-    for e in doc["shim2021"]:
+    assert len(doc["bundle_tasks"]) == 2
+    for e in doc["bundle_tasks"]:
         assert "CBV map" in e["reason"] and e.get("probability") is None and e.get("risk_score") is None
     assert "not computed: needs a CBV map" in (tmp_path / "without" / "report.html").read_text()
 
@@ -311,7 +312,7 @@ def test_slicer_predict_logic_puts_the_shim_rows_into_the_scene(mrml, phantom_di
     logic = GliomaPredictLogic(mrml.scene)
     doc, table, _ = logic.predict(nodes, seg, clinical, bundles=list(shim_bundles),
                                   preprocess_options=PreprocessOptions(spacing=3.0, brain_mask="threshold"))
-    assert [e["kind"] for e in doc["shim2021"]] == ["recurrence", "survival"]
+    assert [e["kind"] for e in doc["bundle_tasks"]] == ["recurrence", "survival"]
     t = table.GetTable()
     rows = [[t.GetColumn(j).GetValue(i) for j in range(t.GetNumberOfColumns())] for i in range(t.GetNumberOfRows())]
     shim = [r for r in rows if r[0].endswith("(Shim 2021)")]
@@ -336,7 +337,7 @@ def test_web_takes_shim_bundles(shim_bundles, tmp_path, monkeypatch):
 
 
 def _shim_kinds_computed(doc) -> list:
-    return [e["kind"] for e in doc["shim2021"] if not e.get("reason")]
+    return [e["kind"] for e in doc["bundle_tasks"] if not e.get("reason")]
 
 
 def test_slicer_workflow_logic_passes_the_bundles_and_the_cbv_map(mrml, phantom_dir, shim_bundles, tmp_path):
@@ -409,11 +410,11 @@ def test_web_app_takes_a_cbv_map_file_and_shows_the_shim_rows(phantom_dir, analy
     assert _shim_kinds_computed(doc) == ["recurrence", "survival"]
     want = R.predict_recurrence(R.load_recurrence_bundle(shim_bundles[0]), pd.DataFrame([analysis.features.values]),
                                 analysis.features.provenance)
-    assert abs(doc["shim2021"][0]["probability"] - want["probability"][0]) < 1e-6
+    assert abs(doc["bundle_tasks"][0]["probability"] - want["probability"][0]) < 1e-6
     assert [r["result"] for r in app.state.glioma_shim] == [r.result_text for r in shim_rows(doc)]
     assert app.state.glioma_shim_title == "Shim 2021 tasks (DSC perfusion)"
     app.load_case(str(case))  # the CBV field was for that load only
     assert app.nodes["cbv"] is None and "no CBV map" in app.state.glioma_sequences
     doc = predict()
-    assert _shim_kinds_computed(doc) == [] and all("needs a CBV map" in e["reason"] for e in doc["shim2021"])
+    assert _shim_kinds_computed(doc) == [] and all("needs a CBV map" in e["reason"] for e in doc["bundle_tasks"])
     assert all(r["result"].startswith("not computed: needs a CBV map") for r in app.state.glioma_shim)

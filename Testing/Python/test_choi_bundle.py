@@ -173,7 +173,7 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=REPO, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads((out / "predictions.json").read_text())
-    (e,) = [e for e in doc["shim2021"] if e["kind"] == "choi"]
+    (e,) = [e for e in doc["bundle_tasks"] if e["kind"] == "choi"]
     assert e["model"] == json.loads(bp.read_text())["name"] and e["synthetic"] is True and not e.get("reason")
     assert e["paper"] == "Choi 2021" and "SYNTHETIC" in e["trained_on"]
     feats = pd.read_csv(out / "features.csv").iloc[0].to_dict()
@@ -188,6 +188,7 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     page = (out / "report.html").read_text()
     auc = json.loads(bp.read_text())["metrics"]["auc_cv_hybrid"]
     assert "<h3>Choi 2021 hybrid IDH (CNN on the tumour slices + shape / loci / age)</h3>" in page
+    assert "<img alt='nomogram IDH (Choi 2021)'" in page  # its nomogram (the next test: the entry's numbers)
     assert (f"<th>AUC (95% CI)</th><td>{auc['mean']:.2f} (no CI recorded); mean of {len(auc['per_repetition'])} "
             "repetition(s)</td>") in page
 
@@ -255,3 +256,67 @@ def test_the_case_on_the_hybrids_nomogram(trained):
     tol = 0.005 * len(exact) * lpp * 0.25 + 1e-9
     assert abs(1 / (1 + np.exp(-(lp0 + lpp * n["total_points"]))) - e["probability"]) <= tol
     assert n["probability"] == pytest.approx(e["probability"], abs=1e-12)
+
+
+def test_the_report_draws_the_choi_nomogram_with_the_entrys_numbers(trained, tmp_path):
+    """Issue 17: the report (HTML and PDF, one list of blocks) draws the Choi entry's nomogram block with the
+    logistic tasks' renderer (report.nomogram_figure -> nomogram.nomogram_figure), titled as its model card ("IDH
+    (Choi 2021)"). The PNG it embeds is that renderer's drawing of the entry's block, and that drawing carries the
+    entry's numbers: each variable's case marker at the entry's points (and its "N pts" label), the total points and
+    the probability of the entry on their rows and in the title."""
+    import base64
+    import re
+
+    import matplotlib.pyplot as plt
+    from GliomaRadiogenomicsLib.nomogram import case_title, format_probability, nomogram_figure as draw
+    from GliomaRadiogenomicsLib.report import _png, render_report, write_report
+    from GliomaRadiogenomicsLib.shim import entry_card
+    from test_report_status import status_doc
+    d, table, bp = trained
+    b = choi.load_choi_bundle(bp)
+    images, mask = choi.read_case_folder_images(d / "cases" / "S05", CHANNELS)
+    e, _ = choi.predict_entry(b, images, mask, table.set_index("case_id").loc["S05"].to_dict(), None)
+    e["card"] = entry_card("choi", b)
+    doc = status_doc()
+    for t in doc["tasks"]:  # the logistic tasks' figures are test_nomogram.py's: here the Choi entry's alone
+        doc[t]["nomogram"] = None
+    doc = json.loads(json.dumps({**doc, "bundle_tasks": [e]}))  # as read back from predictions.json
+    entry = doc["bundle_tasks"][0]
+    nomo = entry["nomogram"]
+    assert nomo["probability"] == pytest.approx(entry["probability"], abs=1e-12) and len(nomo["axes"]) >= 2
+    page = render_report(doc, analysis=None)
+    m = re.search(r"<img alt='nomogram IDH \(Choi 2021\)' src='data:image/png;base64,([^']+)'", page)
+    assert m, "the report draws no nomogram for the Choi entry"
+    assert page.index("Nomograms</h2>") < m.start() < page.index("Segmentation</h2>")
+    assert page.count("<img") == 1 and "nomogram figure failed" not in page
+    # the drawing of the entry's block: the case's numbers on it
+    fig = draw(nomo, case_title("IDH (Choi 2021)", nomo, entry["synthetic"]))
+    rows = {ax.get_gid().split(":", 1)[1]: ax for ax in fig.axes if (ax.get_gid() or "").startswith("nomogram-row:")}
+    assert set(rows) == {"points", "total points", "probability"} | {a["name"] for a in nomo["axes"]}
+    for a in nomo["axes"]:  # each variable: the marker at the entry's points (clipped to the axis, flagged beyond)
+        ax, pts = rows[a["name"]], nomo["points"][a["name"]]
+        lo, hi = a["points_range"]
+        (marker,) = [ln for ln in ax.lines if ln.get_gid() == "nomogram-case"]
+        assert marker.get_xdata()[0] == pytest.approx(min(max(pts, lo), hi)), a["name"]
+        want = (f"{a['case']['label']} (beyond the axis: {min(max(pts, lo), hi):.1f} pts, extrapolated)"
+                if a["case"]["out_of_range"] else f"{a['case']['label']}: {pts:.1f} pts")
+        assert want in [t.get_text() for t in ax.texts], (a["name"], want)
+    total = min(nomo["total_points"], nomo["total_points_range"][1])
+    for key, text in (("total points", f"{total:.1f} points"),
+                      ("probability", f"probability {format_probability(entry['probability'])}")):
+        (marker,) = [ln for ln in rows[key].lines if ln.get_gid() == "nomogram-case"]
+        assert marker.get_xdata()[0] == pytest.approx(total), key
+        assert any(t.get_text().startswith(text) for t in rows[key].texts), key
+    suptitle = fig._suptitle.get_text()
+    assert suptitle.startswith("Nomogram IDH (Choi 2021): total points") and "SYNTHETIC" in suptitle
+    assert f"{nomo['total_points']:.1f}" in suptitle and format_probability(entry["probability"]) in suptitle
+    # ... is the figure the report embeds, byte for byte
+    assert base64.b64decode(m.group(1)) == base64.b64decode(_png(fig))
+    plt.close("all")
+    # the PDF (the same blocks) embeds one image more than without the Choi entry
+    for w in ("with", "without"):
+        (tmp_path / w).mkdir()
+    write_report(doc, None, tmp_path / "with" / "report.html")
+    write_report({**doc, "bundle_tasks": []}, None, tmp_path / "without" / "report.html")
+    n_img = [(tmp_path / w / "report.pdf").read_bytes().count(b"/Subtype /Image") for w in ("with", "without")]
+    assert n_img[0] == n_img[1] + 1, n_img

@@ -1,8 +1,9 @@
 """Issue 17 item 6: the Shim 2021 tasks (recurrence-pattern probability, Cox-LASSO risk group; predictions.json
-``shim2021``) shown like the other tasks, from the one view model (render.shim_rows): the CLI summary lines, the
-key result, the HTML and PDF report ("Shim 2021 tasks (DSC perfusion)"), the Slicer predictions table (real MRML)
-and the web results card. A SYNTHETIC model says so; a task not computed says why; a document without ``shim2021``
-shows nothing more. The end-to-end run (real bundles, real CBV phantom) is in test_cbv.py."""
+``bundle_tasks``, ``shim2021`` in documents of schema version 1) shown like the other tasks, from the one view model
+(render.shim_rows): the CLI summary lines, the key result, the HTML and PDF report ("Shim 2021 tasks (DSC
+perfusion)"), the Slicer predictions table (real MRML) and the web results card. A SYNTHETIC model says so; a task
+not computed says why; a document without the list shows nothing more. The end-to-end run (real bundles, real CBV
+phantom) is in test_cbv.py."""
 from __future__ import annotations
 
 import copy
@@ -19,7 +20,7 @@ NO_CBV = "needs a CBV map (DSC perfusion: --cbv FILE)"
 
 def shim_doc():
     doc = status_doc()
-    doc["shim2021"] = [
+    doc["bundle_tasks"] = [
         {"task": "recurrence pattern", "kind": "recurrence", "model": "rec-mlp", "version": "0.1",
          "trained_on": "80 SYNTHETIC cases", "synthetic": True, "intended_use": "research",
          "probability": 0.7342, "label": "distant", "cutoff": 0.5, "top_shapley": [], "imputed": ""},
@@ -48,7 +49,7 @@ def test_shim_rows_texts_and_lines():
             "rec-mlp v0.1 [SYNTHETIC-trained], trained on 80 SYNTHETIC cases") in lines
     assert f"recurrence pattern (Shim 2021): not computed: {NO_CBV} [NOT COMPUTED; SYNTHETIC model]; model rec-2 v? " \
            "[SYNTHETIC-trained], trained on 80 SYNTHETIC cases" in lines
-    assert shim.summary_lines(shim_doc()["shim2021"]) == shim_lines(shim_doc())  # one definition
+    assert shim.summary_lines(shim_doc()["bundle_tasks"]) == shim_lines(shim_doc())  # one definition
     assert shim_lines(shim_doc()) == ["Shim 2021 tasks (DSC perfusion):"] + [r.line() for r in shim_rows(shim_doc())]
     at = lines.index("Shim 2021 tasks (DSC perfusion):")  # the Slicer status label's lines: heading, then rows
     assert lines[at:at + 4] == shim_lines(shim_doc())
@@ -56,10 +57,37 @@ def test_shim_rows_texts_and_lines():
     assert "recurrence pattern probability 0.734 (distant, SYNTHETIC model)" in key
     assert "overall survival risk score +0.123 (high risk, imputed inputs)" in key
     assert "recurrence pattern not computed" in key
-    # no shim2021 key: nothing changes
+    # no bundle_tasks key: nothing changes
     plain = status_doc()
-    assert shim_rows(plain) == [] and summary_lines(plain) == summary_lines({**plain, "shim2021": []})
-    assert key_result_line(plain) == key_result_line({**plain, "shim2021": []})
+    assert shim_rows(plain) == [] and summary_lines(plain) == summary_lines({**plain, "bundle_tasks": []})
+    assert key_result_line(plain) == key_result_line({**plain, "bundle_tasks": []})
+
+
+def test_a_schema_version_1_document_is_read_from_its_shim2021_key():
+    """Documents written before the rename (schema version 1) have the same list under ``shim2021``: every reader
+    takes it through render.bundle_task_entries (one definition), so they show the same rows, heading, summary
+    lines, key result and report table; a document with the new key reads only that."""
+    from GliomaRadiogenomicsLib.render import LEGACY_BUNDLE_TASKS_KEY, bundle_task_entries, shim_table
+    from GliomaRadiogenomicsLib.report import render_report
+    new = shim_doc()
+    old = {k: v for k, v in new.items() if k != "bundle_tasks"}
+    old.update(schema_version=1, **{LEGACY_BUNDLE_TASKS_KEY: new["bundle_tasks"]})
+    assert LEGACY_BUNDLE_TASKS_KEY == "shim2021"
+    assert bundle_task_entries(old) == bundle_task_entries(new) == new["bundle_tasks"]
+    assert len(shim_rows(old)) == 3 and shim_rows(old) == shim_rows(new)
+    assert shim_title(old) == shim_title(new) != ""
+    assert summary_lines(old) == summary_lines(new) and key_result_line(old) == key_result_line(new)
+    assert shim_table(old) == shim_table(new)
+    assert "<td>probability 0.734, distant (cutoff 0.5)</td>" in render_report(old, analysis=None)
+    from GliomaRadiogenomicsLib.cli import print_summary
+    printed = []
+    for doc in (old, new):
+        buf = io.StringIO()
+        print_summary(doc, Path("out"), stream=buf)
+        printed.append(buf.getvalue())
+    assert printed[0] == printed[1] and "\nShim 2021 tasks (DSC perfusion):\n" in printed[0]
+    # the new key wins (even when empty) over a stale old one; neither: none
+    assert bundle_task_entries({**old, "bundle_tasks": []}) == [] and bundle_task_entries(status_doc()) == []
 
 
 def test_report_html_and_pdf_show_the_shim_table(tmp_path):
@@ -71,7 +99,7 @@ def test_report_html_and_pdf_show_the_shim_table(tmp_path):
     assert "<td class='status-flag'>SYNTHETIC model</td>" in page and "80 SYNTHETIC cases (SYNTHETIC)" in page
     assert f"not computed: {NO_CBV}" in text
     assert page.index("Research probabilities</h2>") < page.index("Shim 2021 tasks") < page.index("Segmentation</h2>")
-    assert "Shim 2021" not in render_report(status_doc(), analysis=None)  # no shim2021: no table
+    assert "Shim 2021" not in render_report(status_doc(), analysis=None)  # no bundle_tasks: no table
     write_report(shim_doc(), None, tmp_path / "report.html")
     pdf = squeeze(pdf_text(tmp_path / "report.pdf"))
     for s in ("Shim 2021 tasks (DSC perfusion)", "probability 0.734, distant (cutoff 0.5)",
@@ -106,7 +134,7 @@ def test_web_results_card_has_the_shim_rows():
     assert card["shim"][0]["status"] == "SYNTHETIC model" and "(SYNTHETIC)" in card["shim"][0]["trained_on"]
     assert card["shim"][2]["result"] == f"not computed: {NO_CBV}"
     assert card["synthetic"].startswith("SYNTHETIC")
-    assert result_card({**doc, "shim2021": []})["shim"] == []
+    assert result_card({**doc, "bundle_tasks": []})["shim"] == []
 
 
 # --- the heading and the model cards of the JSON-bundle tasks ----------------------------------------------------
@@ -132,7 +160,7 @@ def survival_entry():
                           "td_auc_cv": [0.71, 0.69], "logrank_p_cv_median": 0.0123,
                           "validation": "internal (repeated nested CV) only"},
               "training": {"n": 120, "events": 61, "trained_on": "UCSF 120 patients"}}
-    return {**shim_doc()["shim2021"][1], "card": entry_card("survival", bundle)}
+    return {**shim_doc()["bundle_tasks"][1], "card": entry_card("survival", bundle)}
 
 
 def test_the_heading_is_one_definition_for_every_screen():
@@ -145,8 +173,8 @@ def test_the_heading_is_one_definition_for_every_screen():
     from GliomaRadiogenomicsLib.report import render_report
     from GliomaWeb.app import result_card
     from test_render import REPO
-    choi_only = {**status_doc(), "shim2021": [choi_entry()]}
-    both = {**status_doc(), "shim2021": shim_doc()["shim2021"] + [choi_entry()]}
+    choi_only = {**status_doc(), "bundle_tasks": [choi_entry()]}
+    both = {**status_doc(), "bundle_tasks": shim_doc()["bundle_tasks"] + [choi_entry()]}
     assert shim_title(shim_doc()) == SHIM_TITLE and shim_title(choi_only) == CHOI_TITLE
     assert shim_title(both) == "Further tasks (Choi 2021, Shim 2021)" and shim_title(status_doc()) == ""
     for doc in (shim_doc(), choi_only, both):
@@ -168,14 +196,14 @@ def test_the_heading_is_one_definition_for_every_screen():
 
 
 def test_report_and_web_show_the_model_cards_of_the_bundle_tasks():
-    """The model card of each shim2021 entry (render.shim_card_rows, from what its bundle records: shim.entry_card):
+    """The model card of each bundle_tasks entry (render.shim_card_rows, from what its bundle records: shim.entry_card):
     intended use, training data, SYNTHETIC, CV AUC with its CI / the C-index with its CI for Cox; in the HTML report
     under Model cards and in the web card, the same rows."""
     pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
     from GliomaRadiogenomicsLib.report import render_report
     from GliomaWeb.app import result_card
     doc = shim_doc()
-    doc["shim2021"] = [doc["shim2021"][0], survival_entry(), choi_entry()]
+    doc["bundle_tasks"] = [doc["bundle_tasks"][0], survival_entry(), choi_entry()]
     for t in doc["tasks"]:
         doc[t] = {**copy.deepcopy(doc[t]), "nomogram": None}
     page = render_report(doc, analysis=None)
