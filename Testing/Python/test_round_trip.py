@@ -230,19 +230,11 @@ def test_web_app_segment_and_predict_on_the_real_case_equal_the_cli(case_dir, fi
     probabilities and volumes, its features equal the CLI's to 1e-9, and Predict reused Segment's preprocessing. Its
     results card shows the real bundles' model cards (calibration, metrics at the cutoffs of the training folds)."""
     pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
-    import asyncio
     import time
     from trame.app import get_server
     from GliomaWeb.app import GliomaWebApp
     from test_report_status import card_texts
-
-    def run_job(action):
-        async def drive():
-            action()
-            await asyncio.sleep(0.1)
-            while app.state.glioma_busy:
-                await asyncio.sleep(0.2)
-        asyncio.run(drive())
+    from test_web_upload import run_job
 
     t0 = time.perf_counter()
     app = GliomaWebApp(get_server("glioma-web-round-trip", client_type="vue3"), work_dir=tmp_path / "web",
@@ -253,10 +245,10 @@ def test_web_app_segment_and_predict_on_the_real_case_equal_the_cli(case_dir, fi
     assert app.case_id == cli_doc["case"]["id"] == CASE and s.glioma_volume_loaded, s.glioma_status
     assert (s.glioma_age, s.glioma_sex) == ("44", "F"), (s.glioma_age, s.glioma_sex)   # from case.json
     t1 = time.perf_counter()
-    run_job(app.segment)
+    run_job(app, app.segment)
     assert "segmentation ready" in s.glioma_status and "lgg-unet2d" in s.glioma_status, s.glioma_status
     t2 = time.perf_counter()
-    run_job(app.predict)
+    run_job(app, app.predict)
     assert app.last_document is not None, s.glioma_status
     t3 = time.perf_counter()
     doc = json.loads((app.work / "predictions.json").read_text())      # what the page links to
