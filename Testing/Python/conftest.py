@@ -139,6 +139,15 @@ def lgg_three_sequence_run(shared_data, tmp_path_factory):
     return case, out, run_lgg_case(case, out)
 
 
+def load_script(name: str):
+    """A script of scripts/ (not a package) as a module, e.g. load_script("build_real_bundles")."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_lgg_case(case_dir, out, *extra):
     """`run --case-dir` of a TCGA-LGG case with one lgg-unet2d fold network (these tests check the path, not the
     five-fold ensemble) and one feature worker; asserts success, returns the completed process."""

@@ -1,12 +1,12 @@
 """Liu 2024 as published (issue 14 item 3): Student's t-test (Welch as an option), the fused clinical variables
 (age, sex, VASARI score; WHO grade off by default), the fusion against its imaging model alone on the same folds
 (and the ship rule of scripts/build_real_bundles.py), and one shared fold assignment for st and cmt."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_script
 from scipy.stats import ttest_ind
 
 from GliomaRadiogenomicsLib.models import LiuFusion, _auc
@@ -17,10 +17,7 @@ PROV = {"preset": "wang2025", "settings_hash": "abc123"}
 
 
 def _build_real_bundles():
-    spec = importlib.util.spec_from_file_location("build_real_bundles", REPO / "scripts" / "build_real_bundles.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("build_real_bundles")
 
 
 def unequal_variance_table(seed=0):

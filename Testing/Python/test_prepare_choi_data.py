@@ -1,11 +1,11 @@
 """scripts/prepare_choi_data.py's channel set (issue 17 leftovers): T2 (the paper's second sequence) is stored when a
 case folder has it; a case without it gets zeros and available False for that channel (the training script then
 drops the channel from a variant, the paper's ablation), on a tiny SYNTHETIC case folder."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 sitk = pytest.importorskip("SimpleITK")
 
@@ -16,10 +16,7 @@ VALUES = {"t1c": (120.0, 30.0), "t2": (200.0, 50.0), "flair": (180.0, 40.0)}
 
 @pytest.fixture(scope="module")
 def prep():
-    spec = importlib.util.spec_from_file_location("prepare_choi_data", REPO / "scripts" / "prepare_choi_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("prepare_choi_data")
 
 
 def write_case(folder: Path, sequences) -> Path:

@@ -1,11 +1,11 @@
 """Real tables (../shared/data/tables): the UCSF-PDGM IDH bundle and the TCGA analyses."""
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 from GliomaRadiogenomicsLib.bundle import FeatureMismatchError, load_bundle
 from GliomaRadiogenomicsLib.evaluation import delong_ci
@@ -20,10 +20,7 @@ needs_tables = pytest.mark.skipif(not (TABLES / "ucsf_pdgm").is_dir(),
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("analyze_real_tables", REPO / "scripts" / "analyze_real_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("analyze_real_tables")
 
 
 def test_ucsf_bundle_card_and_schema():
