@@ -188,8 +188,8 @@ class SchemaError(ValueError):
 
 
 def validate_predictions(doc: dict) -> None:
-    """Check a predictions document (schema version 2, or 1: see docs/predictions-schema.md). Raises
-    SchemaError."""
+    """Check a predictions document (schema version 2, or 1: see docs/predictions-schema.md), its JSON-bundle task
+    entries included (``_check_bundle_tasks``). Raises SchemaError saying which key is wrong and why."""
     def need(cond, msg):
         if not cond:
             raise SchemaError(msg)
@@ -212,8 +212,112 @@ def validate_predictions(doc: dict) -> None:
         need(isinstance(r["model"]["synthetic"], bool), f"predictions: {t}.model.synthetic must be a boolean")
         if r["probability"] is not None:
             need(0.0 <= r["probability"] <= 1.0, f"predictions: {t}.probability outside [0, 1]")
-            n = r["nomogram"]
-            for k in ("points", "total_points", "linear_predictor"):
-                need(k in n, f"predictions: {t}.nomogram.{k} missing")
-            need(abs(sum(n["points"].values()) - n["total_points"]) < 0.05 * max(1, len(n["points"])),
-                 f"predictions: {t}.nomogram points do not add up to total_points")
+            _check_nomogram(need, f"predictions: {t}.nomogram", r["nomogram"])
+    _check_bundle_tasks(need, doc)
+
+
+def _check_nomogram(need, where: str, n) -> None:
+    """A case's nomogram block (nomogram.case_nomogram): its points, total and linear predictor, the points adding up
+    to the total."""
+    need(isinstance(n, dict), f"{where} must be an object when there is a probability")
+    for k in ("points", "total_points", "linear_predictor"):
+        need(k in n, f"{where}.{k} missing")
+    need(isinstance(n["points"], dict) and all(_is_number(v) for v in n["points"].values())
+         and _is_number(n["total_points"]), f"{where}: points and total_points must be numbers")
+    need(abs(sum(n["points"].values()) - n["total_points"]) < 0.05 * max(1, len(n["points"])),
+         f"{where} points do not add up to total_points")
+
+
+def _is_number(v) -> bool:
+    import math
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+BUNDLE_TASK_KINDS = {"recurrence": "Shim 2021", "survival": "Shim 2021", "choi": "Choi 2021"}  # kind -> its paper
+
+
+def _check_bundle_tasks(need, doc: dict) -> None:
+    """The JSON-bundle task entries (``bundle_tasks``; ``shim2021`` in schema version 1; docs/predictions-schema.md):
+    the list under the key of the document's schema version; each entry an object with its keys and their types;
+    its kind's value (a probability in [0, 1] with its label and cutoff, or a risk score with its group and the
+    training median) or none with the reason; the value consistent with the entry (the risk group on the side of the
+    cutoff the score is, the Choi label at its cutoff, the Choi nomogram's probability the entry's); the paper the
+    kind's; the document's warnings carrying the entry's reason and its SYNTHETIC model, as the run writes them
+    (shim._entry_warnings); no entry twice."""
+    from .render import BUNDLE_TASKS_KEY, LEGACY_BUNDLE_TASKS_KEY
+    version = doc.get("schema_version")
+    if version is not None and version != 1:
+        need(LEGACY_BUNDLE_TASKS_KEY not in doc,
+             f"predictions: schema version {version} has no '{LEGACY_BUNDLE_TASKS_KEY}' key (its list is "
+             f"'{BUNDLE_TASKS_KEY}' since version 2)")
+    if version == 1:
+        need(BUNDLE_TASKS_KEY not in doc, f"predictions: schema version 1 has no '{BUNDLE_TASKS_KEY}' key (its list "
+                                          f"is '{LEGACY_BUNDLE_TASKS_KEY}'; 'bundle_tasks' needs schema_version 2)")
+    key = LEGACY_BUNDLE_TASKS_KEY if version == 1 else BUNDLE_TASKS_KEY
+    if key not in doc:
+        return
+    entries = doc[key]
+    need(isinstance(entries, list), f"predictions: '{key}' must be a list of entries, not {type(entries).__name__}")
+    warnings = [str(w) for w in doc["warnings"]]
+    seen = set()
+    for i, e in enumerate(entries):
+        where = f"predictions: {key}[{i}]"
+        need(isinstance(e, dict), f"{where} must be an object, not {type(e).__name__}")
+        for k in ("task", "kind", "model", "version", "trained_on", "synthetic", "intended_use", "card"):
+            need(k in e, f"{where}.{k} missing")
+        need(isinstance(e["task"], str) and e["task"].strip() != "", f"{where}.task must be a non-empty string")
+        need(e["kind"] in BUNDLE_TASK_KINDS,
+             f"{where}.kind is {e['kind']!r}: must be one of {', '.join(BUNDLE_TASK_KINDS)}")
+        need(isinstance(e["model"], str) and e["model"].strip() != "", f"{where}.model must be the model's name")
+        where = f"predictions: {key}[{i}] ({e['task']}, model '{e['model']}')"
+        for k in ("version", "trained_on", "intended_use"):
+            need(e[k] is None or isinstance(e[k], str), f"{where}.{k} must be a string or null")
+        need(isinstance(e["synthetic"], bool), f"{where}.synthetic must be a boolean")
+        need(isinstance(e["card"], dict), f"{where}.card must be an object")
+        paper = e.get("paper", "Shim 2021")
+        need(paper == BUNDLE_TASK_KINDS[e["kind"]],
+             f"{where}: paper {paper!r} does not match kind '{e['kind']}' ({BUNDLE_TASK_KINDS[e['kind']]})")
+        need((e["task"], e["model"]) not in seen, f"{where}: the same task and model twice")
+        seen.add((e["task"], e["model"]))
+        need(e.get("imputed") in (None, "") or isinstance(e["imputed"], str),
+             f"{where}.imputed must be the ';'-separated names of the imputed features")
+        reason = e.get("reason")
+        need(reason is None or (isinstance(reason, str) and reason.strip() != ""),
+             f"{where}.reason must be a non-empty string when given")
+        value_key = "risk_score" if e["kind"] == "survival" else "probability"
+        need(value_key in e, f"{where}.{value_key} missing (null with a reason when not computed)")
+        value = e[value_key]
+        if value is None:
+            need(bool(reason), f"{where}: {value_key} is null without a reason")
+            need(f"{e['task']}: not computed: {reason}" in warnings,
+                 f"{where}: its reason is not in the document's warnings ('{e['task']}: not computed: ...')")
+        else:
+            need(reason is None, f"{where}: a {value_key} and a reason ({reason!r}): one or the other")
+            need(_is_number(value), f"{where}.{value_key} must be a number")
+            if e["kind"] == "survival":
+                cut = e.get("risk_group_cutoff")
+                need(_is_number(cut), f"{where}.risk_group_cutoff (the training median) must be a number")
+                need(e.get("risk_group") in ("high", "low"), f"{where}.risk_group must be 'high' or 'low'")
+                need(e["risk_group"] == ("high" if value > cut else "low"),
+                     f"{where}: risk_group '{e['risk_group']}' but risk score {value} is "
+                     f"{'above' if value > cut else 'not above'} the training median {cut}")
+            else:
+                need(0.0 <= value <= 1.0, f"{where}.probability {value} outside [0, 1]")
+                need(isinstance(e.get("label"), str) and e["label"] != "", f"{where}.label must be a non-empty string")
+                cut = e.get("cutoff")
+                need(_is_number(cut) and 0.0 <= cut <= 1.0, f"{where}.cutoff must be a number in [0, 1]")
+                if e["kind"] == "choi":
+                    from .choi import CHOI_LABELS
+                    want = CHOI_LABELS[int(value >= cut)]
+                    need(e["label"] == want, f"{where}: label '{e['label']}' but probability {value} at cutoff "
+                                             f"{cut} gives '{want}'")
+        if e.get("nomogram") is not None:
+            need(e["kind"] == "choi", f"{where}: a nomogram, but only Choi 2021 entries have one")
+            need(value is not None, f"{where}: a nomogram without a probability")
+            _check_nomogram(need, f"{where}.nomogram", e["nomogram"])
+            p = e["nomogram"].get("probability")
+            need(p is None or (_is_number(p) and abs(p - value) <= 1e-6),
+                 f"{where}: the nomogram's probability {p} is not the entry's {value}")
+        if e["synthetic"]:
+            need(f"{e['task']} model '{e['model']}' trained on SYNTHETIC data: demonstration only" in warnings,
+                 f"{where}: a SYNTHETIC model without its warning in the document's warnings")

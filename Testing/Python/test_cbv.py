@@ -262,6 +262,8 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
     assert main(["run", "--case-dir", str(d), "--out", str(tmp_path / "with")] + common) == 0
     doc = json.loads((tmp_path / "with" / "predictions.json").read_text())
     assert doc["schema_version"] == 2 and "shim2021" not in doc  # the list's key since schema version 2
+    from GliomaRadiogenomicsLib.predict import validate_predictions
+    validate_predictions(doc)  # the entries as the run writes them pass the schema check
     got = {e["kind"]: e for e in doc["bundle_tasks"]}
     table = pd.DataFrame([analysis.features.values])
     want_p = R.predict_recurrence(R.load_recurrence_bundle(rec), table, analysis.features.provenance)
@@ -293,6 +295,7 @@ def test_run_shows_the_shim_tasks_when_a_cbv_map_is_present(phantom_dir, analysi
                 + [str(nocbv / "label.nii.gz") if a == str(d / "label.nii.gz") else a for a in common]) == 0
     doc = json.loads((tmp_path / "without" / "predictions.json").read_text())
     assert len(doc["bundle_tasks"]) == 2
+    validate_predictions(doc)  # not computed, with the reason in the warnings
     for e in doc["bundle_tasks"]:
         assert "CBV map" in e["reason"] and e.get("probability") is None and e.get("risk_score") is None
     assert "not computed: needs a CBV map" in (tmp_path / "without" / "report.html").read_text()

@@ -174,6 +174,8 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads((out / "predictions.json").read_text())
     (e,) = [e for e in doc["bundle_tasks"] if e["kind"] == "choi"]
+    from GliomaRadiogenomicsLib.predict import validate_predictions
+    validate_predictions(doc)  # the Choi entry as the run writes it (nomogram included) passes the schema check
     assert e["model"] == json.loads(bp.read_text())["name"] and e["synthetic"] is True and not e.get("reason")
     assert e["paper"] == "Choi 2021" and "SYNTHETIC" in e["trained_on"]
     feats = pd.read_csv(out / "features.csv").iloc[0].to_dict()
