@@ -10,5 +10,6 @@ from .convert import (  # noqa: F401
     sitk_to_volume_node,
     volume_node_to_sitk,
     predictions_to_table_node,
+    nomogram_charts,
     nomogram_to_plot_nodes,
 )

@@ -5,7 +5,7 @@ A linear parent transform of a volume node is applied (the image is placed where
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -174,7 +174,7 @@ def predictions_to_table_node(doc: dict, scene, node=None):
     rows = [[r.task, r.probability_text, r.status_text, r.label + (f" ({r.reason})" if r.reason else ""),
              r.points_text] + tail(r) for r in task_rows(doc)]
     # the Shim 2021 tasks (CBV map): the probability / risk score in the same column, no nomogram points
-    rows += [[f"{r.task} ({r.paper})", r.value_text, r.status_text,
+    rows += [[r.title, r.value_text, r.status_text,
               f"{r.label} ({r.cutoff_text})" if r.available else f"not computed ({r.reason})", "n/a"] + tail(r)
              for r in shim_rows(doc)]
     for row in rows:
@@ -185,8 +185,21 @@ def predictions_to_table_node(doc: dict, scene, node=None):
     return node
 
 
+def nomogram_charts(doc: dict, scene) -> Dict[str, Optional[object]]:
+    """The nomogram plots of a predictions document, by title: every nomogram the report draws
+    (render.nomogram_results: each logistic task's, then each JSON-bundle task entry's, the Choi 2021 hybrid's as
+    "IDH (Choi 2021)"), drawn by ``nomogram_to_plot_nodes``; a task of the document without a nomogram (not
+    available) maps to None."""
+    from GliomaRadiogenomicsLib.render import nomogram_results
+    charts = {t: None for t in doc.get("tasks", [])}
+    charts.update({title: nomogram_to_plot_nodes(doc, title, scene) for title, _ in nomogram_results(doc)})
+    return charts
+
+
 def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
-    """The task's nomogram as a Slicer plot (vtkMRMLPlotChartNode), drawn from predictions.json's nomogram block
+    """The nomogram titled ``task`` among the document's nomograms (render.nomogram_results: a logistic task's name,
+    or a JSON-bundle task's title such as "IDH (Choi 2021)") as a Slicer plot (vtkMRMLPlotChartNode), drawn from
+    predictions.json's nomogram block
     exactly as the report figure (GliomaRadiogenomicsLib.nomogram.rows): one line series per axis (Points, each
     variable, Total points, Probability; top to bottom) through its ticks, labelled with the tick values, and a
     "This case" series marking the case on every axis (value, points; total; probability). The Total points and
@@ -197,12 +210,13 @@ def nomogram_to_plot_nodes(doc: dict, task: str, scene) -> Optional[object]:
     A document without nomogram axes (written before them): the points per variable as bars."""
     import vtk
     from GliomaRadiogenomicsLib.nomogram import format_probability, rows
-    r = doc.get(task)
-    if not r or not r.get("nomogram"):
+    from GliomaRadiogenomicsLib.render import nomogram_results, nomogram_synthetic
+    r = dict(nomogram_results(doc)).get(task)
+    if not r:
         return None
     block = r["nomogram"]
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{task} nomogram")
-    synthetic = bool((r.get("model") or {}).get("synthetic"))
+    synthetic = nomogram_synthetic(r)
     chart.SetTitle(f"{task}: probability {format_probability(r.get('probability'))} (research use)"
                    + (" - SYNTHETIC model" if synthetic else ""))
     if "axes" not in block:

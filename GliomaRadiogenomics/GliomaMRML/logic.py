@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 from GliomaRadiogenomicsLib.case import IMAGE_KEYS, Case
 from GliomaRadiogenomicsLib.progress import Progress, null_progress
 
-from .convert import (contributions_to_table_node, label_image_to_segmentation_node, nomogram_to_plot_nodes,
+from .convert import (contributions_to_table_node, label_image_to_segmentation_node, nomogram_charts,
                       predictions_to_table_node, segmentation_node_to_label_image, volume_node_to_sitk)
 
 
@@ -359,7 +359,7 @@ class GliomaPredictLogic:
         analysis, doc = computed
         self.last_document, self.last_analysis = doc, analysis
         table = predictions_to_table_node(doc, self.scene)
-        charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
+        charts = nomogram_charts(doc, self.scene)
         self.contributions = contributions_to_table_node(doc, self.scene)
         progress.update(1.0, "predictions ready")
         return doc, table, charts
@@ -383,7 +383,7 @@ class GliomaPredictLogic:
         out = Path(out_dir)
         doc = json.loads((out / "predictions.json").read_text())
         table = predictions_to_table_node(doc, self.scene)
-        charts = {t: nomogram_to_plot_nodes(doc, t, self.scene) for t in doc["tasks"]}
+        charts = nomogram_charts(doc, self.scene)
         self.contributions = contributions_to_table_node(doc, self.scene)
         self.last_document, self.last_analysis, self.last_report = doc, None, out / "report.html"
         return doc, table, charts

@@ -21,7 +21,7 @@ probability and its label at the cutoff), named with its paper (``ShimRow.paper`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 SYNTHETIC_MODELS_NOTE = "The default models were trained on SYNTHETIC data: the numbers demonstrate the software only."
 
@@ -217,6 +217,12 @@ class ShimRow(_StatusShown):
     card: List[tuple] = field(default_factory=list)     # the model card's (field, value) rows (shim_card_rows)
 
     @property
+    def title(self) -> str:
+        """The row's name on every screen that names it apart from the logistic tasks: "IDH (Choi 2021)" (the
+        Slicer table's task cell, the report's model card, the nomogram's title: ``nomogram_results``)."""
+        return f"{self.task} ({self.paper})"
+
+    @property
     def result_text(self) -> str:
         """"probability 0.734, distant (cutoff 0.5)" / "risk score +0.123, high risk (training median +0.050)" /
         "not computed: <reason>"."""
@@ -264,6 +270,24 @@ def shim_rows(doc: dict) -> List[ShimRow]:
                             reason=str(e.get("reason") or ""), statuses=statuses or ["valid"], status_notes=notes,
                             paper=str(e.get("paper") or "Shim 2021"), card=shim_card_rows(e)))
     return rows
+
+
+def nomogram_results(doc: dict) -> List[Tuple[str, dict]]:
+    """(title, result) of every nomogram of a predictions document, in order: the one list that the report
+    (report.report_blocks), the web results card and the Slicer nomogram plots (GliomaMRML.convert.nomogram_charts)
+    draw. Each logistic task's result that has a nomogram block (titled with the task), then each JSON-bundle task
+    entry that has one (the Choi 2021 hybrid's, ``choi.predict_entry``; titled as its row, ``ShimRow.title``:
+    "IDH (Choi 2021)"). Each is drawn from its ``nomogram`` block; ``nomogram_synthetic`` says whether to mark it
+    SYNTHETIC."""
+    out = [(t, doc[t]) for t in doc.get("tasks", []) if (doc.get(t) or {}).get("nomogram")]
+    return out + [(row.title, e) for e, row in zip(bundle_task_entries(doc), shim_rows(doc)) if e.get("nomogram")]
+
+
+def nomogram_synthetic(res: dict) -> bool:
+    """Whether a ``nomogram_results`` result's model was trained on SYNTHETIC data: a logistic task's from its
+    ``model`` card, a JSON-bundle task entry's from its own ``synthetic`` (its ``model`` is the model's name)."""
+    model = res.get("model")
+    return bool(model.get("synthetic") if isinstance(model, dict) else res.get("synthetic"))
 
 
 def shim_title(doc: dict) -> str:

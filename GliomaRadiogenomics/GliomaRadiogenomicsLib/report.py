@@ -5,7 +5,7 @@ same figures (Testing/Python/test_report.py compares their text).
 Contents: patient / case id, age, sex, WHO grade, date; the sequences as acquired (voxel spacing, slice thickness,
 slices); input-quality warnings; one key-result line; the research probabilities with each task's status in the same
 row (render.task_rows: the one view model); the nomograms (rms style, nomogram.py: each logistic task's and the
-Choi 2021 hybrid's, ``nomogram_results``); a model card per task (intended use, training data, validation and its
+Choi 2021 hybrid's, render.nomogram_results); a model card per task (intended use, training data, validation and its
 metrics at the cutoff, calibration, validation status; SYNTHETIC models say so), also for the Shim 2021 / Choi 2021
 bundles' tasks (render.shim_card_rows: CV AUC or C-index with its CI); the
 segmentation on the reference sequence's native slice (the slice number a PACS shows: 1-based index in the
@@ -25,8 +25,9 @@ import SimpleITK as sitk
 
 from .case import SEQUENCE_NAMES
 from .io import atomic_write_bytes, atomic_write_text
-from .render import (any_synthetic_model, bundle_task_entries, input_quality_lines, key_result_line, model_card_rows,
-                     patient_rows, sequence_rows, shim_note, shim_rows, shim_table, shim_title, task_rows)
+from .render import (any_synthetic_model, input_quality_lines, key_result_line, model_card_rows, nomogram_results,
+                     nomogram_synthetic, patient_rows, sequence_rows, shim_note, shim_rows, shim_table, shim_title,
+                     task_rows)
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
 LABEL_NAMES = {1: "necrosis (NCR)", 2: "edema (ED)", 3: "enhancing (ET)"}
@@ -136,24 +137,15 @@ def draw_overlay(analysis):
 
 def nomogram_figure(task: str, res: dict) -> str:
     """The task's nomogram (rms style: nomogram.draw_nomogram) from its predictions.json block, the case marked;
-    a document written before nomogram axes existed gets the old points bars with a note. ``res``: a logistic task's
-    result (SYNTHETIC from its ``model`` card) or a JSON-bundle task entry with a nomogram (the Choi 2021 hybrid's:
-    ``synthetic`` beside its ``model`` name)."""
+    a document written before nomogram axes existed gets the old points bars with a note. ``task``, ``res``: one
+    (title, result) of render.nomogram_results, a logistic task's result or a JSON-bundle task entry with a
+    nomogram (the Choi 2021 hybrid's); SYNTHETIC as render.nomogram_synthetic says. The web results card draws its
+    figures with this function too."""
     from .nomogram import case_title, nomogram_figure as draw
     nomo = res["nomogram"]
     if "axes" in nomo:
-        model = res.get("model")
-        synthetic = model.get("synthetic") if isinstance(model, dict) else res.get("synthetic")
-        return _png(draw(nomo, case_title(task, nomo, bool(synthetic))))
+        return _png(draw(nomo, case_title(task, nomo, nomogram_synthetic(res))))
     return _legacy_points_figure(task, res)
-
-
-def nomogram_results(doc: dict) -> List[Tuple[str, dict]]:
-    """(title, result) of every nomogram the report draws, in order: each logistic task's, then each JSON-bundle
-    task entry's that has one (the Choi 2021 hybrid's, titled "<task> (<paper>)" as its model card)."""
-    out = [(t, doc[t]) for t in doc.get("tasks", []) if (doc.get(t) or {}).get("nomogram")]
-    return out + [(f"{e.get('task') or e.get('kind')} ({e.get('paper') or 'Shim 2021'})", e)
-                  for e in bundle_task_entries(doc) if e.get("nomogram")]
 
 
 def _legacy_points_figure(task: str, res: dict) -> str:
@@ -249,7 +241,7 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
     for t in doc.get("tasks", []):
         b += [("h3", f"{t}"), ("kv", model_card_rows(doc, t))]
     for r in shim_rows(doc):  # the JSON-bundle tasks (Shim 2021, Choi 2021): from what their bundles record
-        b += [("h3", f"{r.task} ({r.paper})"), ("kv", r.card)]
+        b += [("h3", r.title), ("kv", r.card)]
     if doc.get("warnings"):
         b += [("h2", "Warnings"), ("list", [str(w) for w in doc["warnings"]])]
     pre = doc.get("preprocessing") or {}

@@ -62,23 +62,27 @@ def model_items(nodes=None) -> list:
 
 def result_card(doc: dict) -> dict:
     """The results card's state from a predictions document, through the one renderer (render.py: rows, statuses,
-    model cards; report.nomogram_figure: the report's nomogram figure). Pure: runs in the worker thread."""
+    model cards, and render.nomogram_results: which nomograms the document has, the report's list; each drawn by
+    report.nomogram_figure, the report's figure). A logistic task's figure goes to its row, a JSON-bundle task's
+    (the Choi 2021 hybrid's) to its row of the bundle tasks. Pure: runs in the worker thread."""
     from GliomaRadiogenomicsLib.render import (SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines,
-                                               key_result_line, model_card_rows, shim_rows, shim_title,
-                                               task_rows)
+                                               key_result_line, model_card_rows, nomogram_results, shim_rows,
+                                               shim_title, task_rows)
     from GliomaRadiogenomicsLib.report import nomogram_figure
+    figures, failed = {}, {}
+    for title, res in nomogram_results(doc):
+        try:
+            figures[title] = "data:image/png;base64," + nomogram_figure(title, res)
+        except Exception as exc:  # a figure must not lose the numbers
+            failed[title] = f"nomogram figure failed: {exc}"
     rows = []
     for r in task_rows(doc):
-        block = doc.get(r.task) or {}
-        try:
-            png = "data:image/png;base64," + nomogram_figure(r.task, block) if block.get("nomogram") else ""
-        except Exception as exc:  # a figure must not lose the numbers
-            png, r.warnings = "", r.warnings + [f"nomogram figure failed: {exc}"]
         rows.append({"task": r.task, "probability": r.probability_text, "status": r.status_text,
                      "status_color": STATUS_COLORS.get(r.status, "#9e9e9e"), "status_detail": r.status_detail,
                      "label": r.label + (f" ({r.reason})" if r.reason else ""), "points": r.points_text,
                      "cutoff": r.cutoff_text, "model": r.model, "trained_on": r.trained_on,
-                     "nomogram": r.points_breakdown, "nomogram_png": png, "warnings": r.warnings,
+                     "nomogram": r.points_breakdown, "nomogram_png": figures.get(r.task, ""),
+                     "warnings": r.warnings + ([failed[r.task]] if r.task in failed else []),
                      "model_card": [[k, v] for k, v in model_card_rows(doc, r.task)]})
     case = doc.get("case") or {}
     synthetic = []
@@ -89,7 +93,8 @@ def result_card(doc: dict) -> dict:
     shim = [{"task": r.task, "result": r.result_text, "status": r.status_text,
              "status_color": STATUS_COLORS.get(r.status, "#9e9e9e"),  # not computed: grey
              "status_detail": r.status_detail, "model": r.model, "trained_on": r.trained_on_text,
-             "paper": r.paper, "model_card": [[k, v] for k, v in r.card]}
+             "paper": r.paper, "title": r.title, "nomogram_png": figures.get(r.title, ""),
+             "nomogram_failed": failed.get(r.title, ""), "model_card": [[k, v] for k, v in r.card]}
             for r in shim_rows(doc)]  # the Shim 2021 / Choi 2021 tasks, when the run had their bundles
     return {"rows": rows, "shim": shim, "shim_title": shim_title(doc), "key_result": key_result_line(doc),
             "synthetic": ("SYNTHETIC: " + "; ".join(synthetic) + ".") if synthetic else "",
@@ -299,7 +304,7 @@ class GliomaWebApp(TrameApp):
                             html.Td("{{ r.model }} ({{ r.trained_on }})")
                     with html.Details(v_for="r in glioma_shim", key="'card-' + r.task + r.model",
                                       classes="glioma-shim-card", style="font-size: 11px"):
-                        html.Summary("Model card: {{ r.task }} ({{ r.paper }})")
+                        html.Summary("Model card: {{ r.title }}")
                         _model_card_table("r.model_card")
                 with html.Div(v_if="glioma_warnings.length", id="glioma-warnings", classes="mt-2"):
                     html.Div("Warnings", classes="text-caption font-weight-bold text-orange")
@@ -318,6 +323,13 @@ class GliomaWebApp(TrameApp):
                 VDivider(classes="my-2")
                 with VTabs(v_model=("glioma_task",), density="compact", id="glioma-task-tabs"):
                     VTab("{{ r.task }}", v_for="(r, i) in glioma_results", key="r.task", value=("i",))
+                    with html.Div(v_for="r in glioma_shim", key="'nomogram-' + r.task + r.model"):
+                        # the Choi 2021 hybrid's nomogram (render.nomogram_results), drawn like the tasks' below
+                        html.Img(v_if="r.nomogram_png", src=("r.nomogram_png",),
+                                 classes="glioma-nomogram glioma-shim-nomogram my-1", alt=("'nomogram ' + r.title",),
+                                 style="width: 100%; background: white")
+                        html.Div("{{ r.nomogram_failed }}", v_if="r.nomogram_failed", classes="text-orange",
+                                 style="font-size: 11px")
                 with html.Div(v_for="(r, i) in glioma_results", key="'detail-' + r.task", v_show=("glioma_task === i",),
                               classes="glioma-task-detail", style="font-size: 11px"):
                     html.Div("{{ r.task }}: {{ r.probability }} - {{ r.status_detail }}", classes="mt-1")
