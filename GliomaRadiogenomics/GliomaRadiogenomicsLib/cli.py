@@ -571,7 +571,7 @@ def cmd_web(args) -> int:
         else:
             load_bundle(b)
     serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle,
-          backend=args.backend)
+          backend=args.backend, upload_max_age_s=args.upload_max_age_hours * 3600.0)
     return 0
 
 
@@ -759,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
     _add_case_args(p)
+    p.add_argument("--upload-max-age-hours", type=float, default=168.0, metavar="HOURS",
+                   help="uploaded case folders untouched for longer are removed at start and before each new upload, "
+                        "never the loaded case's (default 168 = one week; 0 keeps them all)")
     p.add_argument("--reference-seg", help="reference label map (BraTS labels) for Dice")
     p.add_argument("--out", help="output folder (required unless --list-models)")
     p.add_argument("--list-models", action="store_true", help="list the segmentation models (registry): inputs, "

@@ -4,7 +4,8 @@ server-side, the same Logic as the desktop modules (GliomaMRML.logic), a Glioma 
     glioma-radiogenomics web [--case DIR] [--port N]      # serves on 127.0.0.1
 
 Workflow: load a case (server folder, the built-in SYNTHETIC demo case, or files uploaded with trame-slicer's
-Open Files / Open Directory buttons, written into a fresh case folder on the server: upload.py; the case id comes
+Open Files / Open Directory buttons: images, case.json, DICOM series (.dcm files or a .zip, converted to NIfTI),
+written into a fresh case folder on the server: upload.py, which also removes old uploads; the case id comes
 from the folder or its case.json; an optional DSC-perfusion CBV map found in the folder, or given as a file
 on the server in the CBV field, for the Shim 2021 bundles of `web --bundle`) -> clinical fields (age, sex, WHO
 grade, VASARI; prefilled from the folder's case.json) -> Segment (necrosis / edema / enhancing segments, editable
@@ -137,8 +138,12 @@ def lesion_center_ras(label) -> Optional[tuple]:
 class GliomaWebApp(TrameApp):
     def __init__(self, server=None, case_dir: Optional[str] = None, work_dir: Optional[str] = None,
                  spacing: float = 1.0, brain_mask: str = "auto", bundles=None, backend: str = "auto",
-                 backend_options: Optional[dict] = None):
+                 backend_options: Optional[dict] = None, upload_max_age_s: Optional[float] = None):
         super().__init__(server)
+        from .upload import DEFAULT_UPLOAD_MAX_AGE_S
+        # uploads untouched for longer are removed at start and before each new upload (upload.remove_old_uploads);
+        # 0: never
+        self.upload_max_age_s = DEFAULT_UPLOAD_MAX_AGE_S if upload_max_age_s is None else float(upload_max_age_s)
         self.default_backend = backend or "auto"  # the model selected at start (the user can change it)
         # options of that model (as the CLI's, e.g. {"unet_folds": "0"} = `--unet-folds 0`), used while it is selected
         self.backend_options = dict(backend_options or {})
@@ -198,8 +203,20 @@ class GliomaWebApp(TrameApp):
         s.glioma_models = model_items()
         s.glioma_backend = self.default_backend
         self._build_panel()
+        self.remove_old_uploads(in_use=[case_dir])
         if case_dir:
             self.load_case(case_dir)
+
+    def remove_old_uploads(self, in_use=()) -> list:
+        """The upload folders under ``<work>/uploads`` untouched for longer than ``upload_max_age_s`` removed
+        (upload.remove_old_uploads), never the loaded case's folder nor one in ``in_use``; said in the server log."""
+        from .upload import remove_old_uploads
+        keep = [self.state.glioma_case_dir, *in_use]
+        removed = remove_old_uploads(self.work / "uploads", self.upload_max_age_s, in_use=keep)
+        if removed:
+            print(f"glioma web: removed {len(removed)} upload folder(s) older than "
+                  f"{self.upload_max_age_s / 3600:g} h: {', '.join(p.name for p in removed)}", flush=True)
+        return removed
 
     # ------------------------------------------------------------------ UI
     @property
@@ -306,6 +323,13 @@ class GliomaWebApp(TrameApp):
                                       classes="glioma-shim-card", style="font-size: 11px"):
                         html.Summary("Model card: {{ r.title }}")
                         _model_card_table("r.model_card")
+                    with html.Div(v_for="r in glioma_shim", key="'nomogram-' + r.task + r.model"):
+                        # the Choi 2021 hybrid's nomogram (render.nomogram_results), drawn like the tasks' below
+                        html.Img(v_if="r.nomogram_png", src=("r.nomogram_png",),
+                                 classes="glioma-nomogram glioma-shim-nomogram my-1", alt=("'nomogram ' + r.title",),
+                                 style="width: 100%; background: white")
+                        html.Div("{{ r.nomogram_failed }}", v_if="r.nomogram_failed", classes="text-orange",
+                                 style="font-size: 11px")
                 with html.Div(v_if="glioma_warnings.length", id="glioma-warnings", classes="mt-2"):
                     html.Div("Warnings", classes="text-caption font-weight-bold text-orange")
                     with html.Ul(style="font-size: 11px; padding-left: 16px"):
@@ -323,13 +347,6 @@ class GliomaWebApp(TrameApp):
                 VDivider(classes="my-2")
                 with VTabs(v_model=("glioma_task",), density="compact", id="glioma-task-tabs"):
                     VTab("{{ r.task }}", v_for="(r, i) in glioma_results", key="r.task", value=("i",))
-                    with html.Div(v_for="r in glioma_shim", key="'nomogram-' + r.task + r.model"):
-                        # the Choi 2021 hybrid's nomogram (render.nomogram_results), drawn like the tasks' below
-                        html.Img(v_if="r.nomogram_png", src=("r.nomogram_png",),
-                                 classes="glioma-nomogram glioma-shim-nomogram my-1", alt=("'nomogram ' + r.title",),
-                                 style="width: 100%; background: white")
-                        html.Div("{{ r.nomogram_failed }}", v_if="r.nomogram_failed", classes="text-orange",
-                                 style="font-size: 11px")
                 with html.Div(v_for="(r, i) in glioma_results", key="'detail-' + r.task", v_show=("glioma_task === i",),
                               classes="glioma-task-detail", style="font-size: 11px"):
                     html.Div("{{ r.task }}: {{ r.probability }} - {{ r.status_detail }}", classes="mt-1")
@@ -461,6 +478,7 @@ class GliomaWebApp(TrameApp):
         from .upload import write_uploaded_case
         if self._refuse_if_busy():
             return
+        self.remove_old_uploads()  # never the loaded case's folder
         try:
             up = write_uploaded_case(files, self.work / "uploads")
         except Exception as exc:  # shown to the user, the server keeps running
