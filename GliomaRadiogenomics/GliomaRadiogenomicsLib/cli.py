@@ -432,7 +432,8 @@ def cmd_train(args) -> int:
                                     intended_use=args.intended_use, clinical=clinical, seed=args.seed,
                                     n_bootstrap=args.bootstrap, repeats=args.repeats, outer_folds=args.folds,
                                     sequences=args.sequences, n_jobs=args.jobs,
-                                    wang={"loss": args.loss, "alpha": args.alpha}, liu={"ttest": args.ttest},
+                                    wang={"loss": args.loss, "alpha": args.alpha},
+                                    liu={"ttest": args.ttest, "imaging_models": args.imaging_models},
                                     features=args.features,
                                     id_column=args.id_column, missing_threshold=args.missing_threshold,
                                     report_path=out.with_name(out.stem + ".evaluation"))
@@ -724,6 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttest", choices=["student", "welch"], default="student", help="atrx-fusion: the t-test "
                    "filter before the LASSO, Student's (pooled variance, Liu 2024; default) or Welch's (unequal "
                    "variances); recorded in the bundle's method_details")
+    p.add_argument("--imaging-models", choices=["best-of-9", "all"], default="best-of-9", help="atrx-fusion: Liu "
+                   "2024's choice among 9 imaging models (radiomics / ResNet34 deep / hybrid x edema / tumor / "
+                   "overall columns) by mean 5-fold CV AUC inside each training set (default; one model on all "
+                   "imaging columns when the table has no such columns), or one model on all imaging columns")
     p.add_argument("--missing-threshold", type=float, default=0.2, metavar="FRACTION",
                    help="an imaging column is dropped when more than this fraction of the training cases miss it "
                    "(decided inside each training fold); below it, missing values get the training median "

@@ -24,16 +24,23 @@ Wang 2025 (IDH + epilepsy) — ``WangLasso(method="st" | "mt" | "cmt")``, by def
   labels (NaN) of a task left out of that task's loss), final L1-logistic by the 1-SE rule on cross-validated
   deviance (alpha 1e-1 .. 1e-4, 20 values).
 
-Liu 2024 (ATRX) — ``LiuFusion``: Welch t-test p < 0.05 -> L1-logistic with 10-fold CV on AUC (the alpha with the
+Liu 2024 (ATRX) — ``LiuFusion``: Student's t-test (Welch's on request) p < 0.05 -> L1-logistic with 10-fold CV on AUC (the alpha with the
   best mean AUC) -> backward stepwise elimination by AIC when more than 20 features remain -> logistic regression
   = the imaging model; ``imaging score`` = its linear predictor. Fusion: logistic regression on the imaging score
   (cross-fitted, out-of-fold, for the training cases so that the fusion weights are not fitted on an optimistic
-  score) + age + sex + WHO grade + VASARI score. ``compare_classifiers`` reports logistic regression, random
+  score) + age + sex + VASARI score (WHO grade when named). ``compare_classifiers`` reports logistic regression, random
   forest and SVM on the selected features by cross-validated AUC.
+  ``imaging_models="best-of-9"`` (default): Liu's 9 candidate imaging models, 3 feature types (radiomics, DL =
+  ResNet34 deep features, hybrid = both) x 3 regions (edema, tumor, overall), read from the column names
+  (``liu_column_kind``); each candidate's whole pipeline (t-test -> LASSO -> AIC -> logistic) is refitted in each of
+  5 stratified folds of the training cases and the candidate with the best mean fold AUC is the imaging model.
+  Without that column structure (one region, PyRadiomics names, ...) the imaging model is fitted on all imaging
+  columns (``"all"``, the fitted ``imaging_models_used_`` says which).
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -41,6 +48,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from .sequences import SEQUENCE_NAMES
 
 ALPHA_PATH = np.logspace(-1, -4, 20)          # final L1-logistic (loss='logistic') along 1e-1 .. 1e-4
 SQUARED_ALPHA_PATH = np.logspace(1, -4, 100)  # the authors' final LassoCV grid: logspace(-4, 1, 100), largest first
@@ -665,15 +674,60 @@ LIU_TTESTS = {"student": "Student's t-test (pooled variance; Liu 2024's independ
               "welch": "Welch's t-test (unequal variances)"}
 
 
+LIU_REGIONS = ("edema", "tumor", "overall")        # the liu2024 preset's regions (regions.REGION_LABELS)
+LIU_FEATURE_TYPES = ("radiomics", "DL", "hybrid")  # hybrid = radiomics + DL of the same region
+LIU_IMAGING_MODELS = ("best-of-9", "all")
+_LIU_COLUMN = re.compile(r"^(mask|%s)_(%s)_(.+)$" % ("|".join(SEQUENCE_NAMES.values()), "|".join(LIU_REGIONS)))
+_DEEP_FEATURE = re.compile(r"^resnet34_fc_\d+$")  # deep.deep_features: <SEQ>_<region>_resnet34_fc_<i>
+
+
+def liu_column_kind(column: str) -> Optional[tuple]:
+    """(feature type, region) of an imaging column in the project's naming for the liu2024 preset regions, or None:
+    ``<SEQ>_<region>_resnet34_fc_<i>`` (deep.py) -> ("DL", region); ``<SEQ>_<region>_<PyRadiomics feature>`` and
+    ``mask_<region>_original_shape_<f>`` (features.py) -> ("radiomics", region); region in edema / tumor / overall.
+    Anything else (other regions such as WT, location, VASARI items, other naming) fits no candidate model."""
+    from .train import is_pyradiomics_feature  # the one PyRadiomics-name rule (train imports this module)
+    m = _LIU_COLUMN.match(column)
+    if not m:
+        return None
+    seq, region, rest = m.groups()
+    if seq != "mask" and _DEEP_FEATURE.match(rest):
+        return "DL", region
+    if is_pyradiomics_feature(rest):
+        return "radiomics", region
+    return None
+
+
+def liu_candidates(names: Sequence[str]):
+    """Liu's 9 candidate imaging models over ``names``: ({"<region> <type>": (type, region, column indices)} in the
+    order edema, tumor, overall x radiomics, DL, hybrid; the indices of the columns that fit no candidate)."""
+    kinds = [liu_column_kind(str(c)) for c in names]
+    out = {}
+    for region in LIU_REGIONS:
+        for ft in LIU_FEATURE_TYPES:
+            want = ("radiomics", "DL") if ft == "hybrid" else (ft,)
+            out[f"{region} {ft}"] = (ft, region, [j for j, k in enumerate(kinds) if k and k[1] == region
+                                                  and k[0] in want])
+    return out, [j for j, k in enumerate(kinds) if k is None]
+
+
+def _json_float(v) -> Optional[float]:
+    return round(float(v), 4) if v is not None and np.isfinite(v) else None
+
+
 class LiuFusion(BaseEstimator, ClassifierMixin):
     """Liu 2024 ATRX fusion model. ``fit(X, y, feature_names)``: radiomic/deep columns + clinical columns.
     ``clinical``: the clinical columns fused with the imaging score (default age, sex and VASARI score as Liu's
     pre-operative variables; WHO grade is post-operative and only fused when named). ``ttest``: the univariate
-    filter, ``"student"`` (default, Liu's independent-samples t-test) or ``"welch"``."""
+    filter, ``"student"`` (default, Liu's independent-samples t-test) or ``"welch"``. ``imaging_models``:
+    ``"best-of-9"`` (default, Liu's choice among 3 feature types x 3 regions by mean 5-fold CV AUC on the training
+    cases; falls back to ``"all"`` when no column fits a candidate) or ``"all"`` (one imaging model on every imaging
+    column). Fitted: ``imaging_models_used_`` and ``imaging_choice_`` (each candidate's CV AUCs or the reason it was
+    skipped, the chosen one)."""
 
     def __init__(self, clinical: Sequence[str] = ("age", "sex_male", "vasari_score"),
                  p_threshold: float = 0.05, cv_folds: int = 10, max_stepwise: int = 20, alphas=None,
-                 random_state: int = 0, ttest: str = "student"):
+                 random_state: int = 0, ttest: str = "student", imaging_models: str = "best-of-9"):
         self.clinical = clinical
         self.p_threshold = p_threshold
         self.cv_folds = cv_folds
@@ -681,6 +735,7 @@ class LiuFusion(BaseEstimator, ClassifierMixin):
         self.alphas = alphas
         self.random_state = random_state
         self.ttest = ttest
+        self.imaging_models = imaging_models
 
     def ttest_filter(self, X, y):
         """Indices of the columns whose two-sample t-test (``ttest``: Student or Welch) gives p < ``p_threshold``
@@ -727,22 +782,99 @@ class LiuFusion(BaseEstimator, ClassifierMixin):
     def _score(model, X):
         return model["intercept"] + ((X[:, model["cols"]] - model["center"]) / model["scale"]) @ model["coef"]
 
+    def _cross_fit(self, Xc, y, folds):
+        """Out-of-fold imaging scores of the whole imaging pipeline refitted in each fold, and the folds' AUCs."""
+        oof = np.zeros(len(y))
+        aucs = []
+        for tr, te in folds:
+            oof[te] = self._score(self._imaging(Xc[tr], y[tr]), Xc[te])
+            aucs.append(_auc(y[te], oof[te]))
+        return oof, aucs
+
+    @staticmethod
+    def _skip_reason(Xc, ft, region, cols, kinds):
+        """Why a candidate cannot be fitted on this cohort (None when it can)."""
+        if ft == "hybrid" and len({kinds[j] for j in cols}) < 2:
+            have = {kinds[j] for j in cols}
+            return (f"no {region} {'DL' if 'radiomics' in have else 'radiomics'} columns: the hybrid model would "
+                    "repeat a single-type one" if have else f"no {region} columns")
+        if not cols:
+            return (f"no {ft} columns of region {region} (none in the table, or all dropped before the fit, e.g. for "
+                    "missingness)")
+        fin = np.isfinite(Xc)
+        if not fin.any():
+            return f"region {region} empty: all {len(cols)} columns missing in all {len(Xc)} cases"
+        if not fin.all():
+            n = int((~fin).any(1).sum())
+            return (f"missing values in {n} of {len(Xc)} cases (impute first; train imputes inside each training "
+                    "fold)")
+        if not (Xc.std(0) > 1e-12).any():
+            return f"all {len(cols)} columns constant"
+        return None
+
+    def _choose(self, Xi, y, names, cands, unassigned, folds):
+        """Liu's choice among the candidate imaging models: each evaluable candidate's pipeline refitted in every
+        fold of ``folds`` (training cases only), chosen by the best mean fold AUC (ties: the first in the order
+        edema, tumor, overall x radiomics, DL, hybrid). Returns (choice record, chosen columns, chosen OOF score)."""
+        kinds = {j: k[0] for j in range(len(names)) if (k := liu_column_kind(str(names[j])))}
+        rows, best = [], None
+        for name, (ft, region, cols) in cands.items():
+            row = {"name": name, "feature_type": ft, "region": region, "n_columns": len(cols),
+                   "cv_auc_mean": None, "cv_auc_folds": None, "skipped": None}
+            Xc = Xi[:, cols]
+            row["skipped"] = self._skip_reason(Xc, ft, region, cols, kinds)
+            if row["skipped"] is None:
+                oof, aucs = self._cross_fit(Xc, y, folds)
+                mean = float(np.nanmean(aucs))
+                row["cv_auc_mean"], row["cv_auc_folds"] = _json_float(mean), [_json_float(a) for a in aucs]
+                if best is None or mean > best[0]:
+                    best = (mean, name, np.asarray(cols), oof)
+            rows.append(row)
+        if best is None:
+            raise ValueError("no candidate imaging model can be fitted: "
+                             + "; ".join(f"{r['name']}: {r['skipped']}" for r in rows))
+        record = {"requested": self.imaging_models, "used": "best-of-9", "chosen": best[1],
+                  "selection": (f"mean AUC over {len(folds)} stratified folds of the training cases, each fold "
+                                "refitting the candidate's t-test -> LASSO -> AIC -> logistic pipeline (Liu 2024)"),
+                  "folds": len(folds), "candidates": rows, "n_evaluated": sum(r["skipped"] is None for r in rows),
+                  "n_unassigned_columns": len(unassigned),
+                  "unassigned_columns_examples": [str(names[j]) for j in unassigned[:5]],
+                  "unassigned_note": ("imaging columns that fit no (feature type, region) candidate are left out of "
+                                      "the candidate models")}
+        return record, best[2], best[3]
+
     def fit(self, X, y, feature_names: Sequence[str]):
         X = np.asarray(X, float)
         y = np.asarray(y, float)
         names = list(feature_names)
+        if self.imaging_models not in LIU_IMAGING_MODELS:
+            raise ValueError(f"imaging_models must be one of {', '.join(LIU_IMAGING_MODELS)}, "
+                             f"not {self.imaging_models!r}")
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.clinical_cols_ = [names.index(c) for c in self.clinical if c in names]
         self.imaging_cols_ = [j for j in range(len(names)) if j not in self.clinical_cols_]
-        if not np.isfinite(X[:, self.imaging_cols_]).all():
-            raise ValueError("imaging features have missing values")
         Xi = X[:, self.imaging_cols_]
-        self.imaging_ = self._imaging(Xi, y)
-        # cross-fitted imaging score for the fusion weights
-        oof = np.zeros(len(y))
+        img_names = [names[j] for j in self.imaging_cols_]
+        # the cross-fitting folds of the fusion weights, also the folds of the best-of-9 choice
         k = int(min(5, np.bincount(y.astype(int)).min()))
-        for tr, te in StratifiedKFold(max(k, 2), shuffle=True, random_state=self.random_state).split(Xi, y):
-            oof[te] = self._score(self._imaging(Xi[tr], y[tr]), Xi[te])
+        folds = list(StratifiedKFold(max(k, 2), shuffle=True, random_state=self.random_state).split(Xi, y))
+        cands, unassigned = liu_candidates(img_names)
+        if self.imaging_models == "best-of-9" and any(c[2] for c in cands.values()):
+            self.imaging_choice_, cols, oof = self._choose(Xi, y, img_names, cands, unassigned, folds)
+            self.imaging_models_used_ = "best-of-9"
+            self.imaging_ = self._imaging(Xi[:, cols], y)
+            self.imaging_["cols"] = cols[self.imaging_["cols"]]  # indices into the imaging columns
+        else:
+            if not np.isfinite(Xi).all():
+                raise ValueError("imaging features have missing values")
+            self.imaging_models_used_ = "all"
+            self.imaging_choice_ = {
+                "requested": self.imaging_models, "used": "all",
+                "reason": ("requested" if self.imaging_models == "all" else
+                           "no imaging column fits Liu's feature types x regions (<SEQ>_<edema|tumor|overall>_"
+                           "<PyRadiomics feature> or _resnet34_fc_<i>): one imaging model on all imaging columns")}
+            self.imaging_ = self._imaging(Xi, y)
+            oof, _ = self._cross_fit(Xi, y, folds)  # cross-fitted imaging score for the fusion weights
         C = X[:, self.clinical_cols_]
         self.clinical_mean_ = np.nanmean(C, 0) if C.size else np.zeros(0)
         C = np.where(np.isfinite(C), C, self.clinical_mean_)
@@ -768,7 +900,7 @@ class LiuFusion(BaseEstimator, ClassifierMixin):
                 "coef": np.asarray(im["coef"], float), "intercept": float(im["intercept"]),
                 "groups": {f: "Imaging score" for f in feats},
                 "imaging": {"n_ttest": im["n_ttest"], "n_lasso": im["n_lasso"], "n_final": int(len(im["cols"])),
-                            "alpha": im["alpha"]}}
+                            "alpha": im["alpha"], "imaging_models": self.imaging_choice_}}
 
     def decision_function(self, X) -> np.ndarray:
         X = np.asarray(X, float)
@@ -804,7 +936,7 @@ class LiuFusion(BaseEstimator, ClassifierMixin):
         return {"features": feats, "center": np.array(center), "scale": np.array(scale), "coef": np.array(coef),
                 "intercept": float(intercept), "groups": group,
                 "imaging": {"n_ttest": im["n_ttest"], "n_lasso": im["n_lasso"], "n_final": int(len(im["cols"])),
-                            "alpha": im["alpha"]}}
+                            "alpha": im["alpha"], "imaging_models": self.imaging_choice_}}
 
 
 def compare_classifiers(X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> Dict[str, float]:

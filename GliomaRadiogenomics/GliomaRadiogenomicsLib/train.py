@@ -402,6 +402,7 @@ def _cv_fold(job, ctx=None) -> dict:
         out["extra"]["clinical only"] = _clinical_only(dtr, dte, labels[0], clinical)
         # the imaging model's own cutoff (Youden on this training fold), for its cross-validated classification
         out["n_features_imaging"] = int(len(est.imaging_["cols"]))
+        out["imaging_model_chosen"] = est.imaging_choice_.get("chosen", "all imaging columns")
         out["extra_cutoff"]["imaging only"] = youden_cutoff(
             dtr[labels[0]].astype(int).to_numpy(), _sigmoid(est.imaging_score(dtr[cols + clin].to_numpy(float))))
     return out
@@ -533,7 +534,9 @@ def repeated_cv(method: str, df: pd.DataFrame, labels: List[str], img_cols: List
             E[e][r, te] = v
     return {"oof": P, "baselines": B, "extra": E, "n_features": nfeat, "folds": k, "repeats": repeats,
             "cutoffs": CUT, "extra_cutoffs": ECUT, "fold": FOLD, "n_features_imaging": nfeat_imaging, "baseline_columns": {b: list(c) for b, c in baselines.items()},
-            "n_dropped_for_missingness_per_fold": [res["n_dropped_for_missingness"] for res in results]}
+            "n_dropped_for_missingness_per_fold": [res["n_dropped_for_missingness"] for res in results],
+            "imaging_model_chosen_per_fold": [res["imaging_model_chosen"] for res in results
+                                              if "imaging_model_chosen" in res]}
 
 
 def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, provenance: dict, *, trained_on: str,
@@ -686,6 +689,11 @@ def train_bundles(table: pd.DataFrame, labels: Sequence[str], method: str, prove
             dfi[sel].to_numpy(float), dfi[labels[0]].to_numpy(int), seed=seed)
         final[0]["info"]["classifier_comparison_note"] = ("5-fold CV AUC on the features selected from all cases "
                                                           "(selection not repeated per fold: optimistic, for ranking)")
+        # Liu's best-of-9 imaging model is chosen anew inside every outer training fold: how often each won
+        chosen = cv["imaging_model_chosen_per_fold"]
+        counts = {c: chosen.count(c) for c in sorted(set(chosen), key=lambda c: (-chosen.count(c), c))}
+        for info in (final[0]["info"], final[0]["extra"]["imaging_model"]["info"]):
+            info["imaging_model_chosen_in_outer_folds"] = counts
     design = {"repeats": repeats, "folds": cv["folds"], "n_bootstrap": n_bootstrap, "seed": seed,
               "n_imaging_columns_offered": len(img_cols), "clinical_offered": clinical_final, "sequences": seq_names,
               "baseline_columns": cv["baseline_columns"]}
