@@ -760,13 +760,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .segment import BACKENDS
     p.add_argument("--backend", default="auto", choices=sorted(BACKENDS), help="the segmentation model selected at "
                    "start (the page's selector changes it; default auto)")
+    p.add_argument("--upload-max-age-hours", type=float, default=168.0, metavar="HOURS",
+                   help="uploaded case folders untouched for longer are removed at start and before each new upload, "
+                        "never the loaded case's (default 168 = one week; 0 keeps them all)")
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")
     _add_case_args(p)
-    p.add_argument("--upload-max-age-hours", type=float, default=168.0, metavar="HOURS",
-                   help="uploaded case folders untouched for longer are removed at start and before each new upload, "
-                        "never the loaded case's (default 168 = one week; 0 keeps them all)")
     p.add_argument("--reference-seg", help="reference label map (BraTS labels) for Dice")
     p.add_argument("--out", help="output folder (required unless --list-models)")
     p.add_argument("--list-models", action="store_true", help="list the segmentation models (registry): inputs, "
