@@ -245,3 +245,10 @@ def test_the_app_removes_old_uploads_at_start_and_on_upload_never_the_loaded_one
     assert app.state.glioma_status.startswith("upload refused"), app.state.glioma_status
     assert new.is_dir() and (new / "flair.nii.gz").is_file()
     assert not loaded_at_start.exists()
+
+
+def test_web_command_takes_the_upload_age():
+    """`web --upload-max-age-hours` is an option of the web command (it once sat on `segment`, where web refused it)."""
+    from GliomaRadiogenomicsLib.cli import build_parser
+    assert build_parser().parse_args(["web", "--upload-max-age-hours", "2"]).upload_max_age_hours == 2.0
+    assert build_parser().parse_args(["web"]).upload_max_age_hours == 168.0
