@@ -3,7 +3,6 @@ case.json) through trame-slicer's Open Files button, driven in this process as t
 server-side state, real SimpleITK DICOM files written here, the project's DICOM reading converting them); bad DICOM
 uploads refused naming the file; and the removal of old upload folders (upload.remove_old_uploads: real folders
 and mtimes), at the app's start and before each new upload, never the loaded case's folder."""
-import asyncio
 import io
 import json
 import os
@@ -17,7 +16,7 @@ import SimpleITK as sitk
 
 pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (make test installs it)")
 
-from test_web_upload import client_file  # noqa: E402
+from test_web_upload import client_file, upload  # noqa: E402
 
 DAY = 24 * 3600.0
 
@@ -76,15 +75,6 @@ def app(tmp_path_factory):
     work = tmp_path_factory.mktemp("web-upload-dicom")
     return GliomaWebApp(get_server("glioma-web-upload-dicom", client_type="vue3"), work_dir=work, spacing=2.0,
                         brain_mask="threshold", backend="hyperintensity")
-
-
-def upload(app, files):
-    button = app._ui.load_volume_items_buttons.load_volume_files_button
-
-    async def send():
-        await button.load_chunk(files)
-        await button.load_chunk([])
-    asyncio.run(send())
 
 
 def folders(root: Path) -> list:
