@@ -68,8 +68,8 @@ def _synthetic(task):
 
 
 def test_family_selection_prefers_the_exact_subset_then_the_largest():
-    idh = _synthetic("IDH")
-    assert "sequences" not in idh.feature_schema                   # an older bundle: read off its feature names
+    idh = copy.deepcopy(_synthetic("IDH"))
+    idh.feature_schema.pop("sequences", None)                    # an older bundle (none declared): read off its features
     assert idh.sequences == sorted({f.split("_")[0].lower() for f in idh.features if f.split("_")[0] in
                                     ("T1", "T1c", "T2", "FLAIR")}, key=["t1", "t1c", "t2", "flair"].index)
     full = _family_member(idh, ["T1", "T1c", "T2", "FLAIR"], "full")
