@@ -572,7 +572,8 @@ def cmd_web(args) -> int:
         else:
             load_bundle(b)
     serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle,
-          backend=args.backend, upload_max_age_s=args.upload_max_age_hours * 3600.0)
+          backend=args.backend, backend_options=_backend_options(args),
+          upload_max_age_s=args.upload_max_age_hours * 3600.0)
     return 0
 
 
@@ -603,6 +604,23 @@ def _add_pipeline_args(p):
     _add_feature_args(p)
 
 
+def _add_backend_option_args(p):
+    """The options of the segmentation models (one definition for segment / run / web)."""
+    p.add_argument("--nnunet-model", help="nnU-Net v2 trained model folder (with --backend nnunet)")
+    p.add_argument("--nnunet-folds", help="comma-separated folds (default: all in the folder)")
+    p.add_argument("--unet-folds", help="lgg-unet2d fold models to use, comma-separated (default: all five)")
+    p.add_argument("--brats17-views", default="auto", choices=["auto", "all", "axial"], help="brats17 (and auto "
+                   "when it runs brats17): all = the published 3-view fusion, axial = the axial networks only (3x "
+                   "faster), auto = all when the reference's native slices are <= 2.5 mm thick, else axial "
+                   "(default auto)")
+    p.add_argument("--substitute-t2", choices=["flair"], help="brats17 on a case without T2: feed the FLAIR as the "
+                   "T2 channel (measured on 4 TCGA-LGG patients only, docs/segmentation-quality.md; default: fall "
+                   "back to the weight-free backend, stated in predictions.json)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="for the networks (deepbet, HD-BET, lgg-unet2d, brats17, nnU-Net); falls back to CPU without "
+                        "CUDA")
+
+
 def _add_segment_args(p):
     from .brainmask import METHODS
     from .segment import BACKENDS, DEFAULT_BACKEND
@@ -617,19 +635,7 @@ def _add_segment_args(p):
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="tumor segmentation model "
                    f"(default {DEFAULT_BACKEND}; `segment --list-models` says what each needs and whether it runs "
                    "here)")
-    p.add_argument("--nnunet-model", help="nnU-Net v2 trained model folder (with --backend nnunet)")
-    p.add_argument("--nnunet-folds", help="comma-separated folds (default: all in the folder)")
-    p.add_argument("--unet-folds", help="lgg-unet2d fold models to use, comma-separated (default: all five)")
-    p.add_argument("--brats17-views", default="auto", choices=["auto", "all", "axial"], help="brats17 (and auto "
-                   "when it runs brats17): all = the published 3-view fusion, axial = the axial networks only (3x "
-                   "faster), auto = all when the reference's native slices are <= 2.5 mm thick, else axial "
-                   "(default auto)")
-    p.add_argument("--substitute-t2", choices=["flair"], help="brats17 on a case without T2: feed the FLAIR as the "
-                   "T2 channel (measured on 4 TCGA-LGG patients only, docs/segmentation-quality.md; default: fall "
-                   "back to the weight-free backend, stated in predictions.json)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="for the networks (deepbet, HD-BET, lgg-unet2d, brats17, nnU-Net); falls back to CPU without "
-                        "CUDA")
+    _add_backend_option_args(p)
     p.add_argument("--n4", action="store_true", help="N4 bias-field correction of the images the features are "
                    "computed on (the segmentation sees the images without it unless --n4-segmentation)")
     p.add_argument("--n4-segmentation", action="store_true", help="with --n4: the segmentation also sees the "
@@ -763,6 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-max-age-hours", type=float, default=168.0, metavar="HOURS",
                    help="uploaded case folders untouched for longer are removed at start and before each new upload, "
                         "never the loaded case's (default 168 = one week; 0 keeps them all)")
+    _add_backend_option_args(p)  # options of the --backend model, used while it is the one selected on the page
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("segment", help="preprocess and segment one case (any backend)")

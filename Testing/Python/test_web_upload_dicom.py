@@ -242,3 +242,17 @@ def test_web_command_takes_the_upload_age():
     from GliomaRadiogenomicsLib.cli import build_parser
     assert build_parser().parse_args(["web", "--upload-max-age-hours", "2"]).upload_max_age_hours == 2.0
     assert build_parser().parse_args(["web"]).upload_max_age_hours == 168.0
+
+
+def test_web_command_passes_the_segmentation_model_options(monkeypatch):
+    """`web --unet-folds 0 --device cpu` reaches the app as the options of the model selected at start (the same
+    dictionary `segment` / `run` build; GliomaWebApp uses it while that model is selected: test_round_trip). Only the
+    server start is replaced: it would block the test."""
+    from GliomaRadiogenomicsLib import cli
+    served = {}
+    monkeypatch.setattr(cli, "_import_web_app", lambda: lambda case, port, **kw: served.update(kw))
+    assert cli.main(["web", "--unet-folds", "0", "--device", "cpu"]) == 0
+    assert served["backend"] == "auto" and served["backend_options"] == {"unet_folds": "0", "device": "cpu"}
+    served.clear()
+    assert cli.main(["web", "--backend", "lgg-unet2d", "--unet-folds", "1,2"]) == 0
+    assert served["backend_options"] == {"folds": "1,2", "device": "auto"}
