@@ -189,11 +189,90 @@ def clahe(a01: np.ndarray, brain: np.ndarray, kernel_size: int = 32, clip_limit:
     sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     box = a01[sl]
     ks = tuple(min(kernel_size, max(2, s)) for s in box.shape)
-    eq = equalize_adapthist(box, kernel_size=ks, clip_limit=clip_limit, nbins=nbins).astype(np.float32)
+    if box.shape[-1] in (3, 4):  # skimage would take the last axis for colour channels: its own code, as it is
+        eq = equalize_adapthist(box, kernel_size=ks, clip_limit=clip_limit, nbins=nbins)
+    else:
+        eq = equalize_adapthist_exact(box, ks, clip_limit, nbins)
+    eq = eq.astype(np.float32)
     out = np.zeros_like(a01, dtype=np.float32)
     out[sl] = eq
     out[~brain] = 0.0
     return out
+
+
+def equalize_adapthist_exact(image: np.ndarray, kernel_size, clip_limit: float = 0.01, nbins: int = 256) -> np.ndarray:
+    """scikit-image's ``equalize_adapthist`` (grey-level image, ``kernel_size`` one int per axis), bit-identical
+    (tested), ~3.5x less CPU on a brain box.
+
+    Same steps and same helpers (``img_as_uint``, ``rescale_intensity``, skimage's ``clip_histogram`` and
+    ``map_histogram``); only the final interpolation gathers differently: skimage gathers each of the 2^ndim
+    neighbouring tile mappings for the whole image at once from int64 maps (``take_along_axis``), then multiplies
+    with the float64 coefficients, rounds to float32 and adds in float32. We gather from the same mappings stored as
+    uint16 (they lie in [0, 2^14 - 1]) a few blocks at a time (cache-sized), and do the same float64 product, float32
+    rounding and float32 sum in the same edge order: every voxel goes through the same float operations."""
+    import math
+    from skimage.exposure import rescale_intensity
+    from skimage.exposure._adapthist import NR_OF_GRAY, clip_histogram, map_histogram
+    from skimage.util import img_as_uint
+    from skimage._shared.utils import _supported_float_type
+
+    float_dtype = _supported_float_type(image.dtype)
+    image = img_as_uint(image)
+    image = np.round(rescale_intensity(image, out_range=(0, NR_OF_GRAY - 1))).astype(np.min_scalar_type(NR_OF_GRAY))
+    kernel_size = [int(k) for k in kernel_size]
+    ndim, dtype = image.ndim, image.dtype
+    pad_start = [k // 2 for k in kernel_size]
+    pad_end = [(k - s % k) % k + int(np.ceil(k / 2.0)) for k, s in zip(kernel_size, image.shape)]
+    image = np.pad(image, [[a, b] for a, b in zip(pad_start, pad_end)], mode="reflect")
+    lut = np.arange(NR_OF_GRAY, dtype=np.min_scalar_type(NR_OF_GRAY))
+    lut //= 1 + NR_OF_GRAY // nbins
+    image = lut[image]
+    # tile mappings (contextual regions of kernel_size, clipped histograms, cumulated)
+    ns_hist = [int(s / k) - 1 for s, k in zip(image.shape, kernel_size)]
+    order = np.array([np.arange(0, ndim * 2, 2), np.arange(1, ndim * 2, 2)]).flatten()
+    hist_slices = tuple(slice(k // 2, k // 2 + n * k) for k, n in zip(kernel_size, ns_hist))
+    hb = np.transpose(image[hist_slices].reshape(np.array([ns_hist, kernel_size]).T.flatten()), axes=order)
+    assembled = hb.shape
+    hb = hb.reshape((math.prod(ns_hist), -1))
+    kernel_elements = math.prod(kernel_size)
+    clim = int(np.clip(clip_limit * kernel_elements, 1, None)) if clip_limit > 0.0 else kernel_elements
+    hist = np.apply_along_axis(np.bincount, -1, hb, minlength=nbins)
+    hist = np.apply_along_axis(clip_histogram, -1, hist, clip_limit=clim)
+    hist = map_histogram(hist, 0, NR_OF_GRAY - 1, kernel_elements)
+    hist = hist.reshape(assembled[:ndim] + (-1,))
+    map_array = np.pad(hist, [[1, 1] for _ in range(ndim)] + [[0, 0]], mode="edge")
+    # multilinear interpolation between the mappings of the 2^ndim neighbouring tiles
+    ns_proc = [int(s / k) for s, k in zip(image.shape, kernel_size)]
+    blocks = np.transpose(image.reshape(np.array([ns_proc, kernel_size]).T.flatten()), axes=order)
+    blocks_shape = blocks.shape
+    blocks = blocks.reshape((math.prod(ns_proc), math.prod(blocks.shape[ndim:])))
+    coeffs = np.meshgrid(*tuple([np.arange(k) / k for k in kernel_size[::-1]]), indexing="ij")
+    coeffs = [np.transpose(c).flatten() for c in coeffs]
+    inv_coeffs = [1 - c for c in coeffs]
+    nb, nv = blocks.shape
+    nlev = map_array.shape[-1]
+    maps, edge_coeffs = [], []
+    for edge in np.ndindex(*([2] * ndim)):
+        em = map_array[tuple(slice(e, e + n) for e, n in zip(edge, ns_proc))].reshape((nb, -1))
+        maps.append(em.astype(np.uint16).ravel())
+        edge_coeffs.append(np.prod([[inv_coeffs, coeffs][e][d] for d, e in enumerate(edge[::-1])], 0))
+    result = np.empty((nb, nv), np.float32)
+    step = 4
+    prod = np.empty((step, nv), np.float64)
+    for b0 in range(0, nb, step):
+        b1 = min(nb, b0 + step)
+        idx = blocks[b0:b1].astype(np.intp) + (np.arange(b0, b1) * nlev)[:, None]
+        acc = np.zeros((b1 - b0, nv), np.float32)
+        t = prod[:b1 - b0]
+        for m, c in zip(maps, edge_coeffs):
+            np.multiply(m[idx], c, out=t)
+            acc += t.astype(np.float32)
+        result[b0:b1] = acc
+    result = result.astype(dtype)
+    rebuild = np.array([np.arange(0, ndim), np.arange(ndim, ndim * 2)]).T.flatten()
+    result = np.transpose(result.reshape(blocks_shape), axes=rebuild).reshape(image.shape)
+    result = result[tuple(slice(a, s - b) for a, b, s in zip(pad_start, pad_end, image.shape))]
+    return rescale_intensity(result.astype(float_dtype, copy=False))
 
 
 def normalize_array(a: np.ndarray, brain: np.ndarray, options: dict) -> np.ndarray:
@@ -322,11 +401,11 @@ def _extract_one(args):
                 for cimg, name, fkw in log_images_on_box(image, lo, hi, **kw):
                     if cmask is None:
                         cmask = imageoperations.cropToTumorMask(mask, mask, bbox, padDistance=0)[1]
-                    result.update(ex.computeFeatures(cimg, cmask, name, **fkw))
+                    result.update(compute_features_binned_once(ex, cimg, cmask, name, **fkw))
                 continue
             for filtered, name, fkw in getattr(imageoperations, f"get{type_name}Image")(image, mask, **kw):
                 cimg, cmask = imageoperations.cropToTumorMask(filtered, mask, bbox, padDistance=0)
-                result.update(ex.computeFeatures(cimg, cmask, name, **fkw))
+                result.update(compute_features_binned_once(ex, cimg, cmask, name, **fkw))
     else:
         result = ex.execute(image, mask, label=label)
     out = {}
@@ -334,6 +413,54 @@ def _extract_one(args):
         if k.startswith("diagnostics_"):
             continue
         out[k] = float(np.asarray(v).item())
+    return out
+
+
+_BINNED: dict = {}  # the current (image, mask)'s grey-level binning, shared by its feature classes
+
+
+class _BinOnce:
+    """Mixin for PyRadiomics' feature classes: ``_applyBinning`` computed once per (image, mask) and reused.
+
+    Every texture class and firstorder call ``self._applyBinning(self.imageArray)`` in ``_initSegmentBasedCalculation``
+    on the same image array, mask and settings (``imageoperations.binImage`` + the grey levels present and Ng): the
+    first class bins, the others get a copy of the same matrix and coefficients (identical values, tested)."""
+
+    def _applyBinning(self, matrix):
+        if "matrix" not in _BINNED:
+            _BINNED["matrix"] = super()._applyBinning(matrix)
+            _BINNED["coefficients"] = {k: self.coefficients[k] for k in ("grayLevels", "Ng")}
+        else:
+            self.coefficients.update({k: np.copy(v) for k, v in _BINNED["coefficients"].items()})
+        return _BINNED["matrix"].copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _bin_once_class(cls):
+    return type(cls.__name__, (_BinOnce, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+def compute_features_binned_once(ex, image: sitk.Image, mask: sitk.Image, image_type_name: str, **kwargs) -> dict:
+    """``ex.computeFeatures(image, mask, image_type_name, **kwargs)`` (same classes, order, names and values) with
+    the grey-level binning done once for all classes instead of once per class (segment-based only)."""
+    import collections
+    from radiomics import getFeatureClasses
+    if kwargs.get("voxelBased"):
+        return ex.computeFeatures(image, mask, image_type_name, **kwargs)
+    classes = getFeatureClasses()
+    out = collections.OrderedDict()
+    _BINNED.clear()
+    try:
+        for class_name, feature_names in ex.enabledFeatures.items():
+            if class_name.startswith("shape") or class_name not in classes:
+                continue
+            fc = _bin_once_class(classes[class_name])(image, mask, **kwargs)
+            for feature in feature_names or ():
+                fc.enableFeatureByName(feature)
+            for feature, value in fc.execute().items():
+                out[f"{image_type_name}_{class_name}_{feature}"] = value
+    finally:
+        _BINNED.clear()
     return out
 
 

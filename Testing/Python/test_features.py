@@ -261,3 +261,52 @@ def test_log_on_the_box_is_bit_identical_to_pyradiomics_whole_image_log(spacing,
         assert np.array_equal(sitk.GetArrayFromImage(g), r_box), name
         assert g.GetOrigin() == pytest.approx(img.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
         assert float(np.abs(r_box).max()) > 0
+
+
+@pytest.mark.parametrize("shape,ks,clip,nbins", [((70, 83, 61), (32, 32, 32), 0.01, 256),
+                                                 ((40, 37, 9), (32, 32, 9), 0.01, 256),     # a kernel at the size
+                                                 ((35, 50, 44), (8, 12, 16), 0.05, 128),
+                                                 ((30, 26, 33), (32, 26, 32), 0.0, 256)])   # AHE (no clipping)
+def test_our_clahe_is_bit_identical_to_skimage(shape, ks, clip, nbins):
+    """features.equalize_adapthist_exact (uint16 maps, gathered a few blocks at a time) against skimage's
+    equalize_adapthist with the same arguments: every voxel identical (its uint16 truncation makes a 1e-7 drift
+    visible as 6e-5), on a brain-like [0, 1] image with a 0 background, and through features.clahe."""
+    from skimage.exposure import equalize_adapthist
+    from GliomaRadiogenomicsLib.features import equalize_adapthist_exact
+    rng = np.random.default_rng(3)
+    z, y, x = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
+    brain = z ** 2 + y ** 2 + x ** 2 < 0.9
+    a = np.clip(0.4 + 0.3 * x + 0.1 * rng.standard_normal(shape), 0, 1).astype(np.float32)
+    a[~brain] = 0
+    ref = equalize_adapthist(a, kernel_size=ks, clip_limit=clip, nbins=nbins)
+    got = equalize_adapthist_exact(a, ks, clip, nbins)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    assert np.array_equal(got, ref)
+    if ks == (32, 32, 32) and clip == 0.01:
+        box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(brain))
+        want = np.zeros(shape, np.float32)
+        want[box] = equalize_adapthist(a[box], kernel_size=tuple(min(32, s) for s in a[box].shape), clip_limit=0.01,
+                                       nbins=256).astype(np.float32)
+        want[~brain] = 0
+        assert np.array_equal(clahe(a, brain), want)
+
+
+def test_binning_once_equals_pyradiomics_compute_features():
+    """features.compute_features_binned_once (one grey-level binning shared by the feature classes) gives PyRadiomics'
+    own computeFeatures: same names in the same order, identical values."""
+    from GliomaRadiogenomicsLib.features import _extractor, _settings_without_shape, compute_features_binned_once
+    import json
+    rng = np.random.default_rng(5)
+    a = (rng.random((20, 24, 22)) + np.linspace(0, 1, 22)[None, None, :]).astype(np.float32)
+    m = np.zeros(a.shape, np.uint8)
+    m[3:17, 4:19, 5:20] = 1
+    m[8:12, 8:12, 8:12] = 0
+    img, mimg = sitk.GetImageFromArray(a), sitk.GetImageFromArray(m)
+    for params in (load_preset("wang2025").params, {"setting": {"binWidth": 0.05, "label": 1}}):
+        ex = _extractor(json.dumps(_settings_without_shape(params), sort_keys=True))
+        kw = dict(ex.settings)
+        ref = ex.computeFeatures(img, mimg, "original", **kw)
+        got = compute_features_binned_once(ex, img, mimg, "original", **kw)
+        assert list(got) == list(ref) and len(ref) > 80
+        for k in ref:
+            assert np.array_equal(np.asarray(got[k]), np.asarray(ref[k]), equal_nan=True), k
