@@ -109,7 +109,7 @@ def _mi(fixed: sitk.Image, moving: sitk.Image, tx: sitk.Transform) -> float:
     r.SetMetricSamplingStrategy(r.NONE)
     r.SetInterpolator(sitk.sitkLinear)
     r.SetInitialTransform(tx)
-    with _one_thread():  # reproducible to the last bit (register_rigid)
+    with one_itk_thread():  # reproducible to the last bit (register_rigid)
         return float(r.MetricEvaluate(fixed, moving))
 
 
@@ -117,7 +117,7 @@ _THREADS_LOCK = threading.Lock()
 
 
 @contextmanager
-def _one_thread():
+def one_itk_thread():
     """SimpleITK's global default number of threads set to 1 for the block (restored after; one block at a time)."""
     with _THREADS_LOCK:
         before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
@@ -180,7 +180,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, samples: int = 60000, 
     # threads two runs on the same images differ at 1e-12 in the transform and at 1e-6 in a probability (a fresh
     # CLI run and the web app's Segment then disagreed); one thread gives the same transform every time.
     # ImageRegistrationMethod.SetNumberOfThreads does not reach the metric's threader: the global default does
-    with _one_thread():
+    with one_itk_thread():
         tx = reg.Execute(fixed_f, moving_f)
     fixed_half = sitk.BinShrink(fixed_f, [2, 2, 1 if fixed_f.GetSpacing()[2] > 2.5 else 2])
     found = _mi(fixed_half, moving_f, tx)
