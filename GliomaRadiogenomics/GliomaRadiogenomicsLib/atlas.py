@@ -94,8 +94,9 @@ def register_to_atlas(moving_brain: sitk.Image, atlas: Atlas, brain_mask: Option
     moving = sitk.Cast(moving_brain, sitk.sitkFloat32)
     if brain_mask is not None:
         moving = sitk.Mask(moving, sitk.Cast(brain_mask > 0, sitk.sitkUInt8))
-    init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
+    with one_itk_thread():  # the moments too: their multithreaded sums depend on the thread count (see below)
+        init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
+                                                 sitk.CenteredTransformInitializerFilter.MOMENTS)
 
     def run(initial, shrink, iters):
         reg = sitk.ImageRegistrationMethod()
