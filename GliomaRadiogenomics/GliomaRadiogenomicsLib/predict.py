@@ -243,8 +243,9 @@ def _check_bundle_tasks(need, doc: dict) -> None:
     training median) or none with the reason; the value consistent with the entry (the risk group on the side of the
     cutoff the score is, the Choi label at its cutoff, the Choi nomogram's probability the entry's); the paper the
     kind's; the document's warnings carrying the entry's reason and its SYNTHETIC model, as the run writes them
-    (shim._entry_warnings); no entry twice."""
+    (shim.not_computed_warning, shim.synthetic_model_warning); no entry twice."""
     from .render import BUNDLE_TASKS_KEY, LEGACY_BUNDLE_TASKS_KEY
+    from .shim import not_computed_warning, synthetic_model_warning
     version = doc.get("schema_version")
     if version is not None and version != 1:
         need(LEGACY_BUNDLE_TASKS_KEY not in doc,
@@ -289,7 +290,7 @@ def _check_bundle_tasks(need, doc: dict) -> None:
         value = e[value_key]
         if value is None:
             need(bool(reason), f"{where}: {value_key} is null without a reason")
-            need(f"{e['task']}: not computed: {reason}" in warnings,
+            need(not_computed_warning(e["task"], reason) in warnings,
                  f"{where}: its reason is not in the document's warnings ('{e['task']}: not computed: ...')")
         else:
             need(reason is None, f"{where}: a {value_key} and a reason ({reason!r}): one or the other")
@@ -319,5 +320,5 @@ def _check_bundle_tasks(need, doc: dict) -> None:
             need(p is None or (_is_number(p) and abs(p - value) <= 1e-6),
                  f"{where}: the nomogram's probability {p} is not the entry's {value}")
         if e["synthetic"]:
-            need(f"{e['task']} model '{e['model']}' trained on SYNTHETIC data: demonstration only" in warnings,
+            need(synthetic_model_warning(e["task"], e["model"]) in warnings,
                  f"{where}: a SYNTHETIC model without its warning in the document's warnings")

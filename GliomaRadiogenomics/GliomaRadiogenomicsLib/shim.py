@@ -167,12 +167,24 @@ def case_predictions(analysis, bundles: List[Tuple[str, dict]]) -> Tuple[List[di
     return out, warnings
 
 
+def synthetic_model_warning(task: str, model: str) -> str:
+    """The document warning of an entry whose model was trained on SYNTHETIC data (written by the run, required by
+    predict.validate_predictions)."""
+    return f"{task} model '{model}' trained on SYNTHETIC data: demonstration only"
+
+
+def not_computed_warning(task: str, reason: str) -> str:
+    """The document warning of an entry not computed, with its reason (written by the run, required by
+    predict.validate_predictions)."""
+    return f"{task}: not computed: {reason}"
+
+
 def _entry_warnings(e: dict, b: dict, warnings: List[str]) -> None:
     """The run's warnings of one entry: a SYNTHETIC model, a task not computed (with the reason)."""
     if e["synthetic"]:
-        warnings.append(f"{e['task']} model '{b['name']}' trained on SYNTHETIC data: demonstration only")
+        warnings.append(synthetic_model_warning(e["task"], b["name"]))
     if e.get("reason"):
-        warnings.append(f"{e['task']}: not computed: {e['reason']}")
+        warnings.append(not_computed_warning(e["task"], e["reason"]))
 
 
 def entry_card(kind: str, b: dict) -> dict:
