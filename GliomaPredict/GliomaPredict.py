@@ -47,6 +47,7 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._volumeIds = None
         self.runner = None
+        self.nomograms = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -64,6 +65,7 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = GliomaPredictLogic(slicer.mrmlScene)
         self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
+        self.nomograms = widgets.NomogramSelector(self.ui.nomogramComboBox)  # every task's nomogram, one shown
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.runButton.connect("clicked(bool)", self.onRun)
@@ -86,6 +88,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event):
         if self.runner is not None and self.runner.running:
             self.runner.cancel()
+        if self.nomograms is not None:
+            self.nomograms.clear()  # their charts go with the scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -133,9 +137,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()
-            first = next((c for c in charts.values() if c is not None), None)
-            if first is not None:
-                slicer.modules.plots.logic().ShowChartInLayout(first)
+            from GliomaMRML.logic import nomogram_choices
+            self.nomograms.set(nomogram_choices(doc, charts))  # the first task's chart shown, the others selectable
             from GliomaRadiogenomicsLib.render import summary_lines
             self.ui.statusLabel.text = "\n".join(summary_lines(doc))
 
@@ -162,4 +165,7 @@ class GliomaPredictTest(ScriptedLoadableModuleTest):
         for task in ("IDH", "epilepsy", "ATRX"):
             self.assertTrue(0.0 <= doc[task]["probability"] <= 1.0)
             self.assertIsNotNone(charts[task])
+        from GliomaMRML.logic import nomogram_choices  # the widget's "Nomogram:" selector: every task's chart
+        self.assertEqual([c.chart for c in nomogram_choices(doc, charts)],
+                         [charts[t] for t in ("IDH", "epilepsy", "ATRX")])
         self.delayDisplay("GliomaPredict test passed")

@@ -87,6 +87,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._volumeIds = None
         self.segmentation = None
         self.runner = None
+        self.nomograms = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -104,6 +105,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         from GliomaMRML.logic import GliomaRadiogenomicsLogic
         self.logic = GliomaRadiogenomicsLogic(slicer.mrmlScene)
         self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
+        self.nomograms = widgets.NomogramSelector(self.ui.nomogramComboBox)  # every task's nomogram, one shown
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.runButton.connect("clicked(bool)", self.onRun)
@@ -127,6 +129,8 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def onSceneStartClose(self, caller, event):
         if self.runner is not None and self.runner.running:
             self.runner.cancel()
+        if self.nomograms is not None:
+            self.nomograms.clear()  # their charts go with the scene
         self.segmentation = None
         self.setParameterNode(None)
 
@@ -194,9 +198,11 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         from GliomaMRML.logic import reference_node
         self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, reference_node(self.nodes),
                                                                   self.logic.run_segmentation, nodes=self.nodes)
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
+        from GliomaMRML.logic import nomogram_choices
+        self.nomograms.set(nomogram_choices(doc, charts))  # the first task's chart shown, the others selectable
         from GliomaRadiogenomicsLib.render import shim_lines
         self.ui.statusLabel.text = "\n".join(["done: research probabilities in the table; report.html in "
                                               + self.out_dir] + shim_lines(doc))

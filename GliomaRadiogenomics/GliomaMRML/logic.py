@@ -6,7 +6,7 @@ app, in batch mode (`Slicer --no-main-window --python-script`), under slicer-cor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from GliomaRadiogenomicsLib.case import IMAGE_KEYS, Case
 from GliomaRadiogenomicsLib.progress import Progress, null_progress
@@ -403,6 +403,31 @@ class GliomaPredictLogic:
             from GliomaRadiogenomicsLib.io import atomic_write_bytes
             return atomic_write_bytes(path, Path(self.last_report).read_bytes())
         return write_report(self.last_document, self.last_analysis, path, pdf=False)
+
+
+class NomogramChoice(NamedTuple):
+    """One item of the "Nomogram:" selector of the GliomaPredict and workflow widgets (nomogram_choices)."""
+    title: str      # the nomogram's title (render.nomogram_results): the task, or "IDH (Choi 2021)"
+    label: str      # what the selector shows: the title, marked SYNTHETIC when its model is
+    chart: object   # its vtkMRMLPlotChartNode (convert.nomogram_charts), shown with ShowChartInLayout
+
+
+def nomogram_choices(doc: dict, charts: Dict[str, Optional[object]]) -> List[NomogramChoice]:
+    """The "Nomogram:" selector's items for a prediction: one per nomogram of the document that has a chart
+    (``charts``: the Logic's ``finish`` / ``predict`` / ``land`` charts, by title), in the order every screen draws them
+    (render.nomogram_results: each logistic task's, then each JSON-bundle entry's, the Choi 2021 hybrid's as
+    "IDH (Choi 2021)"); a task without a nomogram (not available) has none. The label is the title, with
+    " - SYNTHETIC model" (render.STATUS_WORDS) when render.nomogram_synthetic says its model was trained on SYNTHETIC
+    data. The widget selects the first by default; [] leaves the selector empty and disabled."""
+    from GliomaRadiogenomicsLib.render import STATUS_WORDS, nomogram_results, nomogram_synthetic
+    out = []
+    for title, res in nomogram_results(doc):
+        chart = charts.get(title)
+        if chart is None:
+            continue
+        label = title + (f" - {STATUS_WORDS['synthetic model']}" if nomogram_synthetic(res) else "")
+        out.append(NomogramChoice(title, label, chart))
+    return out
 
 
 def python_executable() -> str:

@@ -138,3 +138,43 @@ def initialize_parameter_node(widget, node_class) -> None:
     for seq, node in auto_assigned(slicer.mrmlScene, volumes_from_parameters(p)).items():
         if hasattr(p, seq) and getattr(p, seq) is None and node is not None:
             setattr(p, seq, node)
+
+
+class NomogramSelector:
+    """The "Nomogram:" combo box of the GliomaPredict and workflow widgets (desktop Slicer): one item per chart of
+    logic.nomogram_choices (which nomograms, their order and labels are decided there); selecting one shows its chart
+    in the layout's plot view (plots logic ShowChartInLayout). Empty and disabled before a run and after a scene
+    close; a run's choices select the first."""
+
+    def __init__(self, combo):
+        self.combo, self.ids = combo, []
+        combo.connect("currentIndexChanged(int)", self.show)
+        self.clear()
+
+    def clear(self) -> None:
+        self.ids = []
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        self.combo.blockSignals(False)
+        self.combo.enabled = False
+
+    def set(self, choices) -> None:
+        """Fill with ``choices`` (logic.nomogram_choices) and show the first."""
+        self.clear()
+        self.ids = [c.chart.GetID() for c in choices]
+        self.combo.blockSignals(True)
+        for c in choices:
+            self.combo.addItem(c.label)
+        self.combo.blockSignals(False)
+        self.combo.enabled = bool(choices)
+        if choices:
+            self.combo.setCurrentIndex(0)
+            self.show(0)
+
+    def show(self, index: int) -> None:
+        import slicer
+        if not 0 <= index < len(self.ids):
+            return
+        chart = slicer.mrmlScene.GetNodeByID(self.ids[index])
+        if chart is not None:  # removed by the user since: nothing to show
+            slicer.modules.plots.logic().ShowChartInLayout(chart)

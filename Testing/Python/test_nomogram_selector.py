@@ -1,0 +1,110 @@
+"""Issue 17 leftover: the GliomaPredict and workflow widgets show every task's nomogram through a "Nomogram:" selector
+(a combo box of the .ui files; GliomaMRML.widgets.NomogramSelector fills it), whose items GliomaMRML.logic
+.nomogram_choices decides: one per nomogram that has a plot chart, in render.nomogram_results order, labelled with the
+title and marked SYNTHETIC when the model is.
+
+The Slicer desktop GUI (Qt widgets, layouts, the plots module's ShowChartInLayout) cannot run here: the .ui files and
+the widgets' wiring are checked as files (XML, the module's source), as test_packaging.py checks the .ui parameter
+names; the choices come from the real Logic on real MRML (slicer-core), nothing mocked."""
+from __future__ import annotations
+
+import ast
+import json
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+from test_bundle_task_nomograms import CHOI, doc  # noqa: F401  (fixture: a document with a Choi 2021 nomogram)
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES = [("GliomaPredict/GliomaPredict.py", "GliomaPredict/Resources/UI/GliomaPredict.ui"),
+           ("GliomaRadiogenomics/GliomaRadiogenomics.py", "GliomaRadiogenomics/Resources/UI/GliomaRadiogenomics.ui")]
+
+
+def _widgets(ui: Path) -> dict:
+    """objectName -> <widget> element of a .ui file."""
+    dom = xml.dom.minidom.parse(str(ui))
+    return {w.getAttribute("name"): w for w in dom.getElementsByTagName("widget")}
+
+
+def _property(widget, name: str):
+    """The text of a widget's own <property name=...> (its first child element's text), or None."""
+    for p in widget.childNodes:
+        if p.nodeType == p.ELEMENT_NODE and p.tagName == "property" and p.getAttribute("name") == name:
+            value = next(c for c in p.childNodes if c.nodeType == c.ELEMENT_NODE)
+            return "".join(t.data for t in value.childNodes if t.nodeType == t.TEXT_NODE)
+    return None
+
+
+@pytest.mark.parametrize("module,ui", MODULES)
+def test_ui_declares_the_nomogram_selector_and_the_widget_fills_it(module, ui):
+    """The .ui file has a QComboBox ``nomogramComboBox``, disabled until a run fills it, labelled "Nomogram:"; it is
+    no parameter-node field (a result, not an input). The widget hands it to widgets.NomogramSelector and fills it
+    in ``onJobDone`` from logic.nomogram_choices (which shows the first chosen chart), not by showing one chart."""
+    w = _widgets(REPO / ui)
+    combo = w.get("nomogramComboBox")
+    assert combo is not None and combo.getAttribute("class") == "QComboBox", sorted(w)
+    assert _property(combo, "enabled") == "false"  # disabled and empty before a run
+    assert not combo.getElementsByTagName("item")
+    assert _property(combo, "SlicerParameterName") is None
+    labels = [x for x in w.values() if x.getAttribute("class") == "QLabel" and _property(x, "text") == "Nomogram:"]
+    assert len(labels) == 1 and _property(labels[0], "buddy") == "nomogramComboBox"
+    src = (REPO / module).read_text()
+    tree = ast.parse(src)
+    widget_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Widget"))
+    methods = {f.name: ast.get_source_segment(src, f) for f in widget_class.body if isinstance(f, ast.FunctionDef)}
+    assert "widgets.NomogramSelector(self.ui.nomogramComboBox)" in methods["setup"]
+    assert "self.nomograms.set(nomogram_choices(doc, charts))" in methods["onJobDone"]
+    assert "ShowChartInLayout" not in src  # one place shows a chart: NomogramSelector.show
+    assert "self.nomograms.clear()" in methods["onSceneStartClose"]  # the charts leave with the scene
+
+
+def test_choices_from_a_real_prediction_on_the_demo_case(mrml, small_demo_case, bundles_at_spacing):
+    """GliomaPredictLogic.predict on the SYNTHETIC demo case (its true segmentation, as GliomaPredictTest.runTest):
+    one choice per task, in the document's order, each a plot chart node of the scene drawing that task's nomogram
+    (its axes, Total points, Probability and This case at the task's total points), labelled SYNTHETIC (the test
+    copies of the bundles are marked synthetic)."""
+    from GliomaMRML.convert import label_image_to_segmentation_node, sitk_to_volume_node
+    from GliomaMRML.logic import GliomaPredictLogic, nomogram_choices
+    from GliomaRadiogenomicsLib.nomogram import rows
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    case = small_demo_case
+    nodes = {s: sitk_to_volume_node(sitk.Cast(img, sitk.sitkFloat32), mrml.scene, f"selector {s}")
+             for s, img in case.images.items()}
+    seg = label_image_to_segmentation_node(case.label, mrml.scene, "selector truth", nodes["flair"])
+    doc, _, charts = GliomaPredictLogic(mrml.scene).predict(
+        nodes, seg, {"age": 58, "sex": "M"}, preprocess_options=PreprocessOptions(spacing=2.0, brain_mask="threshold"),
+        synthetic_case=True, bundles=bundles_at_spacing(2.0))
+    choices = nomogram_choices(doc, charts)
+    assert doc["tasks"] == ["IDH", "epilepsy", "ATRX"] and all(doc[t]["nomogram"] for t in doc["tasks"])
+    assert [c.title for c in choices] == doc["tasks"]
+    assert [c.label for c in choices] == [f"{t} - SYNTHETIC model" for t in doc["tasks"]]
+    for c in choices:
+        chart = mrml.scene.GetNodeByID(c.chart.GetID())
+        assert chart is c.chart and chart.IsA("vtkMRMLPlotChartNode") and chart.GetName() == f"{c.title} nomogram"
+        nomo = doc[c.title]["nomogram"]
+        series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+        assert [s.GetName().split(" - OUT OF RANGE")[0] for s in series] == [r["title"] for r in rows(nomo)] + \
+            ["This case"]
+        case_table = series[-1].GetTableNode().GetTable()
+        total = case_table.GetValueByName(case_table.GetNumberOfRows() - 2, "points").ToDouble()
+        assert total == pytest.approx(nomo["total_points"], abs=1e-6)
+
+
+def test_choices_follow_the_one_list_of_nomograms(mrml, tmp_path, doc):
+    """A background run's document (GliomaPredictLogic.finish) with a task that has no nomogram and a Choi 2021
+    entry that has one: the task without a chart is left out, the Choi chart comes after the logistic tasks' titled
+    as its row, and the SYNTHETIC marker follows each model (render.nomogram_synthetic), not the document."""
+    from GliomaMRML.logic import GliomaPredictLogic, nomogram_choices
+    doc = json.loads(json.dumps(doc))  # the module's fixture stays as it is
+    doc["IDH"]["model"]["synthetic"] = False  # a real model: no marker; the Choi entry stays synthetic
+    (tmp_path / "predictions.json").write_text(json.dumps(doc))
+    _, _, charts = GliomaPredictLogic(mrml.scene).finish(tmp_path)
+    assert list(charts) == ["IDH", "grade", CHOI] and charts["grade"] is None
+    choices = nomogram_choices(doc, charts)
+    assert [(c.title, c.label) for c in choices] == [("IDH", "IDH"), (CHOI, f"{CHOI} - SYNTHETIC model")]
+    assert [c.chart for c in choices] == [charts["IDH"], charts[CHOI]]
+    assert all(mrml.scene.GetNodeByID(c.chart.GetID()) is c.chart for c in choices)
+    assert nomogram_choices({"tasks": ["grade"], "grade": doc["grade"]}, {"grade": None}) == []  # nothing to show
