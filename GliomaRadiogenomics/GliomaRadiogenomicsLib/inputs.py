@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import SimpleITK as sitk
 
@@ -176,6 +176,21 @@ class CaseFiles:
         return named[0] if len(named) == 1 else None
 
 
+def group_dicom_series(series: List[DicomSeries]) -> Tuple[Dict[str, List[DicomSeries]], List[DicomSeries]]:
+    """The one assignment of DICOM series to sequences (case folders, the web upload): ({sequence key: its series, in
+    the given order}, the series whose tags do not tell the sequence). More than one series for a sequence is the
+    caller's error to word (ambiguous in a case folder, one series per sequence in an upload)."""
+    by_seq: Dict[str, List[DicomSeries]] = {}
+    unrecognised: List[DicomSeries] = []
+    for s in series:
+        seq = classify_dicom(s)
+        if seq:
+            by_seq.setdefault(seq, []).append(s)
+        else:
+            unrecognised.append(s)
+    return by_seq, unrecognised
+
+
 def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -> CaseFiles:
     """Assign T1, T1c, T2, FLAIR to image files or DICOM series inside ``folder``; set label maps aside.
 
@@ -218,10 +233,8 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
         images[str(p)] = img
         found[seq].append(p)
     if not any(found[s] for s in SEQUENCES):  # no image named like a sequence: DICOM series (a mask file may sit beside)
-        for series in find_dicom_series(folder):
-            seq = classify_dicom(series)
-            if seq:
-                found[seq].append(series)
+        for seq, cands in group_dicom_series(find_dicom_series(folder))[0].items():
+            found[seq].extend(cands)
     chosen: Dict[str, object] = {}
     for seq in IMAGE_KEYS:
         if overrides.get(seq):

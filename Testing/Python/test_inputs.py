@@ -4,7 +4,7 @@ import SimpleITK as sitk
 
 from GliomaRadiogenomicsLib.case import load_case
 from GliomaRadiogenomicsLib.inputs import (classify_dicom, classify_name, find_case_files, find_dicom_series,
-                                           label_values, scan_case_folder)
+                                           group_dicom_series, label_values, scan_case_folder)
 from GliomaRadiogenomicsLib.io import InputError
 
 
@@ -65,6 +65,21 @@ def test_dicom_case_folder_with_a_mask_file_beside_the_series(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 16, 16), np.uint8)), str(tmp_path / "tumor_seg.nii.gz"))
     found = scan_case_folder(tmp_path)
     assert set(found.sequences) == {"t1c", "flair"} and [m.name for m in found.masks] == ["tumor_seg.nii.gz"]
+
+
+def test_dicom_series_grouping_is_one_definition(tmp_path):
+    """group_dicom_series (used by case folders and the web upload): series by sequence in their order, the rest
+    left out; two FLAIR series in a case folder are ambiguous, named by their descriptions."""
+    _write_dicom_series(tmp_path / "s1", "Ax FLAIR", 9000, 120, ti=2500)
+    _write_dicom_series(tmp_path / "s2", "FLAIR 2", 9000, 120, ti=2500)
+    _write_dicom_series(tmp_path / "s3", "localizer", 1000, 50)   # no sequence from its tags (TE 30-70, no TI)
+    series = find_dicom_series(tmp_path)
+    groups, left_out = group_dicom_series(series)
+    assert {k: [s.description for s in v] for k, v in groups.items()} == {
+        "flair": [s.description for s in series if s.description != "localizer"]}
+    assert [s.description for s in left_out] == ["localizer"]
+    with pytest.raises(InputError, match=r"FLAIR is ambiguous \(series '(Ax FLAIR|FLAIR 2)', series '(Ax FLAIR|FLAIR 2)'"):
+        scan_case_folder(tmp_path)
 
 
 def test_missing_sequences_are_normal_and_ambiguous_ones_are_clear_errors(tmp_path):

@@ -216,7 +216,7 @@ def _convert_dicom(staging: Path, dicoms: List[Tuple[str, str, bytes]]) -> Tuple
     the status line, the series left out because their tags do not tell the sequence). InputError, naming the file
     or the series: a file that is no readable series' slice, a damaged or incomplete series, two series of one
     sequence, a series converted to the name of an uploaded image. The raw files are removed."""
-    from GliomaRadiogenomicsLib.inputs import classify_dicom, find_dicom_series
+    from GliomaRadiogenomicsLib.inputs import find_dicom_series, group_dicom_series
     from GliomaRadiogenomicsLib.io import write_image
     from GliomaRadiogenomicsLib.sequences import SEQUENCE_NAMES
     src = staging / DICOM_STAGING
@@ -234,18 +234,14 @@ def _convert_dicom(staging: Path, dicoms: List[Tuple[str, str, bytes]]) -> Tuple
 
     def named(s) -> str:
         return f"DICOM series '{s.description or s.series_uid}' ({len(s.files)} files)"
-    by_seq, unrecognised = {}, []
-    for s in series:
-        seq = classify_dicom(s)
-        if seq is None:
-            unrecognised.append(named(s))
-        elif seq in by_seq:
-            raise InputError(f"{named(by_seq[seq])} and {named(s)} are both {SEQUENCE_NAMES[seq]}: upload one "
+    groups, left_out = group_dicom_series(series)
+    for seq, cands in groups.items():
+        if len(cands) > 1:
+            raise InputError(f"{named(cands[0])} and {named(cands[1])} are both {SEQUENCE_NAMES[seq]}: upload one "
                              f"series per sequence")
-        else:
-            by_seq[seq] = s
+    unrecognised = [named(s) for s in left_out]
     notes = []
-    for seq, s in by_seq.items():
+    for seq, (s,) in groups.items():
         out = staging / f"{seq}.nii.gz"
         if out.exists() or any(p.name.lower() == out.name for p in staging.iterdir()):
             raise InputError(f"{out.name}: uploaded, and {named(s)} is {SEQUENCE_NAMES[seq]} too: upload one of them")
