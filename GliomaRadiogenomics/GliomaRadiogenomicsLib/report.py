@@ -148,24 +148,35 @@ def nomogram_figure(task: str, res: dict) -> str:
     return _legacy_points_figure(task, res)
 
 
+def legacy_points_bars(res: dict) -> List[Tuple[str, float, str]]:
+    """(name, bar length, label) of the points-only figure: each variable's bar clipped to the 0-100 axis, its label
+    the document's own points (marked when outside the axis), then "Total points" with the document's total, so the
+    labels add up to the total that gives the probability."""
+    pts = res["nomogram"]["points"]
+    rows = []
+    for n, v in pts.items():
+        v = float(v)
+        note = " (beyond 100)" if v > 100.0 else " (below 0)" if v < 0.0 else ""
+        rows.append((n, min(max(v, 0.0), 100.0), f"{v:.1f}{note}"))
+    total = float(res["nomogram"]["total_points"])
+    return rows + [("Total points", max(total, 0.0), f"{total:.1f}")]
+
+
 def _legacy_points_figure(task: str, res: dict) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from .nomogram import format_probability
 
-    pts = res["nomogram"]["points"]
-    names = list(pts)
-    fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * (len(names) + 1)))
-    y = np.arange(len(names) + 1)[::-1]
-    vals = [min(max(pts[n], 0.0), 100.0) for n in names] + [res["nomogram"]["total_points"]]
-    colors = ["#4a7fb0"] * len(names) + ["#b04a4a"]
-    ax.barh(y, vals, color=colors)
+    rows = legacy_points_bars(res)
+    fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.45 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r[1] for r in rows], color=["#4a7fb0"] * (len(rows) - 1) + ["#b04a4a"])
     ax.set_yticks(y)
-    ax.set_yticklabels(names + ["Total points"])
-    for yi, v in zip(y, vals):
-        ax.text(v, yi, f" {v:.1f}", va="center", fontsize=8)
-    ax.set_xlabel("nomogram points (0-100 per variable, clipped)")
+    ax.set_yticklabels([r[0] for r in rows])
+    for yi, (_, v, label) in zip(y, rows):
+        ax.text(v, yi, f" {label}", va="center", fontsize=8)
+    ax.set_xlabel("nomogram points (bars: 0-100 per variable, clipped; labels: the case's points)")
     ax.set_title(f"{task}: probability {format_probability(res['probability'])} (points only: this predictions "
                  "document has no nomogram axes)", fontsize=9)
     return _png(fig)

@@ -325,3 +325,16 @@ def test_report_figures_draw_the_nomogram(fitted, tmp_path):
     assert base64.b64decode(nomogram_figure("IDH", old))[:4] == b"\x89PNG"
     pdf = write_pdf_summary(doc, tmp_path / "s.pdf")
     assert pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_points_only_figure_labels_add_up_to_the_documents_total():
+    """An old document's points bars: bars clipped to the 0-100 axis, labels the document's own points (marked when
+    outside it), and the total row the document's total, so the labels add up to the total (issue 18 nit: the
+    clipped bars were labelled with the clipped values, beside the unclipped total)."""
+    from GliomaRadiogenomicsLib.report import legacy_points_bars
+    old = {"probability": 0.9, "nomogram": {"points": {"age": 130.0, "x": -10.0, "y": 40.0}, "total_points": 160.0}}
+    rows = legacy_points_bars(old)
+    assert [r[0] for r in rows] == ["age", "x", "y", "Total points"]
+    assert [r[1] for r in rows] == [100.0, 0.0, 40.0, 160.0]
+    assert [r[2] for r in rows] == ["130.0 (beyond 100)", "-10.0 (below 0)", "40.0", "160.0"]
+    assert sum(float(r[2].split()[0]) for r in rows[:-1]) == float(rows[-1][2])
