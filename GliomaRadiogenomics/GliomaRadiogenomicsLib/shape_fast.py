@@ -1,4 +1,4 @@
-"""PyRadiomics' 3D shape mesh (``cShape.calculate_coefficients``) in numpy / scipy, bit-identical and faster.
+"""PyRadiomics' 3D shape mesh (``cShape.calculate_coefficients``) in numpy, bit-identical and faster.
 
 ``radiomics.shape.RadiomicsShape`` gets SurfaceArea, MeshVolume and the four maximum diameters from the C function
 ``calculate_coefficients(mask, spacing)`` (PyRadiomics ``radiomics/src/cshape.c``). What it does, and what we do:
@@ -16,13 +16,13 @@
   (O(V^2)): squared distance ``((a0 - b0)^2 + (a1 - b1)^2) + (a2 - b2)^2``; Maximum3DDiameter over all pairs, the
   2D diameters over pairs with an equal z (Slice), y (Column) or x (Row) coordinate; square root at the end.
   A farthest pair is a pair of extreme points of the set (the squared distance is strictly convex), and a point
-  strictly between two others of an axis-parallel line is not extreme. So, for 3D: the points that are the first or
-  last on each of their 3 axis lines, then the vertices of their convex hull (qhull, on the exact integer coordinates
-  2 * (i + v), whose image under the diagonal spacing scaling keeps extreme points extreme; plus qhull's "coplanar"
-  points, in case of doubt); per plane of equal z, y or x: the points first or last on both of their lines in that
-  plane. Among those, all pairs are compared (cell pairs whose boxes cannot reach a known pair's distance are skipped,
-  ``_max_sq_bnb``), with the C formula: the maximum of the same doubles, bit-identical. Small sets or a qhull
-  failure: all pairs.
+  strictly between two others of an axis-parallel line is not extreme. So we keep, for 3D, the points that are the
+  first or last on each of their 3 axis lines (exact integer coordinates 2 * (i + v); the physical points are their
+  image under the diagonal spacing scaling, which keeps that order), and per plane of equal z, y or x the points
+  first or last on both of their lines in that plane. Among those, all pairs are compared, except pairs of grid cells
+  whose boxes cannot reach the distance of a pair already found (``_max_sq_bnb``), with the C formula: the maximum of
+  the same doubles, bit-identical. (A convex hull with qhull cuts the 3D candidates further but costs as much as it
+  saves here, plus ~0.25 s to import scipy.spatial in each worker.)
 
 The lookup tables below are PyRadiomics' (``radiomics/src/cshape.c``, AIM-Harvard/pyradiomics, BSD-3-Clause), the
 same bytes as in the installed ``radiomics._cshape`` extension (checked by Testing/Python/test_shape_fast.py).
@@ -180,7 +180,7 @@ _N_TRI = (_TRI_TABLE[:, 0::3] >= 0).sum(axis=1)  # triangles per cube index (the
 # vertices stored for the diameters: corner bit of the flipped index -> edge (C: points_edges = {{6, 4, 3}, {6, 7, 11}})
 _POINT_EDGES = ((6, 6), (4, 7), (3, 11))
 
-_BRUTE_MAX = 512      # up to this many points: all pairs, no hull
+_BRUTE_MAX = 512      # up to this many points: all pairs, no cells
 _CHUNK = 1 << 22      # pair distances per block (32 MB of doubles)
 
 
@@ -286,7 +286,7 @@ def _max_sq_bnb(p: np.ndarray) -> float:
         lb = max(lb, float(d[i]))
     # cells: about 30 points each on a surface (3D) or a curve (2D) crossing ~pi k^(dim - 1) of the k^dim cells
     lo, hi = p.min(axis=0), p.max(axis=0)
-    k = max(2, int(round((n / 100) ** (1.0 / (dim - 1)))))
+    k = min(max(2, int(round((n / 100) ** (1.0 / (dim - 1))))), 32 if dim == 3 else 256)
     ext = np.where(hi > lo, hi - lo, 1.0)
     cell3 = np.minimum((k * (p - lo) / ext).astype(np.int64), k - 1)
     cell = np.ravel_multi_index(tuple(cell3.T), (k,) * dim)
@@ -297,14 +297,18 @@ def _max_sq_bnb(p: np.ndarray) -> float:
     ps = p[order]
     blo = np.minimum.reduceat(ps, starts, axis=0)
     bhi = np.maximum.reduceat(ps, starts, axis=0)
-    span = np.maximum(np.abs(bhi[:, None, :] - blo[None, :, :]), np.abs(bhi[None, :, :] - blo[:, None, :]))
-    ub = (span * span).sum(axis=2)
-    keep = np.triu(ub >= lb * (1 - 1e-9))
     best = lb
-    for a in np.flatnonzero(keep.any(axis=1)):
-        partners = np.flatnonzero(keep[a])
-        other = np.concatenate([ps[starts[b]:ends[b]] for b in partners])
-        best = max(best, float(_sq_dist(ps[starts[a]:ends[a]], other).max()))
+    rows = max(1, (1 << 20) // len(starts))  # cell-pair bounds a block of rows at a time (bounded memory)
+    for r0 in range(0, len(starts), rows):
+        a_lo, a_hi = blo[r0:r0 + rows, None, :], bhi[r0:r0 + rows, None, :]
+        span = np.maximum(np.abs(a_hi - blo[None, :, :]), np.abs(bhi[None, :, :] - a_lo))
+        ub = (span * span).sum(axis=2)  # >= every squared distance between the two cells' points
+        keep = ub >= lb * (1 - 1e-9)
+        keep &= np.arange(len(starts))[None, :] >= np.arange(r0, r0 + len(ub))[:, None]  # each pair once
+        for i in np.flatnonzero(keep.any(axis=1)):
+            a = r0 + i
+            other = np.concatenate([ps[starts[b]:ends[b]] for b in np.flatnonzero(keep[i])])
+            best = max(best, float(_sq_dist(ps[starts[a]:ends[a]], other).max()))
     return best
 
 
@@ -324,30 +328,12 @@ def _line_extremes(ints: np.ndarray) -> list:
     return out
 
 
-def _hull_candidates(ints: np.ndarray) -> np.ndarray:
-    """Indices of the points that may be vertices of the convex hull of ``ints`` (exact integer coordinates):
-    qhull's vertices + its coplanar points (a superset); all points when small or when qhull fails."""
-    n = len(ints)
-    if n <= _BRUTE_MAX:
-        return np.arange(n)
-    from scipy.spatial import ConvexHull, QhullError
-    try:
-        hull = ConvexHull(ints.astype(np.float64), qhull_options="Qc")
-    except (QhullError, ValueError):  # flat or collinear set: no full-dimensional hull
-        return np.arange(n)
-    cand = hull.vertices
-    if len(hull.coplanar):
-        cand = np.union1d(cand, hull.coplanar[:, 0])
-    return cand
-
-
 def _diameters(ints: np.ndarray, phys: np.ndarray) -> np.ndarray:
     out = np.zeros(4)
     if len(ints) < 2:
         return out
     ext = _line_extremes(ints)
     sel = np.flatnonzero(ext[0] & ext[1] & ext[2])
-    sel = sel[_hull_candidates(ints[sel])]
     out[3] = _max_sq_bnb(phys[sel])
     for axis in range(3):  # pairs with an equal coordinate `axis` (C: a[axis] == b[axis]), plane by plane
         others = [k for k in range(3) if k != axis]

@@ -67,7 +67,7 @@ def test_lookup_tables_are_the_ones_compiled_into_pyradiomics():
     assert data.count(shape_fast._VERT_LIST.astype("<f8").tobytes()) == 1
 
 
-@pytest.mark.parametrize("brute_max", [512, 8])  # 8: the hull, the cell pruning and the plane filter on every mask
+@pytest.mark.parametrize("brute_max", [512, 8])  # 8: the cell pruning on (nearly) every point set
 @pytest.mark.parametrize("spacing", SPACINGS, ids=["iso", "aniso", "thick"])
 def test_mesh_is_bit_identical_to_cshape(spacing, brute_max, monkeypatch):
     monkeypatch.setattr(shape_fast, "_BRUTE_MAX", brute_max)
