@@ -70,15 +70,36 @@ def _device(name: str, progress: Progress = null_progress) -> str:
     return name
 
 
+THREADS_ENV = "GLIOMA_TORCH_THREADS"
+
+
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a SLURM / cgroup allocation, not the whole node)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def cpu_threads(requested: int = 0) -> int:
-    """torch's CPU threads in a worker: ``requested``, else every CPU of the machine, set explicitly.
+    """torch's CPU threads in a network worker, set explicitly: ``requested`` (a stage's ``--threads``), else
+    ``$GLIOMA_TORCH_THREADS``, else every CPU this process may use (``machine_cpus``).
 
     Never torch's default, which follows an inherited OMP_NUM_THREADS: a Dask worker (its nanny sets it to 1) and a
     sequential run would then run a network with different thread counts, and oneDNN's reductions depend on it:
     deepbet's brain mask of TCGA-HT-A616 differed by one voxel (1 vs 2 threads), which moved that case's atlas
-    location percentages (issue 16's sequential == local:N equality)."""
+    location percentages (issue 16's sequential == local:N equality). Many Dask workers on one machine each use all
+    its CPUs in their network stages; to avoid that oversubscription set GLIOMA_TORCH_THREADS (e.g. 1) for the
+    workers AND for any run whose table theirs must equal (docs/scaling.md)."""
     import torch
-    n = max(1, int(requested or 0) or (os.cpu_count() or 1))
+    n = int(requested or 0)
+    if n <= 0:
+        env = os.environ.get(THREADS_ENV, "").strip()
+        try:
+            n = int(env) if env else 0
+        except ValueError:
+            raise RuntimeError(f"{THREADS_ENV}={env!r}: not a whole number of threads") from None
+    n = n if n > 0 else machine_cpus()
     torch.set_num_threads(n)
     return n
 
@@ -87,13 +108,12 @@ def stage_deepbet(a, progress: Progress) -> dict:
     progress.update(0.05, "deepbet: loading the network (weights from the deepbet wheel)")
     from deepbet.bet import BrainExtraction
     device = _device(a.device, progress)
-    if device == "cpu":
-        cpu_threads()
+    threads = cpu_threads() if device == "cpu" else None
     bet = BrainExtraction(no_gpu=device != "cuda")
     progress.update(0.3, f"deepbet: brain extraction on {device}")
     _, _, tiv = bet.run(a.input, mask_path=a.output)
     progress.update(1.0, "deepbet: done")
-    return {"mask": a.output, "tiv_ml": float(tiv), "device": device}
+    return {"mask": a.output, "tiv_ml": float(tiv), "device": device, "threads": threads}
 
 
 def hdbet_weight_files(folds: int):

@@ -90,7 +90,7 @@ def pytest_collectreport(report):
 HEAVY_FIRST = ("test_nnunet_backend.py", "test_web_browser.py", "test_realdata.py", "test_mrml.py",
                "test_realdata_lgg.py", "test_round_trip.py", "test_dependencies.py", "test_brats17.py",
                "test_unet2d_lgg.py", "test_wheel.py", "test_segmentation_quality.py", "test_one_path.py",
-               "test_atomic_outputs.py", "test_report_figures.py")
+               "test_atomic_outputs.py", "test_report_figures.py", "test_worker_threads.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

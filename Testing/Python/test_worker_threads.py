@@ -16,6 +16,8 @@ import SimpleITK as sitk
 CASE = "TCGA-HT-A616"  # FLAIR only; the one case whose deepbet mask depended on OMP_NUM_THREADS (1 voxel)
 
 
+@pytest.mark.realdata
+@pytest.mark.slow
 def test_deepbet_mask_does_not_depend_on_an_inherited_omp_num_threads(shared_data, monkeypatch):
     pytest.importorskip("deepbet", reason="deepbet (the 'brain' extra) is not installed")
     from GliomaRadiogenomicsLib.brainmask import compute_brain_mask
@@ -28,6 +30,7 @@ def test_deepbet_mask_does_not_depend_on_an_inherited_omp_num_threads(shared_dat
     pre = preprocess(load_case_folder(folder), PreprocessOptions(brain_mask="nonzero"))
     masks = {}
     for omp in (None, "1"):   # a sequential run, a Dask worker (its nanny sets OMP_NUM_THREADS=1)
+        monkeypatch.delenv("GLIOMA_TORCH_THREADS", raising=False)
         if omp is None:
             monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         else:
@@ -40,13 +43,21 @@ def test_deepbet_mask_does_not_depend_on_an_inherited_omp_num_threads(shared_dat
     assert diff == 0, f"OMP_NUM_THREADS=1: {diff} voxel(s) of the brain mask differ from the default run"
 
 
-def test_cpu_threads_sets_the_machine_count_unless_asked(monkeypatch):
+def test_cpu_threads_explicit_count_env_or_the_cpus_of_the_process(monkeypatch):
+    """A stage's --threads, else GLIOMA_TORCH_THREADS, else the CPUs this process may run on (its affinity);
+    OMP_NUM_THREADS (what a Dask nanny sets) is never the source."""
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    from GliomaRadiogenomicsLib.worker import cpu_threads
+    from GliomaRadiogenomicsLib.worker import THREADS_ENV, cpu_threads, machine_cpus
     before = torch.get_num_threads()
     try:
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        assert cpu_threads() == (os.cpu_count() or 1) == torch.get_num_threads()
-        assert cpu_threads(1) == 1 == torch.get_num_threads()
+        monkeypatch.setenv("OMP_NUM_THREADS", "7")
+        monkeypatch.delenv(THREADS_ENV, raising=False)
+        assert cpu_threads() == machine_cpus() == len(os.sched_getaffinity(0)) == torch.get_num_threads()
+        monkeypatch.setenv(THREADS_ENV, "3")
+        assert cpu_threads() == 3 == torch.get_num_threads()
+        assert cpu_threads(1) == 1 == torch.get_num_threads()   # --threads wins
+        monkeypatch.setenv(THREADS_ENV, "many")
+        with pytest.raises(RuntimeError, match="GLIOMA_TORCH_THREADS='many': not a whole number"):
+            cpu_threads()
     finally:
         torch.set_num_threads(before)
