@@ -107,6 +107,8 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ids = self.widgets.volume_ids(p)
         if ids != self._volumeIds:
             self._volumeIds = ids
+            if self.nomograms is not None:
+                self.nomograms.clear()  # the previous patient's nomograms are not offered with the next one's inputs
             # a new input selection: a segmentation made for other volumes (the previous patient) is deselected
             from GliomaMRML.logic import segmentation_for_inputs
             if p.segmentation is not None and segmentation_for_inputs(
@@ -118,6 +120,7 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- actions ---
     def onRun(self):
         import tempfile
+        self.nomograms.clear()  # a new run: the last run's nomograms go (shown again only from this run's results)
         with slicer.util.tryWithErrorDisplay("Prediction could not start.", waitCursor=True):
             p = self._parameterNode
             from GliomaMRML.logic import bundle_paths, clinical_from_parameters

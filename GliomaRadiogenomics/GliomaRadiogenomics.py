@@ -153,6 +153,8 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             from GliomaMRML.logic import segmentation_for_inputs
             self.segmentation = segmentation_for_inputs(slicer.mrmlScene, self.segmentation,
                                                         self.widgets.volumes_from_parameters(p))
+            if self.nomograms is not None:
+                self.nomograms.clear()  # the previous patient's nomograms are not offered with the next one's inputs
         self.ui.runButton.enabled = not self.runner.running and (p.flair is not None or p.t2 is not None)
         self.ui.editButton.enabled = self.segmentation is not None
 
@@ -175,6 +177,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     def onRun(self):
         """Starts the pipeline in a background process; a timer polls it so the GUI stays responsive."""
         import tempfile
+        self.nomograms.clear()  # a new run: the last run's nomograms go (shown again only from this run's results)
         with slicer.util.tryWithErrorDisplay("Could not start the glioma analysis.", waitCursor=True):
             from GliomaMRML.logic import bundle_paths, clinical_from_parameters
             p = self._parameterNode

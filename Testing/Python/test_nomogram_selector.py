@@ -59,6 +59,13 @@ def test_ui_declares_the_nomogram_selector_and_the_widget_fills_it(module, ui):
     assert "self.nomograms.set(nomogram_choices(doc, charts))" in methods["onJobDone"]
     assert "ShowChartInLayout" not in src  # one place shows a chart: NomogramSelector.show
     assert "self.nomograms.clear()" in methods["onSceneStartClose"]  # the charts leave with the scene
+    # a new run, or new input volumes: the previous results' nomograms are no longer offered
+    on_run = next(f for f in widget_class.body if isinstance(f, ast.FunctionDef) and f.name == "onRun")
+    first = next(st for st in on_run.body if not isinstance(st, (ast.Import, ast.ImportFrom))
+                 and not (isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant)))
+    assert ast.get_source_segment(src, first) == "self.nomograms.clear()"  # before anything can fail
+    changed = methods["onParameterNodeModified"].split("if ids != self._volumeIds:")[1].split("self.ui.")[0]
+    assert "self.nomograms.clear()" in changed
 
 
 def test_choices_from_a_real_prediction_on_the_demo_case(mrml, small_demo_case, bundles_at_spacing):
