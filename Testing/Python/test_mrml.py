@@ -164,6 +164,19 @@ def test_table_and_plot_nodes_from_a_real_prediction(predicted):
         case_table = case.GetTableNode().GetTable()
         total = case_table.GetValueByName(case_table.GetNumberOfRows() - 2, "points").ToDouble()
         assert total == pytest.approx(nomo["total_points"], abs=1e-6)
+    # the widgets' "Nomogram:" selector (test_nomogram_selector.py): one choice per task, in the document's order,
+    # each a plot chart of the scene drawing that task's nomogram, labelled SYNTHETIC (the test bundles are)
+    from GliomaMRML.logic import nomogram_choices
+    from GliomaRadiogenomicsLib.nomogram import rows
+    choices = nomogram_choices(doc, charts)
+    assert [c.title for c in choices] == tasks == doc["tasks"]
+    assert [c.label for c in choices] == [f"{t} - SYNTHETIC model" for t in tasks]
+    for c in choices:
+        chart = c.chart.GetScene().GetNodeByID(c.chart.GetID())
+        assert chart is c.chart and chart.IsA("vtkMRMLPlotChartNode") and chart.GetName() == f"{c.title} nomogram"
+        series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+        assert [s.GetName().split(" - OUT OF RANGE")[0] for s in series] == \
+            [r["title"] for r in rows(doc[c.title]["nomogram"])] + ["This case"]
 
 
 def test_edited_roi_is_what_the_prediction_uses(mrml, predicted, scene_case, bundles_at_spacing):

@@ -14,7 +14,6 @@ import xml.dom.minidom
 from pathlib import Path
 
 import pytest
-import SimpleITK as sitk
 
 from test_bundle_task_nomograms import CHOI, doc  # noqa: F401  (fixture: a document with a Choi 2021 nomogram)
 
@@ -68,36 +67,8 @@ def test_ui_declares_the_nomogram_selector_and_the_widget_fills_it(module, ui):
     assert "self.nomograms.clear()" in changed
 
 
-def test_choices_from_a_real_prediction_on_the_demo_case(mrml, small_demo_case, bundles_at_spacing):
-    """GliomaPredictLogic.predict on the SYNTHETIC demo case (its true segmentation, as GliomaPredictTest.runTest):
-    one choice per task, in the document's order, each a plot chart node of the scene drawing that task's nomogram
-    (its axes, Total points, Probability and This case at the task's total points), labelled SYNTHETIC (the test
-    copies of the bundles are marked synthetic)."""
-    from GliomaMRML.convert import label_image_to_segmentation_node, sitk_to_volume_node
-    from GliomaMRML.logic import GliomaPredictLogic, nomogram_choices
-    from GliomaRadiogenomicsLib.nomogram import rows
-    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
-    case = small_demo_case
-    nodes = {s: sitk_to_volume_node(sitk.Cast(img, sitk.sitkFloat32), mrml.scene, f"selector {s}")
-             for s, img in case.images.items()}
-    seg = label_image_to_segmentation_node(case.label, mrml.scene, "selector truth", nodes["flair"])
-    doc, _, charts = GliomaPredictLogic(mrml.scene).predict(
-        nodes, seg, {"age": 58, "sex": "M"}, preprocess_options=PreprocessOptions(spacing=2.0, brain_mask="threshold"),
-        synthetic_case=True, bundles=bundles_at_spacing(2.0))
-    choices = nomogram_choices(doc, charts)
-    assert doc["tasks"] == ["IDH", "epilepsy", "ATRX"] and all(doc[t]["nomogram"] for t in doc["tasks"])
-    assert [c.title for c in choices] == doc["tasks"]
-    assert [c.label for c in choices] == [f"{t} - SYNTHETIC model" for t in doc["tasks"]]
-    for c in choices:
-        chart = mrml.scene.GetNodeByID(c.chart.GetID())
-        assert chart is c.chart and chart.IsA("vtkMRMLPlotChartNode") and chart.GetName() == f"{c.title} nomogram"
-        nomo = doc[c.title]["nomogram"]
-        series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
-        assert [s.GetName().split(" - OUT OF RANGE")[0] for s in series] == [r["title"] for r in rows(nomo)] + \
-            ["This case"]
-        case_table = series[-1].GetTableNode().GetTable()
-        total = case_table.GetValueByName(case_table.GetNumberOfRows() - 2, "points").ToDouble()
-        assert total == pytest.approx(nomo["total_points"], abs=1e-6)
+# the choices from a real prediction on the demo case: test_mrml.py::test_table_and_plot_nodes_from_a_real_prediction
+# (it shares that module's prediction instead of running its own)
 
 
 def test_choices_follow_the_one_list_of_nomograms(mrml, tmp_path, doc):
