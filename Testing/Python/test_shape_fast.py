@@ -141,3 +141,34 @@ def test_extractor_with_fast_shape_equals_pyradiomics_execute(demo_regions):
             "featureClass": {"shape": ["SurfaceArea", "Maximum2DDiameterRow"]}}
     assert strip(pyradiomics_classes()[1](some).execute(image, mask)) == strip(
         featureextractor.RadiomicsFeatureExtractor(some).execute(image, mask))
+
+
+def test_extraction_with_shape2d_equals_pyradiomics():
+    """shape + shape2D on a one-slice mask (force2D): the extractor subclass leaves shape2D to PyRadiomics' own
+    computeShape; every value equals plain PyRadiomics."""
+    from radiomics import featureextractor
+    rng = np.random.default_rng(0)
+    m = np.zeros((9, 20, 20), np.uint8)
+    m[4, 5:15, 4:16] = 1
+    m[4, 2:18, 8:10] = 1
+    mask = sitk.GetImageFromArray(m)
+    mask.SetSpacing((0.9, 1.1, 3.0))
+    image = sitk.GetImageFromArray(rng.random(m.shape).astype(np.float32) * 100)
+    image.CopyInformation(mask)
+    params = {"setting": {"label": 1, "force2D": True, "force2Ddimension": 0}, "imageType": {"Original": {}},
+              "featureClass": {"shape": None, "shape2D": None}}
+    strip = lambda r: {k: float(v) for k, v in r.items() if not k.startswith("diagnostics_")}  # noqa: E731
+    ours = strip(pyradiomics_classes()[1](params).execute(image, mask))
+    assert sum("shape2D" in k for k in ours) == 9
+    assert ours == strip(featureextractor.RadiomicsFeatureExtractor(params).execute(image, mask))
+
+
+def test_the_copied_pyradiomics_method_is_the_installed_one():
+    """shape_fast's RadiomicsShape copies PyRadiomics 3.1.4's _initSegmentBasedCalculation (with the numpy mesh in
+    place of the C call): a PyRadiomics whose method differs fails here instead of diverging quietly."""
+    import hashlib
+    import inspect
+    src = inspect.getsource(shape.RadiomicsShape._initSegmentBasedCalculation)
+    assert hashlib.sha256(src.encode()).hexdigest() == \
+        "69549231255f37a99ec002e2216dc0d74ae82dc4646282f2722f31c64c92ae58", \
+        "radiomics.shape.RadiomicsShape._initSegmentBasedCalculation changed: update shape_fast's copy of it"
