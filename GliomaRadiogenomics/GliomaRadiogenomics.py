@@ -198,17 +198,17 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             if not st.cancelled:
                 slicer.util.errorDisplay("Glioma analysis failed: " + st.error)
             return
-        from GliomaMRML.logic import reference_node
-        self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, reference_node(self.nodes),
-                                                                  self.logic.run_segmentation, nodes=self.nodes)
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
-        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
-        from GliomaMRML.logic import nomogram_choices
-        self.nomograms.set(nomogram_choices(doc, charts))  # the first task's chart shown, the others selectable
+        from GliomaMRML.logic import nomogram_choices, reference_node
         from GliomaRadiogenomicsLib.render import shim_lines
-        self.ui.statusLabel.text = "\n".join(["done: research probabilities in the table; report.html in "
-                                              + self.out_dir] + shim_lines(doc))
+        with slicer.util.tryWithErrorDisplay("Loading the analysis results failed.", waitCursor=True):
+            self.segmentation, doc, table, charts = self.logic.finish(self.out_dir, reference_node(self.nodes),
+                                                                      self.logic.run_segmentation, nodes=self.nodes)
+            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+            self.nomograms.set(nomogram_choices(doc, charts))  # the first task's chart shown, the others selectable
+            self.ui.statusLabel.text = "\n".join(["done: research probabilities in the table; report.html in "
+                                                  + self.out_dir] + shim_lines(doc))
         self.onParameterNodeModified()
 
     def onEdit(self):
