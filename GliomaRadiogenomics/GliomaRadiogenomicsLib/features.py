@@ -314,8 +314,8 @@ def normalize_images(pre, preset: Preset) -> Dict[str, sitk.Image]:
 # then does it crop to the mask. We compute the same values with less work:
 # - shape once per region, on the mask cropped to its box (shape depends on the mask and spacing only), its mesh
 #   (surface, volume, diameters) by shape_fast (numpy, bit-identical to PyRadiomics' C code, tested);
-# - grey levels binned once per image for all classes (_BinOnce), the GLRLM's run counts by texture_fast (numpy, the
-#   same integer matrix as PyRadiomics' C code, tested);
+# - grey levels binned once per image for all classes (_BinOnce); the GLCM, GLSZM, GLRLM, NGTDM and GLDM matrices by
+#   texture_fast (numpy, the same float64 matrices as PyRadiomics' C code, tested);
 # - the original image cropped to the mask box (PyRadiomics crops there itself before computing features);
 # - LoG on a crop = (mask box + pad) intersected with the box of the image's non-zero voxels. On a side where the
 #   crop stops one voxel outside the non-zero box, every voxel beyond is 0 in the whole image, and ITK's recursive
@@ -453,14 +453,11 @@ class _BinOnce:
 
 @functools.lru_cache(maxsize=None)
 def _bin_once_class(cls):
-    """The feature class with binning once (_BinOnce); GLRLM also with its matrix counted in numpy (texture_fast: the
-    same counts as PyRadiomics' C code, ~2-3x less CPU)."""
-    from radiomics.glrlm import RadiomicsGLRLM
-    bases = (_BinOnce, cls)
-    if issubclass(cls, RadiomicsGLRLM):
-        from .texture_fast import GlrlmInNumpy
-        bases = (_BinOnce, GlrlmInNumpy, cls)
-    return type(cls.__name__, bases, {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    """The feature class with binning once (_BinOnce); a texture class also with its matrix computed in numpy
+    (texture_fast: the same matrix as PyRadiomics' C code, less CPU)."""
+    from .texture_fast import texture_classes
+    return type(cls.__name__, (_BinOnce, texture_classes().get(cls, cls)),
+                {"__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
 def compute_features_binned_once(ex, image: sitk.Image, mask: sitk.Image, image_type_name: str, **kwargs) -> dict:
