@@ -30,7 +30,8 @@ along the out-of-plane dimension; a neighbour counts only when it is inside the 
   summing shifted arrays over the 26 offsets.
 
 Anything else goes to PyRadiomics' C function unchanged: voxel-based extraction (kernel arguments), distances other
-than [1], GLSZM with ``force2D``, shapes the C code refuses. The feature classes keep PyRadiomics' own Python code:
+than exactly [1] (also [1, 1]: the C code builds angles per entry), 2D arrays, GLSZM with ``force2D``, a GLDM
+``gldm_a`` that is not an int of moderate size. The feature classes keep PyRadiomics' own Python code:
 ``texture_classes()`` gives subclasses whose ``_calculateMatrix`` is PyRadiomics' own function object with the name
 ``cMatrices`` bound to this module's functions (``bound_to``), no copied source.
 """
@@ -55,8 +56,7 @@ def _c_angles(pattern, force2D: bool, force2Ddimension: int) -> np.ndarray:
 
 def angles(shape, force2D: bool = False, force2Ddimension: int = 0) -> np.ndarray:
     """The C extension's one-way angles at distance 1 (z, y, x offsets) for an image of this shape, in its order (a
-    copy): none along a dimension of size 1 (the C code raises, and so does this, when fewer than two dimensions are
-    longer than 1)."""
+    copy): none along a dimension of size 1; a shape the C code refuses (1 x 1 x 1) raises its error here too."""
     pattern = tuple(min(int(n), 3) for n in shape)
     return _c_angles(pattern, bool(force2D), int(force2Ddimension)).copy()
 
@@ -66,9 +66,11 @@ def _c(name):
     return getattr(cMatrices, name)
 
 
-def _distance_one(distances) -> bool:
-    d = np.asarray(distances).ravel()
-    return d.size > 0 and bool(np.all(d == 1))
+def _numpy_path(image, mask, distances=(1,)) -> bool:
+    """The cases computed here: 3D arrays of one shape and distances exactly [1] (the C code builds its angles once
+    per distance entry, so [1, 1] gives twice the angles). Everything else goes to the C function unchanged."""
+    d = np.asarray(distances)
+    return (d.shape == (1,) and int(d[0]) == 1 and np.ndim(image) == 3 and np.shape(image) == np.shape(mask))
 
 
 def _prepared(image, mask, Ng):
@@ -104,7 +106,7 @@ def _shifted(offset):
 def calculate_glcm(image, mask, distances, Ng, force2D=False, force2Ddimension=0, *voxel_based):
     """``cMatrices.calculate_glcm``: ``(P, angles)``, P[0, i - 1, j - 1, a] = pairs (p, p + angle a) in the mask
     with grey levels i, j."""
-    if voxel_based or not _distance_one(distances):
+    if voxel_based or not _numpy_path(image, mask, distances):
         return _c("calculate_glcm")(image, mask, distances, Ng, force2D, force2Ddimension, *voxel_based)
     Ng = int(Ng)
     image, mask = _prepared(image, mask, Ng)
@@ -122,7 +124,7 @@ def calculate_glcm(image, mask, distances, Ng, force2D=False, force2Ddimension=0
 def calculate_ngtdm(image, mask, distances, Ng, force2D=False, force2Ddimension=0, *voxel_based):
     """``cMatrices.calculate_ngtdm``: P[0, i - 1] = (number of mask voxels of grey level i, sum of their |i - mean
     grey level of their neighbours in the mask| (0 without any), i)."""
-    if voxel_based or not _distance_one(distances):
+    if voxel_based or not _numpy_path(image, mask, distances):
         return _c("calculate_ngtdm")(image, mask, distances, Ng, force2D, force2Ddimension, *voxel_based)
     Ng = int(Ng)
     image, mask = _prepared(image, mask, Ng)
@@ -150,7 +152,8 @@ def calculate_ngtdm(image, mask, distances, Ng, force2D=False, force2Ddimension=
 def calculate_gldm(image, mask, distances, Ng, alpha, force2D=False, force2Ddimension=0, *voxel_based):
     """``cMatrices.calculate_gldm``: P[0, i - 1, k] = mask voxels of grey level i with k neighbours in the mask whose
     grey level differs by at most alpha (width 2 x neighbours + 1, as the C function allocates)."""
-    if voxel_based or not _distance_one(distances):
+    if (voxel_based or not _numpy_path(image, mask, distances) or not isinstance(alpha, (int, np.integer))
+            or abs(int(alpha)) > 2 ** 20):   # the C code's int argument (a float raises there); no int32 overflow here
         return _c("calculate_gldm")(image, mask, distances, Ng, alpha, force2D, force2Ddimension, *voxel_based)
     Ng = int(Ng)
     image, mask = _prepared(image, mask, Ng)
@@ -172,7 +175,7 @@ def calculate_gldm(image, mask, distances, Ng, alpha, force2D=False, force2Ddime
 def calculate_glszm(image, mask, Ng, Ns, force2D=False, force2Ddimension=0, *voxel_based):
     """``cMatrices.calculate_glszm``: P[0, i - 1, s - 1] = zones (connected mask voxels of one grey level, through
     the 26 neighbours) of grey level i and s voxels, cut at the largest zone."""
-    if voxel_based or force2D:
+    if voxel_based or force2D or not _numpy_path(image, mask):
         return _c("calculate_glszm")(image, mask, Ng, Ns, force2D, force2Ddimension, *voxel_based)
     from skimage.measure import label
     Ng = int(Ng)
@@ -207,7 +210,7 @@ def _one_voxel_lines(mask: np.ndarray, offset) -> bool:
 def calculate_glrlm(image, mask, Ng, Nr, force2D=False, force2Ddimension=0, *voxel_based):
     """``cMatrices.calculate_glrlm``: ``(P, angles)``, P[0, i - 1, j - 1, a] = runs of grey level i and length j
     along angle a (the method: module docstring)."""
-    if voxel_based:
+    if voxel_based or not _numpy_path(image, mask):
         return _c("calculate_glrlm")(image, mask, Ng, Nr, force2D, force2Ddimension, *voxel_based)
     Ng, Nr = int(Ng), int(Nr)
     image, mask = _prepared(image, mask, Ng)

@@ -18,8 +18,8 @@ CALLS = {
     "calculate_glszm": lambda Ng, mask: (Ng, int(mask.sum())),
     "calculate_glrlm": lambda Ng, mask: (Ng, int(max(mask.shape))),
     "calculate_ngtdm": lambda Ng, mask: (ONE, Ng),
-    "calculate_gldm": lambda Ng, mask: (ONE, Ng, 1),
-}
+    "calculate_gldm": lambda Ng, mask: (ONE, Ng, int(np.random.default_rng(int(mask.sum())).choice([0, 1, 3, 10, 100]))),
+}  # gldm_a: 0 (PyRadiomics' default) to far above Ng (every neighbour in the mask is "dependent")
 
 
 def _masks(rng, shape):
@@ -77,17 +77,30 @@ def test_equals_the_c_matrix_on_random_images_masks_and_shapes(name):
         assert zeroed > 20  # the C code's "no line with two mask voxels" rule was exercised
 
 
+@pytest.mark.parametrize("Ng", [64, 300])
 @pytest.mark.parametrize("name", sorted(CALLS))
-def test_equals_the_c_matrix_on_a_smooth_tumour_like_image(name):
-    """Long runs and large zones (a smooth image in 64 grey levels) in an irregular blob, what the extraction sees."""
+def test_equals_the_c_matrix_on_a_smooth_tumour_like_image(name, Ng):
+    """Long runs and large zones (a smooth image in 64 or 300 grey levels: more than a byte holds) in an irregular
+    blob, what the extraction sees."""
     rng = np.random.default_rng(3)
     smooth = ndimage.gaussian_filter(rng.random((40, 48, 44)), 3)
-    image = (1 + 63 * (smooth - smooth.min()) / np.ptp(smooth)).astype(np.int32)
+    image = (1 + (Ng - 1) * (smooth - smooth.min()) / np.ptp(smooth)).astype(np.int32)
     mask = ndimage.binary_opening(ndimage.gaussian_filter(rng.random(image.shape), 4) > 0.5, iterations=2)
-    P = _same_as_c(name, image, mask, CALLS[name](64, mask))
+    P = _same_as_c(name, image, mask, CALLS[name](Ng, mask))
     assert P is not None and P.sum() > 0
-    if name == "calculate_glrlm":
+    if name == "calculate_glrlm" and Ng == 64:
         assert P[0, :, 1:].sum() > P[0, :, 0].sum() / 10  # runs longer than one voxel are common
+
+
+def test_glrlm_with_grey_levels_beyond_two_bytes():
+    """Ng > 65535 (a fixed bin width on raw intensities can give many levels): runs of levels that differ only above
+    the second byte are different runs."""
+    image = np.full((6, 8, 10), 70000, np.int32)
+    image[:, :, 5:] = 70000 - 65536   # the same low two bytes
+    image[2, 3, :] = 66000
+    mask = np.ones(image.shape, bool)
+    P = _same_as_c("calculate_glrlm", image, mask, (70000, 10))
+    assert P[0, 70000 - 1].sum() > 0 and P[0, 70000 - 65536 - 1].sum() > 0
 
 
 def test_other_distances_and_voxel_based_calls_go_to_the_c_code():
@@ -95,12 +108,21 @@ def test_other_distances_and_voxel_based_calls_go_to_the_c_code():
     rng = np.random.default_rng(1)
     image = rng.integers(1, 5, (6, 7, 8)).astype(np.int32)
     mask = rng.random(image.shape) < 0.6
-    for dist in (np.array([2]), np.array([1, 2])):
+    for dist in (np.array([2]), np.array([1, 2]), np.array([1, 1])):   # [1, 1]: the C code has 26 GLCM angles then
         got, ref = T.calculate_glcm(image, mask, dist, 4, False, 0), cMatrices.calculate_glcm(image, mask, dist, 4,
                                                                                               False, 0)
         assert np.array_equal(got[0], ref[0]) and got[0].shape[3] > 13
         assert np.array_equal(T.calculate_ngtdm(image, mask, dist, 4, False, 0),
                               cMatrices.calculate_ngtdm(image, mask, dist, 4, False, 0))
+        got = T.calculate_gldm(image, mask, dist, 4, 0, False, 0)
+        assert np.array_equal(got, cMatrices.calculate_gldm(image, mask, dist, 4, 0, False, 0)) and got.shape[2] > 53
+    image2d, mask2d = image[0], mask[0]   # 2D arrays (a 2D image): the C code's own
+    for name, args in CALLS.items():
+        got, ref = getattr(T, name)(image2d, mask2d, *args(4, mask2d), False, 0), \
+            getattr(cMatrices, name)(image2d, mask2d, *args(4, mask2d), False, 0)
+        assert np.array_equal(got[0] if isinstance(got, tuple) else got, ref[0] if isinstance(ref, tuple) else ref)
+    with pytest.raises(TypeError):   # the C code's int argument
+        T.calculate_gldm(image, mask, ONE, 4, 0.5, False, 0)
     coords = np.array(np.nonzero(mask))[:, :5]
     got = T.calculate_gldm(image, mask, ONE, 4, 0, False, 0, 1, coords)
     assert np.array_equal(got, cMatrices.calculate_gldm(image, mask, ONE, 4, 0, False, 0, 1, coords))
@@ -113,7 +135,8 @@ CLASSES = [(glcm.RadiomicsGLCM, 24), (glszm.RadiomicsGLSZM, 16), (glrlm.Radiomic
 
 @pytest.mark.parametrize("cls,n", CLASSES)
 @pytest.mark.parametrize("settings", [{}, {"weightingNorm": "manhattan"}, {"weightingNorm": "infinity"},
-                                      {"force2D": True, "force2Ddimension": 0}, {"gldm_a": 2, "symmetricalGLCM": False}])
+                                      {"force2D": True, "force2Ddimension": 0}, {"force2D": True, "force2Ddimension": 2},
+                                      {"gldm_a": 2, "symmetricalGLCM": False}])
 def test_feature_classes_with_numpy_matrices_give_pyradiomics_features(cls, n, settings):
     """texture_classes()[cls] (PyRadiomics' own _calculateMatrix with the numpy matrices) vs the class itself: every
     feature identical, anisotropic spacing (the weightings differ), 2D and other settings."""
