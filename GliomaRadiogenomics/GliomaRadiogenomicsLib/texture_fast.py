@@ -74,11 +74,10 @@ def _numpy_path(image, mask, distances=(1,)) -> bool:
 
 
 def _prepared(image, mask, Ng):
-    """(image as int64, mask as bool) after the checks the C code makes (grey levels 1..Ng inside the mask)."""
+    """(image as int64, mask as bool) after the check the C code makes (grey levels 1..Ng inside the mask); the
+    shapes were checked by ``_numpy_path``."""
     image = np.asarray(image)
     mask = np.asarray(mask).astype(bool, copy=False)
-    if image.ndim != 3 or image.shape != mask.shape:
-        raise ValueError(f"image {image.shape} and mask {mask.shape} must be equal 3D shapes")
     if mask.any():
         levels = image[mask]
         if levels.min() <= 0 or levels.max() > Ng:
@@ -244,7 +243,7 @@ def calculate_glrlm(image, mask, Ng, Nr, force2D=False, force2Ddimension=0, *vox
         if length.max() > Nr:
             raise ValueError(f"calculate_glrlm: a run of {int(length.max())} voxels is longer than Nr = {Nr}")
         P[0, :, :, a] = np.bincount((level - 1) * Nr + (length - 1), minlength=Ng * Nr).reshape(Ng, Nr)
-        if not same.any() and not (m[f:] & m[:-f]).any() and _one_voxel_lines(mask, offset):
+        if not (m[f:] & m[:-f]).any() and _one_voxel_lines(mask, offset):   # no two adjacent: check the lines
             P[0, :, 0, a] = 0   # the C code's "multiElement" rule: no line with two mask voxels
     return P, angle_list
 
