@@ -121,7 +121,11 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     from GliomaRadiogenomicsLib.cohort import case_done, case_failure, find_case_folders
     from GliomaRadiogenomicsLib.io import atomic_write_text, check_output_folder
 
-    inp, out = Path(input_dir), Path(output_dir)
+    from GliomaRadiogenomicsLib.cohort import absolute_path
+    # absolute: a Dask worker's working folder is not ours (tcp:// workers started elsewhere)
+    inp, out = Path(input_dir).absolute(), Path(output_dir).absolute()
+    preset = absolute_path(preset)
+    bundles = [absolute_path(b) for b in bundles] if bundles else bundles
     if not inp.is_dir():
         from GliomaRadiogenomicsLib.io import InputError
         raise InputError(f"--input: cohort folder not found: {inp}")

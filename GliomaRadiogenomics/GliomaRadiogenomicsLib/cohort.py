@@ -119,6 +119,27 @@ def _with_parquet(row: dict, parquet) -> dict:
     return row
 
 
+def absolute_path(value):
+    """``value`` made absolute when it is a relative path to an existing file or folder, else unchanged (a preset or
+    atlas name such as ``wang2025``, a missing path that the stage reports itself). Cohort runs send paths to Dask
+    workers, whose working folder is theirs, not the client's (a ``dask worker`` started elsewhere)."""
+    if isinstance(value, (str, Path)) and str(value) and not Path(value).is_absolute() and Path(value).exists():
+        return str(Path(value).absolute())
+    return value
+
+
+def absolute_options(options):
+    """A copy of PipelineOptions whose file and folder options (preset YAML, deep weights, atlas, backend weights /
+    model folders, bundles) are absolute (``absolute_path``), so that a worker anywhere reads the same files. Made
+    before the options hash, so every worker computes the client's hash."""
+    from dataclasses import replace
+    backend_options = {k: absolute_path(v) for k, v in (options.backend_options or {}).items()}
+    return replace(options, preset=absolute_path(options.preset), deep_weights=absolute_path(options.deep_weights),
+                   backend_options=backend_options,
+                   bundles=[absolute_path(b) for b in options.bundles] if options.bundles else options.bundles,
+                   preprocess=replace(options.preprocess, atlas=absolute_path(options.preprocess.atlas)))
+
+
 def analyze_folder_cached(folder, cache, options, before=None, parquet=None) -> dict:
     """Feature row of one case folder, cached as JSON in ``cache``; errors come back as a row with ``_error``.
     ``before`` (optional callable) runs first inside the error handling, e.g. to render a synthetic case.
@@ -166,8 +187,9 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
         from .scheduler import parse_scheduler, require_distributed
         parse_scheduler(scheduler)
         require_distributed()
-    opt = options or PipelineOptions(feature_workers=1)
-    out_table = Path(out_table)
+    opt = absolute_options(options or PipelineOptions(feature_workers=1))
+    out_table = Path(out_table).absolute()  # a worker's working folder is not the client's (tcp:// workers)
+    cases_dir = Path(cases_dir).absolute()
     if out_table.is_dir():
         raise InputError(f"output table {out_table} is a folder; give a file name such as {out_table / 'cohort.csv'}")
     check_output_folder(out_table.parent, what="output folder of the table")

@@ -14,6 +14,7 @@ bokeh the Dask dashboard is off; this is said on the console.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import io as _io
@@ -175,7 +176,7 @@ def run_cases(client, fn: Callable, items: Sequence[Tuple[str, tuple]], on_resul
     while pending:
         try:
             done, pending = wait(pending, timeout=2.0, return_when="FIRST_COMPLETED")
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # the same class from Python 3.11 on, not on 3.10
             done = set()
         for f in done:
             name = futures[f]

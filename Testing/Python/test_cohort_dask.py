@@ -174,6 +174,70 @@ def test_worker_killed_mid_case_is_retried(cohort, sequential, tmp_path):
     assert_same_table(table, read_parquet_dataset(pq, table.case_id.tolist()))
 
 
+def test_tcp_scheduler_with_workers_in_another_folder(cohort, sequential, tmp_path):
+    """A scheduler and a worker started as separate processes (`python -m distributed.cli.dask_scheduler` /
+    `dask_worker`, as docs/scaling.md starts them on other machines), the worker in another working folder; extract
+    reaches the scheduler by its tcp:// address with relative --cases / --out / --preset paths (the client's
+    folder): every path a task carries must be absolute, else the worker finds no case and writes its cache
+    elsewhere."""
+    elsewhere = tmp_path / "worker-folder"
+    elsewhere.mkdir()
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file",
+                               str(sched_file), "--port", "0", "--no-dashboard"], cwd=elsewhere, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                       "1", "--nworkers", "1", "--no-dashboard"], cwd=elsewhere, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        client_dir = cohort  # holds cases/ and preset.yaml: the paths below are relative to it
+        out = tmp_path / "client-out"
+        rel_out = os.path.relpath(out / "table.csv", client_dir)
+        p = subprocess.run(CLI + ["extract", "--cases", "cases", "--out", rel_out, "--spacing", "3",
+                                  "--brain-mask", "threshold", "--no-register", "--backend", "hyperintensity",
+                                  "--preset", "preset.yaml", "--scheduler", address],
+                           cwd=client_dir, env=env, capture_output=True, encoding="utf-8", errors="replace",
+                           timeout=300)
+    finally:
+        for q in reversed(procs):
+            q.terminate()
+        for q in procs:
+            q.wait(30)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout[p.stdout.index("{"):])
+    assert summary["n_ok"] == 2 and summary["n_failed"] == 1, summary
+    assert_same_table(sequential, pd.read_csv(out / "table.csv"))
+    assert sorted(f.name for f in (out / "table.csv.cases").iterdir()) == ["synth-0000.json", "synth-0001.json"]
+    assert not any(elsewhere.rglob("*.json")) and not any(elsewhere.rglob("*.parquet"))  # nothing written there
+
+
+def test_relative_option_paths_made_absolute(tmp_path, monkeypatch):
+    """The option paths a worker reads (preset YAML, deep weights, atlas, backend folders, bundles) become absolute;
+    names (wang2025, mni152, a missing path) stay as given; the options hash does not change for a preset file."""
+    from GliomaRadiogenomicsLib.cohort import absolute_options
+    from GliomaRadiogenomicsLib.provenance import options_hash
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(PRESET)
+    (tmp_path / "w.pth").write_bytes(b"x")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "b.json").write_text("{}")
+    opt = PipelineOptions(preprocess=PreprocessOptions(atlas="mni152"), preset="p.yaml", deep_weights="w.pth",
+                          backend_options={"weights_dir": "models", "device": "cpu"}, bundles=["b.json", "nope.json"])
+    a = absolute_options(opt)
+    assert a.preset == str(tmp_path / "p.yaml") and a.deep_weights == str(tmp_path / "w.pth")
+    assert a.backend_options == {"weights_dir": str(tmp_path / "models"), "device": "cpu"}
+    assert a.bundles == [str(tmp_path / "b.json"), "nope.json"] and a.preprocess.atlas == "mni152"
+    assert opt.preset == "p.yaml"  # a copy: the caller's options unchanged
+    assert options_hash(PipelineOptions(preset="p.yaml")) == options_hash(absolute_options(PipelineOptions(
+        preset="p.yaml")))
+    assert absolute_options(PipelineOptions()).preset == "wang2025"
+
+
 def test_scheduler_spec_errors(cohort, tmp_path):
     from GliomaRadiogenomicsLib.io import InputError
     from GliomaRadiogenomicsLib.scheduler import parse_scheduler
