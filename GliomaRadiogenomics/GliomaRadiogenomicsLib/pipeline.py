@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import pandas as pd
 import SimpleITK as sitk
@@ -107,7 +107,8 @@ class Segmented:
 
 def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress: Progress = null_progress,
                  label: Optional[sitk.Image] = None, label_source: str = "",
-                 label_provenance: Optional[dict] = None, backend=None, kept: Optional[Kept] = None) -> Segmented:
+                 label_provenance: Optional[dict] = None, backend=None, kept: Optional[Kept] = None,
+                 after_preprocess: Optional[Callable] = None) -> Segmented:
     """The one "preprocess then segment" path, used by ``analyze_case`` (hence ``run`` / ``extract`` / batch), the
     ``segment`` command and the Slicer / web segment logic. ``label`` (native reference grid or working grid; BraTS
     labels or a binary whole-tumor mask) replaces automatic segmentation (an edited or given ROI; checked before the
@@ -117,7 +118,8 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     ``kept`` (kept.Kept: what a previous run kept with ``label``): its transforms and brain mask are reused when the
     inputs and options are the same, and its working-grid labels replace the native ``label`` when that is the kept
     one (unchanged: exactly the same labels; edited: only the edited voxels change); see kept.label_on_working_grid.
-    The provenance's ``segmentation_grid`` says which happened."""
+    The provenance's ``segmentation_grid`` says which happened. ``after_preprocess(pre)`` (optional) is called as
+    soon as the case is preprocessed, before the segmentation (analyze_case starts the atlas registration there)."""
     from .checks import check_segmentation
     from .provenance import backend_provenance
     opt = options or PipelineOptions()
@@ -146,6 +148,13 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     pre.steps.extend(label_notes)
     pre.warnings.extend(label_warnings)
     timings["preprocess_s"] = time.perf_counter() - t
+    if after_preprocess is not None:
+        try:
+            after_preprocess(pre)
+        except BaseException:
+            if early:
+                backend.cancel_early()
+            raise
     t = time.perf_counter()
     if label is None:
         progress.update(0.8, f"tumor segmentation ({backend.name})")
@@ -205,7 +214,17 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     # checked before the image work: the preset (and the sequences it needs); segment_case checks the user's ROI
     preset = load_preset(opt.preset)
     check_preset_sequences(preset, case)
-    seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance, kept=kept)
+    auto_vasari = case.clinical.get("vasari_score") == "auto"
+    atlas_name = opt.preprocess.atlas or "mni152"
+    atlas_job = {}
+
+    def start_atlas(pre):  # the atlas registration needs only the preprocessed case: it runs beside what follows
+        if (opt.location or auto_vasari) and pre.atlas_registration is None:
+            from .atlas import start_register_case
+            atlas_job["registration"] = start_register_case(pre, atlas_name)
+
+    seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance, kept=kept,
+                       after_preprocess=start_atlas)
     pre, lab, seg_source, seg_prov = seg.pre, seg.label, seg.source, seg.provenance
     timings = dict(seg.timings)
     native = pre.to_native(lab)
@@ -236,10 +255,9 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.values.update(deep)
         feats.warnings.extend(deep_warnings)
         feats.provenance["deep_features"] = "resnet34" if deep else "missing"
-    auto_vasari = case.clinical.get("vasari_score") == "auto"
     if volumes["WT"] > 0 and (opt.location or auto_vasari):
         progress.update(0.96, "location, VASARI (atlas) and T2-FLAIR mismatch features")
-        feats.values.update(_atlas_features(pre, lab, opt.preprocess.atlas or "mni152", feats.warnings))
+        feats.values.update(_atlas_features(pre, lab, atlas_name, feats.warnings, atlas_job.get("registration")))
     if auto_vasari:
         score = feats.values.get("vasari_auto_score")
         case.clinical["vasari_score"] = score
@@ -265,14 +283,16 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings, seg)
 
 
-def _atlas_features(pre, lab, atlas: str, warnings: List[str]) -> Dict[str, float]:
-    """Location (Choi), VASARI and T2-FLAIR mismatch features; one atlas registration for all."""
+def _atlas_features(pre, lab, atlas: str, warnings: List[str], registration=None) -> Dict[str, float]:
+    """Location (Choi), VASARI and T2-FLAIR mismatch features; one atlas registration for all (``registration``: a
+    Future of it started earlier, atlas.start_register_case)."""
     from .atlas import register_case
     from .location import location_features, mismatch_features
     from .vasari import vasari_features
     out: Dict[str, float] = {}
     try:
-        reg = pre.atlas_registration or register_case(pre, atlas)
+        reg = pre.atlas_registration or (registration.result() if registration is not None
+                                         else register_case(pre, atlas))
         masks = reg.region_masks(pre.grid)  # resampled once for both
         out.update(location_features(pre, lab, registration=reg, masks=masks))
         out.update(vasari_features(pre, lab, registration=reg, masks=masks))

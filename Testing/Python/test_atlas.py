@@ -64,3 +64,38 @@ def test_atlas_registration_does_not_depend_on_the_thread_count(reg, small_pre):
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
     assert len(runs) == 1, runs
     assert tuple(reg.transform.GetParameters()) in runs
+
+
+def test_background_registration_equals_the_foreground_one(reg, small_pre):
+    """analyze_case starts the atlas registration in a thread as soon as the case is preprocessed
+    (atlas.start_register_case) and other SimpleITK work runs meanwhile with a multithreaded global default: the
+    transform is the same to the last bit as register_case's, and an error (unknown atlas) comes back by result()."""
+    from GliomaRadiogenomicsLib.atlas import start_register_case
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(4)
+        future = start_register_case(small_pre, "mni152")
+        for _ in range(3):  # SimpleITK work in this thread while the registration runs
+            sitk.SmoothingRecursiveGaussian(small_pre.images["flair"], 2.0)
+        got = future.result(timeout=600)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+    assert got.transform.GetParameters() == reg.transform.GetParameters()
+    assert got.transform.GetFixedParameters() == reg.transform.GetFixedParameters() and got.metric == reg.metric
+    with pytest.raises(ValueError, match="unknown atlas"):
+        start_register_case(small_pre, "nope").result(timeout=60)
+
+
+def test_analyze_case_location_features_from_the_background_registration(small_demo_dir, reg, small_pre):
+    """The location / VASARI features analyze_case gives (registration started in the background) equal those of
+    the foreground path (_atlas_features registering itself) on the same preprocessed case and label."""
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from GliomaRadiogenomicsLib.pipeline import PipelineOptions, _atlas_features, analyze_case
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+    opt = PipelineOptions(preprocess=PreprocessOptions(spacing=2.0, brain_mask="threshold"), backend="hyperintensity",
+                          location=True, preset="wang2025")
+    a = analyze_case(load_case_folder(small_demo_dir), opt)
+    assert a.features.provenance["atlas"] == "mni152"
+    direct = _atlas_features(a.pre, a.label, "mni152", [])
+    got = {k: v for k, v in a.features.values.items() if k in direct}
+    assert len(direct) > 20 and got == direct
