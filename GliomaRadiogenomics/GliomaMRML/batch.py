@@ -186,7 +186,14 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
                 go(client)
         else:
             go(scheduler)
-    return [rows[f.name] for f in folders]
+    results = [rows[f.name] for f in folders]
+    from GliomaRadiogenomicsLib.scheduler import align_parquet_dataset, parquet_available
+    if parquet_available():  # the dataset = batch_results.csv: every case (a lost worker's too), one schema
+        try:
+            align_parquet_dataset(out / "batch_results.parquet", pd.DataFrame(results), [f.name for f in folders])
+        except Exception as exc:  # noqa: BLE001 - batch_results.csv is the table; the dataset stays as written
+            print(f"batch_results.parquet not aligned to batch_results.csv: {exc}", file=sys.stderr)
+    return results
 
 
 def main(argv=None) -> int:

@@ -216,16 +216,23 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
             rows.append(_one_case(a))
     ok = [r for r in rows if "_error" not in r]
     failed = [r for r in rows if "_error" in r]
-    if parquet_dir is not None:  # the dataset holds exactly this run's ok cases
-        from .scheduler import prune_parquet_dataset
-        prune_parquet_dataset(parquet_dir, [Path(a[0]).name for a, r in zip(args, rows) if "_error" not in r])
+    ok_names = [Path(a[0]).name for a, r in zip(args, rows) if "_error" not in r]
+    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok]) if ok else None
+    if parquet_dir is not None:  # the dataset holds exactly this run's ok cases, each file in the table's schema
+        from .scheduler import align_parquet_dataset, prune_parquet_dataset
+        if ok:
+            try:
+                align_parquet_dataset(parquet_dir, table, ok_names)
+            except Exception as exc:  # noqa: BLE001 - the CSV below is the table; the dataset stays as written
+                progress.update(1.0, f"Parquet dataset {parquet_dir} not aligned to the table's columns: {exc}")
+        else:
+            prune_parquet_dataset(parquet_dir, [])
     from .provenance import merge
     provenance = merge(r.get("_provenance") for r in ok)  # common values; sequences of any case; "mixed: ..."
     failures_path = out_table.with_name(out_table.stem + ".failures.csv")
     with output_set(out_table.parent, keep_previous, set_name=out_table.name,
                     what="output folder of the table") as staging:
         if ok:
-            table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok])
             text = table.to_csv(index=False)
             atomic_write_text(staging / out_table.name, text)
             import hashlib  # ties the provenance to this table's bytes (cli.read_table_provenance checks it)

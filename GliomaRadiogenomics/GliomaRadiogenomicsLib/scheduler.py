@@ -230,6 +230,37 @@ def read_parquet_dataset(folder, order: Optional[List[str]] = None):
     return pd.concat([pd.read_parquet(files[n]) for n in names], ignore_index=True)
 
 
+def align_parquet_dataset(folder, table, names: Sequence[str]) -> int:
+    """Make the Parquet dataset in ``folder`` exactly ``table``: one file per row, ``names[i].parquet`` for row i,
+    each with the table's schema (the same columns in the same order, the same types). Readers that take the first
+    file's schema (``pyarrow.dataset``, ``pandas.read_parquet(folder)``, DuckDB, Spark) then see every column: a
+    case without a sequence that others have (a FLAIR-only case: fewer columns) or with an integer where another
+    case has NaN (int64 against double) is rewritten from its table row (atomically), as is a missing file; files
+    of other names are removed. Files already in the table's schema are left as written. Returns the number of
+    files (re)written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = table.reset_index(drop=True)
+    schema = pa.Schema.from_pandas(table, preserve_index=False)
+    plain = schema.remove_metadata()
+    written = 0
+    for i, name in enumerate(names):
+        path = folder / f"{name}.parquet"
+        try:
+            same = pq.read_schema(path).remove_metadata().equals(plain)
+        except (OSError, pa.ArrowException):  # missing or unreadable: written again
+            same = False
+        if not same:
+            buf = _io.BytesIO()
+            pq.write_table(pa.Table.from_pandas(table.iloc[[i]], schema=schema, preserve_index=False), buf)
+            atomic_write_bytes(path, buf.getvalue())
+            written += 1
+    prune_parquet_dataset(folder, names)
+    return written
+
+
 def prune_parquet_dataset(folder: Path, keep: Sequence[str]) -> None:
     """Remove the per-case files of cases not in ``keep`` (failed now, or gone from the cohort) and temp files."""
     folder = Path(folder)

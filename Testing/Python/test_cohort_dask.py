@@ -238,6 +238,72 @@ def test_relative_option_paths_made_absolute(tmp_path, monkeypatch):
     assert absolute_options(PipelineOptions()).preset == "wang2025"
 
 
+def test_parquet_dataset_has_one_schema_when_a_case_lacks_a_sequence(tmp_path):
+    """A FLAIR-only case among FLAIR + T2 cases has fewer feature columns. Readers that take the first file's schema
+    (pyarrow.dataset, pandas on the folder, DuckDB, Spark) must still read every column of every case: each per-case
+    file is written in the table's schema (its absent columns null), also after a resumed run."""
+    import shutil
+
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    cases = tmp_path / "cases"
+    S.generate_cohort(2, cases, seed=5, downsample=3)
+    shutil.copytree(cases / "synth-0001", cases / "a-flair-only")  # first by name: its file is read first
+    for f in (cases / "a-flair-only").iterdir():
+        if f.name.startswith(("t1", "t2")):
+            f.unlink()
+    meta = json.loads((cases / "a-flair-only" / "case.json").read_text())
+    (cases / "a-flair-only" / "case.json").write_text(json.dumps({**meta, "case_id": "a-flair-only"}))
+    (tmp_path / "preset.yaml").write_text(PRESET)
+    out = tmp_path / "t" / "table.csv"
+    for run in range(2):  # the second run resumes from the cache (rows cached with fewer columns)
+        s = extract_cohort(cases, out, _options(tmp_path))
+        assert s["n_ok"] == 3 and s["n_cached"] == 3 * run, s
+        table = pd.read_csv(out)
+        assert table.case_id.tolist() == ["a-flair-only", "synth-0000", "synth-0001"]
+        t2 = [c for c in table.columns if c.startswith("T2_")]
+        assert t2 and table.loc[0, t2].isna().all() and table.loc[1:, t2].notna().all().all()
+        folder = tmp_path / "t" / "table.parquet"
+        files = [folder / f"{n}.parquet" for n in table.case_id]
+        assert sorted(folder.iterdir()) == sorted(files)
+        for f in files:
+            assert pq.read_schema(f).names == list(table.columns), f.name
+        first_schema = ds.dataset(files, format="parquet").to_table().to_pandas()  # the FLAIR-only file first
+        assert_same_table(table, first_schema)
+        assert_same_table(table, pd.read_parquet(folder).set_index("case_id").loc[table.case_id].reset_index())
+
+
+def _where(i):
+    from distributed import get_worker
+    return get_worker().name
+
+
+def test_gpu_tagged_cases_go_to_gpu_workers_only():
+    """Cases that run a segmentation network are submitted with the GPU resource when some workers declare one
+    (`dask worker --resources GPU=1`): real Dask workers, one declaring GPU=1 (a resource label: no GPU needed to
+    route), one not; every tagged task runs on the GPU worker. Untagged, both workers get tasks."""
+    from distributed import Client, Scheduler, SpecCluster, Worker
+    from GliomaRadiogenomicsLib.scheduler import gpu_workers, needs_gpu, run_cases
+    assert needs_gpu("auto") and needs_gpu("lgg-unet2d") and needs_gpu("brats17")
+    assert not needs_gpu("hyperintensity") and not needs_gpu("auto", case_roi=True)
+    spec = {"gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}, "name": "gpu"}},
+            "cpu": {"cls": Worker, "options": {"nthreads": 1, "name": "cpu"}}}
+    with SpecCluster(workers=spec, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+                     silence_logs=50) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2)
+        assert gpu_workers(client) == 1
+        for resources, expected in (({"GPU": 1}, {"gpu"}), (None, {"gpu", "cpu"})):
+            where = {}
+            run_cases(client, _where, [(f"c{i}", (i,)) for i in range(12)],
+                      lambda name, w: where.update({name: w}) or True, lambda name, exc: None,
+                      resources=resources, refresh_s=0.1)
+            assert len(where) == 12
+            if resources:
+                assert set(where.values()) == expected, where
+            else:
+                assert set(where.values()) <= expected
+
+
 def test_scheduler_spec_errors(cohort, tmp_path):
     from GliomaRadiogenomicsLib.io import InputError
     from GliomaRadiogenomicsLib.scheduler import parse_scheduler

@@ -37,7 +37,12 @@ from GliomaRadiogenomicsLib.pipeline import PipelineOptions  # noqa: E402
 
 
 def _worker_peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak memory of this process plus that of its largest finished subprocess (the deepbet brain-mask and
+    segmentation networks run in worker subprocesses, worker.run_worker, while this process holds the case's
+    images): an upper bound of what the worker needed at once."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024.0
 
 
 def one_case_stages(folder: Path, opt: PipelineOptions) -> dict:
