@@ -191,8 +191,10 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     if parquet_available():  # the dataset = batch_results.csv: every case (a lost worker's too), one schema
         try:
             align_parquet_dataset(out / "batch_results.parquet", pd.DataFrame(results), [f.name for f in folders])
-        except Exception as exc:  # noqa: BLE001 - batch_results.csv is the table; the dataset stays as written
+        except Exception as exc:  # noqa: BLE001 - batch_results.csv is the table; the files stay as written
             print(f"batch_results.parquet not aligned to batch_results.csv: {exc}", file=sys.stderr)
+            from GliomaRadiogenomicsLib.scheduler import prune_parquet_dataset
+            prune_parquet_dataset(out / "batch_results.parquet", [f.name for f in folders])
     return results
 
 

@@ -128,16 +128,23 @@ def absolute_path(value):
     return value
 
 
+#: the backend options that name files or folders (segment.py: nnU-Net, brats17, lgg-unet2d, auto); the others
+#: (device, folds, views, checkpoint: a file name inside model_folder) are names and stay as given
+BACKEND_PATH_OPTIONS = ("model_folder", "weights_dir", "brats17_weights")
+
+
 def absolute_options(options):
-    """A copy of PipelineOptions whose file and folder options (preset YAML, deep weights, atlas, backend weights /
-    model folders, bundles) are absolute (``absolute_path``), so that a worker anywhere reads the same files. Made
-    before the options hash, so every worker computes the client's hash."""
+    """A copy of PipelineOptions whose file and folder options (preset YAML, deep weights, the backend's weights /
+    model folders, bundles) are absolute (``absolute_path``), so that a worker anywhere reads the same files. Only
+    options that are paths are touched (the atlas is a name: mni152 / sri24). Made before the options hash, so every
+    worker computes the client's hash; a cache made with a relative weights path (hashed as given) is recomputed
+    once."""
     from dataclasses import replace
-    backend_options = {k: absolute_path(v) for k, v in (options.backend_options or {}).items()}
+    backend_options = {k: absolute_path(v) if k in BACKEND_PATH_OPTIONS else v
+                       for k, v in (options.backend_options or {}).items()}
     return replace(options, preset=absolute_path(options.preset), deep_weights=absolute_path(options.deep_weights),
                    backend_options=backend_options,
-                   bundles=[absolute_path(b) for b in options.bundles] if options.bundles else options.bundles,
-                   preprocess=replace(options.preprocess, atlas=absolute_path(options.preprocess.atlas)))
+                   bundles=[absolute_path(b) for b in options.bundles] if options.bundles else options.bundles)
 
 
 def analyze_folder_cached(folder, cache, options, before=None, parquet=None) -> dict:
@@ -220,13 +227,13 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
     table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok]) if ok else None
     if parquet_dir is not None:  # the dataset holds exactly this run's ok cases, each file in the table's schema
         from .scheduler import align_parquet_dataset, prune_parquet_dataset
-        if ok:
-            try:
+        try:
+            if ok:
                 align_parquet_dataset(parquet_dir, table, ok_names)
-            except Exception as exc:  # noqa: BLE001 - the CSV below is the table; the dataset stays as written
-                progress.update(1.0, f"Parquet dataset {parquet_dir} not aligned to the table's columns: {exc}")
-        else:
-            prune_parquet_dataset(parquet_dir, [])
+        except Exception as exc:  # noqa: BLE001 - the CSV below is the table; the files stay as written
+            progress.update(1.0, f"Parquet dataset {parquet_dir} not aligned to the table's columns: {exc}")
+        finally:
+            prune_parquet_dataset(parquet_dir, ok_names)
     from .provenance import merge
     provenance = merge(r.get("_provenance") for r in ok)  # common values; sequences of any case; "mixed: ..."
     failures_path = out_table.with_name(out_table.stem + ".failures.csv")

@@ -223,64 +223,77 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
             from .atlas import start_register_case
             atlas_job["registration"] = start_register_case(pre, atlas_name)
 
-    seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance, kept=kept,
-                       after_preprocess=start_atlas)
-    pre, lab, seg_source, seg_prov = seg.pre, seg.label, seg.source, seg.provenance
-    timings = dict(seg.timings)
-    native = pre.to_native(lab)
-    volumes = region_volumes_ml(lab)
-    warnings = list(case.messages) + list(pre.warnings)
-    if volumes["WT"] == 0:
-        warnings.append("no tumor found by the segmentation: features and predictions are not meaningful; "
-                        "draw or correct the tumor ROI and run again")
-    t = time.perf_counter()
-    rcbv_record = None
-    if "cbv" in pre.images and "rcbv" not in preset.sequences:
-        pre.steps.append(f"CBV map registered but not used: preset {preset.name} does not use rCBV (shim2021 does)")
-    elif "cbv" in pre.images and volumes["WT"] > 0:  # rCBV (perfusion.py): needs the tumour's side
-        from .perfusion import rcbv_image
-        pre.images["rcbv"], rcbv_record = rcbv_image(pre, lab)
-        pre.steps.append(f"rCBV: CBV / {rcbv_record['mean_cbv']:g} (mean CBV of {rcbv_record['volume_ml']:g} mL "
-                         f"contralateral normal-appearing white matter, {rcbv_record['wm_sequence']} WM, tumour on "
-                         f"the {rcbv_record['tumour_side']})")
-    if volumes["WT"] > 0:
-        feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
-    else:
-        feats = FeatureResult({}, feature_provenance(preset, pre), ["no tumor: no radiomic features"])
-    if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
-        from .deep import try_deep_features
-        progress.update(0.95, "deep features (ResNet34)")
-        deep, deep_warnings = try_deep_features(pre, lab, [q for q in preset.sequences if q in pre.images],
-                                                   preset.regions, opt.deep_weights)
-        feats.values.update(deep)
-        feats.warnings.extend(deep_warnings)
-        feats.provenance["deep_features"] = "resnet34" if deep else "missing"
-    if volumes["WT"] > 0 and (opt.location or auto_vasari):
-        progress.update(0.96, "location, VASARI (atlas) and T2-FLAIR mismatch features")
-        feats.values.update(_atlas_features(pre, lab, atlas_name, feats.warnings, atlas_job.get("registration")))
-    if auto_vasari:
-        score = feats.values.get("vasari_auto_score")
-        case.clinical["vasari_score"] = score
-        feats.provenance["vasari_score"] = "automatic (vasari.py)" if score is not None else "missing"
-        if score is None:
-            feats.warnings.append("automatic VASARI score missing (no tumor or no atlas)")
-    if rcbv_record is not None:
-        from .perfusion import REFERENCE_REGION
-        feats.provenance["rcbv_normalization"] = REFERENCE_REGION
-        feats.provenance["rcbv_reference"] = rcbv_record
-    feats.provenance["segmentation"] = seg_source
-    feats.provenance.update(seg_prov)
-    feats.provenance["n4"] = bool(opt.preprocess.n4)
-    if opt.preprocess.n4:
-        feats.provenance["n4_segmentation"] = bool(opt.preprocess.n4_segmentation)
-    feats.provenance["registration"] = "rigid (Mattes MI)" if opt.preprocess.register else "none (headers trusted)"
-    if volumes["WT"] > 0 and (opt.location or auto_vasari):
-        feats.provenance["atlas"] = opt.preprocess.atlas or "mni152"
-    if torch_used(opt, seg_prov.get("segmentation_backend", ""), pre.brain_mask_method):
-        feats.provenance.update(software_versions(torch_used=True))
-    timings["features_s"] = time.perf_counter() - t
-    warnings.extend(feats.warnings)
-    return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings, seg)
+    try:
+        seg = segment_case(case, opt, progress.sub(0.0, 0.55), label, label_source, label_provenance, kept=kept,
+                           after_preprocess=start_atlas)
+        pre, lab, seg_source, seg_prov = seg.pre, seg.label, seg.source, seg.provenance
+        timings = dict(seg.timings)
+        native = pre.to_native(lab)
+        volumes = region_volumes_ml(lab)
+        warnings = list(case.messages) + list(pre.warnings)
+        if volumes["WT"] == 0:
+            warnings.append("no tumor found by the segmentation: features and predictions are not meaningful; "
+                            "draw or correct the tumor ROI and run again")
+        t = time.perf_counter()
+        rcbv_record = None
+        if "cbv" in pre.images and "rcbv" not in preset.sequences:
+            pre.steps.append(f"CBV map registered but not used: preset {preset.name} does not use rCBV (shim2021 does)")
+        elif "cbv" in pre.images and volumes["WT"] > 0:  # rCBV (perfusion.py): needs the tumour's side
+            from .perfusion import rcbv_image
+            pre.images["rcbv"], rcbv_record = rcbv_image(pre, lab)
+            pre.steps.append(f"rCBV: CBV / {rcbv_record['mean_cbv']:g} (mean CBV of {rcbv_record['volume_ml']:g} mL "
+                             f"contralateral normal-appearing white matter, {rcbv_record['wm_sequence']} WM, tumour on "
+                             f"the {rcbv_record['tumour_side']})")
+        if volumes["WT"] > 0:
+            feats = extract_features(pre, lab, preset, opt.feature_workers, progress.sub(0.55, 0.95))
+        else:
+            feats = FeatureResult({}, feature_provenance(preset, pre), ["no tumor: no radiomic features"])
+        if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
+            from .deep import try_deep_features
+            progress.update(0.95, "deep features (ResNet34)")
+            deep, deep_warnings = try_deep_features(pre, lab, [q for q in preset.sequences if q in pre.images],
+                                                       preset.regions, opt.deep_weights)
+            feats.values.update(deep)
+            feats.warnings.extend(deep_warnings)
+            feats.provenance["deep_features"] = "resnet34" if deep else "missing"
+        if volumes["WT"] > 0 and (opt.location or auto_vasari):
+            progress.update(0.96, "location, VASARI (atlas) and T2-FLAIR mismatch features")
+            feats.values.update(_atlas_features(pre, lab, atlas_name, feats.warnings, atlas_job.get("registration")))
+        if auto_vasari:
+            score = feats.values.get("vasari_auto_score")
+            case.clinical["vasari_score"] = score
+            feats.provenance["vasari_score"] = "automatic (vasari.py)" if score is not None else "missing"
+            if score is None:
+                feats.warnings.append("automatic VASARI score missing (no tumor or no atlas)")
+        if rcbv_record is not None:
+            from .perfusion import REFERENCE_REGION
+            feats.provenance["rcbv_normalization"] = REFERENCE_REGION
+            feats.provenance["rcbv_reference"] = rcbv_record
+        feats.provenance["segmentation"] = seg_source
+        feats.provenance.update(seg_prov)
+        feats.provenance["n4"] = bool(opt.preprocess.n4)
+        if opt.preprocess.n4:
+            feats.provenance["n4_segmentation"] = bool(opt.preprocess.n4_segmentation)
+        feats.provenance["registration"] = "rigid (Mattes MI)" if opt.preprocess.register else "none (headers trusted)"
+        if volumes["WT"] > 0 and (opt.location or auto_vasari):
+            feats.provenance["atlas"] = opt.preprocess.atlas or "mni152"
+        if torch_used(opt, seg_prov.get("segmentation_backend", ""), pre.brain_mask_method):
+            feats.provenance.update(software_versions(torch_used=True))
+        timings["features_s"] = time.perf_counter() - t
+        warnings.extend(feats.warnings)
+        return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings, seg)
+    finally:  # a registration started but not used (no tumour, an error after preprocessing) is waited for: it
+        # holds SimpleITK's one-thread setting (one_itk_thread) and must not run on into the next case
+        wait_quietly(atlas_job.get("registration"))
+
+
+def wait_quietly(future) -> None:
+    """Wait for a background job's Future (None: nothing), ignoring its result or error."""
+    if future is not None:
+        try:
+            future.result()
+        except BaseException:  # noqa: BLE001 - only its end matters here; its error was or will be reported
+            pass
 
 
 def _atlas_features(pre, lab, atlas: str, warnings: List[str], registration=None) -> Dict[str, float]:
