@@ -99,3 +99,24 @@ def test_analyze_case_location_features_from_the_background_registration(small_d
     direct = _atlas_features(a.pre, a.label, "mni152", [])
     got = {k: v for k, v in a.features.values.items() if k in direct}
     assert len(direct) > 20 and got == direct
+
+
+def test_unused_background_registration_is_waited_for(small_demo_dir, monkeypatch):
+    """An error after preprocessing (injected into the feature stage: the one fault injection here) ends
+    analyze_case only once its background atlas registration has ended too: that thread holds SimpleITK's
+    one-thread setting and must not run on into the next case of a batch."""
+    import threading
+
+    from GliomaRadiogenomicsLib import pipeline
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("injected feature-stage failure")
+
+    monkeypatch.setattr(pipeline, "extract_features", failing)
+    opt = pipeline.PipelineOptions(preprocess=PreprocessOptions(spacing=2.0, brain_mask="threshold"),
+                                   backend="hyperintensity", location=True)
+    with pytest.raises(RuntimeError, match="injected"):
+        pipeline.analyze_case(load_case_folder(small_demo_dir), opt)
+    assert not [t for t in threading.enumerate() if t.name == "atlas-registration" and t.is_alive()]
