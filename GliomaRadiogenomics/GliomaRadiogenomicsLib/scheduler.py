@@ -9,8 +9,8 @@ A case whose workers die more often than that (e.g. out of memory every time) is
 the run goes on. Cases that need a deep network are tagged with the resource ``GPU=1`` when at least one worker
 declares it (``dask worker ... --resources GPU=1``), so they run only there.
 
-Needs the ``cohort`` extra (``pip install -c constraints.txt '.[cohort]'``: dask[distributed], pyarrow). Without
-bokeh the Dask dashboard is off; this is said on the console.
+Needs the ``cohort`` extra (``pip install -c constraints.txt '.[cohort]'``: dask[distributed], pyarrow, bokeh for
+the dashboard). Where the scheduler runs without bokeh the Dask dashboard is off; this is said on the console.
 """
 from __future__ import annotations
 
