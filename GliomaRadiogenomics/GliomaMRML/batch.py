@@ -118,10 +118,9 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
     """Every case of ``input_dir``; ``scheduler`` (``local:N`` / ``tcp://HOST:PORT`` or a ``distributed.Client``)
     runs one Dask task per case not already done (GliomaRadiogenomicsLib.scheduler), else one after the other."""
     import pandas as pd
-    from GliomaRadiogenomicsLib.cohort import case_done, case_failure, find_case_folders
+    from GliomaRadiogenomicsLib.cohort import absolute_path, case_done, case_failure, find_case_folders
     from GliomaRadiogenomicsLib.io import atomic_write_text, check_output_folder
 
-    from GliomaRadiogenomicsLib.cohort import absolute_path
     # absolute: a Dask worker's working folder is not ours (tcp:// workers started elsewhere)
     inp, out = Path(input_dir).absolute(), Path(output_dir).absolute()
     preset = absolute_path(preset)
@@ -187,14 +186,11 @@ def run_batch(input_dir, output_dir, preprocess_options=None, preset: str = "wan
         else:
             go(scheduler)
     results = [rows[f.name] for f in folders]
-    from GliomaRadiogenomicsLib.scheduler import align_parquet_dataset, parquet_available
+    from GliomaRadiogenomicsLib.scheduler import finish_parquet_dataset, parquet_available
     if parquet_available():  # the dataset = batch_results.csv: every case (a lost worker's too), one schema
-        try:
-            align_parquet_dataset(out / "batch_results.parquet", pd.DataFrame(results), [f.name for f in folders])
-        except Exception as exc:  # noqa: BLE001 - batch_results.csv is the table; the files stay as written
-            print(f"batch_results.parquet not aligned to batch_results.csv: {exc}", file=sys.stderr)
-            from GliomaRadiogenomicsLib.scheduler import prune_parquet_dataset
-            prune_parquet_dataset(out / "batch_results.parquet", [f.name for f in folders])
+        why = finish_parquet_dataset(out / "batch_results.parquet", pd.DataFrame(results), [f.name for f in folders])
+        if why:
+            print(f"batch_results.parquet not aligned to batch_results.csv: {why}", file=sys.stderr)
     return results
 
 

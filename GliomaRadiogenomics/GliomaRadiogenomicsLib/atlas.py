@@ -6,8 +6,6 @@ files do not need). Nothing is downloaded at run time.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -139,25 +137,15 @@ def register_case(pre, atlas_name: str = "mni152") -> AtlasRegistration:
     return register_to_atlas(pre.images[seq], load_atlas(atlas_name), pre.brain_mask)
 
 
-def start_register_case(pre, atlas_name: str = "mni152") -> Future:
-    """``register_case`` in a background thread, started as soon as the case is preprocessed; the Future's
-    ``result()`` is the registration (or raises its error). SimpleITK releases the GIL while it registers, so the
+def start_register_case(pre, atlas_name: str = "mni152"):
+    """``register_case`` in a background thread (background.InThread; ``wait()`` gives the registration or raises its
+    error), started as soon as the case is preprocessed. SimpleITK releases the GIL while it registers, so the
     ~10-20 s single-threaded registration runs beside the segmentation and the radiomic features instead of after
     them (2 cores: one registers, the other segments / extracts). The result is the same transform to the last bit:
     the registration itself runs under ``one_itk_thread`` as before; the SimpleITK work that runs meanwhile in
     other threads then also uses one ITK thread, which changes its speed, not its values (pixel-wise filters; a
     Dask worker runs all of it with one thread and its tables equal a sequential run's, docs/scaling.md).
     The inputs are taken now, in the caller's thread."""
+    from .background import InThread
     moving, mask = pre.images[pre.t1_weighted()], pre.brain_mask
-    future: Future = Future()
-
-    def work():
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(register_to_atlas(moving, load_atlas(atlas_name), mask))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            future.set_exception(exc)
-
-    threading.Thread(target=work, name="atlas-registration", daemon=True).start()
-    return future
+    return InThread(lambda cancelled: register_to_atlas(moving, load_atlas(atlas_name), mask), "atlas-registration")

@@ -24,6 +24,40 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds G
 LAUNCHER = Path(__file__).resolve().parent / "launch.py"
 
 
+class InThread:
+    """``fn(cancelled)`` in a daemon thread named ``name`` (work that leaves the GIL free: a worker subprocess it waits
+    on, a SimpleITK registration); ``wait`` returns its result or raises its error in the caller's thread;
+    ``cancel`` makes ``cancelled()`` true (run_worker then kills the worker's process tree) and waits for the
+    thread."""
+
+    def __init__(self, fn, name: str):
+        self._stop = threading.Event()
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name=name)
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn(self._stop.is_set)
+        except BaseException as exc:  # re-raised by wait() in the caller's thread
+            self.error = exc
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self.thread.join()
+
+    def wait(self, should_cancel=None):
+        from .progress import Cancelled
+        while self.thread.is_alive():
+            if should_cancel is not None and should_cancel():
+                self.cancel()
+                raise Cancelled("cancelled: segmentation stopped")
+            self.thread.join(0.05)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 def kill_process_tree(pid: int, timeout: float = 5.0, wait_root: bool = True) -> List[int]:
     """End process ``pid`` and all its descendants (any OS); returns the pids that were ended.
 

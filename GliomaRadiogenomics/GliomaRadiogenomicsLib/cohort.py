@@ -226,14 +226,10 @@ def extract_cohort(cases_dir, out_table, options=None, jobs: int = 1, progress: 
     ok_names = [Path(a[0]).name for a, r in zip(args, rows) if "_error" not in r]
     table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in ok]) if ok else None
     if parquet_dir is not None:  # the dataset holds exactly this run's ok cases, each file in the table's schema
-        from .scheduler import align_parquet_dataset, prune_parquet_dataset
-        try:
-            if ok:
-                align_parquet_dataset(parquet_dir, table, ok_names)
-        except Exception as exc:  # noqa: BLE001 - the CSV below is the table; the files stay as written
-            progress.update(1.0, f"Parquet dataset {parquet_dir} not aligned to the table's columns: {exc}")
-        finally:
-            prune_parquet_dataset(parquet_dir, ok_names)
+        from .scheduler import finish_parquet_dataset
+        why = finish_parquet_dataset(parquet_dir, table, ok_names)
+        if why:
+            progress.update(1.0, f"Parquet dataset {parquet_dir} not aligned to the table's columns: {why}")
     from .provenance import merge
     provenance = merge(r.get("_provenance") for r in ok)  # common values; sequences of any case; "mixed: ..."
     failures_path = out_table.with_name(out_table.stem + ".failures.csv")

@@ -139,6 +139,8 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     early = label is None and bool(getattr(backend, "start_early", lambda *a: False)(case, opt.preprocess))
     try:
         pre = preprocess(case, opt.preprocess, progress.sub(0.0, 0.8), reuse=reuse)
+        if after_preprocess is not None:
+            after_preprocess(pre)
     except BaseException:
         if early:
             backend.cancel_early()
@@ -148,13 +150,6 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
     pre.steps.extend(label_notes)
     pre.warnings.extend(label_warnings)
     timings["preprocess_s"] = time.perf_counter() - t
-    if after_preprocess is not None:
-        try:
-            after_preprocess(pre)
-        except BaseException:
-            if early:
-                backend.cancel_early()
-            raise
     t = time.perf_counter()
     if label is None:
         progress.update(0.8, f"tumor segmentation ({backend.name})")
@@ -287,24 +282,24 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         wait_quietly(atlas_job.get("registration"))
 
 
-def wait_quietly(future) -> None:
-    """Wait for a background job's Future (None: nothing), ignoring its result or error."""
-    if future is not None:
+def wait_quietly(job) -> None:
+    """Wait for a background job (background.InThread; None: nothing), ignoring its result or error."""
+    if job is not None:
         try:
-            future.result()
+            job.wait()
         except BaseException:  # noqa: BLE001 - only its end matters here; its error was or will be reported
             pass
 
 
 def _atlas_features(pre, lab, atlas: str, warnings: List[str], registration=None) -> Dict[str, float]:
     """Location (Choi), VASARI and T2-FLAIR mismatch features; one atlas registration for all (``registration``: a
-    Future of it started earlier, atlas.start_register_case)."""
+    job started earlier, atlas.start_register_case)."""
     from .atlas import register_case
     from .location import location_features, mismatch_features
     from .vasari import vasari_features
     out: Dict[str, float] = {}
     try:
-        reg = pre.atlas_registration or (registration.result() if registration is not None
+        reg = pre.atlas_registration or (registration.wait() if registration is not None
                                          else register_case(pre, atlas))
         masks = reg.region_masks(pre.grid)  # resampled once for both
         out.update(location_features(pre, lab, registration=reg, masks=masks))

@@ -235,9 +235,9 @@ def align_parquet_dataset(folder, table, names: Sequence[str]) -> int:
     each with the table's schema (the same columns in the same order, the same types). Readers that take the first
     file's schema (``pyarrow.dataset``, ``pandas.read_parquet(folder)``, DuckDB, Spark) then see every column: a
     case without a sequence that others have (a FLAIR-only case: fewer columns) or with an integer where another
-    case has NaN (int64 against double) is rewritten from its table row (atomically), as is a missing file; files
-    of other names are removed. Files already in the table's schema are left as written. Returns the number of
-    files (re)written."""
+    case has NaN (int64 against double) is rewritten from its table row (atomically), as is a missing file. Files
+    already in the table's schema are left as written; files of other names are left to ``finish_parquet_dataset``.
+    Returns the number of files (re)written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     folder = Path(folder)
@@ -257,8 +257,21 @@ def align_parquet_dataset(folder, table, names: Sequence[str]) -> int:
             pq.write_table(pa.Table.from_pandas(table.iloc[[i]], schema=schema, preserve_index=False), buf)
             atomic_write_bytes(path, buf.getvalue())
             written += 1
-    prune_parquet_dataset(folder, names)
     return written
+
+
+def finish_parquet_dataset(folder, table, names: Sequence[str]) -> Optional[str]:
+    """The end of a cohort run's Parquet dataset (extract, the batch script): every file in the table's schema
+    (``align_parquet_dataset``; ``table`` None: no rows) and only the files of ``names`` kept. Returns why aligning
+    failed (the files then stay as written; the CSV is the table), else None."""
+    try:
+        if table is not None and len(names):
+            align_parquet_dataset(folder, table, names)
+        return None
+    except Exception as exc:  # noqa: BLE001 - reported by the caller; the run's CSV is complete
+        return str(exc)
+    finally:
+        prune_parquet_dataset(folder, names)
 
 
 def prune_parquet_dataset(folder: Path, keep: Sequence[str]) -> None:

@@ -46,40 +46,6 @@ class SegmentationBackend:
         """Stop what ``start_early`` started (the pipeline calls it when preprocessing fails or is cancelled)."""
 
 
-class _InBackground:
-    """``fn(cancelled)`` in a thread (it waits on a worker subprocess, so the GIL is free for the caller); ``wait``
-    returns its result or raises its error; ``cancel`` makes ``cancelled()`` true (run_worker then kills the worker's
-    process tree) and waits for the thread."""
-
-    def __init__(self, fn):
-        import threading
-        self._stop = threading.Event()
-        self.result, self.error = None, None
-        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name="gr-early-segmentation")
-        self.thread.start()
-
-    def _run(self, fn):
-        try:
-            self.result = fn(self._stop.is_set)
-        except BaseException as exc:  # re-raised by wait() in the caller's thread
-            self.error = exc
-
-    def cancel(self) -> None:
-        self._stop.set()
-        self.thread.join()
-
-    def wait(self, should_cancel=None):
-        from .progress import Cancelled
-        while self.thread.is_alive():
-            if should_cancel is not None and should_cancel():
-                self.cancel()
-                raise Cancelled("cancelled: segmentation stopped")
-            self.thread.join(0.05)
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
 def _components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     lab, n = ndi.label(mask)
     if n == 0:
@@ -480,7 +446,8 @@ class LggUnet2dBackend(SegmentationBackend):
         def run(cancelled):
             stop = (lambda: cancelled() or bool(user_cancel())) if user_cancel else cancelled
             return self._predict(flair, grid, null_progress, stop)
-        self._early = (_InBackground(run), flair, grid)
+        from .background import InThread
+        self._early = (InThread(run, "gr-early-segmentation"), flair, grid)
         return True
 
     def cancel_early(self) -> None:
