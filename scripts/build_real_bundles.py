@@ -352,6 +352,9 @@ def main(argv=None):
     for task in TASKS:
         fam = shipped.get(task)
         registry["tasks"][task] = sorted(fam, key=lambda f: -len(f)) if fam else [f"default_{task}.json"]
+    old_registry = models / "defaults.json"  # the optional models (e.g. the Choi 2021 CNN) are not rebuilt here
+    if old_registry.exists() and json.loads(old_registry.read_text()).get("optional"):
+        registry["optional"] = json.loads(old_registry.read_text())["optional"]
     atomic_write_json(Path(a.registry) if a.registry else models / "defaults.json", registry)
     atomic_write_json(reports / "tcga_lgg_defaults.json", registry)
     total = time.perf_counter() - t_all

@@ -52,12 +52,12 @@ def _scene():
 def batch_options_hash(preprocess_options=None, preset: str = "wang2025", bundles=None, backend=None) -> str:
     """Hash of what changes a case's results here: preprocessing options, default backend, preset settings and the
     bundle files' contents (GliomaRadiogenomicsLib.provenance.options_hash)."""
-    from GliomaRadiogenomicsLib.bundle import default_bundle_paths
+    from GliomaRadiogenomicsLib.bundle import effective_bundle_paths
     from GliomaRadiogenomicsLib.pipeline import PipelineOptions
     from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
     from GliomaRadiogenomicsLib.provenance import file_digest, options_hash
     from GliomaRadiogenomicsLib.segment import DEFAULT_BACKEND
-    paths = [Path(p) for p in bundles] if bundles else default_bundle_paths()
+    paths = [Path(p) for p in effective_bundle_paths(bundles)]  # the defaults too when only JSON bundles
     opt = PipelineOptions(preprocess=preprocess_options or PreprocessOptions(), backend=backend or DEFAULT_BACKEND,
                           preset=preset)
     return options_hash(opt, extra={"bundles": [file_digest(p) if p.is_file() else str(p) for p in paths]})
@@ -202,7 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spacing", type=float, default=1.0)
     ap.add_argument("--brain-mask", default="auto")
     ap.add_argument("--no-register", action="store_true", help="trust the headers: no rigid registration")
-    ap.add_argument("--bundle", action="append")
+    from GliomaRadiogenomicsLib.cli import BUNDLE_HELP, bundle_argument
+    ap.add_argument("--bundle", action="append", type=bundle_argument, help=BUNDLE_HELP)
     from GliomaRadiogenomicsLib.segment import BACKENDS, DEFAULT_BACKEND
     ap.add_argument("--backend", choices=sorted(BACKENDS), help=f"segmentation backend (default {DEFAULT_BACKEND})")
     ap.add_argument("--scheduler", help="run on Dask distributed, one task per case: local:N (N worker processes "

@@ -492,9 +492,11 @@ def clinical_from_parameters(age: int = 0, sex: str = "", who_grade: str = "", v
 
 
 def bundle_paths(text: str) -> Optional[List[str]]:
-    """A module's "Model bundles" field ("a.json; b.json": logistic bundles, Shim 2021 recurrence / Cox-LASSO and
-    Choi 2021 hybrid bundles) -> the paths, or None (empty: the shipped default bundles)."""
-    return [b.strip() for b in str(text or "").split(";") if b.strip()] or None
+    """A module's "Model bundles" field ("a.json; choi-idh": logistic bundles, Shim 2021 recurrence / Cox-LASSO and
+    Choi 2021 hybrid bundles, or the name of a shipped optional model: bundle.resolve_bundle_ref) -> the paths, or
+    None (empty: the shipped default bundles)."""
+    from GliomaRadiogenomicsLib.bundle import resolve_bundle_ref
+    return [resolve_bundle_ref(b.strip()) for b in str(text or "").split(";") if b.strip()] or None
 
 
 def bundle_args(bundles) -> List[str]:

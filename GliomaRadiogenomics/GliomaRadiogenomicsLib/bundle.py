@@ -416,18 +416,61 @@ def read_format_json(path, fmt: str, version: int, keys, what: str) -> dict:
     return d
 
 
+def shipped_models_dir() -> Path:
+    """The folder of the shipped model bundles and their registry (``defaults.json``)."""
+    return Path(str(resources.files(__package__) / "resources" / "models"))
+
+
+def _registry() -> Optional[dict]:
+    registry = shipped_models_dir() / "defaults.json"
+    if not registry.exists():
+        return None
+    try:
+        return json.loads(registry.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{registry}: not valid JSON ({exc.msg})") from None
+
+
 def default_bundle_paths() -> List[Path]:
     """The shipped default bundles: ``resources/models/defaults.json`` lists, per task, a family of bundle files
     (one per sequence subset; ``select_bundles`` picks per case). Without it: default_<task>.json."""
-    root = Path(str(resources.files(__package__) / "resources" / "models"))
-    registry = root / "defaults.json"
-    if registry.exists():
-        try:
-            reg = json.loads(registry.read_text())
-        except json.JSONDecodeError as exc:
-            raise BundleError(f"{registry}: not valid JSON ({exc.msg})") from None
+    root, reg = shipped_models_dir(), _registry()
+    if reg is not None:
         return [root / f for t in TASKS for f in reg.get("tasks", {}).get(t, [])]
     return [root / f"default_{t}.json" for t in TASKS]
+
+
+def optional_models() -> Dict[str, dict]:
+    """The shipped OPTIONAL models (``defaults.json`` key ``optional``: name -> {file, task, title, note}): validated
+    real models that are not applied by default (e.g. the Choi 2021 hybrid IDH CNN); ``--bundle NAME`` adds one."""
+    reg = _registry() or {}
+    root = shipped_models_dir()
+    return {name: {**entry, "path": root / entry["file"]} for name, entry in reg.get("optional", {}).items()}
+
+
+def resolve_bundle_ref(ref) -> str:
+    """A ``--bundle`` argument -> a bundle path: an existing file as given; else the name of a shipped optional model
+    (``optional_models``) or of a shipped bundle file (``resources/models/<ref>``); else ``ref`` unchanged (its
+    loader then names the missing file)."""
+    ref = str(ref)
+    if Path(ref).exists():
+        return ref
+    opt = optional_models()
+    if ref in opt:
+        return str(opt[ref]["path"])
+    shipped = shipped_models_dir() / ref
+    return str(shipped) if Path(ref).name == ref and shipped.is_file() else ref
+
+
+def effective_bundle_paths(given=None) -> List[str]:
+    """The bundle files a run applies. ``given`` (paths, already resolved by ``resolve_bundle_ref``): a logistic model
+    bundle among them replaces the shipped defaults; Shim 2021 / Choi 2021 JSON bundles ADD their tasks to the
+    defaults (they model other targets or are optional extras, never a replacement). None / empty: the defaults."""
+    from .shim import json_bundle_kind
+    given = [str(p) for p in (given or [])]
+    if any(json_bundle_kind(p) is None for p in given):
+        return given
+    return [str(p) for p in default_bundle_paths()] + given
 
 
 def load_default_bundles() -> List[ModelBundle]:

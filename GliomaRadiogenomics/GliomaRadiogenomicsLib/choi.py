@@ -439,9 +439,10 @@ def hybrid_repetition(rep: dict, y: np.ndarray, X: np.ndarray, names: Sequence[s
         selected[f] = list(h.features_)
         if age is not None:
             p_a[te] = age_logistic(age[tr], y[tr], age[te])
-    out = {"auc_hybrid": auc(y, p_h), "auc_cnn": auc(y, oof), "p_hybrid": p_h, "features_per_fold": selected}
+    out = {"auc_hybrid": auc(y, p_h), "auc_cnn": auc(y, oof), "p_hybrid": p_h, "p_cnn": oof,
+           "features_per_fold": selected}
     if age is not None:
-        out["auc_age"] = auc(y, p_a)
+        out["auc_age"], out["p_age"] = auc(y, p_a), p_a
     return out
 
 
@@ -519,9 +520,16 @@ def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column
     def _m(key):
         vals = [round(res[r][key], 4) for r in res]
         return {"per_repetition": vals, "mean": round(float(np.mean(vals)), 4)}
+
+    from .evaluation import compare_repeated, repeated_cv_summary
+    P = {k: np.vstack([res[r][f"p_{k}"] for r in res]) for k in ("hybrid", "cnn", "age") if f"p_{k}" in res[next(iter(res))]}
+    # spread over repetitions and CIs (DeLong; case bootstrap; repetitions x bootstrap: selection variability too)
+    summary = {k: {kk: vv for kk, vv in repeated_cv_summary(y, P[k]).items() if kk != "auc_ci_notes"} for k in P}
+    paired = {f"hybrid_vs_{k}": compare_repeated(y, P["hybrid"], P[k], "hybrid", k) for k in P if k != "hybrid"}
     return {"variant": variant, "channels": v.get("channels"), "family": v.get("family"), "n": len(y),
             "n_positive": int(y.sum()), "repetitions": [int(r) for r in res], "offered": names,
             "cnn": _m("auc_cnn"), "hybrid": _m("auc_hybrid"), **({"age": _m("auc_age")} if age is not None else {}),
+            "summary": summary, "paired_same_folds": paired,
             "features_per_fold": {r: res[r]["features_per_fold"] for r in res},
             "final_hybrid": {**fh,
                              "means": [round(float(final.means_[final.names_.index(f)]), 6) for f in final.features_],
@@ -732,11 +740,41 @@ def predict_table_cases(b: dict, table, cases: Path, prov: Optional[dict], id_co
     return res
 
 
+def native_grid_images(pre, channels: Sequence[str]) -> Dict[str, object]:
+    """The CNN's input volumes of a preprocessed case on the REFERENCE sequence's native grid, as the training data
+    were made (each case folder's own volumes, all on one grid in TCGA-LGG): the reference as acquired (not
+    resampled: no second interpolation), any other sequence registered (the run's working-grid image) and resampled
+    linearly onto it. Measured on TCGA-CS-4942 (FLAIR + mask): CNN probability 0.849 this way against 0.846 from the
+    case folder's files, 0.873 from the 1 mm working grid (docs/choi.md)."""
+    import SimpleITK as sitk
+    ref = pre.reference_native
+    out = {}
+    for c in channels:
+        if c == "mask" or c not in pre.images:
+            continue
+        out[c] = ref if c == pre.reference else sitk.Resample(pre.images[c], ref, sitk.Transform(), sitk.sitkLinear,
+                                                               0.0, sitk.sitkFloat32)
+    return out
+
+
 def case_predictions(analysis, b: dict) -> Tuple[dict, List[str]]:
-    """The run path (`run --bundle <choi bundle>`): the case's preprocessed images and its segmentation (whole
-    tumour = label > 0, working grid) with the run's features and clinical values."""
+    """The run path (`run --bundle <choi bundle>`): the case's images on the reference's native grid
+    (``native_grid_images``) and its segmentation there (whole tumour = label > 0), with the run's features and
+    clinical values."""
     values = analysis.feature_row()
-    return predict_entry(b, analysis.pre.images, analysis.label, values, analysis.features.provenance)
+    images = native_grid_images(analysis.pre, b["input"]["channels"])
+    return predict_entry(b, images, analysis.label_native, values, analysis.features.provenance)
+
+
+def _ci_metrics(summ: Optional[dict]) -> dict:
+    """The hybrid's repeated-CV summary (evaluation.repeated_cv_summary) as the bundle metrics every card reads."""
+    if not summ:
+        return {}
+    return {"auc_cv": summ["auc_mean"], "auc_cv_sd": summ["auc_sd"], "auc_cv_95ci": summ["auc_95ci_delong"],
+            "auc_cv_95ci_method": "DeLong (mean of the repetitions' variances)",
+            "auc_cv_95ci_bootstrap": summ["auc_95ci_bootstrap"],
+            "auc_cv_95ci_repetitions_x_bootstrap": summ["auc_95ci_repetitions_x_bootstrap"],
+            "auc_cv_range": [summ["auc_min"], summ["auc_max"]]}
 
 
 def build_bundle(res: dict, final: dict, weights_name: str, *, table: str, cnn_data: str, synthetic: bool,
@@ -764,7 +802,10 @@ def build_bundle(res: dict, final: dict, weights_name: str, *, table: str, cnn_d
                 "epochs": final["epochs"], "epoch_rule": "inner stratified CV on all training cases, earliest "
                 "maximum of the 3-epoch moving average of the inner AUC (the CV's rule)",
                 "inner_auc_curve": final.get("inner_auc_curve"), "init": final.get("init"),
-                "device": final.get("device"), "seconds": final.get("seconds")},
+                "device": final.get("device"), "seconds": final.get("seconds"),
+                "dtype": final.get("dtype", "float32"),
+                **({"trained_sha256_float32": final["trained_sha256_float32"]}
+                   if final.get("trained_sha256_float32") else {})},
         "input": {"variant": res["variant"], "channels": list(final["channels"]), "grid": int(final["grid"]),
                   "slice_offsets": list(SLICE_OFFSETS), "quantisation": final["quantisation"],
                   "slice_rule": "the axial slice with the largest tumour area on the resampled mask and the slices "
@@ -784,6 +825,8 @@ def build_bundle(res: dict, final: dict, weights_name: str, *, table: str, cnn_d
         "metrics": {"validation": f"repeated nested CV, {len(res['repetitions'])} complete repetition(s), "
                     "out-of-fold AUC (the CNN's folds; the hybrid refitted inside each fold)",
                     "auc_cv_cnn": res["cnn"], "auc_cv_hybrid": res["hybrid"], "auc_cv_age": res.get("age"),
+                    **_ci_metrics(res.get("summary", {}).get("hybrid")),
+                    "paired_same_folds": res.get("paired_same_folds"),
                     "n": res["n"], "n_positive": res["n_positive"], "evaluation": evaluation},
         "training": {"n": n, "n_positive": npos, "trained_on": trained_on, "table": table, "cnn_data": cnn_data,
                      "synthetic": bool(synthetic), "date": _dt.date.today().isoformat()},
@@ -823,7 +866,20 @@ def cli_train(args) -> int:
     kw = _json_bundle_kwargs(args, Path(args.table), table, out, prov)  # synthetic, trained_on, intended use
     cnn_dir = out.with_name(out.stem + ".cnn")
     final = None
-    if args.choi_data:
+    if getattr(args, "choi_final", None):  # an earlier final network (e.g. trained on a GPU): not trained again
+        fin = Path(args.choi_final)
+        if not args.choi_cnn:
+            raise InputError("--choi-final needs --choi-cnn (the cross-validation the final network goes with)")
+        try:
+            fdoc = json.loads(fin.read_text())
+            final = {**fdoc["variants"][args.choi_variant], "data": fdoc.get("data")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{fin}: not a choi_cnn_final.json with variant {args.choi_variant} ({exc})") from None
+        cnn_dir = fin.parent
+        w = cnn_dir / final["weights"]
+        if not w.is_file() or sha256_file(w) != final["sha256"]:
+            raise InputError(f"{w}: missing, or its SHA-256 differs from the one {fin.name} records")
+    elif args.choi_data:
         data = Path(args.choi_data)
         script = Path(__file__).resolve().parents[2] / "scripts" / "train_choi_cnn.py"
         if not data.is_file():
@@ -873,7 +929,13 @@ def cli_train(args) -> int:
         shutil.copyfile(cnn_dir / final["weights"], weights)
         if sha256_file(weights) != final["sha256"]:
             raise InputError(f"{weights}: the copied CNN weights differ from {cnn_dir / final['weights']}")
-        bundle = build_bundle(res, final, weights.name, table=str(args.table), cnn_data=str(args.choi_data),
+        if getattr(args, "choi_float16", False):  # half the size; load_cnn copies them into float32 parameters
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, weights)
+            final = {**final, "sha256": sha256_file(weights), "dtype": "float16",
+                     "trained_sha256_float32": final["sha256"]}
+        bundle = build_bundle(res, final, weights.name, table=str(args.table),
+                              cnn_data=str(args.choi_data or final.get("data")),
                               synthetic=kw["synthetic"], feature_schema=prov, version=__version__,
                               evaluation=out.name, trained_on=args.trained_on, intended_use=args.intended_use)
         atomic_write_json(bundle_path, bundle)

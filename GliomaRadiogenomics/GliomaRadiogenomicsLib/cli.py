@@ -50,6 +50,18 @@ def _options(args):
                            location=bool(getattr(args, "location", False)))
 
 
+BUNDLE_HELP = ("model bundle JSON, or the name of a shipped optional model (choi-idh: the Choi 2021 hybrid IDH CNN; "
+               "`models` lists them); repeatable. Default: the shipped default bundles. A logistic bundle replaces "
+               "the defaults; Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) "
+               "and Choi 2021 hybrid IDH bundles are added to them")
+
+
+def bundle_argument(value: str) -> str:
+    """``--bundle``: a file, or the name of a shipped optional model / bundle file (bundle.resolve_bundle_ref)."""
+    from .bundle import resolve_bundle_ref
+    return resolve_bundle_ref(value)
+
+
 def sex_argument(value: str) -> str:
     """``--sex``: female / male / F / M in any case, through the one clinical encoder (case.normalize_clinical)."""
     from .case import normalize_clinical
@@ -275,6 +287,44 @@ def list_models(as_json: bool = False, stream=None) -> int:
         stream.write(json.dumps({"models": rows}, indent=1) + "\n")
     else:
         stream.write(format_model_list(rows))
+    return 0
+
+
+def model_rows() -> list:
+    """One row per shipped prediction model: the default families (per task) and the optional models, each with what
+    it was trained on, whether it is SYNTHETIC and its cross-validated AUC (what the bundle records)."""
+    from .bundle import default_bundle_paths, optional_models, read_bundle_json
+    rows = []
+    entries = [(p, "default", p.name) for p in default_bundle_paths()]
+    entries += [(o["path"], "optional", name) for name, o in optional_models().items()]
+    for path, role, name in entries:
+        b = read_bundle_json(path)
+        m = b.get("metrics", {})
+        auc = m.get("auc_cv")
+        if auc is None and isinstance(m.get("auc_cv_hybrid"), dict):  # Choi 2021: the hybrid's repeated CV
+            auc = m["auc_cv_hybrid"].get("mean")
+        rows.append({"name": name, "role": role, "task": b.get("task"), "model": b.get("name"),
+                     "sequences": (b.get("sequences") or b.get("training", {}).get("sequences")
+                                   or [c for c in b.get("input", {}).get("channels", []) if c != "mask"]),
+                     "trained_on": b.get("training", {}).get("trained_on"), "n": b.get("training", {}).get("n"),
+                     "synthetic": bool(b.get("synthetic")), "auc_cv": auc, "file": str(path)})
+    return rows
+
+
+def cmd_models(args) -> int:
+    """`glioma-radiogenomics models`: the shipped prediction models (research probabilities, not diagnoses)."""
+    rows = model_rows()
+    if args.json:
+        print(json.dumps({"models": rows}, indent=1))
+        return 0
+    for r in rows:
+        seq = r["sequences"]
+        seq = "+".join(seq) if isinstance(seq, list) else (seq or "?")
+        auc = f"{r['auc_cv']:.3f}" if isinstance(r["auc_cv"], (int, float)) else "n/a"
+        print(f"{r['role']:8s} {r['task'] or '?':9s} {r['name']}  [{seq}]  cross-validated AUC {auc}; trained on "
+              f"{r['trained_on']}{' (SYNTHETIC data)' if r['synthetic'] else ''}")
+    print("Defaults are applied by `run`; add an optional one with `run --bundle NAME`. Research probabilities, "
+          "not diagnoses.")
     return 0
 
 
@@ -651,9 +701,7 @@ def _add_segment_args(p):
 
 def _add_feature_args(p):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
-    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
-                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and "
-                   "Choi 2021 hybrid IDH bundles too")
+    p.add_argument("--bundle", action="append", type=bundle_argument, help=BUNDLE_HELP)
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
     p.add_argument("--location", action="store_true",
                    help="add atlas location percentages (Choi 2021), automatic VASARI features and the T2-FLAIR "
@@ -687,6 +735,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_args(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("models", help="list the shipped prediction models (defaults and optional ones)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser("train", help="train model bundle(s) from a feature table (Wang st/mt/cmt, Liu atrx-fusion)")
     p.add_argument("--table", required=True, help="feature table (CSV; <table>.provenance.json beside it is copied "
                    "into the bundle; without it the bundle cannot check settings: a warning)")
@@ -712,6 +764,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--choi-epochs", type=int, default=30, help="choi-hybrid: maximum CNN epochs (inner CV picks)")
     p.add_argument("--choi-device", help="choi-hybrid: torch device of the CNN (default: cuda when present)")
     p.add_argument("--choi-max-cases", type=int, default=0, help=argparse.SUPPRESS)  # smoke runs
+    p.add_argument("--choi-final", help="choi-hybrid: the final CNN of an earlier `train_choi_cnn.py --final` run "
+                   "(its choi_cnn_final.json; e.g. trained on a GPU): the bundle is built from it (weights checked by "
+                   "SHA-256, cases by id) instead of training it again; needs --choi-cnn")
+    p.add_argument("--choi-float16", action="store_true", help="choi-hybrid: store the bundle's CNN weights in "
+                   "float16 (half the size; loaded into float32)")
     p.add_argument("--resnet34-weights", help="choi-hybrid: local ResNet34 state dict (never downloaded)")
     p.add_argument("--resnet34-sha256", help="choi-hybrid: SHA-256 of --resnet34-weights")
     p.add_argument("--out", required=True, help="bundle JSON; with two labels <out>_<label>.json; the "
@@ -760,9 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     p.add_argument("--spacing", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--brain-mask", default="auto", help=argparse.SUPPRESS)
-    p.add_argument("--bundle", action="append", help="model bundle JSON (repeatable; default: shipped bundles); "
-                   "Shim 2021 recurrence / Cox-LASSO survival bundles (applied when the case has a CBV map) and "
-                   "Choi 2021 hybrid IDH bundles too")
+    p.add_argument("--bundle", action="append", type=bundle_argument, help=BUNDLE_HELP)
     from .segment import BACKENDS
     p.add_argument("--backend", default="auto", choices=sorted(BACKENDS), help="the segmentation model selected at "
                    "start (the page's selector changes it; default auto)")
@@ -810,8 +865,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth_cohort)
 
     p = sub.add_parser("predict", help="apply a model bundle to a feature table")
-    p.add_argument("--bundle", required=True, help="model bundle JSON (e.g. one written by `train`, or a shipped one "
-                   "under resources/models)")
+    p.add_argument("--bundle", required=True, type=bundle_argument, help="model bundle JSON (e.g. one written by "
+                   "`train`), or the name of a shipped one (a file name under resources/models, or an optional model "
+                   "such as choi-idh)")
     p.add_argument("--table", required=True, help="feature table (CSV) with <table>.provenance.json beside it")
     p.add_argument("--out", required=True, help="predictions CSV: case id, task, probability, label, total points, "
                    "status, model, synthetic flag, warnings; all warnings also go to <out>.warnings.json")

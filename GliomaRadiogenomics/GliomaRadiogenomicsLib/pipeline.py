@@ -340,16 +340,17 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     shipped defaults; loaded and validated first, so a broken bundle fails before minutes of image work), the
     options they need, ``analyze_case`` and ``predict_case``. Returns (CaseAnalysis, predictions document).
     ``run_case`` (CLI, batch) writes its result; the Slicer / web predict logic puts it into the scene."""
-    from .bundle import load_bundle, load_default_bundles
+    from .bundle import effective_bundle_paths, load_bundle, load_default_bundles
     from .predict import predict_case
     from .shim import json_bundle_kind, load_json_bundle
     opt = options or PipelineOptions()
     t0 = time.perf_counter()
-    # Shim 2021 bundles (recurrence pattern, Cox-LASSO risk score: their own JSON formats) among the given ones
+    # Shim 2021 / Choi 2021 bundles (their own JSON formats) among the given ones: they add tasks to the defaults
     shim_paths = [p for p in (opt.bundles or []) if json_bundle_kind(p)]
     shim_bundles = [load_json_bundle(p) for p in shim_paths]
     if bundles is None:
-        bundles = ([load_bundle(p) for p in opt.bundles if p not in shim_paths] if opt.bundles
+        paths = effective_bundle_paths(opt.bundles)
+        bundles = ([load_bundle(p) for p in paths if p not in shim_paths] if opt.bundles
                    else load_default_bundles())
     opt = options_for_bundles(opt, list(bundles) + shim_bundles)  # the JSON bundles' features too
     analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance, kept)

@@ -208,6 +208,7 @@ def entry_card(kind: str, b: dict) -> dict:
     else:  # choi: the hybrid's out-of-fold AUC per repetition
         hybrid = m.get("auc_cv_hybrid") or {}
         card.update(n_positive=t.get("n_positive", m.get("n_positive")), auc_cv=hybrid.get("mean"),
+                    auc_cv_95ci=m.get("auc_cv_95ci"), auc_cv_95ci_method=m.get("auc_cv_95ci_method"),
                     auc_cv_per_repetition=hybrid.get("per_repetition"),
                     auc_cv_cnn=(m.get("auc_cv_cnn") or {}).get("mean"),
                     auc_cv_age=(m.get("auc_cv_age") or {}).get("mean"))

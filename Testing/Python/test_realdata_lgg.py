@@ -101,13 +101,39 @@ def test_flair_only_case_runs_and_a_bundle_needing_other_sequences_is_skipped(co
         assert r["probability"] is not None or ("not applied" in r["reason"] and "FLAIR" in r["reason"])
     flair_models = {b.task for b in _real_defaults() if b.sequences == ["flair"]}
     assert all(doc[t]["probability"] is not None for t in flair_models)
-    doc, p = _run(cohort / FLAIR_ONLY, tmp_path / "roi", "--segmentation", "case", "--bundle", str(synthetic_idh))
+    # ... and the shipped optional Choi 2021 IDH model by its name: a JSON bundle adds its task, the logistic bundle
+    # given replaces the defaults
+    doc, p = _run(cohort / FLAIR_ONLY, tmp_path / "roi", "--segmentation", "case", "--bundle", str(synthetic_idh),
+                  "--bundle", "choi-idh")
     validate_predictions(doc)
     assert doc["tasks"] == ["IDH"] and doc["IDH"]["probability"] is None
     assert "T1c" in doc["IDH"]["reason"] and "not applied" in doc["IDH"]["reason"]   # its features need T1 / T1c
     assert "case-folder mask flair_abnormality.nii.gz" in doc["features"]["segmentation"]
     assert "not applied" in p.stdout
     assert default_bundle_paths()  # the registry resolves
+    _check_choi_entry(doc, tmp_path / "roi", cohort / FLAIR_ONLY)
+    assert "IDH (Choi 2021): probability" in p.stdout
+
+
+def _check_choi_entry(doc, out, case_dir):
+    """The shipped Choi entry of a run with the case's manual mask: real model, the hybrid formula on the entry's
+    CNN probability and the run's features gives its probability; the CNN input made on the reference's native grid
+    gives (nearly) the probability of the training data's input (the case folder's files), measured 0.003 on
+    TCGA-CS-4942 (the working grid gave 0.027: bench_choi_run_path.py)."""
+    from GliomaRadiogenomicsLib import choi
+    from GliomaRadiogenomicsLib.bundle import resolve_bundle_ref
+    (e,) = [e for e in doc["bundle_tasks"] if e["kind"] == "choi"]
+    b = choi.load_choi_bundle(resolve_bundle_ref("choi-idh"))
+    assert e["model"] == b["name"] and e["synthetic"] is False and "TCGA-LGG" in e["trained_on"]
+    assert e["probability"] is not None and not e.get("reason")
+    feats = pd.read_csv(out / "features.csv").iloc[0].to_dict()
+    feats["age"] = json.loads((case_dir / "case.json").read_text())["age"]
+    p, imputed = choi.hybrid_probability(b["hybrid"], e["cnn_probability"], feats)
+    assert not imputed and abs(p - e["probability"]) < 1e-9
+    images, mask = choi.read_case_folder_images(case_dir, b["input"]["channels"])
+    x, _ = choi.case_input(b, images, mask)
+    q, _ = choi.cnn_probability(choi.load_cnn(b), x)
+    assert abs(q - e["cnn_probability"]) < 0.02, (q, e["cnn_probability"])
 
 
 @pytest.mark.slow

@@ -1,0 +1,113 @@
+"""Shipped OPTIONAL models (issue 17: the Choi 2021 hybrid IDH CNN trained on TCGA-LGG) and what `--bundle` means.
+
+- the registry (resources/models/defaults.json, key ``optional``) names the Choi bundle; `--bundle choi-idh` resolves
+  to it; the bundle loads with its SHA-256 checked, is real (synthetic: false), says what it was trained on, and its
+  repeated-CV figures are those of its committed evaluation (docs/real-data/tcga_lgg_IDH_choi.json);
+- its weights are stored in float16 and load into the float32 network;
+- a logistic bundle given to `run` replaces the default models; a Shim / Choi JSON bundle ADDS its task to them;
+- `models` lists the defaults and the optional model with what each was trained on.
+The run of the shipped Choi model on a real TCGA-LGG case is in test_realdata_lgg.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from GliomaRadiogenomicsLib import bundle as B
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "GliomaRadiogenomics")}
+CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
+
+
+def _choi_path() -> Path:
+    return B.optional_models()["choi-idh"]["path"]
+
+
+def test_choi_idh_is_a_registered_optional_model_and_resolves():
+    opt = B.optional_models()
+    assert set(opt) == {"choi-idh"} and opt["choi-idh"]["task"] == "IDH"
+    p = _choi_path()
+    assert p.is_file() and p.parent == B.shipped_models_dir()
+    assert B.resolve_bundle_ref("choi-idh") == str(p)
+    assert B.resolve_bundle_ref(p.name) == str(p)                       # a shipped file name
+    assert B.resolve_bundle_ref("no-such-model") == "no-such-model"     # left to the loader, which names it
+    # not applied by default: the default families do not include it
+    assert p not in B.default_bundle_paths()
+
+
+def test_the_shipped_choi_bundle_is_real_verified_and_matches_its_evaluation():
+    from GliomaRadiogenomicsLib import choi
+    b = choi.load_choi_bundle(_choi_path())  # SHA-256 of the weights checked here
+    assert b["synthetic"] is False and b["task"] == "IDH"
+    assert "TCGA-LGG" in b["training"]["trained_on"] and b["training"]["n"] == 62
+    assert b["input"]["channels"] == ["flair", "mask"]
+    m = b["metrics"]
+    ev = json.loads((REPO / m["evaluation"]).read_text())   # the committed evaluation the figures come from
+    assert ev["hybrid"]["mean"] == m["auc_cv_hybrid"]["mean"] == m["auc_cv"]
+    assert ev["hybrid"]["per_repetition"] == m["auc_cv_hybrid"]["per_repetition"]
+    assert len(m["auc_cv_hybrid"]["per_repetition"]) >= 10                 # repeated CV, >= 10 repetitions
+    assert m["auc_cv"] == pytest.approx(np.mean(m["auc_cv_hybrid"]["per_repetition"]), abs=6e-5)
+    assert m["auc_cv_95ci"][0] > 0.5                                        # shipped: better than a coin
+    assert m["auc_cv_95ci"][0] < m["auc_cv"] < m["auc_cv_95ci"][1]
+    assert b["hybrid"]["features"][0] == "cnn_logit" and "age" in b["hybrid"]["features"]
+    # the hybrid's out-of-fold probabilities in the evaluation give its AUCs (labels are not committed: ranks of the
+    # IDH-mutant cases are recovered from the CNN file's y)
+    cv = json.loads(__import__("gzip").open(REPO / "docs" / "real-data" / "choi_cnn_oof.json.gz").read())
+    y = np.asarray(cv["variants"]["flair+mask"]["y"], int)
+    for r, a in zip(ev["repetitions"], ev["hybrid"]["per_repetition"]):
+        assert choi.auc(y, np.asarray(ev["oof_hybrid"][str(r)])) == pytest.approx(a, abs=6e-5)
+
+
+def test_the_float16_weights_load_into_the_float32_network():
+    torch = pytest.importorskip("torch")
+    from GliomaRadiogenomicsLib import choi
+    b = choi.load_choi_bundle(_choi_path())
+    state = torch.load(b["_weights_path"], weights_only=True)
+    assert b["cnn"]["dtype"] == "float16"
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    net = choi.load_cnn(b)
+    assert next(net.parameters()).dtype == torch.float32
+    assert choi.n_parameters(net) == choi.resnet34_parameter_count(2, 1)
+    assert Path(b["_weights_path"]).stat().st_size < 50e6
+
+
+def test_a_logistic_bundle_replaces_the_defaults_a_json_bundle_adds_to_them(tmp_path):
+    defaults = [str(p) for p in B.default_bundle_paths()]
+    choi_path = str(_choi_path())
+    logistic = defaults[0]
+    assert B.effective_bundle_paths(None) == defaults
+    assert B.effective_bundle_paths([choi_path]) == defaults + [choi_path]
+    assert B.effective_bundle_paths([logistic]) == [logistic]
+    assert B.effective_bundle_paths([logistic, choi_path]) == [logistic, choi_path]
+    # the batch script's options hash counts the defaults when only a JSON bundle is given
+    from GliomaMRML.batch import batch_options_hash
+    assert batch_options_hash(bundles=[choi_path]) != batch_options_hash(bundles=None)
+    assert batch_options_hash(bundles=[choi_path]) == batch_options_hash(bundles=defaults + [choi_path])
+
+
+def test_models_lists_defaults_and_the_optional_model():
+    r = subprocess.run(CLI + ["models", "--json"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["models"]
+    assert [x["file"] for x in rows if x["role"] == "default"] == [str(p) for p in B.default_bundle_paths()]
+    (c,) = [x for x in rows if x["role"] == "optional"]
+    assert c["name"] == "choi-idh" and c["task"] == "IDH" and c["synthetic"] is False
+    assert "TCGA-LGG" in c["trained_on"] and c["sequences"] == ["flair"]
+    for x in rows:   # every model shown states what it was trained on; synthetic ones say so
+        assert x["trained_on"]
+        assert x["synthetic"] == ("SYNTHETIC" in x["trained_on"])
+    text = subprocess.run(CLI + ["models"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120).stdout
+    assert "optional IDH       choi-idh" in text and "(SYNTHETIC data)" in text
+
+
+def test_an_unknown_bundle_name_is_refused_naming_it(tmp_path):
+    r = subprocess.run(CLI + ["predict", "--bundle", "choi-idx", "--table", str(tmp_path / "t.csv"),
+                              "--out", str(tmp_path / "p.csv")], capture_output=True, text=True, env=ENV, cwd=REPO,
+                       timeout=120)
+    assert r.returncode == 2 and "choi-idx" in r.stderr
