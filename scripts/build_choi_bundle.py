@@ -82,6 +82,11 @@ def main(argv=None) -> int:
     bundle, weights = out.with_name(f"{NAME}.bundle.json"), out.with_name(f"{NAME}.bundle.cnn.pt")
     b = json.loads(bundle.read_text())
     b["metrics"]["evaluation"] = f"docs/real-data/{NAME}.json"
+    b["training"]["data_card"] = {  # the LASSO bundles' card (build_real_bundles.card), this model's ROI and weights
+        **brb.card(None, "flair", ""),
+        "roi": "manual FLAIR-abnormality mask during training (the CNN's tumour channel and the shape / loci "
+               "features); `run` gives the product's segmentation unless --segmentation",
+        "weights": "the CNN weights derive from the TCGA-LGG images and the Buda et al. masks: credit both"}
     atomic_write_json(bundle, b)
     m = b["metrics"]
     print(f"choi_bundle hybrid_auc={m['auc_cv']:.3f} (95% CI {m['auc_cv_95ci'][0]:.3f}-{m['auc_cv_95ci'][1]:.3f}, "

@@ -346,7 +346,7 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     opt = options or PipelineOptions()
     t0 = time.perf_counter()
     # Shim 2021 / Choi 2021 bundles (their own JSON formats) among the given ones: they add tasks to the defaults
-    shim_paths = [p for p in (opt.bundles or []) if json_bundle_kind(p)]
+    shim_paths = [str(p) for p in (opt.bundles or []) if json_bundle_kind(p)]
     shim_bundles = [load_json_bundle(p) for p in shim_paths]
     if bundles is None:
         paths = effective_bundle_paths(opt.bundles)

@@ -361,6 +361,10 @@ def shim_card_rows(e: dict) -> List[tuple]:
             ("Intended use", str(e.get("intended_use") or "not stated")),
             ("Training data", str(e.get("trained_on") or "not stated") + count),
             ("Validation", str(c.get("validation") or "not stated"))]
+    if c.get("data_licence"):  # third-party training data: its licence, not ours
+        rows.append(("Data licence", str(c["data_licence"])))
+    if c.get("caveats"):
+        rows.append(("Caveats", "; ".join(str(v) for v in c["caveats"])))
     if kind == "survival":
         rows.append(("C-index (95% CI)", _ci_text(c.get("cindex_cv"), c.get("cindex_cv_95ci"), how="case bootstrap")))
         td = c.get("td_auc") or {}

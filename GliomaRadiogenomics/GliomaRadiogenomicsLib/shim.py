@@ -190,13 +190,15 @@ def _entry_warnings(e: dict, b: dict, warnings: List[str]) -> None:
 def entry_card(kind: str, b: dict) -> dict:
     """What the model card of a ``bundle_tasks`` entry shows (render.shim_card_rows), from what its bundle records:
     method, validation, cases; the CV AUC with its 95% CI and the metrics at the cutoff (recurrence), the hybrid's
-    CV AUC beside the CNN alone and age alone (Choi 2021: repetitions, no CI recorded), or the C-index with its CI,
-    the time-dependent AUC, the log-rank test and the risk-group rule (Cox-LASSO). Keys the bundle lacks are left
-    out."""
+    CV AUC beside the CNN alone and age alone (Choi 2021: repetitions and CI), or the C-index with its CI,
+    the time-dependent AUC, the log-rank test and the risk-group rule (Cox-LASSO); the training data's licence and
+    caveats when its data card records them. Keys the bundle lacks are left out."""
     m, t = b.get("metrics") or {}, b.get("training") or {}
     card = {"method": (b.get("card") or {}).get("method") or b.get("method") or t.get("method"),
             "validation": "; ".join(str(v) for v in (m.get("validation"), m.get("method")) if v) or None,
-            "validation_status": m.get("validation_status"), "n": t.get("n", m.get("n"))}
+            "validation_status": m.get("validation_status"), "n": t.get("n", m.get("n")),
+            "data_licence": (t.get("data_card") or {}).get("licence"),
+            "caveats": (t.get("data_card") or {}).get("caveats")}
     if kind == "survival":
         card.update(events=t.get("events"), cindex_cv=m.get("cindex_cv"),
                     cindex_cv_95ci=m.get("cindex_cv_95ci_bootstrap"),

@@ -188,11 +188,14 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     assert "IDH (Choi 2021): probability" in r.stdout and "SYNTHETIC" in r.stdout
     # the report: the Choi heading (render.shim_title) and the model card from what the bundle records
     page = (out / "report.html").read_text()
-    auc = json.loads(bp.read_text())["metrics"]["auc_cv_hybrid"]
+    m = json.loads(bp.read_text())["metrics"]
+    auc = m["auc_cv_hybrid"]
     assert "<h3>Choi 2021 hybrid IDH (CNN on the tumour slices + shape / loci / age)</h3>" in page
     assert "<img alt='nomogram IDH (Choi 2021)'" in page  # its nomogram (the next test: the entry's numbers)
-    assert (f"<th>AUC (95% CI)</th><td>{auc['mean']:.2f} (no CI recorded); mean of {len(auc['per_repetition'])} "
-            "repetition(s)</td>") in page
+    lo, hi = m["auc_cv_95ci"]  # the hybrid's repeated-CV CI (evaluation.repeated_cv_summary), recorded and shown
+    assert m["auc_cv"] == auc["mean"] and lo <= auc["mean"] <= hi
+    assert (f"<th>AUC (95% CI)</th><td>{auc['mean']:.2f} (95% CI {lo:.2f}-{hi:.2f}, DeLong (mean of the "
+            f"repetitions&#x27; variances)); mean of {len(auc['per_repetition'])} repetition(s)</td>") in page
 
 
 def test_tampered_or_missing_weights_are_refused_with_the_file_named(trained, tmp_path):

@@ -47,6 +47,14 @@ def test_the_shipped_choi_bundle_is_real_verified_and_matches_its_evaluation():
     assert b["synthetic"] is False and b["task"] == "IDH"
     assert "TCGA-LGG" in b["training"]["trained_on"] and b["training"]["n"] == 62
     assert b["input"]["channels"] == ["flair", "mask"]
+    card = b["training"]["data_card"]  # third-party data: its licence and caveats travel with the model
+    assert "CC BY 3.0" in card["licence"] and "Buda" in card["licence"]
+    assert any("8 bit" in c for c in card["caveats"]) and any("nominal" in c for c in card["caveats"])
+    from GliomaRadiogenomicsLib.render import shim_card_rows
+    from GliomaRadiogenomicsLib.shim import entry_card
+    rows = dict(shim_card_rows({"kind": "choi", "card": entry_card("choi", b), "synthetic": False}))
+    assert "CC BY 3.0" in rows["Data licence"] and "8 bit" in rows["Caveats"]
+    assert rows["AUC (95% CI)"].startswith(f"{b['metrics']['auc_cv']:.2f} (95% CI")
     m = b["metrics"]
     ev = json.loads((REPO / m["evaluation"]).read_text())   # the committed evaluation the figures come from
     assert ev["hybrid"]["mean"] == m["auc_cv_hybrid"]["mean"] == m["auc_cv"]
