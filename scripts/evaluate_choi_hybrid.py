@@ -51,6 +51,37 @@ def lasso_per_repetition(family: str, method: str):
     return t["model"]["auc_per_repetition"], t["baselines"]["age"]["auc_per_repetition"], p
 
 
+def refit_lasso_on_cnn_folds(cnn: dict, variant: str, table: Path, labels: Path, reps, out: str):
+    """The LASSO IDH models refitted with today's code on the CNN's outer folds (the same held-out cases in every
+    fold and repetition): st (IDH) and cmt (IDH + epilepsy, the shipped method), the cases restricted to the CNN's.
+    Returns (st per repetition, age per repetition, cmt per repetition, report path) indexed by repetition."""
+    import pandas as pd
+    sys.path.insert(0, str(REPO / "scripts"))
+    import build_real_bundles as brb
+    from GliomaRadiogenomicsLib.train import train_bundles
+    v = cnn["variants"][variant]
+    df, prov = brb.load_table(Path(table), Path(labels))
+    ids = [str(c) for c in v["case_ids"]]
+    assign = pd.DataFrame(-1, index=pd.Index(ids, name="case_id"), columns=range(max(int(r) for r in reps) + 1))
+    for r in reps:
+        for f, fd in v["repetitions"][str(r)]["folds"].items():
+            assign.iloc[fd["test_cases"], int(r)] = int(f)
+    data = df[df["case_id"].astype(str).isin(ids)].reset_index(drop=True)
+    seqs = brb.FAMILIES[v["family"]]
+    stem = Path(out).with_suffix("")
+    results = {}
+    for method, labels in (("st", ["IDH"]), ("cmt", ["IDH", "epilepsy"])):
+        _, ev = train_bundles(data, labels, method, prov, trained_on="TCGA-LGG (Choi comparison)", synthetic=False,
+                              intended_use="comparison only, not shipped", tasks=labels, clinical=brb.CLINICAL,
+                              seed=2025, n_bootstrap=20, outer_folds=5, repeats=len(assign.columns),
+                              sequences=seqs, n_jobs=2, report_path=Path(f"{stem}_lasso_{method}"),
+                              fold_assignment=assign)
+        t = [t for t in ev["tasks"] if t["task"] == "IDH"][0]["repeated_cv"]
+        results[method] = (t["model"]["auc_per_repetition"], t["baselines"]["age"]["auc_per_repetition"])
+        print(f"refitted LASSO {method} on the CNN's folds: IDH AUC per repetition {results[method][0]}", flush=True)
+    return results["st"][0], results["st"][1], results["cmt"][0], Path(f"{stem}_lasso_st.json")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cnn", default=str(REPO / "build" / "choi-gpu" / "choi_cnn_oof.json"))
@@ -61,6 +92,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "build" / "choi-gpu" / "choi_hybrid_eval.json"))
     ap.add_argument("--C", type=float, default=1.0, help="inverse L2 penalty of the hybrid logistic model")
     ap.add_argument("--alpha", type=float, default=0.05, help="t-test p threshold of the numeric-input selection")
+    ap.add_argument("--refit-lasso", action="store_true", help="refit the LASSO IDH models (st, and cmt = the "
+                    "shipped method) with today's code ON THE CNN's FOLDS (train_bundles(fold_assignment=)) instead "
+                    "of reading the LASSO reports, whose folds may be another assignment")
     a = ap.parse_args(argv)
     for p, what in ((Path(a.cnn), "CNN out-of-fold file (scripts/train_choi_cnn.py)"),
                     (Path(a.table), "feature table (`make real-bundles`)"), (Path(a.labels), "labels.csv")):
@@ -70,8 +104,13 @@ def main(argv=None) -> int:
     df = load_table(Path(a.table), Path(a.labels))
     res = choi.hybrid_cv(cnn, a.variant, df, "IDH", C=a.C, alpha=a.alpha)
     reps = res["repetitions"]
-    st, st_age, st_path = lasso_per_repetition(res["family"], "st")
-    cmt, _, _ = lasso_per_repetition(res["family"], "cmt")
+    if a.refit_lasso:
+        st, st_age, cmt, st_path = refit_lasso_on_cnn_folds(cnn, a.variant, a.table, a.labels, reps, a.out)
+        res["lasso_cmt_same_folds"] = {"per_repetition": [cmt[r] for r in reps]}
+        cmt = None  # printed below as a same-fold row
+    else:
+        st, st_age, st_path = lasso_per_repetition(res["family"], "st")
+        cmt, _, _ = lasso_per_repetition(res["family"], "cmt")
     res["lasso_st"] = {"per_repetition": [st[r] for r in reps], "report": st_path.name} if st else None
     res["lasso_cmt_other_folds"] = {"per_repetition": [cmt[r] for r in reps]} if cmt else None
     if st_age:
@@ -96,6 +135,8 @@ def main(argv=None) -> int:
         rows.append(("age alone (LASSO report)", res["age_report"]))
     if cmt:
         rows.append(("LASSO cmt (other folds: IDH+epilepsy strata)", res["lasso_cmt_other_folds"]["per_repetition"]))
+    if res.get("lasso_cmt_same_folds"):
+        rows.append(("LASSO cmt (refitted on the CNN's folds)", res["lasso_cmt_same_folds"]["per_repetition"]))
     print(f"{'out-of-fold AUC':48s}" + "".join(f"  rep {r:<4d}" for r in reps) + "   mean")
     for name, vals in rows:
         print(f"{name:48s}" + "".join(f"  {v:8.4f}" for v in vals) + f"  {np.mean(vals):.4f}")
@@ -108,6 +149,7 @@ def main(argv=None) -> int:
     res["paired"] = {}
     for model in ("cnn", "hybrid"):
         for ref, vals in (("lasso_st", (res.get("lasso_st") or {}).get("per_repetition")),
+                          ("lasso_cmt", (res.get("lasso_cmt_same_folds") or {}).get("per_repetition")),
                           ("age", res["age"]["per_repetition"])):
             if not vals:
                 continue

@@ -740,20 +740,25 @@ def predict_table_cases(b: dict, table, cases: Path, prov: Optional[dict], id_co
     return res
 
 
-def native_grid_images(pre, channels: Sequence[str]) -> Dict[str, object]:
-    """The CNN's input volumes of a preprocessed case on the REFERENCE sequence's native grid, as the training data
-    were made (each case folder's own volumes, all on one grid in TCGA-LGG): the reference as acquired (not
-    resampled: no second interpolation), any other sequence registered (the run's working-grid image) and resampled
-    linearly onto it. Measured on TCGA-CS-4942 (FLAIR + mask): CNN probability 0.849 this way against 0.846 from the
-    case folder's files, 0.873 from the 1 mm working grid (docs/choi.md)."""
+def native_grid_images(case, pre, channels: Sequence[str]) -> Dict[str, object]:
+    """The CNN's input volumes of a case on the REFERENCE sequence's native grid, as the training data were made
+    (each case folder's own volumes resampled once, all on one grid in TCGA-LGG): the reference as acquired; any
+    other sequence from its file as acquired, resampled once (linear) onto that grid through the run's registration
+    transform (``pre.transforms``; not the working-grid image, which is interpolated twice and N4-corrected with
+    --n4). Measured on TCGA-CS-4942 (FLAIR + mask): CNN probability 0.849 this way against 0.846 from the case
+    folder's files, 0.873 from the 1 mm working grid (docs/choi.md)."""
     import SimpleITK as sitk
     ref = pre.reference_native
     out = {}
     for c in channels:
-        if c == "mask" or c not in pre.images:
+        if c == "mask" or c not in case.images or c not in pre.transforms:
             continue
-        out[c] = ref if c == pre.reference else sitk.Resample(pre.images[c], ref, sitk.Transform(), sitk.sitkLinear,
-                                                               0.0, sitk.sitkFloat32)
+        if c == pre.reference:
+            out[c] = ref
+        else:
+            img = sitk.Resample(sitk.Cast(case.images[c], sitk.sitkFloat32), ref, pre.transforms[c],
+                                sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            out[c] = sitk.Maximum(img, 0.0)  # as preprocess does: no negative values from the interpolation
     return out
 
 
@@ -762,7 +767,7 @@ def case_predictions(analysis, b: dict) -> Tuple[dict, List[str]]:
     (``native_grid_images``) and its segmentation there (whole tumour = label > 0), with the run's features and
     clinical values."""
     values = analysis.feature_row()
-    images = native_grid_images(analysis.pre, b["input"]["channels"])
+    images = native_grid_images(analysis.case, analysis.pre, b["input"]["channels"])
     return predict_entry(b, images, analysis.label_native, values, analysis.features.provenance)
 
 

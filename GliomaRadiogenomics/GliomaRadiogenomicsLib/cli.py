@@ -335,6 +335,12 @@ def cmd_extract(args) -> int:
     opt = _options(args)
     opt.case_roi = args.case_roi
     opt.feature_workers = 1 if args.jobs > 1 or args.scheduler else args.workers
+    if args.bundle:  # extract applies no model: the bundles switch on the features they need (location / VASARI)
+        from .bundle import load_bundle
+        from .pipeline import options_for_bundles
+        from .shim import json_bundle_kind, load_json_bundle
+        opt = options_for_bundles(opt, [load_json_bundle(b) if json_bundle_kind(b) else load_bundle(b)
+                                        for b in args.bundle])
     summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args),
                              keep_previous=args.keep_previous, scheduler=args.scheduler)
     print(json.dumps(summary, indent=1))
@@ -736,7 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("models", help="list the shipped prediction models (defaults and optional ones)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON document (models: file, role, task, trained_on, "
+                   "synthetic, cross-validated AUC)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train model bundle(s) from a feature table (Wang st/mt/cmt, Liu atrx-fusion)")
@@ -847,6 +854,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case-roi", action="store_true", help="use each case folder's mask file (e.g. a manual "
                    "flair_abnormality / seg / label file) as the ROI instead of automatic segmentation")
     _add_pipeline_args(p)
+    p._option_string_actions["--bundle"].help = ("model bundle JSON or a shipped model's name (repeatable): extract "
+                                                 "applies no model, but computes the features the bundles need "
+                                                 "(atlas location / VASARI) as `run --bundle` would")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")

@@ -176,6 +176,10 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     (e,) = [e for e in doc["bundle_tasks"] if e["kind"] == "choi"]
     from GliomaRadiogenomicsLib.predict import validate_predictions
     validate_predictions(doc)  # the Choi entry as the run writes it (nomogram included) passes the schema check
+    # a Choi bundle is ADDED to the default models (here not applicable: their preset's features are not computed,
+    # each task says why), it does not replace them
+    assert doc["tasks"] == ["IDH", "epilepsy", "ATRX"]
+    assert all(doc[t]["probability"] is None and doc[t]["reason"] for t in doc["tasks"])
     assert e["model"] == json.loads(bp.read_text())["name"] and e["synthetic"] is True and not e.get("reason")
     assert e["paper"] == "Choi 2021" and "SYNTHETIC" in e["trained_on"]
     feats = pd.read_csv(out / "features.csv").iloc[0].to_dict()

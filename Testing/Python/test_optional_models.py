@@ -103,7 +103,9 @@ def test_models_lists_defaults_and_the_optional_model():
     r = subprocess.run(CLI + ["models", "--json"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["models"]
-    assert [x["file"] for x in rows if x["role"] == "default"] == [str(p) for p in B.default_bundle_paths()]
+    reg = json.loads((B.shipped_models_dir() / "defaults.json").read_text())  # the registry file itself
+    assert [Path(x["file"]).name for x in rows if x["role"] == "default"] == [
+        f for t in ("IDH", "epilepsy", "ATRX") for f in reg["tasks"][t]]
     (c,) = [x for x in rows if x["role"] == "optional"]
     assert c["name"] == "choi-idh" and c["task"] == "IDH" and c["synthetic"] is False
     assert "TCGA-LGG" in c["trained_on"] and c["sequences"] == ["flair"]
@@ -119,3 +121,28 @@ def test_an_unknown_bundle_name_is_refused_naming_it(tmp_path):
                               "--out", str(tmp_path / "p.csv")], capture_output=True, text=True, env=ENV, cwd=REPO,
                        timeout=120)
     assert r.returncode == 2 and "choi-idx" in r.stderr
+
+
+def test_the_run_builds_the_cnn_input_from_the_files_on_the_reference_grid():
+    """choi.native_grid_images: the reference as acquired; another sequence from its own file, resampled ONCE onto
+    the reference's grid through the run's registration transform (preprocess convention: reference point ->
+    moving point). A 1-voxel translation moves the values by exactly one voxel; the working-grid images are not used
+    (their second interpolation moved the CNN probability by 0.027 on TCGA-CS-4942)."""
+    from types import SimpleNamespace
+    import SimpleITK as sitk
+    from GliomaRadiogenomicsLib import choi
+    rng = np.random.default_rng(3)
+    a = rng.uniform(1, 200, (6, 8, 10)).astype(np.float32)
+    ref = sitk.GetImageFromArray(a)
+    ref.SetSpacing((1.0, 1.0, 2.0))
+    flair = sitk.GetImageFromArray(a[:, :, ::-1].copy())
+    flair.CopyInformation(ref)
+    shift = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))   # reference x -> moving x + 1 mm (one voxel)
+    pre = SimpleNamespace(reference_native=ref, reference="t1c", transforms={"t1c": sitk.Transform(), "flair": shift},
+                          images={"t1c": None, "flair": None})   # working-grid images must not be read
+    case = SimpleNamespace(images={"t1c": ref, "flair": flair})
+    out = choi.native_grid_images(case, pre, ["t1c", "flair", "mask"])
+    assert set(out) == {"t1c", "flair"} and out["t1c"] is ref
+    got = sitk.GetArrayFromImage(out["flair"])
+    want = a[:, :, ::-1][:, :, 1:]                # value at x = the file's value at x + 1
+    assert np.allclose(got[:, :, :-1], want, atol=1e-4) and np.all(got[:, :, -1] == 0)

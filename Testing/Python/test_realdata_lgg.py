@@ -120,8 +120,8 @@ def _check_choi_entry(doc, out, case_dir):
     CNN probability and the run's features gives its probability; the CNN input is made as the training data were,
     from the FLAIR as acquired: with the run's written segmentation (native grid) as the mask, the case folder's
     FLAIR gives the entry's CNN probability exactly; with the manual mask itself, within 0.01 (the mask's trip
-    through the working grid; measured <= 0.003 on 5 cases, the 1 mm working grid gave up to 0.027:
-    bench_choi_run_path.py)."""
+    through the working grid; measured <= 0.003 on the 4 cases of bench_choi_run_path.py and 0.0012 on this one;
+    the 1 mm working grid gave up to 0.027)."""
     from GliomaRadiogenomicsLib import choi
     from GliomaRadiogenomicsLib.bundle import resolve_bundle_ref
     (e,) = [e for e in doc["bundle_tasks"] if e["kind"] == "choi"]
