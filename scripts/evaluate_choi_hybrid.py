@@ -2,17 +2,21 @@
 """Choi 2021 hybrid IDH model (issue 17) on the CPU, from the CNN's out-of-fold probabilities
 (scripts/train_choi_cnn.py, run on a GPU): the hybrid logistic model (CNN probability + 3D shape + loci + age,
 ``choi.HybridLogistic``: t-test selection, standardisation and an L2 logistic fit inside each training fold) in the
-SAME folds as the CNN, which are the LASSO models' folds (``train.cv_splits``, stored by prepare_choi_data.py).
+SAME folds as the CNN (``train.cv_splits`` on the feature table, stored by prepare_choi_data.py; those of the
+LASSO build the CNN ran beside).
 The training cases' CNN input is their inner out-of-fold probability (never an in-sample CNN output); the held-out
 cases' is their outer out-of-fold probability. Only complete repetitions count.
 
 Compared, per repetition, with age alone (refitted here on the same folds; it must equal the age baseline of the
 LASSO report: a check that the folds are identical) and with the LASSO IDH model of the same sequence family
-(docs/real-data/tcga_lgg_IDH_<family>_st.json, its per-repetition AUCs; the cmt model's folds are stratified on IDH +
-epilepsy, so they are NOT the same folds and it is listed for reference only).
+(docs/real-data/tcga_lgg_IDH_<family>_st.json, its per-repetition AUCs; the cmt report's folds are stratified on
+IDH + epilepsy, so they are NOT the same folds and it is listed for reference only). Reports of a later LASSO build
+have other folds: ``--refit-lasso`` refits st and cmt (the shipped method) on the CNN's folds instead, with the
+shipped build's settings.
 
     python scripts/evaluate_choi_hybrid.py [--cnn build/choi-gpu/choi_cnn_oof.json] [--variant t1c+mask]
-        [--table build/tcga-lgg/features.csv] [--out build/choi-gpu/choi_hybrid_eval.json]
+        [--table build/tcga-lgg/features.csv] [--labels ../shared/.../labels.csv] [--refit-lasso [--bootstrap 100]]
+        [--out build/choi-gpu/choi_hybrid_eval.json]
 """
 from __future__ import annotations
 
@@ -51,35 +55,46 @@ def lasso_per_repetition(family: str, method: str):
     return t["model"]["auc_per_repetition"], t["baselines"]["age"]["auc_per_repetition"], p
 
 
-def refit_lasso_on_cnn_folds(cnn: dict, variant: str, table: Path, labels: Path, reps, out: str):
-    """The LASSO IDH models refitted with today's code on the CNN's outer folds (the same held-out cases in every
-    fold and repetition): st (IDH) and cmt (IDH + epilepsy, the shipped method), the cases restricted to the CNN's.
-    Returns (st per repetition, age per repetition, cmt per repetition, report path) indexed by repetition."""
+def refit_lasso_on_cnn_folds(cnn: dict, variant: str, table: Path, labels: Path, reps, n_bootstrap: int):
+    """The LASSO IDH models refitted with today's code on the CNN's outer folds (the same held-out IDH cases in every
+    fold and repetition) with the shipped build's settings (build_real_bundles: clinical age + sex, seed 2025,
+    ``n_bootstrap`` selection rounds, 100 there): st (IDH) and cmt (IDH + epilepsy, the shipped default's method).
+    The family's cases with an epilepsy label but no IDH status (not in the CNN's cohort) train cmt's epilepsy task
+    as in the shipped build; they are dealt to folds round-robin and never enter an IDH test set. Returns
+    ({repetition: st AUC}, {repetition: age AUC}, {repetition: cmt AUC})."""
     import pandas as pd
     sys.path.insert(0, str(REPO / "scripts"))
     import build_real_bundles as brb
-    from GliomaRadiogenomicsLib.train import train_bundles
+    from GliomaRadiogenomicsLib.train import restrict_to_sequences, train_bundles
     v = cnn["variants"][variant]
     df, prov = brb.load_table(Path(table), Path(labels))
-    ids = [str(c) for c in v["case_ids"]]
-    assign = pd.DataFrame(-1, index=pd.Index(ids, name="case_id"), columns=range(max(int(r) for r in reps) + 1))
-    for r in reps:
-        for f, fd in v["repetitions"][str(r)]["folds"].items():
-            assign.iloc[fd["test_cases"], int(r)] = int(f)
-    data = df[df["case_id"].astype(str).isin(ids)].reset_index(drop=True)
     seqs = brb.FAMILIES[v["family"]]
-    stem = Path(out).with_suffix("")
+    ids = [str(c) for c in v["case_ids"]]
+    fam = restrict_to_sequences(df, seqs)[0]
+    labelled = fam[fam[["IDH", "epilepsy"]].notna().any(axis=1)]
+    extra = [c for c in labelled["case_id"].astype(str) if c not in ids]
+    if labelled.loc[labelled["case_id"].astype(str).isin(extra), "IDH"].notna().any():
+        raise SystemExit("a case with an IDH status is missing from the CNN's cohort: the folds cannot be the same")
+    reps = [int(r) for r in reps]
+    assign = pd.DataFrame(-1, index=pd.Index(ids + extra, name="case_id"), columns=range(len(reps)))
+    for j, r in enumerate(reps):
+        for f, fd in v["repetitions"][str(r)]["folds"].items():
+            assign.iloc[fd["test_cases"], j] = int(f)
+        for i, c in enumerate(extra):
+            assign.loc[c, j] = (i + j) % 5
+    data = df[df["case_id"].astype(str).isin(ids + extra)].reset_index(drop=True)
     results = {}
-    for method, labels in (("st", ["IDH"]), ("cmt", ["IDH", "epilepsy"])):
-        _, ev = train_bundles(data, labels, method, prov, trained_on="TCGA-LGG (Choi comparison)", synthetic=False,
-                              intended_use="comparison only, not shipped", tasks=labels, clinical=brb.CLINICAL,
-                              seed=2025, n_bootstrap=20, outer_folds=5, repeats=len(assign.columns),
-                              sequences=seqs, n_jobs=2, report_path=Path(f"{stem}_lasso_{method}"),
-                              fold_assignment=assign)
+    for method, labs in (("st", ["IDH"]), ("cmt", ["IDH", "epilepsy"])):
+        _, ev = train_bundles(data, labs, method, prov, trained_on="TCGA-LGG (Choi comparison)", synthetic=False,
+                              intended_use="comparison only, not shipped", tasks=labs, clinical=brb.CLINICAL,
+                              seed=2025, n_bootstrap=n_bootstrap, outer_folds=5, repeats=len(reps),
+                              sequences=seqs, n_jobs=2, fold_assignment=assign)
         t = [t for t in ev["tasks"] if t["task"] == "IDH"][0]["repeated_cv"]
-        results[method] = (t["model"]["auc_per_repetition"], t["baselines"]["age"]["auc_per_repetition"])
-        print(f"refitted LASSO {method} on the CNN's folds: IDH AUC per repetition {results[method][0]}", flush=True)
-    return results["st"][0], results["st"][1], results["cmt"][0], Path(f"{stem}_lasso_st.json")
+        results[method] = ({r: a for r, a in zip(reps, t["model"]["auc_per_repetition"])},
+                           {r: a for r, a in zip(reps, t["baselines"]["age"]["auc_per_repetition"])})
+        print(f"refitted LASSO {method} on the CNN's folds ({len(data)} cases, {n_bootstrap} selection rounds): IDH "
+              f"AUC per repetition {list(results[method][0].values())}", flush=True)
+    return results["st"][0], results["st"][1], results["cmt"][0]
 
 
 def main(argv=None) -> int:
@@ -95,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--refit-lasso", action="store_true", help="refit the LASSO IDH models (st, and cmt = the "
                     "shipped method) with today's code ON THE CNN's FOLDS (train_bundles(fold_assignment=)) instead "
                     "of reading the LASSO reports, whose folds may be another assignment")
+    ap.add_argument("--bootstrap", type=int, default=100, help="--refit-lasso: WangLasso selection rounds (the "
+                    "shipped build's 100)")
     a = ap.parse_args(argv)
     for p, what in ((Path(a.cnn), "CNN out-of-fold file (scripts/train_choi_cnn.py)"),
                     (Path(a.table), "feature table (`make real-bundles`)"), (Path(a.labels), "labels.csv")):
@@ -105,8 +122,9 @@ def main(argv=None) -> int:
     res = choi.hybrid_cv(cnn, a.variant, df, "IDH", C=a.C, alpha=a.alpha)
     reps = res["repetitions"]
     if a.refit_lasso:
-        st, st_age, cmt, st_path = refit_lasso_on_cnn_folds(cnn, a.variant, a.table, a.labels, reps, a.out)
-        res["lasso_cmt_same_folds"] = {"per_repetition": [cmt[r] for r in reps]}
+        st, st_age, cmt = refit_lasso_on_cnn_folds(cnn, a.variant, a.table, a.labels, reps, a.bootstrap)
+        st_path = Path(f"refitted on the CNN's folds ({a.bootstrap} selection rounds)")
+        res["lasso_cmt_same_folds"] = {"per_repetition": [cmt[r] for r in reps], "n_bootstrap": a.bootstrap}
         cmt = None  # printed below as a same-fold row
     else:
         st, st_age, st_path = lasso_per_repetition(res["family"], "st")

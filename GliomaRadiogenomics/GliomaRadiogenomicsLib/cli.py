@@ -855,8 +855,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "flair_abnormality / seg / label file) as the ROI instead of automatic segmentation")
     _add_pipeline_args(p)
     p._option_string_actions["--bundle"].help = ("model bundle JSON or a shipped model's name (repeatable): extract "
-                                                 "applies no model, but computes the features the bundles need "
-                                                 "(atlas location / VASARI) as `run --bundle` would")
+                                                 "applies no model, but computes the features those bundles need "
+                                                 "(atlas location / VASARI)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")
