@@ -74,3 +74,21 @@ def test_a_json_bundle_needing_loc_columns_gets_them_without_location(phantom_di
     rcbv, _ = _shim_features(analysis)
     want = SV.bundle_risk(b, {**rcbv, LOC: values[LOC]})
     assert want["imputed"] == [] and abs(entry["risk_score"] - want["risk_score"]) < 1e-9
+
+
+def test_extract_computes_the_features_a_given_bundle_needs(phantom_dir, loc_survival_bundle, tmp_path):  # noqa: F811
+    """`extract --bundle B` applies no model but computes what B needs (options_for_bundles, as `run` does): the
+    bundle's atlas column is in the table without --location; without --bundle it is not."""
+    import shutil
+    import pandas as pd
+    from GliomaRadiogenomicsLib.cli import main
+    d, _ = phantom_dir
+    cohort = tmp_path / "cohort"
+    shutil.copytree(d, cohort / "P01", ignore=shutil.ignore_patterns("cbv*"))  # label.nii.gz: the one mask
+    common = ["extract", "--cases", str(cohort), "--case-roi", "--spacing", "3", "--brain-mask", "threshold",
+              "--workers", "1"]
+    assert main(common + ["--bundle", str(loc_survival_bundle), "--out", str(tmp_path / "with.csv")]) == 0
+    row = pd.read_csv(tmp_path / "with.csv").iloc[0]
+    assert 0 <= row[LOC] <= 100
+    assert main(common + ["--out", str(tmp_path / "without.csv")]) == 0
+    assert LOC not in pd.read_csv(tmp_path / "without.csv").columns
