@@ -18,7 +18,7 @@ def module_files():
         if not p.is_file() or any(part in SKIP_DIRS or part.endswith(".egg-info") for part in p.parts):
             continue
         rel = p.relative_to(MODULE).as_posix()
-        if rel == "CMakeLists.txt":
+        if rel == "CMakeLists.txt" or p.name.endswith(".cnn.pt"):  # locally built Choi weights: not in the repository
             continue
         if p.suffix == ".py":
             scripts.append(rel)

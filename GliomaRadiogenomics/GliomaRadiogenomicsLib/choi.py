@@ -544,6 +544,11 @@ def hybrid_cv(cnn_json: dict, variant: str, table, label: str = "IDH", id_column
 # the run-time bundle: JSON + the final CNN's state dict (SHA-256 checked), applied by `predict` and `run`
 # ----------------------------------------------------------------------------------------------------------------
 CHOI_FORMAT = "glioma-radiogenomics-choi-hybrid-bundle"
+# The shipped optional model's weights (ResNet34, 42.7 MB in float16) are over the repository's 5 MB per-file limit:
+# the bundle JSON ships, the weights are built locally (docs/choi.md)
+WEIGHTS_HINT = ("The shipped optional model choi-idh ships without its weights (42.7 MB, over the repository's 5 MB "
+                "file limit): build them with `python scripts/build_choi_bundle.py` (needs the TCGA-LGG cohort; "
+                "~20 min on 2 CPU cores), which installs a bundle + weights pair")
 CHOI_SCHEMA_VERSION = 1
 CHOI_INTENDED_USE = ("Research probability of an IDH mutation (Choi 2021 hybrid: CNN + shape + loci + age), not a "
                      "diagnosis; not validated for clinical use")
@@ -573,7 +578,7 @@ def load_choi_bundle(path) -> dict:
     w = path.parent / str(d["cnn"].get("weights", ""))
     if not d["cnn"].get("weights") or not w.is_file():
         raise _bundle_error(f"{w}: the CNN weights file of the Choi bundle {path.name} is missing (it must lie "
-                            "beside the bundle)")
+                            f"beside the bundle; SHA-256 {str(d['cnn'].get('sha256', ''))[:12]}...). {WEIGHTS_HINT}")
     digest = sha256_file(w)
     if digest != str(d["cnn"].get("sha256", "")).lower():
         raise _bundle_error(f"{w}: SHA-256 {digest[:12]}... differs from the one recorded in {path.name} "

@@ -303,7 +303,10 @@ def model_rows() -> list:
         auc = m.get("auc_cv")
         if auc is None and isinstance(m.get("auc_cv_hybrid"), dict):  # Choi 2021: the hybrid's repeated CV
             auc = m["auc_cv_hybrid"].get("mean")
+        weights = (b.get("cnn") or {}).get("weights")
+        installed = not weights or (Path(path).parent / weights).is_file()  # a CNN bundle needs its weights file
         rows.append({"name": name, "role": role, "task": b.get("task"), "model": b.get("name"),
+                     "installed": installed,
                      "sequences": (b.get("sequences") or b.get("training", {}).get("sequences")
                                    or [c for c in b.get("input", {}).get("channels", []) if c != "mask"]),
                      "trained_on": b.get("training", {}).get("trained_on"), "n": b.get("training", {}).get("n"),
@@ -322,7 +325,8 @@ def cmd_models(args) -> int:
         seq = "+".join(seq) if isinstance(seq, list) else (seq or "?")
         auc = f"{r['auc_cv']:.3f}" if isinstance(r["auc_cv"], (int, float)) else "n/a"
         print(f"{r['role']:8s} {r['task'] or '?':9s} {r['name']}  [{seq}]  cross-validated AUC {auc}; trained on "
-              f"{r['trained_on']}{' (SYNTHETIC data)' if r['synthetic'] else ''}")
+              f"{r['trained_on']}{' (SYNTHETIC data)' if r['synthetic'] else ''}"
+              + ("" if r["installed"] else "  [weights not installed: python scripts/build_choi_bundle.py]"))
     print("Defaults are applied by `run`; add an optional one with `run --bundle NAME`. Research probabilities, "
           "not diagnoses.")
     return 0

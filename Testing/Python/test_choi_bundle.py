@@ -135,6 +135,42 @@ def test_train_writes_the_bundle_and_the_final_cnn(trained):
     assert json_bundle_kind(bp) == "choi"
 
 
+def test_a_bundle_from_an_earlier_final_network_in_float16(trained, tmp_path):
+    """`train --choi-final` builds the bundle from an earlier final network (not trained again; its SHA-256 checked)
+    and `--choi-float16` stores the weights in float16: half the file, loaded into the float32 network, the same
+    hybrid, and the case's probability within 1e-3 of the float32 bundle's (the shipped choi-idh: 0.0023 at most)."""
+    d, table, bp = trained
+    out = tmp_path / "h.json"
+    r = subprocess.run(CLI + ["train", "--method", "choi-hybrid", "--table", str(d / "t.csv"), "--label", "IDH",
+                              "--choi-cnn", str(d / "choi.cnn" / "choi_cnn_oof.json"), "--choi-variant", "t1c+mask",
+                              "--choi-final", str(d / "choi.cnn" / "choi_cnn_final.json"), "--choi-float16",
+                              "--synthetic", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                       cwd=REPO, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    b16, b32 = (json.loads(p.read_text()) for p in (tmp_path / "h.bundle.json", bp))
+    assert b16["cnn"]["dtype"] == "float16" and b16["cnn"]["trained_sha256_float32"] == b32["cnn"]["sha256"]
+    assert b16["hybrid"]["coef"] == b32["hybrid"]["coef"]
+    w16 = tmp_path / b16["cnn"]["weights"]
+    assert w16.stat().st_size < 0.6 * (bp.parent / b32["cnn"]["weights"]).stat().st_size
+    assert all(v.dtype == torch.float16 for v in torch.load(w16, weights_only=True).values() if v.is_floating_point())
+    l16 = choi.load_choi_bundle(tmp_path / "h.bundle.json")   # SHA-256 of the float16 file
+    net = choi.load_cnn(l16)
+    assert next(net.parameters()).dtype == torch.float32
+    images, mask = choi.read_case_folder_images(d / "cases" / "S03", CHANNELS)
+    x, _ = choi.case_input(l16, images, mask)
+    q16, _ = choi.cnn_probability(net, x)
+    q32, _ = choi.cnn_probability(choi.load_cnn(choi.load_choi_bundle(bp)), x)
+    assert abs(q16 - q32) < 1e-3
+    # a final network whose weights were altered is refused
+    (d / "choi.cnn" / "tampered.json").write_text((d / "choi.cnn" / "choi_cnn_final.json").read_text().replace(
+        json.loads((d / "choi.cnn" / "choi_cnn_final.json").read_text())["variants"]["t1c+mask"]["sha256"], "0" * 64))
+    r = subprocess.run(CLI + ["train", "--method", "choi-hybrid", "--table", str(d / "t.csv"), "--label", "IDH",
+                              "--choi-cnn", str(d / "choi.cnn" / "choi_cnn_oof.json"), "--choi-variant", "t1c+mask",
+                              "--choi-final", str(d / "choi.cnn" / "tampered.json"), "--synthetic", "--out",
+                              str(tmp_path / "t.json")], capture_output=True, text=True, timeout=600, cwd=REPO, env=ENV)
+    assert r.returncode == 2 and "SHA-256" in r.stderr
+
+
 def test_predict_cli_equals_the_bundle_by_hand(trained, tmp_path):
     d, table, bp = trained
     # the case input of the run-time path is the training data's exactly (the same slices, normalised the same)
@@ -167,8 +203,9 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     (tmp_path / "shape.yaml").write_text(SHAPE_PRESET)
     case = d / "cases" / "S04"
     out = tmp_path / "run"
+    # a 3 mm working grid on the 2 mm case: the CNN input is nevertheless made on the case's own grid, as training was
     r = subprocess.run(CLI + ["run", "--case-dir", str(case), "--segmentation", "case", "--no-register",
-                              "--spacing", "2", "--brain-mask", "nonzero", "--preset", str(tmp_path / "shape.yaml"),
+                              "--spacing", "3", "--brain-mask", "nonzero", "--preset", str(tmp_path / "shape.yaml"),
                               "--bundle", str(bp), "--age", "47", "--workers", "1", "--out", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=REPO, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -183,8 +220,8 @@ def test_run_applies_the_bundle_into_predictions_json(trained, tmp_path):
     assert e["model"] == json.loads(bp.read_text())["name"] and e["synthetic"] is True and not e.get("reason")
     assert e["paper"] == "Choi 2021" and "SYNTHETIC" in e["trained_on"]
     feats = pd.read_csv(out / "features.csv").iloc[0].to_dict()
-    images, mask = choi.read_case_folder_images(case, CHANNELS)
-    want = by_hand(bp, images, mask, {**feats, "age": 47.0})
+    images, _ = choi.read_case_folder_images(case, CHANNELS)   # the files as acquired + the run's written mask
+    want = by_hand(bp, images, sitk.ReadImage(str(out / "segmentation.nii.gz")), {**feats, "age": 47.0})
     assert abs(e["probability"] - want) <= 1e-6, (e["probability"], want)
     nomo = json.loads(bp.read_text())["nomogram"]  # the case's nomogram block in its predictions.json entry
     assert list(e["nomogram"]["points"]) == [v["name"] for v in nomo["variables"]]
