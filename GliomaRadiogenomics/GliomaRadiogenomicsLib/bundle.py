@@ -462,6 +462,26 @@ def resolve_bundle_ref(ref) -> str:
     return str(shipped) if Path(ref).name == ref and shipped.is_file() else ref
 
 
+def load_given_bundles(paths) -> tuple:
+    """The given bundle files loaded by kind, in order: (logistic ``ModelBundle``s, Shim 2021 / Choi 2021 JSON bundles
+    as ``(kind, dict)``); a broken file fails here with its message (load_bundle / shim.load_json_bundle)."""
+    from .shim import json_bundle_kind, load_json_bundle
+    logistic, json_bundles = [], []
+    for p in paths or []:
+        if json_bundle_kind(p):
+            json_bundles.append(load_json_bundle(p))
+        else:
+            logistic.append(load_bundle(p))
+    return logistic, json_bundles
+
+
+def cv_auc(metrics: Mapping) -> Optional[float]:
+    """A bundle's repeated-CV AUC: ``auc_cv``; a Choi 2021 bundle without it, its hybrid's mean."""
+    if metrics.get("auc_cv") is not None:
+        return metrics["auc_cv"]
+    return (metrics.get("auc_cv_hybrid") or {}).get("mean")
+
+
 def effective_bundle_paths(given=None) -> List[str]:
     """The bundle files a run applies. ``given`` (paths, already resolved by ``resolve_bundle_ref``): a logistic model
     bundle among them replaces the shipped defaults; Shim 2021 / Choi 2021 JSON bundles ADD their tasks to the

@@ -561,6 +561,11 @@ def _bundle_error(msg: str):
     return BundleError(msg)
 
 
+def weights_path(path, d: Mapping) -> Path:
+    """Where a Choi bundle's CNN weights file lies: beside the bundle, named by ``cnn.weights``."""
+    return Path(path).parent / str((d.get("cnn") or {}).get("weights", ""))
+
+
 def load_choi_bundle(path) -> dict:
     """Read and check a Choi hybrid bundle (JSON) and its CNN weights file (beside it, named in ``cnn.weights``):
     BundleError naming the file when a key is missing, the weights file is absent or its SHA-256 differs from the
@@ -575,7 +580,7 @@ def load_choi_bundle(path) -> dict:
     if not n or h["features"][0] != "cnn_logit" or any(len(h.get(k, [])) != n for k in ("center", "scale", "coef",
                                                                                          "means")):
         raise _bundle_error(f"{path}: hybrid features / center / scale / coef / means do not match")
-    w = path.parent / str(d["cnn"].get("weights", ""))
+    w = weights_path(path, d)
     if not d["cnn"].get("weights") or not w.is_file():
         raise _bundle_error(f"{w}: the CNN weights file of the Choi bundle {path.name} is missing (it must lie "
                             f"beside the bundle; SHA-256 {str(d['cnn'].get('sha256', ''))[:12]}...). {WEIGHTS_HINT}")

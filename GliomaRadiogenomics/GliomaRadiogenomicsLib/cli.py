@@ -293,18 +293,16 @@ def list_models(as_json: bool = False, stream=None) -> int:
 def model_rows() -> list:
     """One row per shipped prediction model: the default families (per task) and the optional models, each with what
     it was trained on, whether it is SYNTHETIC and its cross-validated AUC (what the bundle records)."""
-    from .bundle import default_bundle_paths, optional_models, read_bundle_json
+    from .bundle import cv_auc, default_bundle_paths, optional_models, read_bundle_json
+    from .choi import weights_path
     rows = []
     entries = [(p, "default", p.name) for p in default_bundle_paths()]
     entries += [(o["path"], "optional", name) for name, o in optional_models().items()]
     for path, role, name in entries:
         b = read_bundle_json(path)
         m = b.get("metrics", {})
-        auc = m.get("auc_cv")
-        if auc is None and isinstance(m.get("auc_cv_hybrid"), dict):  # Choi 2021: the hybrid's repeated CV
-            auc = m["auc_cv_hybrid"].get("mean")
-        weights = (b.get("cnn") or {}).get("weights")
-        installed = not weights or (Path(path).parent / weights).is_file()  # a CNN bundle needs its weights file
+        auc = cv_auc(m)
+        installed = "cnn" not in b or weights_path(path, b).is_file()  # a CNN bundle needs its weights file
         rows.append({"name": name, "role": role, "task": b.get("task"), "model": b.get("name"),
                      "installed": installed,
                      "sequences": (b.get("sequences") or b.get("training", {}).get("sequences")
@@ -340,11 +338,10 @@ def cmd_extract(args) -> int:
     opt.case_roi = args.case_roi
     opt.feature_workers = 1 if args.jobs > 1 or args.scheduler else args.workers
     if args.bundle:  # extract applies no model: the bundles switch on the features they need (location / VASARI)
-        from .bundle import load_bundle
+        from .bundle import load_given_bundles
         from .pipeline import options_for_bundles
-        from .shim import json_bundle_kind, load_json_bundle
-        opt = options_for_bundles(opt, [load_json_bundle(b) if json_bundle_kind(b) else load_bundle(b)
-                                        for b in args.bundle])
+        logistic, json_bundles = load_given_bundles(args.bundle)
+        opt = options_for_bundles(opt, logistic + json_bundles)
     summary = extract_cohort(args.cases, args.out, opt, jobs=args.jobs, progress=_progress(args),
                              keep_previous=args.keep_previous, scheduler=args.scheduler)
     print(json.dumps(summary, indent=1))
@@ -624,13 +621,8 @@ def cmd_web(args) -> int:
     except ImportError as exc:
         raise InputError(f"the web app needs trame-slicer ({exc}): pip install -c constraints.txt "
                          "'trame-slicer[standalone]==2.0.0' (or make test)") from None
-    from .bundle import load_bundle
-    from .shim import json_bundle_kind, load_json_bundle
-    for b in args.bundle or []:  # a broken bundle fails now (exit 2), not at the first Predict
-        if json_bundle_kind(b):  # a Shim 2021 bundle: evaluate_case applies it (shim.case_predictions)
-            load_json_bundle(b)
-        else:
-            load_bundle(b)
+    from .bundle import load_given_bundles
+    load_given_bundles(args.bundle)  # a broken bundle fails now (exit 2), not at the first Predict
     serve(args.case, args.port, spacing=args.spacing, brain_mask=args.brain_mask, bundles=args.bundle,
           backend=args.backend, backend_options=_backend_options(args),
           upload_max_age_s=args.upload_max_age_hours * 3600.0)
@@ -658,10 +650,10 @@ def _add_clinical_args(p):
                    "used by the ATRX fusion model; missing: imputed (said in the task's status)")
 
 
-def _add_pipeline_args(p):
+def _add_pipeline_args(p, bundle_help: str = BUNDLE_HELP):
     """Preprocessing + segmentation options, then the feature / model options (``segment`` takes the first only)."""
     _add_segment_args(p)
-    _add_feature_args(p)
+    _add_feature_args(p, bundle_help)
 
 
 def _add_backend_option_args(p):
@@ -709,9 +701,9 @@ def _add_segment_args(p):
                         "at the end says where they went")
 
 
-def _add_feature_args(p):
+def _add_feature_args(p, bundle_help: str = BUNDLE_HELP):
     p.add_argument("--preset", default="wang2025", help="feature preset name or PyRadiomics YAML file")
-    p.add_argument("--bundle", action="append", type=bundle_argument, help=BUNDLE_HELP)
+    p.add_argument("--bundle", action="append", type=bundle_argument, help=bundle_help)
     p.add_argument("--workers", type=int, default=None, help="feature extraction processes (default: CPUs, max 4)")
     p.add_argument("--location", action="store_true",
                    help="add atlas location percentages (Choi 2021), automatic VASARI features and the T2-FLAIR "
@@ -857,10 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "needs the 'cohort' extra")
     p.add_argument("--case-roi", action="store_true", help="use each case folder's mask file (e.g. a manual "
                    "flair_abnormality / seg / label file) as the ROI instead of automatic segmentation")
-    _add_pipeline_args(p)
-    p._option_string_actions["--bundle"].help = ("model bundle JSON or a shipped model's name (repeatable): extract "
-                                                 "applies no model, but computes the features those bundles need "
-                                                 "(atlas location / VASARI)")
+    _add_pipeline_args(p, bundle_help="model bundle JSON or a shipped model's name (repeatable): extract applies no "
+                       "model, but computes the features those bundles need (atlas location / VASARI)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("make-demo-case", help="write the SYNTHETIC demo case (4 sequences + truth) to a folder")

@@ -340,18 +340,15 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     shipped defaults; loaded and validated first, so a broken bundle fails before minutes of image work), the
     options they need, ``analyze_case`` and ``predict_case``. Returns (CaseAnalysis, predictions document).
     ``run_case`` (CLI, batch) writes its result; the Slicer / web predict logic puts it into the scene."""
-    from .bundle import default_bundle_paths, effective_bundle_paths, load_bundle, load_default_bundles
+    from .bundle import load_default_bundles, load_given_bundles
     from .predict import predict_case
-    from .shim import json_bundle_kind, load_json_bundle
     opt = options or PipelineOptions()
     t0 = time.perf_counter()
-    # Shim 2021 / Choi 2021 bundles (their own JSON formats) among the given ones: they add tasks to the defaults
-    shim_paths = [str(p) for p in (opt.bundles or []) if json_bundle_kind(p)]
-    shim_bundles = [load_json_bundle(p) for p in shim_paths]
+    # the rule of bundle.effective_bundle_paths: a logistic bundle given replaces the defaults, Shim 2021 / Choi 2021
+    # JSON bundles add their tasks to them
+    given, shim_bundles = load_given_bundles(opt.bundles)
     if bundles is None:
-        logistic = [p for p in effective_bundle_paths(opt.bundles) if p not in shim_paths]
-        defaults = logistic == [str(p) for p in default_bundle_paths()]   # its "missing: make bundles" message
-        bundles = load_default_bundles() if defaults else [load_bundle(p) for p in logistic]
+        bundles = given or load_default_bundles()
     opt = options_for_bundles(opt, list(bundles) + shim_bundles)  # the JSON bundles' features too
     analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance, kept)
     progress.update(0.95, "models: " + ", ".join([b.task for b in bundles]

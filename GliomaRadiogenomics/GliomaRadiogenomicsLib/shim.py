@@ -208,8 +208,9 @@ def entry_card(kind: str, b: dict) -> dict:
         card.update(n_positive=t.get("n_positive"), auc_cv=m.get("auc_cv"), auc_cv_95ci=m.get("auc_cv_95ci"),
                     auc_cv_95ci_method="DeLong", at_cutoff=m.get(f"at_cutoff_{b.get('cutoff', 0.5):g}_mean_oof"))
     else:  # choi: the hybrid's out-of-fold AUC per repetition
+        from .bundle import cv_auc
         hybrid = m.get("auc_cv_hybrid") or {}
-        card.update(n_positive=t.get("n_positive", m.get("n_positive")), auc_cv=hybrid.get("mean"),
+        card.update(n_positive=t.get("n_positive", m.get("n_positive")), auc_cv=cv_auc(m),
                     auc_cv_95ci=m.get("auc_cv_95ci"), auc_cv_95ci_method=m.get("auc_cv_95ci_method"),
                     auc_cv_per_repetition=hybrid.get("per_repetition"),
                     auc_cv_cnn=(m.get("auc_cv_cnn") or {}).get("mean"),
