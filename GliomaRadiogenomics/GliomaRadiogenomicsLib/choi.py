@@ -25,6 +25,7 @@ file whose SHA-256 is checked before ``torch.load(weights_only=True)`` (or safet
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -566,6 +567,21 @@ def weights_path(path, d: Mapping) -> Path:
     return Path(path).parent / str((d.get("cnn") or {}).get("weights", ""))
 
 
+def _is_shipped_model(d: Mapping) -> bool:
+    """True when a Choi bundle is the shipped optional model (its CNN's SHA-256 is the one a shipped Choi bundle
+    records), wherever its JSON lies: only then does the missing-weights message point to the build script."""
+    from .bundle import optional_models
+    sha = str((d.get("cnn") or {}).get("sha256", "")).lower()
+    for entry in optional_models().values():
+        try:
+            shipped = json.loads(Path(entry["path"]).read_text())
+        except (OSError, ValueError):
+            continue
+        if shipped.get("format") == CHOI_FORMAT and sha and str((shipped.get("cnn") or {}).get("sha256", "")) == sha:
+            return True
+    return False
+
+
 def load_choi_bundle(path) -> dict:
     """Read and check a Choi hybrid bundle (JSON) and its CNN weights file (beside it, named in ``cnn.weights``):
     BundleError naming the file when a key is missing, the weights file is absent or its SHA-256 differs from the
@@ -582,8 +598,10 @@ def load_choi_bundle(path) -> dict:
         raise _bundle_error(f"{path}: hybrid features / center / scale / coef / means do not match")
     w = weights_path(path, d)
     if not d["cnn"].get("weights") or not w.is_file():
+        hint = WEIGHTS_HINT if _is_shipped_model(d) else (
+            "Copy the weights file that `train --method choi-hybrid` wrote with this bundle beside it")
         raise _bundle_error(f"{w}: the CNN weights file of the Choi bundle {path.name} is missing (it must lie "
-                            f"beside the bundle; SHA-256 {str(d['cnn'].get('sha256', ''))[:12]}...). {WEIGHTS_HINT}")
+                            f"beside the bundle; SHA-256 {str(d['cnn'].get('sha256', ''))[:12]}...). {hint}")
     digest = sha256_file(w)
     if digest != str(d["cnn"].get("sha256", "")).lower():
         raise _bundle_error(f"{w}: SHA-256 {digest[:12]}... differs from the one recorded in {path.name} "

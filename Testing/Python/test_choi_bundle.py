@@ -254,8 +254,10 @@ def test_tampered_or_missing_weights_are_refused_with_the_file_named(trained, tm
     assert not (tmp_path / "p.csv").exists()
     from GliomaRadiogenomicsLib.bundle import BundleError
     (tmp_path / b["cnn"]["weights"]).unlink()
-    with pytest.raises(BundleError, match=f"{b['cnn']['weights']}.*missing"):
+    with pytest.raises(BundleError, match=f"{b['cnn']['weights']}.*missing") as err:
         choi.load_choi_bundle(tmp_path / "b.json")
+    # a user's own bundle: told to copy its weights, not to build the shipped model's
+    assert "train --method choi-hybrid" in str(err.value) and "build_choi_bundle" not in str(err.value)
 
 
 def test_a_case_without_the_variants_sequence_gets_no_probability(trained, tmp_path):
