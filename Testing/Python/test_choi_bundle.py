@@ -22,7 +22,7 @@ sitk = pytest.importorskip("SimpleITK")
 from GliomaRadiogenomicsLib import choi  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(REPO / "GliomaRadiogenomics"), "OMP_NUM_THREADS": "2"}
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "GliomaRadiogenomics")}
 CLI = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli"]
 GRID = 32
 CHANNELS = ("t1c", "flair", "mask")
