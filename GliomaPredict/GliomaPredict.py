@@ -19,8 +19,8 @@ class GliomaPredict(ScriptedLoadableModule):
         self.parent.dependencies = ["GliomaRadiogenomics"]  # its folder holds GliomaMRML and the core package
         self.parent.contributors = ["GliomaRadiogenomics developers"]
         self.parent.helpText = ("Research probabilities (not diagnoses) of IDH mutation, glioma-associated epilepsy "
-                                "and ATRX mutation with nomogram points. Each model states what it was trained on; "
-                                "the default models are trained on SYNTHETIC data.")
+                                "and ATRX mutation with nomogram points. Each model states what it was trained on "
+                                "(real patients or SYNTHETIC data): the module's banner and every result say it.")
         self.parent.acknowledgementText = ""
 
 
@@ -64,6 +64,7 @@ class GliomaPredictWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = GliomaPredictLogic(slicer.mrmlScene)
+        widgets.show_disclaimer(self.ui)  # what the default models were trained on
         self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
         self.nomograms = widgets.NomogramSelector(self.ui.nomogramComboBox)  # every task's nomogram, one shown
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)

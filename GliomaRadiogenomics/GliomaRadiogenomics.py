@@ -22,7 +22,8 @@ class GliomaRadiogenomics(ScriptedLoadableModule):
         self.parent.contributors = ["GliomaRadiogenomics developers"]
         self.parent.helpText = ("Virtual biopsy for glioma: segmentation, radiomics and research probabilities of IDH "
                                 "mutation, glioma-associated epilepsy and ATRX mutation with nomogram points. "
-                                "Research use only, not a diagnosis. The default models are trained on SYNTHETIC data.")
+                                "Research use only, not a diagnosis. The module's banner says what each default model was trained "
+                                "on (real patients or SYNTHETIC data).")
         self.parent.acknowledgementText = ("Methods from Wang 2025, Choi 2021, Liu 2024, Shim 2021; PyRadiomics; "
                                            "ICBM152 template (nilearn) for the synthetic demo case.")
         slicer.app.connect("startupCompleted()", registerSampleData)
@@ -104,6 +105,7 @@ class GliomaRadiogenomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         ui_widget.setMRMLScene(slicer.mrmlScene)
         from GliomaMRML.logic import GliomaRadiogenomicsLogic
         self.logic = GliomaRadiogenomicsLogic(slicer.mrmlScene)
+        widgets.show_disclaimer(self.ui)  # what the default models were trained on
         self.runner = widgets.BackgroundRunner(self.ui, self.onJobDone)
         self.nomograms = widgets.NomogramSelector(self.ui.nomogramComboBox)  # every task's nomogram, one shown
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)

@@ -20,6 +20,13 @@ def clinical_from_ui(ui) -> dict:
     return out
 
 
+def show_disclaimer(ui) -> None:
+    """The module's banner: research probabilities, not diagnoses, and what each task's default model was trained on
+    (bundle.default_models_line, read from the shipped registry: SYNTHETIC is said only of the models that are)."""
+    from GliomaRadiogenomicsLib.bundle import default_models_line
+    ui.disclaimerLabel.text = "Research probabilities, not diagnoses. " + default_models_line()
+
+
 def auto_assign_volumes(ui, scene) -> None:
     """Fill empty selectors with the volumes whose names the core recognises as T1 / T1c / T2 / FLAIR."""
     from .logic import assign_volumes_by_name

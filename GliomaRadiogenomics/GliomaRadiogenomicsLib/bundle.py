@@ -440,6 +440,31 @@ def default_bundle_paths() -> List[Path]:
     return [root / f"default_{t}.json" for t in TASKS]
 
 
+def default_models_line(paths: Optional[Sequence] = None) -> str:
+    """What the default models were trained on, per task, in one line: the Slicer modules' banner (so it cannot go
+    stale when `make real-bundles` changes the defaults), e.g. "Default models: IDH - TCGA-LGG, 62 real patients;
+    epilepsy - SYNTHETIC data (demonstration only); ATRX - TCGA-LGG, 45-49 real patients." A task whose family
+    mixes real and SYNTHETIC bundles names both."""
+    by_task: Dict[str, List[dict]] = {}
+    for p in (default_bundle_paths() if paths is None else paths):
+        b = read_bundle_json(p)
+        by_task.setdefault(str(b.get("task")), []).append(b)
+    parts = []
+    for task, bundles in by_task.items():
+        real = [b for b in bundles if not b.get("synthetic")]
+        what = []
+        if real:
+            sources = sorted({str((b.get("training") or {}).get("trained_on") or "?").split(":")[0].strip()
+                              for b in real})
+            ns = sorted({int(n) for n in ((b.get("training") or {}).get("n") for b in real) if n is not None})
+            count = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}") if ns else "?"
+            what.append(f"{' / '.join(sources)}, {count} real patients")
+        if len(real) < len(bundles):
+            what.append("SYNTHETIC data (demonstration only)")
+        parts.append(f"{task} - {' and '.join(what)}")
+    return "Default models: " + "; ".join(parts) + "." if parts else "No default models installed."
+
+
 def optional_models() -> Dict[str, dict]:
     """The shipped OPTIONAL models (``defaults.json`` key ``optional``: name -> {file, task, title, note}): validated
     real models that are not applied by default (e.g. the Choi 2021 hybrid IDH CNN); ``--bundle NAME`` adds one."""

@@ -124,7 +124,7 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
     w(f"GliomaRadiogenomics  case {doc['case']['id']}" + ("  [SYNTHETIC CASE]" if doc["case"].get("synthetic") else "") + "\n")
     vol = doc["segmentation"]["volumes_ml"]
     w("tumor volumes (mL): " + ", ".join(f"{k} {v:.1f}" for k, v in vol.items()) + "\n")
-    from .render import (SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines, key_result_line, shim_lines,
+    from .render import (any_synthetic_model, input_quality_lines, key_result_line, shim_lines, synthetic_models_note,
                          task_rows)
     rows = task_rows(doc)
     w(f"{'task':<9} {'probability':>11}  {'label (at cutoff)':<28} {'points':>7}  {'status':<34} model\n")
@@ -148,7 +148,7 @@ def print_summary(doc: dict, out: Path, stream=None, previous: Optional[str] = N
         w(f"input quality: {q}\n")
     w(doc["disclaimer"] + "\n")
     if any_synthetic_model(doc):
-        w(SYNTHETIC_MODELS_NOTE + "\n")
+        w(synthetic_models_note(doc) + "\n")
     if doc.get("warnings"):
         w(f"{len(doc['warnings'])} warning(s) in predictions.json\n")
     w(f"outputs: {out}/predictions.json, features.csv, segmentation.nii.gz, brain_mask.nii.gz, report.html, "

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-SYNTHETIC_MODELS_NOTE = "The default models were trained on SYNTHETIC data: the numbers demonstrate the software only."
 
 
 class _StatusShown:
@@ -402,8 +401,26 @@ def shim_lines(doc: dict) -> List[str]:
     return [shim_title(doc) + ":"] + [r.line() for r in rows] if rows else []
 
 
+def synthetic_model_tasks(doc: dict) -> List[str]:
+    """The tasks of the document whose model was trained on SYNTHETIC data (a JSON-bundle task by its title)."""
+    return ([r.task for r in task_rows(doc) if r.synthetic]
+            + [r.title for r in shim_rows(doc) if r.synthetic])
+
+
 def any_synthetic_model(doc: dict) -> bool:
-    return any(row.synthetic for row in task_rows(doc)) or any(row.synthetic for row in shim_rows(doc))
+    return bool(synthetic_model_tasks(doc))
+
+
+def synthetic_models_note(doc: dict) -> str:
+    """The one sentence every summary adds when a model of the document was trained on SYNTHETIC data, naming those
+    tasks only (the others' models may be real-data models: their rows say what they were trained on); "" when
+    none was."""
+    tasks = synthetic_model_tasks(doc)
+    if not tasks:
+        return ""
+    one = len(tasks) == 1
+    return (f"The {', '.join(tasks)} model{'' if one else 's'} {'was' if one else 'were'} trained on SYNTHETIC data: "
+            f"{'its' if one else 'their'} numbers demonstrate the software only.")
 
 
 def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
@@ -412,7 +429,7 @@ def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
     if doc.get("warnings"):
         lines.append("Warnings: " + "; ".join(str(w) for w in doc["warnings"]))
     if any_synthetic_model(doc):
-        lines.append(SYNTHETIC_MODELS_NOTE)
+        lines.append(synthetic_models_note(doc))
     if (doc.get("case") or {}).get("synthetic"):
         lines.append("SYNTHETIC case (simulated glioma on template anatomy).")
     if doc.get("disclaimer"):

@@ -93,3 +93,56 @@ def test_no_second_renderer_in_the_adapters():
             if "set_title" not in text and "SetTitle" not in text and "total points" not in text:
                 offenders.append(f"{path.name}:{line}: {text.strip()}")
     assert not offenders, offenders
+
+
+def test_synthetic_note_names_only_the_synthetic_models():
+    """A run whose IDH model is real and whose epilepsy model is SYNTHETIC must not say "the default models were
+    trained on SYNTHETIC data" (the CLI summary and the web card said so of every model once any was)."""
+    from GliomaRadiogenomicsLib.cli import print_summary
+    from GliomaRadiogenomicsLib.render import synthetic_models_note
+    doc = _doc()
+    want = "The epilepsy model was trained on SYNTHETIC data: its numbers demonstrate the software only."
+    assert synthetic_models_note(doc) == want and want in summary_lines(doc)
+    buf = io.StringIO()
+    print_summary(doc, Path("out"), stream=buf)
+    assert want in buf.getvalue() and "default models were trained on SYNTHETIC" not in buf.getvalue()
+    doc["IDH"]["model"] = {**doc["IDH"]["model"], "synthetic": True}
+    assert synthetic_models_note(doc) == ("The IDH, epilepsy models were trained on SYNTHETIC data: their numbers "
+                                          "demonstrate the software only.")
+    doc["IDH"]["model"]["synthetic"] = doc["epilepsy"]["model"]["synthetic"] = False
+    assert synthetic_models_note(doc) == "" and not any("SYNTHETIC" in line for line in summary_lines(doc))
+
+
+def test_default_models_line_says_what_each_shipped_default_was_trained_on(tmp_path):
+    """The Slicer modules' banner (widgets.show_disclaimer) is computed from the shipped bundles, so it calls a task's
+    models SYNTHETIC exactly when their JSON says so (the .ui text once said it of all three after IDH and ATRX
+    became real-data models)."""
+    import json
+    from types import SimpleNamespace
+    from GliomaMRML.widgets import show_disclaimer
+    from GliomaRadiogenomicsLib.bundle import default_bundle_paths, default_models_line
+    line = default_models_line()
+    by_task = {}
+    for p in default_bundle_paths():
+        d = json.loads(p.read_text())
+        by_task.setdefault(d["task"], []).append(d)
+    assert set(by_task) == {"IDH", "epilepsy", "ATRX"}
+    for task, ds in by_task.items():
+        part = next(x for x in line.removeprefix("Default models: ").rstrip(".").split("; ")
+                    if x.startswith(task + " - "))
+        assert ("SYNTHETIC" in part) == any(d["synthetic"] for d in ds), part
+        for d in ds:
+            if not d["synthetic"]:
+                assert "real patients" in part and "TCGA-LGG" in part and str(d["training"]["n"]) in part, part
+    # a family that mixes a real and a SYNTHETIC bundle names both
+    real = next(p for p in default_bundle_paths() if not json.loads(p.read_text())["synthetic"])
+    fake = json.loads(real.read_text())
+    fake["synthetic"] = True
+    (tmp_path / "s.json").write_text(json.dumps(fake))
+    mixed = default_models_line([real, tmp_path / "s.json"])
+    assert "real patients and SYNTHETIC data (demonstration only)" in mixed, mixed
+    ui = SimpleNamespace(disclaimerLabel=SimpleNamespace(text=""))
+    show_disclaimer(ui)
+    assert ui.disclaimerLabel.text == "Research probabilities, not diagnoses. " + line
+    for ui_file in REPO.glob("*/Resources/UI/*.ui"):   # no static claim about the default models' training data
+        assert "Default models are trained on SYNTHETIC" not in ui_file.read_text(), ui_file

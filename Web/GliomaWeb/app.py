@@ -66,9 +66,9 @@ def result_card(doc: dict) -> dict:
     model cards, and render.nomogram_results: which nomograms the document has, the report's list; each drawn by
     report.nomogram_figure, the report's figure). A logistic task's figure goes to its row, a JSON-bundle task's
     (the Choi 2021 hybrid's) to its row of the bundle tasks. Pure: runs in the worker thread."""
-    from GliomaRadiogenomicsLib.render import (SYNTHETIC_MODELS_NOTE, any_synthetic_model, input_quality_lines,
-                                               key_result_line, model_card_rows, nomogram_results, shim_rows,
-                                               shim_title, task_rows)
+    from GliomaRadiogenomicsLib.render import (any_synthetic_model, input_quality_lines, key_result_line,
+                                               model_card_rows, nomogram_results, shim_rows, shim_title,
+                                               synthetic_models_note, task_rows)
     from GliomaRadiogenomicsLib.report import nomogram_figure
     figures, failed = {}, {}
     for title, res in nomogram_results(doc):
@@ -90,7 +90,8 @@ def result_card(doc: dict) -> dict:
     if case.get("synthetic"):
         synthetic.append("this case is a simulated glioma on template anatomy")
     if any_synthetic_model(doc):
-        synthetic.append(SYNTHETIC_MODELS_NOTE[0].lower() + SYNTHETIC_MODELS_NOTE[1:].rstrip("."))
+        note = synthetic_models_note(doc)
+        synthetic.append(note[0].lower() + note[1:].rstrip("."))
     shim = [{"task": r.task, "result": r.result_text, "status": r.status_text,
              "status_color": STATUS_COLORS.get(r.status, "#9e9e9e"),  # not computed: grey
              "status_detail": r.status_detail, "model": r.model, "trained_on": r.trained_on_text,
