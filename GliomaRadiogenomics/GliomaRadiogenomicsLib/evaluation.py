@@ -68,16 +68,42 @@ def delong_test(y, score_a, score_b):
 
 
 def bootstrap_ci(y, score, n: int = 2000, seed: int = 0, alpha: float = 0.05, metric=None):
-    from sklearn.metrics import roc_auc_score
-    metric = metric or roc_auc_score
+    """Percentile bootstrap CI of ``metric`` (default: the AUC) over ``n`` case resamples; resamples with one class
+    are skipped. The AUC is computed for all resamples at once (``bootstrap_aucs``: ranks, no per-resample
+    scikit-learn call, ~100x faster; equal to ``roc_auc_score`` on each resample to rounding); another ``metric`` is
+    called once per resample, on the same resamples."""
     y, score = np.asarray(y), np.asarray(score)
     rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):
-            vals.append(metric(y[i], score[i]))
+    if metric is None:
+        vals = bootstrap_aucs(y, score, rng.integers(0, len(y), (n, len(y))))
+    else:
+        vals = []
+        for _ in range(n):
+            i = rng.integers(0, len(y), len(y))
+            if 0 < y[i].sum() < len(i):
+                vals.append(metric(y[i], score[i]))
     return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+def bootstrap_aucs(y, score, idx: np.ndarray, block: int = 256) -> np.ndarray:
+    """The AUC (Mann-Whitney with ties counted 1/2, as ``roc_auc_score``) of each resample ``idx[b]`` (rows of case
+    indices) whose labels hold both classes, in row order; the one-class rows are left out. Rows are ranked in
+    blocks of ``block`` to bound memory."""
+    y = np.asarray(y).astype(int)
+    score = np.asarray(score, float)
+    out = []
+    for start in range(0, len(idx), block):
+        ii = idx[start:start + block]
+        yy = y[ii]
+        n1 = yy.sum(1)
+        keep = (n1 > 0) & (n1 < ii.shape[1])
+        if not keep.any():
+            continue
+        yy, n1 = yy[keep], n1[keep]
+        n0 = ii.shape[1] - n1
+        r = stats.rankdata(score[ii[keep]], axis=1)
+        out.append(((r * yy).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return np.concatenate(out) if out else np.array([])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -113,13 +139,13 @@ def repeated_cv_summary(y, P, n_boot: int = 2000, seed: int = 0, alpha: float = 
     z = stats.norm.ppf(1 - alpha / 2)
     se = math.sqrt(float(np.mean(var)))
     rng = np.random.default_rng(seed)
-    boots, pooled = [], []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):
-            a_i = _rank_aucs(y[i], P[:, i])
-            boots.append(float(np.mean(a_i)))
-            pooled.extend(a_i.tolist())
+    idx = rng.integers(0, len(y), (n_boot, len(y)))   # the resamples of n_boot successive draws
+    R = P.shape[0]
+    # every (resample, repetition) AUC at once: resample b's rows of ``per`` are its R repetitions
+    per = bootstrap_aucs(np.repeat(y[None], R, axis=0).reshape(-1), P.reshape(-1),
+                         (idx[:, None, :] + (np.arange(R) * len(y))[None, :, None]).reshape(-1, len(y)))
+    per = per.reshape(-1, R)
+    boots, pooled = per.mean(1).tolist(), per.reshape(-1).tolist()
     return {"repeats": int(len(aucs)), "n": int(len(y)), "n_positive": int(y.sum()),
             "auc_mean": round(mean, 4), "auc_sd": round(float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0, 4),
             "auc_min": round(float(aucs.min()), 4), "auc_max": round(float(aucs.max()), 4),
@@ -288,32 +314,55 @@ def _logit(p, eps: float = 1e-8):
 
 def _newton_logistic(Z: np.ndarray, y: np.ndarray, offset=None, max_iter: int = 100, tol: float = 1e-10):
     """Unpenalised logistic regression by Newton-Raphson: coefficients of the columns of Z (include a column of ones
-    for an intercept), with an optional offset. Returns (beta, converged)."""
+    for an intercept), with an optional offset. Returns (beta, converged). One problem of
+    ``_newton_logistic_batch``."""
     y = np.asarray(y, float)
     off = np.zeros(len(y)) if offset is None else np.asarray(offset, float)
-    beta = np.zeros(Z.shape[1])
+    beta, ok = _newton_logistic_batch(np.asarray(Z, float)[None], y[None], off[None], max_iter, tol)
+    return beta[0], bool(ok[0])
+
+
+def _newton_logistic_batch(Z: np.ndarray, y: np.ndarray, offset: np.ndarray, max_iter: int = 100,
+                           tol: float = 1e-10):
+    """``M`` independent Newton-Raphson logistic fits at once: Z (M, n, k), y and offset (M, n). Each problem stops
+    (its coefficients frozen) at its first step with max |step| < ``tol``, as a fit of its own would. Returns (beta
+    (M, k), converged (M,))."""
+    M, _, k = Z.shape
+    beta = np.zeros((M, k))
+    active = np.ones(M, bool)
+    ridge = 1e-12 * np.eye(k)
     for _ in range(max_iter):
-        eta = off + Z @ beta
+        a = np.flatnonzero(active)
+        if not len(a):
+            break
+        Za = Z[a]
+        eta = offset[a] + np.einsum("mnk,mk->mn", Za, beta[a])
         mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -700, 700)))
         w = np.maximum(mu * (1 - mu), 1e-12)
-        H = Z.T @ (Z * w[:, None]) + 1e-12 * np.eye(Z.shape[1])
-        step = np.linalg.solve(H, Z.T @ (y - mu))
-        beta = beta + step
-        if np.max(np.abs(step)) < tol:
-            return beta, True
-    return beta, False
+        H = np.einsum("mnk,mn,mnl->mkl", Za, w, Za) + ridge
+        step = np.linalg.solve(H, np.einsum("mnk,mn->mk", Za, y[a] - mu)[..., None])[..., 0]
+        beta[a] += step
+        active[a[np.max(np.abs(step), axis=1) < tol]] = False
+    return beta, ~active
+
+
+def _calibration_batch(Y: np.ndarray, P: np.ndarray):
+    """Intercept (logit(p) as offset) and slope of the logistic recalibration of each row of P (M, n) against the
+    same row of Y: arrays (intercepts, slopes, converged)."""
+    Y = np.asarray(Y, float)
+    lp = _logit(P)
+    one = np.ones(Y.shape + (1,))
+    a, ok1 = _newton_logistic_batch(one, Y, lp)
+    b, ok2 = _newton_logistic_batch(np.concatenate([one, lp[..., None]], axis=2), Y, np.zeros_like(Y))
+    return a[:, 0], b[:, 1], ok1 & ok2
 
 
 def calibration_intercept_slope(y, p) -> Dict[str, float]:
     """Logistic recalibration of probabilities ``p`` (Cox 1958; Steyerberg): slope = coefficient of logit(p) in
     logit P(y=1) = a + b logit(p); intercept = calibration-in-the-large, a in logit P(y=1) = a + logit(p) (logit(p)
     as an offset). Ideal: intercept 0, slope 1; slope < 1: predictions too extreme (overfitting)."""
-    y = np.asarray(y, float)
-    lp = _logit(p)
-    one = np.ones((len(y), 1))
-    (a,), ok1 = _newton_logistic(one, y, offset=lp)
-    (_, b), ok2 = _newton_logistic(np.column_stack([one, lp]), y)
-    return {"intercept": float(a), "slope": float(b), "converged": bool(ok1 and ok2)}
+    a, b, ok = _calibration_batch(np.asarray(y, float)[None], np.asarray(p, float)[None])
+    return {"intercept": float(a[0]), "slope": float(b[0]), "converged": bool(ok[0])}
 
 
 def rcs_basis(x, knots) -> np.ndarray:
@@ -358,18 +407,19 @@ def calibration_summary(y, P, n_boot: int = 1000, seed: int = 0, alpha: float = 
     repetition mean over ``n_boot`` case-bootstrap resamples (the same resampled cases in every repetition)."""
     y = np.asarray(y).astype(int)
     P = np.atleast_2d(np.asarray(P, float))
-    fits = [calibration_intercept_slope(y, row) for row in P]
-    a = np.array([f["intercept"] for f in fits])
-    b = np.array([f["slope"] for f in fits])
+    R, n = P.shape
+    a, b, _ = _calibration_batch(np.broadcast_to(y, P.shape), P)
     rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, (n_boot, n))   # the resamples of n_boot successive draws of n cases
+    idx = idx[(y[idx].sum(1) > 0) & (y[idx].sum(1) < n)]
     ba, bb = [], []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(y), len(y))
-        if not 0 < y[i].sum() < len(i):
-            continue
-        f = [calibration_intercept_slope(y[i], row[i]) for row in P]
-        ba.append(np.mean([x["intercept"] for x in f]))
-        bb.append(np.mean([x["slope"] for x in f]))
+    for start in range(0, len(idx), 64):   # 64 resamples x R repetitions fitted at once
+        ii = idx[start:start + 64]
+        Pb = P[:, ii].transpose(1, 0, 2).reshape(-1, n)          # (resample, repetition) rows
+        Yb = np.repeat(y[ii], R, axis=0)
+        ia, ib, _ = _calibration_batch(Yb, Pb)
+        ba.extend(ia.reshape(-1, R).mean(1).tolist())
+        bb.extend(ib.reshape(-1, R).mean(1).tolist())
     q = (alpha / 2, 1 - alpha / 2)
     ci = lambda v: [round(float(x), 4) for x in np.quantile(v, q)] if v else None  # noqa: E731
     return {"intercept": round(float(a.mean()), 4), "intercept_95ci_bootstrap": ci(ba),

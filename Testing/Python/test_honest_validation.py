@@ -250,3 +250,38 @@ def test_cli_missing_threshold_reaches_training(tmp_path):
     assert r.returncode == 2 and "missing-data threshold 10%" in r.stderr, r.stderr[-2000:]
     r = subprocess.run(cli + ["--missing-threshold", "1.5"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "fraction in [0, 1)" in r.stderr, r.stderr[-2000:]
+
+
+def test_vectorised_bootstraps_equal_a_per_resample_loop_with_scikit_learn():
+    """bootstrap_ci / repeated_cv_summary / calibration_summary compute every resample at once (ranks; batched
+    Newton fits): the same resamples (one stream of the seeded generator) scored one by one with scikit-learn's
+    roc_auc_score and an unpenalised LogisticRegression give the same intervals."""
+    rng = np.random.default_rng(4)
+    n, R = 40, 3
+    y = (rng.random(n) < 0.3).astype(int)
+    y[:2] = [1, 0]
+    lp = 1.2 * y + rng.normal(0, 1, n)
+    P = np.vstack([1 / (1 + np.exp(-(lp + rng.normal(0, 0.4, n)))) for _ in range(R)])
+    P[0] = np.round(P[0], 1)   # ties between the classes
+    draw = np.random.default_rng(11)
+    draws = [draw.integers(0, n, n) for _ in range(60)]
+    resamples = [i for i in draws if 0 < y[i].sum() < n]
+    q = lambda v: (np.quantile(v, 0.025), np.quantile(v, 0.975))  # noqa: E731
+    assert E.bootstrap_ci(y, P[0], n=60, seed=11) == pytest.approx(q([roc_auc_score(y[i], P[0, i])
+                                                                      for i in resamples]), abs=1e-12)
+    per = np.array([[roc_auc_score(y[i], row[i]) for row in P] for i in resamples])
+    s = E.repeated_cv_summary(y, P, n_boot=60, seed=11)
+    assert s["auc_95ci_bootstrap"] == pytest.approx(np.round(q(per.mean(1)), 4), abs=1e-12)
+    assert s["auc_95ci_repetitions_x_bootstrap"] == pytest.approx(np.round(q(per.ravel()), 4), abs=1e-12)
+
+    def intercept_slope(yy, p):
+        z = np.log(p / (1 - p))
+        slope = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10000).fit(z[:, None], yy).coef_[0, 0]
+        nll = lambda a: -np.sum(yy * (a + z) - np.log1p(np.exp(a + z)))  # noqa: E731
+        return optimize.minimize_scalar(nll, bounds=(-8, 8), method="bounded", options={"xatol": 1e-10}).x, slope
+    first = [i for i in draws[:25] if 0 < y[i].sum() < n]
+    fits = np.array([[intercept_slope(y[i], row[i]) for row in P] for i in first])
+    c = E.calibration_summary(y, P, n_boot=25, seed=11)
+    assert c["n_bootstrap"] == len(first) > 15
+    assert c["intercept_95ci_bootstrap"] == pytest.approx(q(fits[:, :, 0].mean(1)), abs=2e-4)
+    assert c["slope_95ci_bootstrap"] == pytest.approx(q(fits[:, :, 1].mean(1)), abs=2e-4)
