@@ -24,7 +24,11 @@ def show_disclaimer(ui) -> None:
     """The module's banner: research probabilities, not diagnoses, and what each task's default model was trained on
     (bundle.default_models_line, read from the shipped registry: SYNTHETIC is said only of the models that are)."""
     from GliomaRadiogenomicsLib.bundle import default_models_line
-    ui.disclaimerLabel.text = "Research probabilities, not diagnoses. " + default_models_line()
+    try:
+        line = default_models_line()
+    except Exception as e:  # a damaged registry or bundle must not stop the module from opening: runs name it
+        line = f"Default models: could not be read ({e})."
+    ui.disclaimerLabel.text = "Research probabilities, not diagnoses. " + line
 
 
 def auto_assign_volumes(ui, scene) -> None:

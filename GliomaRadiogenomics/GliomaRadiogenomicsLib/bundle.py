@@ -444,17 +444,19 @@ def default_models_line(paths: Optional[Sequence] = None) -> str:
     """What the default models were trained on, per task, in one line: the Slicer modules' banner (so it cannot go
     stale when `make real-bundles` changes the defaults), e.g. "Default models: IDH - TCGA-LGG, 62 real patients;
     epilepsy - SYNTHETIC data (demonstration only); ATRX - TCGA-LGG, 45-49 real patients." A task whose family
-    mixes real and SYNTHETIC bundles names both."""
+    mixes real and SYNTHETIC bundles names both; a bundle without ``synthetic: false`` counts as SYNTHETIC. The
+    source is the first clause of each real bundle's ``training.trained_on``."""
     by_task: Dict[str, List[dict]] = {}
     for p in (default_bundle_paths() if paths is None else paths):
         b = read_bundle_json(p)
         by_task.setdefault(str(b.get("task")), []).append(b)
     parts = []
+    import re
     for task, bundles in by_task.items():
-        real = [b for b in bundles if not b.get("synthetic")]
+        real = [b for b in bundles if b.get("synthetic") is False]   # a bundle that does not say so is not real
         what = []
         if real:
-            sources = sorted({str((b.get("training") or {}).get("trained_on") or "?").split(":")[0].strip()
+            sources = sorted({re.split(r"[:;,(]", str((b.get("training") or {}).get("trained_on") or "?"))[0].strip()
                               for b in real})
             ns = sorted({int(n) for n in ((b.get("training") or {}).get("n") for b in real) if n is not None})
             count = (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}") if ns else "?"

@@ -75,7 +75,12 @@ def bootstrap_ci(y, score, n: int = 2000, seed: int = 0, alpha: float = 0.05, me
     y, score = np.asarray(y), np.asarray(score)
     rng = np.random.default_rng(seed)
     if metric is None:
-        vals = bootstrap_aucs(y, score, rng.integers(0, len(y), (n, len(y))))
+        if not np.isfinite(np.asarray(score, float)).all():
+            raise ValueError("bootstrap_ci: the scores must be finite numbers (NaN or infinite found)")
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError("bootstrap_ci: the labels must be 0 / 1")
+        vals = np.concatenate([bootstrap_aucs(y, score, rng.integers(0, len(y), (b, len(y))))
+                               for b in _resample_blocks(n, len(y))] or [np.array([])])
     else:
         vals = []
         for _ in range(n):
@@ -83,6 +88,15 @@ def bootstrap_ci(y, score, n: int = 2000, seed: int = 0, alpha: float = 0.05, me
             if 0 < y[i].sum() < len(i):
                 vals.append(metric(y[i], score[i]))
     return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+def _resample_blocks(n_boot: int, cells: int, budget: int = 1 << 21):
+    """Sizes of the blocks in which ``n_boot`` resamples are drawn and scored, so that a block holds about
+    ``budget`` index cells at most (``cells`` per resample): memory stays bounded for large cohorts or many
+    repetitions. Successive draws of shape (b, n) are the numbers of successive draws of size n (one generator
+    stream), so the blocks do not change the resamples."""
+    step = max(1, budget // max(1, cells))
+    return [min(step, n_boot - i) for i in range(0, n_boot, step)]
 
 
 def bootstrap_aucs(y, score, idx: np.ndarray, block: int = 256) -> np.ndarray:
@@ -139,13 +153,16 @@ def repeated_cv_summary(y, P, n_boot: int = 2000, seed: int = 0, alpha: float = 
     z = stats.norm.ppf(1 - alpha / 2)
     se = math.sqrt(float(np.mean(var)))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), (n_boot, len(y)))   # the resamples of n_boot successive draws
-    R = P.shape[0]
-    # every (resample, repetition) AUC at once: resample b's rows of ``per`` are its R repetitions
-    per = bootstrap_aucs(np.repeat(y[None], R, axis=0).reshape(-1), P.reshape(-1),
-                         (idx[:, None, :] + (np.arange(R) * len(y))[None, :, None]).reshape(-1, len(y)))
-    per = per.reshape(-1, R)
-    boots, pooled = per.mean(1).tolist(), per.reshape(-1).tolist()
+    R, n = P.shape
+    y_long, p_long, offset = np.tile(y, R), P.reshape(-1), (np.arange(R) * n)[None, :, None]
+    boots, pooled = [], []
+    for b in _resample_blocks(n_boot, R * n):   # the resamples of n_boot successive draws, a block at a time
+        idx = rng.integers(0, n, (b, n))
+        # every (resample, repetition) AUC at once: repetition r of resample i reads P[r, idx[i]]; a one-class
+        # resample drops its R rows together, so the rows stay grouped by resample
+        per = bootstrap_aucs(y_long, p_long, (idx[:, None, :] + offset).reshape(-1, n)).reshape(-1, R)
+        boots += per.mean(1).tolist()
+        pooled += per.reshape(-1).tolist()
     return {"repeats": int(len(aucs)), "n": int(len(y)), "n_positive": int(y.sum()),
             "auc_mean": round(mean, 4), "auc_sd": round(float(aucs.std(ddof=1)) if len(aucs) > 1 else 0.0, 4),
             "auc_min": round(float(aucs.min()), 4), "auc_max": round(float(aucs.max()), 4),
@@ -410,12 +427,13 @@ def calibration_summary(y, P, n_boot: int = 1000, seed: int = 0, alpha: float = 
     R, n = P.shape
     a, b, _ = _calibration_batch(np.broadcast_to(y, P.shape), P)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, (n_boot, n))   # the resamples of n_boot successive draws of n cases
-    idx = idx[(y[idx].sum(1) > 0) & (y[idx].sum(1) < n)]
     ba, bb = [], []
-    for start in range(0, len(idx), 64):   # 64 resamples x R repetitions fitted at once
-        ii = idx[start:start + 64]
-        Pb = P[:, ii].transpose(1, 0, 2).reshape(-1, n)          # (resample, repetition) rows
+    for size in _resample_blocks(n_boot, R * n, budget=1 << 18):   # successive draws of n cases, a block at a time
+        ii = rng.integers(0, n, (size, n))
+        ii = ii[(y[ii].sum(1) > 0) & (y[ii].sum(1) < n)]
+        if not len(ii):
+            continue
+        Pb = P[:, ii].transpose(1, 0, 2).reshape(-1, n)          # (resample, repetition) rows, fitted at once
         Yb = np.repeat(y[ii], R, axis=0)
         ia, ib, _ = _calibration_batch(Yb, Pb)
         ba.extend(ia.reshape(-1, R).mean(1).tolist())

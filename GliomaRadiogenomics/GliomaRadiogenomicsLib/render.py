@@ -401,6 +401,9 @@ def shim_lines(doc: dict) -> List[str]:
     return [shim_title(doc) + ":"] + [r.line() for r in rows] if rows else []
 
 
+SYNTHETIC_CASE_NOTE = "SYNTHETIC case (simulated glioma on template anatomy)."
+
+
 def synthetic_model_tasks(doc: dict) -> List[str]:
     """The tasks of the document whose model was trained on SYNTHETIC data (a JSON-bundle task by its title)."""
     return ([r.task for r in task_rows(doc) if r.synthetic]
@@ -419,7 +422,8 @@ def synthetic_models_note(doc: dict) -> str:
     if not tasks:
         return ""
     one = len(tasks) == 1
-    return (f"The {', '.join(tasks)} model{'' if one else 's'} {'was' if one else 'were'} trained on SYNTHETIC data: "
+    names = tasks[0] if one else ", ".join(tasks[:-1]) + " and " + tasks[-1]
+    return (f"SYNTHETIC: the {names} model{'' if one else 's'} {'was' if one else 'were'} trained on simulated data; "
             f"{'its' if one else 'their'} numbers demonstrate the software only.")
 
 
@@ -431,7 +435,7 @@ def summary_lines(doc: dict, digits: Optional[int] = None) -> List[str]:
     if any_synthetic_model(doc):
         lines.append(synthetic_models_note(doc))
     if (doc.get("case") or {}).get("synthetic"):
-        lines.append("SYNTHETIC case (simulated glioma on template anatomy).")
+        lines.append(SYNTHETIC_CASE_NOTE)
     if doc.get("disclaimer"):
         lines.append(doc["disclaimer"])
     return lines

@@ -27,7 +27,7 @@ from .case import SEQUENCE_NAMES
 from .io import atomic_write_bytes, atomic_write_text
 from .render import (any_synthetic_model, input_quality_lines, key_result_line, model_card_rows, nomogram_results,
                      nomogram_synthetic, patient_rows, sequence_rows, shim_note, shim_rows, shim_table, shim_title,
-                     synthetic_models_note, task_rows)
+                     SYNTHETIC_CASE_NOTE, synthetic_models_note, task_rows)
 
 COLORS = {1: (0.85, 0.2, 0.2), 2: (0.2, 0.75, 0.3), 3: (1.0, 0.85, 0.1)}
 LABEL_NAMES = {1: "necrosis (NCR)", 2: "edema (ED)", 3: "enhancing (ET)"}
@@ -195,9 +195,8 @@ def report_blocks(doc: dict, analysis=None) -> List[Block]:
                       ("warn", doc.get("disclaimer", ""))]
     synthetic_models = any_synthetic_model(doc)
     if synthetic_models or case.get("synthetic"):
-        b.append(("synth", "SYNTHETIC: " + ("this case is a simulated glioma on template anatomy. "
-                                            if case.get("synthetic") else "")
-                  + synthetic_models_note(doc)))
+        b.append(("synth", " ".join(t for t in ((SYNTHETIC_CASE_NOTE if case.get("synthetic") else ""),
+                                                 synthetic_models_note(doc)) if t)))
     b += [("h2", "Patient and study"), ("kv", patient_rows(doc)),
           ("h2", "Key result"), ("p", key_result_line(doc)),
           ("h2", "Input quality")]

@@ -42,10 +42,11 @@ def share_cpus_between_workers(environ=os.environ) -> int:
     return share
 
 
-if share_cpus_between_workers():   # before any test module imports torch or numpy's BLAS
+_SHARE = share_cpus_between_workers()   # before any test module imports torch or numpy's BLAS
+if _SHARE:
     try:
         from threadpoolctl import threadpool_limits
-        threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")   # numpy, if already loaded
+        threadpool_limits(_SHARE, user_api="blas")   # numpy's BLAS, if a plugin loaded it already
     except ImportError:
         pass
 # skip reasons that name real data (the shared folder, its path, or say so); see expected_skip

@@ -279,6 +279,35 @@ def test_vectorised_bootstraps_equal_a_per_resample_loop_with_scikit_learn():
         slope = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10000).fit(z[:, None], yy).coef_[0, 0]
         nll = lambda a: -np.sum(yy * (a + z) - np.log1p(np.exp(a + z)))  # noqa: E731
         return optimize.minimize_scalar(nll, bounds=(-8, 8), method="bounded", options={"xatol": 1e-10}).x, slope
+    # drawn and scored in small blocks (what bounds memory on a large cohort): the same resamples, the same numbers
+    blocks = E._resample_blocks
+    try:
+        E._resample_blocks = lambda n_boot, cells, budget=0: blocks(n_boot, cells, budget=7 * cells)
+        assert E.repeated_cv_summary(y, P, n_boot=60, seed=11)["auc_95ci_bootstrap"] == s["auc_95ci_bootstrap"]
+        assert E.bootstrap_ci(y, P[0], n=60, seed=11) == pytest.approx(
+            E.bootstrap_ci(y, P[0], n=60, seed=11, metric=roc_auc_score), abs=1e-12)
+        small = E.calibration_summary(y, P, n_boot=25, seed=11)
+    finally:
+        E._resample_blocks = blocks
+    assert small == E.calibration_summary(y, P, n_boot=25, seed=11)
+    # few positives: many one-class resamples are dropped, by every function alike; none drawn: no interval
+    y2 = np.zeros(12, int)
+    y2[[3, 8]] = 1
+    P2 = P[:, :12]
+    draw2 = np.random.default_rng(5)
+    kept = [i for i in (draw2.integers(0, 12, 12) for _ in range(40)) if 0 < y2[i].sum() < 12]
+    assert 10 < len(kept) < 40
+    per2 = np.array([[roc_auc_score(y2[i], row[i]) for row in P2] for i in kept])
+    s2 = E.repeated_cv_summary(y2, P2, n_boot=40, seed=5)
+    assert s2["auc_95ci_bootstrap"] == pytest.approx(np.round(q(per2.mean(1)), 4), abs=1e-12)
+    assert s2["auc_95ci_repetitions_x_bootstrap"] == pytest.approx(np.round(q(per2.ravel()), 4), abs=1e-12)
+    assert E.bootstrap_ci(y2, P2[1], n=40, seed=5) == pytest.approx(q(per2[:, 1]), abs=1e-12)
+    assert E.calibration_summary(y2, P2, n_boot=40, seed=5)["n_bootstrap"] == len(kept)
+    assert E.repeated_cv_summary(y2, P2, n_boot=0)["auc_95ci_bootstrap"] is None
+    assert E.calibration_summary(y2, P2, n_boot=0)["slope_95ci_bootstrap"] is None
+    with pytest.raises(ValueError, match="finite"):
+        E.bootstrap_ci(y, np.where(np.arange(n) == 3, np.nan, P[0]), n=10)
+
     first = [i for i in draws[:25] if 0 < y[i].sum() < n]
     fits = np.array([[intercept_slope(y[i], row[i]) for row in P] for i in first])
     c = E.calibration_summary(y, P, n_boot=25, seed=11)

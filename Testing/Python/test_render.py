@@ -101,14 +101,14 @@ def test_synthetic_note_names_only_the_synthetic_models():
     from GliomaRadiogenomicsLib.cli import print_summary
     from GliomaRadiogenomicsLib.render import synthetic_models_note
     doc = _doc()
-    want = "The epilepsy model was trained on SYNTHETIC data: its numbers demonstrate the software only."
+    want = "SYNTHETIC: the epilepsy model was trained on simulated data; its numbers demonstrate the software only."
     assert synthetic_models_note(doc) == want and want in summary_lines(doc)
     buf = io.StringIO()
     print_summary(doc, Path("out"), stream=buf)
     assert want in buf.getvalue() and "default models were trained on SYNTHETIC" not in buf.getvalue()
     doc["IDH"]["model"] = {**doc["IDH"]["model"], "synthetic": True}
-    assert synthetic_models_note(doc) == ("The IDH, epilepsy models were trained on SYNTHETIC data: their numbers "
-                                          "demonstrate the software only.")
+    assert synthetic_models_note(doc) == ("SYNTHETIC: the IDH and epilepsy models were trained on simulated data; "
+                                          "their numbers demonstrate the software only.")
     doc["IDH"]["model"]["synthetic"] = doc["epilepsy"]["model"]["synthetic"] = False
     assert synthetic_models_note(doc) == "" and not any("SYNTHETIC" in line for line in summary_lines(doc))
 

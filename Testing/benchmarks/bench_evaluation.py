@@ -22,10 +22,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "GliomaRadiogenomics"))
 
 
+def _newton_logistic(Z, y, offset=None, max_iter=100, tol=1e-10):
+    """The scalar Newton-Raphson logistic fit of evaluation.py before 2026-11-28 (copied here as the reference)."""
+    y = np.asarray(y, float)
+    off = np.zeros(len(y)) if offset is None else np.asarray(offset, float)
+    beta = np.zeros(Z.shape[1])
+    for _ in range(max_iter):
+        mu = 1.0 / (1.0 + np.exp(-np.clip(off + Z @ beta, -700, 700)))
+        w = np.maximum(mu * (1 - mu), 1e-12)
+        step = np.linalg.solve(Z.T @ (Z * w[:, None]) + 1e-12 * np.eye(Z.shape[1]), Z.T @ (y - mu))
+        beta = beta + step
+        if np.max(np.abs(step)) < tol:
+            return beta, True
+    return beta, False
+
+
+def _logit(p, eps=1e-8):
+    p = np.clip(np.asarray(p, float), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
 def loop_reference(y, P, seed=0):
-    """The per-resample loops (the code before the vectorisation, with scikit-learn's AUC)."""
+    """The per-resample loops (the code before the vectorisation, with scikit-learn's AUC and its own scalar Newton
+    fit, not the product's)."""
     from sklearn.metrics import roc_auc_score
-    from GliomaRadiogenomicsLib.evaluation import _logit, _newton_logistic
     q = lambda v: [round(float(x), 4) for x in np.quantile(v, (0.025, 0.975))]  # noqa: E731
     n = len(y)
     rng = np.random.default_rng(seed)

@@ -68,7 +68,7 @@ def result_card(doc: dict) -> dict:
     (the Choi 2021 hybrid's) to its row of the bundle tasks. Pure: runs in the worker thread."""
     from GliomaRadiogenomicsLib.render import (any_synthetic_model, input_quality_lines, key_result_line,
                                                model_card_rows, nomogram_results, shim_rows, shim_title,
-                                               synthetic_models_note, task_rows)
+                                               SYNTHETIC_CASE_NOTE, synthetic_models_note, task_rows)
     from GliomaRadiogenomicsLib.report import nomogram_figure
     figures, failed = {}, {}
     for title, res in nomogram_results(doc):
@@ -88,10 +88,9 @@ def result_card(doc: dict) -> dict:
     case = doc.get("case") or {}
     synthetic = []
     if case.get("synthetic"):
-        synthetic.append("this case is a simulated glioma on template anatomy")
+        synthetic.append(SYNTHETIC_CASE_NOTE)
     if any_synthetic_model(doc):
-        note = synthetic_models_note(doc)
-        synthetic.append(note[0].lower() + note[1:].rstrip("."))
+        synthetic.append(synthetic_models_note(doc))
     shim = [{"task": r.task, "result": r.result_text, "status": r.status_text,
              "status_color": STATUS_COLORS.get(r.status, "#9e9e9e"),  # not computed: grey
              "status_detail": r.status_detail, "model": r.model, "trained_on": r.trained_on_text,
@@ -99,7 +98,7 @@ def result_card(doc: dict) -> dict:
              "nomogram_failed": failed.get(r.title, ""), "model_card": [[k, v] for k, v in r.card]}
             for r in shim_rows(doc)]  # the Shim 2021 / Choi 2021 tasks, when the run had their bundles
     return {"rows": rows, "shim": shim, "shim_title": shim_title(doc), "key_result": key_result_line(doc),
-            "synthetic": ("SYNTHETIC: " + "; ".join(synthetic) + ".") if synthetic else "",
+            "synthetic": " ".join(synthetic),
             "warnings": input_quality_lines(doc) + [str(w) for w in doc.get("warnings") or []]}
 
 
