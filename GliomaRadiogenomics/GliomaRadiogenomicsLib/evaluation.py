@@ -99,25 +99,19 @@ def _resample_blocks(n_boot: int, cells: int, budget: int = 1 << 21):
     return [min(step, n_boot - i) for i in range(0, n_boot, step)]
 
 
-def bootstrap_aucs(y, score, idx: np.ndarray, block: int = 256) -> np.ndarray:
+def bootstrap_aucs(y, score, idx: np.ndarray) -> np.ndarray:
     """The AUC (Mann-Whitney with ties counted 1/2, as ``roc_auc_score``) of each resample ``idx[b]`` (rows of case
-    indices) whose labels hold both classes, in row order; the one-class rows are left out. Rows are ranked in
-    blocks of ``block`` to bound memory."""
+    indices) whose labels hold both classes, in row order; the one-class rows are left out. The callers bound the
+    rows per call (``_resample_blocks``)."""
     y = np.asarray(y).astype(int)
-    score = np.asarray(score, float)
-    out = []
-    for start in range(0, len(idx), block):
-        ii = idx[start:start + block]
-        yy = y[ii]
-        n1 = yy.sum(1)
-        keep = (n1 > 0) & (n1 < ii.shape[1])
-        if not keep.any():
-            continue
-        yy, n1 = yy[keep], n1[keep]
-        n0 = ii.shape[1] - n1
-        r = stats.rankdata(score[ii[keep]], axis=1)
-        out.append(((r * yy).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0))
-    return np.concatenate(out) if out else np.array([])
+    yy = y[idx]
+    n1 = yy.sum(1)
+    keep = (n1 > 0) & (n1 < idx.shape[1])
+    if not keep.any():
+        return np.array([])
+    yy, n1 = yy[keep], n1[keep]
+    r = stats.rankdata(np.asarray(score, float)[idx[keep]], axis=1)
+    return ((r * yy).sum(1) - n1 * (n1 + 1) / 2) / (n1 * (idx.shape[1] - n1))
 
 
 # ----------------------------------------------------------------------------------------------------------------
