@@ -47,7 +47,8 @@ def _options(args):
                            backend_options=_backend_options(args), preset=getattr(args, "preset", "wang2025"),
                            feature_workers=getattr(args, "workers", None), bundles=getattr(args, "bundle", None) or None,
                            deep_weights=getattr(args, "resnet34_weights", None),
-                           location=bool(getattr(args, "location", False)))
+                           location=bool(getattr(args, "location", False)),
+                           roi_subregions=bool(getattr(args, "roi_subregions", False)))
 
 
 BUNDLE_HELP = ("model bundle JSON, or the name of a shipped optional model (choi-idh: the Choi 2021 hybrid IDH CNN; "
@@ -692,6 +693,10 @@ def _add_segment_args(p):
                    "computed on (the segmentation sees the images without it unless --n4-segmentation)")
     p.add_argument("--n4-segmentation", action="store_true", help="with --n4: the segmentation also sees the "
                    "N4-corrected images")
+    p.add_argument("--roi-subregions", action="store_true", help="a given ROI (--segmentation / --case-roi) that "
+                   "is a binary whole-tumor mask gets the weight-free necrosis / enhancing labels inside it (needs "
+                   "T1c; the outline is unchanged), as the default segmentation does inside its own outline; for "
+                   "presets with core regions (liu2024 'tumor', shim2021 'CE')")
     p.add_argument("--orientation", help="reorient the working grid (e.g. RAS, LPS)")
     p.add_argument("--atlas", choices=["mni152", "sri24"], help="also register affinely to an atlas")
     p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")

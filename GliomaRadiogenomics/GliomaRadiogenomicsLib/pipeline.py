@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
@@ -40,6 +41,7 @@ class PipelineOptions:
     location: bool = False                 # atlas lobe percentages (Choi 2021) + T2-FLAIR mismatch score
     bundles: Optional[List[str]] = None    # None = shipped default bundles
     case_roi: bool = False                 # use the case folder's mask file (case.mask_path) as the ROI
+    roi_subregions: bool = False           # a given binary whole-tumor ROI gets weight-free necrosis / enhancing inside
 
 
 @dataclass
@@ -166,11 +168,43 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
         if note:
             pre.steps.append(note)
         pre.steps.append(f"segmentation on the working grid: {grid_statement}")
+        if opt.roi_subregions:
+            lab = add_roi_subregions(lab, pre.for_segmentation(opt.preprocess.n4_segmentation), prov)
     if pre.reused:
         prov["preprocessing"] = "reused: rigid transforms and brain mask kept with the segmentation"
     pre.steps.append(f"segmentation: {source}")
     timings["segmentation_s"] = time.perf_counter() - t
     return Segmented(pre, lab, source, prov, timings, (case, opt.preprocess))
+
+
+ROI_SUBREGIONS = "weight-free necrosis / enhancing labels inside the given whole tumor"
+
+
+def add_roi_subregions(lab: sitk.Image, pre, prov: dict) -> sitk.Image:
+    """``--roi-subregions``: a given ROI that is a whole-tumor mask only (label 2: a binary manual mask) gets the
+    weight-free backend's necrosis (1) and enhancing (3) labels where they fall inside it, as the default
+    segmentation does inside its network's outline; the outline itself is never changed. Needs a T1c; a ROI that
+    already has core labels is kept as given. What happened is said in ``pre.steps`` and, when labels were added,
+    recorded as ``prov["roi_subregions"]`` (feature provenance: the bundles trained on such features say so)."""
+    from .segment import HyperintensityBackend
+    arr = sitk.GetArrayFromImage(lab)
+    if np.isin(arr, (1, 3)).any():
+        pre.steps.append("--roi-subregions: the given ROI already has necrosis / enhancing labels; kept as given")
+        return lab
+    if "t1c" not in pre.images:
+        pre.warnings.append("--roi-subregions: no T1c, so no necrosis / enhancing labels were added inside the given "
+                            "whole tumor (regions needing them are empty)")
+        return lab
+    wt = arr > 0
+    h = sitk.GetArrayFromImage(HyperintensityBackend().segment(pre))
+    inside = wt & np.isin(h, (1, 3))
+    arr[inside] = h[inside]
+    prov["roi_subregions"] = ROI_SUBREGIONS
+    pre.steps.append(f"--roi-subregions: {ROI_SUBREGIONS} ({int((arr == 3).sum())} enhancing, "
+                     f"{int((arr == 1).sum())} necrosis voxels; the outline is unchanged)")
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(lab)
+    return out
 
 
 def given_segmentation_text(provenance: dict, label_source: str = "") -> str:

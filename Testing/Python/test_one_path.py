@@ -100,3 +100,41 @@ def test_a_mask_on_another_grid_is_resampled_once_and_the_grid_is_stated(small_d
     direct = sitk.Resample(other, given.pre.grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     assert np.array_equal(sitk.GetArrayFromImage(given.label) > 0, sitk.GetArrayFromImage(direct) > 0)
     assert given.source.startswith("user-supplied segmentation (a 3 mm mask)")
+
+
+def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small_demo_dir):
+    """--roi-subregions (liu2024 'tumor', shim2021 'CE' on a manual whole-tumor mask): a binary whole-tumor ROI gets
+    the weight-free backend's necrosis / enhancing labels exactly where they fall inside it (the same labels the
+    automatic hyperintensity segmentation of the same preprocessed case gives), its outline unchanged; the feature
+    provenance says so. Without the option the mask stays label 2 only; a ROI with core labels is kept as given; a
+    case without T1c gets a warning and no sub-regions."""
+    import dataclasses
+    auto = segment_case(load_case_folder(small_demo_dir), FAST)
+    a = sitk.GetArrayFromImage(auto.label)
+    assert np.isin(a, (1, 3)).sum() > 50  # the demo case enhances
+    binary = sitk.Cast(sitk.BinaryThreshold(auto.native, 1, 255), sitk.sitkUInt8)  # a manual-like 0/1 outline
+    opt = dataclasses.replace(FAST, roi_subregions=True)
+    plain = segment_case(load_case_folder(small_demo_dir), FAST, label=binary, label_source="manual")
+    sub = segment_case(load_case_folder(small_demo_dir), opt, label=binary, label_source="manual")
+    p, s = sitk.GetArrayFromImage(plain.label), sitk.GetArrayFromImage(sub.label)
+    assert set(np.unique(p)) == {0, 2} and "roi_subregions" not in plain.provenance
+    wt = p > 0
+    assert np.array_equal(s > 0, wt)  # the outline is the given one
+    core = wt & np.isin(a, (1, 3))
+    expected = np.where(core, a, 2 * wt.astype(np.uint8))
+    assert core.sum() > 50 and np.array_equal(s, expected)
+    assert sub.provenance["roi_subregions"].startswith("weight-free necrosis / enhancing")
+    assert any(x.startswith("--roi-subregions: weight-free") for x in sub.pre.steps)
+    # a ROI that already has core labels is kept as given
+    kept = segment_case(load_case_folder(small_demo_dir), opt, label=auto.native, label_source="labels")
+    as_given = segment_case(load_case_folder(small_demo_dir), FAST, label=auto.native, label_source="labels")
+    k = sitk.GetArrayFromImage(kept.label)
+    assert np.isin(k, (1, 3)).any() and np.array_equal(k, sitk.GetArrayFromImage(as_given.label))
+    assert "roi_subregions" not in kept.provenance
+    # no T1c: said, nothing added
+    case = load_case_folder(small_demo_dir)
+    case.images.pop("t1c")
+    case.paths.pop("t1c", None)
+    no_t1c = segment_case(case, opt, label=binary, label_source="manual")
+    assert set(np.unique(sitk.GetArrayFromImage(no_t1c.label))) == {0, 2}
+    assert any("no T1c" in w for w in no_t1c.pre.warnings) and "roi_subregions" not in no_t1c.provenance
