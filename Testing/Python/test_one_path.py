@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from GliomaRadiogenomicsLib.case import load_case_folder
-from GliomaRadiogenomicsLib.pipeline import PipelineOptions, analyze_case, segment_case
+from GliomaRadiogenomicsLib.pipeline import PipelineOptions, add_roi_subregions, analyze_case, segment_case
 from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,16 +125,10 @@ def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small
     assert core.sum() > 50 and np.array_equal(s, expected)
     assert sub.provenance["roi_subregions"].startswith("weight-free necrosis / enhancing")
     assert any(x.startswith("--roi-subregions: weight-free") for x in sub.pre.steps)
-    # a ROI that already has core labels is kept as given
-    kept = segment_case(load_case_folder(small_demo_dir), opt, label=auto.native, label_source="labels")
-    as_given = segment_case(load_case_folder(small_demo_dir), FAST, label=auto.native, label_source="labels")
-    k = sitk.GetArrayFromImage(kept.label)
-    assert np.isin(k, (1, 3)).any() and np.array_equal(k, sitk.GetArrayFromImage(as_given.label))
-    assert "roi_subregions" not in kept.provenance
-    # no T1c: said, nothing added
-    case = load_case_folder(small_demo_dir)
-    case.images.pop("t1c")
-    case.paths.pop("t1c", None)
-    no_t1c = segment_case(case, opt, label=binary, label_source="manual")
-    assert set(np.unique(sitk.GetArrayFromImage(no_t1c.label))) == {0, 2}
-    assert any("no T1c" in w for w in no_t1c.pre.warnings) and "roi_subregions" not in no_t1c.provenance
+    # a ROI that already has core labels is kept as given; without a T1c nothing is added, and that is said
+    prov = {}
+    assert np.array_equal(sitk.GetArrayFromImage(add_roi_subregions(auto.label, auto.pre, prov)), a) and not prov
+    no_t1c = dataclasses.replace(plain.pre, images={k: v for k, v in plain.pre.images.items() if k != "t1c"},
+                                 steps=[], warnings=[])
+    assert np.array_equal(sitk.GetArrayFromImage(add_roi_subregions(plain.label, no_t1c, prov)), p) and not prov
+    assert any("no T1c" in w for w in no_t1c.warnings)
