@@ -543,3 +543,9 @@ def build_nomogram(features: List[str], coefficients: np.ndarray, center: np.nda
 def nomogram_probability(bundle: ModelBundle, total_points: float) -> float:
     lp = bundle.nomogram["lp_at_zero_points"] + total_points * bundle.nomogram["lp_per_point"]
     return float(expit(lp))
+
+
+def bundle_preset(bundle) -> Optional[str]:
+    """The feature preset a logistic model bundle was trained on (its feature schema), None for JSON bundles."""
+    schema = getattr(bundle, "feature_schema", None)
+    return schema.get("preset") if isinstance(schema, dict) else None

@@ -55,6 +55,14 @@ class CaseAnalysis:
     timings: Dict[str, float]
     warnings: List[str]
     segmented: Optional[Segmented] = None
+    # other presets' features for bundles trained on them (preset name -> FeatureResult with the run's provenance
+    # and that preset's keys): pipeline.add_bundle_presets, used per bundle by predict_case
+    preset_features: Dict[str, FeatureResult] = field(default_factory=dict)
+
+    def features_for(self, preset: Optional[str]) -> FeatureResult:
+        """The features made with ``preset`` (the run's own, or another preset's added for a bundle); the run's own
+        when that preset was not extracted (the bundle then refuses them, naming the preset)."""
+        return self.preset_features.get(preset, self.features) if preset else self.features
 
     @property
     def kept(self) -> Optional[Kept]:
@@ -65,11 +73,16 @@ class CaseAnalysis:
     def segmentation_provenance(self) -> dict:
         return self.segmented.provenance if self.segmented is not None else {}
 
-    def feature_row(self) -> Dict[str, object]:
+    def feature_row(self, preset: Optional[str] = None) -> Dict[str, object]:
+        """Clinical columns, region volumes and the features of ``preset`` (default: the run's preset; another
+        preset's row keeps the run's atlas / VASARI / mismatch columns, which depend on no preset)."""
         row = {"case_id": self.case.case_id}
         row.update(clinical_columns(self.case.clinical))
         row.update({f"volume_{k}_ml": v for k, v in self.volumes_ml.items()})
-        row.update(self.features.values)
+        feats = self.features_for(preset)
+        if feats is not self.features:
+            row.update({k: v for k, v in self.features.values.items() if k.startswith(ATLAS_FEATURE_PREFIXES)})
+        row.update(feats.values)
         return row
 
 
@@ -356,6 +369,57 @@ def bundle_features(bundle) -> List[str]:
     return list(bundle["features"] if isinstance(bundle, dict) else bundle.features)
 
 
+def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions,
+                       progress: Progress = null_progress) -> None:
+    """Features of the presets the bundles were trained on, other than the run's (e.g. an ATRX bundle trained on
+    liu2024 beside wang2025 IDH / epilepsy bundles): extracted once per preset from the run's preprocessed case and
+    segmentation (one segmentation, one registration), with the run's provenance plus that preset's keys
+    (preset, settings hash, normalisation, ...), into ``analysis.preset_features``; each bundle then reads the
+    features of its own preset (predict_case). A preset that cannot be loaded here (a YAML file the bundle names but
+    this machine lacks) is skipped: that bundle then refuses the run's features, naming the preset."""
+    from .bundle import bundle_preset
+    from .io import InputError
+    from .provenance import compare, feature_provenance
+    own = analysis.features.provenance.get("preset", options.preset)
+    wanted = [p for p in dict.fromkeys(bundle_preset(b) for b in bundles) if p and p not in (own, options.preset)]
+    if not wanted or analysis.volumes_ml.get("WT", 0) <= 0:
+        return
+    t = time.perf_counter()
+    run_keys = {k: v for k, v in analysis.features.provenance.items() if k != "deep_features"}
+    for i, name in enumerate(wanted):
+        try:
+            preset = load_preset(name)
+        except (InputError, OSError, ValueError) as exc:
+            analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: {exc}")
+            continue
+        # what these features' provenance would be: when every bundle of this preset would refuse it anyway (another
+        # spacing, settings hash, ...), nothing is extracted; they then refuse the run's features
+        would_be = {**run_keys, **feature_provenance(preset, analysis.pre)}
+        refusals = [compare(b.name, b.feature_schema, would_be)[0] for b in bundles if bundle_preset(b) == name]
+        if all(refusals):
+            analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: its bundle(s) would "
+                                      f"refuse them anyway ({refusals[0][0]})")
+            continue
+        check = [s for s in preset.sequences if s not in analysis.pre.images]
+        progress.update(i / len(wanted), f"features of preset {preset.name} (for the bundles trained on it)")
+        feats = extract_features(analysis.pre, analysis.label, preset, options.feature_workers,
+                                 progress.sub(i / len(wanted), (i + 1) / len(wanted)))
+        if preset.options.get("deep_features") or options.deep_weights:
+            from .deep import try_deep_features
+            deep, deep_warnings = try_deep_features(analysis.pre, analysis.label,
+                                                    [q for q in preset.sequences if q in analysis.pre.images],
+                                                    preset.regions, options.deep_weights)
+            feats.values.update(deep)
+            feats.warnings.extend(deep_warnings)
+            feats.provenance["deep_features"] = "resnet34" if deep else "missing"
+        feats.provenance = {**run_keys, **feats.provenance}
+        analysis.preset_features[name] = feats
+        analysis.pre.steps.append(f"features of preset {preset.name} too ({len(feats.values)} values), for the "
+                                  "bundles trained on it" + (f"; {', '.join(check)} missing" if check else ""))
+        analysis.warnings.extend(w for w in feats.warnings if w not in analysis.warnings)
+    analysis.timings["features_other_presets_s"] = time.perf_counter() - t
+
+
 def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
     """The options the bundles need: atlas location / VASARI / mismatch features are computed when a bundle uses
     them (they are off by default: one more registration). ``bundles``: logistic and JSON bundles alike (one rule,
@@ -384,7 +448,8 @@ def evaluate_case(case: Case, options: Optional[PipelineOptions] = None, progres
     if bundles is None:
         bundles = given or load_default_bundles()
     opt = options_for_bundles(opt, list(bundles) + shim_bundles)  # the JSON bundles' features too
-    analysis = analyze_case(case, opt, progress.sub(0.0, 0.95), label, label_source, label_provenance, kept)
+    analysis = analyze_case(case, opt, progress.sub(0.0, 0.9), label, label_source, label_provenance, kept)
+    add_bundle_presets(analysis, bundles, opt, progress.sub(0.9, 0.95))
     progress.update(0.95, "models: " + ", ".join([b.task for b in bundles]
                                                   + [b.get("task", k) for k, b in shim_bundles]))
     doc = predict_case(analysis, bundles)

@@ -10,7 +10,7 @@ from typing import Dict, List, Mapping, Optional
 import pandas as pd
 
 from . import __version__
-from .bundle import FeatureMismatchError, ModelBundle, select_bundles
+from .bundle import FeatureMismatchError, ModelBundle, bundle_preset, select_bundles
 from .case import SEQUENCE_NAMES, sex_male
 from .nomogram import case_nomogram
 
@@ -67,7 +67,9 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
                              "cutoff": b.cutoff, "nomogram": None, "model": b.model_card(), "warnings": []}
             continue
         try:
-            res = predict_one(b, row, analysis.features.provenance)
+            preset = bundle_preset(b)
+            res = predict_one(b, analysis.feature_row(preset) if preset in analysis.preset_features else row,
+                              analysis.features_for(preset).provenance)
         except FeatureMismatchError as exc:
             tasks[b.task] = {"probability": None, "label": "not available", "cutoff": b.cutoff, "nomogram": None,
                              "model": b.model_card(), "reason": str(exc), "warnings": [str(exc)]}

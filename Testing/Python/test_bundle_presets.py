@@ -1,0 +1,87 @@
+"""A run applies every bundle to features of the preset it was trained on (Liu 2024's ATRX model on liu2024 beside
+Wang 2025's IDH / epilepsy models on wang2025): pipeline.add_bundle_presets extracts another preset once from the
+run's preprocessed case and segmentation, with the run's provenance and that preset's keys, and predict_case gives
+each bundle its own preset's row. Real SimpleITK / PyRadiomics; the bundle is trained by our train_bundles on a
+small table of random numbers (a fixture model: what it predicts is checked against its own coefficients)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from GliomaRadiogenomicsLib.case import load_case_folder
+from GliomaRadiogenomicsLib.features import extract_features, load_preset
+from GliomaRadiogenomicsLib.pipeline import PipelineOptions, evaluate_case, segment_case
+from GliomaRadiogenomicsLib.preprocess import PreprocessOptions
+from GliomaRadiogenomicsLib.train import train_bundles
+
+FAST = PipelineOptions(PreprocessOptions(spacing=2.0, brain_mask="threshold"), "hyperintensity", feature_workers=1)
+
+
+@pytest.fixture(scope="module")
+def liu_bundle(tmp_path_factory, small_demo_dir):
+    """A bundle trained on liu2024 features (names and provenance from a real liu2024 extraction on the run's
+    preprocessed case and segmentation; values of the training table random), and that extraction."""
+    seg = segment_case(load_case_folder(small_demo_dir), FAST)
+    f = extract_features(seg.pre, seg.label, load_preset("liu2024"), 1)
+    names = sorted(k for k in f.values if "_original_firstorder_" in k and k.startswith(("FLAIR_", "T1c_tumor_")))
+    assert any(n.startswith("T1c_tumor_") for n in names) and any("_edema_" in n for n in names)
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame(rng.normal(size=(60, len(names))), columns=names)
+    df["case_id"] = [f"c{i}" for i in range(60)]
+    df["IDH"] = (df[names[0]] + 0.5 * rng.normal(size=60) > 0).astype(int)
+    (b,), _ = train_bundles(df, ["IDH"], "st", f.provenance, trained_on="fixture: random numbers", synthetic=True,
+                            intended_use="test", n_bootstrap=4, repeats=1, outer_folds=3, n_jobs=1, seed=1)
+    b.name = "liu2024-fixture-idh"
+    out = tmp_path_factory.mktemp("presets") / "liu_idh.json"
+    b.save(out)
+    return out, f
+
+
+def test_a_bundle_of_another_preset_gets_that_presets_features(small_demo_dir, liu_bundle, bundles_at_spacing):
+    from GliomaRadiogenomicsLib.bundle import load_bundle
+    bundle_path, direct = liu_bundle
+    wang = [p for p in bundles_at_spacing(2.0) if "epilepsy" in str(p)][:1]  # a wang2025 bundle beside it
+    opt = dataclasses.replace(FAST, bundles=[str(bundle_path)] + wang)
+    analysis, doc = evaluate_case(load_case_folder(small_demo_dir), opt)
+    # the run's own preset stays wang2025; liu2024 was extracted once, for its bundle
+    assert analysis.features.provenance["preset"] == "wang2025"
+    assert list(analysis.preset_features) == ["liu2024"]
+    other = analysis.preset_features["liu2024"]
+    assert other.provenance["preset"] == "liu2024" and other.provenance["normalization"] == "zscore"
+    assert other.provenance["segmentation_source"] == analysis.features.provenance["segmentation_source"] == "automatic"
+    # the same numbers as extracting liu2024 directly on the same preprocessed case and segmentation
+    assert set(direct.values) <= set(other.values)
+    a = np.array([direct.values[k] for k in sorted(direct.values)], float)
+    o = np.array([other.values[k] for k in sorted(direct.values)], float)
+    assert np.array_equal(a, o, equal_nan=True)
+    # both bundles applied; the small one's probability is its own model on those features
+    assert doc["IDH"]["probability"] is not None, doc["IDH"].get("reason")
+    assert doc["epilepsy"]["probability"] is not None, doc["epilepsy"].get("reason")
+    row = {**analysis.feature_row(), **direct.values}
+    want = load_bundle(bundle_path).predict_proba_row(row)["probability"]
+    assert doc["IDH"]["probability"] == pytest.approx(want, abs=1e-6)
+    assert any("features of preset liu2024 too" in s for s in analysis.pre.steps)
+
+
+def test_a_bundle_whose_preset_cannot_be_made_here_refuses_naming_it(small_demo_dir, liu_bundle, tmp_path):
+    """The preset file is gone: nothing is extracted for it and its bundle refuses the run's features, naming the
+    preset it was trained on; a bundle that refuses the run's settings anyway (another spacing) costs no extraction."""
+    bundle_path, _ = liu_bundle
+    import json
+    d = json.loads(bundle_path.read_text())
+    d["feature_schema"]["preset"] = str(tmp_path / "gone.yaml")
+    gone = tmp_path / "gone.json"
+    gone.write_text(json.dumps(d))
+    analysis, doc = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(gone)]))
+    assert doc["IDH"]["probability"] is None and "gone.yaml" in doc["IDH"]["reason"]
+    assert not analysis.preset_features
+    d = json.loads(bundle_path.read_text())
+    d["feature_schema"]["spacing_mm"] = 1.0
+    other = tmp_path / "spacing.json"
+    other.write_text(json.dumps(d))
+    analysis, doc = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(other)]))
+    assert not analysis.preset_features and doc["IDH"]["probability"] is None
+    assert any("would refuse them anyway" in s and "spacing" in s for s in analysis.pre.steps)
