@@ -187,6 +187,7 @@ def cmd_run(args) -> int:
     from .pipeline import case_roi, run_case
 
     check_output_folder(args.out)  # before the images are read
+    _check_roi_subregions(args, bool(args.segmentation), "--segmentation FILE (or case)")
     case = _load_case_from_args(args)
     label, source, origin, kept = None, "", None, None
     if args.segmentation and args.segmentation.lower() == "case":
@@ -224,7 +225,7 @@ def segmentation_origin(path, label) -> Optional[dict]:
         raise InputError(f"{side}: segmentation_source must be automatic, edited or given")
     d = origin_of(d, label) if "digest" in d else d
     return {k: str(v) for k, v in d.items() if k in ("segmentation_source", "segmentation_backend",
-                                                       "segmentation_backend_version")}
+                                                       "segmentation_backend_version", "roi_subregions")}
 
 
 def cmd_segment(args) -> int:
@@ -335,6 +336,7 @@ def cmd_extract(args) -> int:
     from .cohort import extract_cohort
     from .features import load_preset
     load_preset(args.preset)  # fail fast on an unknown preset
+    _check_roi_subregions(args, args.case_roi, "--case-roi")
     opt = _options(args)
     opt.case_roi = args.case_roi
     opt.feature_workers = 1 if args.jobs > 1 or args.scheduler else args.workers
@@ -693,10 +695,6 @@ def _add_segment_args(p):
                    "computed on (the segmentation sees the images without it unless --n4-segmentation)")
     p.add_argument("--n4-segmentation", action="store_true", help="with --n4: the segmentation also sees the "
                    "N4-corrected images")
-    p.add_argument("--roi-subregions", action="store_true", help="a given ROI (--segmentation / --case-roi) that "
-                   "is a binary whole-tumor mask gets the weight-free necrosis / enhancing labels inside it (needs "
-                   "T1c; the outline is unchanged), as the default segmentation does inside its own outline; for "
-                   "presets with core regions (liu2024 'tumor', shim2021 'CE')")
     p.add_argument("--orientation", help="reorient the working grid (e.g. RAS, LPS)")
     p.add_argument("--atlas", choices=["mni152", "sri24"], help="also register affinely to an atlas")
     p.add_argument("--json-progress", action="store_true", help="progress as JSON lines on stdout")
@@ -704,6 +702,19 @@ def _add_segment_args(p):
                    help="keep the previous outputs as one dated copy <out>.previous-<timestamp>, at most N copies "
                         "(default 0: a new run replaces the previous outputs; other files in --out are kept); a line "
                         "at the end says where they went")
+
+
+def _add_roi_subregions_arg(p, roi_option: str):
+    p.add_argument("--roi-subregions", action="store_true", help=f"with {roi_option}: a given ROI that is a binary "
+                   "whole-tumor mask gets the weight-free necrosis / enhancing labels inside it (needs T1c; the "
+                   "outline is unchanged), as the default segmentation does inside its own outline; for presets "
+                   "with core regions (liu2024 'tumor' / 'edema', shim2021 'CE' / 'NE'); docs/features.md")
+
+
+def _check_roi_subregions(args, given: bool, roi_option: str) -> None:
+    if getattr(args, "roi_subregions", False) and not given:
+        raise InputError(f"--roi-subregions adds labels inside a given ROI: give one with {roi_option} (the automatic "
+                         "segmentation has them already)")
 
 
 def _add_feature_args(p, bundle_help: str = BUNDLE_HELP):
@@ -737,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(vasari_auto_score; a different scale, see docs/features.md)")
     p.add_argument("--segmentation", help="use this label map (BraTS labels, or a binary whole-tumor mask) instead "
                    "of automatic segmentation; 'case' = the mask file found in --case-dir")
+    _add_roi_subregions_arg(p, "--segmentation")
     p.add_argument("--out", required=True, help="output folder: predictions.json, report.html / .pdf, features.csv, "
                    "segmentation.nii.gz (reference sequence's native grid), brain_mask.nii.gz; written as one set")
     _add_pipeline_args(p)
@@ -854,6 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "needs the 'cohort' extra")
     p.add_argument("--case-roi", action="store_true", help="use each case folder's mask file (e.g. a manual "
                    "flair_abnormality / seg / label file) as the ROI instead of automatic segmentation")
+    _add_roi_subregions_arg(p, "--case-roi")
     _add_pipeline_args(p, bundle_help="model bundle JSON or a shipped model's name (repeatable): extract applies no "
                        "model, but computes the features those bundles need (atlas location / VASARI)")
     p.set_defaults(func=cmd_extract)

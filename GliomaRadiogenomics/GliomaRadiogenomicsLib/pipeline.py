@@ -195,11 +195,12 @@ ROI_SUBREGIONS = "weight-free necrosis / enhancing labels inside the given whole
 
 def add_roi_subregions(lab: sitk.Image, pre, prov: dict) -> sitk.Image:
     """``--roi-subregions``: a given ROI that is a whole-tumor mask only (label 2: a binary manual mask) gets the
-    weight-free backend's necrosis (1) and enhancing (3) labels where they fall inside it, as the default
-    segmentation does inside its network's outline; the outline itself is never changed. Needs a T1c; a ROI that
-    already has core labels is kept as given. What happened is said in ``pre.steps`` and, when labels were added,
-    recorded as ``prov["roi_subregions"]`` (feature provenance: the bundles trained on such features say so)."""
-    from .segment import HyperintensityBackend
+    weight-free necrosis (1) and enhancing (3) labels inside it (``segment.add_weight_free_core``: the rule of the
+    default segmentation inside its network's outline); the outline itself is never changed. Needs a T1c; a ROI that
+    already has core labels is kept as given. What happened is said in ``pre.steps`` / ``pre.warnings`` and, when
+    labels were added, recorded as ``prov["roi_subregions"]`` (feature provenance, a soft key: bundles trained on
+    such features warn on features made without)."""
+    from .segment import add_weight_free_core
     arr = sitk.GetArrayFromImage(lab)
     if np.isin(arr, (1, 3)).any():
         pre.steps.append("--roi-subregions: the given ROI already has necrosis / enhancing labels; kept as given")
@@ -208,10 +209,7 @@ def add_roi_subregions(lab: sitk.Image, pre, prov: dict) -> sitk.Image:
         pre.warnings.append("--roi-subregions: no T1c, so no necrosis / enhancing labels were added inside the given "
                             "whole tumor (regions needing them are empty)")
         return lab
-    wt = arr > 0
-    h = sitk.GetArrayFromImage(HyperintensityBackend().segment(pre))
-    inside = wt & np.isin(h, (1, 3))
-    arr[inside] = h[inside]
+    add_weight_free_core(arr, pre)
     prov["roi_subregions"] = ROI_SUBREGIONS
     pre.steps.append(f"--roi-subregions: {ROI_SUBREGIONS} ({int((arr == 3).sum())} enhancing, "
                      f"{int((arr == 1).sum())} necrosis voxels; the outline is unchanged)")
@@ -377,20 +375,27 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
     (preset, settings hash, normalisation, ...), into ``analysis.preset_features``; each bundle then reads the
     features of its own preset (predict_case). A preset that cannot be loaded here (a YAML file the bundle names but
     this machine lacks) is skipped: that bundle then refuses the run's features, naming the preset."""
-    from .bundle import bundle_preset
+    from .bundle import bundle_preset, select_bundles
+    from .checks import preset_inputs_missing
     from .io import InputError
     from .provenance import compare, feature_provenance
     own = analysis.features.provenance.get("preset", options.preset)
-    wanted = [p for p in dict.fromkeys(bundle_preset(b) for b in bundles) if p and p not in (own, options.preset)]
+    bundles = select_bundles([b for b in bundles if bundle_preset(b)], list(analysis.pre.images))[0]
+    wanted = [p for p in dict.fromkeys(bundle_preset(b) for b in bundles) if p not in (own, options.preset)]
     if not wanted or analysis.volumes_ml.get("WT", 0) <= 0:
         return
     t = time.perf_counter()
-    run_keys = {k: v for k, v in analysis.features.provenance.items() if k != "deep_features"}
+    # the run's keys (segmentation, registration, N4, atlas, brain mask, versions), not those of its preset's images
+    run_keys = {k: v for k, v in analysis.features.provenance.items() if k not in RUN_PRESET_KEYS}
     for i, name in enumerate(wanted):
         try:
             preset = load_preset(name)
         except (InputError, OSError, ValueError) as exc:
             analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: {exc}")
+            continue
+        missing = preset_inputs_missing(preset, analysis.pre.images, derive=False)
+        if missing:  # e.g. a liu2024 bundle on a case without T1c and FLAIR: that bundle says why it is not applied
+            analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: {missing}")
             continue
         # what these features' provenance would be: when every bundle of this preset would refuse it anyway (another
         # spacing, settings hash, ...), nothing is extracted; they then refuse the run's features
@@ -404,7 +409,9 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         progress.update(i / len(wanted), f"features of preset {preset.name} (for the bundles trained on it)")
         feats = extract_features(analysis.pre, analysis.label, preset, options.feature_workers,
                                  progress.sub(i / len(wanted), (i + 1) / len(wanted)))
-        if preset.options.get("deep_features") or options.deep_weights:
+        # deep features only for bundles that read them (a liu2024 bundle without them would only warn each run)
+        if options.deep_weights or (preset.options.get("deep_features") and any(
+                "_resnet34_fc_" in f for b in bundles if bundle_preset(b) == name for f in b.features)):
             from .deep import try_deep_features
             deep, deep_warnings = try_deep_features(analysis.pre, analysis.label,
                                                     [q for q in preset.sequences if q in analysis.pre.images],
@@ -416,8 +423,13 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         analysis.preset_features[name] = feats
         analysis.pre.steps.append(f"features of preset {preset.name} too ({len(feats.values)} values), for the "
                                   "bundles trained on it" + (f"; {', '.join(check)} missing" if check else ""))
-        analysis.warnings.extend(w for w in feats.warnings if w not in analysis.warnings)
+        analysis.warnings.extend(f"preset {preset.name} (for its bundles): {w}" for w in feats.warnings)
     analysis.timings["features_other_presets_s"] = time.perf_counter() - t
+
+
+# provenance keys that describe the run's own preset's images (rCBV, deep features), not the run: not carried over
+# to another preset's features
+RUN_PRESET_KEYS = ("deep_features", "rcbv_normalization", "rcbv_reference", "sequences")
 
 
 def options_for_bundles(options: PipelineOptions, bundles) -> PipelineOptions:
@@ -480,7 +492,8 @@ def segmentation_record(segmentation_provenance: dict, native: sitk.Image) -> di
     from .provenance import segmentation_origin_record
     if segmentation_provenance.get("segmentation_source") == "automatic":
         return segmentation_origin_record(segmentation_provenance, native)
-    return {k: v for k, v in segmentation_provenance.items() if k.startswith("segmentation_backend")} | {
+    return {k: v for k, v in segmentation_provenance.items()
+            if k.startswith("segmentation_backend") or k == "roi_subregions"} | {
         "segmentation_source": segmentation_provenance.get("segmentation_source", "given")}
 
 
@@ -507,6 +520,10 @@ def _run_case_into(out: Path, case: Case, options: Optional[PipelineOptions], pr
     table = pd.DataFrame([row])
     atomic_write_text(out / "features.csv", table.to_csv(index=False))
     atomic_write_json(out / "features.provenance.json", analysis.features.provenance)
+    for name, feats in analysis.preset_features.items():  # what the bundles of another preset read, and its origin
+        stem = f"features.{feats.provenance.get('preset', name)}"
+        atomic_write_text(out / f"{stem}.csv", pd.DataFrame([analysis.feature_row(name)]).to_csv(index=False))
+        atomic_write_json(out / f"{stem}.provenance.json", feats.provenance)
     atomic_write_json(out / "predictions.json", doc)
     write_report(doc, analysis, out / "report.html")
     progress.update(1.0, f"done in {time.perf_counter() - t0:.0f} s")

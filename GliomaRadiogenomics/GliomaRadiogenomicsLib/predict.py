@@ -103,6 +103,9 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "warnings": list(dict.fromkeys(warnings + input_quality(case, analysis.pre))),
     }
+    if analysis.preset_features:  # bundles trained on another preset read these (run writes features.<preset>.csv)
+        doc["features"]["other_presets"] = {f.provenance.get("preset", name): {"n": len(f.values), **f.provenance}
+                                            for name, f in analysis.preset_features.items()}
     doc.update(tasks)
     doc["tasks"] = [t for t in ("IDH", "epilepsy", "ATRX") if t in tasks] + [t for t in tasks
                                                                             if t not in ("IDH", "epilepsy", "ATRX")]

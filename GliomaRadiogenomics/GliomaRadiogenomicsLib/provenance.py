@@ -35,6 +35,9 @@ HARD_KEYS: Dict[str, Tuple[str, str]] = {
 SOFT_KEYS: Dict[str, Tuple[str, str]] = {
     "segmentation_source": ("segmentation source", "features depend on the ROI: segmentation differences shift them"),
     "segmentation_backend": ("automatic segmentation backend", "another network or method draws another ROI"),
+    "roi_subregions": ("necrosis / enhancing labels inside a given whole-tumor mask (--roi-subregions)",
+                       "the core regions (liu2024 tumor / edema, shim2021 CE / NE) are made from them: without them "
+                       "those regions are empty or drawn otherwise"),
     "segmentation_backend_version": ("segmentation backend version (weights)", "other weights draw another ROI"),
     "brain_mask_method": ("brain-mask method", "the normalisation percentiles are taken inside the brain mask"),
     "n4": ("N4 bias-field correction", "bias correction changes intensities and textures"),
@@ -248,6 +251,10 @@ def compare(name: str, schema: dict, offered: dict, needed_sequences: Optional[L
     # soft keys
     for key, (what, why) in SOFT_KEYS.items():
         a, b = want.get(key), have.get(key)
+        if key == "roi_subregions":  # recorded only when made: absent = none (when either side made them)
+            if a is None and b is None:
+                continue
+            a, b = a or "none", b or "none"
         if a is None or b is None:
             continue
         if key in ("segmentation_backend", "segmentation_backend_version") and not (
@@ -300,6 +307,8 @@ def options_hash(options, extra: Optional[dict] = None) -> str:
         d.pop(k, None)
     for k in ("should_cancel", "timeout_s"):
         (d.get("backend_options") or {}).pop(k, None)
+    if not d.get("roi_subregions"):  # an option added later: off, it leaves the hashes of earlier caches unchanged
+        d.pop("roi_subregions", None)
     preset = load_preset(opt.preset)
     d["preset"] = {"name": preset.name, "settings_hash": preset.settings_hash()}
     import radiomics

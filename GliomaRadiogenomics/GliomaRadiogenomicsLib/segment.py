@@ -103,6 +103,20 @@ class HyperintensityParams:
     min_enh_ml: float = 0.05
 
 
+def add_weight_free_core(label: np.ndarray, pre) -> int:
+    """The one rule for necrosis / enhancing labels inside a whole tumor drawn by something else (the lgg-unet2d
+    network's outline, a user's binary mask with ``--roi-subregions``): the weight-free backend runs on ``pre`` (T1c
+    needed) and its labels 1 / 3 are written into ``label`` (numpy, working grid, > 0 = whole tumor) where they fall
+    inside the outline; the outline never changes. Returns the number of voxels relabelled. The backend looks for
+    enhancement within 3 mm of its own hyperintense lesion, so enhancement inside the outline but away from the
+    lesion it finds (or in a case where it finds none) is not labelled."""
+    wt = label > 0
+    h = sitk.GetArrayFromImage(HyperintensityBackend().segment(pre))
+    inside = wt & np.isin(h, (1, 3))
+    label[inside] = h[inside]
+    return int(inside.sum())
+
+
 class HyperintensityBackend(SegmentationBackend):
     name = "hyperintensity"
     description = ("Default, weight-free: FLAIR/T2 hyperintensity against normal brain (hysteresis), "
@@ -493,11 +507,9 @@ class LggUnet2dBackend(SegmentationBackend):
         core_note = "whole tumor only (label 2)"
         if self.core and "t1c" in pre.images and wt.any():
             progress.update(0.96, "lgg-unet2d: necrosis / enhancement inside the whole tumor (weight-free)")
-            h = sitk.GetArrayFromImage(HyperintensityBackend().segment(pre))
-            inside = wt & np.isin(h, (1, 3))
-            label[inside] = h[inside]
+            inside = add_weight_free_core(label, pre)
             core_note = ("whole tumor from the network; necrosis / enhancing labels inside it from the weight-free "
-                         f"backend ({int(inside.sum())} voxels)")
+                         f"backend ({inside} voxels)")
         pre.steps.append(f"lgg-unet2d: {info['slices']} axial slices, fold(s) {self.folds} on {info['device']}"
                          f"{' with flip TTA' if self.flip else ''}; threshold {self.threshold:g}, components >= "
                          f"{self.min_fraction:g} of the largest{'; clipped to the dilated brain mask' if self.brain_clip else ''}"

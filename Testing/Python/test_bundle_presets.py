@@ -64,6 +64,8 @@ def test_a_bundle_of_another_preset_gets_that_presets_features(small_demo_dir, l
     want = load_bundle(bundle_path).predict_proba_row(row)["probability"]
     assert doc["IDH"]["probability"] == pytest.approx(want, abs=1e-6)
     assert any("features of preset liu2024 too" in s for s in analysis.pre.steps)
+    # its bundle reads no ResNet34 column: no deep features tried, so no warning about missing ImageNet weights
+    assert "deep_features" not in other.provenance and not any("resnet34" in w for w in doc["warnings"])
 
 
 def test_a_bundle_whose_preset_cannot_be_made_here_refuses_naming_it(small_demo_dir, liu_bundle, tmp_path):

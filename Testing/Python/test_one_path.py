@@ -112,7 +112,13 @@ def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small
     auto = segment_case(load_case_folder(small_demo_dir), FAST)
     a = sitk.GetArrayFromImage(auto.label)
     assert np.isin(a, (1, 3)).sum() > 50  # the demo case enhances
-    binary = sitk.Cast(sitk.BinaryThreshold(auto.native, 1, 255), sitk.sitkUInt8)  # a manual-like 0/1 outline
+    # a manual-like 0/1 outline: the automatic one cut in half (left-right), so part of the enhancing tumour lies
+    # outside it and must stay unlabelled
+    cut = sitk.GetArrayFromImage(auto.native) > 0
+    xs = np.flatnonzero(cut.any(axis=(0, 1)))
+    cut[:, :, : (xs.min() + xs.max()) // 2] = False
+    binary = sitk.GetImageFromArray(cut.astype(np.uint8))
+    binary.CopyInformation(auto.native)
     opt = dataclasses.replace(FAST, roi_subregions=True)
     plain = segment_case(load_case_folder(small_demo_dir), FAST, label=binary, label_source="manual")
     sub = segment_case(load_case_folder(small_demo_dir), opt, label=binary, label_source="manual")
@@ -122,7 +128,8 @@ def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small
     assert np.array_equal(s > 0, wt)  # the outline is the given one
     core = wt & np.isin(a, (1, 3))
     expected = np.where(core, a, 2 * wt.astype(np.uint8))
-    assert core.sum() > 50 and np.array_equal(s, expected)
+    assert core.sum() > 20 and (np.isin(a, (1, 3)) & ~wt).sum() > 20  # core on both sides of the cut
+    assert np.array_equal(s, expected)
     assert sub.provenance["roi_subregions"].startswith("weight-free necrosis / enhancing")
     assert any(x.startswith("--roi-subregions: weight-free") for x in sub.pre.steps)
     # a ROI that already has core labels is kept as given; without a T1c nothing is added, and that is said
@@ -132,3 +139,14 @@ def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small
                                  steps=[], warnings=[])
     assert np.array_equal(sitk.GetArrayFromImage(add_roi_subregions(plain.label, no_t1c, prov)), p) and not prov
     assert any("no T1c" in w for w in no_t1c.warnings)
+
+
+def test_roi_subregions_needs_a_given_roi(small_demo_dir, tmp_path, capsys):
+    """The option only acts on a given ROI: without one the command refuses at once (exit 2), naming the option."""
+    from GliomaRadiogenomicsLib.cli import main
+    assert main(["run", "--case-dir", str(small_demo_dir), "--roi-subregions", "--out", str(tmp_path / "o")]) == 2
+    assert "--roi-subregions adds labels inside a given ROI: give one with --segmentation" in capsys.readouterr().err
+    assert main(["extract", "--cases", str(small_demo_dir.parent), "--roi-subregions", "--out",
+                 str(tmp_path / "t.csv")]) == 2
+    assert "give one with --case-roi" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t.csv").exists()

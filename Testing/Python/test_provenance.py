@@ -259,7 +259,8 @@ def test_options_hash_covers_what_changes_the_numbers():
     others = [_options(spacing=3.0), _options("ucsf_pdgm"), dataclasses.replace(base, case_roi=True),
               dataclasses.replace(base, backend="auto"), dataclasses.replace(base, location=True),
               dataclasses.replace(base, preprocess=dataclasses.replace(base.preprocess, n4=True)),
-              dataclasses.replace(base, preprocess=dataclasses.replace(base.preprocess, register=False))]
+              dataclasses.replace(base, preprocess=dataclasses.replace(base.preprocess, register=False)),
+              dataclasses.replace(base, case_roi=True, roi_subregions=True)]
     hashes = {options_hash(o) for o in others}
     assert len(hashes) == len(others) and options_hash(base) not in hashes
 
@@ -384,3 +385,35 @@ def test_a_segmentation_file_declares_its_origin_beside_it(tmp_path):
     (tmp_path / "segmentation.provenance.json").write_text(json.dumps({"segmentation_source": "manual"}))
     with pytest.raises(InputError, match="segmentation.provenance.json: segmentation_source must be"):
         segmentation_origin(seg, edited)
+
+
+def test_roi_subregions_is_a_soft_setting_and_travels_with_a_written_segmentation(tmp_path):
+    """Features made with --roi-subregions and without differ in their core regions: a bundle trained one way warns
+    on the other (absent = none; bundles and runs that never made them stay silent); the record travels through
+    segmentation.provenance.json into a later `run --segmentation`."""
+    import numpy as np
+    import SimpleITK as sitk
+    from GliomaRadiogenomicsLib.cli import segmentation_origin
+    from GliomaRadiogenomicsLib.io import read_image, write_image
+    from GliomaRadiogenomicsLib.pipeline import ROI_SUBREGIONS, segmentation_record
+    from GliomaRadiogenomicsLib.provenance import compare
+    base = {"preset": "liu2024", "settings_hash": "h", "segmentation_source": "given"}
+    made = {**base, "roi_subregions": ROI_SUBREGIONS}
+    def about_it(want, have):
+        hard, soft = compare("m", want, have)
+        assert not hard
+        return [w for w in soft if "roi-subregions" in w]
+    assert about_it(base, base) == [] and about_it(made, made) == []
+    for want, have in ((made, base), (base, made)):
+        (w,) = about_it(want, have)
+        assert "differs" in w and "'none'" in w, w
+    arr = np.zeros((10, 12, 14), np.uint8)
+    arr[3:6, 4:8, 4:9] = 2
+    arr[4, 5, 5] = 3
+    label = sitk.GetImageFromArray(arr)
+    seg = tmp_path / "segmentation.nii.gz"
+    write_image(label, seg)
+    (tmp_path / "segmentation.provenance.json").write_text(json.dumps(segmentation_record(
+        {"segmentation_source": "given", "roi_subregions": ROI_SUBREGIONS}, label)))
+    assert segmentation_origin(seg, read_image(seg, label=True)) == {"segmentation_source": "given",
+                                                                     "roi_subregions": ROI_SUBREGIONS}
