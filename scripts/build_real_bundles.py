@@ -75,9 +75,10 @@ EXTRACTION_PROVENANCE = {"spacing_mm": 1.0, "n4": False, "reference": "FLAIR", "
                          "segmentation_source": "given", "atlas": "mni152"}
 
 
-def run_extraction(cases: Path, table: Path, jobs: int) -> None:
+def run_extraction(cases: Path, table: Path, jobs: int, *extra: str) -> None:
+    """``extract --case-roi --location`` (+ ``extra`` options, e.g. another preset) over the cohort's cases."""
     cmd = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "extract", "--cases", str(cases), "--out", str(table),
-           "--case-roi", "--location", "--jobs", str(jobs)]
+           "--case-roi", "--location", "--jobs", str(jobs), *extra]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env={**__import__("os").environ,
                                                     "PYTHONPATH": str(REPO / "GliomaRadiogenomics")})
@@ -237,17 +238,22 @@ def card(b, family, rows_note):
             "roi": "manual FLAIR-abnormality mask (whole-tumour equivalent) during training"}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cohort_arguments(ap: argparse.ArgumentParser, table: str) -> None:
+    """The options of the cohort scripts (this one, evaluate_liu_subregions.py): cohort, table, CV design."""
     ap.add_argument("--cohort", default=str(COHORT), help="cohort folder with cases/ and labels.csv")
-    ap.add_argument("--table", default="build/tcga-lgg/features.csv", help="feature table (extracted if absent or "
-                    "incomplete; <table>.cases/ caches finished cases)")
+    ap.add_argument("--table", default=table, help="feature table (extracted if absent or incomplete; "
+                    "<table>.cases/ caches finished cases)")
     ap.add_argument("--skip-extract", action="store_true", help="use --table as it is")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--seed", type=int, default=2025)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cohort_arguments(ap, "build/tcga-lgg/features.csv")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--sensitivity-families", default="flair-t1-t1c",
                     help="families that get the report-only ATRX variants (all cases; + WHO grade); '' for none")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,14 +33,6 @@ sys.path.insert(0, str(REPO / "GliomaRadiogenomics"))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import build_real_bundles as brb  # noqa: E402  (one definition of the cohort join, training call and table rows)
-
-
-def extract(cases: Path, table: Path, jobs: int) -> None:
-    cmd = [sys.executable, "-m", "GliomaRadiogenomicsLib.cli", "extract", "--cases", str(cases), "--out", str(table),
-           "--case-roi", "--roi-subregions", "--preset", "liu2024", "--location", "--jobs", str(jobs)]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO, env={**__import__("os").environ,
-                                                    "PYTHONPATH": str(REPO / "GliomaRadiogenomics")})
 
 
 def find_key(obj, key):
@@ -60,21 +51,14 @@ def find_key(obj, key):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cohort", default=str(brb.COHORT))
-    ap.add_argument("--table", default="build/liu64/features.csv")
-    ap.add_argument("--skip-extract", action="store_true", help="use --table as it is")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--bootstrap", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=2025)
+    brb.cohort_arguments(ap, "build/liu64/features.csv")
     ap.add_argument("--reports", default="docs/real-data")
     a = ap.parse_args(argv)
     cohort, table, reports = Path(a.cohort), Path(a.table), Path(a.reports)
     if not (cohort / "labels.csv").exists():
         raise SystemExit(f"{cohort}: no labels.csv (the TCGA-LGG cohort lives in ../shared/data/cohorts/tcga-lgg)")
     if not a.skip_extract:
-        extract(cohort / "cases", table, a.jobs)
+        brb.run_extraction(cohort / "cases", table, a.jobs, "--roi-subregions", "--preset", "liu2024")
     df, prov = brb.load_table(table, cohort / "labels.csv")
     if prov.get("preset") != "liu2024" or "roi_subregions" not in prov:
         raise SystemExit(f"{table}: not a liu2024 table with --roi-subregions (provenance: preset "
@@ -93,6 +77,10 @@ def main(argv=None) -> int:
     rows = [brb.summary_row(b, f"{name}.html", "flair-t1c (liu2024, sub-regions)", brb.method_of(b), s,
                             "IDH-mutant subset; liu2024 preset on overall / tumor / edema from the manual mask")
             for b, name, s in trained]
+    keep = table.parent / "bundles"  # every trained bundle, for a later decision to ship (not shipped from here)
+    keep.mkdir(parents=True, exist_ok=True)
+    for b, name, _ in trained:
+        b.save(keep / f"{name}_{brb.method_of(b)}.json")
     fusion = next(b for b, _, _ in trained if brb.method_of(b) == "atrx-fusion")
     imaging = next(b for b, _, _ in trained if brb.method_of(b) == "atrx-imaging")
     print(brb.markdown_table(rows))
