@@ -163,15 +163,18 @@ class ModelBundle:
         # imputation value (training median) stands in for a missing VALUE of a column the table has
         missing = [f for f in self.features if f not in cols and not (f in self.imputation and f in _CLINICAL_NAMES)
                    and not _indicator_base(f)]
+        hard, soft = [], []
+        if provenance is not None:
+            from .provenance import compare
+            hard, soft = compare(self.name, self.feature_schema, provenance, [SEQ_NAMES[q] for q in self.sequences])
         if missing:
             shown = ", ".join(missing[:8]) + (f" ... (+{len(missing) - 8} more)" if len(missing) > 8 else "")
             raise FeatureMismatchError(
                 f"model '{self.name}' ({self.task}) needs {len(missing)} feature(s) that were not offered: {shown}. "
-                f"It was trained on features from preset '{self.feature_schema.get('preset')}'.")
+                f"It was trained on features from preset '{self.feature_schema.get('preset')}'."
+                + (f" Its training settings differ too: {'; '.join(hard)}" if hard else ""))
         if provenance is None:
             return []
-        from .provenance import compare
-        hard, soft = compare(self.name, self.feature_schema, provenance, [SEQ_NAMES[q] for q in self.sequences])
         if hard:
             raise FeatureMismatchError(
                 f"model '{self.name}' ({self.task}) refuses these features: they were computed with other settings "

@@ -70,20 +70,24 @@ def test_a_bundle_of_another_preset_gets_that_presets_features(small_demo_dir, l
 
 def test_a_bundle_whose_preset_cannot_be_made_here_refuses_naming_it(small_demo_dir, liu_bundle, tmp_path):
     """The preset file is gone: nothing is extracted for it and its bundle refuses the run's features, naming the
-    preset it was trained on; a bundle that refuses the run's settings anyway (another spacing) costs no extraction."""
+    preset it was trained on; a bundle that refuses the run's settings anyway (another spacing) costs no extraction.
+    One run with both (test copies of the fixture bundle, the second relabelled as the epilepsy task: one bundle per
+    task is applied)."""
     bundle_path, _ = liu_bundle
     import json
     d = json.loads(bundle_path.read_text())
     d["feature_schema"]["preset"] = str(tmp_path / "gone.yaml")
     gone = tmp_path / "gone.json"
     gone.write_text(json.dumps(d))
-    analysis, doc = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(gone)]))
-    assert doc["IDH"]["probability"] is None and "gone.yaml" in doc["IDH"]["reason"]
-    assert not analysis.preset_features
     d = json.loads(bundle_path.read_text())
     d["feature_schema"]["spacing_mm"] = 1.0
+    d["task"] = "epilepsy"
     other = tmp_path / "spacing.json"
     other.write_text(json.dumps(d))
-    analysis, doc = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(other)]))
-    assert not analysis.preset_features and doc["IDH"]["probability"] is None
+    analysis, doc = evaluate_case(load_case_folder(small_demo_dir),
+                                  dataclasses.replace(FAST, bundles=[str(gone), str(other)]))
+    assert not analysis.preset_features
+    assert doc["IDH"]["probability"] is None and "gone.yaml" in doc["IDH"]["reason"]
+    assert doc["epilepsy"]["probability"] is None and "spacing_mm" in doc["epilepsy"]["reason"]
+    assert any(s.startswith(f"features of preset {tmp_path / 'gone.yaml'}") for s in analysis.pre.steps)
     assert any("would refuse them anyway" in s and "spacing" in s for s in analysis.pre.steps)
