@@ -289,13 +289,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         else:
             feats = FeatureResult({}, feature_provenance(preset, pre), ["no tumor: no radiomic features"])
         if volumes["WT"] > 0 and (opt.deep_weights or preset.options.get("deep_features")):
-            from .deep import try_deep_features
             progress.update(0.95, "deep features (ResNet34)")
-            deep, deep_warnings = try_deep_features(pre, lab, [q for q in preset.sequences if q in pre.images],
-                                                       preset.regions, opt.deep_weights)
-            feats.values.update(deep)
-            feats.warnings.extend(deep_warnings)
-            feats.provenance["deep_features"] = "resnet34" if deep else "missing"
+            add_deep_features(feats, pre, lab, preset, opt.deep_weights)
         if volumes["WT"] > 0 and (opt.location or auto_vasari):
             progress.update(0.96, "location, VASARI (atlas) and T2-FLAIR mismatch features")
             feats.values.update(_atlas_features(pre, lab, atlas_name, feats.warnings, atlas_job.get("registration")))
@@ -325,6 +320,17 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     finally:  # a registration started but not used (no tumour, an error after preprocessing) is waited for: it
         # holds SimpleITK's one-thread setting (one_itk_thread) and must not run on into the next case
         wait_quietly(atlas_job.get("registration"))
+
+
+def add_deep_features(feats: FeatureResult, pre, label: sitk.Image, preset, weights) -> None:
+    """Liu 2024's ResNet34 deep features of the preset's sequences and regions into ``feats`` (values, warnings when
+    the weights are absent, ``deep_features`` in its provenance)."""
+    from .deep import try_deep_features
+    deep, deep_warnings = try_deep_features(pre, label, [q for q in preset.sequences if q in pre.images],
+                                            preset.regions, weights)
+    feats.values.update(deep)
+    feats.warnings.extend(deep_warnings)
+    feats.provenance["deep_features"] = "resnet34" if deep else "missing"
 
 
 def wait_quietly(job) -> None:
@@ -412,13 +418,7 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         # deep features only for bundles that read them (a liu2024 bundle without them would only warn each run)
         if options.deep_weights or (preset.options.get("deep_features") and any(
                 "_resnet34_fc_" in f for b in bundles if bundle_preset(b) == name for f in b.features)):
-            from .deep import try_deep_features
-            deep, deep_warnings = try_deep_features(analysis.pre, analysis.label,
-                                                    [q for q in preset.sequences if q in analysis.pre.images],
-                                                    preset.regions, options.deep_weights)
-            feats.values.update(deep)
-            feats.warnings.extend(deep_warnings)
-            feats.provenance["deep_features"] = "resnet34" if deep else "missing"
+            add_deep_features(feats, analysis.pre, analysis.label, preset, options.deep_weights)
         feats.provenance = {**run_keys, **feats.provenance}
         analysis.preset_features[name] = feats
         analysis.pre.steps.append(f"features of preset {preset.name} too ({len(feats.values)} values), for the "

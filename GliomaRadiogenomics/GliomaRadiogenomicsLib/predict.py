@@ -48,7 +48,6 @@ def predict_one(bundle: ModelBundle, row: Mapping[str, object], provenance: Opti
 
 def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
     case = analysis.case
-    row = analysis.feature_row()
     warnings = list(analysis.warnings)
     if case.clinical.get("age") is None:
         warnings.append("age not given: models that use age replace it by their training mean (--age)")
@@ -67,9 +66,8 @@ def predict_case(analysis, bundles: List[ModelBundle]) -> dict:
                              "cutoff": b.cutoff, "nomogram": None, "model": b.model_card(), "warnings": []}
             continue
         try:
-            preset = bundle_preset(b)
-            res = predict_one(b, analysis.feature_row(preset) if preset in analysis.preset_features else row,
-                              analysis.features_for(preset).provenance)
+            preset = bundle_preset(b)  # the run's own features unless the bundle's preset was extracted too
+            res = predict_one(b, analysis.feature_row(preset), analysis.features_for(preset).provenance)
         except FeatureMismatchError as exc:
             tasks[b.task] = {"probability": None, "label": "not available", "cutoff": b.cutoff, "nomogram": None,
                              "model": b.model_card(), "reason": str(exc), "warnings": [str(exc)]}
