@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -580,8 +580,12 @@ class FeatureResult:
 
 
 def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", workers: Optional[int] = None,
-                     progress: Progress = null_progress) -> FeatureResult:
-    """PyRadiomics features of every (sequence, region) of the preset, computed on the working grid."""
+                     progress: Progress = null_progress, columns: Optional[Iterable[str]] = None) -> FeatureResult:
+    """PyRadiomics features of every (sequence, region) of the preset, computed on the working grid.
+
+    ``columns``: only the jobs (sequence x region x filter unit, feature classes) that give these columns run (e.g.
+    the 7 columns a bundle reads of the 6 780 of liu2024); the values are those of the full extraction (each job is
+    independent: same image, mask, settings and binning). None: every column."""
     if isinstance(preset, str):
         preset = load_preset(preset)
     if preset.options.get("normalization", "none") not in ("unit", "unit_clahe", "zscore", "none", None):
@@ -610,8 +614,22 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
         masks[region] = m.astype(np.uint8)
     units = _filter_units(preset.params)
     with_shape = "shape" in (preset.params.get("featureClass") or {})
-    n_jobs = len(preset.sequences) * (1 + len(masks) * len(units)) + (len(masks) if with_shape else 0)
-    if not masks:
+    plan = None
+    if columns is not None:
+        plan = column_plan(preset, units, columns)
+        provenance["columns_subset"] = (f"{len(plan.columns)} of {len(expected_columns(preset))} columns (those asked "
+                                        "for; values as in the full extraction)")
+        masks = {r: m for r, m in masks.items() if r in plan.regions}
+        preset = Preset(preset.name, preset.params, {**preset.options, "sequences": [
+            s for s in preset.sequences if s in plan.sequences]}, preset.source)
+    n_extract = (len(preset.sequences) * len(masks) * len(units) if plan is None else
+                 sum(1 for (s, r, _) in plan.jobs if r in masks and s in preset.sequences))
+    if plan is None:
+        n_shape = len(masks) if with_shape else 0
+    else:
+        n_shape = len(plan.shape & set(masks))
+    n_jobs = len(preset.sequences) + n_extract + n_shape
+    if not masks or not n_jobs:
         return FeatureResult({}, provenance, warnings)
     n_workers = workers if workers is not None else min(n_jobs, os.cpu_count() or 1, 4)
     brain = sitk.GetArrayFromImage(pre.brain_mask) > 0
@@ -629,11 +647,12 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
         pool_cm = _Inline()
     try:
         with pool_cm as pool:
-            _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs, values, progress)
+            _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs, values, progress, plan)
     finally:
         _SHARED.clear()
-    order = expected_columns(preset)
-    values = {**{k: values[k] for k in order if k in values}, **{k: v for k, v in values.items() if k not in order}}
+    order = expected_columns(preset) if plan is None else plan.columns  # a plan's jobs make more: only those asked
+    values = {**{k: values[k] for k in order if k in values},
+              **({k: v for k, v in values.items() if k not in order} if plan is None else {})}
     progress.update(1.0, f"features: {len(values)} values")
     return FeatureResult(values, provenance, warnings)
 
@@ -652,7 +671,48 @@ def _unit_box(unit, mbox, shape, nonzero_box, pad: int, spacing: float):
     return lo, hi
 
 
-def _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs, values, progress):
+@dataclass
+class ColumnPlan:
+    """The extraction jobs that give some columns: ``jobs`` {(sequence, region, unit index): feature classes},
+    ``shape``: regions whose shape columns are asked for; ``columns``: the asked columns this preset makes."""
+    jobs: Dict[tuple, List[str]]
+    shape: set
+    columns: List[str]
+
+    @property
+    def regions(self) -> set:
+        return {r for (_, r, _) in self.jobs} | self.shape
+
+    @property
+    def sequences(self) -> set:
+        return {s for (s, _, _) in self.jobs}
+
+
+def column_plan(preset: Preset, units: List[tuple], columns: Iterable[str]) -> ColumnPlan:
+    """Which jobs of ``extract_features`` give ``columns`` (names the preset does not make are ignored): each filter
+    unit's own column names come from the same tiny synthetic extraction as ``expected_columns``."""
+    made = set(expected_columns(preset))
+    wanted = [c for c in dict.fromkeys(columns) if c in made]
+    jobs: Dict[tuple, List[str]] = {}
+    shape = {r for r in preset.regions if any(c.startswith(f"mask_{r}_") for c in wanted)}
+    for region in preset.regions:
+        for seq in preset.sequences:
+            prefix = f"{SEQUENCE_NAMES[seq]}_{region}_"
+            keys = {c[len(prefix):] for c in wanted if c.startswith(prefix)}
+            for i, unit in enumerate(units):
+                hit = keys & set(_unit_keys(json.dumps(_settings_without_shape(preset.params, unit), sort_keys=True)))
+                if hit:
+                    jobs[(seq, region, i)] = sorted({k.split("_")[1] for k in hit})
+    return ColumnPlan(jobs, shape, wanted)
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_keys(params_json: str) -> Tuple[str, ...]:
+    """PyRadiomics' feature names of one filter unit's settings (no shape), e.g. 'wavelet-LLH_glcm_Correlation'."""
+    return tuple(c[len("FLAIR_r_"):] for c in _expected_columns_cached(params_json, ("flair",), ("r",)))
+
+
+def _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs, values, progress, plan=None):
     from concurrent.futures import FIRST_COMPLETED, wait
     mimgs = {}
     for region, m in masks.items():
@@ -662,6 +722,8 @@ def _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs,
     pending = {}
     if "shape" in (preset.params.get("featureClass") or {}):
         for region, m in masks.items():
+            if plan is not None and region not in plan.shape:
+                continue
             lo, hi = boxes[region]
             job = (preset.params, _crop(mimgs[region], np.maximum(lo - 1, 0), np.minimum(hi + 1, m.shape)))
             pending[pool.submit(_shape_job, job)] = ("shape", region)
@@ -686,10 +748,15 @@ def _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs,
                 img.CopyInformation(pre.grid)
                 nz = _box(arr)
                 for region, m in masks.items():
-                    for unit in units:
+                    for i, unit in enumerate(units):
+                        settings = _settings_without_shape(preset.params, unit)
+                        if plan is not None:
+                            if (seq, region, i) not in plan.jobs:
+                                continue
+                            settings["featureClass"] = {k: v for k, v in settings["featureClass"].items()
+                                                        if k in plan.jobs[(seq, region, i)]}
                         lo, hi = _unit_box(unit, boxes[region], m.shape, nz, pad, spacing)
-                        job = (_settings_without_shape(preset.params, unit), _crop(img, lo, hi),
-                               _crop(mimgs[region], lo, hi), False)
+                        job = (settings, _crop(img, lo, hi), _crop(mimgs[region], lo, hi), False)
                         pending[pool.submit(_extract_one, job)] = ("extract", seq, region, unit[0])
             else:
                 prefix = f"{SEQUENCE_NAMES[key[1]]}_{key[2]}_"

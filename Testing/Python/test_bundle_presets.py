@@ -37,12 +37,12 @@ def liu_bundle(tmp_path_factory, small_demo_dir):
     b.name = "liu2024-fixture-idh"
     out = tmp_path_factory.mktemp("presets") / "liu_idh.json"
     b.save(out)
-    return out, f
+    return out, f, seg
 
 
 def test_a_bundle_of_another_preset_gets_that_presets_features(small_demo_dir, liu_bundle, bundles_at_spacing):
     from GliomaRadiogenomicsLib.bundle import load_bundle
-    bundle_path, direct = liu_bundle
+    bundle_path, direct, _ = liu_bundle
     wang = [p for p in bundles_at_spacing(2.0) if "epilepsy" in str(p)][:1]  # a wang2025 bundle beside it
     opt = dataclasses.replace(FAST, bundles=[str(bundle_path)] + wang)
     analysis, doc = evaluate_case(load_case_folder(small_demo_dir), opt)
@@ -52,16 +52,19 @@ def test_a_bundle_of_another_preset_gets_that_presets_features(small_demo_dir, l
     other = analysis.preset_features["liu2024"]
     assert other.provenance["preset"] == "liu2024" and other.provenance["normalization"] == "zscore"
     assert other.provenance["segmentation_source"] == analysis.features.provenance["segmentation_source"] == "automatic"
-    # the same numbers as extracting liu2024 directly on the same preprocessed case and segmentation
-    assert set(direct.values) <= set(other.values)
-    a = np.array([direct.values[k] for k in sorted(direct.values)], float)
-    o = np.array([other.values[k] for k in sorted(direct.values)], float)
+    # only the columns its bundle reads, with the numbers of extracting all of liu2024 directly on the same
+    # preprocessed case and segmentation
+    fixture = load_bundle(bundle_path)
+    assert set(other.values) == set(fixture.features)
+    assert other.provenance["columns_subset"].startswith(f"{len(fixture.features)} of ")
+    a = np.array([direct.values[k] for k in sorted(other.values)], float)
+    o = np.array([other.values[k] for k in sorted(other.values)], float)
     assert np.array_equal(a, o, equal_nan=True)
     # both bundles applied; the small one's probability is its own model on those features
     assert doc["IDH"]["probability"] is not None, doc["IDH"].get("reason")
     assert doc["epilepsy"]["probability"] is not None, doc["epilepsy"].get("reason")
-    row = {**analysis.feature_row(), **direct.values}
-    want = load_bundle(bundle_path).predict_proba_row(row)["probability"]
+    row = {**analysis.feature_row(), **{k: direct.values[k] for k in fixture.features}}
+    want = fixture.predict_proba_row(row)["probability"]
     assert doc["IDH"]["probability"] == pytest.approx(want, abs=1e-6)
     assert any("features of preset liu2024 too" in s for s in analysis.pre.steps)
     # its bundle reads no ResNet34 column: no deep features tried, so no warning about missing ImageNet weights
@@ -73,7 +76,7 @@ def test_a_bundle_whose_preset_cannot_be_made_here_refuses_naming_it(small_demo_
     preset it was trained on; a bundle that refuses the run's settings anyway (another spacing) costs no extraction.
     One run with both (test copies of the fixture bundle, the second relabelled as the epilepsy task: one bundle per
     task is applied)."""
-    bundle_path, _ = liu_bundle
+    bundle_path, _, _ = liu_bundle
     import json
     d = json.loads(bundle_path.read_text())
     d["feature_schema"]["preset"] = str(tmp_path / "gone.yaml")
@@ -91,3 +94,28 @@ def test_a_bundle_whose_preset_cannot_be_made_here_refuses_naming_it(small_demo_
     assert doc["epilepsy"]["probability"] is None and "spacing_mm" in doc["epilepsy"]["reason"]
     assert any(s.startswith(f"features of preset {tmp_path / 'gone.yaml'}") for s in analysis.pre.steps)
     assert any("would refuse them anyway" in s and "spacing" in s for s in analysis.pre.steps)
+
+
+def test_only_the_asked_columns_are_extracted_with_the_full_extractions_values(liu_bundle):
+    """extract_features(columns=...) runs only the jobs that make those columns (one sequence x region x filter
+    unit each, its feature classes only) and returns exactly them, equal to the full liu2024 extraction's values
+    (the reference here: its values are checked against plain PyRadiomics in test_features); names the preset does
+    not make are ignored."""
+    from GliomaRadiogenomicsLib.features import _filter_units, column_plan
+    _, full, seg = liu_bundle
+    preset = load_preset("liu2024")
+    asked = ["mask_edema_original_shape_Sphericity", "T1c_tumor_original_firstorder_Median",
+             "FLAIR_overall_wavelet-HLH_glcm_Correlation", "T1c_edema_log-sigma-2-0-mm-3D_glszm_ZoneEntropy",
+             "T1c_edema_log-sigma-2-0-mm-3D_glcm_Idm", "not_a_liu2024_column"]
+    assert set(asked[:-1]) <= set(full.values)
+    plan = column_plan(preset, _filter_units(preset.params), asked)
+    # 3 extraction jobs of 30 (2 sequences x 3 regions x 5 filter units: original, wavelet, LoG 1 / 2 / 3 mm), one
+    # shape job of 3
+    assert sorted(plan.jobs) == [("flair", "overall", 1), ("t1c", "edema", 3), ("t1c", "tumor", 0)]
+    assert plan.jobs[("t1c", "edema", 3)] == ["glcm", "glszm"] and plan.shape == {"edema"}
+    sub = extract_features(seg.pre, seg.label, preset, 1, columns=asked)
+    assert list(sub.values) == asked[:-1]
+    for k, v in sub.values.items():
+        assert v == full.values[k] or (np.isnan(v) and np.isnan(full.values[k])), k
+    assert sub.provenance["columns_subset"] == f"5 of {len(full.values)} columns (those asked for; values as in the full extraction)"
+    assert sub.provenance["preset"] == full.provenance["preset"] and sub.provenance["settings_hash"] == full.provenance["settings_hash"]
