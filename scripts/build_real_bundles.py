@@ -19,9 +19,18 @@
    the imaging model ships (method atrx-imaging); two report-only sensitivity analyses on the flair-t1-t1c family
    (all cases; + WHO grade; 5 CV repetitions). Age and sex are offered to every model; age-only and age + sex
    logistic baselines are evaluated on the same folds;
-4. a bundle ships (GliomaRadiogenomicsLib/resources/models/tcga_lgg_<task>_<family>.json) only where the lower
+4. ATRX on Liu 2024's own imaging input (family flair-t1c-liu2024, table --liu-table): `extract --case-roi
+   --roi-subregions --preset liu2024 --location` (T1c + FLAIR, z-score, original + wavelets + LoG 1 / 2 / 3 mm, on
+   overall = the manual outline, tumor = the weight-free enhancing / necrosis labels inside it, edema = the rest),
+   then the same Liu fusion (best of 9 imaging models, chosen inside every training fold) on the IDH-mutant cases
+   with T1c. When it ships, it replaces the wang2025 flair-t1-t1c ATRX bundle (Liu's method as published takes
+   precedence over the same method on another preset's single region; both rows stay in the report); cases without
+   T1c keep the flair family. Without ImageNet ResNet34 weights (not obtainable here) the deep-feature candidates
+   do not exist;
+5. a bundle ships (GliomaRadiogenomicsLib/resources/models/tcga_lgg_<task>_<family>.json) only where the lower
    95 % CI bound of its repeated-CV AUC is above 0.5; defaults.json then lists, per task, the real family where one
-   qualifies, else the synthetic default_<task>.json. Evaluation reports go to docs/real-data/.
+   qualifies, else the synthetic default_<task>.json. Evaluation reports go to docs/real-data/. A partial rebuild
+   (--families / --liu-table '') keeps the shipped bundles and report rows of the families it does not rebuild.
 
 Every number is internal validation on 64 TCGA-LGG patients (grade 2-3 gliomas), 8-bit resized source images,
 nominal geometry: no external validation.
@@ -50,6 +59,10 @@ TASKS = {"IDH": ("IDH-mutant", "IDH-wildtype"), "epilepsy": ("glioma-associated 
                                                              "no seizure history"),
          "ATRX": ("ATRX-mutant", "ATRX-wildtype")}
 CLINICAL = ["age", "sex_male"]
+# ATRX on Liu 2024's own input: the liu2024 preset on overall / tumor / edema made from the manual outline
+LIU_FAMILY, LIU_SEQUENCES, LIU_TAG = "flair-t1c-liu2024", "flair,t1c", "-liu2024-subregions"
+LIU_EXTRACT = ("--roi-subregions", "--preset", "liu2024")
+LIU_SUPERSEDES = "flair-t1-t1c"  # the wang2025 ATRX family it replaces when it ships
 # Liu 2024's fused variables: age, sex, VASARI score (vasari_score is skipped when the table has none); no WHO grade
 ATRX_CLINICAL = ["age", "sex_male", "vasari_score"]
 SOURCE = ("TCGA-LGG (The Cancer Genome Atlas low-grade glioma collection, The Cancer Imaging Archive; images "
@@ -153,6 +166,61 @@ def train(df, prov, label, method, family, seqs, n_bootstrap, repeats, folds, jo
     return [(b, name, seconds) for b in bundles]
 
 
+def collect(trained, family, reports, work, rows, candidates) -> None:
+    """Report rows, saved bundles (``work``) and ship candidates of one family's trained models."""
+    for b, name, seconds, method, note in trained:
+        if note.startswith("sensitivity"):  # numbers (JSON) only: keeps docs/real-data small
+            (reports / f"{name}.html").unlink(missing_ok=True)
+        rows.append(summary_row(b, f"{name}.html", family, method, seconds, note))
+        b.save(work / f"{name}_{b.task}{'_imaging' if b.name.endswith('-atrx-imaging') else ''}.json")
+        if not note.startswith("sensitivity"):
+            candidates.setdefault((b.task, family), []).append((b, rows[-1]))
+
+
+def merge_shipped(shipped: dict, rows: list, old_registry: dict, old_rows: list, rebuilt: set, models: Path) -> None:
+    """The shipped files per task (``shipped``, updated) and report rows (``rows``, extended), after a rebuild of the
+    families ``rebuilt``: a family not rebuilt keeps its registered files (when present) and its earlier rows; ATRX on
+    Liu's own input, when it ships, replaces the wang2025 model of the sequences it covers (flair-t1-t1c: its row
+    says so; the FLAIR-only family stays for cases without T1c); a file of a known family that no longer ships is
+    deleted (no stale file stays beside the registry)."""
+    for task in TASKS:
+        shipped[task] = shipped.get(task, []) + [
+            f for f in old_registry.get("tasks", {}).get(task, []) if f.startswith("tcga_lgg_")
+            and family_of(task, f) not in rebuilt and (models / f).exists()]
+    rows += [dict(r) for r in old_rows if r["family"] not in rebuilt]
+    liu_file, superseded = f"tcga_lgg_ATRX_{LIU_FAMILY}.json", f"tcga_lgg_ATRX_{LIU_SUPERSEDES}.json"
+    if liu_file in shipped["ATRX"] and superseded in shipped["ATRX"]:
+        shipped["ATRX"].remove(superseded)
+        for r in rows:
+            if r["task"] == "ATRX" and r["family"] == LIU_SUPERSEDES and r.get("chosen"):
+                r["ships"] = False
+                r["ship_rule"] += f"; superseded by {LIU_FAMILY} (Liu 2024's own input), which ships"
+    for task in TASKS:
+        for fam in [*FAMILIES, LIU_FAMILY]:
+            p = models / f"tcga_lgg_{task}_{fam}.json"
+            if p.exists() and p.name not in shipped[task]:
+                p.unlink()
+
+
+def find_key(obj, key):
+    """The first value stored under ``key`` anywhere in nested dicts / lists (None when absent)."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            found = find_key(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def family_of(task: str, filename: str) -> str:
+    """'tcga_lgg_ATRX_flair-t1c-liu2024.json' -> 'flair-t1c-liu2024' (the shipped file names of this script)."""
+    return filename[len(f"tcga_lgg_{task}_"):-len(".json")]
+
+
 def method_of(b) -> str:
     """atrx-imaging for Liu's imaging model alone (bundle name ...-atrx-imaging), else atrx-fusion."""
     return "atrx-imaging" if b.name.endswith("-atrx-imaging") else "atrx-fusion"
@@ -218,7 +286,8 @@ def markdown_table(rows) -> str:
                 f", p = {c.get('delong_p_mean_prediction', float('nan')):.2g}")
     for r in rows:
         nf = r.get("n_features_per_fold") or {}
-        ship = (("yes" if r.get("ships") else "no: CI includes 0.5") if r.get("chosen") else
+        ship = (("yes" if r.get("ships") else f"no: superseded by {LIU_FAMILY}" if "superseded" in
+                 r.get("ship_rule", "") else "no: CI includes 0.5") if r.get("chosen") else
                 ("not chosen" if "chosen" in r else r["note"].replace("sensitivity, not shipped: ", "sensitivity: ")))
         out.append(f"| {r['task']} | {r['family']} | {r['method']} | {r['n']} ({r['n_positive']}) | "
                    f"{r['auc_mean']:.3f} | {r['auc_sd']:.3f} | {r['auc_range'][0]:.3f}-{r['auc_range'][1]:.3f} | "
@@ -235,11 +304,13 @@ def card(b, family, rows_note):
             "Biol Med 2019 (LGG segmentation dataset) - third-party data, not ours",
             "population": "TCGA-LGG: adult WHO grade 2-3 diffuse gliomas" + rows_note,
             "sequence_family": family, "caveats": CAVEATS,
-            "roi": "manual FLAIR-abnormality mask (whole-tumour equivalent) during training"}
+            "roi": "manual FLAIR-abnormality mask (whole-tumour equivalent) during training" + (
+                "; Liu 2024's regions made from it (--roi-subregions): overall = the mask, tumor = the weight-free "
+                "enhancing / necrosis labels (T1c) inside it, edema = the rest" if family == LIU_FAMILY else "")}
 
 
 def cohort_arguments(ap: argparse.ArgumentParser, table: str) -> None:
-    """The options of the cohort scripts (this one, evaluate_liu_subregions.py): cohort, table, CV design."""
+    """The options of the cohort script: cohort, table, CV design."""
     ap.add_argument("--cohort", default=str(COHORT), help="cohort folder with cases/ and labels.csv")
     ap.add_argument("--table", default=table, help="feature table (extracted if absent or incomplete; "
                     "<table>.cases/ caches finished cases)")
@@ -265,6 +336,9 @@ def main(argv=None):
                     "<reports>/tcga_lgg_defaults.json")
     ap.add_argument("--reports", default="docs/real-data")
     ap.add_argument("--work", default="build/tcga-lgg/bundles", help="every trained bundle (shipped or not)")
+    ap.add_argument("--liu-table", default="build/liu64/features.csv",
+                    help="liu2024 table for ATRX on Liu 2024's regions (extracted if absent or incomplete, unless "
+                    "--skip-extract); '' skips that family")
     a = ap.parse_args(argv)
     cohort, table = Path(a.cohort), Path(a.table)
     if not (cohort / "labels.csv").exists():
@@ -309,13 +383,26 @@ def main(argv=None):
                         for b, n, s in train(df, prov, "ATRX", "atrx-fusion", family, seqs,
                                              clinical=atrx_clinical + ["who_grade"], subset=idh_mutant, tag="-grade",
                                              **sens)]
-        for b, name, seconds, method, note in trained:
-            if note.startswith("sensitivity"):  # numbers (JSON) only: keeps docs/real-data small
-                (reports / f"{name}.html").unlink(missing_ok=True)
-            rows.append(summary_row(b, f"{name}.html", family, method, seconds, note))
-            b.save(work / f"{name}_{b.task}{'_imaging' if b.name.endswith('-atrx-imaging') else ''}.json")
-            if not note.startswith("sensitivity"):
-                candidates.setdefault((b.task, family), []).append((b, rows[-1]))
+        collect(trained, family, reports, work, rows, candidates)
+    if a.liu_table:
+        ltable = Path(a.liu_table)
+        if not a.skip_extract:
+            run_extraction(cohort / "cases", ltable, a.jobs, *LIU_EXTRACT)
+        ldf, lprov = load_table(ltable, cohort / "labels.csv")
+        if lprov.get("preset") != "liu2024" or "roi_subregions" not in lprov:
+            raise SystemExit(f"{ltable}: not a liu2024 table with --roi-subregions (provenance: preset "
+                             f"{lprov.get('preset')}, roi_subregions {lprov.get('roi_subregions')})")
+        lclin = [c for c in ATRX_CLINICAL if c in ldf.columns and ldf[c].notna().any()]
+        note = (f"IDH-mutant subset (Liu 2024 population); {' + '.join(lclin)}; liu2024 preset on overall / tumor / "
+                "edema (Liu 2024's input)")
+        collect([(b, n, s, method_of(b), note + ("; imaging model alone (imaging score)"
+                                                 if method_of(b) == "atrx-imaging" else ""))
+                 for b, n, s in train(ldf, lprov, "ATRX", "atrx-fusion", "flair-t1c", LIU_SEQUENCES, clinical=lclin,
+                                      subset=idh_mutant, tag=LIU_TAG, imaging_bundle=True, **common)],
+                LIU_FAMILY, reports, work, rows, candidates)
+        fusion = next(b for b, _ in candidates[("ATRX", LIU_FAMILY)] if method_of(b) == "atrx-fusion")
+        print("imaging model chosen in the outer folds (liu2024 regions): "
+              f"{find_key(fusion.__dict__, 'imaging_model_chosen_in_outer_folds')}", flush=True)
     # per task and family: st vs cmt chosen by the repeated-CV mean AUC on shared folds (never by apparent fit);
     # ATRX: the fusion only when it beats its imaging score on the same folds; ship if CI > 0.5
     shipped, atrx_rule = {}, {}
@@ -346,21 +433,25 @@ def main(argv=None):
         path = models / f"tcga_lgg_{task}_{family}.json"
         b.save(path)
         shipped.setdefault(task, []).append(path.name)
-    for task in TASKS:  # no stale files from an earlier run stay registered
-        for fam in FAMILIES:
-            p = models / f"tcga_lgg_{task}_{fam}.json"
-            if p.exists() and p.name not in shipped.get(task, []) and fam in a.families.split(","):
-                p.unlink()
+    # a partial rebuild keeps what the families it did not rebuild ship (their files, registry entries, report rows)
+    rebuilt = {f for f in a.families.split(",") if f} | ({LIU_FAMILY} if a.liu_table else set())
+    old_registry = models / "defaults.json"  # the optional models (e.g. the Choi 2021 CNN) are not rebuilt here
+    old_reg = json.loads(old_registry.read_text()) if old_registry.exists() else {}
+    old_results = reports / "tcga_lgg_results.json"
+    old_res = json.loads(old_results.read_text()) if old_results.exists() else {}
+    merge_shipped(shipped, rows, old_reg, old_res.get("rows", []), rebuilt, models)
+    atrx_rule.update({f: v for f, v in old_res.get("atrx_fusion_vs_imaging", {}).items() if f not in rebuilt})
     registry = {"tasks": {}, "note": "Per task, the bundle family used by default (select_bundles picks one per case "
                 "by its sequences). tcga_lgg_*: real TCGA-LGG models (synthetic: false) where one validated better "
                 "than a coin (lower 95% CI of the repeated-CV AUC > 0.5); default_<task>.json: synthetic "
-                "demonstration models (synthetic: true) for tasks without a qualifying real model."}
+                "demonstration models (synthetic: true) for tasks without a qualifying real model. ATRX: Liu 2024's "
+                "model on its own input (liu2024 preset, three regions) for cases with FLAIR + T1c; FLAIR-only "
+                "cases get the FLAIR family."}
     for task in TASKS:
         fam = shipped.get(task)
         registry["tasks"][task] = sorted(fam, key=lambda f: -len(f)) if fam else [f"default_{task}.json"]
-    old_registry = models / "defaults.json"  # the optional models (e.g. the Choi 2021 CNN) are not rebuilt here
-    if old_registry.exists() and json.loads(old_registry.read_text()).get("optional"):
-        registry["optional"] = json.loads(old_registry.read_text())["optional"]
+    if old_reg.get("optional"):
+        registry["optional"] = old_reg["optional"]
     atomic_write_json(Path(a.registry) if a.registry else models / "defaults.json", registry)
     atomic_write_json(reports / "tcga_lgg_defaults.json", registry)
     total = time.perf_counter() - t_all
@@ -371,7 +462,7 @@ def main(argv=None):
                    "atrx_ttest": "student",
                    "folds_note": "IDH / epilepsy: st and cmt on one shared fold assignment per family "
                                  "(stratified on IDH x epilepsy); ATRX: fusion and imaging model on the same folds"},
-        "atrx_fusion_vs_imaging": atrx_rule,
+        "atrx_fusion_vs_imaging": atrx_rule, "rebuilt_families": sorted(rebuilt),
         "caveats": CAVEATS, "source": SOURCE, "rows": rows, "defaults": registry["tasks"],
         "training_seconds_total": round(total, 1)})
     from GliomaRadiogenomicsLib.io import atomic_write_text

@@ -137,6 +137,47 @@ def test_ship_rule_keeps_the_fusion_when_it_is_better():
         assert mod.choose("ATRX", cands)[1]["method"] == shipped
 
 
+def test_liu_input_replaces_the_wang2025_atrx_model_it_covers_and_a_partial_rebuild_keeps_the_rest(tmp_path):
+    """build_real_bundles.merge_shipped: a rebuild of only the flair-t1c-liu2024 family keeps the IDH / epilepsy /
+    ATRX-flair files and rows of the families it did not rebuild; the Liu ATRX model, shipping, replaces the
+    wang2025 flair-t1-t1c ATRX model (file deleted, its row says why) but not the FLAIR-only one (cases without
+    T1c); a file of a rebuilt family that no longer ships is deleted."""
+    mod = _build_real_bundles()
+    models = tmp_path / "models"
+    models.mkdir()
+    old_files = {"IDH": ["tcga_lgg_IDH_flair.json"], "epilepsy": ["default_epilepsy.json"],
+                 "ATRX": ["tcga_lgg_ATRX_flair-t1-t1c.json", "tcga_lgg_ATRX_flair.json"]}
+    for f in ("tcga_lgg_IDH_flair.json", "tcga_lgg_ATRX_flair-t1-t1c.json", "tcga_lgg_ATRX_flair.json",
+              "tcga_lgg_ATRX_flair-t1c-liu2024.json"):
+        (models / f).write_text("{}")
+    old_rows = [{"task": t, "family": f, "chosen": True, "ships": True, "ship_rule": "lower 95% CI bound 0.6 > 0.5"}
+                for t, f in (("IDH", "flair"), ("ATRX", "flair-t1-t1c"), ("ATRX", "flair"), ("ATRX", mod.LIU_FAMILY))]
+    rows = [{"task": "ATRX", "family": mod.LIU_FAMILY, "chosen": True, "ships": True, "ship_rule": "x"}]
+    shipped = {"ATRX": ["tcga_lgg_ATRX_flair-t1c-liu2024.json"]}
+    mod.merge_shipped(shipped, rows, {"tasks": old_files}, old_rows, {mod.LIU_FAMILY}, models)
+    assert shipped == {"IDH": ["tcga_lgg_IDH_flair.json"], "epilepsy": [],
+                       "ATRX": ["tcga_lgg_ATRX_flair-t1c-liu2024.json", "tcga_lgg_ATRX_flair.json"]}
+    assert sorted(p.name for p in models.iterdir()) == ["tcga_lgg_ATRX_flair-t1c-liu2024.json",
+                                                        "tcga_lgg_ATRX_flair.json", "tcga_lgg_IDH_flair.json"]
+    assert [(r["task"], r["family"]) for r in rows] == [("ATRX", mod.LIU_FAMILY), ("IDH", "flair"),
+                                                         ("ATRX", "flair-t1-t1c"), ("ATRX", "flair")]
+    gone = rows[2]
+    assert gone["ships"] is False and "superseded by flair-t1c-liu2024" in gone["ship_rule"]
+    assert "superseded by flair-t1c-liu2024" in mod.markdown_table([{**gone, **{k: TABLE_ROW[k] for k in TABLE_ROW}}])
+    # the Liu model does not ship (its CI reaches 0.5): the wang2025 model stays, the Liu file goes
+    (models / "tcga_lgg_ATRX_flair-t1-t1c.json").write_text("{}")
+    shipped, rows = {"ATRX": []}, []
+    mod.merge_shipped(shipped, rows, {"tasks": old_files}, old_rows, {mod.LIU_FAMILY}, models)
+    assert shipped["ATRX"] == ["tcga_lgg_ATRX_flair-t1-t1c.json", "tcga_lgg_ATRX_flair.json"]
+    assert not (models / "tcga_lgg_ATRX_flair-t1c-liu2024.json").exists()
+    assert all(r.get("ships") for r in rows)
+
+
+TABLE_ROW = {"n": 45, "n_positive": 23, "auc_mean": 0.74, "auc_sd": 0.02, "auc_range": [0.7, 0.78],
+             "auc_95ci": [0.6, 0.89], "age_auc": 0.75, "age_auc_95ci": [0.6, 0.9], "age_sex_auc": 0.83,
+             "age_sex_auc_95ci": [0.7, 0.95], "n_features_final": 8, "method": "atrx-fusion", "note": ""}
+
+
 def two_label_table(n=60, p=8, seed=3):
     rng = np.random.default_rng(seed)
     df = pd.DataFrame(rng.standard_normal((n, p)), columns=[f"FLAIR_WT_original_glcm_F{i}" for i in range(p)])
