@@ -123,10 +123,19 @@ def load_table(table: Path, labels_csv: Path) -> tuple[pd.DataFrame, dict]:
     if len(bad):
         raise SystemExit(f"age differs between case.json and labels.csv for {', '.join(bad['case_id'])}")
     df = df.drop(columns=["age_labels", "sex_labels"])
+    # the one clinical encoder (sex -> sex_male, numbers): the clinical variables offered are looked up by these names
+    # (before 2026-11-28 'sex_male' was not a column yet here, so the ATRX fusions were offered age only)
+    from GliomaRadiogenomicsLib.train import add_derived_columns
+    df = add_derived_columns(df)
     missing = sorted(set(lab["case_id"]) - set(df["case_id"]))
     if missing:
         print(f"warning: {len(missing)} labelled case(s) have no feature row: {', '.join(missing)}", flush=True)
     return df, prov
+
+
+def atrx_clinical_of(df: pd.DataFrame) -> list:
+    """Liu 2024's fused clinical variables this table has (age, sex, VASARI score; one with no value is left out)."""
+    return [c for c in ATRX_CLINICAL if c in df.columns and df[c].notna().any()]
 
 
 def strip_labels(report: Path) -> None:
@@ -343,12 +352,14 @@ def main(argv=None):
     cohort, table = Path(a.cohort), Path(a.table)
     if not (cohort / "labels.csv").exists():
         raise SystemExit(f"{cohort}: no labels.csv (the TCGA-LGG cohort lives in ../shared/data/cohorts/tcga-lgg)")
-    if not a.skip_extract:
-        run_extraction(cohort / "cases", table, a.jobs)
-    df, prov = load_table(table, cohort / "labels.csv")
-    print(f"{len(df)} cases x {df.shape[1]} columns; IDH {int(df.IDH.sum())}/{int(df.IDH.notna().sum())}, "
-          f"epilepsy {int(df.epilepsy.sum())}/{int(df.epilepsy.notna().sum())}, "
-          f"ATRX {int(df.ATRX.sum())}/{int(df.ATRX.notna().sum())}", flush=True)
+    families = [f for f in a.families.split(",") if f]
+    if families:  # the wang2025 table (not needed when only the Liu family is rebuilt)
+        if not a.skip_extract:
+            run_extraction(cohort / "cases", table, a.jobs)
+        df, prov = load_table(table, cohort / "labels.csv")
+        print(f"{len(df)} cases x {df.shape[1]} columns; IDH {int(df.IDH.sum())}/{int(df.IDH.notna().sum())}, "
+              f"epilepsy {int(df.epilepsy.sum())}/{int(df.epilepsy.notna().sum())}, "
+              f"ATRX {int(df.ATRX.sum())}/{int(df.ATRX.notna().sum())}", flush=True)
     reports, work, models = Path(a.reports), Path(a.work), Path(a.models)
     for d in (reports, work):
         d.mkdir(parents=True, exist_ok=True)
@@ -358,8 +369,9 @@ def main(argv=None):
     t_all = time.perf_counter()
     rows, candidates = [], {}
     from GliomaRadiogenomicsLib.train import restrict_to_sequences, shared_fold_assignment
-    atrx_clinical = [c for c in ATRX_CLINICAL if c in df.columns and df[c].notna().any()]
-    for family in [f for f in a.families.split(",") if f]:
+    atrx_clinical = atrx_clinical_of(df) if families else []
+    n_cases = len(df) if families else None
+    for family in families:
         seqs = FAMILIES[family]
         trained = []
         # one fold assignment for st (IDH, epilepsy) and cmt: the same outer folds for the methods compared
@@ -389,10 +401,14 @@ def main(argv=None):
         if not a.skip_extract:
             run_extraction(cohort / "cases", ltable, a.jobs, *LIU_EXTRACT)
         ldf, lprov = load_table(ltable, cohort / "labels.csv")
+        n_cases = max(n_cases or 0, len(ldf))
+        atrx_clinical = atrx_clinical or lclin
         if lprov.get("preset") != "liu2024" or "roi_subregions" not in lprov:
             raise SystemExit(f"{ltable}: not a liu2024 table with --roi-subregions (provenance: preset "
                              f"{lprov.get('preset')}, roi_subregions {lprov.get('roi_subregions')})")
-        lclin = [c for c in ATRX_CLINICAL if c in ldf.columns and ldf[c].notna().any()]
+        lclin = atrx_clinical_of(ldf)
+        print(f"{ltable}: {len(ldf)} cases x {ldf.shape[1]} columns (liu2024, regions overall / tumor / edema)",
+              flush=True)
         note = (f"IDH-mutant subset (Liu 2024 population); {' + '.join(lclin)}; liu2024 preset on overall / tumor / "
                 "edema (Liu 2024's input)")
         collect([(b, n, s, method_of(b), note + ("; imaging model alone (imaging score)"
@@ -456,7 +472,7 @@ def main(argv=None):
     atomic_write_json(reports / "tcga_lgg_defaults.json", registry)
     total = time.perf_counter() - t_all
     atomic_write_json(reports / "tcga_lgg_results.json", {
-        "cohort": "TCGA-LGG (../shared/data/cohorts/tcga-lgg)", "n_cases": int(len(df)),
+        "cohort": "TCGA-LGG (../shared/data/cohorts/tcga-lgg)", "n_cases": n_cases,
         "design": {"repeats": a.repeats, "folds": a.folds, "n_bootstrap": a.bootstrap, "seed": a.seed,
                    "jobs": a.jobs, "clinical_offered": CLINICAL, "atrx_clinical_fused": atrx_clinical,
                    "atrx_ttest": "student",

@@ -173,6 +173,22 @@ def test_liu_input_replaces_the_wang2025_atrx_model_it_covers_and_a_partial_rebu
     assert all(r.get("ships") for r in rows)
 
 
+def test_the_cohort_table_offers_sex_to_the_atrx_fusion(tmp_path):
+    """build_real_bundles.load_table encodes sex with the one clinical encoder, so Liu's fused variables found in the
+    table are age AND sex (the table has 'sex' as M / F; before the fix only age was offered); a VASARI score with
+    no value is left out."""
+    mod = _build_real_bundles()
+    pd.DataFrame({"case_id": ["a", "b", "c"], "age": [40.0, 51.0, 33.0], "sex": ["M", "F", "F"],
+                  "vasari_score": [None, None, None], "FLAIR_WT_original_firstorder_Mean": [1.0, 2.0, 3.0]}
+                 ).to_csv(tmp_path / "t.csv", index=False)
+    pd.DataFrame({"case_id": ["a", "b", "c"], "IDH_mutant": [1, 1, 0], "ATRX_mutant": [1, 0, 0],
+                  "seizure_history": [1, 0, 1], "tumor_grade": ["G2", "G3", "G2"], "sequences": ["flair"] * 3,
+                  "age": [40, 51, 33], "sex": ["M", "F", "F"]}).to_csv(tmp_path / "labels.csv", index=False)
+    df, _ = mod.load_table(tmp_path / "t.csv", tmp_path / "labels.csv")
+    assert df["sex_male"].tolist() == [1.0, 0.0, 0.0] and df["who_grade"].tolist() == [2.0, 3.0, 2.0]
+    assert mod.atrx_clinical_of(df) == ["age", "sex_male"]
+
+
 TABLE_ROW = {"n": 45, "n_positive": 23, "auc_mean": 0.74, "auc_sd": 0.02, "auc_range": [0.7, 0.78],
              "auc_95ci": [0.6, 0.89], "age_auc": 0.75, "age_auc_95ci": [0.6, 0.9], "age_sex_auc": 0.83,
              "age_sex_auc_95ci": [0.7, 0.95], "n_features_final": 8, "method": "atrx-fusion", "note": ""}

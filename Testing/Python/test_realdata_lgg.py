@@ -72,6 +72,19 @@ def test_three_sequence_case_runs_end_to_end(lgg_three_sequence_run):
     for t, b in fam.items():   # the family member trained on exactly this subset is the one chosen
         assert doc[t]["model"]["name"] == b.name
     assert doc["segmentation"]["volumes_ml"]["WT"] > 1.0
+    # ATRX: Liu 2024's model on its own input (liu2024 preset on overall / tumor / edema): the columns it reads are
+    # extracted beside the run's wang2025 features, written to features.liu2024.csv, and its probability is that
+    # bundle applied to that row
+    liu = [b for b in _real_defaults() if b.feature_schema.get("preset") == "liu2024"]
+    for b in liu:
+        assert doc[b.task]["model"]["name"] == b.name and doc[b.task]["model"]["sequences"] == ["T1c", "FLAIR"]
+        row = pd.read_csv(out / "features.liu2024.csv").iloc[0].to_dict()
+        prov = json.loads((out / "features.liu2024.provenance.json").read_text())
+        imaging = [f for f in b.features if f not in ("age", "sex_male", "vasari_score")]
+        assert prov["preset"] == "liu2024" and prov["columns_subset"].startswith(f"{len(imaging)} of ")
+        assert set(imaging) <= set(row) and doc["features"]["other_presets"]["liu2024"]["n"] == len(imaging)
+        assert doc[b.task]["probability"] == pytest.approx(b.predict_proba_row(row)["probability"], abs=1e-6)
+        assert not any("roi-subregions" in w for w in doc["warnings"])  # automatic ROI: its own core labels
     # the report's model cards of the real models: calibration with its CIs and the metrics at the cutoffs chosen in
     # each training fold beside the final model's cutoff, as the bundles record them (train.py)
     import html

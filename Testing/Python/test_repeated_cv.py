@@ -190,8 +190,11 @@ def test_defaults_registry_lists_loadable_bundles_real_or_synthetic(registry):
 def test_shipped_real_bundle_card_and_recorded_oof_auc(path):
     b = load_bundle(path)
     assert b.synthetic is False and b.sequences and "flair" in b.sequences
-    assert b.feature_schema["sequences"] and b.feature_schema["preset"] == "wang2025"
+    assert b.feature_schema["sequences"] and b.feature_schema["preset"] in ("wang2025", "liu2024")
     card = b.training["data_card"]
+    if b.feature_schema["preset"] == "liu2024":  # ATRX on Liu 2024's own regions, made from the manual outline
+        assert b.task == "ATRX" and b.feature_schema.get("roi_subregions") and "edema" in card["roi"]
+        assert all(f.split("_")[1] in ("overall", "tumor", "edema") for f in b.features if f[:2] in ("T1", "FL"))
     assert "CC BY 3.0" in card["licence"] and "Buda" in card["licence"]
     assert any("8 bit" in c for c in card["caveats"]) and any("nominal" in c for c in card["caveats"])
     assert "TCGA-LGG" in b.training["trained_on"] and "not a diagnosis" in b.intended_use

@@ -254,7 +254,7 @@ def test_threshold_brain_mask_is_a_quality_warning_only_on_a_head_not_skull_stri
     assert method == "threshold" and THRESHOLD_ON_HEAD not in warnings, warnings
 
 
-REAL_BUNDLE = "tcga_lgg_ATRX_flair-t1-t1c.json"   # a shipped bundle trained on real TCGA-LGG cases (train.py)
+REAL_BUNDLE = "tcga_lgg_ATRX_flair.json"   # a shipped bundle trained on real TCGA-LGG cases (train.py)
 
 
 def real_bundle():
