@@ -133,9 +133,25 @@ def load_table(table: Path, labels_csv: Path) -> tuple[pd.DataFrame, dict]:
     return df, prov
 
 
+def training_provenance(table: Path, prov: dict, case_ids) -> dict:
+    """The table's provenance for the cases a model is trained on: a key mixed over the whole table gets the value
+    of those cases (from the per-case cache <table>.cases/), e.g. roi_subregions, not recorded for the FLAIR-only
+    cases (no T1c: no core labels) but recorded for every case with T1c that the liu2024 model is trained on."""
+    from GliomaRadiogenomicsLib.provenance import MIXED, merge
+    cache = Path(f"{table}.cases")
+    sub = merge(json.loads((cache / f"{c}.json").read_text()).get("_provenance") for c in case_ids
+                if (cache / f"{c}.json").exists()) or {}
+    return {**prov, **{k: sub[k] for k, v in prov.items() if k != "sequences" and str(v).startswith(MIXED)
+                       and k in sub and not str(sub[k]).startswith(MIXED)}}
+
+
 def atrx_clinical_of(df: pd.DataFrame) -> list:
-    """Liu 2024's fused clinical variables this table has (age, sex, VASARI score; one with no value is left out)."""
-    return [c for c in ATRX_CLINICAL if c in df.columns and df[c].notna().any()]
+    """Liu 2024's fused clinical variables this table has (age, sex, VASARI score; one with no value is left out).
+    Without a radiologist's VASARI score (TCGA-LGG has none) the automatic one (vasari.py: ``vasari_auto_score``,
+    another scale, computed at run time too) stands in for it, by its own name so a model trained on it is given it."""
+    has = lambda c: c in df.columns and df[c].notna().any()  # noqa: E731
+    return [c if c != "vasari_score" or has(c) else "vasari_auto_score" for c in ATRX_CLINICAL
+            if has(c) or (c == "vasari_score" and has("vasari_auto_score"))]
 
 
 def strip_labels(report: Path) -> None:
@@ -198,6 +214,14 @@ def merge_shipped(shipped: dict, rows: list, old_registry: dict, old_rows: list,
             and family_of(task, f) not in rebuilt and (models / f).exists()]
     rows += [dict(r) for r in old_rows if r["family"] not in rebuilt]
     liu_file, superseded = f"tcga_lgg_ATRX_{LIU_FAMILY}.json", f"tcga_lgg_ATRX_{LIU_SUPERSEDES}.json"
+    if liu_file not in shipped["ATRX"] and superseded not in shipped["ATRX"] and LIU_SUPERSEDES not in rebuilt:
+        for r in rows:  # superseded by an earlier Liu model that no longer ships: its file is gone, say so
+            if r["task"] == "ATRX" and r["family"] == LIU_SUPERSEDES and "superseded" in r.get("ship_rule", ""):
+                r["ship_rule"] = r["ship_rule"].split("; superseded")[0] + (
+                    f"; was superseded by {LIU_FAMILY}, which no longer ships: rebuild --families {LIU_SUPERSEDES} "
+                    "to ship it again")
+                print(f"warning: the ATRX {LIU_FAMILY} model does not ship and the {LIU_SUPERSEDES} one it had "
+                      f"replaced is gone: rebuild with --families {LIU_SUPERSEDES}", flush=True)
     if liu_file in shipped["ATRX"] and superseded in shipped["ATRX"]:
         shipped["ATRX"].remove(superseded)
         for r in rows:
@@ -402,11 +426,14 @@ def main(argv=None):
             run_extraction(cohort / "cases", ltable, a.jobs, *LIU_EXTRACT)
         ldf, lprov = load_table(ltable, cohort / "labels.csv")
         n_cases = max(n_cases or 0, len(ldf))
-        atrx_clinical = atrx_clinical or lclin
         if lprov.get("preset") != "liu2024" or "roi_subregions" not in lprov:
             raise SystemExit(f"{ltable}: not a liu2024 table with --roi-subregions (provenance: preset "
                              f"{lprov.get('preset')}, roi_subregions {lprov.get('roi_subregions')})")
+        from GliomaRadiogenomicsLib.train import restrict_to_sequences
+        lprov = training_provenance(ltable, lprov, restrict_to_sequences(ldf[idh_mutant(ldf)], LIU_SEQUENCES)[0]
+                                    ["case_id"])
         lclin = atrx_clinical_of(ldf)
+        atrx_clinical = atrx_clinical or lclin
         print(f"{ltable}: {len(ldf)} cases x {ldf.shape[1]} columns (liu2024, regions overall / tumor / edema)",
               flush=True)
         note = (f"IDH-mutant subset (Liu 2024 population); {' + '.join(lclin)}; liu2024 preset on overall / tumor / "

@@ -620,6 +620,7 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
         provenance["columns_subset"] = (f"{len(plan.columns)} of {len(expected_columns(preset))} columns (those asked "
                                         "for; values as in the full extraction)")
         masks = {r: m for r, m in masks.items() if r in plan.regions}
+        warnings = [w for w in warnings if not w.startswith("region ") or w.split()[1] in plan.regions]
         preset = Preset(preset.name, preset.params, {**preset.options, "sequences": [
             s for s in preset.sequences if s in plan.sequences]}, preset.source)
     n_extract = (len(preset.sequences) * len(masks) * len(units) if plan is None else
@@ -730,7 +731,8 @@ def _run_jobs(pool, pre, label, preset, masks, units, pad, brain, share, n_jobs,
     for seq in preset.sequences:
         inputs = None if share else (pre.array(seq), brain, preset.options)
         pending[pool.submit(_normalize_job, (seq, inputs))] = ("normalize", seq)
-    expected_columns(preset)  # cached; computed here while the workers run
+    if plan is None:
+        expected_columns(preset)  # cached; computed here while the workers run
     spacing = min(pre.grid.GetSpacing())
     done = 0
     while pending:
@@ -771,7 +773,7 @@ def expected_columns(preset: Preset | str) -> List[str]:
                                     tuple(preset.regions))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _expected_columns_cached(params_json, sequences, regions):
     params = json.loads(params_json)
     rng = np.random.default_rng(0)

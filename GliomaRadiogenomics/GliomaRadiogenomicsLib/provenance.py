@@ -252,8 +252,8 @@ def compare(name: str, schema: dict, offered: dict, needed_sequences: Optional[L
     for key, (what, why) in SOFT_KEYS.items():
         a, b = want.get(key), have.get(key)
         if key == "roi_subregions":  # recorded only when made: absent = none (when either side made them)
-            if (a is None and b is None) or have.get("segmentation_source") == "automatic":
-                continue  # an automatic segmentation draws its own core labels (its backend is the soft key then)
+            if (a is None and b is None) or (b is None and have.get("segmentation_source") in ("automatic", "edited")):
+                continue  # an automatic (or edited automatic) segmentation has its backend's own core labels
             a, b = a or "none", b or "none"
         if a is None or b is None:
             continue

@@ -63,7 +63,7 @@ SEQUENCE_FREE_PREFIXES = ("mask_", "loc_", "vasari_F")  # from the segmentation 
 METHODS = ("st", "mt", "cmt", "atrx-fusion")
 BASELINES = {"age": ("age",), "age + sex": ("age", "sex_male")}  # plain logistic regression, same folds
 NOMOGRAM_NAMES = {"age": "Age (years)", "sex_male": "Sex (male = 1)", "who_grade": "WHO grade",
-                  "vasari_score": "VASARI score"}
+                  "vasari_score": "VASARI score", "vasari_auto_score": "VASARI score (automatic)"}
 NOMOGRAM_NAMES.update({f"{c}_missing": f"{c} not recorded (1 = missing)" for c in CLINICAL})
 # written into each bundle (model files are data): generated from the one sex definition, case.SEXES / sex_male
 ENCODINGS = {"sex_male": {k: (1.0 if v == "M" else 0.0) for k, v in SEXES.items()}}

@@ -171,6 +171,15 @@ def test_liu_input_replaces_the_wang2025_atrx_model_it_covers_and_a_partial_rebu
     assert shipped["ATRX"] == ["tcga_lgg_ATRX_flair-t1-t1c.json", "tcga_lgg_ATRX_flair.json"]
     assert not (models / "tcga_lgg_ATRX_flair-t1c-liu2024.json").exists()
     assert all(r.get("ships") for r in rows)
+    # the Liu model had superseded the wang2025 one (its file deleted) and now fails the coin rule: the old row
+    # says the wang2025 model is gone and how to get it back (it is not silently listed as shipping)
+    (models / "tcga_lgg_ATRX_flair-t1-t1c.json").unlink()
+    shipped, rows = {"ATRX": []}, []
+    mod.merge_shipped(shipped, rows, {"tasks": {"ATRX": ["tcga_lgg_ATRX_flair-t1c-liu2024.json",
+                                                         "tcga_lgg_ATRX_flair.json"]}},
+                      [{**old_rows[1], "ships": False, "ship_rule": gone["ship_rule"]}], {mod.LIU_FAMILY}, models)
+    assert shipped["ATRX"] == ["tcga_lgg_ATRX_flair.json"]
+    assert "no longer ships: rebuild --families flair-t1-t1c" in rows[0]["ship_rule"]
 
 
 def test_the_cohort_table_offers_sex_to_the_atrx_fusion(tmp_path):

@@ -410,7 +410,7 @@ def test_roi_subregions_is_a_soft_setting_and_travels_with_a_written_segmentatio
     # a run on the automatic segmentation: its backend draws the core labels, so a bundle trained on a given ROI
     # with --roi-subregions does not warn about them (the segmentation source / backend keys speak for it)
     auto = {**base, "segmentation_source": "automatic"}
-    assert about_it(made, auto) == []
+    assert about_it(made, auto) == [] and about_it(made, {**auto, "segmentation_source": "edited"}) == []
     assert any("segmentation source differs" in w for w in compare("m", made, auto)[1])
     arr = np.zeros((10, 12, 14), np.uint8)
     arr[3:6, 4:8, 4:9] = 2

@@ -75,12 +75,14 @@ def test_three_sequence_case_runs_end_to_end(lgg_three_sequence_run):
     # ATRX: Liu 2024's model on its own input (liu2024 preset on overall / tumor / edema): the columns it reads are
     # extracted beside the run's wang2025 features, written to features.liu2024.csv, and its probability is that
     # bundle applied to that row
+    from GliomaRadiogenomicsLib.features import expected_columns
     liu = [b for b in _real_defaults() if b.feature_schema.get("preset") == "liu2024"]
+    assert liu, "the ATRX default for FLAIR + T1c cases is Liu 2024's model on liu2024 (build_real_bundles.py)"
     for b in liu:
         assert doc[b.task]["model"]["name"] == b.name and doc[b.task]["model"]["sequences"] == ["T1c", "FLAIR"]
         row = pd.read_csv(out / "features.liu2024.csv").iloc[0].to_dict()
         prov = json.loads((out / "features.liu2024.provenance.json").read_text())
-        imaging = [f for f in b.features if f not in ("age", "sex_male", "vasari_score")]
+        imaging = [f for f in b.features if f in expected_columns("liu2024")]
         assert prov["preset"] == "liu2024" and prov["columns_subset"].startswith(f"{len(imaging)} of ")
         assert set(imaging) <= set(row) and doc["features"]["other_presets"]["liu2024"]["n"] == len(imaging)
         assert doc[b.task]["probability"] == pytest.approx(b.predict_proba_row(row)["probability"], abs=1e-6)
