@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from GliomaRadiogenomicsLib.bundle import bundle_preset, load_default_bundles
 from GliomaRadiogenomicsLib.io import SET_MANIFEST, InputError, output_set, read_output_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +35,10 @@ RUN_SET = {"predictions.json", "features.csv", "features.provenance.json", "segm
            # kept with the segmentation for `run --segmentation` / re-prediction (kept.py): part of the same set
            "segmentation.provenance.json", "segmentation.work.nii.gz", "segmentation.brain_mask.work.nii.gz",
            "segmentation.preprocessing.json"}
+# the features of another preset that a default bundle was trained on (the liu2024 ATRX model; these four-sequence
+# cases have its T1c and FLAIR): written with the same set
+RUN_SET |= {f"features.{p}{ext}" for p in sorted({bundle_preset(b) for b in load_default_bundles()} - {"wang2025"})
+            for ext in (".csv", ".provenance.json")}
 RNG = random.Random(int(os.environ.get("GLIOMA_KILL_SEED", "20251126")))
 LEFTOVER = re.compile(r"^\..+\.(staging|old|prev|lock)-[0-9]+-[0-9a-f]+$")  # our hidden temporary names
 

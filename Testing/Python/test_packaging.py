@@ -59,8 +59,8 @@ def test_shipped_default_bundles_are_labelled_and_valid():
     from GliomaRadiogenomicsLib.features import load_preset
     bundles = load_default_bundles()
     assert {b.task for b in bundles} == {"IDH", "epilepsy", "ATRX"}
-    h = load_preset("wang2025").settings_hash()
     for b, p in zip(bundles, default_bundle_paths()):
+        h = load_preset(b.feature_schema["preset"]).settings_hash()  # its own preset's (wang2025, liu2024)
         d = json.loads(p.read_text())
         if d["synthetic"]:
             assert "SYNTHETIC" in d["training"]["trained_on"].upper() and "SYNTHETIC" in d["intended_use"].upper()

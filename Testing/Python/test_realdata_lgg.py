@@ -85,7 +85,9 @@ def test_three_sequence_case_runs_end_to_end(lgg_three_sequence_run):
         imaging = [f for f in b.features if f in expected_columns("liu2024")]
         assert prov["preset"] == "liu2024" and prov["columns_subset"].startswith(f"{len(imaging)} of ")
         assert set(imaging) <= set(row) and doc["features"]["other_presets"]["liu2024"]["n"] == len(imaging)
-        assert doc[b.task]["probability"] == pytest.approx(b.predict_proba_row(row)["probability"], abs=1e-6)
+        from GliomaRadiogenomicsLib.predict import feature_row_with_derived   # sex -> sex_male, as a run does
+        want = b.predict_proba_row(feature_row_with_derived(row))["probability"]
+        assert doc[b.task]["probability"] == pytest.approx(want, abs=1e-6)
         assert not any("roi-subregions" in w for w in doc["warnings"])  # automatic ROI: its own core labels
     # the report's model cards of the real models: calibration with its CIs and the metrics at the cutoffs chosen in
     # each training fold beside the final model's cutoff, as the bundles record them (train.py)

@@ -103,7 +103,11 @@ def test_points_beyond_the_axis_are_never_shown():
     # age of 95 years (84.6 points below its Age axis, the total below 0): clipped, flagged, no negative points
     from GliomaRadiogenomicsLib.nomogram import case_nomogram, nomogram_figure
     b = real_bundle()
-    values = dict(zip(b.features, b.center), age=95, sex_male=0)
+    values = dict(zip(b.features, b.center), age=95)
+    for v in b.variables:  # every other one-feature axis at its fewest points, so the total falls below 0
+        ticks = (v.axis or {}).get("ticks") if v.name != "Age (years)" and len(v.features) == 1 else None
+        if ticks:
+            values[v.features[0]] = min(ticks, key=lambda t: t["points"])["value"]
     block = case_nomogram(b, b.predict_proba_row(values))
     age = next(a for a in block["axes"] if a["name"] == "Age (years)")
     assert age["case"]["points"] < -10 and age["case"]["out_of_range"] and block["total_points"] < 0   # the setup
