@@ -339,7 +339,16 @@ def card(b, family, rows_note):
             "sequence_family": family, "caveats": CAVEATS,
             "roi": "manual FLAIR-abnormality mask (whole-tumour equivalent) during training" + (
                 "; Liu 2024's regions made from it (--roi-subregions): overall = the mask, tumor = the weight-free "
-                "enhancing / necrosis labels (T1c) inside it, edema = the rest" if family == LIU_FAMILY else "")}
+                "enhancing / necrosis labels (T1c) inside it, edema = the rest" if family == LIU_FAMILY else ""),
+            **({"liu2024_input": LIU_CARD} if family == LIU_FAMILY else {})}
+
+
+# what the liu2024 ATRX bundle is and is not, in its data card
+LIU_CARD = ("Liu 2024's imaging input as far as this build could make it: PyRadiomics on overall / tumor / edema of T1c "
+            "and FLAIR; the ResNet34 deep-feature candidates are absent (ImageNet weights could not be obtained on the "
+            "build machine: no download), and the tumor region exists in few low-grade cases, so radiomics on overall "
+            "and on edema were the candidates of the best-of-9 choice; the VASARI score fused is the automatic one "
+            "(vasari_auto_score, vasari.py), standing in for Liu's radiologist-scored VASARI")
 
 
 def cohort_arguments(ap: argparse.ArgumentParser, table: str) -> None:

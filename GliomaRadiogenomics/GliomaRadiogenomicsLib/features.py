@@ -584,7 +584,7 @@ def extract_features(pre, label: sitk.Image, preset: Preset | str = "wang2025", 
     """PyRadiomics features of every (sequence, region) of the preset, computed on the working grid.
 
     ``columns``: only the jobs (sequence x region x filter unit, feature classes) that give these columns run (e.g.
-    the 7 columns a bundle reads of the 6 780 of liu2024); the values are those of the full extraction (each job is
+    the 5 columns the shipped ATRX bundle reads of liu2024's 6 738); the values are those of the full extraction (each job is
     independent: same image, mask, settings and binning). None: every column."""
     if isinstance(preset, str):
         preset = load_preset(preset)

@@ -194,6 +194,8 @@ def test_shipped_real_bundle_card_and_recorded_oof_auc(path):
     card = b.training["data_card"]
     if b.feature_schema["preset"] == "liu2024":  # ATRX on Liu 2024's own regions, made from the manual outline
         assert b.task == "ATRX" and b.feature_schema.get("roi_subregions") and "edema" in card["roi"]
+        assert not b.feature_schema["roi_subregions"].startswith("mixed")  # the training cases' value (all with T1c)
+        assert "ResNet34" in card["liu2024_input"] and "vasari_auto_score" in card["liu2024_input"]  # what is missing
         assert all(f.split("_")[1] in ("overall", "tumor", "edema") for f in b.features if f[:2] in ("T1", "FL"))
     assert "CC BY 3.0" in card["licence"] and "Buda" in card["licence"]
     assert any("8 bit" in c for c in card["caveats"]) and any("nominal" in c for c in card["caveats"])
