@@ -418,8 +418,7 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         feats = extract_features(analysis.pre, analysis.label, preset, options.feature_workers,
                                  progress.sub(i / len(wanted), (i + 1) / len(wanted)), columns=columns)
         # deep features only for bundles that read them (a liu2024 bundle without them would only warn each run)
-        if options.deep_weights or (preset.options.get("deep_features") and any(
-                "_resnet34_fc_" in f for b in bundles if bundle_preset(b) == name for f in b.features)):
+        if options.deep_weights or (preset.options.get("deep_features") and any("_resnet34_fc_" in f for f in columns)):
             add_deep_features(feats, analysis.pre, analysis.label, preset, options.deep_weights)
         feats.provenance = {**run_keys, **feats.provenance}
         analysis.preset_features[name] = feats
