@@ -214,6 +214,10 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
         case.messages.append(f"{mask.name}: a label map (not used as an image); use it as the ROI with "
                              f"--segmentation {mask} (or --segmentation case), or as the reference for Dice "
                              "(segment uses it automatically)")
+        others = [m.name for m in found.masks if m != mask]
+        if others:
+            case.messages.append("other label maps set aside (not used as images, not the tumor ROI): "
+                                 + ", ".join(others))
     elif found.masks:
         case.messages.append("label maps set aside (not used as images): " + ", ".join(m.name for m in found.masks))
     return case

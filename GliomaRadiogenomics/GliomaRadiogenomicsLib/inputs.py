@@ -41,6 +41,12 @@ CBV_NAME = re.compile(r"cbv|(?<![a-z0-9])n?r?bv(?![a-z0-9])|blood_?volume")
 # other images that are not one of the four sequences
 OTHER_NAME = re.compile(r"(dwi|adc|perf|dsc|cbv|swi|localizer|scout)")
 LABEL_MAX_VALUES = 16   # a volume of integer voxels with at most this many distinct values is a label map
+# a bias-field-corrected copy of a sequence beside the acquired one (UCSF-PDGM ships <id>_T1c.nii.gz and
+# <id>_T1c_bias.nii.gz): the corrected copy is chosen (choose_bias_corrected)
+BIAS_CORRECTED_SUFFIX = re.compile(r"_(bias|bias_?corr(ected)?|n4|n4_?corr(ected)?|biasfield_?corr(ected)?)$")
+# label maps of the brain (a skull-stripping mask, tissue classes), never offered as the tumor ROI
+BRAIN_MASK_NAME = re.compile(r"brain|skull|parenchyma|head|tissue|csf|(^|_)wm(_|$)|(^|_)gm(_|$)")
+TUMOR_MASK_NAME = re.compile(r"tumou?r|lesion|abnormal|glioma|(^|_)(roi|voi)(_|$)")
 
 
 def _norm(name: str) -> str:
@@ -142,6 +148,30 @@ def is_mask_name(name: str) -> bool:
     return bool(MASK_NAME.search(_norm(name)))
 
 
+def is_brain_mask_name(name: str) -> bool:
+    """A label map named as the brain's (brain_mask, brain_segmentation, brain_parenchyma_segmentation, skull
+    strip), not as a tumor's ('brain_tumor_seg' is a tumor's)."""
+    n = _norm(name)
+    return bool(BRAIN_MASK_NAME.search(n)) and not re.search(r"tumou?r|lesion|abnormal|glioma", n)
+
+
+def choose_bias_corrected(candidates: List[object]) -> Optional[Tuple[Path, Path]]:
+    """(chosen, set aside) when the candidates for one sequence are an acquired image and its bias-field-corrected
+    copy, named alike but for a suffix (``<id>_T1c`` / ``<id>_T1c_bias``, ``_n4``, ``_biascorrected``); else None.
+    The corrected copy is chosen: it is what such a release computes its own features on (UCSF-PDGM's published
+    radiomics use the ``_bias`` images)."""
+    if len(candidates) != 2 or not all(isinstance(c, Path) for c in candidates):
+        return None
+    stems = [_norm(c.name) for c in candidates]
+    corrected = [i for i, n in enumerate(stems) if BIAS_CORRECTED_SUFFIX.search(n)]
+    if len(corrected) != 1:
+        return None
+    i = corrected[0]
+    if BIAS_CORRECTED_SUFFIX.sub("", stems[i]) != stems[1 - i]:
+        return None
+    return candidates[i], candidates[1 - i]
+
+
 def label_values(img: sitk.Image) -> Optional[List[int]]:
     """The distinct voxel values when ``img`` looks like a label map (integer values, at most LABEL_MAX_VALUES of
     them), else None."""
@@ -169,10 +199,14 @@ class CaseFiles:
 
     @property
     def mask(self) -> Optional[Path]:
-        """The mask to offer as reference / ROI: a single one, or the one named like a segmentation."""
-        if len(self.masks) == 1:
-            return self.masks[0]
-        named = [m for m in self.masks if is_mask_name(m.name)]
+        """The mask to offer as the tumor reference / ROI: the only one that is not a brain mask, else the one named
+        like a tumor segmentation (``tumor_segmentation`` beside ``brain_segmentation`` in UCSF-PDGM), else None."""
+        tumor = [m for m in self.masks if not is_brain_mask_name(m.name)]
+        if len(tumor) == 1:
+            return tumor[0]
+        named = [m for m in tumor if is_mask_name(m.name)]
+        if len(named) > 1:
+            named = [m for m in named if TUMOR_MASK_NAME.search(_norm(m.name))]
         return named[0] if len(named) == 1 else None
 
 
@@ -242,6 +276,12 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
             continue
         cands = found[seq]
         if not cands:
+            continue
+        pair = choose_bias_corrected(cands)
+        if pair is not None:
+            messages.append(f"{SEQUENCE_NAMES[seq]}: {pair[0].name} (bias-field corrected) chosen over {pair[1].name}; "
+                            f"give --{seq} {pair[1]} for the other")
+            chosen[seq] = pair[0]
             continue
         if len(cands) > 1:
             names = ", ".join(c.name if isinstance(c, Path) else f"series '{c.description}'" for c in cands)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -147,3 +149,79 @@ def test_no_import_circle_between_case_and_inputs():
     tree = ast.parse(open(inputs_module.__file__, encoding="utf-8").read())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "case" not in imported and "sequences" in imported
+
+
+def _ucsf_pdgm_folder(folder, with_raw: bool = True):
+    """A case folder laid out like the UCSF-PDGM release: every sequence acquired and bias-field corrected
+    (<id>_T1c.nii.gz, <id>_T1c_bias.nii.gz), DWI / SWI / ASL / DTI maps, a tumor segmentation with BraTS 2017-2020
+    labels (1, 2, 4) and two brain masks."""
+    rng = np.random.default_rng(3)
+
+    def write(arr, name):  # 12 mm voxels: a head-sized volume for load_case's checks
+        img = _img(arr)
+        img.SetSpacing((12.0, 12.0, 12.0))
+        sitk.WriteImage(img, str(folder / name))
+
+    pid = "UCSF-PDGM-0004"
+    folder.mkdir()
+    for s in ("FLAIR", "T1", "T1c", "T2", "ADC", "ASL", "DWI", "SWI", "DTI_eddy_FA", "DTI_eddy_L2", "DTI_eddy_MD"):
+        for suffix in ("", "_bias") if with_raw or s in ("ADC", "ASL", "DTI_eddy_FA", "DTI_eddy_L2") else ("_bias",):
+            write(rng.random((6, 8, 8)).astype(np.float32), f"{pid}_{s}{suffix}.nii.gz")
+    tumor = np.zeros((6, 8, 8), np.uint8)
+    tumor[2:4, 2:5, 2:5] = 2
+    tumor[2, 3, 3], tumor[3, 3, 3] = 1, 4
+    write(tumor, f"{pid}_tumor_segmentation.nii.gz")
+    for b in ("brain_segmentation", "brain_parenchyma_segmentation"):
+        write(np.ones((6, 8, 8), np.uint8), f"{pid}_{b}.nii.gz")
+    return pid
+
+
+def test_a_ucsf_pdgm_case_folder_takes_the_bias_corrected_sequences_and_the_tumor_mask(tmp_path):
+    """Seen: `run --case-dir UCSF-PDGM-0004_nifti` stopped with 'T1 is ambiguous (UCSF-PDGM-0004_T1.nii.gz,
+    UCSF-PDGM-0004_T1_bias.nii.gz)', and with three label maps none was offered as the ROI."""
+    from GliomaRadiogenomicsLib.case import load_case_folder
+
+    folder = tmp_path / "UCSF-PDGM-0004_nifti"
+    pid = _ucsf_pdgm_folder(folder)
+    found = scan_case_folder(folder)
+    assert {k: v.name for k, v in found.sequences.items()} == {
+        s.lower(): f"{pid}_{s}_bias.nii.gz" for s in ("FLAIR", "T1", "T1c", "T2")}
+    assert sum("(bias-field corrected) chosen over" in m for m in found.messages) == 4
+    assert found.mask.name == f"{pid}_tumor_segmentation.nii.gz"
+    case = load_case_folder(folder)
+    assert Path(case.mask_path).name == f"{pid}_tumor_segmentation.nii.gz"
+    assert any("brain_segmentation" in m and "not the tumor ROI" in m for m in case.messages)
+    # the user's choice wins over the rule
+    chosen = find_case_files(folder, {"t1c": str(folder / f"{pid}_T1c.nii.gz")})
+    assert chosen["t1c"].name == f"{pid}_T1c.nii.gz" and chosen["t1"].name == f"{pid}_T1_bias.nii.gz"
+
+
+def test_only_an_image_and_its_bias_corrected_copy_are_paired(tmp_path):
+    a = sitk.GetImageFromArray(np.random.default_rng(0).random((4, 5, 6)).astype(np.float32))
+    for n in ("flair.nii.gz", "t1c.nii.gz", "t1c_n4.nii.gz"):
+        sitk.WriteImage(a, str(tmp_path / n))
+    assert find_case_files(tmp_path)["t1c"].name == "t1c_n4.nii.gz"
+    sitk.WriteImage(a, str(tmp_path / "t1c_2_bias.nii.gz"))     # three candidates: still the user's choice
+    with pytest.raises(InputError, match="T1c is ambiguous"):
+        find_case_files(tmp_path)
+    (tmp_path / "t1c_2_bias.nii.gz").unlink()
+    (tmp_path / "t1c.nii.gz").rename(tmp_path / "t1c_other.nii.gz")  # two names that differ by more than the suffix
+    with pytest.raises(InputError, match="T1c is ambiguous"):
+        find_case_files(tmp_path)
+
+
+@pytest.mark.parametrize("names,offered", [
+    (["brain_mask.nii.gz", "tumor_seg.nii.gz"], "tumor_seg.nii.gz"),
+    (["brain_mask.nii.gz"], None),
+    (["skullstrip_mask.nii.gz", "seg.nii.gz"], "seg.nii.gz"),
+    (["brain_tumor_seg.nii.gz", "brain_mask.nii.gz"], "brain_tumor_seg.nii.gz"),
+    (["lesion_mask.nii.gz", "seg.nii.gz"], "lesion_mask.nii.gz"),
+    (["seg_a.nii.gz", "seg_b.nii.gz"], None),
+])
+def test_a_brain_mask_is_never_offered_as_the_tumor_roi(tmp_path, names, offered):
+    sitk.WriteImage(_img(np.random.default_rng(1).random((6, 8, 8)).astype(np.float32)), str(tmp_path / "flair.nii.gz"))
+    for n in names:
+        sitk.WriteImage(_img(np.ones((6, 8, 8), np.uint8)), str(tmp_path / n))
+    found = scan_case_folder(tmp_path)
+    assert sorted(m.name for m in found.masks) == sorted(names)
+    assert (found.mask.name if found.mask else None) == offered
