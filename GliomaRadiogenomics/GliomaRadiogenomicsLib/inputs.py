@@ -240,6 +240,7 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
     masks: List[Path] = []
     messages: List[str] = []
     images: Dict[str, sitk.Image] = {}
+    unused: List[str] = []   # images that are none of the sequences (DWI, ADC, SWI, ASL, DTI maps, ...)
     given = {str(Path(v).resolve()) for v in overrides.values()}
     files = [p for p in sorted(folder.iterdir())
              if p.is_file() and any(p.name.lower().endswith(s) for s in IMAGE_SUFFIXES)]
@@ -251,6 +252,7 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
             continue
         seq = classify_name(p.name)
         if not seq:
+            unused.append(p.name)
             continue
         # content check: a label map named like a sequence (e.g. 'flair_seg' caught above, 't2.nii.gz' holding 0/1)
         from .io import read_image
@@ -291,6 +293,9 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
         seen = ", ".join(p.name for p in files[:8]) or "no NIfTI / NRRD files and no DICOM series"
         raise InputError(f"{folder}: no FLAIR or T2 found (looked at file names and DICOM series descriptions "
                          f"/ TR / TE / TI; saw {seen}); the whole tumor needs FLAIR (or T2): give it with --flair PATH")
+    if unused:
+        messages.append(f"images not used (none of {', '.join(SEQUENCE_NAMES[s] for s in SEQUENCES)} by name): "
+                        + ", ".join(unused[:12]) + (f" and {len(unused) - 12} more" if len(unused) > 12 else ""))
     missing = [SEQUENCE_NAMES[s] for s in SEQUENCES if s not in chosen]
     if missing:
         messages.append(f"{folder.name}: sequence(s) not found: {', '.join(missing)} (the case runs with "

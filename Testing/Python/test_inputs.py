@@ -188,6 +188,8 @@ def test_a_ucsf_pdgm_case_folder_takes_the_bias_corrected_sequences_and_the_tumo
         s.lower(): f"{pid}_{s}_bias.nii.gz" for s in ("FLAIR", "T1", "T1c", "T2")}
     assert sum("(bias-field corrected) chosen over" in m for m in found.messages) == 4
     assert found.mask.name == f"{pid}_tumor_segmentation.nii.gz"
+    unused = next(m for m in found.messages if m.startswith("images not used"))
+    assert f"{pid}_ADC.nii.gz" in unused and f"{pid}_DTI_eddy_L2_bias.nii.gz" in unused and "T1c" not in unused.split(":")[1]
     case = load_case_folder(folder)
     assert Path(case.mask_path).name == f"{pid}_tumor_segmentation.nii.gz"
     assert any("brain_segmentation" in m and "not the tumor ROI" in m for m in case.messages)
