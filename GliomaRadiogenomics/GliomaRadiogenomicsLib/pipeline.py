@@ -183,6 +183,10 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
         pre.steps.append(f"segmentation on the working grid: {grid_statement}")
         if opt.roi_subregions:
             lab = add_roi_subregions(lab, pre.for_segmentation(opt.preprocess.n4_segmentation), prov)
+        if prov["segmentation_source"] == "given" and "roi_subregions" not in prov and \
+                np.isin(sitk.GetArrayViewFromImage(lab), (1, 3)).any():  # a user's multi-label ROI (BraTS labels)
+            from .provenance import GIVEN_SUBREGIONS
+            prov["roi_subregions"] = GIVEN_SUBREGIONS  # (an automatic / edited one has its backend's: not recorded)
     if pre.reused:
         prov["preprocessing"] = "reused: rigid transforms and brain mask kept with the segmentation"
     pre.steps.append(f"segmentation: {source}")

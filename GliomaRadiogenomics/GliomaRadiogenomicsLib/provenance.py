@@ -31,6 +31,8 @@ HARD_KEYS: Dict[str, Tuple[str, str]] = {
     "pyradiomics_major": ("PyRadiomics major version", "extract with PyRadiomics {want}.x, as the model was trained, "
                           "or retrain the model"),
 }
+# roi_subregions of a given ROI that brings its own necrosis / enhancing labels (BraTS labels, an edited export)
+GIVEN_SUBREGIONS = "necrosis / enhancing labels of the given segmentation"
 # key -> (what it is, why a difference matters). SOFT: a warning in predictions.json and on screen.
 SOFT_KEYS: Dict[str, Tuple[str, str]] = {
     "segmentation_source": ("segmentation source", "features depend on the ROI: segmentation differences shift them"),
@@ -254,6 +256,8 @@ def compare(name: str, schema: dict, offered: dict, needed_sequences: Optional[L
         if key == "roi_subregions":  # recorded only when made: absent = none (when either side made them)
             if (a is None and b is None) or (b is None and have.get("segmentation_source") in ("automatic", "edited")):
                 continue  # an automatic (or edited automatic) segmentation has its backend's own core labels
+            if a is None and b == GIVEN_SUBREGIONS:
+                continue  # a model that never recorded how its core labels were made: nothing to compare
             a, b = a or "none", b or "none"
         if a is None or b is None:
             continue

@@ -139,6 +139,15 @@ def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small
                                  steps=[], warnings=[])
     assert np.array_equal(sitk.GetArrayFromImage(add_roi_subregions(plain.label, no_t1c, prov)), p) and not prov
     assert any("no T1c" in w for w in no_t1c.warnings)
+    # a given ROI with its own core labels (BraTS labels, UCSF-PDGM's tumor segmentation) says so in its provenance,
+    # with or without the option: the features do have core regions ('none' would be false)
+    from GliomaRadiogenomicsLib.provenance import GIVEN_SUBREGIONS
+    for o in (FAST, opt):
+        given = segment_case(load_case_folder(small_demo_dir), o, label=auto.native, label_source="BraTS labels")
+        assert given.provenance["roi_subregions"] == GIVEN_SUBREGIONS
+    edited = segment_case(load_case_folder(small_demo_dir), FAST, label=auto.native, label_source="edited",
+                          label_provenance={"segmentation_source": "edited"})
+    assert "roi_subregions" not in edited.provenance  # its backend's core labels: the source says it
 
 
 def test_roi_subregions_needs_a_given_roi(small_demo_dir, tmp_path, capsys):

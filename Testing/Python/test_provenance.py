@@ -412,6 +412,13 @@ def test_roi_subregions_is_a_soft_setting_and_travels_with_a_written_segmentatio
     auto = {**base, "segmentation_source": "automatic"}
     assert about_it(made, auto) == [] and about_it(made, {**auto, "segmentation_source": "edited"}) == []
     assert any("segmentation source differs" in w for w in compare("m", made, auto)[1])
+    # a given ROI with its own core labels: compared (and named) as such against a bundle that recorded its own
+    # core labels; silent against a bundle that recorded none
+    from GliomaRadiogenomicsLib.provenance import GIVEN_SUBREGIONS
+    labelled = {**base, "roi_subregions": GIVEN_SUBREGIONS}
+    (w,) = about_it(made, labelled)
+    assert f"'{GIVEN_SUBREGIONS}'" in w and "'none'" not in w, w
+    assert about_it(base, labelled) == [] and about_it(labelled, labelled) == []
     arr = np.zeros((10, 12, 14), np.uint8)
     arr[3:6, 4:8, 4:9] = 2
     arr[4, 5, 5] = 3
