@@ -19,6 +19,11 @@ from GliomaRadiogenomicsLib.io import InputError
     ("AX_T2_FLAIR.nrrd", "flair"), ("Ax T1 POST GAD.nrrd", "t1c"), ("MPRAGE.nii", "t1"), ("T2 TSE AX.nii", "t2"),
     ("reference_seg_algorithm.nii.gz", None), ("brain_mask.nii.gz", None), ("label.nii.gz", None),
     ("DWI_b1000.nii.gz", None),
+    # UCSF-PDGM (the name its published feature table gives for the bias-corrected T1c; the release's own files)
+    ("UCSF-PDGM-0004_T1gad_bias.nii.gz", "t1c"), ("UCSF-PDGM-0004_T1c_bias.nii.gz", "t1c"),
+    ("UCSF-PDGM-0004_T1_bias.nii.gz", "t1"), ("UCSF-PDGM-0004_T2_bias.nii.gz", "t2"),
+    ("UCSF-PDGM-0004_FLAIR_bias.nii.gz", "flair"), ("UCSF-PDGM-0004_DTI_eddy_L2.nii.gz", None),
+    ("UCSF-PDGM-0004_ASL.nii.gz", None), ("UCSF-PDGM-0004_brain_segmentation.nii.gz", None),
 ])
 def test_classify_names(name, seq):
     assert classify_name(name) == seq
