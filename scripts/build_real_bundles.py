@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "GliomaRadiogenomics"))
 
 from GliomaRadiogenomicsLib.io import atomic_write_json  # noqa: E402
+from GliomaRadiogenomicsLib.pipeline import ROI_SUBREGIONS  # noqa: E402
 
 MODELS = REPO / "GliomaRadiogenomics" / "GliomaRadiogenomicsLib" / "resources" / "models"
 COHORT = REPO.parent / "shared" / "data" / "cohorts" / "tcga-lgg"
@@ -435,7 +436,7 @@ def main(argv=None):
             run_extraction(cohort / "cases", ltable, a.jobs, *LIU_EXTRACT)
         ldf, lprov = load_table(ltable, cohort / "labels.csv")
         n_cases = max(n_cases or 0, len(ldf))
-        if lprov.get("preset") != "liu2024" or "roi_subregions" not in lprov:
+        if lprov.get("preset") != "liu2024" or lprov.get("roi_subregions") != ROI_SUBREGIONS:
             raise SystemExit(f"{ltable}: not a liu2024 table with --roi-subregions (provenance: preset "
                              f"{lprov.get('preset')}, roi_subregions {lprov.get('roi_subregions')})")
         from GliomaRadiogenomicsLib.train import restrict_to_sequences

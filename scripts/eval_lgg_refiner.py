@@ -5,8 +5,8 @@ Stacking ("auto-context"): each TCGA-LGG patient's out-of-fold network probabili
 see the patient, as in the benchmark) plus FLAIR, T1 and T1c on the network grid, smoothed probabilities, the
 probabilities of the neighbouring slices, the signed distance to the network's outline and the slice position go
 into a gradient-boosted classifier (scikit-learn ``HistGradientBoostingClassifier``) trained on the patients of the
-other four folds (the same case-level folds as the network, so every patient is scored by a refiner and a network
-that never saw it). The Dice of the refined outline is compared with the network's on the network grid.
+other four folds (the same case-level folds as the network: no patient's labels train the network or the refiner
+that score it; the refiner's training inputs come from networks that did see it, a slight optimistic leak). The Dice of the refined outline is compared with the network's on the network grid.
 
     python scripts/eval_lgg_refiner.py [--cohort ../shared/data/cohorts/tcga-lgg] [--work build/lgg-refiner]
 

@@ -32,6 +32,7 @@ class Case:
     ground_truth: Optional[sitk.Image] = None
     required: Optional[tuple] = None     # None: FLAIR or T2 (whole tumor); a tuple: each of these sequences
     mask_path: Optional[str] = None      # a label map found in the case folder (offered as reference / ROI)
+    masks_set_aside: List[str] = field(default_factory=list)  # the folder's other label maps (file names)
     messages: List[str] = field(default_factory=list)  # discovery notes (missing sequences, masks set aside)
 
     def __post_init__(self):
@@ -209,15 +210,15 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
     case.synthetic = synthetic
     case.messages.extend(found.messages)
     mask = found.mask
+    case.masks_set_aside = [m.name for m in found.masks if m != mask]
     if mask is not None:
         case.mask_path = str(mask.resolve())
         case.messages.append(f"{mask.name}: a label map (not used as an image); use it as the ROI with "
                              f"--segmentation {mask} (or --segmentation case), or as the reference for Dice "
                              "(segment uses it automatically)")
-        others = [m.name for m in found.masks if m != mask]
-        if others:
+        if case.masks_set_aside:
             case.messages.append("other label maps set aside (not used as images, not the tumor ROI): "
-                                 + ", ".join(others))
+                                 + ", ".join(case.masks_set_aside))
     elif found.masks:
         case.messages.append("label maps set aside (not used as images): " + ", ".join(m.name for m in found.masks))
     return case

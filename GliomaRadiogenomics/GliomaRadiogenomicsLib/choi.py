@@ -730,17 +730,17 @@ def read_case_folder_images(folder: Path, channels: Sequence[str]):
     """(images by sequence, tumour mask) of a case folder (inputs.scan_case_folder: the sequences and the one mask
     file); InputError naming the folder when it has no mask."""
     import SimpleITK as sitk
-    from .inputs import scan_case_folder
+    from .inputs import no_tumor_mask_text, scan_case_folder
     from .io import InputError
     files = scan_case_folder(folder)
     if files.mask is None:
         raise InputError(f"{folder}: no tumour mask file (names with mask, seg, label, abnormality or ROI) for the "
-                         "Choi CNN's slices")
+                         "Choi CNN's slices" + no_tumor_mask_text([m.name for m in files.masks]))
     images = {}
     for c in channels:
         src = files.sequences.get(c)
         if c != "mask" and src is not None:
-            images[c] = files.images.get(c) or sitk.ReadImage(str(src))
+            images[c] = files.images.get(str(src)) or sitk.ReadImage(str(src))
     return images, sitk.ReadImage(str(files.mask))
 
 

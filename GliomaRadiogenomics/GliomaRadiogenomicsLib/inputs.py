@@ -44,9 +44,12 @@ LABEL_MAX_VALUES = 16   # a volume of integer voxels with at most this many dist
 # a bias-field-corrected copy of a sequence beside the acquired one (UCSF-PDGM ships <id>_T1c.nii.gz and
 # <id>_T1c_bias.nii.gz): the corrected copy is chosen (choose_bias_corrected)
 BIAS_CORRECTED_SUFFIX = re.compile(r"_(bias|bias_?corr(ected)?|n4|n4_?corr(ected)?|biasfield_?corr(ected)?)$")
-# label maps of the brain (a skull-stripping mask, tissue classes), never offered as the tumor ROI
-BRAIN_MASK_NAME = re.compile(r"brain|skull|parenchyma|head|tissue|csf|(^|_)wm(_|$)|(^|_)gm(_|$)")
-TUMOR_MASK_NAME = re.compile(r"tumou?r|lesion|abnormal|glioma|(^|_)(roi|voi)(_|$)")
+# label maps of the brain (a skull-stripping mask, tissue classes), never offered as the tumor ROI: whole name tokens
+BRAIN_MASK_NAME = re.compile(r"(^|_)(brain|brainmask|skull|skullstrip|skullstripped|skull_?strip|parenchyma|head|bet|"
+                             r"hdbet|synthstrip|tissue|csf|wm|gm)(_|$)")
+# ... unless the name also says tumor (brain_tumor_seg, GTV_brain, edema_tissue_seg, enhancing_tissue_mask)
+TUMOR_MASK_NAME = re.compile(r"tumou?r|lesion|abnormal|glioma|o?edema|enhanc|necro|(^|_)(gtv|ctv|core|met|mets|"
+                             r"metastas[ie]s|wt|tc|et|roi|voi)(_|$)")
 
 
 def _norm(name: str) -> str:
@@ -148,18 +151,29 @@ def is_mask_name(name: str) -> bool:
     return bool(MASK_NAME.search(_norm(name)))
 
 
+def no_tumor_mask_text(set_aside: List[str]) -> str:
+    """What a "no tumor mask in the folder" error adds when the folder holds label maps none of which was offered."""
+    if not set_aside:
+        return ""
+    return (f"; the label maps there ({', '.join(set_aside)}) are brain masks or several named alike, so none was "
+            "taken for the tumor: give it with --segmentation FILE")
+
+
 def is_brain_mask_name(name: str) -> bool:
     """A label map named as the brain's (brain_mask, brain_segmentation, brain_parenchyma_segmentation, skull
     strip), not as a tumor's ('brain_tumor_seg' is a tumor's)."""
     n = _norm(name)
-    return bool(BRAIN_MASK_NAME.search(n)) and not re.search(r"tumou?r|lesion|abnormal|glioma", n)
+    return bool(BRAIN_MASK_NAME.search(n)) and not TUMOR_MASK_NAME.search(n)
 
 
-def choose_bias_corrected(candidates: List[object]) -> Optional[Tuple[Path, Path]]:
+def choose_bias_corrected(candidates: List[object], images: Optional[Dict[str, sitk.Image]] = None
+                          ) -> Optional[Tuple[Path, Path]]:
     """(chosen, set aside) when the candidates for one sequence are an acquired image and its bias-field-corrected
     copy, named alike but for a suffix (``<id>_T1c`` / ``<id>_T1c_bias``, ``_n4``, ``_biascorrected``); else None.
     The corrected copy is chosen: it is what such a release computes its own features on (UCSF-PDGM's published
-    radiomics use the ``_bias`` images)."""
+    radiomics use the ``_bias`` images). ``images`` (path -> image, already read): the two must also share their
+    grid and their voxels must correlate (r >= 0.8), so an estimated bias *field* (FSL FAST writes
+    ``<name>_bias``) is never taken for the image."""
     if len(candidates) != 2 or not all(isinstance(c, Path) for c in candidates):
         return None
     stems = [_norm(c.name) for c in candidates]
@@ -169,7 +183,24 @@ def choose_bias_corrected(candidates: List[object]) -> Optional[Tuple[Path, Path
     i = corrected[0]
     if BIAS_CORRECTED_SUFFIX.sub("", stems[i]) != stems[1 - i]:
         return None
+    if images is not None and not _same_image_content(*(images.get(str(c)) for c in candidates)):
+        return None
     return candidates[i], candidates[1 - i]
+
+
+def _same_image_content(a: Optional[sitk.Image], b: Optional[sitk.Image], min_r: float = 0.8) -> bool:
+    """Same grid (size, spacing, origin, direction) and correlated voxels (Pearson r >= ``min_r``)."""
+    import numpy as np
+    if a is None or b is None or a.GetSize() != b.GetSize():
+        return False
+    if not (np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-3) and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-2)
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-3)):
+        return False
+    x = sitk.GetArrayViewFromImage(a).ravel()[::7].astype(np.float64)
+    y = sitk.GetArrayViewFromImage(b).ravel()[::7].astype(np.float64)
+    if x.std() == 0 or y.std() == 0:
+        return False
+    return float(np.corrcoef(x, y)[0, 1]) >= min_r
 
 
 def label_values(img: sitk.Image) -> Optional[List[int]]:
@@ -279,7 +310,7 @@ def scan_case_folder(folder: Path, overrides: Optional[Dict[str, str]] = None) -
         cands = found[seq]
         if not cands:
             continue
-        pair = choose_bias_corrected(cands)
+        pair = choose_bias_corrected(cands, images)
         if pair is not None:
             messages.append(f"{SEQUENCE_NAMES[seq]}: {pair[0].name} (bias-field corrected) chosen over {pair[1].name}; "
                             f"give --{seq} {pair[1]} for the other")

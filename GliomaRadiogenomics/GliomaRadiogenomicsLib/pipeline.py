@@ -183,10 +183,11 @@ def segment_case(case: Case, options: Optional[PipelineOptions] = None, progress
         pre.steps.append(f"segmentation on the working grid: {grid_statement}")
         if opt.roi_subregions:
             lab = add_roi_subregions(lab, pre.for_segmentation(opt.preprocess.n4_segmentation), prov)
-        if prov["segmentation_source"] == "given" and "roi_subregions" not in prov and \
-                np.isin(sitk.GetArrayViewFromImage(lab), (1, 3)).any():  # a user's multi-label ROI (BraTS labels)
-            from .provenance import GIVEN_SUBREGIONS
-            prov["roi_subregions"] = GIVEN_SUBREGIONS  # (an automatic / edited one has its backend's: not recorded)
+        from .provenance import GIVEN_SUBREGIONS
+        if prov["segmentation_source"] == "given" and prov.get("roi_subregions") in (None, GIVEN_SUBREGIONS):
+            prov.pop("roi_subregions", None)  # decided from these labels, never carried (a sidecar may be stale)
+            if np.isin(sitk.GetArrayViewFromImage(lab), (1, 3)).any():  # a user's multi-label ROI (BraTS labels)
+                prov["roi_subregions"] = GIVEN_SUBREGIONS  # (an automatic / edited one has its backend's: not recorded)
     if pre.reused:
         prov["preprocessing"] = "reused: rigid transforms and brain mask kept with the segmentation"
     pre.steps.append(f"segmentation: {source}")
@@ -239,8 +240,10 @@ def case_roi(case: Case):
     """(label image, source) of the case folder's mask file, for ``--case-roi`` / ``--segmentation case``."""
     from .io import InputError, read_image
     if not case.mask_path:
+        from .inputs import no_tumor_mask_text
         raise InputError(f"case {case.case_id}: no mask / segmentation file found in the case folder (names with "
-                         "mask, seg, label, abnormality or ROI, or a volume holding a few integer values)")
+                         "mask, seg, label, abnormality or ROI, or a volume holding a few integer values)"
+                         + no_tumor_mask_text(case.masks_set_aside))
     return read_image(case.mask_path, "case-folder mask", label=True), f"case-folder mask {Path(case.mask_path).name}"
 
 

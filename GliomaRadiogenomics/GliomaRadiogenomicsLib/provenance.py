@@ -37,7 +37,7 @@ GIVEN_SUBREGIONS = "necrosis / enhancing labels of the given segmentation"
 SOFT_KEYS: Dict[str, Tuple[str, str]] = {
     "segmentation_source": ("segmentation source", "features depend on the ROI: segmentation differences shift them"),
     "segmentation_backend": ("automatic segmentation backend", "another network or method draws another ROI"),
-    "roi_subregions": ("necrosis / enhancing labels inside a given whole-tumor mask (--roi-subregions)",
+    "roi_subregions": ("how the necrosis / enhancing labels of a given ROI were made (--roi-subregions, or the ROI's own)",
                        "the core regions (liu2024 tumor / edema, shim2021 CE / NE) are made from them: without them "
                        "those regions are empty or drawn otherwise"),
     "segmentation_backend_version": ("segmentation backend version (weights)", "other weights draw another ROI"),
@@ -313,6 +313,8 @@ def options_hash(options, extra: Optional[dict] = None) -> str:
         (d.get("backend_options") or {}).pop(k, None)
     if not d.get("roi_subregions"):  # an option added later: off, it leaves the hashes of earlier caches unchanged
         d.pop("roi_subregions", None)
+    if d.get("case_roi"):  # rows cached before a given ROI's own core labels were recorded (GIVEN_SUBREGIONS) would
+        d["given_roi_provenance"] = 2  # mix with new ones in one table: recomputed
     preset = load_preset(opt.preset)
     d["preset"] = {"name": preset.name, "settings_hash": preset.settings_hash()}
     import radiomics

@@ -169,9 +169,11 @@ def _ucsf_pdgm_folder(folder, with_raw: bool = True):
 
     pid = "UCSF-PDGM-0004"
     folder.mkdir()
+    field = np.linspace(0.8, 1.2, 8)[None, None, :].astype(np.float32)   # a smooth bias along x
     for s in ("FLAIR", "T1", "T1c", "T2", "ADC", "ASL", "DWI", "SWI", "DTI_eddy_FA", "DTI_eddy_L2", "DTI_eddy_MD"):
+        acquired = rng.random((6, 8, 8)).astype(np.float32) + 0.5
         for suffix in ("", "_bias") if with_raw or s in ("ADC", "ASL", "DTI_eddy_FA", "DTI_eddy_L2") else ("_bias",):
-            write(rng.random((6, 8, 8)).astype(np.float32), f"{pid}_{s}{suffix}.nii.gz")
+            write(acquired / field if suffix else acquired, f"{pid}_{s}{suffix}.nii.gz")
     tumor = np.zeros((6, 8, 8), np.uint8)
     tumor[2:4, 2:5, 2:5] = 2
     tumor[2, 3, 3], tumor[3, 3, 3] = 1, 4
@@ -208,6 +210,19 @@ def test_only_an_image_and_its_bias_corrected_copy_are_paired(tmp_path):
     for n in ("flair.nii.gz", "t1c.nii.gz", "t1c_n4.nii.gz"):
         sitk.WriteImage(a, str(tmp_path / n))
     assert find_case_files(tmp_path)["t1c"].name == "t1c_n4.nii.gz"
+    # an estimated bias FIELD named like a corrected copy (FSL FAST writes <name>_bias): smooth, uncorrelated with
+    # the image, so not paired; nor is a copy on another grid
+    field = sitk.GetImageFromArray(np.broadcast_to(np.linspace(0.9, 1.1, 6, dtype=np.float32), (4, 5, 6)).copy())
+    sitk.WriteImage(a, str(tmp_path / "t1.nii.gz"))
+    sitk.WriteImage(field, str(tmp_path / "t1_bias.nii.gz"))
+    with pytest.raises(InputError, match="T1 is ambiguous"):
+        find_case_files(tmp_path)
+    moved = sitk.Image(a)
+    moved.SetOrigin((0.0, 0.0, 40.0))
+    sitk.WriteImage(moved, str(tmp_path / "t1_bias.nii.gz"))
+    with pytest.raises(InputError, match="T1 is ambiguous"):
+        find_case_files(tmp_path)
+    (tmp_path / "t1_bias.nii.gz").unlink()
     sitk.WriteImage(a, str(tmp_path / "t1c_2_bias.nii.gz"))     # three candidates: still the user's choice
     with pytest.raises(InputError, match="T1c is ambiguous"):
         find_case_files(tmp_path)
@@ -224,6 +239,10 @@ def test_only_an_image_and_its_bias_corrected_copy_are_paired(tmp_path):
     (["brain_tumor_seg.nii.gz", "brain_mask.nii.gz"], "brain_tumor_seg.nii.gz"),
     (["lesion_mask.nii.gz", "seg.nii.gz"], "lesion_mask.nii.gz"),
     (["seg_a.nii.gz", "seg_b.nii.gz"], None),
+    (["flair_bet_mask.nii.gz", "seg.nii.gz"], "seg.nii.gz"),          # a skull-strip (BET / HD-BET) mask
+    (["edema_tissue_seg.nii.gz"], "edema_tissue_seg.nii.gz"),           # tumor sub-region names stay tumor masks
+    (["brainstem_seg.nii.gz"], "brainstem_seg.nii.gz"),
+    (["GTV_brain_mask.nii.gz", "brain_mask.nii.gz"], "GTV_brain_mask.nii.gz"),
 ])
 def test_a_brain_mask_is_never_offered_as_the_tumor_roi(tmp_path, names, offered):
     sitk.WriteImage(_img(np.random.default_rng(1).random((6, 8, 8)).astype(np.float32)), str(tmp_path / "flair.nii.gz"))
@@ -232,3 +251,16 @@ def test_a_brain_mask_is_never_offered_as_the_tumor_roi(tmp_path, names, offered
     found = scan_case_folder(tmp_path)
     assert sorted(m.name for m in found.masks) == sorted(names)
     assert (found.mask.name if found.mask else None) == offered
+
+
+def test_a_folder_whose_only_label_map_is_a_brain_mask_says_so_when_a_tumor_roi_is_asked(tmp_path):
+    from GliomaRadiogenomicsLib.case import load_case_folder
+    from GliomaRadiogenomicsLib.pipeline import case_roi
+    img = _img(np.random.default_rng(4).random((6, 8, 8)).astype(np.float32))
+    img.SetSpacing((12.0, 12.0, 12.0))
+    sitk.WriteImage(img, str(tmp_path / "flair.nii.gz"))
+    sitk.WriteImage(_img(np.ones((6, 8, 8), np.uint8)), str(tmp_path / "brain_mask.nii.gz"))
+    case = load_case_folder(tmp_path)
+    assert case.mask_path is None and case.masks_set_aside == ["brain_mask.nii.gz"]
+    with pytest.raises(InputError, match=r"no mask / segmentation file .*\(brain_mask.nii.gz\) are brain masks.*--segmentation FILE"):
+        case_roi(case)

@@ -145,6 +145,10 @@ def test_roi_subregions_add_the_weight_free_core_inside_a_binary_mask_only(small
     for o in (FAST, opt):
         given = segment_case(load_case_folder(small_demo_dir), o, label=auto.native, label_source="BraTS labels")
         assert given.provenance["roi_subregions"] == GIVEN_SUBREGIONS
+    # a binary ROI whose sidecar still claims core labels (edited down after an earlier run): decided again
+    stale = segment_case(load_case_folder(small_demo_dir), FAST, label=binary, label_source="manual",
+                         label_provenance={"segmentation_source": "given", "roi_subregions": GIVEN_SUBREGIONS})
+    assert "roi_subregions" not in stale.provenance
     edited = segment_case(load_case_folder(small_demo_dir), FAST, label=auto.native, label_source="edited",
                           label_provenance={"segmentation_source": "edited"})
     assert "roi_subregions" not in edited.provenance  # its backend's core labels: the source says it
