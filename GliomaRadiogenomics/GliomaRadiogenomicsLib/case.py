@@ -33,6 +33,7 @@ class Case:
     required: Optional[tuple] = None     # None: FLAIR or T2 (whole tumor); a tuple: each of these sequences
     mask_path: Optional[str] = None      # a label map found in the case folder (offered as reference / ROI)
     masks_set_aside: List[str] = field(default_factory=list)  # the folder's other label maps (file names)
+    bias_corrected_inputs: List[str] = field(default_factory=list)  # sequences read from a '_bias' / '_n4' file
     messages: List[str] = field(default_factory=list)  # discovery notes (missing sequences, masks set aside)
 
     def __post_init__(self):
@@ -211,6 +212,7 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
     case.messages.extend(found.messages)
     mask = found.mask
     case.masks_set_aside = [m.name for m in found.masks if m != mask]
+    case.bias_corrected_inputs = found.bias_corrected()
     if mask is not None:
         case.mask_path = str(mask.resolve())
         case.messages.append(f"{mask.name}: a label map (not used as an image); use it as the ROI with "

@@ -151,6 +151,10 @@ def is_mask_name(name: str) -> bool:
     return bool(MASK_NAME.search(_norm(name)))
 
 
+def is_bias_corrected_name(name: str) -> bool:
+    return bool(BIAS_CORRECTED_SUFFIX.search(_norm(name)))
+
+
 def no_tumor_mask_text(set_aside: List[str]) -> str:
     """What a "no tumor mask in the folder" error adds when the folder holds label maps none of which was offered."""
     if not set_aside:
@@ -227,6 +231,10 @@ class CaseFiles:
     masks: List[Path] = field(default_factory=list)    # label maps (by name or by content), never sequences
     messages: List[str] = field(default_factory=list)
     images: Dict[str, sitk.Image] = field(default_factory=dict)  # already read while checking content
+
+    def bias_corrected(self) -> List[str]:
+        """The sequences whose file is named as bias-field corrected before it reached us (``<id>_T1c_bias``)."""
+        return [s for s, p in self.sequences.items() if isinstance(p, Path) and is_bias_corrected_name(p.name)]
 
     @property
     def mask(self) -> Optional[Path]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from .case import Case
+from .case import SEQUENCE_NAMES, Case
 from .features import FeatureResult, extract_features, load_preset
 from .io import atomic_write_json, atomic_write_text, output_set, write_image
 from .kept import Kept, label_on_working_grid
@@ -314,6 +314,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
         feats.provenance["segmentation"] = seg_source
         feats.provenance.update(seg_prov)
         feats.provenance["n4"] = bool(opt.preprocess.n4)
+        if case.bias_corrected_inputs:  # corrected before they reached us (UCSF-PDGM's '_bias' files)
+            feats.provenance["n4_input"] = [SEQUENCE_NAMES[s] for s in case.bias_corrected_inputs]
         if opt.preprocess.n4:
             feats.provenance["n4_segmentation"] = bool(opt.preprocess.n4_segmentation)
         feats.provenance["registration"] = "rigid (Mattes MI)" if opt.preprocess.register else "none (headers trusted)"

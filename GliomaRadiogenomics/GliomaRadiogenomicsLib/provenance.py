@@ -261,6 +261,11 @@ def compare(name: str, schema: dict, offered: dict, needed_sequences: Optional[L
             a, b = a or "none", b or "none"
         if a is None or b is None:
             continue
+        if key == "n4" and b is False and have.get("n4_input"):  # inputs bias-corrected before they reached us
+            read = [str(s) for s in (needed_sequences or want.get("sequences") or [])]
+            if a is True and read and all(s in have["n4_input"] for s in read):
+                continue  # every sequence the model reads was corrected already (a '_bias' file)
+            b = f"no N4 here; input files bias-corrected already: {', '.join(have['n4_input'])}"
         if key in ("segmentation_backend", "segmentation_backend_version") and not (
                 want.get("segmentation_source") == have.get("segmentation_source") == "automatic"):
             continue  # a backend matters only when both ROIs are automatic

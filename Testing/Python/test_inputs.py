@@ -200,6 +200,8 @@ def test_a_ucsf_pdgm_case_folder_takes_the_bias_corrected_sequences_and_the_tumo
     case = load_case_folder(folder)
     assert Path(case.mask_path).name == f"{pid}_tumor_segmentation.nii.gz"
     assert any("brain_segmentation" in m and "not the tumor ROI" in m for m in case.messages)
+    assert sorted(case.bias_corrected_inputs) == ["flair", "t1", "t1c", "t2"]   # -> feature provenance n4_input
+    assert "t1c" not in load_case_folder(folder, overrides={"t1c": folder / f"{pid}_T1c.nii.gz"}).bias_corrected_inputs
     # the user's choice wins over the rule
     chosen = find_case_files(folder, {"t1c": str(folder / f"{pid}_T1c.nii.gz")})
     assert chosen["t1c"].name == f"{pid}_T1c.nii.gz" and chosen["t1"].name == f"{pid}_T1_bias.nii.gz"

@@ -429,3 +429,25 @@ def test_roi_subregions_is_a_soft_setting_and_travels_with_a_written_segmentatio
         {"segmentation_source": "given", "roi_subregions": ROI_SUBREGIONS}, label)))
     assert segmentation_origin(seg, read_image(seg, label=True)) == {"segmentation_source": "given",
                                                                      "roi_subregions": ROI_SUBREGIONS}
+
+
+def test_inputs_bias_corrected_before_they_reached_us_count_as_n4():
+    """UCSF-PDGM's '_bias' files are N4-corrected already: a bundle trained on such images (n4: true) is silent on
+    features from them made without --n4 (correcting twice is what it used to ask for), and says so when only some
+    of its sequences were corrected; a bundle trained without N4 is told the inputs were corrected."""
+    from GliomaRadiogenomicsLib.provenance import compare
+    base = {"preset": "ucsf_pdgm", "settings_hash": "h", "n4": False}
+    n4_trained = {**base, "n4": True, "sequences": ["T1c"]}
+    plain = {**base, "n4": False}
+
+    def about_n4(want, have, needed=None):
+        return [w for w in compare("m", want, have, needed)[1] if "N4" in w]
+
+    assert len(about_n4(n4_trained, base)) == 1                                  # no N4 anywhere: warned
+    assert about_n4(n4_trained, {**base, "n4_input": ["T1c"]}) == []             # corrected upstream: silent
+    assert about_n4(n4_trained, {**base, "n4_input": ["T1c"]}, ["T1c"]) == []
+    (w,) = about_n4(n4_trained, {**base, "n4_input": ["FLAIR"]}, ["T1c", "FLAIR"])
+    assert "bias-corrected already: FLAIR" in w
+    (w,) = about_n4(plain, {**base, "n4_input": ["T1c"]})                        # trained without, given corrected
+    assert "trained with 'False'" in w and "bias-corrected already: T1c" in w
+    assert about_n4(plain, base) == []
