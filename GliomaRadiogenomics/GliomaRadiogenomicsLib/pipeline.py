@@ -412,9 +412,11 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         if missing:  # e.g. a liu2024 bundle on a case without T1c and FLAIR: that bundle says why it is not applied
             analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: {missing}")
             continue
+        label, sub = _label_for_bundles(analysis, [b for b in bundles if bundle_preset(b) == name], run_keys,
+                                        options, name)
         # what these features' provenance would be: when every bundle of this preset would refuse it anyway (another
         # spacing, settings hash, ...), nothing is extracted; they then refuse the run's features
-        would_be = {**run_keys, **feature_provenance(preset, analysis.pre)}
+        would_be = {**run_keys, **sub, **feature_provenance(preset, analysis.pre)}
         refusals = [compare(b.name, b.feature_schema, would_be)[0] for b in bundles if bundle_preset(b) == name]
         if all(refusals):
             analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: its bundle(s) would "
@@ -424,17 +426,34 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         progress.update(i / len(wanted), f"features of preset {preset.name} (for the bundles trained on it)")
         # only the columns these bundles read (e.g. 5 of liu2024's 6 738): seconds instead of a full extraction
         columns = [f for b in bundles if bundle_preset(b) == name for f in bundle_features(b)]
-        feats = extract_features(analysis.pre, analysis.label, preset, options.feature_workers,
+        feats = extract_features(analysis.pre, label, preset, options.feature_workers,
                                  progress.sub(i / len(wanted), (i + 1) / len(wanted)), columns=columns)
         # deep features only for bundles that read them (a liu2024 bundle without them would only warn each run)
         if options.deep_weights or (preset.options.get("deep_features") and any("_resnet34_fc_" in f for f in columns)):
-            add_deep_features(feats, analysis.pre, analysis.label, preset, options.deep_weights)
-        feats.provenance = {**run_keys, **feats.provenance}
+            add_deep_features(feats, analysis.pre, label, preset, options.deep_weights)
+        feats.provenance = {**run_keys, **sub, **feats.provenance}
         analysis.preset_features[name] = feats
         analysis.pre.steps.append(f"features of preset {preset.name} too ({feats.provenance.get('columns_subset')}), "
                                   "for the bundles trained on it" + (f"; {', '.join(check)} missing" if check else ""))
         analysis.warnings.extend(f"preset {preset.name} (for its bundles): {w}" for w in feats.warnings)
     analysis.timings["features_other_presets_s"] = time.perf_counter() - t
+
+
+def _label_for_bundles(analysis: CaseAnalysis, bundles, run_keys: dict, options: PipelineOptions, preset_name: str):
+    """(label, provenance keys) for the features of another preset's bundles: the run's label, except that bundles
+    trained with ``--roi-subregions`` (Liu's ATRX model: weight-free necrosis / enhancing labels inside manual
+    whole-tumor masks) get those labels inside a given binary ROI, as in their training; the run's own features and
+    segmentation stay as they are, and the steps say so."""
+    if not (any(b.feature_schema.get("roi_subregions") == ROI_SUBREGIONS for b in bundles)
+            and run_keys.get("segmentation_source") == "given" and "roi_subregions" not in run_keys):
+        return analysis.label, {}
+    sub: dict = {}
+    label = add_roi_subregions(analysis.label, analysis.pre.for_segmentation(options.preprocess.n4_segmentation), sub)
+    if sub:
+        analysis.pre.steps.append(f"features of preset {preset_name}: the given whole-tumor ROI got the weight-free "
+                                  "necrosis / enhancing labels its bundle(s) were trained with (--roi-subregions), for "
+                                  "these features only; the run's own features and segmentation are unchanged")
+    return label, sub
 
 
 # provenance keys that describe the run's own preset's images (rCBV, deep features), not the run: not carried over

@@ -119,3 +119,43 @@ def test_only_the_asked_columns_are_extracted_with_the_full_extractions_values(l
         assert v == full.values[k] or (np.isnan(v) and np.isnan(full.values[k])), k
     assert sub.provenance["columns_subset"] == f"5 of {len(full.values)} columns (those asked for; values as in the full extraction)"
     assert sub.provenance["preset"] == full.provenance["preset"] and sub.provenance["settings_hash"] == full.provenance["settings_hash"]
+
+
+def test_a_bundle_trained_with_roi_subregions_gets_them_inside_a_given_binary_roi(small_demo_dir, liu_bundle, tmp_path):
+    """Liu's ATRX bundle was trained on manual binary masks with the weight-free core labels added inside
+    (--roi-subregions). A run on a given binary ROI (a Slicer user's drawn mask, `--segmentation FILE`) gives that
+    bundle's preset features made the same way, without the option: the same values as extracting liu2024 inside
+    add_roi_subregions(the ROI), provenance saying so, no roi_subregions warning; the run's own segmentation and
+    features stay binary-ROI ones. A bundle not trained that way gets the plain ROI."""
+    import json
+
+    import SimpleITK as sitk
+    from GliomaRadiogenomicsLib.pipeline import ROI_SUBREGIONS, add_roi_subregions
+    bundle_path, _, seg = liu_bundle
+    d = json.loads(bundle_path.read_text())
+    d["feature_schema"]["roi_subregions"] = ROI_SUBREGIONS
+    d["feature_schema"]["segmentation_source"] = "given"
+    with_sub = tmp_path / "liu_sub.json"
+    with_sub.write_text(json.dumps(d))
+    binary = sitk.Cast(seg.native > 0, sitk.sitkUInt8)          # the automatic outline as a 0/1 "manual" mask
+    analysis, doc = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(with_sub)]),
+                                  label=binary, label_source="a drawn mask")
+    other = analysis.preset_features["liu2024"]
+    assert other.provenance["roi_subregions"] == ROI_SUBREGIONS
+    assert "roi_subregions" not in analysis.features.provenance
+    assert set(np.unique(sitk.GetArrayFromImage(analysis.label))) == {0, 2}   # the run's segmentation: as given
+    expected = extract_features(analysis.pre, add_roi_subregions(analysis.label, analysis.pre, {}),
+                                load_preset("liu2024"), 1, columns=list(other.values))
+    for k, v in other.values.items():
+        assert v == expected.values[k] or (np.isnan(v) and np.isnan(expected.values[k])), k
+    assert not any("roi-subregions" in w for w in doc["warnings"])
+    assert any("got the weight-free necrosis / enhancing labels its bundle(s) were trained with" in s
+               for s in analysis.pre.steps)
+    # the same run with the plain fixture bundle (no roi_subregions recorded): the given ROI as it is
+    plain, _ = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(bundle_path)]),
+                             label=binary, label_source="a drawn mask")
+    assert "roi_subregions" not in plain.preset_features["liu2024"].provenance
+    # the core labels change the sub-region columns the bundle reads (edema = whole tumor minus core)
+    plain_values = plain.preset_features["liu2024"].values
+    region_cols = [k for k in other.values if "_edema_" in k or "_tumor_" in k]
+    assert region_cols and any(not np.isclose(other.values[k], plain_values[k], equal_nan=True) for k in region_cols)
