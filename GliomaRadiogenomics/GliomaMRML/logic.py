@@ -22,7 +22,19 @@ def case_from_nodes(nodes: Dict[str, object], clinical: Optional[dict] = None, c
         raise ValueError("select a FLAIR (or T2) volume: the whole tumor needs it (T1, T1c are optional)")
     images = {s: volume_node_to_sitk(nodes[s]) for s in present}
     paths = {s: f"scene node '{nodes[s].GetName()}'" for s in present}
-    return Case(case_id, images, paths, clinical or {})
+    case = Case(case_id, images, paths, clinical or {})
+    case.bias_corrected_inputs = [s for s in present if bias_corrected_node(nodes[s])]
+    return case
+
+
+BIAS_CORRECTED_ATTRIBUTE = "GliomaRadiogenomics.BiasCorrectedInput"  # "1": read from a '_bias' / '_n4' file
+
+
+def bias_corrected_node(node) -> bool:
+    """A volume read from a file named as bias-field corrected (UCSF-PDGM's ``_bias``): marked so by the case-folder
+    loader, or named so (a file loaded by hand keeps its name)."""
+    from GliomaRadiogenomicsLib.inputs import is_bias_corrected_name
+    return node.GetAttribute(BIAS_CORRECTED_ATTRIBUTE) == "1" or is_bias_corrected_name(node.GetName() or "")
 
 
 def reference_node(nodes: Dict[str, object], reference: str = "flair"):
@@ -202,6 +214,8 @@ def load_case_folder_into_scene(scene, folder, overrides: Optional[Dict[str, str
     for s, node in nodes.items():
         if node is not None:
             node.SetAttribute(SOURCE_PATH_ATTRIBUTE, str(case.paths.get(s, "")))
+            if s in case.bias_corrected_inputs:
+                node.SetAttribute(BIAS_CORRECTED_ATTRIBUTE, "1")
     if case.mask_path:  # offered as the reference (Dice) or as the ROI: a segmentation node, never a volume
         from GliomaRadiogenomicsLib.io import read_image
         from GliomaRadiogenomicsLib.regions import as_brats_label

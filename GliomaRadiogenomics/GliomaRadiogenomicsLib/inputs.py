@@ -45,11 +45,13 @@ LABEL_MAX_VALUES = 16   # a volume of integer voxels with at most this many dist
 # <id>_T1c_bias.nii.gz): the corrected copy is chosen (choose_bias_corrected)
 BIAS_CORRECTED_SUFFIX = re.compile(r"_(bias|bias_?corr(ected)?|n4|n4_?corr(ected)?|biasfield_?corr(ected)?)$")
 # label maps of the brain (a skull-stripping mask, tissue classes), never offered as the tumor ROI: whole name tokens
-BRAIN_MASK_NAME = re.compile(r"(^|_)(brain|brainmask|skull|skullstrip|skullstripped|skull_?strip|parenchyma|head|bet|"
-                             r"hdbet|synthstrip|tissue|csf|wm|gm)(_|$)")
-# ... unless the name also says tumor (brain_tumor_seg, GTV_brain, edema_tissue_seg, enhancing_tissue_mask)
+BRAIN_MASK_NAME = re.compile(r"(^|_)(brain|brainmask|brain_?extraction(_?mask)?|skull|skullstrip|skullstripped|"
+                             r"skull_?strip|parenchyma|head|bet|hdbet|synthstrip|tissue|csf|wm|gm)(_|$)")
+# ... unless the name also says tumor or one of its parts (brain_tumor_seg, GTV_brain, edema_tissue_seg)
 TUMOR_MASK_NAME = re.compile(r"tumou?r|lesion|abnormal|glioma|o?edema|enhanc|necro|(^|_)(gtv|ctv|core|met|mets|"
                              r"metastas[ie]s|wt|tc|et|roi|voi)(_|$)")
+# a mask of one tumor part only: never preferred as the whole-tumor ROI when several masks are named alike
+TUMOR_PART_NAME = re.compile(r"o?edema|enhanc|necro|(^|_)(core|et|tc|ncr|ed|cet|nec)(_|$)")
 
 
 def _norm(name: str) -> str:
@@ -244,8 +246,9 @@ class CaseFiles:
         if len(tumor) == 1:
             return tumor[0]
         named = [m for m in tumor if is_mask_name(m.name)]
-        if len(named) > 1:
-            named = [m for m in named if TUMOR_MASK_NAME.search(_norm(m.name))]
+        if len(named) > 1:  # the one named as the whole tumor, never a part of it (et_mask, edema_seg)
+            named = [m for m in named if TUMOR_MASK_NAME.search(_norm(m.name))
+                     and not TUMOR_PART_NAME.search(_norm(m.name))]
         return named[0] if len(named) == 1 else None
 
 

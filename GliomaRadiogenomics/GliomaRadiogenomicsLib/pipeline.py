@@ -58,6 +58,9 @@ class CaseAnalysis:
     # other presets' features for bundles trained on them (preset name -> FeatureResult with the run's provenance
     # and that preset's keys): pipeline.add_bundle_presets, used per bundle by predict_case
     preset_features: Dict[str, FeatureResult] = field(default_factory=dict)
+    # the atlas registration behind the location / VASARI features (atlas.AtlasRegistration), or None: reused when
+    # another preset's bundles need those features on another label (add_bundle_presets)
+    atlas_registration: Optional[object] = None
 
     def features_for(self, preset: Optional[str]) -> FeatureResult:
         """The features made with ``preset`` (the run's own, or another preset's added for a bundle); the run's own
@@ -263,7 +266,7 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
     check_preset_sequences(preset, case)
     auto_vasari = case.clinical.get("vasari_score") == "auto"
     atlas_name = opt.preprocess.atlas or "mni152"
-    atlas_job = {}
+    atlas_job, atlas_done = {}, {}   # the registration job started early; the registration the features used
 
     def start_atlas(pre):  # the atlas registration needs only the preprocessed case: it runs beside what follows
         if (opt.location or auto_vasari) and pre.atlas_registration is None:
@@ -300,7 +303,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
             add_deep_features(feats, pre, lab, preset, opt.deep_weights)
         if volumes["WT"] > 0 and (opt.location or auto_vasari):
             progress.update(0.96, "location, VASARI (atlas) and T2-FLAIR mismatch features")
-            feats.values.update(_atlas_features(pre, lab, atlas_name, feats.warnings, atlas_job.get("registration")))
+            feats.values.update(_atlas_features(pre, lab, atlas_name, feats.warnings, atlas_job.get("registration"),
+                                                keep=atlas_done))
         if auto_vasari:
             score = feats.values.get("vasari_auto_score")
             case.clinical["vasari_score"] = score
@@ -325,7 +329,8 @@ def analyze_case(case: Case, options: Optional[PipelineOptions] = None, progress
             feats.provenance.update(software_versions(torch_used=True))
         timings["features_s"] = time.perf_counter() - t
         warnings.extend(feats.warnings)
-        return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings, seg)
+        return CaseAnalysis(case, pre, lab, native, feats, volumes, timings, warnings, seg,
+                            atlas_registration=atlas_done.get("registration"))
     finally:  # a registration started but not used (no tumour, an error after preprocessing) is waited for: it
         # holds SimpleITK's one-thread setting (one_itk_thread) and must not run on into the next case
         wait_quietly(atlas_job.get("registration"))
@@ -351,16 +356,20 @@ def wait_quietly(job) -> None:
             pass
 
 
-def _atlas_features(pre, lab, atlas: str, warnings: List[str], registration=None) -> Dict[str, float]:
+def _atlas_features(pre, lab, atlas: str, warnings: List[str], registration=None,
+                    keep: Optional[dict] = None) -> Dict[str, float]:
     """Location (Choi), VASARI and T2-FLAIR mismatch features; one atlas registration for all (``registration``: a
-    job started earlier, atlas.start_register_case)."""
+    job started earlier, atlas.start_register_case, or a finished atlas.AtlasRegistration); ``keep`` receives the
+    registration used (key ``registration``)."""
     from .atlas import register_case
     from .location import location_features, mismatch_features
     from .vasari import vasari_features
     out: Dict[str, float] = {}
     try:
-        reg = pre.atlas_registration or (registration.wait() if registration is not None
-                                         else register_case(pre, atlas))
+        reg = pre.atlas_registration or (registration.wait() if hasattr(registration, "wait") else registration) \
+            or register_case(pre, atlas)
+        if keep is not None:
+            keep["registration"] = reg
         masks = reg.region_masks(pre.grid)  # resampled once for both
         out.update(location_features(pre, lab, registration=reg, masks=masks))
         out.update(vasari_features(pre, lab, registration=reg, masks=masks))
@@ -412,8 +421,8 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         if missing:  # e.g. a liu2024 bundle on a case without T1c and FLAIR: that bundle says why it is not applied
             analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: {missing}")
             continue
-        label, sub = _label_for_bundles(analysis, [b for b in bundles if bundle_preset(b) == name], run_keys,
-                                        options, name)
+        sub = ({"roi_subregions": ROI_SUBREGIONS} if _bundles_want_subregions(
+            [b for b in bundles if bundle_preset(b) == name], run_keys) and "t1c" in analysis.pre.images else {})
         # what these features' provenance would be: when every bundle of this preset would refuse it anyway (another
         # spacing, settings hash, ...), nothing is extracted; they then refuse the run's features
         would_be = {**run_keys, **sub, **feature_provenance(preset, analysis.pre)}
@@ -423,6 +432,15 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
                                       f"refuse them anyway ({refusals[0][0]})")
             continue
         check = [s for s in preset.sequences if s not in analysis.pre.images]
+        label = analysis.label
+        if sub:  # the given binary ROI with the weight-free core labels, as these bundles were trained
+            sub = {}
+            label = add_roi_subregions(label, analysis.pre.for_segmentation(options.preprocess.n4_segmentation), sub)
+            if sub:
+                analysis.pre.steps.append(
+                    f"features of preset {name}: the given whole-tumor ROI got the weight-free necrosis / enhancing "
+                    "labels the bundle(s) trained on this preset were trained with (--roi-subregions), for these "
+                    "features only; the run's own features and segmentation are unchanged")
         progress.update(i / len(wanted), f"features of preset {preset.name} (for the bundles trained on it)")
         # only the columns these bundles read (e.g. 5 of liu2024's 6 738): seconds instead of a full extraction
         columns = [f for b in bundles if bundle_preset(b) == name for f in bundle_features(b)]
@@ -431,6 +449,10 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         # deep features only for bundles that read them (a liu2024 bundle without them would only warn each run)
         if options.deep_weights or (preset.options.get("deep_features") and any("_resnet34_fc_" in f for f in columns)):
             add_deep_features(feats, analysis.pre, label, preset, options.deep_weights)
+        if sub and any(f.startswith(ATLAS_FEATURE_PREFIXES) for f in columns):  # VASARI reads the core labels too
+            atlas = run_keys.get("atlas") or options.preprocess.atlas or "mni152"
+            redone = _atlas_features(analysis.pre, label, atlas, feats.warnings, analysis.atlas_registration)
+            feats.values.update({k: v for k, v in redone.items() if k in columns})
         feats.provenance = {**run_keys, **sub, **feats.provenance}
         analysis.preset_features[name] = feats
         analysis.pre.steps.append(f"features of preset {preset.name} too ({feats.provenance.get('columns_subset')}), "
@@ -439,21 +461,12 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
     analysis.timings["features_other_presets_s"] = time.perf_counter() - t
 
 
-def _label_for_bundles(analysis: CaseAnalysis, bundles, run_keys: dict, options: PipelineOptions, preset_name: str):
-    """(label, provenance keys) for the features of another preset's bundles: the run's label, except that bundles
-    trained with ``--roi-subregions`` (Liu's ATRX model: weight-free necrosis / enhancing labels inside manual
-    whole-tumor masks) get those labels inside a given binary ROI, as in their training; the run's own features and
-    segmentation stay as they are, and the steps say so."""
-    if not (any(b.feature_schema.get("roi_subregions") == ROI_SUBREGIONS for b in bundles)
-            and run_keys.get("segmentation_source") == "given" and "roi_subregions" not in run_keys):
-        return analysis.label, {}
-    sub: dict = {}
-    label = add_roi_subregions(analysis.label, analysis.pre.for_segmentation(options.preprocess.n4_segmentation), sub)
-    if sub:
-        analysis.pre.steps.append(f"features of preset {preset_name}: the given whole-tumor ROI got the weight-free "
-                                  "necrosis / enhancing labels its bundle(s) were trained with (--roi-subregions), for "
-                                  "these features only; the run's own features and segmentation are unchanged")
-    return label, sub
+def _bundles_want_subregions(bundles, run_keys: dict) -> bool:
+    """Bundles trained with ``--roi-subregions`` (Liu's ATRX model: weight-free necrosis / enhancing labels inside
+    manual whole-tumor masks) on a run whose ROI is given and has none: their preset's features are made inside the
+    ROI with those labels added (add_bundle_presets), as in their training."""
+    return (any(b.feature_schema.get("roi_subregions") == ROI_SUBREGIONS for b in bundles)
+            and run_keys.get("segmentation_source") == "given" and "roi_subregions" not in run_keys)
 
 
 # provenance keys that describe the run's own preset's images (rCBV, deep features), not the run: not carried over

@@ -184,6 +184,11 @@ def merge(provenances: Iterable[Optional[dict]]) -> Optional[dict]:
             have = {str(s) for p in provs for s in (p.get(k) or [])}
             out[k] = [n for n in SEQUENCE_NAMES.values() if n in have] + sorted(have - set(SEQUENCE_NAMES.values()))
             continue
+        if k == "n4_input":  # corrected upstream in every case: the sequences common to all (none recorded: none)
+            common = set.intersection(*({str(s) for s in (p.get(k) or [])} for p in provs))
+            if common:
+                out[k] = [n for n in SEQUENCE_NAMES.values() if n in common]
+            continue
         values = []
         for p in provs:
             v = json.dumps(p.get(k), sort_keys=True) if k in p else "(not recorded)"
@@ -219,6 +224,20 @@ def _same(key: str, a, b) -> bool:
     if key in VERSION_KEYS:  # patch releases do not count
         return _minor(a) == _minor(b)
     return a == b
+
+
+def _n4_state(d: dict, read: List[str]):
+    """(state, text) of bias correction for the sequences a model reads: True when N4 ran here or every one of them
+    was read from a file corrected upstream (``n4_input``: UCSF-PDGM's '_bias'), "partial" when only some were,
+    else the recorded ``n4``."""
+    up = [str(s) for s in d["n4_input"]] if isinstance(d.get("n4_input"), list) else []
+    if d.get("n4") is True:
+        return True, "True"
+    if up and read and all(s in up for s in read):
+        return True, f"input files bias-corrected already: {', '.join(up)}"
+    if up:
+        return "partial", f"no N4 here; input files bias-corrected already: {', '.join(up)}"
+    return d.get("n4"), str(d.get("n4"))
 
 
 def compare(name: str, schema: dict, offered: dict, needed_sequences: Optional[List[str]] = None):
@@ -261,11 +280,13 @@ def compare(name: str, schema: dict, offered: dict, needed_sequences: Optional[L
             a, b = a or "none", b or "none"
         if a is None or b is None:
             continue
-        if key == "n4" and b is False and have.get("n4_input"):  # inputs bias-corrected before they reached us
+        if key == "n4":  # N4 here, or inputs bias-corrected before they reached us (n4_input), on either side
             read = [str(s) for s in (needed_sequences or want.get("sequences") or [])]
-            if a is True and read and all(s in have["n4_input"] for s in read):
-                continue  # every sequence the model reads was corrected already (a '_bias' file)
-            b = f"no N4 here; input files bias-corrected already: {', '.join(have['n4_input'])}"
+            (va, a), (vb, b) = _n4_state(want, read), _n4_state(have, read)
+            if va == vb and va != "partial":
+                continue
+            soft.append(f"model '{name}': {what} differs: trained with '{a}', these features '{b}'; {why}")
+            continue
         if key in ("segmentation_backend", "segmentation_backend_version") and not (
                 want.get("segmentation_source") == have.get("segmentation_source") == "automatic"):
             continue  # a backend matters only when both ROIs are automatic

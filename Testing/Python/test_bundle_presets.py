@@ -135,6 +135,14 @@ def test_a_bundle_trained_with_roi_subregions_gets_them_inside_a_given_binary_ro
     d = json.loads(bundle_path.read_text())
     d["feature_schema"]["roi_subregions"] = ROI_SUBREGIONS
     d["feature_schema"]["segmentation_source"] = "given"
+    # it also reads the automatic VASARI score, as the shipped Liu bundle does (computed from the labels too)
+    d["features"].append("vasari_auto_score")
+    d["center"].append(0.0)
+    d["scale"].append(1.0)
+    d["coefficients"].append(0.0)
+    max(d["variables"], key=lambda v: len(v["features"]))["features"].append("vasari_auto_score")  # its score
+    if isinstance(d.get("imputation"), dict):
+        d["imputation"]["vasari_auto_score"] = 0.0
     with_sub = tmp_path / "liu_sub.json"
     with_sub.write_text(json.dumps(d))
     binary = sitk.Cast(seg.native > 0, sitk.sitkUInt8)          # the automatic outline as a 0/1 "manual" mask
@@ -147,9 +155,18 @@ def test_a_bundle_trained_with_roi_subregions_gets_them_inside_a_given_binary_ro
     expected = extract_features(analysis.pre, add_roi_subregions(analysis.label, analysis.pre, {}),
                                 load_preset("liu2024"), 1, columns=list(other.values))
     for k, v in other.values.items():
+        if k.startswith("vasari_"):
+            continue  # checked below
         assert v == expected.values[k] or (np.isnan(v) and np.isnan(expected.values[k])), k
     assert not any("roi-subregions" in w for w in doc["warnings"])
-    assert any("got the weight-free necrosis / enhancing labels its bundle(s) were trained with" in s
+    # the VASARI score that bundle reads comes from the same labels (the run's own is the binary ROI's)
+    from GliomaRadiogenomicsLib.vasari import vasari_features
+    sub_label = add_roi_subregions(analysis.label, analysis.pre, {})
+    want_vasari = vasari_features(analysis.pre, sub_label, registration=analysis.atlas_registration)["vasari_auto_score"]
+    assert other.values["vasari_auto_score"] == want_vasari
+    assert want_vasari != analysis.features.values["vasari_auto_score"]
+    assert analysis.feature_row("liu2024")["vasari_auto_score"] == want_vasari
+    assert any("got the weight-free necrosis / enhancing labels the bundle(s) trained on this preset were" in s
                for s in analysis.pre.steps)
     # the same run with the plain fixture bundle (no roi_subregions recorded): the given ROI as it is
     plain, _ = evaluate_case(load_case_folder(small_demo_dir), dataclasses.replace(FAST, bundles=[str(bundle_path)]),

@@ -245,6 +245,9 @@ def test_only_an_image_and_its_bias_corrected_copy_are_paired(tmp_path):
     (["edema_tissue_seg.nii.gz"], "edema_tissue_seg.nii.gz"),           # tumor sub-region names stay tumor masks
     (["brainstem_seg.nii.gz"], "brainstem_seg.nii.gz"),
     (["GTV_brain_mask.nii.gz", "brain_mask.nii.gz"], "GTV_brain_mask.nii.gz"),
+    (["BrainExtractionMask.nii.gz", "seg.nii.gz"], "seg.nii.gz"),        # ANTs' brain extraction
+    (["seg.nii.gz", "et_mask.nii.gz"], None),                              # a tumor part is never preferred
+    (["tumor_seg.nii.gz", "edema_seg.nii.gz"], "tumor_seg.nii.gz"),
 ])
 def test_a_brain_mask_is_never_offered_as_the_tumor_roi(tmp_path, names, offered):
     sitk.WriteImage(_img(np.random.default_rng(1).random((6, 8, 8)).astype(np.float32)), str(tmp_path / "flair.nii.gz"))

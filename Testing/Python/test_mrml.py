@@ -362,3 +362,21 @@ def test_next_patient_never_gets_the_previous_patients_segmentation(mrml, predic
     # the synchronous Logic.run follows the same rule: B's run does not predict on A's segmentation
     mrml.scene.RemoveNode(seg_b)
     assert segmentation_for_run(mrml.scene, seg_b, nodes_b) is None  # a node removed from the scene is not used
+
+
+def test_a_ucsf_pdgm_folder_in_the_scene_keeps_which_inputs_were_bias_corrected(mrml, tmp_path):
+    """Slicer / web load a case folder into the scene and rebuild the case from the volume nodes: the '_bias' files
+    UCSF-PDGM ships stay marked (feature provenance n4_input, as on the command line); a volume loaded by hand from
+    such a file is told by its name."""
+    from test_inputs import _ucsf_pdgm_folder
+    from GliomaMRML.convert import sitk_to_volume_node
+    from GliomaMRML.logic import case_from_nodes, load_case_folder_into_scene
+    folder = tmp_path / "UCSF-PDGM-0004_nifti"
+    _ucsf_pdgm_folder(folder)
+    nodes, clinical, case_id = load_case_folder_into_scene(mrml.scene, folder)
+    assert sorted(case_from_nodes(nodes, clinical, case_id).bias_corrected_inputs) == ["flair", "t1", "t1c", "t2"]
+    by_hand = {"flair": sitk_to_volume_node(sitk.ReadImage(str(folder / "UCSF-PDGM-0004_FLAIR_bias.nii.gz")),
+                                            mrml.scene, "UCSF-PDGM-0004_FLAIR_bias"),
+               "t1c": sitk_to_volume_node(sitk.ReadImage(str(folder / "UCSF-PDGM-0004_T1c.nii.gz")), mrml.scene,
+                                          "UCSF-PDGM-0004_T1c")}
+    assert case_from_nodes(by_hand).bias_corrected_inputs == ["flair"]

@@ -451,3 +451,14 @@ def test_inputs_bias_corrected_before_they_reached_us_count_as_n4():
     (w,) = about_n4(plain, {**base, "n4_input": ["T1c"]})                        # trained without, given corrected
     assert "trained with 'False'" in w and "bias-corrected already: T1c" in w
     assert about_n4(plain, base) == []
+    # trained on files corrected upstream (no N4 of ours): warned on raw inputs, silent on corrected ones
+    upstream_trained = {**plain, "n4_input": ["T1c"], "sequences": ["T1c"]}
+    (w,) = about_n4(upstream_trained, base)
+    assert "trained with 'input files bias-corrected already: T1c'" in w and "these features 'False'" in w
+    assert about_n4(upstream_trained, {**base, "n4": True}) == []
+    # a table of cases: only the sequences corrected upstream in every case count
+    from GliomaRadiogenomicsLib.provenance import merge
+    assert merge([{**base, "n4_input": ["T1c", "FLAIR"]}, {**base, "n4_input": ["FLAIR", "T1c"]}])["n4_input"] == \
+        ["T1c", "FLAIR"]
+    assert merge([{**base, "n4_input": ["T1c"]}, {**base, "n4_input": ["FLAIR"]}]).get("n4_input") is None
+    assert merge([{**base, "n4_input": ["T1c"]}, base]).get("n4_input") is None
