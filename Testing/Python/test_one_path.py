@@ -163,3 +163,17 @@ def test_roi_subregions_needs_a_given_roi(small_demo_dir, tmp_path, capsys):
                  str(tmp_path / "t.csv")]) == 2
     assert "give one with --case-roi" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "t.csv").exists()
+
+
+def test_a_run_on_files_bias_corrected_upstream_records_them(small_demo_dir, tmp_path):
+    """A case folder whose FLAIR is a '_bias' copy beside the acquired one (UCSF-PDGM): the run reads the corrected
+    file and its features record n4_input with the sequence's display name (what provenance.compare reads)."""
+    import shutil
+    folder = tmp_path / "case"
+    shutil.copytree(small_demo_dir, folder)
+    flair = next(p for p in folder.iterdir() if p.name.lower().startswith("flair"))
+    shutil.copy(flair, folder / flair.name.replace("flair", "flair_bias", 1))
+    case = load_case_folder(folder)
+    assert Path(case.paths["flair"]).name.startswith("flair_bias")
+    a = analyze_case(case, FAST)
+    assert a.features.provenance["n4_input"] == ["FLAIR"] and a.features.provenance["n4"] is False
