@@ -409,8 +409,10 @@ def render_ucsf(r: dict) -> str:
               "fold-chosen cutoff metrics, calibration and an rms-style nomogram (trimmed training ranges) in "
               "its card; its own cutoff (Youden on the final fit) is what `predict` applies. "
               "Apply it only to features from `--preset ucsf_pdgm` (the bundle refuses others); UCSF's T1c were "
-              "N4-corrected, run ours with `--n4`; binWidth 25 on raw intensities ties texture values to the "
-              "scanner's intensity scale, so external use needs local validation.", ""]
+              "N4-corrected, so run ours with `--n4` on uncorrected images, and without it on UCSF-PDGM's own "
+              "`_bias` files (a case folder in the release layout takes them, and the features record `n4_input`); "
+              "binWidth 25 on raw intensities ties texture values to the scanner's intensity scale, so external use "
+              "needs local validation.", ""]
     return "\n".join(L)
 
 
