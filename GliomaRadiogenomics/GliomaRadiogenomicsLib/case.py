@@ -221,6 +221,6 @@ def load_case_folder(folder: os.PathLike, clinical: Optional[dict] = None,
         if case.masks_set_aside:
             case.messages.append("other label maps set aside (not used as images, not the tumor ROI): "
                                  + ", ".join(case.masks_set_aside))
-    elif found.masks:
-        case.messages.append("label maps set aside (not used as images): " + ", ".join(m.name for m in found.masks))
+    elif case.masks_set_aside:
+        case.messages.append("label maps set aside (not used as images): " + ", ".join(case.masks_set_aside))
     return case

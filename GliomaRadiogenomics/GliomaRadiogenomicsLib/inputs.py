@@ -172,8 +172,7 @@ def is_brain_mask_name(name: str) -> bool:
     return bool(BRAIN_MASK_NAME.search(n)) and not TUMOR_MASK_NAME.search(n)
 
 
-def choose_bias_corrected(candidates: List[object], images: Optional[Dict[str, sitk.Image]] = None
-                          ) -> Optional[Tuple[Path, Path]]:
+def choose_bias_corrected(candidates: List[object], images: Dict[str, sitk.Image]) -> Optional[Tuple[Path, Path]]:
     """(chosen, set aside) when the candidates for one sequence are an acquired image and its bias-field-corrected
     copy, named alike but for a suffix (``<id>_T1c`` / ``<id>_T1c_bias``, ``_n4``, ``_biascorrected``); else None.
     The corrected copy is chosen: it is what such a release computes its own features on (UCSF-PDGM's published
@@ -189,7 +188,7 @@ def choose_bias_corrected(candidates: List[object], images: Optional[Dict[str, s
     i = corrected[0]
     if BIAS_CORRECTED_SUFFIX.sub("", stems[i]) != stems[1 - i]:
         return None
-    if images is not None and not _same_image_content(*(images.get(str(c)) for c in candidates)):
+    if not _same_image_content(*(images.get(str(c)) for c in candidates)):
         return None
     return candidates[i], candidates[1 - i]
 
@@ -197,10 +196,8 @@ def choose_bias_corrected(candidates: List[object], images: Optional[Dict[str, s
 def _same_image_content(a: Optional[sitk.Image], b: Optional[sitk.Image], min_r: float = 0.8) -> bool:
     """Same grid (size, spacing, origin, direction) and correlated voxels (Pearson r >= ``min_r``)."""
     import numpy as np
-    if a is None or b is None or a.GetSize() != b.GetSize():
-        return False
-    if not (np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-3) and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-2)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-3)):
+    from .checks import same_grid
+    if a is None or b is None or not same_grid(a, b, spacing_tol=1e-3, origin_tol=1e-2, direction_tol=1e-3):
         return False
     x = sitk.GetArrayViewFromImage(a).ravel()[::7].astype(np.float64)
     y = sitk.GetArrayViewFromImage(b).ravel()[::7].astype(np.float64)

@@ -421,20 +421,20 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
         if missing:  # e.g. a liu2024 bundle on a case without T1c and FLAIR: that bundle says why it is not applied
             analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: {missing}")
             continue
-        sub = ({"roi_subregions": ROI_SUBREGIONS} if _bundles_want_subregions(
-            [b for b in bundles if bundle_preset(b) == name], run_keys) and "t1c" in analysis.pre.images else {})
+        of_preset = [b for b in bundles if bundle_preset(b) == name]   # the bundles trained on this preset
+        wants_sub = _bundles_want_subregions(of_preset, run_keys) and "t1c" in analysis.pre.images
         # what these features' provenance would be: when every bundle of this preset would refuse it anyway (another
         # spacing, settings hash, ...), nothing is extracted; they then refuse the run's features
-        would_be = {**run_keys, **sub, **feature_provenance(preset, analysis.pre)}
-        refusals = [compare(b.name, b.feature_schema, would_be)[0] for b in bundles if bundle_preset(b) == name]
+        would_be = {**run_keys, **({"roi_subregions": ROI_SUBREGIONS} if wants_sub else {}),
+                    **feature_provenance(preset, analysis.pre)}
+        refusals = [compare(b.name, b.feature_schema, would_be)[0] for b in of_preset]
         if all(refusals):
             analysis.pre.steps.append(f"features of preset {name} (a bundle's) not computed: its bundle(s) would "
                                       f"refuse them anyway ({refusals[0][0]})")
             continue
         check = [s for s in preset.sequences if s not in analysis.pre.images]
-        label = analysis.label
-        if sub:  # the given binary ROI with the weight-free core labels, as these bundles were trained
-            sub = {}
+        label, sub = analysis.label, {}
+        if wants_sub:  # the given binary ROI with the weight-free core labels, as these bundles were trained
             label = add_roi_subregions(label, analysis.pre.for_segmentation(options.preprocess.n4_segmentation), sub)
             if sub:
                 analysis.pre.steps.append(
@@ -443,7 +443,7 @@ def add_bundle_presets(analysis: CaseAnalysis, bundles, options: PipelineOptions
                     "features only; the run's own features and segmentation are unchanged")
         progress.update(i / len(wanted), f"features of preset {preset.name} (for the bundles trained on it)")
         # only the columns these bundles read (e.g. 5 of liu2024's 6 738): seconds instead of a full extraction
-        columns = [f for b in bundles if bundle_preset(b) == name for f in bundle_features(b)]
+        columns = [f for b in of_preset for f in bundle_features(b)]
         feats = extract_features(analysis.pre, label, preset, options.feature_workers,
                                  progress.sub(i / len(wanted), (i + 1) / len(wanted)), columns=columns)
         # deep features only for bundles that read them (a liu2024 bundle without them would only warn each run)
